@@ -1,0 +1,19 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Install what vdiskfs needs to build and test, on Debian or Ubuntu, where missing.
+set -eu
+PKGS="gcc make autoconf automake libtool pkg-config libfuse3-dev fuse3 libglib2.0-dev
+zlib1g-dev libssl-dev libzstd-dev qemu-utils attr util-linux procps e2fsprogs groff-base
+xz-utils gzip"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -n "$missing" ] || exit 0
+echo "installing:$missing"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,7 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The driver table: one VD_DRIVER(name) line per format, in probe-tie
+ * order. Each formats/<name>.c defines `const VdDriver vd_<name>_driver`.
+ * Included twice by src/vd-registry.c, so no include guard.
+ */
+VD_DRIVER(raw)

@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Images as the filesystem sees them: opened once, failures remembered. */
+#include "config.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "src/vd-error.h"
+#include "vfs.h"
+
+typedef struct {
+    VfsImage base;
+    VfsFs *fs;
+} VfsImagePriv;
+
+char *vfs_host_path(VfsFs *fs, const char *relpath)
+{
+    return *relpath ? g_build_filename(fs->root, relpath, NULL) : g_strdup(fs->root);
+}
+
+static void image_free(VfsImage *vi)
+{
+    g_clear_pointer(&vi->img, vd_image_unref);
+    g_clear_pointer(&vi->snap_images, g_hash_table_unref);
+    g_clear_pointer(&vi->snapshots, g_ptr_array_unref);
+    g_clear_pointer(&vi->snap_names, g_ptr_array_unref);
+    g_free(vi->error);
+    g_free(vi->relpath);
+    g_mutex_clear(&vi->lock);
+    g_free(vi);
+}
+
+void vfs_image_unref(VfsImage *vi)
+{
+    if (vi != NULL && g_atomic_int_dec_and_test(&vi->refcount))
+        image_free(vi);
+}
+
+VfsImage *vfs_image_get(VfsFs *fs, const char *relpath)
+{
+    g_autofree char *host = vfs_host_path(fs, relpath);
+    struct stat st;
+    if (stat(host, &st) < 0)
+        return NULL;
+    g_mutex_lock(&fs->lock);
+    VfsImage *vi = g_hash_table_lookup(fs->images, relpath);
+    if (vi != NULL && (vi->dev != st.st_dev || vi->ino != st.st_ino)) {
+        /* Replaced on the host: open handles keep the old image. */
+        g_hash_table_remove(fs->images, relpath);
+        vi = NULL;
+    }
+    if (vi == NULL) {
+        VfsImagePriv *p = g_new0(VfsImagePriv, 1);
+        vi = &p->base;
+        p->fs = fs;
+        vi->refcount = 1;
+        vi->relpath = g_strdup(relpath);
+        vi->dev = st.st_dev;
+        vi->ino = st.st_ino;
+        g_mutex_init(&vi->lock);
+        g_hash_table_insert(fs->images, vi->relpath, vi);
+    }
+    g_atomic_int_inc(&vi->refcount);
+    g_mutex_unlock(&fs->lock);
+    return vi;
+}
+
+/* Display names for snapshots: readable, unique, usable as file names. */
+static GPtrArray *snapshot_display_names(GPtrArray *snaps)
+{
+    GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GHashTable) used = g_hash_table_new(g_str_hash, g_str_equal);
+    for (guint i = 0; i < snaps->len; i++) {
+        VdSnapshotInfo *s = g_ptr_array_index(snaps, i);
+        g_autofree char *base = NULL;
+        if (s->name == NULL || s->name[0] == '\0')
+            base = g_strdup_printf("snapshot-%s", s->id);
+        else if (strcmp(s->name, ".") == 0 || strcmp(s->name, "..") == 0)
+            base = g_strdup_printf("%s_", s->name);
+        else
+            base = g_strdelimit(g_strdup(s->name), "/", '_');
+        char *name = g_strdup(base);
+        if (g_hash_table_contains(used, name)) {
+            g_free(name);
+            name = g_strdup_printf("%s~%s", base, s->id);
+        }
+        for (unsigned n = 2; g_hash_table_contains(used, name); n++) {
+            g_free(name);
+            name = g_strdup_printf("%s~%s.%u", base, s->id, n);
+        }
+        g_ptr_array_add(names, name);
+        g_hash_table_add(used, name);
+    }
+    return names;
+}
+
+static void register_members(VfsFs *fs, VdImage *img)
+{
+    if (img->members == NULL)
+        return;
+    g_mutex_lock(&fs->lock);
+    for (guint i = 0; i < img->members->len; i++) {
+        struct stat st;
+        if (stat(g_ptr_array_index(img->members, i), &st) == 0)
+            g_hash_table_insert(
+                fs->members, g_strdup_printf("%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino),
+                g_strdup(img->name));
+    }
+    g_mutex_unlock(&fs->lock);
+}
+
+/* Called with vi->lock held. */
+static void image_open_locked(VfsImage *vi)
+{
+    VfsFs *fs = ((VfsImagePriv *)vi)->fs;
+    vi->opened = true;
+    g_autofree char *host = vfs_host_path(fs, vi->relpath);
+    VdOpenOptions o = {.read_only = fs->opts.read_only};
+    GError *err = NULL;
+    vi->img = vd_image_open(fs->ctx, host, &o, &err);
+    if (vi->img == NULL) {
+        vi->error_errno = vd_error_errno(err);
+        if (vi->error_errno != EACCES && vi->error_errno != ENOENT)
+            vi->error_errno = EIO;
+        vi->error = g_strdup(err->message);
+        g_warning("%s", err->message);
+        g_error_free(err);
+        return;
+    }
+    register_members(fs, vi->img);
+    vi->snapshots = vd_image_snapshots(vi->img, &err);
+    if (vi->snapshots == NULL) {
+        g_warning("%s: cannot list snapshots: %s", vi->relpath, err->message);
+        g_clear_error(&err);
+        vi->snapshots = g_ptr_array_new_with_free_func((GDestroyNotify)vd_snapshot_info_free);
+    }
+    vi->snap_names = snapshot_display_names(vi->snapshots);
+    vi->snap_images =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)vd_image_unref);
+}
+
+VdImage *vfs_image_acquire(VfsImage *vi, int *err)
+{
+    g_mutex_lock(&vi->lock);
+    if (!vi->opened)
+        image_open_locked(vi);
+    VdImage *img = vi->img ? vd_image_ref(vi->img) : NULL;
+    *err = img ? 0 : -vi->error_errno;
+    g_mutex_unlock(&vi->lock);
+    return img;
+}
+
+/* Index of a snapshot display name, or -1. Called with vi->lock held. */
+static int snapshot_index(VfsImage *vi, const char *snap_name)
+{
+    for (guint i = 0; vi->snap_names != NULL && i < vi->snap_names->len; i++) {
+        if (strcmp(g_ptr_array_index(vi->snap_names, i), snap_name) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_name, int *err)
+{
+    VfsImage *vi = vfs_image_get(fs, relpath);
+    if (vi == NULL) {
+        *err = -ENOENT;
+        return NULL;
+    }
+    VdImage *base = vfs_image_acquire(vi, err);
+    VdImage *snap = NULL;
+    if (base != NULL) {
+        g_mutex_lock(&vi->lock);
+        int idx = snapshot_index(vi, snap_name);
+        if (idx < 0) {
+            *err = -ENOENT;
+        } else {
+            VdSnapshotInfo *s = g_ptr_array_index(vi->snapshots, idx);
+            snap = g_hash_table_lookup(vi->snap_images, s->id);
+            if (snap == NULL) {
+                GError *e = NULL;
+                snap = vd_image_open_snapshot(base, s->id, &e);
+                if (snap == NULL) {
+                    g_warning("%s", e->message);
+                    *err = -EIO;
+                    g_error_free(e);
+                } else {
+                    g_hash_table_insert(vi->snap_images, g_strdup(s->id), snap);
+                }
+            }
+            if (snap != NULL)
+                vd_image_ref(snap);
+        }
+        g_mutex_unlock(&vi->lock);
+        vd_image_unref(base);
+    }
+    vfs_image_unref(vi);
+    return snap;
+}
+
+bool vfs_snapshot_info(VfsFs *fs, const char *relpath, const char *snap_name, int64_t *date,
+                       uint32_t *date_nsec, uint64_t *size)
+{
+    VfsImage *vi = vfs_image_get(fs, relpath);
+    if (vi == NULL)
+        return false;
+    int err;
+    VdImage *base = vfs_image_acquire(vi, &err);
+    bool found = false;
+    if (base != NULL) {
+        g_mutex_lock(&vi->lock);
+        int idx = snapshot_index(vi, snap_name);
+        if (idx >= 0) {
+            VdSnapshotInfo *s = g_ptr_array_index(vi->snapshots, idx);
+            *date = s->date_sec;
+            *date_nsec = s->date_nsec;
+            *size = s->virtual_size;
+            found = true;
+        }
+        g_mutex_unlock(&vi->lock);
+        vd_image_unref(base);
+    }
+    vfs_image_unref(vi);
+    return found;
+}

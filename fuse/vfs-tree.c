@@ -1,0 +1,525 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The namespace: inode numbers, the mirrored directory tree (which host
+ * files are images, which are hidden parts of another image) and the
+ * .snapshots/ tree.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/vd-error.h"
+#include "vfs.h"
+
+/* One scanned directory of IMAGEDIR. */
+typedef struct {
+    struct timespec mtime, ctime;
+    dev_t dev;
+    ino_t ino;
+    GHashTable *entries; /* name -> VfsScanEntry* */
+} VfsDirCache;
+
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    bool is_dir;
+    const VdDriver *driver; /* NULL: not an image */
+    bool hidden;            /* part of another image */
+} VfsScanEntry;
+
+static void dir_cache_free(gpointer p)
+{
+    VfsDirCache *dc = p;
+    g_hash_table_unref(dc->entries);
+    g_free(dc);
+}
+
+static char *node_key(VfsNodeKind kind, const char *relpath, const char *snap_name)
+{
+    static const char tag[] = {'d', 'i', 's', 't', 'u'};
+    return g_strdup_printf("%c:%s%s%s", tag[kind], relpath, snap_name ? "\x01" : "",
+                           snap_name ? snap_name : "");
+}
+
+static void node_free(gpointer p)
+{
+    VfsNode *n = p;
+    g_free(n->relpath);
+    g_free(n->snap_name);
+    g_free(n->key);
+    g_free(n);
+}
+
+static void vfs_image_unref_cb(gpointer p)
+{
+    vfs_image_unref(p);
+}
+
+VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
+{
+    VfsFs *fs = g_new0(VfsFs, 1);
+    fs->ctx = vd_context_ref(ctx);
+    fs->root = g_strdup(ctx->root);
+    fs->opts = *opts;
+    g_mutex_init(&fs->lock);
+    fs->by_ino = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, node_free);
+    fs->by_key = g_hash_table_new(g_str_hash, g_str_equal);
+    fs->images = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, vfs_image_unref_cb);
+    fs->members = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    fs->dirs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, dir_cache_free);
+    fs->next_ino = FUSE_ROOT_ID + 1;
+
+    VfsNode *root = g_new0(VfsNode, 1);
+    root->ino = FUSE_ROOT_ID;
+    root->kind = VFS_NODE_DIR;
+    root->relpath = g_strdup("");
+    root->key = node_key(VFS_NODE_DIR, "", NULL);
+    root->nlookup = 1;
+    g_hash_table_insert(fs->by_ino, &root->ino, root);
+    g_hash_table_insert(fs->by_key, root->key, root);
+    return fs;
+}
+
+void vfs_close_all(VfsFs *fs)
+{
+    g_mutex_lock(&fs->lock);
+    g_hash_table_remove_all(fs->images);
+    g_mutex_unlock(&fs->lock);
+}
+
+void vfs_free(VfsFs *fs)
+{
+    if (fs == NULL)
+        return;
+    vfs_close_all(fs);
+    g_hash_table_unref(fs->by_key);
+    g_hash_table_unref(fs->by_ino);
+    g_hash_table_unref(fs->images);
+    g_hash_table_unref(fs->members);
+    g_hash_table_unref(fs->dirs);
+    g_mutex_clear(&fs->lock);
+    g_free(fs->root);
+    vd_context_unref(fs->ctx);
+    g_free(fs);
+}
+
+VfsNode *vfs_node_get(VfsFs *fs, fuse_ino_t ino)
+{
+    g_mutex_lock(&fs->lock);
+    uint64_t key = ino;
+    VfsNode *n = g_hash_table_lookup(fs->by_ino, &key);
+    g_mutex_unlock(&fs->lock);
+    return n;
+}
+
+VfsNode *vfs_node_lookup(VfsFs *fs, VfsNodeKind kind, const char *relpath, const char *snap_name)
+{
+    g_autofree char *key = node_key(kind, relpath, snap_name);
+    g_mutex_lock(&fs->lock);
+    VfsNode *n = g_hash_table_lookup(fs->by_key, key);
+    if (n == NULL) {
+        n = g_new0(VfsNode, 1);
+        n->ino = fs->next_ino++;
+        n->kind = kind;
+        n->relpath = g_strdup(relpath);
+        n->snap_name = g_strdup(snap_name);
+        n->key = g_steal_pointer(&key);
+        g_hash_table_insert(fs->by_ino, &n->ino, n);
+        g_hash_table_insert(fs->by_key, n->key, n);
+    }
+    n->nlookup++;
+    g_mutex_unlock(&fs->lock);
+    return n;
+}
+
+void vfs_node_forget(VfsFs *fs, fuse_ino_t ino, uint64_t count)
+{
+    if (ino == FUSE_ROOT_ID)
+        return;
+    g_mutex_lock(&fs->lock);
+    uint64_t key = ino;
+    VfsNode *n = g_hash_table_lookup(fs->by_ino, &key);
+    if (n != NULL) {
+        n->nlookup = count >= n->nlookup ? 0 : n->nlookup - count;
+        if (n->nlookup == 0) {
+            g_hash_table_remove(fs->by_key, n->key);
+            g_hash_table_remove(fs->by_ino, &key);
+        }
+    }
+    g_mutex_unlock(&fs->lock);
+}
+
+static char *child_relpath(const char *relpath, const char *name)
+{
+    return *relpath ? g_strconcat(relpath, "/", name, NULL) : g_strdup(name);
+}
+
+static bool timespec_eq(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+static char *member_key(dev_t dev, ino_t ino)
+{
+    return g_strdup_printf("%ju:%ju", (uintmax_t)dev, (uintmax_t)ino);
+}
+
+/* Probe one entry, reusing what an earlier scan learnt when it is unchanged. */
+static VfsScanEntry *scan_entry(VfsFs *fs, const char *host, const struct stat *st,
+                                const VfsScanEntry *old)
+{
+    VfsScanEntry *e = g_new0(VfsScanEntry, 1);
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    e->size = st->st_size;
+    e->mtime = st->st_mtim;
+    e->is_dir = S_ISDIR(st->st_mode);
+    if (old != NULL && old->dev == e->dev && old->ino == e->ino && old->size == e->size &&
+        timespec_eq(&old->mtime, &e->mtime) && old->is_dir == e->is_dir) {
+        e->driver = old->driver;
+        return e;
+    }
+    if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) || S_ISBLK(st->st_mode)) {
+        g_autoptr(GError) err = NULL;
+        e->driver = vd_probe_path(fs->ctx, host, &err);
+        if (err != NULL)
+            g_debug("%s", err->message);
+    }
+    return e;
+}
+
+static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *dst,
+                             const VfsDirCache *old, int *err)
+{
+    g_autofree char *host = vfs_host_path(fs, relpath);
+    DIR *d = opendir(host);
+    if (d == NULL) {
+        *err = -errno;
+        return NULL;
+    }
+    VfsDirCache *dc = g_new0(VfsDirCache, 1);
+    dc->mtime = dst->st_mtim;
+    dc->ctime = dst->st_ctim;
+    dc->dev = dst->st_dev;
+    dc->ino = dst->st_ino;
+    dc->entries = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *name = de->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        if (*relpath == '\0' && strcmp(name, VFS_SNAPSHOT_DIR) == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), name, &st, 0) < 0)
+            continue;
+        struct stat lst;
+        /* Never follow a symlink to a directory: no loops, no escapes. */
+        if (S_ISDIR(st.st_mode) && fstatat(dirfd(d), name, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISLNK(lst.st_mode))
+            continue;
+        g_autofree char *child = g_build_filename(host, name, NULL);
+        const VfsScanEntry *prev = old ? g_hash_table_lookup(old->entries, name) : NULL;
+        g_hash_table_insert(dc->entries, g_strdup(name), scan_entry(fs, child, &st, prev));
+    }
+    closedir(d);
+
+    /* Open the images so that the files they consist of can be hidden. */
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, dc->entries);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        VfsScanEntry *e = v;
+        if (e->driver == NULL)
+            continue;
+        g_autofree char *rel = child_relpath(relpath, k);
+        VfsImage *vi = vfs_image_get(fs, rel);
+        if (vi != NULL) {
+            int e2;
+            VdImage *img = vfs_image_acquire(vi, &e2);
+            if (img != NULL)
+                vd_image_unref(img);
+            vfs_image_unref(vi);
+        }
+    }
+    g_mutex_lock(&fs->lock);
+    g_hash_table_iter_init(&it, dc->entries);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        VfsScanEntry *e = v;
+        g_autofree char *mk = member_key(e->dev, e->ino);
+        e->hidden = g_hash_table_contains(fs->members, mk);
+    }
+    g_mutex_unlock(&fs->lock);
+    return dc;
+}
+
+/* The scan of relpath, fresh against the host directory's times. Returns
+ * with fs->lock held on success. */
+static VfsDirCache *dir_get_locked(VfsFs *fs, const char *relpath, int *err)
+{
+    g_autofree char *host = vfs_host_path(fs, relpath);
+    struct stat st;
+    if (stat(host, &st) < 0) {
+        *err = -errno;
+        return NULL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        *err = -ENOTDIR;
+        return NULL;
+    }
+    g_mutex_lock(&fs->lock);
+    VfsDirCache *dc = g_hash_table_lookup(fs->dirs, relpath);
+    if (dc != NULL && timespec_eq(&dc->mtime, &st.st_mtim) &&
+        timespec_eq(&dc->ctime, &st.st_ctim) && dc->ino == st.st_ino && dc->dev == st.st_dev)
+        return dc;
+    /* Scan without the lock: probing and opening images does I/O. The old
+     * scan is only read for reuse, from a private copy of its entries. */
+    g_autoptr(GHashTable) old_entries = NULL;
+    if (dc != NULL) {
+        old_entries = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, dc->entries);
+        while (g_hash_table_iter_next(&it, &k, &v))
+            g_hash_table_insert(old_entries, g_strdup(k), g_memdup2(v, sizeof(VfsScanEntry)));
+    }
+    g_mutex_unlock(&fs->lock);
+    VfsDirCache old = {.entries = old_entries};
+    VfsDirCache *fresh = dir_scan(fs, relpath, &st, old_entries ? &old : NULL, err);
+    if (fresh == NULL)
+        return NULL;
+    g_mutex_lock(&fs->lock);
+    g_hash_table_replace(fs->dirs, g_strdup(relpath), fresh);
+    return fresh;
+}
+
+static void dir_entry_free(gpointer p)
+{
+    VfsDirEntry *e = p;
+    g_free(e->name);
+    g_free(e);
+}
+
+static void list_add(GPtrArray *out, const char *name, VfsNodeKind kind)
+{
+    VfsDirEntry *e = g_new0(VfsDirEntry, 1);
+    e->name = g_strdup(name);
+    e->kind = kind;
+    g_ptr_array_add(out, e);
+}
+
+static int entry_cmp(gconstpointer a, gconstpointer b)
+{
+    const VfsDirEntry *x = *(VfsDirEntry *const *)a, *y = *(VfsDirEntry *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+/* How many snapshots an image has (0 when it cannot be opened). */
+static unsigned image_snapshot_count(VfsFs *fs, const char *relpath)
+{
+    VfsImage *vi = vfs_image_get(fs, relpath);
+    if (vi == NULL)
+        return 0;
+    int err;
+    VdImage *img = vfs_image_acquire(vi, &err);
+    unsigned n = 0;
+    if (img != NULL) {
+        g_mutex_lock(&vi->lock);
+        n = vi->snap_names ? vi->snap_names->len : 0;
+        g_mutex_unlock(&vi->lock);
+        vd_image_unref(img);
+    }
+    vfs_image_unref(vi);
+    return n;
+}
+
+GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err)
+{
+    GPtrArray *out = g_ptr_array_new_with_free_func(dir_entry_free);
+    *err = 0;
+    if (dir->kind == VFS_NODE_SNAPIMG) {
+        VfsImage *vi = vfs_image_get(fs, dir->relpath);
+        VdImage *img = vi ? vfs_image_acquire(vi, err) : NULL;
+        if (img != NULL) {
+            g_mutex_lock(&vi->lock);
+            for (guint i = 0; i < vi->snap_names->len; i++)
+                list_add(out, g_ptr_array_index(vi->snap_names, i), VFS_NODE_SNAPFILE);
+            g_mutex_unlock(&vi->lock);
+            vd_image_unref(img);
+        }
+        if (vi != NULL)
+            vfs_image_unref(vi);
+        else
+            *err = -ENOENT;
+        if (*err != 0) {
+            g_ptr_array_unref(out);
+            return NULL;
+        }
+        return out;
+    }
+    if (dir->kind != VFS_NODE_DIR && dir->kind != VFS_NODE_SNAPDIR) {
+        g_ptr_array_unref(out);
+        *err = -ENOTDIR;
+        return NULL;
+    }
+    VfsDirCache *dc = dir_get_locked(fs, dir->relpath, err);
+    if (dc == NULL) {
+        g_ptr_array_unref(out);
+        return NULL;
+    }
+    g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, dc->entries);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        const VfsScanEntry *e = v;
+        if (e->hidden)
+            continue;
+        if (e->driver != NULL) {
+            if (dir->kind == VFS_NODE_DIR)
+                list_add(out, k, VFS_NODE_IMAGE);
+            else
+                g_ptr_array_add(images, g_strdup(k));
+        } else if (e->is_dir) {
+            list_add(out, k, dir->kind == VFS_NODE_DIR ? VFS_NODE_DIR : VFS_NODE_SNAPDIR);
+        }
+    }
+    g_mutex_unlock(&fs->lock);
+    if (dir->kind == VFS_NODE_DIR && *dir->relpath == '\0')
+        list_add(out, VFS_SNAPSHOT_DIR, VFS_NODE_SNAPDIR);
+    for (guint i = 0; i < images->len; i++) {
+        const char *name = g_ptr_array_index(images, i);
+        g_autofree char *rel = child_relpath(dir->relpath, name);
+        if (image_snapshot_count(fs, rel) > 0)
+            list_add(out, name, VFS_NODE_SNAPIMG);
+    }
+    g_ptr_array_sort(out, entry_cmp);
+    return out;
+}
+
+int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsNodeKind *kind,
+                   char **child_rel)
+{
+    if (strchr(name, '/') != NULL || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return -ENOENT;
+    if (dir->kind == VFS_NODE_DIR && *dir->relpath == '\0' && strcmp(name, VFS_SNAPSHOT_DIR) == 0) {
+        *kind = VFS_NODE_SNAPDIR;
+        *child_rel = g_strdup("");
+        return 0;
+    }
+    if (dir->kind == VFS_NODE_SNAPIMG) {
+        int64_t date;
+        uint32_t nsec;
+        uint64_t size;
+        if (!vfs_snapshot_info(fs, dir->relpath, name, &date, &nsec, &size))
+            return -ENOENT;
+        *kind = VFS_NODE_SNAPFILE;
+        *child_rel = g_strdup(dir->relpath);
+        return 0;
+    }
+    if (dir->kind != VFS_NODE_DIR && dir->kind != VFS_NODE_SNAPDIR)
+        return -ENOTDIR;
+    int err = 0;
+    VfsDirCache *dc = dir_get_locked(fs, dir->relpath, &err);
+    if (dc == NULL)
+        return err;
+    const VfsScanEntry *e = g_hash_table_lookup(dc->entries, name);
+    int ret = -ENOENT;
+    bool is_image = false;
+    if (e != NULL && !e->hidden && (e->driver != NULL || e->is_dir)) {
+        is_image = e->driver != NULL;
+        ret = 0;
+    }
+    g_mutex_unlock(&fs->lock);
+    if (ret != 0)
+        return ret;
+    *child_rel = child_relpath(dir->relpath, name);
+    if (dir->kind == VFS_NODE_DIR) {
+        *kind = is_image ? VFS_NODE_IMAGE : VFS_NODE_DIR;
+    } else if (is_image) {
+        if (image_snapshot_count(fs, *child_rel) == 0) {
+            g_clear_pointer(child_rel, g_free);
+            return -ENOENT;
+        }
+        *kind = VFS_NODE_SNAPIMG;
+    } else {
+        *kind = VFS_NODE_SNAPDIR;
+    }
+    return 0;
+}
+
+static void stat_times_from(struct stat *st, const struct stat *host)
+{
+    st->st_atim = host->st_atim;
+    st->st_mtim = host->st_mtim;
+    st->st_ctim = host->st_ctim;
+}
+
+int vfs_node_stat(VfsFs *fs, const VfsNode *node, struct stat *st)
+{
+    g_autofree char *host = vfs_host_path(fs, node->relpath);
+    struct stat hst;
+    if (stat(host, &hst) < 0)
+        return -errno;
+    memset(st, 0, sizeof *st);
+    st->st_ino = node->ino;
+    st->st_uid = hst.st_uid;
+    st->st_gid = hst.st_gid;
+    st->st_blksize = 4096;
+    stat_times_from(st, &hst);
+    mode_t perm = hst.st_mode & 07777;
+    switch (node->kind) {
+    case VFS_NODE_DIR:
+    case VFS_NODE_SNAPDIR:
+        /* Nothing can be created in the mount: no write bits on directories. */
+        st->st_mode = S_IFDIR | (perm & ~0222);
+        st->st_nlink = 2;
+        break;
+    case VFS_NODE_SNAPIMG:
+        /* Readable as a directory by whoever may read the image. */
+        st->st_mode = S_IFDIR | (perm & 0444) | ((perm & 0444) >> 2);
+        st->st_nlink = 2;
+        break;
+    case VFS_NODE_IMAGE: {
+        VfsImage *vi = vfs_image_get(fs, node->relpath);
+        int err = 0;
+        VdImage *img = vi ? vfs_image_acquire(vi, &err) : NULL;
+        bool writable = img != NULL && !img->read_only && !fs->opts.read_only;
+        if (S_ISDIR(hst.st_mode))
+            perm &= ~0111; /* a bundle directory shown as a file */
+        st->st_mode = S_IFREG | (writable ? perm : (perm & ~0222));
+        st->st_nlink = 1;
+        if (img != NULL) {
+            st->st_size = (off_t)vd_image_size(img);
+            st->st_blocks = (blkcnt_t)((vd_image_host_bytes(img) + 511) / 512);
+            vd_image_unref(img);
+        } else {
+            st->st_size = 0;
+            st->st_blocks = 0;
+        }
+        if (vi != NULL)
+            vfs_image_unref(vi);
+        break;
+    }
+    case VFS_NODE_SNAPFILE: {
+        int64_t date;
+        uint32_t nsec;
+        uint64_t size;
+        if (!vfs_snapshot_info(fs, node->relpath, node->snap_name, &date, &nsec, &size))
+            return -ENOENT;
+        st->st_mode = S_IFREG | (perm & 0444);
+        st->st_nlink = 1;
+        st->st_size = (off_t)size;
+        st->st_mtim.tv_sec = date;
+        st->st_mtim.tv_nsec = nsec;
+        st->st_ctim = st->st_mtim;
+        break;
+    }
+    }
+    return 0;
+}

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* user.vdiskfs.* extended attributes: what each image is, and why it fails. */
+#include "config.h"
+
+#include <string.h>
+
+#include "src/vd-info.h"
+#include "vfs.h"
+
+#define XATTR_PREFIX "user.vdiskfs."
+
+/* The attributes of one image node, as name/value pairs. */
+static GPtrArray *image_xattrs(VfsFs *fs, const VfsNode *node)
+{
+    GPtrArray *kv = g_ptr_array_new_with_free_func(g_free);
+#define ADD(k, ...)                                                                                \
+    do {                                                                                           \
+        g_ptr_array_add(kv, g_strdup(XATTR_PREFIX k));                                             \
+        g_ptr_array_add(kv, g_strdup_printf(__VA_ARGS__));                                         \
+    } while (0)
+    int err = 0;
+    VdImage *img = NULL;
+    VfsImage *vi = NULL;
+    if (node->kind == VFS_NODE_IMAGE) {
+        vi = vfs_image_get(fs, node->relpath);
+        img = vi ? vfs_image_acquire(vi, &err) : NULL;
+    } else if (node->kind == VFS_NODE_SNAPFILE) {
+        img = vfs_snapshot_acquire(fs, node->relpath, node->snap_name, &err);
+    }
+    if (img != NULL) {
+        ADD("format", "%s", img->driver->name);
+        ADD("virtual_size", "%" G_GUINT64_FORMAT, vd_image_size(img));
+        if (img->backing_name != NULL)
+            ADD("backing", "%s", img->backing_name);
+        GString *chain = g_string_new(NULL);
+        for (VdImage *b = img->backing; b != NULL; b = b->backing)
+            g_string_append_printf(chain, "%s%s", chain->len ? "\n" : "", b->name);
+        if (chain->len > 0)
+            ADD("backing_chain", "%s", chain->str);
+        g_string_free(chain, TRUE);
+        g_autoptr(VdInfo) info = vd_info_describe(img);
+        const VdInfoEntry *cs = vd_info_get(info, "cluster_size");
+        if (cs != NULL) {
+            g_autofree char *v = vd_info_entry_to_string(cs);
+            ADD("cluster_size", "%s", v);
+        }
+        if (vi != NULL) {
+            g_mutex_lock(&vi->lock);
+            ADD("snapshot_count", "%u", vi->snap_names ? vi->snap_names->len : 0);
+            g_mutex_unlock(&vi->lock);
+        }
+        vd_image_unref(img);
+    } else if (vi != NULL) {
+        g_mutex_lock(&vi->lock);
+        if (vi->error != NULL)
+            ADD("error", "%s", vi->error);
+        g_mutex_unlock(&vi->lock);
+    }
+#undef ADD
+    if (vi != NULL)
+        vfs_image_unref(vi);
+    return kv;
+}
+
+ssize_t vfs_xattr_get(VfsFs *fs, const VfsNode *node, const char *name, char *buf, size_t size)
+{
+    g_autoptr(GPtrArray) kv = image_xattrs(fs, node);
+    for (guint i = 0; i + 1 < kv->len; i += 2) {
+        if (strcmp(kv->pdata[i], name) != 0)
+            continue;
+        const char *v = kv->pdata[i + 1];
+        size_t len = strlen(v);
+        if (size == 0)
+            return (ssize_t)len;
+        if (len > size)
+            return -ERANGE;
+        memcpy(buf, v, len);
+        return (ssize_t)len;
+    }
+    return -ENODATA;
+}
+
+ssize_t vfs_xattr_list(VfsFs *fs, const VfsNode *node, char *buf, size_t size)
+{
+    g_autoptr(GPtrArray) kv = image_xattrs(fs, node);
+    size_t total = 0;
+    for (guint i = 0; i + 1 < kv->len; i += 2)
+        total += strlen(kv->pdata[i]) + 1;
+    if (size == 0)
+        return (ssize_t)total;
+    if (total > size)
+        return -ERANGE;
+    char *p = buf;
+    for (guint i = 0; i + 1 < kv->len; i += 2) {
+        size_t n = strlen(kv->pdata[i]) + 1;
+        memcpy(p, kv->pdata[i], n);
+        p += n;
+    }
+    return (ssize_t)total;
+}

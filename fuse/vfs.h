@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The filesystem: IMAGEDIR's tree with every image shown as its raw disk,
+ * and .snapshots/ with each internal snapshot as a read-only file. Nothing
+ * here knows any format: it talks to the block layer (src/) only.
+ */
+#ifndef VFS_H
+#define VFS_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include <glib.h>
+
+#include "src/vd-context.h"
+#include "src/vd-image.h"
+
+#define VFS_SNAPSHOT_DIR ".snapshots"
+
+typedef struct {
+    bool read_only;      /* -o ro (default) / rw */
+    double attr_timeout; /* seconds the kernel may cache attributes and entries */
+    size_t splice_min;   /* reads at least this large hand fds to the kernel; 0 = never */
+} VfsOptions;
+
+/* One image file in IMAGEDIR, opened (or failed) once per host file. */
+typedef struct VfsImage {
+    gint refcount;
+    char *relpath;
+    dev_t dev; /* host identity when opened: a replaced file gets a new VfsImage */
+    ino_t ino;
+    GMutex lock;  /* guards everything below */
+    bool opened;  /* an open was attempted */
+    VdImage *img; /* NULL when the open failed */
+    char *error;  /* why it failed (for user.vdiskfs.error) */
+    int error_errno;
+    GPtrArray *snapshots;    /* VdSnapshotInfo, in table order; NULL until listed */
+    GPtrArray *snap_names;   /* unique display names, parallel to snapshots */
+    GHashTable *snap_images; /* snapshot id -> VdImage* */
+} VfsImage;
+
+typedef enum {
+    VFS_NODE_DIR,      /* a directory of IMAGEDIR */
+    VFS_NODE_IMAGE,    /* an image, shown as its raw disk */
+    VFS_NODE_SNAPDIR,  /* .snapshots/ or a directory below it */
+    VFS_NODE_SNAPIMG,  /* .snapshots/<image>/: the image's snapshots */
+    VFS_NODE_SNAPFILE, /* one snapshot */
+} VfsNodeKind;
+
+typedef struct {
+    fuse_ino_t ino;
+    VfsNodeKind kind;
+    char *relpath;    /* path below IMAGEDIR ("" = root); for snapshot nodes, of the dir or image */
+    char *snap_name;  /* VFS_NODE_SNAPFILE: display name */
+    char *key;        /* lookup key in VfsFs.by_key */
+    uint64_t nlookup; /* guarded by VfsFs.lock */
+} VfsNode;
+
+typedef struct {
+    char *name;
+    VfsNodeKind kind;
+} VfsDirEntry;
+
+typedef struct {
+    VdContext *ctx;
+    char *root; /* IMAGEDIR, realpath */
+    VfsOptions opts;
+    GMutex lock;         /* guards the tables below */
+    GHashTable *by_ino;  /* fuse_ino_t -> VfsNode* (owns) */
+    GHashTable *by_key;  /* key -> VfsNode* */
+    GHashTable *images;  /* relpath -> VfsImage* (owns a ref) */
+    GHashTable *members; /* "dev:ino" of files that belong to an image -> image name */
+    GHashTable *dirs;    /* relpath -> scan of that directory (vfs-tree.c) */
+    fuse_ino_t next_ino;
+} VfsFs;
+
+VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts);
+void vfs_free(VfsFs *fs);
+/* Flush and close every image (unmount, SIGTERM). */
+void vfs_close_all(VfsFs *fs);
+
+/* Nodes. vfs_node_lookup takes one lookup reference (for a FUSE entry reply). */
+VfsNode *vfs_node_get(VfsFs *fs, fuse_ino_t ino);
+VfsNode *vfs_node_lookup(VfsFs *fs, VfsNodeKind kind, const char *relpath, const char *snap_name);
+void vfs_node_forget(VfsFs *fs, fuse_ino_t ino, uint64_t n);
+
+/* Directory listing: GPtrArray of VfsDirEntry, or NULL with errno. */
+GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err);
+/* Find one name in a directory: its kind, or -errno. */
+int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsNodeKind *kind,
+                   char **child_relpath);
+
+/* Image state for a path (opening it on first use). Caller unrefs. */
+VfsImage *vfs_image_get(VfsFs *fs, const char *relpath);
+void vfs_image_unref(VfsImage *vi);
+/* The opened image, referenced, or NULL and -errno. */
+VdImage *vfs_image_acquire(VfsImage *vi, int *err);
+/* The snapshot view with this display name, referenced, or NULL and -errno. */
+VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_name, int *err);
+/* The snapshot's table entry (copied) for attributes; false if none. */
+bool vfs_snapshot_info(VfsFs *fs, const char *relpath, const char *snap_name, int64_t *date,
+                       uint32_t *date_nsec, uint64_t *size);
+
+/* Attributes of a node; -errno on failure. */
+int vfs_node_stat(VfsFs *fs, const VfsNode *node, struct stat *st);
+
+/* Host path of a relpath. */
+char *vfs_host_path(VfsFs *fs, const char *relpath);
+
+/* xattrs (fuse/vfs-xattr.c): value into buf (size 0 = just the length);
+ * returns length or -errno. */
+ssize_t vfs_xattr_get(VfsFs *fs, const VfsNode *node, const char *name, char *buf, size_t size);
+ssize_t vfs_xattr_list(VfsFs *fs, const VfsNode *node, char *buf, size_t size);
+
+extern const struct fuse_lowlevel_ops vfs_ops;
+
+#endif

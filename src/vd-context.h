@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * What every image opened on behalf of one mount (or one vdisk command)
+ * shares: where images may live, how backing files are resolved, where
+ * passphrases come from, and cache sizes.
+ */
+#ifndef VD_CONTEXT_H
+#define VD_CONTEXT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+typedef enum {
+    VD_BACKING_CONFINED, /* backing files must resolve inside root */
+    VD_BACKING_ANY,
+} VdBackingPolicy;
+
+typedef struct VdContext {
+    gint refcount;
+    char *root; /* realpath of IMAGEDIR, or NULL (vdisk on a lone file) */
+    VdBackingPolicy backing_policy;
+    GKeyFile *keyfile;             /* passphrases, one group per image path; NULL if none */
+    char **raw_extensions;         /* lower case, without the dot */
+    uint64_t metadata_cache_bytes; /* per image, for L2/BAT/grain caches */
+    uint64_t decode_cache_bytes;   /* per image, decompressed clusters */
+    unsigned max_chain_depth;
+} VdContext;
+
+#define VD_DEFAULT_RAW_EXTENSIONS "img,raw,iso,dd,bin"
+#define VD_DEFAULT_METADATA_CACHE (32u << 20)
+#define VD_DEFAULT_DECODE_CACHE   (8u << 20)
+#define VD_DEFAULT_CHAIN_DEPTH    64
+
+VdContext *vd_context_new(const char *root, GError **error);
+VdContext *vd_context_ref(VdContext *ctx);
+void vd_context_unref(VdContext *ctx);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VdContext, vd_context_unref)
+
+/* "img,raw" -> extension list; false with a message if malformed. */
+bool vd_context_set_raw_extensions(VdContext *ctx, const char *list, GError **error);
+
+/* Load a passphrase file; refused unless owned by the caller (or root) and
+ * neither group- nor world-readable. */
+bool vd_context_load_keyfile(VdContext *ctx, const char *path, GError **error);
+
+/* The file name has one of the raw extensions. */
+bool vd_context_is_raw_name(const VdContext *ctx, const char *basename);
+
+/* The passphrase for an image (group = image name relative to IMAGEDIR,
+ * key "passphrase"). EACCES with a reason when there is none. Free the
+ * result with vd_secret_free(), which wipes it. */
+char *vd_context_passphrase(const VdContext *ctx, const char *image_name, GError **error);
+void vd_secret_free(char *secret);
+#endif

@@ -1,0 +1,630 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Image objects: probing, opening a whole chain, reads and writes. */
+#include "config.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vd-error.h"
+#include "vd-image.h"
+#include "vd-io.h"
+
+/* Per vd_image_open() call: guards against loops and runaway depth. */
+typedef struct {
+    GArray *seen; /* dev_t/ino_t pairs of the images on the chain so far */
+} VdChainWalk;
+
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+} VdFileId;
+
+static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOpenOptions *opts,
+                                    unsigned depth, VdChainWalk *walk, GError **error);
+
+void vd_snapshot_info_free(VdSnapshotInfo *s)
+{
+    if (s == NULL)
+        return;
+    g_free(s->id);
+    g_free(s->name);
+    g_free(s);
+}
+
+const VdDriver *vd_driver_find(const char *name)
+{
+    for (const VdDriver *const *d = vd_drivers; *d != NULL; d++) {
+        if (g_ascii_strcasecmp((*d)->name, name) == 0)
+            return *d;
+    }
+    return NULL;
+}
+
+/* Name used in messages and for key lookup: relative to the root when inside it. */
+static char *image_display_name(VdContext *ctx, const char *path)
+{
+    if (ctx->root != NULL) {
+        g_autofree char *real = realpath(path, NULL);
+        if (real != NULL) {
+            size_t n = strlen(ctx->root);
+            if (strncmp(real, ctx->root, n) == 0 && real[n] == '/')
+                return g_strdup(real + n + 1);
+        }
+    }
+    return g_strdup(path);
+}
+
+static const VdDriver *probe_best(const VdProbe *probe)
+{
+    const VdDriver *best = NULL;
+    int best_score = VD_PROBE_NO;
+    for (const VdDriver *const *d = vd_drivers; *d != NULL; d++) {
+        const VdDriver *drv = *d;
+        if (drv->probe == NULL)
+            continue;
+        if (probe->is_dir != ((drv->caps & VD_CAP_DIRECTORY) != 0))
+            continue;
+        int score = drv->probe(probe);
+        if (score > best_score) {
+            best = drv;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+static const VdDriver *probe_fd(int fd, const char *path, const struct stat *st, GError **error)
+{
+    uint8_t head[VD_PROBE_HEAD] = {0};
+    uint8_t tail[VD_PROBE_TAIL] = {0};
+    VdProbe probe = {
+        .path = path,
+        .basename = strrchr(path, '/') ? strrchr(path, '/') + 1 : path,
+        .is_dir = S_ISDIR(st->st_mode),
+        .file_size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0,
+        .head = head,
+        .tail = tail,
+    };
+    if (S_ISREG(st->st_mode)) {
+        probe.head_len = (size_t)vd_min_u64(probe.file_size, sizeof head);
+        probe.tail_len = (size_t)vd_min_u64(probe.file_size, sizeof tail);
+        if (!vd_host_pread(fd, path, head, probe.head_len, 0, false, error) ||
+            !vd_host_pread(fd, path, tail, probe.tail_len, probe.file_size - probe.tail_len, false,
+                           error))
+            return NULL;
+    }
+    return probe_best(&probe);
+}
+
+const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        vd_set_error_errno(error, errno, "%s", path);
+        return NULL;
+    }
+    struct stat st;
+    const VdDriver *drv = NULL;
+    if (fstat(fd, &st) < 0) {
+        vd_set_error_errno(error, errno, "%s", path);
+    } else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) {
+        drv = probe_fd(fd, path, &st, error);
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        if (drv == NULL && !S_ISDIR(st.st_mode) && (error == NULL || *error == NULL) &&
+            vd_context_is_raw_name(ctx, base))
+            drv = vd_driver_find("raw");
+    }
+    close(fd);
+    return drv;
+}
+
+void vd_image_set_backing(VdImage *img, const char *recorded_name, const char *format)
+{
+    g_free(img->backing_name);
+    img->backing_name = g_strdup(recorded_name);
+    g_free(img->backing_format);
+    img->backing_format = g_strdup(format);
+    vd_image_add_backing_candidate(img, recorded_name);
+}
+
+void vd_image_add_backing_candidate(VdImage *img, const char *host_path)
+{
+    if (img->backing_candidates == NULL)
+        img->backing_candidates = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(img->backing_candidates, g_strdup(host_path));
+}
+
+void vd_image_add_member(VdImage *img, const char *host_path)
+{
+    if (img->members == NULL)
+        img->members = g_ptr_array_new_with_free_func(g_free);
+    g_ptr_array_add(img->members, g_strdup(host_path));
+}
+
+static VdImage *image_alloc(VdContext *ctx, const VdDriver *drv, const char *path)
+{
+    VdImage *img = g_new0(VdImage, 1);
+    img->refcount = 1;
+    img->driver = drv;
+    img->ctx = vd_context_ref(ctx);
+    img->path = g_strdup(path);
+    img->name = image_display_name(ctx, path);
+    img->fd = -1;
+    g_mutex_init(&img->write_lock);
+    return img;
+}
+
+/* Free everything but the driver state (used directly when open failed). */
+static void image_free(VdImage *img)
+{
+    if (img->fd >= 0)
+        close(img->fd);
+    g_clear_pointer(&img->backing, vd_image_unref);
+    g_clear_pointer(&img->snapshot_of, vd_image_unref);
+    g_clear_pointer(&img->backing_candidates, g_ptr_array_unref);
+    g_clear_pointer(&img->members, g_ptr_array_unref);
+    g_free(img->backing_name);
+    g_free(img->backing_format);
+    g_free(img->path);
+    g_free(img->name);
+    g_mutex_clear(&img->write_lock);
+    vd_context_unref(img->ctx);
+    g_free(img);
+}
+
+VdImage *vd_image_ref(VdImage *img)
+{
+    g_atomic_int_inc(&img->refcount);
+    return img;
+}
+
+void vd_image_unref(VdImage *img)
+{
+    if (img == NULL || !g_atomic_int_dec_and_test(&img->refcount))
+        return;
+    if (!img->read_only) {
+        g_autoptr(GError) err = NULL;
+        if (!vd_image_flush(img, &err))
+            g_warning("%s: flush on close failed: %s", img->name, err->message);
+    }
+    if (img->driver->close != NULL)
+        img->driver->close(img);
+    image_free(img);
+}
+
+static bool walk_enter(VdChainWalk *walk, const char *name, const struct stat *st, GError **error)
+{
+    for (guint i = 0; i < walk->seen->len; i++) {
+        VdFileId *id = &g_array_index(walk->seen, VdFileId, i);
+        if (id->dev == st->st_dev && id->ino == st->st_ino) {
+            vd_set_error(error, ELOOP, "%s: backing chain loops back to this image", name);
+            return false;
+        }
+    }
+    VdFileId id = {st->st_dev, st->st_ino};
+    g_array_append_val(walk->seen, id);
+    return true;
+}
+
+/* Resolve a recorded backing name against the image's directory and the
+ * confinement policy. NULL with error when it may not or does not exist. */
+static char *resolve_backing(VdImage *img, const char *candidate, GError **error)
+{
+    g_autofree char *joined = NULL;
+    if (g_path_is_absolute(candidate)) {
+        joined = g_strdup(candidate);
+    } else {
+        g_autofree char *dir = g_path_get_dirname(img->path);
+        joined = g_build_filename(dir, candidate, NULL);
+    }
+    char *real = realpath(joined, NULL);
+    if (real == NULL) {
+        vd_set_error_errno(error, errno == ENOENT ? ENOENT : errno, "%s: backing file %s",
+                           img->name, candidate);
+        return NULL;
+    }
+    VdContext *ctx = img->ctx;
+    if (ctx->backing_policy == VD_BACKING_CONFINED && ctx->root != NULL) {
+        size_t n = strlen(ctx->root);
+        if (!(strncmp(real, ctx->root, n) == 0 && (real[n] == '/' || real[n] == '\0'))) {
+            vd_set_error(error, EACCES,
+                         "%s: backing file %s resolves outside the image directory "
+                         "(use -o backing=any to allow it)",
+                         img->name, candidate);
+            free(real);
+            return NULL;
+        }
+    }
+    return real;
+}
+
+/* Find a parent by UUID among the images in the child's directory. */
+static char *find_backing_by_uuid(VdImage *img, GError **error)
+{
+    g_autofree char *dir = g_path_get_dirname(img->path);
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    if (d != NULL) {
+        const char *ent;
+        while ((ent = g_dir_read_name(d)) != NULL) {
+            g_autofree char *p = g_build_filename(dir, ent, NULL);
+            if (g_strcmp0(p, img->path) == 0)
+                continue;
+            if (vd_probe_path(img->ctx, p, NULL) != img->driver)
+                continue;
+            VdOpenOptions o = {.read_only = true, .format = img->driver->name};
+            g_autoptr(GError) ignored = NULL;
+            VdChainWalk walk = {g_array_new(FALSE, FALSE, sizeof(VdFileId))};
+            /* Only the header matters: depth limit 0 would forbid its own backing. */
+            VdImage *cand = image_open_internal(img->ctx, p, &o, img->depth + 1, &walk, &ignored);
+            g_array_unref(walk.seen);
+            if (cand == NULL)
+                continue;
+            uint8_t uuid[16];
+            bool match = cand->driver->get_uuid != NULL && cand->driver->get_uuid(cand, uuid) &&
+                         memcmp(uuid, img->backing_uuid, 16) == 0;
+            vd_image_unref(cand);
+            if (match)
+                return resolve_backing(img, p, error);
+        }
+    }
+    vd_set_error(error, ENOENT, "%s: no parent image with the recorded UUID in %s", img->name, dir);
+    return NULL;
+}
+
+static bool open_backing(VdImage *img, const VdOpenOptions *opts, VdChainWalk *walk, GError **error)
+{
+    g_autofree char *found = NULL;
+    g_autoptr(GError) first_error = NULL;
+    if (img->backing_by_uuid) {
+        found = find_backing_by_uuid(img, error);
+        if (found == NULL)
+            return false;
+    } else {
+        for (guint i = 0; i < img->backing_candidates->len && found == NULL; i++) {
+            GError *e = NULL;
+            found = resolve_backing(img, g_ptr_array_index(img->backing_candidates, i), &e);
+            if (found == NULL) {
+                if (first_error == NULL)
+                    first_error = e;
+                else
+                    g_error_free(e);
+            }
+        }
+        if (found == NULL) {
+            g_propagate_error(error, g_steal_pointer(&first_error));
+            return false;
+        }
+    }
+    if (img->depth + 1 >= img->ctx->max_chain_depth) {
+        vd_set_error(error, ELOOP, "%s: backing chain is deeper than %u images", img->name,
+                     img->ctx->max_chain_depth);
+        return false;
+    }
+    VdOpenOptions bo = {
+        .read_only = true,
+        .format = img->backing_format,
+        .raw_fallback = true,
+    };
+    GError *local = NULL;
+    img->backing = image_open_internal(img->ctx, found, &bo, img->depth + 1, walk, &local);
+    if (img->backing == NULL) {
+        /* Keep the errno of the cause, but say whose backing file failed. */
+        int code = vd_error_errno(local);
+        vd_set_error(error, code, "%s: backing file: %s", img->name, local->message);
+        g_error_free(local);
+        return false;
+    }
+    if (img->driver->check_backing != NULL && !img->driver->check_backing(img, img->backing, error))
+        return false;
+    (void)opts;
+    return true;
+}
+
+static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOpenOptions *opts,
+                                    unsigned depth, VdChainWalk *walk, GError **error)
+{
+    const VdDriver *drv = NULL;
+    if (opts->format != NULL) {
+        drv = vd_driver_find(opts->format);
+        if (drv == NULL) {
+            vd_set_error(error, ENOTSUP, "%s: unknown or unsupported format '%s'", path,
+                         opts->format);
+            return NULL;
+        }
+    } else {
+        GError *perr = NULL;
+        drv = vd_probe_path(ctx, path, &perr);
+        if (perr != NULL) {
+            g_propagate_error(error, perr);
+            return NULL;
+        }
+        if (drv == NULL && opts->raw_fallback)
+            drv = vd_driver_find("raw");
+        if (drv == NULL) {
+            vd_set_error(error, EMEDIUMTYPE, "%s: not a recognised disk image", path);
+            return NULL;
+        }
+    }
+
+    VdImage *img = image_alloc(ctx, drv, path);
+    img->depth = depth;
+    img->read_only = opts->read_only || !(drv->caps & VD_CAP_WRITE) || drv->pwrite == NULL;
+    int dirflag = (drv->caps & VD_CAP_DIRECTORY) ? O_DIRECTORY : 0;
+    img->fd = open(path, (img->read_only || dirflag ? O_RDONLY : O_RDWR) | O_CLOEXEC | dirflag);
+    if (img->fd < 0 && !img->read_only && (errno == EACCES || errno == EROFS || errno == EPERM)) {
+        /* The host says read-only: serve it read-only rather than not at all. */
+        img->read_only = true;
+        img->fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (img->fd < 0) {
+        vd_set_error_errno(error, errno, "%s", img->name);
+        image_free(img);
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(img->fd, &st) < 0) {
+        vd_set_error_errno(error, errno, "%s", img->name);
+        image_free(img);
+        return NULL;
+    }
+    if (!walk_enter(walk, img->name, &st, error)) {
+        image_free(img);
+        return NULL;
+    }
+    if (!drv->open(img, error)) {
+        image_free(img);
+        return NULL;
+    }
+    bool has_backing = img->backing_by_uuid ||
+                       (img->backing_candidates != NULL && img->backing_candidates->len > 0);
+    if (has_backing && !open_backing(img, opts, walk, error)) {
+        vd_image_unref(img);
+        return NULL;
+    }
+    return img;
+}
+
+VdImage *vd_image_open(VdContext *ctx, const char *path, const VdOpenOptions *opts, GError **error)
+{
+    VdOpenOptions defaults = {.read_only = true};
+    VdChainWalk walk = {g_array_new(FALSE, FALSE, sizeof(VdFileId))};
+    VdImage *img = image_open_internal(ctx, path, opts ? opts : &defaults, 0, &walk, error);
+    g_array_unref(walk.seen);
+    return img;
+}
+
+VdImage *vd_image_open_snapshot(VdImage *img, const char *id, GError **error)
+{
+    if (img->driver->snapshot_open == NULL) {
+        vd_set_error(error, ENOENT, "%s: format %s has no snapshots", img->name, img->driver->name);
+        return NULL;
+    }
+    g_autofree char *path = g_strdup(img->path);
+    VdImage *snap = image_alloc(img->ctx, img->driver, path);
+    g_free(snap->name);
+    snap->name = g_strdup_printf("%s@%s", img->name, id);
+    snap->read_only = true;
+    snap->depth = img->depth;
+    snap->snapshot_of = vd_image_ref(img);
+    if (img->backing != NULL)
+        snap->backing = vd_image_ref(img->backing);
+    snap->fd = fcntl(img->fd, F_DUPFD_CLOEXEC, 0);
+    if (snap->fd < 0) {
+        vd_set_error_errno(error, errno, "%s", snap->name);
+        image_free(snap);
+        return NULL;
+    }
+    if (!img->driver->snapshot_open(img, id, snap, error)) {
+        image_free(snap);
+        return NULL;
+    }
+    return snap;
+}
+
+GPtrArray *vd_image_snapshots(VdImage *img, GError **error)
+{
+    if (img->driver->snapshot_list == NULL)
+        return g_ptr_array_new_with_free_func((GDestroyNotify)vd_snapshot_info_free);
+    return img->driver->snapshot_list(img, error);
+}
+
+uint64_t vd_image_host_bytes(VdImage *img)
+{
+    uint64_t total = 0;
+    struct stat st;
+    if (fstat(img->fd, &st) == 0 && !S_ISDIR(st.st_mode))
+        total += (uint64_t)st.st_blocks * 512;
+    for (guint i = 0; img->members != NULL && i < img->members->len; i++) {
+        if (stat(g_ptr_array_index(img->members, i), &st) == 0 && S_ISREG(st.st_mode))
+            total += (uint64_t)st.st_blocks * 512;
+    }
+    return total;
+}
+
+/* Checked extent from the driver: a bad one is a driver bug or corruption. */
+static bool extent_valid(VdImage *img, const VdExtent *ext, uint64_t asked, uint64_t offset,
+                         GError **error)
+{
+    if (ext->length == 0 || ext->length > asked || (ext->state == VD_EXTENT_DATA && ext->fd < 0) ||
+        (ext->state == VD_EXTENT_DATA_DECODE && img->driver->pread == NULL)) {
+        vd_set_error(error, EIO, "%s: invalid block status at 0x%" G_GINT64_MODIFIER "x", img->name,
+                     offset);
+        return false;
+    }
+    return true;
+}
+
+bool vd_image_read_backing(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error)
+{
+    if (img->backing == NULL) {
+        memset(buf, 0, len);
+        return true;
+    }
+    return vd_image_pread(img->backing, buf, len, offset, error);
+}
+
+bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error)
+{
+    uint8_t *p = buf;
+    uint64_t size = vd_image_size(img);
+    if (offset >= size) {
+        memset(p, 0, len);
+        return true;
+    }
+    if (len > size - offset) {
+        size_t inside = (size_t)(size - offset);
+        memset(p + inside, 0, len - inside);
+        len = inside;
+    }
+    while (len > 0) {
+        VdExtent ext = {0};
+        if (!img->driver->block_status(img, offset, len, 0, &ext, error) ||
+            !extent_valid(img, &ext, len, offset, error))
+            return false;
+        size_t n = (size_t)ext.length;
+        bool ok = true;
+        switch (ext.state) {
+        case VD_EXTENT_DATA:
+            ok = vd_host_pread(ext.fd, img->name, p, n, ext.host_offset, true, error);
+            break;
+        case VD_EXTENT_DATA_DECODE:
+            ok = img->driver->pread(img, p, n, offset, error);
+            break;
+        case VD_EXTENT_ZERO:
+            memset(p, 0, n);
+            break;
+        case VD_EXTENT_UNALLOCATED:
+            ok = vd_image_read_backing(img, p, n, offset, error);
+            break;
+        }
+        if (!ok)
+            return false;
+        p += n;
+        len -= n;
+        offset += n;
+    }
+    return true;
+}
+
+static bool check_writable(VdImage *img, GError **error)
+{
+    if (img->read_only) {
+        vd_set_error(error, EROFS, "%s: image is read-only", img->name);
+        return false;
+    }
+    return true;
+}
+
+static void write_begin(VdImage *img)
+{
+    if (img->driver->caps & VD_CAP_SERIAL_WRITES)
+        g_mutex_lock(&img->write_lock);
+}
+
+static void write_end(VdImage *img)
+{
+    if (img->driver->caps & VD_CAP_SERIAL_WRITES)
+        g_mutex_unlock(&img->write_lock);
+}
+
+static bool check_write_range(VdImage *img, uint64_t offset, uint64_t len, GError **error)
+{
+    uint64_t end;
+    if (__builtin_add_overflow(offset, len, &end) || end > INT64_MAX) {
+        vd_set_error(error, EFBIG, "%s: write past the largest possible offset", img->name);
+        return false;
+    }
+    if (end > vd_image_size(img) && !(img->driver->caps & VD_CAP_GROW_ON_WRITE)) {
+        vd_set_error(error, ENOSPC,
+                     "%s: write at 0x%" G_GINT64_MODIFIER "x past the virtual disk's end",
+                     img->name, offset);
+        return false;
+    }
+    return true;
+}
+
+bool vd_image_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
+{
+    if (!check_writable(img, error) || !check_write_range(img, offset, len, error))
+        return false;
+    if (len == 0)
+        return true;
+    write_begin(img);
+    bool ok = img->driver->pwrite(img, buf, len, offset, error);
+    write_end(img);
+    return ok;
+}
+
+bool vd_image_write_zeroes(VdImage *img, uint64_t offset, uint64_t len, unsigned flags,
+                           GError **error)
+{
+    if (!check_writable(img, error) || !check_write_range(img, offset, len, error))
+        return false;
+    if (len == 0)
+        return true;
+    if (img->driver->write_zeroes != NULL) {
+        write_begin(img);
+        bool ok = img->driver->write_zeroes(img, offset, len, flags, error);
+        write_end(img);
+        return ok;
+    }
+    /* No native zeroing: write zero buffers. */
+    size_t chunk = (size_t)vd_min_u64(len, 1u << 20);
+    g_autofree uint8_t *zeros = g_malloc0(chunk);
+    while (len > 0) {
+        size_t n = (size_t)vd_min_u64(len, chunk);
+        write_begin(img);
+        bool ok = img->driver->pwrite(img, zeros, n, offset, error);
+        write_end(img);
+        if (!ok)
+            return false;
+        offset += n;
+        len -= n;
+    }
+    return true;
+}
+
+bool vd_image_truncate(VdImage *img, uint64_t new_size, GError **error)
+{
+    if (!check_writable(img, error))
+        return false;
+    uint64_t size = vd_image_size(img);
+    if (new_size == size)
+        return true;
+    if (img->driver->truncate == NULL) {
+        vd_set_error(error, EINVAL, "%s: format %s cannot be resized", img->name,
+                     img->driver->name);
+        return false;
+    }
+    if (new_size < size && !(img->driver->caps & VD_CAP_SHRINK)) {
+        vd_set_error(error, EINVAL,
+                     "%s: format %s cannot be shrunk (from %" G_GUINT64_FORMAT
+                     " to %" G_GUINT64_FORMAT " bytes)",
+                     img->name, img->driver->name, size, new_size);
+        return false;
+    }
+    if (new_size > INT64_MAX) {
+        vd_set_error(error, EFBIG, "%s: size %" G_GUINT64_FORMAT " is too large", img->name,
+                     new_size);
+        return false;
+    }
+    g_mutex_lock(&img->write_lock);
+    bool ok = img->driver->truncate(img, new_size, error);
+    if (ok)
+        __atomic_store_n(&img->size, new_size, __ATOMIC_RELEASE);
+    g_mutex_unlock(&img->write_lock);
+    return ok;
+}
+
+bool vd_image_flush(VdImage *img, GError **error)
+{
+    if (img->read_only)
+        return true;
+    write_begin(img);
+    bool ok = img->driver->flush != NULL ? img->driver->flush(img, error)
+                                         : vd_host_fdatasync(img->fd, img->name, error);
+    write_end(img);
+    return ok;
+}

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * An opened image: host file descriptors, driver state and its backing
+ * image (another VdImage: the chain). Reference counted; every function
+ * here is safe to call from several threads at once.
+ */
+#ifndef VD_IMAGE_H
+#define VD_IMAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+#include "vd-context.h"
+#include "vd-driver.h"
+
+struct VdImage {
+    gint refcount;
+    const VdDriver *driver;
+    void *opaque; /* the driver's state */
+    VdContext *ctx;
+    char *path;     /* host path as opened */
+    char *name;     /* for messages and key lookup: path relative to ctx->root */
+    int fd;         /* main host file (O_RDONLY|O_DIRECTORY for bundles) */
+    bool read_only; /* set before open; a driver may set it, never clear it */
+    /* Virtual size. Written only by truncate and growing writes, under
+     * write_lock; read with vd_image_size(). */
+    uint64_t size;
+
+    /* Backing reference as the driver found it (set during open). */
+    char *backing_name;            /* as recorded, for display */
+    char *backing_format;          /* driver name, or NULL to probe */
+    GPtrArray *backing_candidates; /* host paths to try in order (char *) */
+    bool backing_by_uuid;          /* find the parent by backing_uuid instead */
+    uint8_t backing_uuid[16];
+    VdImage *backing; /* opened by the generic code after open */
+
+    GPtrArray *members;   /* host paths of the image's other files (char *) */
+    VdImage *snapshot_of; /* for a snapshot view: the image it belongs to */
+    unsigned depth;       /* 0 for the top of a chain */
+
+    GMutex write_lock; /* serialises write-side callbacks (VD_CAP_SERIAL_WRITES) */
+};
+
+typedef struct {
+    bool read_only;
+    const char *format; /* force a driver, or NULL to probe */
+    bool raw_fallback;  /* unrecognised content opens as raw (backing files) */
+} VdOpenOptions;
+
+/* Probe one host path: the driver that claims it, or NULL (not an image,
+ * error unset) or NULL with error (could not be read). */
+const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error);
+
+/* Open an image and its whole backing chain. */
+VdImage *vd_image_open(VdContext *ctx, const char *path, const VdOpenOptions *opts, GError **error);
+VdImage *vd_image_ref(VdImage *img);
+void vd_image_unref(VdImage *img);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VdImage, vd_image_unref)
+
+static inline uint64_t vd_image_size(const VdImage *img)
+{
+    return __atomic_load_n(&img->size, __ATOMIC_ACQUIRE);
+}
+
+/* Set by drivers during open. */
+void vd_image_set_backing(VdImage *img, const char *recorded_name, const char *format);
+void vd_image_add_backing_candidate(VdImage *img, const char *host_path);
+void vd_image_add_member(VdImage *img, const char *host_path);
+
+/* Reads: any range; past the virtual size reads as zeros. */
+bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error);
+/* What lies under this layer at [offset, offset+len): the backing chain,
+ * or zeros. For drivers doing copy-on-write. */
+bool vd_image_read_backing(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error);
+
+/* Writes: EROFS on read-only images, ENOSPC past the end (unless the
+ * driver grows on write). */
+bool vd_image_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);
+bool vd_image_write_zeroes(VdImage *img, uint64_t offset, uint64_t len, unsigned flags,
+                           GError **error);
+bool vd_image_truncate(VdImage *img, uint64_t new_size, GError **error);
+bool vd_image_flush(VdImage *img, GError **error);
+
+/* Host space used by the image's own files (not its backing), in bytes. */
+uint64_t vd_image_host_bytes(VdImage *img);
+
+/* Snapshots: a GPtrArray of VdSnapshotInfo (empty when the format has none). */
+GPtrArray *vd_image_snapshots(VdImage *img, GError **error);
+VdImage *vd_image_open_snapshot(VdImage *img, const char *id, GError **error);
+
+#endif

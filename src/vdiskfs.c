@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* vdiskfs: mount a directory of disk images as raw files. */
+#include "config.h"
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fuse/vfs.h"
+#include "vd-context.h"
+#include "vd-error.h"
+#include "vd-log.h"
+
+typedef struct {
+    char *imagedir;
+    int rw;
+    char *raw_ext;
+    char *keyfile;
+    char *backing;
+    char *cache_size;
+    char *splice_min;
+    double attr_timeout;
+    int nonopt_count;
+} VdfsConfig;
+
+enum { KEY_RO, KEY_RW };
+
+#define VDFS_OPT(t, f, v)                                                                          \
+    {                                                                                              \
+        t, offsetof(VdfsConfig, f), v                                                              \
+    }
+static const struct fuse_opt vdfs_opts[] = {
+    FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_KEY("rw", KEY_RW),
+    VDFS_OPT("raw_ext=%s", raw_ext, 0),
+    VDFS_OPT("keyfile=%s", keyfile, 0),
+    VDFS_OPT("backing=%s", backing, 0),
+    VDFS_OPT("cache_size=%s", cache_size, 0),
+    VDFS_OPT("splice_min=%s", splice_min, 0),
+    VDFS_OPT("attr_timeout=%lf", attr_timeout, 0),
+    FUSE_OPT_END,
+};
+
+static int vdfs_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    VdfsConfig *cfg = data;
+    switch (key) {
+    case KEY_RO:
+        cfg->rw = 0;
+        return 0;
+    case KEY_RW:
+        cfg->rw = 1;
+        return 0;
+    case FUSE_OPT_KEY_NONOPT:
+        cfg->nonopt_count++;
+        if (cfg->imagedir == NULL) {
+            cfg->imagedir = g_strdup(arg);
+            return 0;
+        }
+        return 1; /* the mountpoint, for fuse_parse_cmdline */
+    default:
+        return 1;
+    }
+}
+
+static void usage(const char *prog)
+{
+    printf("usage: %s [options] IMAGEDIR MOUNTPOINT\n\n"
+           "Shows every disk image in IMAGEDIR (qcow2, VMDK, VHD, VHDX, VDI, raw, ...)\n"
+           "as a flat raw file under MOUNTPOINT; internal snapshots appear read-only\n"
+           "under MOUNTPOINT/.snapshots/.\n\n"
+           "vdiskfs options:\n"
+           "    -o ro                  read-only (the default)\n"
+           "    -o rw                  allow writes to images that can be written\n"
+           "    -o allow_other         let other users in (the kernel checks each\n"
+           "                           image's own owner and mode)\n"
+           "    -o raw_ext=EXT,...     extensions of raw images without a signature\n"
+           "                           (default %s)\n"
+           "    -o keyfile=PATH        passphrases for encrypted images: a key file\n"
+           "                           with one [image/path] group and passphrase=\n"
+           "                           per image; must be mode 0600\n"
+           "    -o backing=confined|any  backing files must lie inside IMAGEDIR\n"
+           "                           (confined, the default) or anywhere\n"
+           "    -o cache_size=BYTES    metadata cache per image (default %u)\n"
+           "    -o splice_min=BYTES    hand host file ranges to the kernel (splice)\n"
+           "                           for reads of at least BYTES; 0 copies always\n"
+           "    -o attr_timeout=SECS   how long the kernel caches attributes (1)\n\n",
+           prog, VD_DEFAULT_RAW_EXTENSIONS, VD_DEFAULT_METADATA_CACHE);
+}
+
+static bool parse_size(const char *name, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    uint64_t mul = 1;
+    if (*end == 'K' || *end == 'k')
+        mul = 1024, end++;
+    else if (*end == 'M' || *end == 'm')
+        mul = 1024 * 1024, end++;
+    else if (*end == 'G' || *end == 'g')
+        mul = 1024ull * 1024 * 1024, end++;
+    if (errno != 0 || end == s || *end != '\0' || *s == '-' ||
+        __builtin_mul_overflow((uint64_t)v, mul, out)) {
+        fprintf(stderr, "vdiskfs: -o %s=%s: not a size\n", name, s);
+        return false;
+    }
+    return true;
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* Build the block-layer context from the options; false after printing why. */
+static VdContext *make_context(VdfsConfig *cfg)
+{
+    GError *err = NULL;
+    VdContext *ctx = vd_context_new(cfg->imagedir, &err);
+    if (ctx == NULL)
+        goto fail;
+    if (cfg->raw_ext && !vd_context_set_raw_extensions(ctx, cfg->raw_ext, &err))
+        goto fail;
+    if (cfg->backing != NULL) {
+        if (strcmp(cfg->backing, "confined") == 0) {
+            ctx->backing_policy = VD_BACKING_CONFINED;
+        } else if (strcmp(cfg->backing, "any") == 0) {
+            ctx->backing_policy = VD_BACKING_ANY;
+        } else {
+            vd_set_error(&err, EINVAL, "-o backing=%s: expected 'confined' or 'any'", cfg->backing);
+            goto fail;
+        }
+    }
+    if (cfg->cache_size && !parse_size("cache_size", cfg->cache_size, &ctx->metadata_cache_bytes)) {
+        vd_context_unref(ctx);
+        return NULL;
+    }
+    if (cfg->keyfile && !vd_context_load_keyfile(ctx, cfg->keyfile, &err))
+        goto fail;
+    return ctx;
+fail:
+    fprintf(stderr, "vdiskfs: %s\n", err->message);
+    g_error_free(err);
+    vd_context_unref(ctx);
+    return NULL;
+}
+
+static bool check_dirs(const char *imagedir, const char *mountpoint)
+{
+    struct stat st;
+    if (stat(imagedir, &st) < 0) {
+        fprintf(stderr, "vdiskfs: IMAGEDIR %s: %s\n", imagedir, g_strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "vdiskfs: IMAGEDIR %s: not a directory\n", imagedir);
+        return false;
+    }
+    if (stat(mountpoint, &st) < 0) {
+        fprintf(stderr, "vdiskfs: MOUNTPOINT %s: %s\n", mountpoint, g_strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "vdiskfs: MOUNTPOINT %s: not a directory\n", mountpoint);
+        return false;
+    }
+    g_autofree char *ri = realpath(imagedir, NULL);
+    g_autofree char *rm = realpath(mountpoint, NULL);
+    if (ri && rm && (strcmp(ri, rm) == 0 || (g_str_has_prefix(rm, ri) && rm[strlen(ri)] == '/'))) {
+        fprintf(stderr, "vdiskfs: MOUNTPOINT %s lies inside IMAGEDIR %s\n", mountpoint, imagedir);
+        return false;
+    }
+    return true;
+}
+
+int main(int argc, char *argv[])
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    VdfsConfig cfg = {.attr_timeout = 1.0};
+    struct fuse_cmdline_opts cmd = {0};
+    struct fuse_session *se = NULL;
+    VfsFs *fs = NULL;
+    VdContext *ctx = NULL;
+    int ret = 1;
+    char *fsname = NULL;
+
+    if (fuse_opt_parse(&args, &cfg, vdfs_opts, vdfs_opt_proc) != 0)
+        goto out;
+    if (fuse_parse_cmdline(&args, &cmd) != 0)
+        goto out;
+    if (cmd.show_help) {
+        usage(argv[0]);
+        printf("FUSE options:\n");
+        fuse_cmdline_help();
+        fuse_lowlevel_help();
+        ret = 0;
+        goto out;
+    }
+    if (cmd.show_version) {
+        printf("vdiskfs %s\n", PACKAGE_VERSION);
+        fuse_lowlevel_version();
+        ret = 0;
+        goto out;
+    }
+    if (cfg.imagedir == NULL || cmd.mountpoint == NULL) {
+        fprintf(stderr, "vdiskfs: usage: vdiskfs [options] IMAGEDIR MOUNTPOINT (see --help)\n");
+        goto out;
+    }
+    if (!check_dirs(cfg.imagedir, cmd.mountpoint))
+        goto out;
+    vd_log_init("vdiskfs", cmd.debug);
+    raise_fd_limit();
+
+    VfsOptions vopts = {
+        .read_only = !cfg.rw, .attr_timeout = cfg.attr_timeout, .splice_min = 64 * 1024};
+    if (cfg.splice_min) {
+        uint64_t v;
+        if (!parse_size("splice_min", cfg.splice_min, &v))
+            goto out;
+        vopts.splice_min = (size_t)v;
+    }
+    ctx = make_context(&cfg);
+    if (ctx == NULL)
+        goto out;
+
+    /* The kernel checks every image's own owner and mode, always. */
+    fuse_opt_add_arg(&args, "-odefault_permissions");
+    if (!cfg.rw)
+        fuse_opt_add_arg(&args, "-oro");
+    fsname = g_strdup_printf("-ofsname=%s", ctx->root);
+    /* fsname is parsed by libfuse as a comma list: commas would split it. */
+    if (strchr(ctx->root, ',') == NULL)
+        fuse_opt_add_arg(&args, fsname);
+    fuse_opt_add_arg(&args, "-osubtype=vdiskfs");
+
+    fs = vfs_new(ctx, &vopts);
+    se = fuse_session_new(&args, &vfs_ops, sizeof vfs_ops, fs);
+    if (se == NULL)
+        goto out;
+    if (fuse_set_signal_handlers(se) != 0)
+        goto out;
+    if (fuse_session_mount(se, cmd.mountpoint) != 0)
+        goto out_signals;
+    if (fuse_daemonize(cmd.foreground) != 0)
+        goto out_unmount;
+    if (!cmd.foreground)
+        vd_log_use_syslog();
+
+    if (cmd.singlethread) {
+        ret = fuse_session_loop(se);
+    } else {
+        struct fuse_loop_config *lc = fuse_loop_cfg_create();
+        fuse_loop_cfg_set_clone_fd(lc, cmd.clone_fd);
+        fuse_loop_cfg_set_max_threads(lc, cmd.max_threads ? cmd.max_threads : 16);
+        fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
+        ret = fuse_session_loop_mt(se, lc);
+        fuse_loop_cfg_destroy(lc);
+    }
+    ret = ret != 0 ? 1 : 0;
+
+out_unmount:
+    fuse_session_unmount(se);
+out_signals:
+    fuse_remove_signal_handlers(se);
+out:
+    if (se != NULL)
+        fuse_session_destroy(se);
+    vfs_free(fs);
+    vd_context_unref(ctx);
+    free(cmd.mountpoint);
+    g_free(fsname);
+    g_free(cfg.imagedir);
+    g_free(cfg.raw_ext);
+    g_free(cfg.keyfile);
+    g_free(cfg.backing);
+    g_free(cfg.cache_size);
+    g_free(cfg.splice_min);
+    fuse_opt_free_args(&args);
+    return ret;
+}

@@ -1,0 +1,117 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Sourced by every integration test: temp dirs, mounting, comparisons.
+# Exit codes follow automake: 0 pass, 1 fail, 77 skip (only when FUSE is
+# missing, and never under CI=true), 99 hard error.
+set -eu
+
+: "${VDISKFS:?VDISKFS must point at the vdiskfs binary}"
+: "${VDISK:?VDISK must point at the vdisk binary}"
+VDTEST=${VDTEST:-$(dirname "$VDISK")/tests/integration/vdtest}
+
+skip() {
+    if [ "${CI:-}" = true ]; then
+        echo "FAIL (skip not allowed under CI=true): $*" >&2
+        exit 1
+    fi
+    echo "SKIP: $*"
+    exit 77
+}
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+note() {
+    echo "# $*"
+}
+
+MOUNTS=""
+T=$(mktemp -d "${TMPDIR:-/tmp}/vdiskfs-test.XXXXXX")
+chmod 755 "$T"
+
+cleanup() {
+    for m in $MOUNTS; do
+        if mountpoint -q "$m" 2>/dev/null; then
+            fusermount3 -u "$m" 2>/dev/null || umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+require_fuse() {
+    [ -c /dev/fuse ] || skip "/dev/fuse is missing"
+    if [ "$(id -u)" != 0 ]; then
+        command -v fusermount3 >/dev/null || skip "not root and no fusermount3"
+    fi
+}
+
+require_qemu() {
+    command -v qemu-img >/dev/null || fail "qemu-img is missing (apt-get install qemu-utils)"
+}
+
+# mount_vdiskfs IMAGEDIR MOUNTPOINT [vdiskfs options...]
+mount_vdiskfs() {
+    local dir=$1 mnt=$2
+    shift 2
+    mkdir -p "$mnt"
+    "$VDISKFS" "$@" "$dir" "$mnt" || fail "vdiskfs $* $dir $mnt failed"
+    MOUNTS="$MOUNTS $mnt"
+    mountpoint -q "$mnt" || fail "$mnt is not a mountpoint after vdiskfs returned"
+}
+
+unmount_vdiskfs() {
+    local mnt=$1
+    fusermount3 -u "$mnt" 2>/dev/null || umount "$mnt" || fail "cannot unmount $mnt"
+    # The daemon flushes and exits after the kernel lets go; wait for it.
+    local i=0
+    while pgrep -f "vdiskfs.* $mnt\$" >/dev/null 2>&1 && [ $i -lt 100 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+}
+
+# same_bytes EXPECTED_FILE GOT_FILE WHAT
+same_bytes() {
+    if ! cmp "$1" "$2" >"$T/cmp.out" 2>&1; then
+        fail "$3: content differs from $1: $(cat "$T/cmp.out")"
+    fi
+}
+
+# Data ranges of a file through SEEK_DATA/SEEK_HOLE, one "start length" per line.
+seek_map() {
+    "$VDTEST" seekmap "$1"
+}
+
+# Data ranges that qemu-img map reports for an image (merged), same format.
+qemu_data_map() {
+    qemu-img map --output=json "$@" | tr -d '[]' | awk -F'[:,]' '
+        {
+            start = ""; len = ""; data = "";
+            for (i = 1; i < NF; i++) {
+                k = $i; gsub(/[ "{}]/, "", k); v = $(i + 1); gsub(/[ "{}]/, "", v);
+                if (k == "start") start = v;
+                if (k == "length") len = v;
+                if (k == "data") data = v;
+            }
+            if (start == "") next;
+            if (data == "true") {
+                if (have && cs + cl == start) { cl += len } else { if (have) print cs, cl; cs = start; cl = len; have = 1 }
+            }
+        }
+        END { if (have) print cs, cl }'
+}
+
+# compare_to_qemu IMAGE MOUNTED_FILE: bytes and holes both equal qemu-img's view.
+compare_to_qemu() {
+    local img=$1 got=$2 name
+    name=$(basename "$img")
+    qemu-img convert -O raw "$img" "$T/expect.raw" || fail "qemu-img convert $img"
+    same_bytes "$T/expect.raw" "$got" "$name"
+    qemu_data_map "$img" >"$T/qmap"
+    seek_map "$got" >"$T/vmap"
+    if ! diff "$T/qmap" "$T/vmap" >"$T/mapdiff"; then
+        fail "$name: data map differs from qemu-img map (< qemu, > vdiskfs): $(cat "$T/mapdiff")"
+    fi
+}

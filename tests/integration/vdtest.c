@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Small probes for the integration tests: things the shell cannot do. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* seekmap FILE: merged data ranges through SEEK_DATA/SEEK_HOLE. */
+static int cmd_seekmap(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        perror(path);
+        return 1;
+    }
+    struct stat st;
+    fstat(fd, &st);
+    off_t pos = 0;
+    while (pos < st.st_size) {
+        off_t data = lseek(fd, pos, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO)
+                break;
+            perror("SEEK_DATA");
+            return 1;
+        }
+        off_t hole = lseek(fd, data, SEEK_HOLE);
+        if (hole < 0) {
+            perror("SEEK_HOLE");
+            return 1;
+        }
+        printf("%jd %jd\n", (intmax_t)data, (intmax_t)(hole - data));
+        pos = hole;
+    }
+    return 0;
+}
+
+typedef struct {
+    const char *got, *expect;
+    unsigned seed;
+    int iterations;
+    int failed;
+} Reader;
+
+/* Each thread reads random ranges of both files and compares them. */
+static void *reader_main(void *arg)
+{
+    Reader *r = arg;
+    int a = open(r->got, O_RDONLY), b = open(r->expect, O_RDONLY);
+    struct stat st;
+    if (a < 0 || b < 0 || fstat(b, &st) < 0) {
+        r->failed = 1;
+        return NULL;
+    }
+    char *x = malloc(1 << 20), *y = malloc(1 << 20);
+    for (int i = 0; i < r->iterations && !r->failed; i++) {
+        size_t len = 1 + rand_r(&r->seed) % (1 << 20);
+        off_t off = st.st_size > 1 ? (off_t)(((uint64_t)rand_r(&r->seed) << 16 ^ rand_r(&r->seed)) %
+                                             (uint64_t)st.st_size)
+                                   : 0;
+        ssize_t n1 = pread(a, x, len, off), n2 = pread(b, y, len, off);
+        if (n1 != n2 || n1 < 0 || memcmp(x, y, (size_t)n1) != 0) {
+            fprintf(stderr, "parread: mismatch at offset %jd length %zu (got %zd, expected %zd)\n",
+                    (intmax_t)off, len, n1, n2);
+            r->failed = 1;
+        }
+    }
+    free(x);
+    free(y);
+    close(a);
+    close(b);
+    return NULL;
+}
+
+/* parread GOT EXPECT THREADS ITERATIONS */
+static int cmd_parread(char **argv)
+{
+    int n = atoi(argv[2]);
+    pthread_t t[64];
+    Reader r[64];
+    if (n < 1 || n > 64)
+        return 2;
+    for (int i = 0; i < n; i++) {
+        r[i] = (Reader){argv[0], argv[1], (unsigned)i * 7919u + 1, atoi(argv[3]), 0};
+        pthread_create(&t[i], NULL, reader_main, &r[i]);
+    }
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(t[i], NULL);
+        failed |= r[i].failed;
+    }
+    return failed;
+}
+
+/* errno FILE OP...: print the errno name an operation ends with ("OK" if none). */
+static int cmd_errno(char **argv, int argc)
+{
+    const char *path = argv[0], *op = argv[1];
+    int r = 0;
+    if (strcmp(op, "open-rw") == 0) {
+        int fd = open(path, O_RDWR);
+        r = fd < 0 ? -1 : 0;
+        if (fd >= 0)
+            close(fd);
+    } else if (strcmp(op, "open-ro") == 0) {
+        int fd = open(path, O_RDONLY);
+        r = fd < 0 ? -1 : 0;
+        if (fd >= 0)
+            close(fd);
+    } else if (strcmp(op, "read") == 0) {
+        int fd = open(path, O_RDONLY);
+        char buf[512];
+        r = fd < 0 ? -1 : (int)pread(fd, buf, sizeof buf, 0);
+        r = r < 0 ? -1 : 0;
+        if (fd >= 0)
+            close(fd);
+    } else if (strcmp(op, "punch") == 0 || strcmp(op, "zero") == 0) {
+        if (argc < 4)
+            return 2;
+        int fd = open(path, O_RDWR);
+        int mode = strcmp(op, "punch") == 0 ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+                                            : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+        r = fd < 0 ? -1 : fallocate(fd, mode, atoll(argv[2]), atoll(argv[3]));
+        if (fd >= 0)
+            close(fd);
+    } else if (strcmp(op, "truncate") == 0) {
+        if (argc < 3)
+            return 2;
+        r = truncate(path, atoll(argv[2]));
+    } else {
+        return 2;
+    }
+    printf("%s\n", r == 0 ? "OK" : strerrorname_np(errno));
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && strcmp(argv[1], "seekmap") == 0)
+        return cmd_seekmap(argv[2]);
+    if (argc >= 6 && strcmp(argv[1], "parread") == 0)
+        return cmd_parread(argv + 2);
+    if (argc >= 4 && strcmp(argv[1], "errno") == 0)
+        return cmd_errno(argv + 2, argc - 2);
+    fprintf(stderr, "usage: vdtest seekmap FILE | parread GOT EXPECT THREADS ITER |"
+                    " errno FILE OP [ARGS]\n");
+    return 2;
+}
