@@ -44,8 +44,12 @@ VfsImage *vfs_image_get(VfsFs *fs, const char *relpath)
         return NULL;
     g_mutex_lock(&fs->lock);
     VfsImage *vi = g_hash_table_lookup(fs->images, relpath);
-    if (vi != NULL && (vi->dev != st.st_dev || vi->ino != st.st_ino)) {
-        /* Replaced on the host: open handles keep the old image. */
+    bool changed_in_place = vi != NULL && fs->opts.read_only &&
+                            (vi->size != st.st_size || vi->mtime.tv_sec != st.st_mtim.tv_sec ||
+                             vi->mtime.tv_nsec != st.st_mtim.tv_nsec);
+    if (vi != NULL && (vi->dev != st.st_dev || vi->ino != st.st_ino || changed_in_place)) {
+        /* Replaced or rewritten on the host: open handles keep the old image.
+         * (On rw mounts this daemon is the writer, so mtime tells nothing.) */
         g_hash_table_remove(fs->images, relpath);
         vi = NULL;
     }
@@ -57,6 +61,8 @@ VfsImage *vfs_image_get(VfsFs *fs, const char *relpath)
         vi->relpath = g_strdup(relpath);
         vi->dev = st.st_dev;
         vi->ino = st.st_ino;
+        vi->mtime = st.st_mtim;
+        vi->size = st.st_size;
         g_mutex_init(&vi->lock);
         g_hash_table_insert(fs->images, vi->relpath, vi);
     }

@@ -6,6 +6,8 @@
 #include <fuse_lowlevel.h>
 
 #include <stddef.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +259,8 @@ int main(int argc, char *argv[])
         goto out_unmount;
     if (!cmd.foreground)
         vd_log_use_syslog();
+    /* After daemonising: threads do not survive fork. */
+    vfs_watch_start(fs, se);
 
     if (cmd.singlethread) {
         ret = fuse_session_loop(se);
@@ -264,11 +268,14 @@ int main(int argc, char *argv[])
         struct fuse_loop_config *lc = fuse_loop_cfg_create();
         fuse_loop_cfg_set_clone_fd(lc, cmd.clone_fd);
         fuse_loop_cfg_set_max_threads(lc, cmd.max_threads ? cmd.max_threads : 16);
-        fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
+        if (cmd.max_idle_threads != UINT_MAX) /* UINT_MAX: not given */
+            fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
         ret = fuse_session_loop_mt(se, lc);
         fuse_loop_cfg_destroy(lc);
     }
-    ret = ret != 0 ? 1 : 0;
+    /* A loop ended by SIGTERM/SIGINT/SIGHUP reports the signal: a clean exit. */
+    ret = (ret == 0 || ret == SIGTERM || ret == SIGINT || ret == SIGHUP) ? 0 : 1;
+    vfs_watch_stop(fs);
 
 out_unmount:
     fuse_session_unmount(se);
