@@ -17,12 +17,15 @@ static gboolean opt_json;
 static char *opt_keyfile;
 static char *opt_format;
 static gboolean opt_confined;
+static gboolean opt_force_share;
 
 static const GOptionEntry entries[] = {
     {"json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "Machine-readable output (JSON)", NULL},
     {"keyfile", 'k', 0, G_OPTION_ARG_FILENAME, &opt_keyfile,
      "Passphrases for encrypted images (mode 0600 key file)", "PATH"},
     {"format", 'f', 0, G_OPTION_ARG_STRING, &opt_format, "Do not probe: open as FORMAT", "FORMAT"},
+    {"force-share", 'U', 0, G_OPTION_ARG_NONE, &opt_force_share,
+     "Open images that another process (QEMU) is writing", NULL},
     {"confined", 0, 0, G_OPTION_ARG_NONE, &opt_confined,
      "Backing files must lie in the image's directory", NULL},
     {NULL},
@@ -35,6 +38,7 @@ static VdImage *open_image(const char *path, GError **error)
     if (ctx == NULL)
         return NULL;
     ctx->backing_policy = opt_confined ? VD_BACKING_CONFINED : VD_BACKING_ANY;
+    ctx->force_share = opt_force_share;
     if (opt_keyfile && !vd_context_load_keyfile(ctx, opt_keyfile, error))
         return NULL;
     VdOpenOptions o = {.read_only = true, .format = opt_format};

@@ -29,6 +29,7 @@ typedef struct {
     char *cache_size;
     char *splice_min;
     double attr_timeout;
+    int force_share;
     int nonopt_count;
 } VdfsConfig;
 
@@ -47,6 +48,7 @@ static const struct fuse_opt vdfs_opts[] = {
     VDFS_OPT("cache_size=%s", cache_size, 0),
     VDFS_OPT("splice_min=%s", splice_min, 0),
     VDFS_OPT("attr_timeout=%lf", attr_timeout, 0),
+    VDFS_OPT("force_share", force_share, 1),
     FUSE_OPT_END,
 };
 
@@ -93,7 +95,9 @@ static void usage(const char *prog)
            "    -o cache_size=BYTES    metadata cache per image (default %u)\n"
            "    -o splice_min=BYTES    hand host file ranges to the kernel (splice)\n"
            "                           for reads of at least BYTES; 0 copies always\n"
-           "    -o attr_timeout=SECS   how long the kernel caches attributes (1)\n\n",
+           "    -o attr_timeout=SECS   how long the kernel caches attributes (1)\n"
+           "    -o force_share         take no QEMU-compatible image locks (like\n"
+           "                           qemu-img -U): read images QEMU is writing\n\n",
            prog, VD_DEFAULT_RAW_EXTENSIONS, VD_DEFAULT_METADATA_CACHE);
 }
 
@@ -149,6 +153,7 @@ static VdContext *make_context(VdfsConfig *cfg)
         vd_context_unref(ctx);
         return NULL;
     }
+    ctx->force_share = cfg->force_share;
     if (cfg->keyfile && !vd_context_load_keyfile(ctx, cfg->keyfile, &err))
         goto fail;
     return ctx;
