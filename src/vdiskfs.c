@@ -94,7 +94,8 @@ static void usage(const char *prog)
            "                           (confined, the default) or anywhere\n"
            "    -o cache_size=BYTES    metadata cache per image (default %u)\n"
            "    -o splice_min=BYTES    hand host file ranges to the kernel (splice)\n"
-           "                           for reads of at least BYTES; 0 copies always\n"
+           "                           for reads of at least BYTES; 0 (default)\n"
+           "                           always copies\n"
            "    -o attr_timeout=SECS   how long the kernel caches attributes (1)\n"
            "    -o force_share         take no QEMU-compatible image locks (like\n"
            "                           qemu-img -U): read images QEMU is writing\n\n",
