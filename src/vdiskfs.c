@@ -231,8 +231,10 @@ int main(int argc, char *argv[])
     vd_log_init("vdiskfs", cmd.debug);
     raise_fd_limit();
 
-    VfsOptions vopts = {
-        .read_only = !cfg.rw, .attr_timeout = cfg.attr_timeout, .splice_min = 64 * 1024};
+    /* Copying beat splice at every request size measured on Linux 6.18
+     * (1 MiB sequential: 2.8 GB/s copy vs 0.9 GB/s splice; 4 KiB random:
+     * equal or worse), so splicing is opt-in. */
+    VfsOptions vopts = {.read_only = !cfg.rw, .attr_timeout = cfg.attr_timeout, .splice_min = 0};
     if (cfg.splice_min) {
         uint64_t v;
         if (!parse_size("splice_min", cfg.splice_min, &v))
