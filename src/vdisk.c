@@ -28,7 +28,7 @@ static const GOptionEntry entries[] = {
      "Open images that another process (QEMU) is writing", NULL},
     {"confined", 0, 0, G_OPTION_ARG_NONE, &opt_confined,
      "Backing files must lie in the image's directory", NULL},
-    {NULL},
+    G_OPTION_ENTRY_NULL,
 };
 
 static VdImage *open_image(const char *path, GError **error)
@@ -255,6 +255,18 @@ static int cmd_cat(VdImage *img)
     return 0;
 }
 
+/* The driver table: name, capabilities, description. */
+static int cmd_formats(void)
+{
+    for (const VdDriver *const *d = vd_drivers; *d != NULL; d++) {
+        const VdDriver *drv = *d;
+        printf("%-18s %-5s %-7s %-9s %s\n", drv->name, (drv->caps & VD_CAP_WRITE) ? "rw" : "ro",
+               (drv->caps & VD_CAP_BACKING) ? "backing" : "-",
+               (drv->caps & VD_CAP_SNAPSHOTS) ? "snapshots" : "-", drv->description);
+    }
+    return 0;
+}
+
 int main(int argc, char *argv[])
 {
     g_autoptr(GOptionContext) oc = g_option_context_new("COMMAND IMAGE [SNAPSHOT]");
@@ -263,7 +275,8 @@ int main(int argc, char *argv[])
             "  info IMAGE        format, sizes, backing chain, format details, snapshots\n"
             "  map IMAGE         allocation map (like qemu-img map)\n"
             "  snapshots IMAGE   the internal snapshot table\n"
-            "  cat IMAGE [SNAP]  the raw disk (or one snapshot) on stdout");
+            "  cat IMAGE [SNAP]  the raw disk (or one snapshot) on stdout\n"
+            "  formats           the supported formats");
     g_option_context_add_main_entries(oc, entries, NULL);
     g_autoptr(GError) err = NULL;
     if (!g_option_context_parse(oc, &argc, &argv, &err)) {
@@ -271,6 +284,8 @@ int main(int argc, char *argv[])
         return 2;
     }
     vd_log_init("vdisk", false);
+    if (argc == 2 && strcmp(argv[1], "formats") == 0)
+        return cmd_formats();
     if (argc < 3 || (argc > 3 && strcmp(argv[1], "cat") != 0) || argc > 4) {
         g_autofree char *help = g_option_context_get_help(oc, TRUE, NULL);
         fputs(help, stderr);
