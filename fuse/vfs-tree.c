@@ -71,6 +71,8 @@ VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
     fs->root = g_strdup(ctx->root);
     fs->opts = *opts;
     g_mutex_init(&fs->lock);
+    g_mutex_init(&fs->reaper_lock);
+    g_cond_init(&fs->reaper_cond);
     fs->by_ino = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, node_free);
     fs->by_key = g_hash_table_new(g_str_hash, g_str_equal);
     fs->images = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, vfs_image_unref_cb);
@@ -137,6 +139,8 @@ void vfs_free(VfsFs *fs)
     g_hash_table_unref(fs->writers);
     g_hash_table_unref(fs->dirs);
     g_mutex_clear(&fs->lock);
+    g_mutex_clear(&fs->reaper_lock);
+    g_cond_clear(&fs->reaper_cond);
     g_free(fs->root);
     vd_context_unref(fs->ctx);
     g_free(fs);

@@ -22,9 +22,10 @@
 #define VFS_SNAPSHOT_DIR ".snapshots"
 
 typedef struct {
-    bool read_only;      /* -o ro (default) / rw */
-    double attr_timeout; /* seconds the kernel may cache attributes and entries */
-    size_t splice_min;   /* reads at least this large hand fds to the kernel; 0 = never */
+    bool read_only;        /* -o ro (default) / rw */
+    double attr_timeout;   /* seconds the kernel may cache attributes and entries */
+    size_t splice_min;     /* reads at least this large hand fds to the kernel; 0 = never */
+    unsigned idle_timeout; /* seconds before an unused image is closed; 0 = never */
 } VfsOptions;
 
 /* One image file in IMAGEDIR, opened (or failed) once per host file. */
@@ -35,10 +36,11 @@ typedef struct VfsImage {
     ino_t ino;
     struct timespec mtime; /* and, on read-only mounts, so does one changed in place */
     off_t size;
-    GMutex lock;  /* guards everything below */
-    bool opened;  /* an open was attempted */
-    VdImage *img; /* NULL when the open failed */
-    char *error;  /* why it failed (for user.vdiskfs.error) */
+    GMutex lock;      /* guards everything below */
+    bool opened;      /* an open was attempted */
+    gint64 last_used; /* monotonic µs of the last acquire, for the idle reaper */
+    VdImage *img;     /* NULL when the open failed */
+    char *error;      /* why it failed (for user.vdiskfs.error) */
     int error_errno;
     GPtrArray *snapshots;    /* VdSnapshotInfo, in table order; NULL until listed */
     GPtrArray *snap_names;   /* unique display names, parallel to snapshots */
@@ -86,6 +88,10 @@ typedef struct {
     char *root;              /* IMAGEDIR, realpath */
     struct fuse_session *se; /* for invalidation notices; NULL when not mounted */
     VfsWatch *watch;         /* inotify (vfs-watch.c), or NULL */
+    GThread *reaper;         /* idle-image closer, or NULL */
+    GMutex reaper_lock;      /* guards reaper_stop with reaper_cond */
+    GCond reaper_cond;
+    bool reaper_stop;
     VfsOptions opts;
     GMutex lock;         /* guards the tables below */
     GHashTable *by_ino;  /* fuse_ino_t -> VfsNode* (owns) */
@@ -149,6 +155,11 @@ char *vfs_host_path(VfsFs *fs, const char *relpath);
  * returns length or -errno. */
 ssize_t vfs_xattr_get(VfsFs *fs, VfsNode *node, const char *name, char *buf, size_t size);
 ssize_t vfs_xattr_list(VfsFs *fs, VfsNode *node, char *buf, size_t size);
+
+/* Close images nobody used for opts.idle_timeout seconds (and retry failed
+ * ones after as long); they reopen on demand. */
+void vfs_reaper_start(VfsFs *fs);
+void vfs_reaper_stop(VfsFs *fs);
 
 /* Live directories (vfs-watch.c). */
 bool vfs_watch_start(VfsFs *fs, struct fuse_session *se);

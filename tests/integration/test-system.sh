@@ -46,6 +46,21 @@ exec 3<&-
 within 2 cmp -s "$D/c.img" "$M/c.img" || fail "a new open does not see the replacement"
 unmount_vdiskfs "$M"
 
+note "idle images are closed (file descriptors released) and reopen on demand"
+mount_vdiskfs "$D" "$M" -o idle_timeout=1
+cmp "$D/c.img" "$M/c.img" || fail "read before idling"
+pid=$(pgrep -f "vdiskfs -o idle_timeout=1 $D $M" | head -n1)
+[ -n "$pid" ] || fail "cannot find the daemon"
+holds_image() { ls -l "/proc/$pid/fd" 2>/dev/null | grep -q "$D/c.img"; }
+holds_image || fail "the daemon does not hold the image open after a read"
+within 5 sh -c "! ls -l /proc/$pid/fd | grep -q '$D/c.img'" || fail "an idle image stays open"
+exec 3<"$M/c.img"
+sleep 2.5
+holds_image || fail "an image with an open handle was closed"
+exec 3<&-
+cmp "$D/c.img" "$M/c.img" || fail "read after the image was closed for idleness"
+unmount_vdiskfs "$M"
+
 note "SIGTERM unmounts cleanly; -f logs one line per problem image to stderr"
 mkdir -p "$T/logd"
 head -c 1048576 /dev/urandom >"$T/logd/ok.img"
