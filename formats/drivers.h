@@ -6,3 +6,4 @@
  */
 VD_DRIVER(raw)
 VD_DRIVER(vpc)
+VD_DRIVER(vhdx)
