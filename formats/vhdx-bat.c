@@ -148,6 +148,16 @@ bool vhdx_check_block(VdImage *img, uint64_t entry, uint64_t need, const char *w
     return true;
 }
 
+/* Data at host: straight from the file, or through vhdx_pread when the
+ * in-memory log replay changed it or put it past the end of the file. */
+static VdExtentState data_state(const VhdxState *s, uint64_t host, uint64_t len)
+{
+    if (vhdx_overlay_hits(s, host, len) ||
+        host + len > __atomic_load_n(&s->file_size, __ATOMIC_ACQUIRE))
+        return VD_EXTENT_DATA_DECODE;
+    return VD_EXTENT_DATA;
+}
+
 /* How a payload state reads, or -1 for allocated data. */
 static int state_class(VhdxState *s, unsigned st)
 {
@@ -198,8 +208,7 @@ static bool partial_status(VdImage *img, uint64_t block, uint64_t entry, uint64_
     ext->length = MIN(n, run_end - within);
     if (set) {
         uint64_t host = VHDX_BAT_OFFSET(entry) + within;
-        ext->state =
-            vhdx_overlay_hits(s, host, ext->length) ? VD_EXTENT_DATA_DECODE : VD_EXTENT_DATA;
+        ext->state = data_state(s, host, ext->length);
         ext->fd = img->fd;
         ext->host_offset = host;
     } else {
@@ -269,7 +278,7 @@ bool vhdx_block_status(VdImage *img, uint64_t offset, uint64_t length, unsigned 
     ext->length = MIN(run, length);
     ext->fd = img->fd;
     ext->host_offset = host;
-    ext->state = vhdx_overlay_hits(s, host, ext->length) ? VD_EXTENT_DATA_DECODE : VD_EXTENT_DATA;
+    ext->state = data_state(s, host, ext->length);
     return true;
 }
 

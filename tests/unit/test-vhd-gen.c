@@ -392,8 +392,14 @@ static bool page_is_zero(const uint8_t *p)
 }
 
 void vhdxgen_make_dirty(GByteArray *before, const GByteArray *after, unsigned per_entry,
-                        uint32_t start, uint64_t first_seq)
+                        uint32_t start, uint64_t first_seq, bool extend_first)
 {
+    if (extend_first && before->len < after->len) {
+        /* As a writer does: new blocks written (and synced) first. */
+        size_t old = before->len;
+        g_byte_array_set_size(before, after->len);
+        memcpy(before->data + old, after->data + old, after->len - old);
+    }
     size_t len = MAX(before->len, after->len);
     size_t before_len = before->len;
     g_autofree uint8_t *a = g_malloc0(len), *bb = g_malloc0(len);

@@ -459,12 +459,19 @@ static void test_log_replay(Fixture *f, gconstpointer data)
     struct {
         unsigned per_entry;
         uint32_t start;
-    } cases[] = {{100, 0}, {1, 0}, {1, VHDXGEN_LOG_SIZE - 8192}, {2, VHDXGEN_LOG_SIZE - 4096}};
+        bool extend_first;
+    } cases[] = {{100, 0, false},
+                 {100, 0, true},
+                 {1, 0, false},
+                 {1, VHDXGEN_LOG_SIZE - 8192, false},
+                 {2, VHDXGEN_LOG_SIZE - 4096, true}};
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autoptr(GByteArray) d = g_byte_array_new();
         g_byte_array_append(d, before->data, before->len);
-        vhdxgen_make_dirty(d, after, cases[i].per_entry, cases[i].start, 1000);
-        g_test_message("per entry %u, start 0x%x", cases[i].per_entry, cases[i].start);
+        vhdxgen_make_dirty(d, after, cases[i].per_entry, cases[i].start, 1000,
+                           cases[i].extend_first);
+        g_test_message("per entry %u, start 0x%x, extend first %d", cases[i].per_entry,
+                       cases[i].start, cases[i].extend_first);
         check_dirty(f, d, want, "replayed in memory (read-only)");
     }
     g_byte_array_unref(before);
@@ -484,11 +491,11 @@ static void test_log_stale(Fixture *f, gconstpointer data)
         g_autoptr(GByteArray) d = g_byte_array_new();
         g_byte_array_append(d, before->data, before->len);
         if (order == 0) {
-            vhdxgen_make_dirty(d, other, 1, 512 * 1024, 10);
-            vhdxgen_make_dirty(d, after, 1, 0, 20);
+            vhdxgen_make_dirty(d, other, 1, 512 * 1024, 10, false);
+            vhdxgen_make_dirty(d, after, 1, 0, 20, false);
         } else {
-            vhdxgen_make_dirty(d, after, 1, 0, 20);
-            vhdxgen_make_dirty(d, other, 1, 512 * 1024, 10);
+            vhdxgen_make_dirty(d, after, 1, 0, 20, false);
+            vhdxgen_make_dirty(d, other, 1, 512 * 1024, 10, false);
         }
         check_dirty(f, d, want, "replayed in memory (read-only)");
     }
@@ -504,7 +511,7 @@ static void test_log_torn(Fixture *f, gconstpointer data)
     g_autofree uint8_t *old = content_of(f, before, "before.vhdx");
     g_autoptr(GByteArray) d = g_byte_array_new();
     g_byte_array_append(d, before->data, before->len);
-    vhdxgen_make_dirty(d, after, 100, 0, 5);
+    vhdxgen_make_dirty(d, after, 100, 0, 5, false);
     d->data[VHDXGEN_LOG_OFFSET + 4096 + 100] ^= 0x40; /* inside a data sector */
     check_dirty(f, d, old, "clean (no valid entries)");
     g_byte_array_unref(before);
@@ -536,7 +543,7 @@ static void test_log_hostile(Fixture *f, gconstpointer data)
     make_before_after(&before, &after);
     g_autoptr(GByteArray) base = g_byte_array_new();
     g_byte_array_append(base, before->data, before->len);
-    vhdxgen_make_dirty(base, after, 100, 0, 5);
+    vhdxgen_make_dirty(base, after, 100, 0, 5, false);
     g_autofree char *p = g_build_filename(f->dir, "h.vhdx", NULL);
     uint8_t *e0 = NULL;
 
@@ -950,7 +957,7 @@ static int generate(const char *dir)
     g_autofree char *xp = g_build_filename(dir, "dirty.expect", NULL);
     if (!g_file_set_contents(xp, (const char *)raw, DISK_SIZE, NULL))
         return 1;
-    vhdxgen_make_dirty(before, after, 2, VHDXGEN_LOG_SIZE - 8192, 77);
+    vhdxgen_make_dirty(before, after, 2, 64 * 1024, 77, true);
     g_autofree char *dp = g_build_filename(dir, "dirty.vhdx", NULL);
     bool ok = gen_write_file(dp, before);
     g_byte_array_unref(before);
