@@ -6,6 +6,7 @@
 
 #include "formats/vhd-util.h"
 #include "src/vd-endian.h"
+#include "src/vd-image.h"
 
 char *vhd_utf16_to_utf8(const uint8_t *p, size_t len, bool big_endian)
 {
@@ -187,4 +188,21 @@ void vhd_path_candidates(const char *recorded, GPtrArray *out)
     if (*base != '\0' && strcmp(base, ".") != 0 && strcmp(base, "..") != 0 &&
         (drive || unc || strcmp(base, p) != 0))
         g_ptr_array_add(out, g_strdup(base));
+}
+
+void vhd_set_parent(VdImage *img, const char *recorded, const char *format,
+                    const GPtrArray *candidates)
+{
+    vd_image_set_backing(img, recorded, format);
+    /* set_backing made the recorded text the first candidate; the decoded
+     * host paths replace it, in order of preference. */
+    g_ptr_array_remove_index(img->backing_candidates, 0);
+    for (guint i = 0; i < candidates->len; i++) {
+        const char *c = g_ptr_array_index(candidates, i);
+        bool dup = false;
+        for (guint j = 0; j < img->backing_candidates->len && !dup; j++)
+            dup = strcmp(g_ptr_array_index(img->backing_candidates, j), c) == 0;
+        if (!dup)
+            vd_image_add_backing_candidate(img, c);
+    }
 }

@@ -42,4 +42,10 @@ bool vhd_guid_is_zero(const uint8_t g[16]);
  */
 void vhd_path_candidates(const char *recorded, GPtrArray *out);
 
+typedef struct VdImage VdImage;
+/* Record the parent: shown as `recorded`, opened with `format`, looked
+ * for at each of `candidates` in turn (duplicates dropped). */
+void vhd_set_parent(VdImage *img, const char *recorded, const char *format,
+                    const GPtrArray *candidates);
+
 #endif

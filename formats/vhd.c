@@ -205,18 +205,7 @@ static bool open_parent(VdImage *img, const uint8_t *hdr, uint64_t file_size, GE
         return false;
     }
     const char *display = shown->len > 0 ? g_ptr_array_index(shown, 0) : s->parent_name;
-    vd_image_set_backing(img, display, "vpc");
-    /* set_backing made the recorded text the first candidate; the decoded
-     * host paths follow in order of preference. */
-    g_ptr_array_remove_index(img->backing_candidates, 0);
-    for (guint i = 0; i < all->len; i++) {
-        const char *c = g_ptr_array_index(all, i);
-        bool dup = false;
-        for (guint j = 0; j < img->backing_candidates->len && !dup; j++)
-            dup = strcmp(g_ptr_array_index(img->backing_candidates, j), c) == 0;
-        if (!dup)
-            vd_image_add_backing_candidate(img, c);
-    }
+    vhd_set_parent(img, display, "vpc", all);
     return true;
 }
 

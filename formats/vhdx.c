@@ -192,6 +192,21 @@ static bool read_regions(VdImage *img, GError **error)
                      have_bat ? "metadata" : "BAT");
         return false;
     }
+    /* BAT, metadata and log must not share space: writing one would
+     * corrupt another. */
+    const uint64_t r[3][2] = {{s->bat_offset, s->bat_length},
+                              {s->meta_offset, s->meta_length},
+                              {s->log_offset, s->log_length}};
+    for (int i = 0; i < 3; i++) {
+        for (int j = i + 1; j < 3; j++) {
+            if (r[i][1] != 0 && r[j][1] != 0 && r[i][0] < r[j][0] + r[j][1] &&
+                r[j][0] < r[i][0] + r[i][1]) {
+                vd_set_error(error, EIO, "%s: the BAT, metadata and log regions overlap",
+                             img->name);
+                return false;
+            }
+        }
+    }
     return true;
 }
 
@@ -355,16 +370,7 @@ static bool set_parent(VdImage *img, GError **error)
     const char *shown = s->parent_relative   ? s->parent_relative
                         : s->parent_absolute ? s->parent_absolute
                                              : s->parent_volume;
-    vd_image_set_backing(img, shown, "vhdx");
-    g_ptr_array_remove_index(img->backing_candidates, 0);
-    for (guint i = 0; i < c->len; i++) {
-        const char *p = g_ptr_array_index(c, i);
-        bool dup = false;
-        for (guint j = 0; j < img->backing_candidates->len && !dup; j++)
-            dup = strcmp(g_ptr_array_index(img->backing_candidates, j), p) == 0;
-        if (!dup)
-            vd_image_add_backing_candidate(img, p);
-    }
+    vhd_set_parent(img, shown, "vhdx", c);
     return true;
 }
 

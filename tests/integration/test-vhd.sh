@@ -8,6 +8,7 @@
 . "$TESTLIB"
 require_fuse
 require_qemu
+. "$(dirname "$TESTLIB")/test-vhd-common.sh"
 
 D=$T/images M=$T/mnt G=$T/gen
 mkdir -p "$D" "$M" "$G"
@@ -102,33 +103,6 @@ grep -q "parent.vhd" "$T/err" || fail "error does not name the missing parent: $
 unmount_vdiskfs "$M"
 
 note "rw: random writes against a model"
-head -c 4M /dev/urandom >"$T/rand"
-# random_writes MOUNTED MODEL SIZE SEED: the same writes to both files.
-random_writes() {
-    awk -v size="$3" -v seed="$4" 'BEGIN {
-        srand(seed);
-        for (i = 0; i < 60; i++) {
-            r = rand();
-            len = (r < 0.3) ? int(rand() * 600) + 1 : (r < 0.9 ? int(rand() * 70000) + 1 : int(rand() * 3000000) + 1);
-            if (len > size) len = size;
-            off = int(rand() * (size - len));
-            src = (rand() < 0.15) ? "zero" : int(rand() * (4194304 - len));
-            print off, len, src;
-        }
-    }' >"$T/writes"
-    while read -r off len src; do
-        for dst in "$1" "$2"; do
-            if [ "$src" = zero ]; then
-                dd if=/dev/zero of="$dst" bs=65536 count="$len" iflag=count_bytes seek="$off" \
-                    oflag=seek_bytes conv=notrunc status=none || fail "dd to $dst"
-            else
-                dd if="$T/rand" of="$dst" bs=65536 skip="$src" count="$len" \
-                    iflag=skip_bytes,count_bytes seek="$off" oflag=seek_bytes conv=notrunc \
-                    status=none || fail "dd to $dst"
-            fi
-        done
-    done <"$T/writes"
-}
 for f in dynamic fixed dynamic-odd empty; do
     qemu-img convert -f vpc -O raw "$D/$f.vhd" "$T/$f.model"
 done

@@ -2,6 +2,7 @@
 /* Test image generators for VHD and VHDX (see test-vhd-gen.h). */
 #include "config.h"
 
+#include <glib/gstdio.h>
 #include <string.h>
 
 #include "tests/unit/test-vhd-gen.h"
@@ -67,6 +68,21 @@ void gen_guid(uint8_t g[16], const char *text)
     uint8_t o[16] = {t[3], t[2], t[1], t[0], t[5], t[4], t[7], t[6]};
     memcpy(o + 8, t + 8, 8);
     memcpy(g, o, 16);
+}
+
+void gen_rm_rf(const char *path)
+{
+    if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
+        g_autoptr(GDir) d = g_dir_open(path, 0, NULL);
+        const char *e;
+        while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
+            g_autofree char *p = g_build_filename(path, e, NULL);
+            gen_rm_rf(p);
+        }
+        g_rmdir(path);
+    } else {
+        g_unlink(path);
+    }
 }
 
 bool gen_write_file(const char *path, const GByteArray *b)

@@ -118,24 +118,9 @@ static void fixture_setup(Fixture *f, gconstpointer data)
     g_assert_no_error(err);
 }
 
-static void rm_rf(const char *path)
-{
-    if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
-        g_autoptr(GDir) d = g_dir_open(path, 0, NULL);
-        const char *e;
-        while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
-            g_autofree char *p = g_build_filename(path, e, NULL);
-            rm_rf(p);
-        }
-        g_rmdir(path);
-    } else {
-        g_unlink(path);
-    }
-}
-
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-    rm_rf(f->dir);
+    gen_rm_rf(f->dir);
     g_free(f->dir);
     vd_context_unref(f->ctx);
 }

@@ -126,21 +126,6 @@ static char *write_bytes(const char *dir, const char *name, const GByteArray *b)
     return path;
 }
 
-static void rm_rf(const char *path)
-{
-    if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
-        g_autoptr(GDir) d = g_dir_open(path, 0, NULL);
-        const char *e;
-        while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
-            g_autofree char *p = g_build_filename(path, e, NULL);
-            rm_rf(p);
-        }
-        g_rmdir(path);
-    } else {
-        g_unlink(path);
-    }
-}
-
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
     f->dir = g_dir_make_tmp("vdtest-vhdx-XXXXXX", NULL);
@@ -151,7 +136,7 @@ static void fixture_setup(Fixture *f, gconstpointer data)
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-    rm_rf(f->dir);
+    gen_rm_rf(f->dir);
     g_free(f->dir);
     vd_context_unref(f->ctx);
 }
@@ -658,6 +643,13 @@ static void m_bat_misaligned(GByteArray *b)
         vhdxgen_fix_region(b, w);
     }
 }
+static void m_regions_overlap(GByteArray *b)
+{
+    for (unsigned w = 0; w < 2; w++) {
+        put_le64_at(b->data + (w ? 0x40000 : 0x30000) + 32, VHDXGEN_LOG_OFFSET);
+        vhdxgen_fix_region(b, w);
+    }
+}
 static void m_region_count(GByteArray *b)
 {
     for (unsigned w = 0; w < 2; w++) {
@@ -737,15 +729,25 @@ static void test_hostile_open(Fixture *f, gconstpointer data)
         const char *what;
         Mutator m;
     } cases[] = {
-        {"both header CRCs", m_headers_crc}, {"equal sequence numbers", m_same_seq},
-        {"no identifier", m_no_signature},   {"both region tables", m_regions},
-        {"BAT past EOF", m_bat_past_eof},    {"BAT misaligned", m_bat_misaligned},
-        {"region count", m_region_count},    {"unknown required region", m_unknown_region},
-        {"block size 3 MiB", m_block_size},  {"block size 4 KiB", m_block_size_small},
-        {"disk size 2^62", m_disk_size},     {"BAT too small", m_disk_size_bat},
-        {"sector size 1000", m_sector_size}, {"item offset", m_item_offset},
-        {"item count", m_item_count},        {"unknown required item", m_unknown_item},
-        {"log past EOF", m_log_past_eof},    {"log version", m_log_version},
+        {"both header CRCs", m_headers_crc},
+        {"equal sequence numbers", m_same_seq},
+        {"no identifier", m_no_signature},
+        {"both region tables", m_regions},
+        {"BAT past EOF", m_bat_past_eof},
+        {"BAT misaligned", m_bat_misaligned},
+        {"region count", m_region_count},
+        {"BAT over the log", m_regions_overlap},
+        {"unknown required region", m_unknown_region},
+        {"block size 3 MiB", m_block_size},
+        {"block size 4 KiB", m_block_size_small},
+        {"disk size 2^62", m_disk_size},
+        {"BAT too small", m_disk_size_bat},
+        {"sector size 1000", m_sector_size},
+        {"item offset", m_item_offset},
+        {"item count", m_item_count},
+        {"unknown required item", m_unknown_item},
+        {"log past EOF", m_log_past_eof},
+        {"log version", m_log_version},
     };
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         VhdxGen g = parent_gen();
