@@ -85,6 +85,41 @@ void gen_rm_rf(const char *path)
     }
 }
 
+void gen_fixture_setup(Fixture *f, gconstpointer data)
+{
+    f->dir = g_dir_make_tmp("vdtest-vhd-XXXXXX", NULL);
+    g_assert_nonnull(f->dir);
+    g_autoptr(GError) err = NULL;
+    f->ctx = vd_context_new(f->dir, &err);
+    g_assert_no_error(err);
+}
+
+void gen_fixture_teardown(Fixture *f, gconstpointer data)
+{
+    gen_rm_rf(f->dir);
+    g_free(f->dir);
+    vd_context_unref(f->ctx);
+}
+
+VdImage *gen_open(Fixture *f, const char *path, bool rw, GError **err)
+{
+    VdOpenOptions o = {.read_only = !rw};
+    return vd_image_open(f->ctx, path, &o, err);
+}
+
+void gen_expect_refused(Fixture *f, const GByteArray *b, const char *name, const char *format,
+                        const char *what)
+{
+    g_autofree char *p = g_build_filename(f->dir, name, NULL);
+    g_assert_true(gen_write_file(p, b));
+    g_autoptr(GError) err = NULL;
+    VdOpenOptions o = {.read_only = true, .format = format};
+    VdImage *img = vd_image_open(f->ctx, p, &o, &err);
+    g_test_message("%s: %s", what, err ? err->message : "(opened)");
+    g_assert_null(img);
+    g_assert_nonnull(err);
+}
+
 bool gen_write_file(const char *path, const GByteArray *b)
 {
     return g_file_set_contents(path, (const char *)b->data, (gssize)b->len, NULL);

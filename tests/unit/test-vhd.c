@@ -26,11 +26,6 @@
 #define DISK_SIZE (4 * MiB)
 #define BLOCK     (512 * KiB)
 
-typedef struct {
-    char *dir;
-    VdContext *ctx;
-} Fixture;
-
 static uint8_t pat(uint64_t off, uint8_t seed)
 {
     return (uint8_t)(seed + (off >> 9) * 31 + (off & 511));
@@ -110,27 +105,6 @@ static char *write_gen(const char *dir, const char *name, const VhdGen *g)
     return path;
 }
 
-static void fixture_setup(Fixture *f, gconstpointer data)
-{
-    f->dir = g_dir_make_tmp("vdtest-vhd-XXXXXX", NULL);
-    g_autoptr(GError) err = NULL;
-    f->ctx = vd_context_new(f->dir, &err);
-    g_assert_no_error(err);
-}
-
-static void fixture_teardown(Fixture *f, gconstpointer data)
-{
-    gen_rm_rf(f->dir);
-    g_free(f->dir);
-    vd_context_unref(f->ctx);
-}
-
-static VdImage *open_img(Fixture *f, const char *path, bool rw, GError **err)
-{
-    VdOpenOptions o = {.read_only = !rw};
-    return vd_image_open(f->ctx, path, &o, err);
-}
-
 static void check_content(VdImage *img, uint8_t (*expect)(uint64_t))
 {
     g_autofree uint8_t *buf = g_malloc(DISK_SIZE);
@@ -153,7 +127,7 @@ static void test_diff_read(Fixture *f, gconstpointer data)
     g_autofree char *pp = write_gen(f->dir, "parent.vhd", &pg);
     g_autofree char *cp = write_gen(f->dir, "child.vhd", &cg);
     g_autoptr(GError) err = NULL;
-    g_autoptr(VdImage) img = open_img(f, cp, false, &err);
+    g_autoptr(VdImage) img = gen_open(f, cp, false, &err);
     g_assert_no_error(err);
     g_assert_nonnull(img->backing);
     g_assert_cmpstr(img->backing->driver->name, ==, "vpc");
@@ -209,7 +183,7 @@ static void test_diff_locators(Fixture *f, gconstpointer data)
         cg.parent_name = cases[i].name;
         g_autofree char *cp = write_gen(f->dir, "child.vhd", &cg);
         g_autoptr(GError) err = NULL;
-        g_autoptr(VdImage) img = open_img(f, cp, false, &err);
+        g_autoptr(VdImage) img = gen_open(f, cp, false, &err);
         g_assert_no_error(err);
         check_content(img, expected_byte);
     }
@@ -224,7 +198,7 @@ static void test_diff_locators(Fixture *f, gconstpointer data)
         cg.parent_name = i < G_N_ELEMENTS(w2ku) ? NULL : "parent.vhd";
         g_autofree char *cp = write_gen(f->dir, "child.vhd", &cg);
         g_autoptr(GError) err = NULL;
-        g_autoptr(VdImage) img = open_img(f, cp, false, &err);
+        g_autoptr(VdImage) img = gen_open(f, cp, false, &err);
         g_assert_no_error(err);
         check_content(img, expected_byte);
     }
@@ -235,7 +209,7 @@ static void test_diff_missing_parent(Fixture *f, gconstpointer data)
     VhdGen cg = child_gen();
     g_autofree char *cp = write_gen(f->dir, "child.vhd", &cg);
     g_autoptr(GError) err = NULL;
-    g_assert_null(open_img(f, cp, false, &err));
+    g_assert_null(gen_open(f, cp, false, &err));
     g_assert_error(err, VD_ERROR, ENOENT);
     g_assert_nonnull(strstr(err->message, "parent.vhd"));
     g_clear_error(&err);
@@ -243,7 +217,7 @@ static void test_diff_missing_parent(Fixture *f, gconstpointer data)
     /* No locator and no name at all: refused, not read as zeros. */
     cg.w2ru = cg.w2ku = cg.parent_name = NULL;
     g_autofree char *cp2 = write_gen(f->dir, "orphan.vhd", &cg);
-    g_assert_null(open_img(f, cp2, false, &err));
+    g_assert_null(gen_open(f, cp2, false, &err));
     g_assert_error(err, VD_ERROR, ENOENT);
     g_clear_error(&err);
 
@@ -251,7 +225,7 @@ static void test_diff_missing_parent(Fixture *f, gconstpointer data)
     VhdGen pg = parent_gen();
     pg.uuid[0] ^= 1;
     g_autofree char *pp = write_gen(f->dir, "parent.vhd", &pg);
-    g_assert_null(open_img(f, cp, false, &err));
+    g_assert_null(gen_open(f, cp, false, &err));
     g_assert_error(err, VD_ERROR, EIO);
     g_assert_nonnull(strstr(err->message, "UUID"));
 }
@@ -276,7 +250,7 @@ static void test_diff_write(Fixture *f, gconstpointer data)
     GRand *r = g_rand_new_with_seed(42);
     {
         g_autoptr(GError) err = NULL;
-        g_autoptr(VdImage) img = open_img(f, cp, true, &err);
+        g_autoptr(VdImage) img = gen_open(f, cp, true, &err);
         g_assert_no_error(err);
         g_assert_false(img->read_only);
         g_autofree uint8_t *buf = g_malloc(3 * BLOCK);
@@ -296,7 +270,7 @@ static void test_diff_write(Fixture *f, gconstpointer data)
         check_content(img, model_byte);
     }
     g_autoptr(GError) err = NULL;
-    g_autoptr(VdImage) again = open_img(f, cp, false, &err);
+    g_autoptr(VdImage) again = gen_open(f, cp, false, &err);
     g_assert_no_error(err);
     check_content(again, model_byte);
     g_autofree char *parent_after = NULL;
@@ -345,7 +319,7 @@ static void test_size_rules(Fixture *f, gconstpointer data)
         g_autofree char *p = g_build_filename(f->dir, "s.vhd", NULL);
         g_assert_true(gen_write_file(p, b));
         g_autoptr(GError) err = NULL;
-        g_autoptr(VdImage) img = open_img(f, p, false, &err);
+        g_autoptr(VdImage) img = gen_open(f, p, false, &err);
         g_assert_no_error(err);
         g_test_message("creator '%s' geometry %u/%u/%u", cases[i].creator, cases[i].cyl,
                        cases[i].heads, cases[i].secs);
@@ -462,14 +436,7 @@ static void test_hostile_open(Fixture *f, gconstpointer data)
         VhdGen g = cases[i].diff ? child_gen() : parent_gen();
         g_autoptr(GByteArray) b = vhdgen_build(&g);
         cases[i].m(b);
-        g_autofree char *p = g_build_filename(f->dir, "bad.vhd", NULL);
-        g_assert_true(gen_write_file(p, b));
-        g_autoptr(GError) err = NULL;
-        VdOpenOptions o = {.read_only = true, .format = "vpc"};
-        VdImage *img = vd_image_open(f->ctx, p, &o, &err);
-        g_test_message("%s: %s", cases[i].what, err ? err->message : "(opened)");
-        g_assert_null(img);
-        g_assert_nonnull(err);
+        gen_expect_refused(f, b, "bad.vhd", "vpc", cases[i].what);
     }
 }
 
@@ -483,7 +450,7 @@ static void test_hostile_block(Fixture *f, gconstpointer data)
     g_autofree char *p = g_build_filename(f->dir, "bad.vhd", NULL);
     g_assert_true(gen_write_file(p, b));
     g_autoptr(GError) err = NULL;
-    g_autoptr(VdImage) img = open_img(f, p, false, &err);
+    g_autoptr(VdImage) img = gen_open(f, p, false, &err);
     g_assert_no_error(err);
     uint8_t buf[4096];
     g_assert_true(vd_image_pread(img, buf, sizeof buf, 0, &err));
@@ -511,16 +478,19 @@ int main(int argc, char *argv[])
     if (argc == 3 && strcmp(argv[1], "gen") == 0)
         return generate(argv[2]);
     g_test_init(&argc, &argv, NULL);
-    g_test_add("/vpc/diff/read", Fixture, NULL, fixture_setup, test_diff_read, fixture_teardown);
-    g_test_add("/vpc/diff/locators", Fixture, NULL, fixture_setup, test_diff_locators,
-               fixture_teardown);
-    g_test_add("/vpc/diff/missing-parent", Fixture, NULL, fixture_setup, test_diff_missing_parent,
-               fixture_teardown);
-    g_test_add("/vpc/diff/write", Fixture, NULL, fixture_setup, test_diff_write, fixture_teardown);
-    g_test_add("/vpc/size-rules", Fixture, NULL, fixture_setup, test_size_rules, fixture_teardown);
-    g_test_add("/vpc/hostile/open", Fixture, NULL, fixture_setup, test_hostile_open,
-               fixture_teardown);
-    g_test_add("/vpc/hostile/block", Fixture, NULL, fixture_setup, test_hostile_block,
-               fixture_teardown);
+    g_test_add("/vpc/diff/read", Fixture, NULL, gen_fixture_setup, test_diff_read,
+               gen_fixture_teardown);
+    g_test_add("/vpc/diff/locators", Fixture, NULL, gen_fixture_setup, test_diff_locators,
+               gen_fixture_teardown);
+    g_test_add("/vpc/diff/missing-parent", Fixture, NULL, gen_fixture_setup,
+               test_diff_missing_parent, gen_fixture_teardown);
+    g_test_add("/vpc/diff/write", Fixture, NULL, gen_fixture_setup, test_diff_write,
+               gen_fixture_teardown);
+    g_test_add("/vpc/size-rules", Fixture, NULL, gen_fixture_setup, test_size_rules,
+               gen_fixture_teardown);
+    g_test_add("/vpc/hostile/open", Fixture, NULL, gen_fixture_setup, test_hostile_open,
+               gen_fixture_teardown);
+    g_test_add("/vpc/hostile/block", Fixture, NULL, gen_fixture_setup, test_hostile_block,
+               gen_fixture_teardown);
     return g_test_run();
 }
