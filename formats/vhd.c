@@ -55,9 +55,10 @@ static int vhd_probe(const VdProbe *probe)
 {
     if (probe->head_len >= 8 && memcmp(probe->head, "conectix", 8) == 0)
         return VD_PROBE_MAGIC;
-    /* Fixed disks carry their only footer at the end. */
+    /* Fixed disks carry their only footer at the end (and a dynamic disk
+     * whose first copy is damaged still has this one). */
     if (probe->tail_len == VD_PROBE_TAIL && probe->file_size >= 2 * VHD_FOOTER_SIZE &&
-        footer_valid(probe->tail) && vd_be32(probe->tail + 60) == VHD_TYPE_FIXED)
+        footer_valid(probe->tail))
         return VD_PROBE_MAGIC;
     return VD_PROBE_NO;
 }
@@ -155,7 +156,8 @@ static void locator_candidates(VdImage *img, uint32_t code, const uint8_t *data,
     }
     if (text == NULL || *text == '\0')
         return;
-    g_ptr_array_add(shown, g_strdup(text));
+    g_ptr_array_add(shown, g_strdup_printf("%c%c%c%c: %s", (char)(code >> 24), (char)(code >> 16),
+                                           (char)(code >> 8), (char)code, text));
     bool relative = code == VHD_PLAT_W2RU || code == VHD_PLAT_WI2R;
     vhd_path_candidates(text, relative ? rel : abs);
     (void)img;
@@ -204,7 +206,9 @@ static bool open_parent(VdImage *img, const uint8_t *hdr, uint64_t file_size, GE
                      img->name);
         return false;
     }
-    const char *display = shown->len > 0 ? g_ptr_array_index(shown, 0) : s->parent_name;
+    s->locators = g_ptr_array_ref(shown);
+    const char *display =
+        shown->len > 0 ? (const char *)g_ptr_array_index(shown, 0) + 6 : s->parent_name;
     vhd_set_parent(img, display, "vpc", all);
     return true;
 }
@@ -269,6 +273,7 @@ static void vhd_close(VdImage *img)
         return;
     g_free(s->bat);
     g_free(s->parent_name);
+    g_clear_pointer(&s->locators, g_ptr_array_unref);
     g_free(s);
     img->opaque = NULL;
 }
@@ -442,6 +447,9 @@ static void vhd_describe(VdImage *img, VdInfo *info)
         vd_info_add_str(info, "parent_uuid", "%s", pu);
         if (s->parent_name != NULL)
             vd_info_add_str(info, "parent_name", "%s", s->parent_name);
+        for (guint i = 0; s->locators != NULL && i < s->locators->len; i++)
+            vd_info_add_list_item(info, "parent_locators", "%s",
+                                  (const char *)g_ptr_array_index(s->locators, i));
     }
 }
 

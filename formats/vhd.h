@@ -45,6 +45,7 @@ typedef struct {
     uint8_t parent_uuid[16];
     uint32_t parent_timestamp;
     char *parent_name;
+    GPtrArray *locators; /* "W2ru: ..\\dir\\parent.vhd" as decoded, for describe */
     /* Where the footer at the end of the file is; new blocks go here.
      * Writer only. */
     uint64_t footer_offset;

@@ -93,6 +93,10 @@ getfattr --absolute-names -n user.vdiskfs.backing --only-values "$M/diff/child.v
 seek_map "$M/diff/child.vhd" >"$T/vmap"
 [ -s "$T/vmap" ] || fail "child shows no data"
 
+"$VDTEST" parread "$M/diff/child.vhd" "$G/child.expect" 8 40 || fail "parallel readers (child)"
+qemu-img convert -f vpc -O raw "$D/dynamic.vhd" "$T/dynamic.raw"
+"$VDTEST" parread "$M/dynamic.vhd" "$T/dynamic.raw" 8 40 || fail "parallel readers got wrong data"
+
 note "differencing disk without its parent: listed, refused with a reason"
 [ -f "$M/orphan/child.vhd" ] || fail "orphan child not listed"
 if cat "$M/orphan/child.vhd" >/dev/null 2>&1; then

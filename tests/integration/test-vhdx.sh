@@ -113,6 +113,10 @@ while read -r name size opts; do
     esac
     compare_vhdx "$img" "$M/$name.vhdx" "$T/emap"
 done <"$T/imagelist"
+note "8 parallel readers"
+qemu-img convert -f vhdx -O raw "$D/bs1.vhdx" "$T/bs1.raw"
+"$VDTEST" parread "$M/bs1.vhdx" "$T/bs1.raw" 8 40 || fail "parallel readers got wrong data"
+"$VDTEST" parread "$M/diff/child.vhdx" "$G/child.expect" 8 40 || fail "parallel readers (child)"
 "$VDISK" info "$D/bs32.vhdx" | grep -q "cluster_size: 33554432" || fail "bs32 cluster_size"
 "$VDISK" info "$D/fixed.vhdx" | grep -q "disk_type: fixed" || fail "fixed disk_type"
 "$VDISK" info "$D/log4.vhdx" | grep -q "log_size: 4194304" || fail "log_size"

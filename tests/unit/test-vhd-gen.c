@@ -514,3 +514,35 @@ void vhdxgen_make_dirty(GByteArray *before, const GByteArray *after, unsigned pe
         vhdxgen_fix_header(before, slot);
     }
 }
+
+void gen_stamp(uint8_t *buf, uint64_t off, uint64_t gen)
+{
+    for (uint64_t s = 0; s < GEN_STAMP_CHUNK; s += 512) {
+        uint8_t *p = buf + s;
+        put_le64(p, off + s);
+        put_le64(p + 8, gen);
+        for (int i = 16; i < 512; i++)
+            p[i] = (uint8_t)(gen * 13 + (off + s) / 512 + i);
+    }
+}
+
+bool gen_sector_ok(const uint8_t *p, uint64_t off)
+{
+    bool zero = true;
+    for (int i = 0; i < 512 && zero; i++)
+        zero = p[i] == 0;
+    if (zero)
+        return true;
+    uint64_t o = 0, gen = 0;
+    for (int i = 7; i >= 0; i--) {
+        o = o << 8 | p[i];
+        gen = gen << 8 | p[8 + i];
+    }
+    if (o != off)
+        return false;
+    for (int i = 16; i < 512; i++) {
+        if (p[i] != (uint8_t)(gen * 13 + off / 512 + i))
+            return false;
+    }
+    return true;
+}

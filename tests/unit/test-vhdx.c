@@ -783,40 +783,6 @@ static void test_hostile_blocks(Fixture *f, gconstpointer data)
 
 /* ---- SIGKILL during writes ---- */
 
-#define STAMP_CHUNK (64 * 1024)
-
-static void stamp(uint8_t *buf, uint64_t off, uint64_t gen)
-{
-    for (uint64_t s = 0; s < STAMP_CHUNK; s += 512) {
-        uint8_t *p = buf + s;
-        put_le64_at(p, off + s);
-        put_le64_at(p + 8, gen);
-        for (int i = 16; i < 512; i++)
-            p[i] = (uint8_t)(gen * 13 + (off + s) / 512 + i);
-    }
-}
-
-static bool sector_ok(const uint8_t *p, uint64_t off)
-{
-    bool zero = true;
-    for (int i = 0; i < 512 && zero; i++)
-        zero = p[i] == 0;
-    if (zero)
-        return true;
-    uint64_t o = 0, gen = 0;
-    for (int i = 7; i >= 0; i--) {
-        o = o << 8 | p[i];
-        gen = gen << 8 | p[8 + i];
-    }
-    if (o != off)
-        return false;
-    for (int i = 16; i < 512; i++) {
-        if (p[i] != (uint8_t)(gen * 13 + off / 512 + i))
-            return false;
-    }
-    return true;
-}
-
 static void check_stamps(VdImage *img, uint64_t size, const char *what)
 {
     g_autofree uint8_t *buf = g_malloc(MiB);
@@ -824,7 +790,7 @@ static void check_stamps(VdImage *img, uint64_t size, const char *what)
         g_autoptr(GError) err = NULL;
         g_assert_true(vd_image_pread(img, buf, MiB, base, &err));
         for (uint64_t off = 0; off < MiB; off += 512) {
-            if (!sector_ok(buf + off, base + off)) {
+            if (!gen_sector_ok(buf + off, base + off)) {
                 g_test_message("%s: sector at 0x%" G_GINT64_MODIFIER "x is neither zero nor a "
                                "complete stamp",
                                what, base + off);
@@ -856,12 +822,12 @@ static void test_sigkill(Fixture *f, gconstpointer data)
             VdImage *img = vd_image_open(f->ctx, p, &o, &err);
             if (img == NULL)
                 _exit(3);
-            uint8_t *buf = g_malloc(STAMP_CHUNK);
+            uint8_t *buf = g_malloc(GEN_STAMP_CHUNK);
             for (uint64_t gen = 1;; gen++) {
-                uint64_t off =
-                    (uint64_t)g_rand_int_range(cr, 0, (gint32)(size / STAMP_CHUNK)) * STAMP_CHUNK;
-                stamp(buf, off, gen);
-                if (!vd_image_pwrite(img, buf, STAMP_CHUNK, off, &err))
+                uint64_t off = (uint64_t)g_rand_int_range(cr, 0, (gint32)(size / GEN_STAMP_CHUNK)) *
+                               GEN_STAMP_CHUNK;
+                gen_stamp(buf, off, gen);
+                if (!vd_image_pwrite(img, buf, GEN_STAMP_CHUNK, off, &err))
                     _exit(4);
                 if (gen % 200 == 0 && !vd_image_flush(img, &err))
                     _exit(5);
@@ -899,6 +865,77 @@ static void test_sigkill(Fixture *f, gconstpointer data)
         }
     }
     g_rand_free(r);
+}
+
+/* Readers run while a writer allocates blocks: every sector they see is
+ * zero or a complete stamp. A small BAT cache over a 64 GiB disk makes
+ * the readers load and evict BAT pieces all the time. */
+typedef struct {
+    VdImage *img;
+    uint64_t size;
+    gint done;
+    gint bad;
+    guint32 seed;
+} Race;
+
+static gpointer race_reader(gpointer data)
+{
+    Race *r = data;
+    GRand *rnd = g_rand_new_with_seed(r->seed);
+    g_autofree uint8_t *buf = g_malloc(GEN_STAMP_CHUNK);
+    while (!g_atomic_int_get(&r->done)) {
+        /* Half the reads near the start, where the writer is busy. */
+        uint64_t range = g_rand_boolean(rnd) ? 64 * MiB : r->size;
+        uint64_t off =
+            g_rand_int_range(rnd, 0, (gint32)(range / 512 - GEN_STAMP_CHUNK / 512)) * 512ull;
+        g_autoptr(GError) err = NULL;
+        if (!vd_image_pread(r->img, buf, GEN_STAMP_CHUNK, off, &err)) {
+            g_atomic_int_inc(&r->bad);
+            break;
+        }
+        for (uint64_t k = 0; k < GEN_STAMP_CHUNK; k += 512) {
+            if (!gen_sector_ok(buf + k, off + k))
+                g_atomic_int_inc(&r->bad);
+        }
+    }
+    g_rand_free(rnd);
+    return NULL;
+}
+
+static void test_concurrent(Fixture *f, gconstpointer data)
+{
+    const uint64_t size = 64ull << 30;
+    VhdxGen g = {.size = size, .block_size = BLOCK, .logical_sector = 512};
+    gen_guid(g.data_write_guid, PARENT_DWG);
+    g_autoptr(GByteArray) b = vhdxgen_build(&g);
+    g_autofree char *p = write_bytes(f->dir, "race.vhdx", b);
+    f->ctx->metadata_cache_bytes = 4 * 64 * 1024;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = gen_open(f, p, true, &err);
+    g_assert_no_error(err);
+    Race r = {.img = img, .size = size};
+    GThread *th[4];
+    for (int i = 0; i < 4; i++) {
+        r.seed = 100 + i;
+        th[i] = g_thread_new("reader", race_reader, &r);
+        g_usleep(1000);
+    }
+    GRand *rnd = g_rand_new_with_seed(5);
+    g_autofree uint8_t *buf = g_malloc(GEN_STAMP_CHUNK);
+    for (uint64_t gen = 1; gen <= 300; gen++) {
+        uint64_t range = (gen % 3) ? 64 * MiB : size;
+        uint64_t off =
+            g_rand_int_range(rnd, 0, (gint32)(range / GEN_STAMP_CHUNK)) * (uint64_t)GEN_STAMP_CHUNK;
+        gen_stamp(buf, off, gen);
+        g_assert_true(vd_image_pwrite(img, buf, GEN_STAMP_CHUNK, off, &err));
+        if (gen % 100 == 0)
+            g_assert_true(vd_image_flush(img, &err));
+    }
+    g_atomic_int_set(&r.done, 1);
+    for (int i = 0; i < 4; i++)
+        g_thread_join(th[i]);
+    g_rand_free(rnd);
+    g_assert_cmpint(g_atomic_int_get(&r.bad), ==, 0);
 }
 
 static int generate(const char *dir)
@@ -953,5 +990,6 @@ int main(int argc, char *argv[])
     ADD("/vhdx/hostile/open", test_hostile_open);
     ADD("/vhdx/hostile/blocks", test_hostile_blocks);
     ADD("/vhdx/sigkill", test_sigkill);
+    ADD("/vhdx/concurrent-read-write", test_concurrent);
     return g_test_run();
 }
