@@ -31,7 +31,8 @@
 
 #define LOG_HEADER_SIZE   64u
 #define LOG_DESC_SIZE     32u
-#define LOG_MAX_REPLAY    (256u * VHDX_MiB)   /* largest log read into memory */
+#define LOG_MAX_REPLAY    (64u * VHDX_MiB)    /* largest log read into memory */
+#define LOG_MAX_STEPS     (1u << 20)          /* sequence walking budget */
 #define LOG_PROTECTED_END VHDX_REGION1_OFFSET /* identifier and headers */
 
 bool vhdx_meta_read(VdImage *img, void *buf, size_t len, uint64_t off, GError **error)
@@ -75,7 +76,6 @@ typedef struct {
     uint32_t ndesc;
     uint32_t desc_sectors;
     uint64_t flushed_end, last_end;
-    uint8_t *bytes; /* the whole entry, unwrapped */
 } LogEntry;
 
 typedef struct {
@@ -83,14 +83,11 @@ typedef struct {
     const uint8_t *log; /* the whole log */
     uint64_t len;
     GHashTable *entries; /* pos -> LogEntry* (valid entries only) */
+    /* Work budgets: overlapping hostile entries must not cost unbounded
+     * checksumming or sequence walking. */
+    uint64_t crc_budget;
+    uint64_t step_budget;
 } LogScan;
-
-static void log_entry_free(gpointer p)
-{
-    LogEntry *e = p;
-    g_free(e->bytes);
-    g_free(e);
-}
 
 /* Bytes [pos, pos + n) of the circular log, unwrapped. */
 static uint8_t *log_copy(const LogScan *ls, uint64_t pos, uint64_t n)
@@ -103,7 +100,7 @@ static uint8_t *log_copy(const LogScan *ls, uint64_t pos, uint64_t n)
 }
 
 /* The entry at pos, fully validated, or NULL. */
-static LogEntry *log_parse(const LogScan *ls, uint64_t pos)
+static LogEntry *log_parse(LogScan *ls, uint64_t pos)
 {
     VhdxState *s = ls->img->opaque;
     const uint8_t *h = ls->log + pos;
@@ -115,8 +112,9 @@ static LogEntry *log_parse(const LogScan *ls, uint64_t pos)
         return NULL;
     uint64_t desc_bytes = LOG_HEADER_SIZE + (uint64_t)ndesc * LOG_DESC_SIZE;
     uint64_t desc_sectors = (desc_bytes + VHDX_LOG_SECTOR - 1) / VHDX_LOG_SECTOR;
-    if (desc_sectors * VHDX_LOG_SECTOR > length)
+    if (desc_sectors * VHDX_LOG_SECTOR > length || length > ls->crc_budget)
         return NULL;
+    ls->crc_budget -= length;
     g_autofree uint8_t *b = log_copy(ls, pos, length);
     if (vd_le32(b + 4) != vhd_crc32c_skip(b, length, 4))
         return NULL;
@@ -151,7 +149,6 @@ static LogEntry *log_parse(const LogScan *ls, uint64_t pos)
     e->desc_sectors = (uint32_t)desc_sectors;
     e->flushed_end = vd_le64(b + 48);
     e->last_end = vd_le64(b + 56);
-    e->bytes = g_steal_pointer(&b);
     return e;
 }
 
@@ -171,7 +168,7 @@ static GPtrArray *log_active_sequence(LogScan *ls)
         uint64_t pos = head->tail;
         guint limit = g_hash_table_size(ls->entries);
         bool complete = false;
-        for (guint steps = 0; steps < limit; steps++) {
+        for (guint steps = 0; steps < limit && ls->step_budget > 0; steps++, ls->step_budget--) {
             LogEntry *e = g_hash_table_lookup(ls->entries, &pos);
             if (e == NULL)
                 break;
@@ -233,19 +230,20 @@ static bool apply_range(VdImage *img, bool on_disk, uint64_t off, uint64_t len, 
     return true;
 }
 
-static bool apply_entry(VdImage *img, const LogEntry *e, bool on_disk, uint64_t limit,
-                        GError **error)
+static bool apply_entry(VdImage *img, const LogScan *ls, const LogEntry *e, bool on_disk,
+                        uint64_t limit, GError **error)
 {
+    g_autofree uint8_t *bytes = log_copy(ls, e->pos, e->length);
     uint64_t ndata = 0;
     for (uint32_t i = 0; i < e->ndesc; i++) {
-        const uint8_t *d = e->bytes + LOG_HEADER_SIZE + (uint64_t)i * LOG_DESC_SIZE;
+        const uint8_t *d = bytes + LOG_HEADER_SIZE + (uint64_t)i * LOG_DESC_SIZE;
         uint64_t off = vd_le64(d + 16);
         if (memcmp(d, "zero", 4) == 0) {
             if (!apply_range(img, on_disk, off, vd_le64(d + 8), NULL, limit, error))
                 return false;
             continue;
         }
-        const uint8_t *ds = e->bytes + (e->desc_sectors + ndata++) * VHDX_LOG_SECTOR;
+        const uint8_t *ds = bytes + (e->desc_sectors + ndata++) * VHDX_LOG_SECTOR;
         uint8_t sector[VHDX_LOG_SECTOR];
         memcpy(sector, d + 8, 8);                         /* LeadingBytes */
         memcpy(sector + 8, ds + 8, VHDX_LOG_SECTOR - 12); /* data */
@@ -273,8 +271,12 @@ bool vhdx_log_replay(VdImage *img, GError **error)
     g_autofree uint8_t *log = g_malloc(s->log_length);
     if (!vd_host_pread(img->fd, img->name, log, s->log_length, s->log_offset, false, error))
         return false;
-    LogScan ls = {img, log, s->log_length,
-                  g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, log_entry_free)};
+    LogScan ls = {img,
+                  log,
+                  s->log_length,
+                  g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, g_free),
+                  4ull * s->log_length + VHDX_MiB,
+                  LOG_MAX_STEPS};
     for (uint64_t pos = 0; pos < ls.len; pos += VHDX_LOG_SECTOR) {
         LogEntry *e = log_parse(&ls, pos);
         if (e != NULL)
@@ -312,7 +314,7 @@ bool vhdx_log_replay(VdImage *img, GError **error)
         s->overlay = g_array_new(FALSE, FALSE, sizeof(VhdxOverlay));
     }
     for (guint i = 0; i < active->len; i++) {
-        if (!apply_entry(img, g_ptr_array_index(active, i), on_disk, limit, error))
+        if (!apply_entry(img, &ls, g_ptr_array_index(active, i), on_disk, limit, error))
             goto out;
     }
     s->log_entries_replayed = active->len;

@@ -43,8 +43,9 @@ qemu-img create -q -f vpc "$D/dynamic-odd.vhd" 7654321
 qemu-img create -q -f vpc -o subformat=fixed "$D/fixed.vhd" 12M
 qemu-img create -q -f vpc -o subformat=fixed,force_size=on "$D/fixed-force.vhd" 12M
 qemu-img create -q -f vpc -o subformat=fixed,preallocation=full "$D/fixed-full.vhd" 6M
+qemu-img create -q -f vpc -o subformat=fixed,preallocation=falloc "$D/fixed-falloc.vhd" 6M
 qemu-img create -q -f vpc "$D/empty.vhd" 64M
-for f in dynamic dynamic-force dynamic-odd fixed fixed-force fixed-full; do
+for f in dynamic dynamic-force dynamic-odd fixed fixed-force fixed-full fixed-falloc; do
     size=$(qemu-img info -f vpc --output=json "$D/$f.vhd" | sed -n 's/.*"virtual-size": \([0-9]*\).*/\1/p')
     fill "$D/$f.vhd" "$size"
 done
@@ -61,7 +62,7 @@ cp "$G/child.vhd" "$D/orphan/child.vhd"
 mount_vdiskfs "$D" "$M"
 
 note "contents, sizes and maps equal qemu-img's"
-for f in dynamic dynamic-force dynamic-odd fixed fixed-force fixed-full empty; do
+for f in dynamic dynamic-force dynamic-odd fixed fixed-force fixed-full fixed-falloc empty; do
     compare_vpc "$D/$f.vhd" "$M/$f.vhd"
 done
 [ "$(stat -c %s "$M/dynamic.vhd")" != "$(stat -c %s "$M/dynamic-force.vhd")" ] ||

@@ -69,6 +69,8 @@ fixed-bs1 10M subformat=fixed,block_size=1M
 fixed-bs8 24M subformat=fixed,block_size=8M
 fixed-full 16M subformat=fixed,block_state_zero=off
 fixed-full-bs2 12M subformat=fixed,block_state_zero=off,block_size=2M
+prealloc-full 16M preallocation=full
+fixed-falloc 16M subformat=fixed,preallocation=falloc
 EOF
 while read -r name size opts; do
     if [ "$opts" = - ]; then
