@@ -108,14 +108,16 @@ grep -q "parent.vhd" "$T/err" || fail "error does not name the missing parent: $
 unmount_vdiskfs "$M"
 
 note "rw: random writes against a model"
-for f in dynamic fixed dynamic-odd empty; do
+RW="dynamic fixed dynamic-odd empty"
+[ -f "$D/hyperv-dynamic.vhd" ] && RW="$RW hyperv-dynamic"
+for f in $RW; do
     qemu-img convert -f vpc -O raw "$D/$f.vhd" "$T/$f.model"
 done
 cp "$G/child.expect" "$T/child.model"
 cp "$D/diff/parent.vhd" "$T/parent.before"
 mount_vdiskfs "$D" "$M" -o rw
 seed=1
-for f in dynamic fixed dynamic-odd empty; do
+for f in $RW; do
     random_writes "$M/$f.vhd" "$T/$f.model" "$(stat -c %s "$T/$f.model")" $seed
     seed=$((seed + 1))
     same_bytes "$T/$f.model" "$M/$f.vhd" "$f.vhd after writes"
@@ -124,7 +126,7 @@ random_writes "$M/diff/child.vhd" "$T/child.model" "$(stat -c %s "$T/child.model
 same_bytes "$T/child.model" "$M/diff/child.vhd" "diff/child.vhd after writes"
 unmount_vdiskfs "$M"
 
-for f in dynamic fixed dynamic-odd empty; do
+for f in $RW; do
     qemu-img compare -q -f vpc -F raw "$D/$f.vhd" "$T/$f.model" ||
         fail "$f.vhd: qemu-img compare with the model: $(qemu-img compare -f vpc -F raw "$D/$f.vhd" "$T/$f.model" 2>&1)"
 done
