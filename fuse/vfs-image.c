@@ -125,9 +125,9 @@ static void image_open_locked(VfsImage *vi)
     GError *err = NULL;
     vi->img = vd_image_open(fs->ctx, host, &o, &err);
     if (vi->img == NULL) {
-        vi->error_errno = vd_error_errno(err);
-        if (vi->error_errno != EACCES && vi->error_errno != ENOENT)
-            vi->error_errno = EIO;
+        /* EACCES for a missing key; EIO for every other reason, which is in
+         * the log and user.vdiskfs.error (a listed file is not ENOENT). */
+        vi->error_errno = vd_error_errno(err) == EACCES ? EACCES : EIO;
         vi->error = g_strdup(err->message);
         g_warning("%s", err->message);
         g_error_free(err);
