@@ -4,4 +4,5 @@
  * order. Each formats/<name>.c defines `const VdDriver vd_<name>_driver`.
  * Included twice by src/vd-registry.c, so no include guard.
  */
+VD_DRIVER(qcow2)
 VD_DRIVER(raw)
