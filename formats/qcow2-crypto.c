@@ -134,49 +134,25 @@ static void header_string(char *out, const uint8_t *p, size_t n)
     out[n] = '\0';
 }
 
-static const EVP_CIPHER *aes_cipher(const char *mode, size_t key_bytes)
+static const EVP_CIPHER *aes_by_key(size_t key_bytes, const EVP_CIPHER *k16, const EVP_CIPHER *k24,
+                                    const EVP_CIPHER *k32)
 {
-    if (strcmp(mode, "xts") == 0) {
-        if (key_bytes == 32)
-            return EVP_aes_128_xts();
-        if (key_bytes == 64)
-            return EVP_aes_256_xts();
-        return NULL;
-    }
-    if (strcmp(mode, "cbc") == 0) {
-        switch (key_bytes) {
-        case 16:
-            return EVP_aes_128_cbc();
-        case 24:
-            return EVP_aes_192_cbc();
-        case 32:
-            return EVP_aes_256_cbc();
-        }
-        return NULL;
-    }
-    if (strcmp(mode, "ecb") == 0) {
-        switch (key_bytes) {
-        case 16:
-            return EVP_aes_128_ecb();
-        case 24:
-            return EVP_aes_192_ecb();
-        case 32:
-            return EVP_aes_256_ecb();
-        }
-    }
-    return NULL;
+    return key_bytes == 16 ? k16 : key_bytes == 24 ? k24 : key_bytes == 32 ? k32 : NULL;
 }
 
 static const EVP_CIPHER *aes_ecb_for(size_t key_bytes)
 {
-    switch (key_bytes) {
-    case 16:
-        return EVP_aes_128_ecb();
-    case 24:
-        return EVP_aes_192_ecb();
-    case 32:
-        return EVP_aes_256_ecb();
-    }
+    return aes_by_key(key_bytes, EVP_aes_128_ecb(), EVP_aes_192_ecb(), EVP_aes_256_ecb());
+}
+
+static const EVP_CIPHER *aes_cipher(const char *mode, size_t key_bytes)
+{
+    if (strcmp(mode, "xts") == 0)
+        return key_bytes == 32 ? EVP_aes_128_xts() : key_bytes == 64 ? EVP_aes_256_xts() : NULL;
+    if (strcmp(mode, "cbc") == 0)
+        return aes_by_key(key_bytes, EVP_aes_128_cbc(), EVP_aes_192_cbc(), EVP_aes_256_cbc());
+    if (strcmp(mode, "ecb") == 0)
+        return aes_ecb_for(key_bytes);
     return NULL;
 }
 

@@ -37,26 +37,36 @@ typedef struct {
  * A minimal valid version 3 image: header, refcount table, one refcount
  * block, L1 table, one L2 table, one data cluster (guest cluster 0).
  */
+static void put_header(uint8_t *h, unsigned cluster_bits, uint64_t incompat)
+{
+    uint64_t cs = 1ull << cluster_bits;
+    vd_put_be32(h, 0x514649fb);
+    vd_put_be32(h + 4, 3);
+    vd_put_be32(h + 20, cluster_bits);
+    vd_put_be64(h + 24, VSIZE);
+    vd_put_be32(h + 36, 1);
+    vd_put_be64(h + 40, 3 * cs); /* L1 */
+    vd_put_be64(h + 48, cs);     /* refcount table */
+    vd_put_be32(h + 56, 1);
+    vd_put_be64(h + 72, incompat);
+    vd_put_be32(h + 96, 4);
+    vd_put_be32(h + 100, 104);
+    vd_put_be64(h + cs, 2 * cs); /* refcount table -> block */
+    for (unsigned i = 0; i < NCLUST; i++)
+        vd_put_be16(h + 2 * cs + 2 * i, 1);
+    vd_put_be64(h + 3 * cs, (4 * cs) | (1ull << 63)); /* L1 -> L2 */
+    vd_put_be64(h + 4 * cs, (5 * cs) | (1ull << 63)); /* L2 -> data */
+}
+
+/*
+ * A minimal valid version 3 image: header, refcount table, one refcount
+ * block, L1 table, one L2 table, one data cluster (guest cluster 0).
+ */
 static void build_image(Fixture *f)
 {
     f->len = NCLUST * CS;
     f->img = g_malloc0(f->len);
-    uint8_t *h = f->img;
-    vd_put_be32(h, 0x514649fb);
-    vd_put_be32(h + 4, 3);
-    vd_put_be32(h + 20, 12);
-    vd_put_be64(h + 24, VSIZE);
-    vd_put_be32(h + 36, 1);
-    vd_put_be64(h + 40, L1_OFF);
-    vd_put_be64(h + 48, CS);
-    vd_put_be32(h + 56, 1);
-    vd_put_be32(h + 96, 4);
-    vd_put_be32(h + 100, 104);
-    vd_put_be64(f->img + CS, 2 * CS); /* refcount table -> block */
-    for (unsigned i = 0; i < NCLUST; i++)
-        vd_put_be16(f->img + 2 * CS + 2 * i, 1);
-    vd_put_be64(f->img + L1_OFF, L2_OFF | (1ull << 63));
-    vd_put_be64(f->img + L2_OFF, DAT_OFF | (1ull << 63));
+    put_header(f->img, 12, 0);
     for (unsigned i = 0; i < CS; i++)
         f->img[DAT_OFF + i] = (uint8_t)(i * 13 + 5);
 }
@@ -326,23 +336,7 @@ static void test_extended_l2(Fixture *f, gconstpointer data)
     const uint64_t cs = 16384;
     f->len = 6 * cs;
     f->img = g_malloc0(f->len);
-    uint8_t *h = f->img;
-    vd_put_be32(h, 0x514649fb);
-    vd_put_be32(h + 4, 3);
-    vd_put_be32(h + 20, 14);
-    vd_put_be64(h + 24, VSIZE);
-    vd_put_be32(h + 36, 1);
-    vd_put_be64(h + 40, 3 * cs);
-    vd_put_be64(h + 48, cs);
-    vd_put_be32(h + 56, 1);
-    vd_put_be64(h + 72, 1ull << 4);
-    vd_put_be32(h + 96, 4);
-    vd_put_be32(h + 100, 104);
-    vd_put_be64(f->img + cs, 2 * cs);
-    for (unsigned i = 0; i < 6; i++)
-        vd_put_be16(f->img + 2 * cs + 2 * i, 1);
-    vd_put_be64(f->img + 3 * cs, (4 * cs) | (1ull << 63));
-    vd_put_be64(f->img + 4 * cs, (5 * cs) | (1ull << 63));
+    put_header(f->img, 14, 1ull << 4);
     vd_put_be64(f->img + 4 * cs + 8, 0xf0); /* subclusters 4..7 allocated */
     memset(f->img + 5 * cs, 0xab, cs);
     g_autoptr(GError) err = NULL;
