@@ -4,6 +4,7 @@
  * order. Each formats/<name>.c defines `const VdDriver vd_<name>_driver`.
  * Included twice by src/vd-registry.c, so no include guard.
  */
+VD_DRIVER(qcow2)
 VD_DRIVER(raw)
 VD_DRIVER(vpc)
 VD_DRIVER(vhdx)
