@@ -355,7 +355,8 @@ void vmdk_gt_cache_clear(VmdkGtCache *c)
 {
     if (c->map == NULL)
         return;
-    g_queue_clear(&c->lru);
+    /* The queue's links live inside the tables: nothing to free there. */
+    g_queue_init(&c->lru);
     g_clear_pointer(&c->map, g_hash_table_unref);
     g_mutex_clear(&c->lock);
 }

@@ -1,7 +1,838 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The vmdk driver through the block layer: the descriptor parser, probing,
+ * every extent kind from generated images (hosted sparse, split, flat,
+ * zero, streamOptimized with a footer, COWD, seSparse), parent CID
+ * checks, and hostile headers, which must give errors, never crashes.
+ */
 #include "config.h"
-#include <glib.h>
-int main(int argc, char **argv)
+
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "formats/vmdk.h"
+#include "src/vd-chain.h"
+#include "src/vd-error.h"
+#include "src/vd-image.h"
+#include "src/vd-info.h"
+#include "tests/unit/test-vmdk-gen.h"
+
+/* ---- descriptor ---- */
+
+static const char sample_desc[] = "# Disk DescriptorFile\r\n"
+                                  "version=1\r\n"
+                                  "encoding=\"UTF-8\"\r\n"
+                                  "CID=0012abcd\r\n"
+                                  "parentCID = ffffffff\r\n"
+                                  "createType=\"twoGbMaxExtentSparse\"\r\n"
+                                  "parentFileNameHint=\"base disk.vmdk\"\r\n"
+                                  "\r\n"
+                                  "# Extent description\r\n"
+                                  "RW 4192256 SPARSE \"a b-s001.vmdk\"\r\n"
+                                  "  RDONLY 100 FLAT \"flat.bin\" 7\r\n"
+                                  "NOACCESS 8 ZERO\r\n"
+                                  "\r\n"
+                                  "ddb.adapterType = \"lsilogic\"\r\n"
+                                  "ddb.virtualHWVersion = \"7\"\r\n";
+
+static void test_desc_parse(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VmdkDescriptor) d =
+        vmdk_descriptor_parse(sample_desc, sizeof sample_desc - 1, "t", &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(d->version, ==, 1);
+    g_assert_true(d->has_cid && d->has_parent_cid);
+    g_assert_cmphex(d->cid, ==, 0x12abcd);
+    g_assert_cmphex(d->parent_cid, ==, 0xffffffff);
+    g_assert_cmpstr(d->create_type, ==, "twoGbMaxExtentSparse");
+    g_assert_cmpstr(d->parent_hint, ==, "base disk.vmdk");
+    g_assert_cmpuint(d->extents->len, ==, 3);
+    VmdkDescExtent *x = g_ptr_array_index(d->extents, 0);
+    g_assert_cmpstr(x->access, ==, "RW");
+    g_assert_cmpuint(x->sectors, ==, 4192256);
+    g_assert_cmpstr(x->type, ==, "SPARSE");
+    g_assert_cmpstr(x->filename, ==, "a b-s001.vmdk");
+    x = g_ptr_array_index(d->extents, 1);
+    g_assert_cmpstr(x->access, ==, "RDONLY");
+    g_assert_cmpuint(x->offset, ==, 7);
+    x = g_ptr_array_index(d->extents, 2);
+    g_assert_cmpstr(x->type, ==, "ZERO");
+    g_assert_null(x->filename);
+    g_assert_cmpstr(vmdk_descriptor_ddb(d, "ddb.adapterType"), ==, "lsilogic");
+    g_assert_cmpstr(vmdk_descriptor_ddb(d, "ddb.virtualHWVersion"), ==, "7");
+    g_assert_null(vmdk_descriptor_ddb(d, "ddb.uuid"));
+
+    /* Text after a NUL (embedded descriptors are padded) is not read. */
+    static const char padded[] = "version=1\nCID=1\n\0RW 1 ZERO\n";
+    g_autoptr(VmdkDescriptor) p = vmdk_descriptor_parse(padded, sizeof padded, "t", &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(p->extents->len, ==, 0);
+}
+
+static void test_desc_invalid(void)
+{
+    static const char *const bad[] = {
+        "RW x SPARSE \"a\"\n",
+        "RW 10 SPARSE a\n",
+        "RW 10 SPARSE \"a\n",
+        "RW 10 SPARSE \"\"\n",
+        "RW 10 FLAT \"a\" 1 2\n",
+        "RW 10 FLAT \"a\" -1\n",
+        "RW 10 FLAT\n",
+        "RW\n",
+        "RW 99999999999999999999 FLAT \"a\"\n",
+        "RW 36028797018963968 FLAT \"a\"\n", /* 2^55 sectors: past 2^63 bytes */
+        "RW 10 FLAT \"a\" 36028797018963968\n",
+        "RW 10 FLAT \"a\x01\"\n",
+        "version=x\n",
+        "parentFileNameHint=\"\"\n",
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VmdkDescriptor) d = vmdk_descriptor_parse(bad[i], strlen(bad[i]), "t", &err);
+        if (d != NULL)
+            g_error("accepted: %s", bad[i]);
+        g_assert_error(err, VD_ERROR, EIO);
+    }
+    /* Too many extents. */
+    GString *s = g_string_new("version=1\n");
+    for (unsigned i = 0; i <= VMDK_MAX_EXTENTS; i++)
+        g_string_append(s, "RW 1 ZERO\n");
+    g_autoptr(GError) err = NULL;
+    g_assert_null(vmdk_descriptor_parse(s->str, s->len, "t", &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    g_string_free(s, TRUE);
+    /* Unknown keys and lines are not errors; a bad CID is ignored. */
+    static const char odd[] = "hello world\nCID=xyz\nfoo=bar\n";
+    g_clear_error(&err);
+    g_autoptr(VmdkDescriptor) d = vmdk_descriptor_parse(odd, sizeof odd - 1, "t", &err);
+    g_assert_no_error(err);
+    g_assert_false(d->has_cid);
+}
+
+static void test_desc_set_cid(void)
+{
+    size_t n;
+    g_autofree char *t =
+        vmdk_descriptor_set_cid(sample_desc, sizeof sample_desc - 1, 0xdeadbeef, &n);
+    g_assert_nonnull(t);
+    g_assert_cmpuint(n, ==, strlen(t));
+    g_assert_nonnull(strstr(t, "\r\nCID=deadbeef\r\nparentCID = ffffffff\r\n"));
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VmdkDescriptor) d = vmdk_descriptor_parse(t, n, "t", &err);
+    g_assert_no_error(err);
+    g_assert_cmphex(d->cid, ==, 0xdeadbeef);
+    g_assert_cmpuint(d->extents->len, ==, 3);
+    g_assert_null(vmdk_descriptor_set_cid("parentCID=1\n", 12, 5, &n));
+}
+
+/* ---- probing ---- */
+
+static void test_probe(Fixture *f, gconstpointer data)
+{
+    put_file(f, "text.vmdk", "# Disk DescriptorFile\nversion=1\nRW 8 ZERO\n");
+    put_file(f, "text2.vmdk", "\n  \nversion=1\ncreateType=\"monolithicFlat\"\n");
+    put_file(f, "notvmdk.txt", "version=1\nsomething else\n");
+    put_file(f, "notvmdk2.txt", "hello\nversion=1\ncreateType=\"x\"\n");
+    g_autofree char *padded = fpath(f, "padded.vmdk");
+    g_assert_true(g_file_set_contents(padded, "version=1\ncreateType=\"x\"\n\0\0\0\0", 30, NULL));
+    GenBuf b = {0};
+    GenKdmv k = {.version = 1, .capacity = 2048, .grain = 128, .gtes = 512, .prealloc_gts = true};
+    gen_kdmv(&b, &k);
+    put_gen(f, "sparse.vmdk", &b);
+    uint64_t none = 0;
+    gen_cowd(&b, 2048, 1, &none, 0, 1);
+    put_gen(f, "cowd.vmdk", &b);
+    const char *yes[] = {"text.vmdk", "text2.vmdk", "padded.vmdk", "sparse.vmdk", "cowd.vmdk"};
+    const char *no[] = {"notvmdk.txt", "notvmdk2.txt"};
+    for (size_t i = 0; i < G_N_ELEMENTS(yes); i++) {
+        g_autofree char *p = fpath(f, yes[i]);
+        const VdDriver *drv = vd_probe_path(f->ctx, p, NULL);
+        if (drv == NULL || strcmp(drv->name, "vmdk") != 0)
+            g_error("%s not probed as vmdk", yes[i]);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(no); i++) {
+        g_autofree char *p = fpath(f, no[i]);
+        g_assert_null(vd_probe_path(f->ctx, p, NULL));
+    }
+}
+
+/* ---- hosted sparse ---- */
+
+static const char mono_desc[] = "# Disk DescriptorFile\nversion=1\nCID=11112222\n"
+                                "parentCID=ffffffff\ncreateType=\"monolithicSparse\"\n"
+                                "RW 8192 SPARSE \"renamed-since.vmdk\"\n"
+                                "ddb.adapterType = \"buslogic\"\n";
+
+/* 4 MiB, 64 KiB grains, 16 grains per table (4 tables): grains 0, 1 and 17
+ * hold pattern 1; grain 5 is a zeroed grain; the rest unallocated. */
+static uint8_t expect_mono(uint64_t off, gconstpointer data)
+{
+    uint64_t g = off / (64 * 1024);
+    return (g == 0 || g == 1 || g == 17) ? gen_pattern(off, 1) : 0;
+}
+
+static void make_mono(Fixture *f, const char *name, const char *desc)
+{
+    GenBuf b = {0};
+    GenKdmv k = {.version = 2,
+                 .flags = 1 | 4,
+                 .capacity = 8192,
+                 .grain = 128,
+                 .gtes = 16,
+                 .rgd = true,
+                 .prealloc_gts = true,
+                 .desc = desc};
+    gen_kdmv(&b, &k);
+    uint8_t g[64 * 1024];
+    uint64_t order[] = {17, 0, 1};
+    for (size_t i = 0; i < G_N_ELEMENTS(order); i++) {
+        gen_fill(g, sizeof g, order[i] * sizeof g, 1);
+        gen_kdmv_grain(&b, &k, order[i], g);
+    }
+    gen_kdmv_gte(&b, &k, 5, 1);
+    put_gen(f, name, &b);
+}
+
+static void test_sparse_read(Fixture *f, gconstpointer data)
+{
+    make_mono(f, "mono.vmdk", mono_desc);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "mono.vmdk", &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(vd_image_size(img), ==, 4 * MiB);
+    g_assert_null(img->members); /* the file is the image */
+    check_content(img, expect_mono, NULL);
+    uint64_t len;
+    g_assert_cmpint(state_at(img, 0, &len), ==, VD_EXTENT_DATA);
+    g_assert_cmpuint(len, ==, 128 * 1024); /* grains 0 and 1 merged */
+    g_assert_cmpint(state_at(img, 2 * 65536, &len), ==, VD_EXTENT_UNALLOCATED);
+    g_assert_cmpuint(len, ==, 3 * 65536);
+    g_assert_cmpint(state_at(img, 5 * 65536, &len), ==, VD_EXTENT_ZERO);
+    g_assert_cmpuint(len, ==, 65536);
+    g_assert_cmpint(state_at(img, 17 * 65536 + 100, &len), ==, VD_EXTENT_DATA);
+    g_assert_cmpuint(len, ==, 65536 - 100);
+    uint64_t bytes;
+    g_assert_true(vd_chain_data_bytes(img, &bytes, &err));
+    g_assert_cmpuint(bytes, ==, 3 * 65536);
+
+    g_autoptr(VdInfo) info = vd_info_describe(img);
+    g_autofree char *ct = vd_info_entry_to_string(vd_info_get(info, "create_type"));
+    g_assert_cmpstr(ct, ==, "monolithicSparse");
+    g_autofree char *cs = vd_info_entry_to_string(vd_info_get(info, "cluster_size"));
+    g_assert_cmpstr(cs, ==, "65536");
+    g_autofree char *cid = vd_info_entry_to_string(vd_info_get(info, "cid"));
+    g_assert_cmpstr(cid, ==, "11112222");
+    g_autofree char *ad = vd_info_entry_to_string(vd_info_get(info, "adapter_type"));
+    g_assert_cmpstr(ad, ==, "buslogic");
+    g_assert_true(vd_info_get(info, "zeroed_grain")->b);
+
+    /* No descriptor at all: still one sparse extent. */
+    make_mono(f, "bare.vmdk", NULL);
+    g_autoptr(VdImage) bare = open_img(f, "bare.vmdk", &err);
+    g_assert_no_error(err);
+    check_content(bare, expect_mono, NULL);
+}
+
+/* Split: two sparse extents (2 MiB each), a flat one, a zero one. */
+static uint8_t expect_split(uint64_t off, gconstpointer data)
+{
+    if (off < 4 * MiB) {
+        uint64_t rel = off % (2 * MiB), g = rel / 65536;
+        return (g == 0 || g == 1 || g == 17) ? gen_pattern(rel, 1) : 0;
+    }
+    if (off < 5 * MiB)
+        return gen_pattern(off - 4 * MiB + 4096, 2);
+    return 0;
+}
+
+static void make_split(Fixture *f)
+{
+    for (int i = 1; i <= 2; i++) {
+        GenBuf b = {0};
+        GenKdmv k = {.version = 1,
+                     .capacity = 4096,
+                     .grain = 128,
+                     .gtes = 16,
+                     .rgd = true,
+                     .prealloc_gts = true};
+        gen_kdmv(&b, &k);
+        uint8_t g[64 * 1024];
+        uint64_t order[] = {1, 17, 0};
+        for (size_t j = 0; j < G_N_ELEMENTS(order); j++) {
+            gen_fill(g, sizeof g, order[j] * sizeof g, 1);
+            gen_kdmv_grain(&b, &k, order[j], g);
+        }
+        g_autofree char *n = g_strdup_printf("split-s%03d.vmdk", i);
+        put_gen(f, n, &b);
+    }
+    GenBuf fl = {0};
+    g_autofree uint8_t *d = g_malloc(MiB + 4096);
+    gen_fill(d, MiB + 4096, 0, 2);
+    gen_put(&fl, 0, d, MiB + 4096);
+    put_gen(f, "split-flat.bin", &fl);
+    put_file(f, "split.vmdk",
+             "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
+             "createType=\"twoGbMaxExtentSparse\"\n"
+             "RW 4096 SPARSE \"split-s001.vmdk\"\n"
+             "RW 4096 SPARSE \"split-s002.vmdk\"\n"
+             "RW 2048 FLAT \"split-flat.bin\" 8\n"
+             "RW 2048 ZERO\n");
+}
+
+static void test_split(Fixture *f, gconstpointer data)
+{
+    make_split(f);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "split.vmdk", &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(vd_image_size(img), ==, 6 * MiB);
+    check_content(img, expect_split, NULL);
+    g_assert_nonnull(img->members);
+    g_assert_cmpuint(img->members->len, ==, 3);
+    uint64_t len;
+    g_assert_cmpint(state_at(img, 2 * MiB - 1, &len), ==, VD_EXTENT_UNALLOCATED);
+    g_assert_cmpuint(len, ==, 1); /* ends at the extent boundary */
+    g_assert_cmpint(state_at(img, 4 * MiB, &len), ==, VD_EXTENT_DATA);
+    g_assert_cmpint(state_at(img, 5 * MiB, &len), ==, VD_EXTENT_ZERO);
+    g_assert_cmpuint(len, ==, MiB);
+    /* The lone extent opens on its own too (and is hidden as a member). */
+    g_autoptr(VdImage) lone = open_img(f, "split-s002.vmdk", &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(vd_image_size(lone), ==, 2 * MiB);
+}
+
+/* ---- streamOptimized with a footer ---- */
+
+static uint8_t expect_stream(uint64_t off, gconstpointer data)
+{
+    uint64_t g = off / 65536;
+    return (g == 0 || g == 3 || g == 600 || g == 1023) ? gen_pattern(off, 7) : 0;
+}
+
+static void test_stream_footer(Fixture *f, gconstpointer data)
+{
+    GenBuf b = {0};
+    uint64_t grains[] = {3, 0, 600, 1023};
+    gen_stream(&b, 131072, grains, G_N_ELEMENTS(grains), 7,
+               "version=1\nCID=1\nparentCID=ffffffff\ncreateType=\"streamOptimized\"\n");
+    put_gen(f, "stream.vmdk", &b);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "stream.vmdk", &err);
+    g_assert_no_error(err);
+    g_assert_true(img->read_only);
+    g_assert_cmpuint(vd_image_size(img), ==, 64 * MiB);
+    check_content(img, expect_stream, NULL);
+    uint64_t len;
+    g_assert_cmpint(state_at(img, 0, &len), ==, VD_EXTENT_DATA_DECODE);
+    g_assert_cmpuint(len, ==, 65536);
+    g_assert_cmpint(state_at(img, 65536, &len), ==, VD_EXTENT_UNALLOCATED);
+    g_assert_cmpuint(len, ==, 2 * 65536);
+    g_autoptr(VdInfo) info = vd_info_describe(img);
+    g_autofree char *c = vd_info_entry_to_string(vd_info_get(info, "compression"));
+    g_assert_cmpstr(c, ==, "deflate");
+
+    /* Footer missing: refused. */
+    GenBuf t = {0};
+    gen_stream(&t, 131072, grains, 1, 7, NULL);
+    t.len -= 512;
+    put_gen(f, "nofooter.vmdk", &t);
+    expect_open_error(f, "nofooter.vmdk", EIO, "stream without footer");
+
+    /* A corrupt compressed grain fails its read, nothing else. */
+    GenBuf c2 = {0};
+    gen_stream(&c2, 131072, grains, 1, 7, NULL);
+    memset(c2.data + 128 * 512 + 12, 0x55, 64);
+    put_gen(f, "badgrain.vmdk", &c2);
+    g_autoptr(VdImage) bad = open_img(f, "badgrain.vmdk", &err);
+    g_assert_no_error(err);
+    uint8_t buf[512];
+    g_assert_false(vd_image_pread(bad, buf, sizeof buf, 3 * 65536, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    g_clear_error(&err);
+    g_assert_true(vd_image_pread(bad, buf, sizeof buf, 65536, &err));
+}
+
+/* ---- COWD (vmfsSparse) ---- */
+
+static uint8_t expect_cowd(uint64_t off, gconstpointer data)
+{
+    uint64_t g = off / 512;
+    return (g == 0 || g == 9 || g == 4097 || g == 5000) ? gen_pattern(off, 3) : 0;
+}
+
+static void test_cowd(Fixture *f, gconstpointer data)
+{
+    GenBuf b = {0};
+    uint64_t grains[] = {9, 0, 4097, 5000};
+    gen_cowd(&b, 8192, 1, grains, G_N_ELEMENTS(grains), 3);
+    put_gen(f, "lone-cowd.vmdk", &b);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "lone-cowd.vmdk", &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(vd_image_size(img), ==, 4 * MiB);
+    check_content(img, expect_cowd, NULL);
+    g_assert_cmpint(state_at(img, 512, NULL), ==, VD_EXTENT_UNALLOCATED);
+    g_assert_cmpint(state_at(img, 9 * 512, NULL), ==, VD_EXTENT_DATA);
+}
+
+/* An ESX snapshot: a COWD delta over a flat base, unallocated grains from the base. */
+static uint8_t expect_cowd_chain(uint64_t off, gconstpointer data)
+{
+    uint64_t g = off / 512;
+    return (g == 0 || g == 9 || g == 4097 || g == 5000) ? gen_pattern(off, 3) : gen_pattern(off, 4);
+}
+
+static void test_cowd_snapshot(Fixture *f, gconstpointer data)
+{
+    GenBuf b = {0};
+    uint64_t grains[] = {9, 0, 4097, 5000};
+    gen_cowd(&b, 8192, 1, grains, G_N_ELEMENTS(grains), 3);
+    put_gen(f, "vm-000001-delta.vmdk", &b);
+    GenBuf base = {0};
+    g_autofree uint8_t *d = g_malloc(4 * MiB);
+    gen_fill(d, 4 * MiB, 0, 4);
+    gen_put(&base, 0, d, 4 * MiB);
+    put_gen(f, "vm-flat.vmdk", &base);
+    put_file(f, "vm.vmdk",
+             "version=1\nCID=0badcafe\nparentCID=ffffffff\ncreateType=\"vmfs\"\n"
+             "RW 8192 VMFS \"vm-flat.vmdk\"\nddb.adapterType = \"lsilogic\"\n");
+    put_file(f, "vm-000001.vmdk",
+             "version=1\nCID=12345678\nparentCID=0badcafe\ncreateType=\"vmfsSparse\"\n"
+             "parentFileNameHint=\"vm.vmdk\"\nRW 8192 VMFSSPARSE \"vm-000001-delta.vmdk\"\n");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "vm-000001.vmdk", &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(img->backing);
+    check_content(img, expect_cowd_chain, NULL);
+
+    /* The parent's CID changed: refused, with the reason. */
+    put_file(f, "vm.vmdk",
+             "version=1\nCID=0badcaff\nparentCID=ffffffff\ncreateType=\"vmfs\"\n"
+             "RW 8192 VMFS \"vm-flat.vmdk\"\n");
+    expect_open_error(f, "vm-000001.vmdk", EIO, "CID mismatch");
+    g_autoptr(VdImage) again = open_img(f, "vm-000001.vmdk", &err);
+    g_assert_null(again);
+    g_assert_nonnull(strstr(err->message, "CID"));
+    g_clear_error(&err);
+    /* Parent missing: refused, not read as zeros. */
+    g_autofree char *vm = fpath(f, "vm.vmdk");
+    g_unlink(vm);
+    expect_open_error(f, "vm-000001.vmdk", ENOENT, "missing parent");
+}
+
+/* ---- seSparse ---- */
+
+static const uint64_t se_data[] = {0, 3, 4095, 4096, 8000};
+static const uint64_t se_idx[] = {4097, 0, 2, 1, 5};
+static const uint64_t se_zero[] = {1, 4100};
+static const uint64_t se_unmapped[] = {2};
+
+static uint8_t expect_se(uint64_t off, gconstpointer data)
+{
+    uint64_t g = off / 4096;
+    for (size_t i = 0; i < G_N_ELEMENTS(se_data); i++) {
+        if (se_data[i] == g)
+            return gen_pattern(off, 5);
+    }
+    return 0;
+}
+
+static void test_sesparse(Fixture *f, gconstpointer data)
+{
+    GenBuf b = {0};
+    GenSe s = {.capacity = 3 * 32768,
+               .data = se_data,
+               .data_idx = se_idx,
+               .n_data = G_N_ELEMENTS(se_data),
+               .zero = se_zero,
+               .n_zero = G_N_ELEMENTS(se_zero),
+               .unmapped = se_unmapped,
+               .n_unmapped = G_N_ELEMENTS(se_unmapped),
+               .seed = 5};
+    gen_sesparse(&b, &s);
+    put_gen(f, "snap-sesparse.vmdk", &b);
+    put_file(f, "snap.vmdk",
+             "version=3\nCID=1\nparentCID=ffffffff\ncreateType=\"seSparse\"\n"
+             "RW 98304 SESPARSE \"snap-sesparse.vmdk\"\n");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "snap.vmdk", &err);
+    g_assert_no_error(err);
+    g_assert_true(img->read_only);
+    g_assert_cmpuint(vd_image_size(img), ==, 48 * MiB);
+    check_content(img, expect_se, NULL);
+    uint64_t len;
+    g_assert_cmpint(state_at(img, 0, &len), ==, VD_EXTENT_DATA);
+    g_assert_cmpuint(len, ==, 4096); /* grain 1 is zero, not contiguous */
+    g_assert_cmpint(state_at(img, 4096, &len), ==, VD_EXTENT_ZERO);
+    g_assert_cmpuint(len, ==, 8192); /* zero and unmapped read alike */
+    g_assert_cmpint(state_at(img, 3 * 4096, &len), ==, VD_EXTENT_DATA);
+    g_assert_cmpint(state_at(img, 32 * MiB, &len), ==, VD_EXTENT_UNALLOCATED);
+    g_assert_cmpuint(len, ==, 16 * MiB); /* no table at all */
+}
+
+/* ---- parents ---- */
+
+static void test_backing_cid(Fixture *f, gconstpointer data)
+{
+    make_mono(f, "base.vmdk", mono_desc);
+    GenBuf b = {0};
+    GenKdmv k = {.version = 1,
+                 .capacity = 8192,
+                 .grain = 128,
+                 .gtes = 512,
+                 .prealloc_gts = true,
+                 .desc = "version=1\nCID=aaaa0001\nparentCID=11112222\n"
+                         "createType=\"monolithicSparse\"\nparentFileNameHint=\"base.vmdk\"\n"};
+    gen_kdmv(&b, &k);
+    uint8_t g[65536];
+    gen_fill(g, sizeof g, 3 * sizeof g, 9);
+    gen_kdmv_grain(&b, &k, 3, g);
+    put_gen(f, "child.vmdk", &b);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "child.vmdk", &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(img->backing_name, ==, "base.vmdk");
+    uint8_t buf[65536];
+    g_assert_true(vd_image_pread(img, buf, sizeof buf, 0, &err));
+    g_assert_cmpint(buf[10], ==, gen_pattern(10, 1));
+    g_assert_true(vd_image_pread(img, buf, sizeof buf, 3 * 65536, &err));
+    g_assert_cmpint(buf[10], ==, gen_pattern(3 * 65536 + 10, 9));
+    g_assert_cmpint(state_at(img, 0, NULL), ==, VD_EXTENT_DATA);
+    g_assert_cmpint(state_at(img, 5 * 65536, NULL), ==, VD_EXTENT_ZERO); /* base's zero grain */
+
+    make_mono(f, "base.vmdk", "version=1\nCID=11112223\nparentCID=ffffffff\n");
+    expect_open_error(f, "child.vmdk", EIO, "parent CID changed");
+}
+
+/* ---- hostile images ---- */
+
+static void hostile_kdmv(Fixture *f, const char *name, void (*poke)(GenBuf *b, GenKdmv *k))
+{
+    GenBuf b = {0};
+    GenKdmv k = {.version = 1,
+                 .flags = 1,
+                 .capacity = 8192,
+                 .grain = 128,
+                 .gtes = 16,
+                 .rgd = true,
+                 .prealloc_gts = true,
+                 .desc = mono_desc};
+    gen_kdmv(&b, &k);
+    uint8_t g[65536];
+    gen_fill(g, sizeof g, 0, 1);
+    gen_kdmv_grain(&b, &k, 0, g);
+    poke(&b, &k);
+    put_gen(f, name, &b);
+}
+
+static void poke_gd_past_eof(GenBuf *b, GenKdmv *k)
+{
+    gen_le64(b, 56, 1u << 30);
+}
+static void poke_grain_zero(GenBuf *b, GenKdmv *k)
+{
+    gen_le64(b, 20, 0);
+}
+static void poke_grain_huge(GenBuf *b, GenKdmv *k)
+{
+    gen_le64(b, 20, UINT64_C(1) << 40);
+}
+static void poke_gtes_zero(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, 44, 0);
+}
+static void poke_gtes_huge(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, 44, 1u << 30);
+}
+static void poke_capacity_huge(GenBuf *b, GenKdmv *k)
+{
+    gen_le64(b, 12, UINT64_C(1) << 54);
+}
+static void poke_gt_loop(GenBuf *b, GenKdmv *k)
+{
+    /* Two directory entries naming the same table. */
+    uint32_t first = b->data[k->gd_off] | b->data[k->gd_off + 1] << 8;
+    gen_le32(b, k->gd_off + 4, first);
+    gen_le32(b, k->rgd_off + 4, first);
+}
+static void poke_gt_on_gd(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, k->gd_off + 8, (uint32_t)(k->gd_off / SECTOR));
+    gen_le32(b, k->rgd_off + 8, (uint32_t)(k->rgd_off / SECTOR));
+}
+static void poke_gt_past_eof(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, k->gd_off + 4, 0x7fffffff);
+}
+static void poke_rgd_disagrees(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, k->rgd_off + 4, 0);
+}
+static void poke_version(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, 4, 9);
+}
+static void poke_newlines(GenBuf *b, GenKdmv *k)
+{
+    gen_put(b, 73, "\n \n\n", 4);
+}
+static void poke_compress(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, 77, 7);
+}
+static void poke_desc_past_eof(GenBuf *b, GenKdmv *k)
+{
+    gen_le64(b, 28, 1u << 20);
+}
+
+static void test_hostile_sparse(Fixture *f, gconstpointer data)
+{
+    static const struct {
+        const char *name;
+        void (*poke)(GenBuf *, GenKdmv *);
+        int code;
+    } cases[] = {
+        {"gd-past-eof.vmdk", poke_gd_past_eof, EIO},
+        {"grain-zero.vmdk", poke_grain_zero, EIO},
+        {"grain-huge.vmdk", poke_grain_huge, EIO},
+        {"gtes-zero.vmdk", poke_gtes_zero, EIO},
+        {"gtes-huge.vmdk", poke_gtes_huge, EIO},
+        {"capacity-huge.vmdk", poke_capacity_huge, EIO},
+        {"gt-loop.vmdk", poke_gt_loop, EIO},
+        {"gt-on-gd.vmdk", poke_gt_on_gd, EIO},
+        {"gt-past-eof.vmdk", poke_gt_past_eof, EIO},
+        {"rgd-disagrees.vmdk", poke_rgd_disagrees, EIO},
+        {"version.vmdk", poke_version, ENOTSUP},
+        {"newlines.vmdk", poke_newlines, EIO},
+        {"compress.vmdk", poke_compress, ENOTSUP},
+        {"desc-past-eof.vmdk", poke_desc_past_eof, EIO},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        hostile_kdmv(f, cases[i].name, cases[i].poke);
+        expect_open_error(f, cases[i].name, cases[i].code, cases[i].name);
+    }
+}
+
+static void poke_gte_past_eof(GenBuf *b, GenKdmv *k)
+{
+    gen_kdmv_gte(b, k, 2, 0x00ffffff);
+}
+
+static void test_hostile_gte(Fixture *f, gconstpointer data)
+{
+    hostile_kdmv(f, "gte.vmdk", poke_gte_past_eof);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "gte.vmdk", &err);
+    g_assert_no_error(err);
+    uint8_t buf[4096];
+    g_assert_true(vd_image_pread(img, buf, sizeof buf, 0, &err));
+    g_assert_false(vd_image_pread(img, buf, sizeof buf, 2 * 65536, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    g_clear_error(&err);
+    /* A run that reaches the bad entry stops before it. */
+    uint64_t len;
+    g_assert_cmpint(state_at(img, 65536, &len), ==, VD_EXTENT_UNALLOCATED);
+    g_assert_cmpuint(len, ==, 65536);
+}
+
+static void test_hostile_descriptor(Fixture *f, gconstpointer data)
+{
+    GenBuf fl = {0};
+    uint8_t z[4096] = {1};
+    gen_put(&fl, 0, z, sizeof z);
+    put_gen(f, "data.bin", &fl);
+    g_autofree char *outside_dir = g_dir_make_tmp("vdvmdk-out-XXXXXX", NULL);
+    g_autofree char *outside = g_build_filename(outside_dir, "secret.bin", NULL);
+    g_assert_true(g_file_set_contents(outside, "secret", -1, NULL));
+
+    put_file(f, "escape.vmdk",
+             "version=1\ncreateType=\"monolithicFlat\"\n"
+             "RW 8 FLAT \"../../../../../../etc/passwd\" 0\n");
+    g_autofree char *abs = g_strdup_printf("version=1\ncreateType=\"monolithicFlat\"\n"
+                                           "RW 8 FLAT \"%s\" 0\n",
+                                           outside);
+    put_file(f, "absolute.vmdk", abs);
+    g_autofree char *rel = g_strdup_printf("version=1\ncreateType=\"monolithicFlat\"\n"
+                                           "RW 8 FLAT \"../%s/secret.bin\" 0\n",
+                                           strrchr(outside_dir, '/') + 1);
+    put_file(f, "relative.vmdk", rel);
+    put_file(f, "huge.vmdk",
+             "version=1\ncreateType=\"monolithicFlat\"\n"
+             "RW 18014398509481983 FLAT \"data.bin\" 0\n"
+             "RW 18014398509481983 FLAT \"data.bin\" 0\n");
+    put_file(f, "self.vmdk", "version=1\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"self.vmdk\"\n");
+    put_file(f, "missing.vmdk", "version=1\ncreateType=\"x\"\nRW 8 FLAT \"nope.bin\"\n");
+    put_file(f, "noext.vmdk", "# Disk DescriptorFile\nversion=1\ncreateType=\"x\"\n");
+    put_file(f, "rdm.vmdk", "version=1\ncreateType=\"x\"\nRW 8 VMFSRDM \"data.bin\"\n");
+    put_file(f, "flatsparse.vmdk", "version=1\ncreateType=\"x\"\nRW 8 SPARSE \"data.bin\"\n");
+    put_file(f, "dup.vmdk",
+             "version=1\ncreateType=\"x\"\nRW 8192 SPARSE \"m.vmdk\"\n"
+             "RW 8192 SPARSE \"m.vmdk\"\n");
+    make_mono(f, "m.vmdk", NULL);
+    put_file(f, "toobig.vmdk", "version=1\ncreateType=\"x\"\nRW 8193 SPARSE \"m.vmdk\"\n");
+    put_file(f, "access.vmdk", "version=1\ncreateType=\"x\"\nRWX 8 FLAT \"data.bin\"\n");
+
+    expect_open_error(f, "escape.vmdk", EACCES, "extent escaping IMAGEDIR");
+    expect_open_error(f, "absolute.vmdk", EACCES, "absolute extent outside IMAGEDIR");
+    expect_open_error(f, "relative.vmdk", EACCES, "relative extent outside IMAGEDIR");
+    expect_open_error(f, "huge.vmdk", EIO, "extents over 8 EiB");
+    expect_open_error(f, "self.vmdk", EIO, "extent is the descriptor");
+    expect_open_error(f, "missing.vmdk", ENOENT, "missing extent");
+    expect_open_error(f, "noext.vmdk", EIO, "no extents");
+    expect_open_error(f, "rdm.vmdk", ENOTSUP, "raw device mapping");
+    expect_open_error(f, "flatsparse.vmdk", EIO, "SPARSE extent without header");
+    expect_open_error(f, "dup.vmdk", EIO, "sparse extent listed twice");
+    expect_open_error(f, "toobig.vmdk", EIO, "extent larger than its capacity");
+    expect_open_error(f, "access.vmdk", EIO, "unknown access keyword");
+
+    /* With backing=any the outside file is reachable. */
+    f->ctx->backing_policy = VD_BACKING_ANY;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "absolute.vmdk", &err);
+    g_assert_no_error(err);
+    char buf[7] = {0};
+    g_assert_true(vd_image_pread(img, buf, 6, 0, &err));
+    g_assert_cmpstr(buf, ==, "secret");
+    f->ctx->backing_policy = VD_BACKING_CONFINED;
+    rm_rf(outside_dir);
+}
+
+static void test_hostile_cowd_sesparse(Fixture *f, gconstpointer data)
+{
+    uint64_t g0 = 0;
+    GenBuf b = {0};
+    gen_cowd(&b, 8192, 1, &g0, 1, 3);
+    gen_le32(&b, 24, 0x7fffffff); /* directory entries */
+    put_gen(f, "cowd-gd.vmdk", &b);
+    expect_open_error(f, "cowd-gd.vmdk", EIO, "COWD directory too large");
+    gen_cowd(&b, 8192, 1, &g0, 0, 3);
+    gen_le32(&b, 16, 0); /* grain size */
+    put_gen(f, "cowd-grain.vmdk", &b);
+    expect_open_error(f, "cowd-grain.vmdk", EIO, "COWD grain size 0");
+
+    GenSe s = {.capacity = 32768, .data = se_data, .data_idx = se_idx, .n_data = 1, .seed = 5};
+    const char *desc = "version=1\ncreateType=\"seSparse\"\nRW 32768 SESPARSE \"se.bin\"\n";
+    put_file(f, "se.vmdk", desc);
+    gen_sesparse(&b, &s);
+    gen_le64(&b, s.gd_off, UINT64_C(0x1000000000000000) | 77); /* table 77 of 1 */
+    put_gen(f, "se.bin", &b);
+    expect_open_error(f, "se.vmdk", EIO, "seSparse table out of range");
+    gen_sesparse(&b, &s);
+    gen_le64(&b, 136, UINT64_C(1) << 60); /* directory size */
+    put_gen(f, "se.bin", &b);
+    expect_open_error(f, "se.vmdk", EIO, "seSparse directory past EOF");
+    gen_sesparse(&b, &s);
+    gen_le64(&b, 24, 16); /* grain size */
+    put_gen(f, "se.bin", &b);
+    expect_open_error(f, "se.vmdk", ENOTSUP, "seSparse grain size");
+    gen_sesparse(&b, &s);
+    gen_le64(&b, 512 + 24, 1); /* journal to replay */
+    put_gen(f, "se.bin", &b);
+    expect_open_error(f, "se.vmdk", ENOTSUP, "seSparse dirty journal");
+    gen_sesparse(&b, &s);
+    gen_le64(&b, s.gt_off + 8, UINT64_C(0x5000000000000000));
+    gen_le64(&b, s.gt_off + 16, UINT64_C(0x3000ffffffffffff)); /* grain far past EOF */
+    put_gen(f, "se.bin", &b);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "se.vmdk", &err);
+    g_assert_no_error(err);
+    uint8_t buf[4096];
+    g_assert_true(vd_image_pread(img, buf, sizeof buf, 0, &err));
+    g_assert_false(vd_image_pread(img, buf, sizeof buf, 4096, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    g_clear_error(&err);
+    g_assert_false(vd_image_pread(img, buf, sizeof buf, 8192, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+}
+
+/* Random damage to the metadata of every kind: errors are fine, crashes
+ * (and sanitizer reports, in sanitizer builds) are not. */
+static void test_fuzz(Fixture *f, gconstpointer data)
+{
+    GenBuf seeds[4] = {{0}};
+    GenKdmv k = {.version = 2,
+                 .flags = 5,
+                 .capacity = 8192,
+                 .grain = 128,
+                 .gtes = 16,
+                 .rgd = true,
+                 .prealloc_gts = true,
+                 .desc = mono_desc};
+    gen_kdmv(&seeds[0], &k);
+    uint8_t g[65536];
+    gen_fill(g, sizeof g, 0, 1);
+    gen_kdmv_grain(&seeds[0], &k, 0, g);
+    gen_kdmv_grain(&seeds[0], &k, 20, g);
+    uint64_t grains[] = {0, 5};
+    gen_stream(&seeds[1], 16384, grains, 2, 1, mono_desc);
+    gen_cowd(&seeds[2], 8192, 1, grains, 2, 1);
+    static const uint64_t small_idx[] = {1, 0};
+    GenSe s = {.capacity = 32768, .data = se_data, .data_idx = small_idx, .n_data = 2, .seed = 5};
+    gen_sesparse(&seeds[3], &s);
+    put_file(f, "fz.vmdk", "version=1\ncreateType=\"seSparse\"\nRW 32768 SESPARSE \"fz.bin\"\n");
+    GRand *r = g_rand_new_with_seed(12345);
+    g_autofree uint8_t *buf = g_malloc(MiB);
+    unsigned opened = 0;
+    for (int iter = 0; iter < 2000; iter++) {
+        GenBuf *src = &seeds[iter % 4];
+        GenBuf m = {0};
+        gen_put(&m, 0, src->data, src->len);
+        /* Damage mostly the metadata at the start, sometimes anywhere. */
+        int n = g_rand_int_range(r, 1, 8);
+        for (int j = 0; j < n; j++) {
+            size_t span = g_rand_boolean(r) ? MIN(m.len, 4096) : m.len;
+            size_t at = (size_t)g_rand_int_range(r, 0, (gint32)span);
+            m.data[at] = (uint8_t)g_rand_int(r);
+        }
+        if (g_rand_int_range(r, 0, 10) == 0)
+            m.len = (size_t)g_rand_int_range(r, 1, (gint32)m.len);
+        const char *name = iter % 4 == 3 ? "fz.bin" : "fz-img.vmdk";
+        put_gen(f, name, &m);
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VdImage) img = open_img(f, iter % 4 == 3 ? "fz.vmdk" : name, &err);
+        if (img == NULL)
+            continue;
+        opened++;
+        uint64_t size = vd_image_size(img);
+        for (uint64_t off = 0; off < size && off < 8 * MiB; off += MiB) {
+            g_autoptr(GError) e2 = NULL;
+            (void)vd_image_pread(img, buf, (size_t)MIN((uint64_t)MiB, size - off), off, &e2);
+        }
+        uint64_t pos;
+        g_autoptr(GError) e3 = NULL;
+        (void)vd_chain_seek(img, 0, SEEK_DATA, &pos, &e3);
+    }
+    g_rand_free(r);
+    for (int i = 0; i < 4; i++)
+        gen_free(&seeds[i]);
+    g_test_message("%u of 2000 damaged images opened", opened);
+}
+
+int main(int argc, char *argv[])
 {
     g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/vmdk/descriptor/parse", test_desc_parse);
+    g_test_add_func("/vmdk/descriptor/invalid", test_desc_invalid);
+    g_test_add_func("/vmdk/descriptor/set-cid", test_desc_set_cid);
+#define ADD(path, fn) g_test_add(path, Fixture, NULL, setup, fn, teardown)
+    ADD("/vmdk/probe", test_probe);
+    ADD("/vmdk/sparse/read", test_sparse_read);
+    ADD("/vmdk/sparse/split", test_split);
+    ADD("/vmdk/stream/footer", test_stream_footer);
+    ADD("/vmdk/cowd/lone", test_cowd);
+    ADD("/vmdk/cowd/snapshot-chain", test_cowd_snapshot);
+    ADD("/vmdk/sesparse/read", test_sesparse);
+    ADD("/vmdk/backing/cid", test_backing_cid);
+    ADD("/vmdk/hostile/sparse-headers", test_hostile_sparse);
+    ADD("/vmdk/hostile/grain-entry", test_hostile_gte);
+    ADD("/vmdk/hostile/descriptor", test_hostile_descriptor);
+    ADD("/vmdk/hostile/cowd-sesparse", test_hostile_cowd_sesparse);
+    ADD("/vmdk/hostile/fuzz", test_fuzz);
+#undef ADD
     return g_test_run();
 }
