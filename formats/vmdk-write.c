@@ -152,36 +152,6 @@ static bool maybe_writeback(VdImage *img, GError **error)
     return vmdk_gt_writeback(img, error);
 }
 
-bool vmdk_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
-{
-    VmdkState *s = img->opaque;
-    const uint8_t *p = buf;
-    if (!update_cid(img, s, error))
-        return false;
-    while (len > 0) {
-        VmdkExtent *e = vmdk_find_extent(s, offset);
-        if (e == NULL) {
-            vd_set_error(error, ENOSPC, "%s: write past the last extent", img->name);
-            return false;
-        }
-        uint64_t rel = offset - e->start;
-        size_t n = (size_t)vd_min_u64(len, e->length - rel);
-        bool ok;
-        if (e->kind == VMDK_EXT_FLAT && !e->noaccess)
-            ok = write_flat(img, e, p, n, rel, error);
-        else if (e->kind == VMDK_EXT_SPARSE && !e->noaccess && !e->compressed)
-            ok = write_sparse(img, e, p, n, rel, error);
-        else
-            ok = refuse(img, e, error);
-        if (!ok)
-            return false;
-        p += n;
-        len -= n;
-        offset += n;
-    }
-    return maybe_writeback(img, error);
-}
-
 static bool zero_flat(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t n, unsigned flags,
                       GError **error)
 {
@@ -227,37 +197,58 @@ static bool zero_sparse(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t n, G
     return true;
 }
 
-bool vmdk_write_zeroes(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
-                       GError **error)
+/* One extent's part of a write (buf NULL: zeroing with flags). */
+static bool extent_write(VdImage *img, VmdkExtent *e, const uint8_t *buf, uint64_t n, uint64_t rel,
+                         unsigned flags, GError **error)
+{
+    bool sparse = e->kind == VMDK_EXT_SPARSE && !e->compressed;
+    if (e->noaccess || (e->kind != VMDK_EXT_FLAT && !sparse && buf != NULL))
+        return refuse(img, e, error);
+    if (buf == NULL) {
+        if (e->kind == VMDK_EXT_ZERO)
+            return true;
+        if (e->kind == VMDK_EXT_FLAT)
+            return zero_flat(img, e, rel, n, flags, error);
+        return sparse ? zero_sparse(img, e, rel, n, error) : refuse(img, e, error);
+    }
+    if (e->kind == VMDK_EXT_FLAT)
+        return write_flat(img, e, buf, (size_t)n, rel, error);
+    return write_sparse(img, e, buf, (size_t)n, rel, error);
+}
+
+static bool write_range(VdImage *img, const uint8_t *buf, uint64_t len, uint64_t offset,
+                        unsigned flags, GError **error)
 {
     VmdkState *s = img->opaque;
     if (!update_cid(img, s, error))
         return false;
-    while (length > 0) {
+    while (len > 0) {
         VmdkExtent *e = vmdk_find_extent(s, offset);
         if (e == NULL) {
             vd_set_error(error, ENOSPC, "%s: write past the last extent", img->name);
             return false;
         }
         uint64_t rel = offset - e->start;
-        uint64_t n = vd_min_u64(length, e->length - rel);
-        bool ok;
-        if (e->noaccess)
-            ok = refuse(img, e, error);
-        else if (e->kind == VMDK_EXT_ZERO)
-            ok = true;
-        else if (e->kind == VMDK_EXT_FLAT)
-            ok = zero_flat(img, e, rel, n, flags, error);
-        else if (e->kind == VMDK_EXT_SPARSE && !e->compressed)
-            ok = zero_sparse(img, e, rel, n, error);
-        else
-            ok = refuse(img, e, error);
-        if (!ok)
+        uint64_t n = vd_min_u64(len, e->length - rel);
+        if (!extent_write(img, e, buf, n, rel, flags, error))
             return false;
+        if (buf != NULL)
+            buf += n;
+        len -= n;
         offset += n;
-        length -= n;
     }
     return maybe_writeback(img, error);
+}
+
+bool vmdk_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
+{
+    return write_range(img, buf, len, offset, 0, error);
+}
+
+bool vmdk_write_zeroes(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
+                       GError **error)
+{
+    return write_range(img, NULL, length, offset, flags, error);
 }
 
 bool vmdk_flush(VdImage *img, GError **error)

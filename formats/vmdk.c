@@ -108,38 +108,6 @@ VmdkExtent *vmdk_find_extent(VmdkState *s, uint64_t offset)
 
 /* ---- extent files ---- */
 
-/* An extent file name from the descriptor, resolved against the
- * descriptor's directory and held to the same rule as backing files:
- * with backing=confined it must resolve inside IMAGEDIR. */
-static char *resolve_extent(VdImage *img, const char *name, GError **error)
-{
-    g_autofree char *joined = NULL;
-    if (g_path_is_absolute(name)) {
-        joined = g_strdup(name);
-    } else {
-        g_autofree char *dir = g_path_get_dirname(img->path);
-        joined = g_build_filename(dir, name, NULL);
-    }
-    char *real = realpath(joined, NULL);
-    if (real == NULL) {
-        vd_set_error_errno(error, errno, "%s: extent file %s", img->name, name);
-        return NULL;
-    }
-    VdContext *ctx = img->ctx;
-    if (ctx->backing_policy == VD_BACKING_CONFINED && ctx->root != NULL) {
-        size_t n = strlen(ctx->root);
-        if (!(strncmp(real, ctx->root, n) == 0 && (real[n] == '/' || real[n] == '\0'))) {
-            vd_set_error(error, EACCES,
-                         "%s: extent file %s resolves outside the image directory "
-                         "(use -o backing=any to allow it)",
-                         img->name, name);
-            free(real);
-            return NULL;
-        }
-    }
-    return real;
-}
-
 static bool open_extent_fd(VdImage *img, VmdkExtent *e, bool want_write, struct stat *st,
                            GError **error)
 {
@@ -227,7 +195,8 @@ static bool open_desc_extent(VdImage *img, VmdkState *s, const VmdkDescExtent *x
     if (!rw || kind == VMDK_EXT_COWD || kind == VMDK_EXT_SESPARSE)
         img->read_only = true;
     if (kind != VMDK_EXT_ZERO) {
-        e->path = resolve_extent(img, x->filename, error);
+        /* Relative to the descriptor; confined to IMAGEDIR like backing files. */
+        e->path = vd_image_resolve_file(img, x->filename, "extent file", error);
         if (e->path == NULL)
             return false;
         struct stat st;

@@ -208,21 +208,18 @@ static bool walk_enter(VdChainWalk *walk, const char *name, const struct stat *s
     return true;
 }
 
-/* Resolve a recorded backing name against the image's directory and the
- * confinement policy. NULL with error when it may not or does not exist. */
-static char *resolve_backing(VdImage *img, const char *candidate, GError **error)
+char *vd_image_resolve_file(VdImage *img, const char *recorded, const char *what, GError **error)
 {
     g_autofree char *joined = NULL;
-    if (g_path_is_absolute(candidate)) {
-        joined = g_strdup(candidate);
+    if (g_path_is_absolute(recorded)) {
+        joined = g_strdup(recorded);
     } else {
         g_autofree char *dir = g_path_get_dirname(img->path);
-        joined = g_build_filename(dir, candidate, NULL);
+        joined = g_build_filename(dir, recorded, NULL);
     }
     char *real = realpath(joined, NULL);
     if (real == NULL) {
-        vd_set_error_errno(error, errno == ENOENT ? ENOENT : errno, "%s: backing file %s",
-                           img->name, candidate);
+        vd_set_error_errno(error, errno, "%s: %s %s", img->name, what, recorded);
         return NULL;
     }
     VdContext *ctx = img->ctx;
@@ -230,14 +227,19 @@ static char *resolve_backing(VdImage *img, const char *candidate, GError **error
         size_t n = strlen(ctx->root);
         if (!(strncmp(real, ctx->root, n) == 0 && (real[n] == '/' || real[n] == '\0'))) {
             vd_set_error(error, EACCES,
-                         "%s: backing file %s resolves outside the image directory "
+                         "%s: %s %s resolves outside the image directory "
                          "(use -o backing=any to allow it)",
-                         img->name, candidate);
+                         img->name, what, recorded);
             free(real);
             return NULL;
         }
     }
     return real;
+}
+
+static char *resolve_backing(VdImage *img, const char *candidate, GError **error)
+{
+    return vd_image_resolve_file(img, candidate, "backing file", error);
 }
 
 /* Find a parent by UUID among the images in the child's directory. */

@@ -68,6 +68,11 @@ static inline uint64_t vd_image_size(const VdImage *img)
 void vd_image_set_backing(VdImage *img, const char *recorded_name, const char *format);
 void vd_image_add_backing_candidate(VdImage *img, const char *host_path);
 void vd_image_add_member(VdImage *img, const char *host_path);
+/* A file name recorded in the image (backing file, extent, data file):
+ * resolved against the image's directory, and under backing=confined
+ * required to lie inside IMAGEDIR. The realpath (free()), or NULL with
+ * error ("<image>: <what> <recorded>: ..."; EACCES when outside). */
+char *vd_image_resolve_file(VdImage *img, const char *recorded, const char *what, GError **error);
 
 /* Reads: any range; past the virtual size reads as zeros. */
 bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error);
