@@ -305,6 +305,22 @@ static bool read_descriptor(VdImage *img, VmdkState *s, uint64_t off, uint64_t l
     return s->desc != NULL;
 }
 
+/* The parent as recorded; when that is an absolute path (perhaps from another host (VMware
+ * writes "C:\\VMs\\base.vmdk" or "/vmfs/volumes/.../base.vmdk"), also its
+ * last component next to this image, where copied chains end up. */
+static void set_parent(VdImage *img, const char *hint)
+{
+    vd_image_set_backing(img, hint, "vmdk");
+    const char *base = hint;
+    for (const char *p = hint; *p != '\0'; p++) {
+        if (*p == '/' || *p == '\\')
+            base = p + 1;
+    }
+    bool foreign = g_path_is_absolute(hint) || strchr(hint, '\\') != NULL;
+    if (foreign && base != hint && *base != '\0')
+        vd_image_add_backing_candidate(img, base);
+}
+
 static bool open_internal(VdImage *img, VmdkState *s, GError **error)
 {
     struct stat st;
@@ -357,7 +373,7 @@ static bool open_internal(VdImage *img, VmdkState *s, GError **error)
         if (d->create_type != NULL)
             s->create_type = g_strdup(d->create_type);
         if (d->parent_hint != NULL)
-            vd_image_set_backing(img, d->parent_hint, "vmdk");
+            set_parent(img, d->parent_hint);
     }
     if (s->create_type == NULL) {
         VmdkExtent *e = s->extents->len ? g_ptr_array_index(s->extents, 0) : NULL;

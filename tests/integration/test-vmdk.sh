@@ -86,6 +86,11 @@ for a in ide lsilogic buslogic legacyESX; do
     qemu-img create -q -f vmdk -o adapter_type=$a "$D/adapter-$a.vmdk" 64M || fail "adapter_type=$a"
 done
 qemu-img create -q -f vmdk -o hwversion=6 "$D/hw6.vmdk" 64M
+qemu-img create -q -f vmdk -o hwversion=7 "$D/hw7.vmdk" 64M
+qemu-img create -q -f vmdk -o extent_size_hint=1M,nocow=on "$D/hints.vmdk" 64M
+qemu-img create -q -f vmdk -o subformat=monolithicSparse,preallocation=full "$D/prealloc-sparse.vmdk" 64M
+qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentFlat,preallocation=falloc "$D/prealloc-split.vmdk" 8M
+qemu-io -f vmdk -c "write -P 0x13 7M 1M" "$D/prealloc-split.vmdk" >/dev/null
 qemu-img create -q -f vmdk -o compat6=on "$D/compat6.vmdk" 64M
 qemu-img create -q -f vmdk -o toolsversion=10240 "$D/tools.vmdk" 64M
 qemu-img create -q -f vmdk -o zeroed_grain=on "$D/zeroed.vmdk" 64M
@@ -95,7 +100,8 @@ for p in falloc full; do
     qemu-img create -q -f vmdk -o subformat=monolithicFlat,preallocation=$p "$D/prealloc-$p.vmdk" 8M
     qemu-io -f vmdk -c "write -P 0x12 1M 64k" "$D/prealloc-$p.vmdk" >/dev/null
 done
-for f in "$D"/adapter-*.vmdk "$D/hw6.vmdk" "$D/compat6.vmdk" "$D/tools.vmdk"; do
+for f in "$D"/adapter-*.vmdk "$D/hw6.vmdk" "$D/hw7.vmdk" "$D/compat6.vmdk" "$D/tools.vmdk" \
+    "$D/hints.vmdk" "$D/prealloc-sparse.vmdk"; do
     qemu-io -f vmdk -c "write -P 0x42 5M 70k" "$f" >/dev/null
 done
 
@@ -152,14 +158,16 @@ fi
 grep -qx child.vmdk "$T/ls-stale" || fail "stale/child.vmdk missing: $(cat "$T/ls-stale")"
 
 note "content and data maps equal qemu-img's"
-for n in monolithicSparse twoGbMaxExtentSparse streamOptimized stream-empty zeroed hw6 compat6 tools \
+for n in monolithicSparse twoGbMaxExtentSparse streamOptimized stream-empty zeroed hw6 hw7 compat6 tools \
+    hints prealloc-sparse \
     adapter-ide adapter-lsilogic adapter-buslogic adapter-legacyESX base mid top \
     big-twoGbMaxExtentSparse; do
     [ "$(stat -c %s "$M/$n.vmdk")" = "$(qemu-img info --output=json "$D/$n.vmdk" |
         sed -n 's/.*"virtual-size": \([0-9]*\).*/\1/p' | head -n 1)" ] || fail "$n: size differs from qemu-img info"
     vmdk_compare_to_qemu "$D/$n.vmdk" "$M/$n.vmdk"
 done
-for n in monolithicFlat twoGbMaxExtentFlat prealloc-falloc prealloc-full big-twoGbMaxExtentFlat; do
+for n in monolithicFlat twoGbMaxExtentFlat prealloc-falloc prealloc-full prealloc-split \
+    big-twoGbMaxExtentFlat; do
     vmdk_compare_to_qemu "$D/$n.vmdk" "$M/$n.vmdk" nonzero
 done
 [ "$(seek_map "$M/zeroed.vmdk" | wc -l)" -ge 3 ] || fail "zeroed grains are not holes: $(seek_map "$M/zeroed.vmdk")"
@@ -184,6 +192,7 @@ for want in "create_type: monolithicSparse" "adapter_type: lsilogic" "hardware_v
     grep -q "$want" "$T/info" || fail "vdisk info lacks '$want': $(cat "$T/info")"
 done
 "$VDISK" info "$D/hw6.vmdk" | grep -q "hardware_version: 6" || fail "hwversion=6 not shown"
+"$VDISK" info "$D/hw7.vmdk" | grep -q "hardware_version: 7" || fail "hwversion=7 not shown"
 "$VDISK" info "$D/compat6.vmdk" | grep -q "hardware_version: 6" || fail "compat6 not shown"
 "$VDISK" info "$D/tools.vmdk" | grep -q "tools_version: 10240" || fail "toolsversion not shown"
 "$VDISK" info "$D/zeroed.vmdk" | grep -q "zeroed_grain: true" || fail "zeroed_grain not shown"

@@ -506,6 +506,40 @@ static void test_backing_cid(Fixture *f, gconstpointer data)
 
     make_mono(f, "base.vmdk", "version=1\nCID=11112223\nparentCID=ffffffff\n");
     expect_open_error(f, "child.vmdk", EIO, "parent CID changed");
+
+    /* Hints written on another host find the parent next to the child. */
+    const char *hints[] = {"C:\\VMs\\win\\base.vmdk", "/vmfs/volumes/ds1/vm/base.vmdk"};
+    for (size_t i = 0; i < G_N_ELEMENTS(hints); i++) {
+        g_autofree char *d = g_strdup_printf("version=1\nCID=1\nparentCID=11112223\n"
+                                             "createType=\"monolithicSparse\"\n"
+                                             "parentFileNameHint=\"%s\"\n",
+                                             hints[i]);
+        GenBuf c = {0};
+        GenKdmv ck = {.version = 1,
+                      .capacity = 8192,
+                      .grain = 128,
+                      .gtes = 512,
+                      .prealloc_gts = true,
+                      .desc = d};
+        gen_kdmv(&c, &ck);
+        put_gen(f, "moved.vmdk", &c);
+        g_autoptr(VdImage) moved = open_img(f, "moved.vmdk", &err);
+        g_assert_no_error(err);
+        g_assert_nonnull(moved->backing);
+        g_assert_cmpstr(moved->backing_name, ==, hints[i]);
+    }
+    /* A relative hint is taken as written: no guessing in this directory. */
+    GenBuf c = {0};
+    GenKdmv ck = {.version = 1,
+                  .capacity = 8192,
+                  .grain = 128,
+                  .gtes = 512,
+                  .prealloc_gts = true,
+                  .desc = "version=1\nCID=1\nparentCID=11112223\n"
+                          "parentFileNameHint=\"../elsewhere/base.vmdk\"\n"};
+    gen_kdmv(&c, &ck);
+    put_gen(f, "rel.vmdk", &c);
+    expect_open_error(f, "rel.vmdk", ENOENT, "relative hint to a missing parent");
 }
 
 /* ---- hostile images ---- */
