@@ -33,7 +33,6 @@
 #define SE_VERSION        UINT64_C(0x0000000200000001)
 #define SE_GRAIN_SECTORS  8
 #define SE_GT_SECTORS     64
-#define SE_MAX_GD         (32u << 20)
 
 /* offset + size (sectors) as a byte range inside the file. */
 static bool se_region(VdImage *img, VmdkExtent *e, const uint8_t *h, unsigned field,

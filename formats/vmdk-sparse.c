@@ -27,8 +27,8 @@
 #include "src/vd-io.h"
 
 #define GD_AT_END         UINT64_C(0xffffffffffffffff)
-#define MAX_GRAIN_SECTORS 32768u /* 16 MiB; real images use 1..128 */
-#define MAX_GD_ENTRIES    (32u << 20)
+#define MAX_GRAIN_SECTORS 32768u     /* 16 MiB; real images use 1..128 */
+#define MAX_GD_ENTRIES    (8u << 20) /* 2 TiB of 512-byte COWD grains is 1M */
 #define COWD_GTES         4096u
 #define MARKER_EOS        0u
 #define MARKER_FOOTER     3u

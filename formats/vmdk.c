@@ -111,10 +111,12 @@ VmdkExtent *vmdk_find_extent(VmdkState *s, uint64_t offset)
 static bool open_extent_fd(VdImage *img, VmdkExtent *e, bool want_write, struct stat *st,
                            GError **error)
 {
-    e->fd = open(e->path, (want_write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO named by a hostile descriptor must not hang us. */
+    int flags = O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+    e->fd = open(e->path, (want_write ? O_RDWR : O_RDONLY) | flags);
     if (e->fd < 0 && want_write && (errno == EACCES || errno == EROFS || errno == EPERM)) {
         img->read_only = true;
-        e->fd = open(e->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        e->fd = open(e->path, O_RDONLY | flags);
     }
     if (e->fd < 0) {
         vd_set_error_errno(error, errno, "%s: extent file %s", img->name, e->path);
@@ -127,6 +129,10 @@ static bool open_extent_fd(VdImage *img, VmdkExtent *e, bool want_write, struct 
     }
     if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
         vd_set_error(error, EIO, "%s: extent %s is not a regular file", img->name, e->path);
+        return false;
+    }
+    if (fcntl(e->fd, F_SETFL, fcntl(e->fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+        vd_set_error_errno(error, errno, "%s: extent file %s", img->name, e->path);
         return false;
     }
     if (S_ISBLK(st->st_mode)) {
@@ -155,6 +161,16 @@ static bool kind_from_type(VdImage *img, const char *type, VmdkExtentKind *kind,
         return false;
     }
     return true;
+}
+
+/* Flat extents may share a file; it is one member. */
+static void add_member_once(VdImage *img, const char *path)
+{
+    for (guint i = 0; img->members != NULL && i < img->members->len; i++) {
+        if (strcmp(g_ptr_array_index(img->members, i), path) == 0)
+            return;
+    }
+    vd_image_add_member(img, path);
 }
 
 static bool same_file(const struct stat *a, const struct stat *b)
@@ -219,7 +235,7 @@ static bool open_desc_extent(VdImage *img, VmdkState *s, const VmdkDescExtent *x
             }
             g_array_append_val(sparse_ids, st);
         }
-        vd_image_add_member(img, e->path);
+        add_member_once(img, e->path);
     }
     if (kind == VMDK_EXT_SPARSE || kind == VMDK_EXT_COWD) {
         uint8_t head[VMDK_SECTOR] = {0};

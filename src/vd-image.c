@@ -354,11 +354,14 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
     img->depth = depth;
     img->read_only = opts->read_only || !(drv->caps & VD_CAP_WRITE) || drv->pwrite == NULL;
     int dirflag = (drv->caps & VD_CAP_DIRECTORY) ? O_DIRECTORY : 0;
-    img->fd = open(path, (img->read_only || dirflag ? O_RDONLY : O_RDWR) | O_CLOEXEC | dirflag);
+    /* O_NONBLOCK until the type is known: a FIFO named as a backing file
+     * (or extent) must fail, not hang the opener. */
+    int flags = O_CLOEXEC | O_NONBLOCK | dirflag;
+    img->fd = open(path, (img->read_only || dirflag ? O_RDONLY : O_RDWR) | flags);
     if (img->fd < 0 && !img->read_only && (errno == EACCES || errno == EROFS || errno == EPERM)) {
         /* The host says read-only: serve it read-only rather than not at all. */
         img->read_only = true;
-        img->fd = open(path, O_RDONLY | O_CLOEXEC);
+        img->fd = open(path, O_RDONLY | flags);
     }
     if (img->fd < 0) {
         vd_set_error_errno(error, errno, "%s", img->name);
@@ -366,8 +369,13 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
         return NULL;
     }
     struct stat st;
-    if (fstat(img->fd, &st) < 0) {
+    if (fstat(img->fd, &st) < 0 || fcntl(img->fd, F_SETFL, fcntl(img->fd, F_GETFL) & ~O_NONBLOCK)) {
         vd_set_error_errno(error, errno, "%s", img->name);
+        image_free(img);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        vd_set_error(error, EIO, "%s: not a regular file, block device or directory", img->name);
         image_free(img);
         return NULL;
     }

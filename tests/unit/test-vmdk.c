@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "formats/vmdk.h"
@@ -540,6 +541,21 @@ static void test_backing_cid(Fixture *f, gconstpointer data)
     gen_kdmv(&c, &ck);
     put_gen(f, "rel.vmdk", &c);
     expect_open_error(f, "rel.vmdk", ENOENT, "relative hint to a missing parent");
+
+    /* A FIFO named as the parent is refused, not waited on. */
+    g_autofree char *fifo = fpath(f, "pipe.vmdk");
+    g_assert_cmpint(mkfifo(fifo, 0644), ==, 0);
+    GenBuf p = {0};
+    GenKdmv pk = {.version = 1,
+                  .capacity = 8192,
+                  .grain = 128,
+                  .gtes = 512,
+                  .prealloc_gts = true,
+                  .desc = "version=1\nCID=1\nparentCID=11112223\n"
+                          "parentFileNameHint=\"pipe.vmdk\"\n"};
+    gen_kdmv(&p, &pk);
+    put_gen(f, "onpipe.vmdk", &p);
+    expect_open_error(f, "onpipe.vmdk", EIO, "a FIFO as parent (must not hang)");
 }
 
 /* ---- hostile images ---- */
@@ -710,6 +726,9 @@ static void test_hostile_descriptor(Fixture *f, gconstpointer data)
     make_mono(f, "m.vmdk", NULL);
     put_file(f, "toobig.vmdk", "version=1\ncreateType=\"x\"\nRW 8193 SPARSE \"m.vmdk\"\n");
     put_file(f, "access.vmdk", "version=1\ncreateType=\"x\"\nRWX 8 FLAT \"data.bin\"\n");
+    g_autofree char *fifo = fpath(f, "fifo.bin");
+    g_assert_cmpint(mkfifo(fifo, 0644), ==, 0);
+    put_file(f, "fifo.vmdk", "version=1\ncreateType=\"x\"\nRW 8 FLAT \"fifo.bin\"\n");
 
     expect_open_error(f, "escape.vmdk", EACCES, "extent escaping IMAGEDIR");
     expect_open_error(f, "absolute.vmdk", EACCES, "absolute extent outside IMAGEDIR");
@@ -723,6 +742,7 @@ static void test_hostile_descriptor(Fixture *f, gconstpointer data)
     expect_open_error(f, "dup.vmdk", EIO, "sparse extent listed twice");
     expect_open_error(f, "toobig.vmdk", EIO, "extent larger than its capacity");
     expect_open_error(f, "access.vmdk", EIO, "unknown access keyword");
+    expect_open_error(f, "fifo.vmdk", EIO, "a FIFO as extent (must not hang)");
 
     /* With backing=any the outside file is reachable. */
     f->ctx->backing_policy = VD_BACKING_ANY;
