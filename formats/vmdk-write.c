@@ -264,7 +264,6 @@ bool vmdk_flush(VdImage *img, GError **error)
             e->data_dirty = false;
         }
     }
-    if (s->cid_updated || s->extents->len > 0)
-        return vd_host_fdatasync(img->fd, img->name, error);
-    return true;
+    /* The descriptor (new CID) or the sparse file that is the image. */
+    return vd_host_fdatasync(img->fd, img->name, error);
 }

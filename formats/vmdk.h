@@ -7,9 +7,9 @@
  *
  * Files: vmdk.c (probe, open, extent list, status, describe),
  * vmdk-descriptor.c (the text parser), vmdk-sparse.c (KDMV and COWD
- * headers, grain directories, the grain table cache, compressed grains),
- * vmdk-sesparse.c (seSparse headers and entries), vmdk-write.c (writes,
- * grain allocation, flush).
+ * headers, grain directories, the grain table cache and its write-back),
+ * vmdk-sesparse.c (seSparse headers and entries), vmdk-stream.c
+ * (compressed grains), vmdk-write.c (writes, grain allocation, flush).
  */
 #ifndef VMDK_H
 #define VMDK_H
@@ -175,16 +175,11 @@ void vmdk_extent_grew(VmdkExtent *e, uint64_t end);
 
 void vmdk_gt_cache_init(VmdkGtCache *c, uint64_t limit);
 void vmdk_gt_cache_clear(VmdkGtCache *c);
-void vmdk_decode_cache_init(VmdkDecodeCache *dc, uint64_t limit, uint64_t grain);
-void vmdk_decode_cache_clear(VmdkDecodeCache *dc);
 
 /* One run of a sparse extent from rel (bytes into the extent), at most
  * max bytes: state, length and (DATA) host offset. */
 bool vmdk_sparse_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max, VdExtent *out,
                         GError **error);
-/* Read bytes of compressed grains (any range within the extent). */
-bool vmdk_sparse_read_decode(VdImage *img, VmdkExtent *e, uint8_t *buf, size_t len, uint64_t rel,
-                             GError **error);
 /* Grain table entry of grain number grain as stored (0 when the table is
  * missing). Writer only: reads through the cache. */
 bool vmdk_gte_get(VdImage *img, VmdkExtent *e, uint64_t grain, uint64_t *value, GError **error);
@@ -195,6 +190,13 @@ bool vmdk_gte_set(VdImage *img, VmdkExtent *e, uint64_t grain, uint32_t value, G
  * then the directory entries of new tables. Writer only. */
 bool vmdk_gt_writeback(VdImage *img, GError **error);
 unsigned vmdk_gt_dirty_count(VmdkState *s);
+
+/* vmdk-stream.c */
+void vmdk_decode_cache_init(VmdkDecodeCache *dc, uint64_t limit, uint64_t grain);
+void vmdk_decode_cache_clear(VmdkDecodeCache *dc);
+/* Read any range of a sparse extent, decompressing compressed grains. */
+bool vmdk_sparse_read_decode(VdImage *img, VmdkExtent *e, uint8_t *buf, size_t len, uint64_t rel,
+                             GError **error);
 
 /* vmdk-sesparse.c */
 bool vmdk_sesparse_open(VdImage *img, VmdkExtent *e, GError **error);
