@@ -3,7 +3,8 @@
 # VMDK writes through a -o rw mount: random writes and zeroing against a
 # model file for every writable subformat (monolithicSparse,
 # twoGbMaxExtentSparse across its 2 GiB extent boundary, monolithicFlat,
-# twoGbMaxExtentFlat, zeroed grains, a child over a parent), then
+# twoGbMaxExtentFlat, zeroed grains, grain tables allocated by vdiskfs, a
+# child over a parent), then
 # `qemu-img check` and `qemu-img compare`; streamOptimized refuses writes;
 # writing a parent changes its CID so that its child is refused; a
 # daemon killed (SIGKILL) in the middle of writes leaves a clean image
@@ -53,6 +54,14 @@ qemu-img create -q -f vmdk -o subformat=monolithicFlat "$D/mf.vmdk" 64M
 qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$D/ts.vmdk" 2600M
 qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentFlat "$D/tf.vmdk" 2600M
 qemu-img create -q -f vmdk -o zeroed_grain=on "$D/zg.vmdk" 64M
+# nt.vmdk: qemu-img preallocates every grain table; unallocate them all
+# (both directories zeroed) so that vdiskfs must allocate tables itself.
+qemu-img create -q -f vmdk "$D/nt.vmdk" 64M
+for field in 48 56; do
+    sector=$(od -An -t u8 -j $field -N 8 "$D/nt.vmdk" | tr -d ' ')
+    dd if=/dev/zero of="$D/nt.vmdk" bs=1 seek=$((sector * 512)) count=8 conv=notrunc status=none
+done
+qemu-img check "$D/nt.vmdk" >/dev/null || fail "nt.vmdk without grain tables"
 qemu-img create -q -f vmdk "$D/base.vmdk" 64M
 for f in ms mf ts tf zg base; do
     qemu-io -f vmdk -c "write -P 0x31 0 3M" -c "write -P 0x32 30M 1M" "$D/$f.vmdk" >/dev/null ||
@@ -63,7 +72,7 @@ qemu-io -f vmdk -c "write -P 0x33 100k 10k" "$D/child.vmdk" >/dev/null
 qemu-img create -q -f raw "$T/src.raw" 16M
 qemu-io -f raw -c "write -P 0x34 0 1M" "$T/src.raw" >/dev/null
 qemu-img convert -O vmdk -o subformat=streamOptimized "$T/src.raw" "$D/so.vmdk"
-WRITABLE="ms mf ts tf zg child"
+WRITABLE="ms mf ts tf zg nt child"
 for f in $WRITABLE; do
     qemu-img convert -O raw "$D/$f.vmdk" "$T/model/$f.raw"
 done
@@ -111,7 +120,7 @@ strings "$D/child.vmdk" | grep -qx "parentCID=$(strings "$D/base.vmdk" | sed -n 
 
 note "read-only remount: content and map equal qemu-img's"
 mount_vdiskfs "$D" "$M"
-for f in ms zg child; do
+for f in ms zg nt child; do
     compare_to_qemu "$D/$f.vmdk" "$M/$f.vmdk"
 done
 unmount_vdiskfs "$M"
