@@ -149,8 +149,8 @@ static void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
     }
     if (to_set & FUSE_SET_ATTR_SIZE) {
         int err = 0;
-        VdImage *img = fi && fi->fh ? vd_image_ref(((VfsHandle *)(uintptr_t)fi->fh)->img)
-                                    : vfs_node_image(fs, n, &err);
+        VfsHandle *h = fi && fi->fh ? (VfsHandle *)(uintptr_t)fi->fh : NULL;
+        VdImage *img = h && h->writable ? vd_image_ref(h->img) : vfs_node_image_rw(fs, n, &err);
         if (img == NULL) {
             fuse_reply_err(req, -err);
             return;
@@ -201,7 +201,8 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     bool want_write = (fi->flags & O_ACCMODE) != O_RDONLY;
     int err = 0;
-    VdImage *img = vfs_node_image(fs, n, &err);
+    VdImage *img = want_write && !fs->opts.read_only ? vfs_node_image_rw(fs, n, &err)
+                                                     : vfs_node_image(fs, n, &err);
     if (img == NULL) {
         fuse_reply_err(req, -err);
         return;

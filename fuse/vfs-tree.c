@@ -229,8 +229,10 @@ static VfsScanEntry *scan_entry(VfsFs *fs, const char *host, const struct stat *
     e->size = st->st_size;
     e->mtime = st->st_mtim;
     e->is_dir = S_ISDIR(st->st_mode);
-    if (old != NULL && old->dev == e->dev && old->ino == e->ino && old->size == e->size &&
-        timespec_eq(&old->mtime, &e->mtime) && old->is_dir == e->is_dir) {
+    /* Reuse an unchanged file's verdict, but probe non-images again: some
+     * formats (split raw, bundles) depend on other files of the directory. */
+    if (old != NULL && old->driver != NULL && old->dev == e->dev && old->ino == e->ino &&
+        old->size == e->size && timespec_eq(&old->mtime, &e->mtime) && old->is_dir == e->is_dir) {
         e->driver = old->driver;
         return e;
     }
@@ -556,6 +558,20 @@ static void stat_times_from(struct stat *st, const struct stat *host)
     st->st_ctim = host->st_ctim;
 }
 
+VdImage *vfs_node_image_rw(VfsFs *fs, VfsNode *node, int *err)
+{
+    if (node->kind != VFS_NODE_IMAGE) {
+        *err = node->kind == VFS_NODE_SNAPFILE ? -EROFS : -EISDIR;
+        return NULL;
+    }
+    VfsImage *vi = vfs_node_vfs_image(fs, node, err);
+    if (vi == NULL)
+        return NULL;
+    VdImage *img = vfs_image_acquire_rw(vi, err);
+    vfs_image_unref(vi);
+    return img;
+}
+
 int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
 {
     g_autofree char *host = vfs_host_path(fs, node->relpath);
@@ -595,7 +611,9 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
         st->st_nlink = 2;
         break;
     case VFS_NODE_IMAGE: {
-        bool writable = img != NULL && !img->read_only && !fs->opts.read_only;
+        /* On rw mounts images stay open read-only until written, so
+         * "writable" is what the driver could do. */
+        bool writable = img != NULL && !fs->opts.read_only && !img->format_read_only;
         if (S_ISDIR(hst.st_mode))
             perm &= ~0111; /* a bundle directory shown as a file */
         st->st_mode = S_IFREG | (writable ? perm : (perm & ~0222));

@@ -129,6 +129,10 @@ int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *ch
 /* Image state for a path (opening it on first use). Caller unrefs. */
 VfsImage *vfs_image_get(VfsFs *fs, const char *relpath);
 void vfs_image_unref(VfsImage *vi);
+/* The image opened read-write (reopening it so on first use), referenced,
+ * or NULL and -errno: EBUSY while others read it or QEMU holds it, EROFS
+ * when the format cannot be written. */
+VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err);
 /* The opened image, referenced, or NULL and -errno. */
 VdImage *vfs_image_acquire(VfsImage *vi, int *err);
 /* The snapshot view with this display name, referenced, or NULL and -errno. */
@@ -140,6 +144,8 @@ bool vfs_snapshot_info(VfsFs *fs, const char *relpath, const char *snap_name, in
 /* The image a node shows (IMAGE or SNAPFILE), referenced, or NULL and
  * -errno (ESTALE when the host file was replaced since the lookup). */
 VdImage *vfs_node_image(VfsFs *fs, VfsNode *node, int *err);
+/* Same, opened read-write (IMAGE nodes only). */
+VdImage *vfs_node_image_rw(VfsFs *fs, VfsNode *node, int *err);
 /* The VfsImage of an IMAGE node, or NULL and -errno (ESTALE as above). */
 VfsImage *vfs_node_vfs_image(VfsFs *fs, VfsNode *node, int *err);
 
