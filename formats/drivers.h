@@ -7,3 +7,7 @@
 VD_DRIVER(raw)
 VD_DRIVER(vpc)
 VD_DRIVER(vhdx)
+VD_DRIVER(bochs)
+VD_DRIVER(cloop)
+VD_DRIVER(dmg)
+VD_DRIVER(split_raw)
