@@ -299,12 +299,13 @@ static GBytes *chunk_data(VdImage *img, guint i, GError **error)
     if (b != NULL)
         return b;
     const DmgChunk *c = &s->chunks[i];
+    g_autofree char *what = g_strdup_printf("%s: chunk at sector %" PRIu64, img->name, c->sector);
     if (!dmg_chunk_type_supported(c->type))
-        return dmg_decode(img->name, c->type, NULL, 0, 0, error); /* the ENOTSUP error */
+        return dmg_decode(what, c->type, NULL, 0, 0, error); /* the ENOTSUP error */
     g_autofree uint8_t *in = g_malloc(c->length + 1);
     if (!vd_host_pread(img->fd, img->name, in, c->length, c->offset, false, error))
         return NULL;
-    b = dmg_decode(img->name, c->type, in, c->length, c->sectors * DMG_SECTOR, error);
+    b = dmg_decode(what, c->type, in, c->length, c->sectors * DMG_SECTOR, error);
     if (b != NULL)
         ro_cache_put(s->cache, i, b);
     return b;
@@ -333,10 +334,8 @@ static bool dmg_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GErr
                 return false;
         } else {
             g_autoptr(GBytes) b = chunk_data(img, i, error);
-            if (b == NULL) {
-                g_prefix_error(error, "sector %" PRIu64 ": ", offset / DMG_SECTOR);
+            if (b == NULL)
                 return false;
-            }
             memcpy(p, (const uint8_t *)g_bytes_get_data(b, NULL) + within, n);
         }
         p += n, offset += n, len -= n;
