@@ -376,6 +376,24 @@ static void write_pair(const char *dir, const char *name, const DgSpec *spec)
     g_autofree char *exp = g_strdup_printf("%s.expect", name);
     dg_write(dir, img, g->file->data, g->file->len);
     dg_write(dir, exp, g->expect, g->size);
+    /* The data ranges (merged), as the integration test's seek_map prints them. */
+    GString *map = g_string_new(NULL);
+    uint64_t s = 0, run_start = 0;
+    bool in_run = false;
+    for (size_t i = 0; i <= spec->n; i++) {
+        bool data = i < spec->n && !is_hole_chunk(spec->chunks[i].type);
+        if (data && !in_run)
+            run_start = s;
+        if (!data && in_run)
+            g_string_append_printf(map, "%" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT "\n",
+                                   run_start * 512, (s - run_start) * 512);
+        in_run = data;
+        if (i < spec->n)
+            s += spec->chunks[i].sectors;
+    }
+    g_autofree char *mapname = g_strdup_printf("%s.map", name);
+    dg_write(dir, mapname, map->str, map->len);
+    g_string_free(map, TRUE);
 }
 
 static int gen(const char *dir)
