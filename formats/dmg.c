@@ -174,7 +174,8 @@ static bool load_chunks(VdImage *img, DmgState *s, const uint8_t *koly, uint64_t
     }
     s->n_chunks = chunks->len;
     s->chunks = (DmgChunk *)(void *)g_array_free(g_steal_pointer(&chunks), FALSE);
-    qsort(s->chunks, s->n_chunks, sizeof(DmgChunk), chunk_cmp);
+    if (s->n_chunks > 1)
+        qsort(s->chunks, s->n_chunks, sizeof(DmgChunk), chunk_cmp);
     return true;
 }
 

@@ -164,7 +164,8 @@ DgImage *dg_build(const DgSpec *spec)
     img->file = g_byte_array_new();
     GByteArray *f = img->file;
     g_byte_array_set_size(f, spec->data_fork_prefix);
-    memset(f->data, 0x5a, f->len);
+    if (f->len > 0)
+        memset(f->data, 0x5a, f->len);
 
     uint64_t sector[64], off[64] = {0}, len[64] = {0}, s = 0;
     for (size_t i = 0; i < spec->n; i++) {
