@@ -7,3 +7,5 @@
 VD_DRIVER(raw)
 VD_DRIVER(vpc)
 VD_DRIVER(vhdx)
+VD_DRIVER(qcow)
+VD_DRIVER(qed)
