@@ -379,6 +379,11 @@ static bool open_backing(VdImage *img, uint64_t file_size, GError **error)
                      img->name, s->backing_size, s->backing_offset);
         return false;
     }
+    if (s->l1_entries > 0 && s->backing_offset < s->l1_offset + s->l1_entries * 8 &&
+        s->l1_offset < s->backing_offset + s->backing_size) {
+        vd_set_error(error, EIO, "%s: backing file name overlaps the L1 table", img->name);
+        return false;
+    }
     g_autofree char *name = g_malloc0(s->backing_size + 1);
     if (!vd_host_pread(img->fd, img->name, name, s->backing_size, s->backing_offset, false, error))
         return false;
@@ -472,13 +477,6 @@ static bool qcow1_open(VdImage *img, GError **error)
         s->l1 = g_new0(uint64_t, l1 + 1);
         for (uint64_t i = 0; i < l1; i++)
             s->l1[i] = vd_be64(raw + 8 * i);
-    }
-    if (s->backing_offset != 0 && s->backing_size != 0 &&
-        vd_range_within(s->backing_offset, s->backing_size, UINT64_MAX) &&
-        s->backing_offset < s->l1_offset + l1 * 8 &&
-        s->l1_offset < s->backing_offset + s->backing_size && l1 > 0) {
-        vd_set_error(error, EIO, "%s: backing file name overlaps the L1 table", img->name);
-        goto out;
     }
     qed_tcache_init(&s->l2, true, s->l2_entries, img->ctx->metadata_cache_bytes);
     if (!open_backing(img, file_size, error) || !check_tables(img, file_size, error))
