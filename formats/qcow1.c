@@ -466,7 +466,7 @@ static bool qcow1_open(VdImage *img, GError **error)
         (l1 > 0 && s->l1_offset < QCOW1_HEADER_SIZE)) {
         vd_set_error(error, EIO,
                      "%s: L1 table at 0x%" PRIx64 " (%" PRIu64
-                     " entries) lies beyond the end of the file",
+                     " entries) lies over the header or beyond the end of the file",
                      img->name, s->l1_offset, l1);
         goto out;
     }
