@@ -99,7 +99,7 @@ bool qed_check_repair(VdImage *img, GError **error)
     if (c.duplicates > 0) {
         vd_set_error(error, EIO,
                      "%s: needs a consistency check, and %" PRIu64
-                     " clusters are referenced more than once: cannot repair",
+                     " cluster(s) are referenced more than once: cannot repair",
                      img->name, c.duplicates);
         goto out;
     }
