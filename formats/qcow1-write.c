@@ -32,6 +32,16 @@ static bool overflow_error(VdImage *img, GError **error)
     return false;
 }
 
+/* A write in place reached end: a last cluster that was only partly in
+ * the file (or an unaligned one) now extends it, and new clusters must
+ * go after it. */
+static bool note_end(Qcow1State *s, uint64_t end)
+{
+    if (end > __atomic_load_n(&s->file_end, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&s->file_end, end, __ATOMIC_RELEASE);
+    return true;
+}
+
 /* Clusters [ci, ci + k), host-contiguous from host, all allocated: write
  * bytes [within, within + n) of them. */
 static bool write_in_place(VdImage *img, uint64_t ci, uint64_t host, uint64_t k, const uint8_t *src,
@@ -46,7 +56,8 @@ static bool write_in_place(VdImage *img, uint64_t ci, uint64_t host, uint64_t k,
         return false;
     }
     if (!qcow1_encrypted(s))
-        return vd_host_pwrite(img->fd, img->name, src, n, host + within, error);
+        return vd_host_pwrite(img->fd, img->name, src, n, host + within, error) &&
+               note_end(s, host + within + n);
     uint64_t a0 = within / QCOW1_SECTOR * QCOW1_SECTOR;
     uint64_t a1 = (within + n + QCOW1_SECTOR - 1) / QCOW1_SECTOR * QCOW1_SECTOR;
     uint64_t guest = ci << s->cluster_bits;
@@ -59,7 +70,8 @@ static bool write_in_place(VdImage *img, uint64_t ci, uint64_t host, uint64_t k,
     }
     memcpy(tmp + (within - a0), src, n);
     return qcow1_crypt(img, tmp, a1 - a0, guest + a0, true, error) &&
-           vd_host_pwrite(img->fd, img->name, tmp, a1 - a0, host + a0, error);
+           vd_host_pwrite(img->fd, img->name, tmp, a1 - a0, host + a0, error) &&
+           note_end(s, host + a1);
 }
 
 /* New clusters for [ci, ci + k) (unallocated or compressed, entries in
@@ -172,7 +184,8 @@ bool qcow1_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GE
         /* A run of clusters handled alike. */
         uint64_t k = 1;
         if (c0.kind == QCOW1_NORMAL) {
-            while (k < n && entries[k] == c0.host + k * cs)
+            uint64_t end = __atomic_load_n(&s->file_end, __ATOMIC_ACQUIRE);
+            while (k < n && entries[k] == c0.host + k * cs && entries[k] < end)
                 k++;
         } else {
             while (k < n && (entries[k] == 0 || (entries[k] & QCOW1_COMPRESSED)))

@@ -308,6 +308,35 @@ static void test_write_encrypted(QFixture *f, gconstpointer data)
     assert_disk(img, model);
 }
 
+/* The file ends inside its last data cluster, which is not even aligned
+ * (QEMU writes whole aligned clusters; other writers need not): the
+ * missing part reads as zeros, and once it is written in place, new
+ * clusters must go after it, not over it. */
+static void test_write_partial_last(QFixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *model = g_malloc(DISK);
+    g_autoptr(TGen) g = sample(NULL, NULL, model, NULL);
+    uint64_t at = g->b->len + 3000;
+    g_byte_array_set_size(g->b, (guint)(at + 100)); /* 100 bytes of cluster 601 in the file */
+    tgen_fill(g->b->data + at, 100, 0, 0x55);
+    tgen_put64(g, tgen_entry_offset(g, 601), at);
+    memcpy(model + 601 * CS, g->b->data + at, 100);
+    memset(model + 601 * CS + 100, 0, CS - 100);
+    g_autofree char *p = qfix_write(f, "short.qcow", g);
+    g_autoptr(GError) err = NULL;
+    {
+        g_autoptr(VdImage) img = qfix_open(f, p, NULL, true, &err);
+        g_assert_no_error(err);
+        assert_disk(img, model);
+        write_both(img, model, 601 * CS + 2000, 200, 0x61); /* in place, past the file's end */
+        write_both(img, model, 300 * CS, 2 * CS, 0x62);     /* new clusters */
+        assert_disk(img, model);
+    }
+    g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
+    g_assert_no_error(err);
+    assert_disk(img, model);
+}
+
 /* Header fields that must make the open fail. */
 static void test_hostile_header(QFixture *f, gconstpointer data)
 {
@@ -439,6 +468,7 @@ int main(int argc, char *argv[])
     ADD("/qcow/write/backed", test_write);
     ADD("/qcow/write/plain", test_write_plain);
     ADD("/qcow/write/encrypted", test_write_encrypted);
+    ADD("/qcow/write/partial-last-cluster", test_write_partial_last);
     ADD("/qcow/hostile/header", test_hostile_header);
     ADD("/qcow/hostile/tables", test_hostile_tables);
     ADD("/qcow/hostile/clusters", test_hostile_clusters);
