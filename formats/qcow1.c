@@ -284,9 +284,13 @@ static bool qcow1_block_status(VdImage *img, uint64_t offset, uint64_t length, u
             return false;
         for (size_t i = 0; i < n; i++) {
             Qcow1Cluster c;
-            if (!qcow1_cluster(img, ci + run, entries[i], &c, error)) {
-                if (!first)
+            GError *bad = NULL;
+            if (!qcow1_cluster(img, ci + run, entries[i], &c, &bad)) {
+                if (!first) {
+                    g_error_free(bad);
                     goto done; /* report the good part; the error comes next time */
+                }
+                g_propagate_error(error, bad);
                 return false;
             }
             VdExtentState st = kind_state(s, c.kind);

@@ -448,6 +448,11 @@ static void test_hostile_clusters(QFixture *f, gconstpointer data)
         g_clear_error(&err);
         g_assert_true(vd_image_pread(img, buf, CS, 0, &err));
         g_assert_cmpmem(buf, CS, expect, CS);
+        /* Status from the cluster before: the good part, no error (yet). */
+        VdChainExtent e;
+        g_assert_true(vd_chain_status(img, (cases[i].ci - 1) * CS, 3 * CS, 0, &e, &err));
+        g_assert_no_error(err);
+        g_assert_cmpuint(e.length, ==, CS);
         vd_image_unref(img);
         /* Writing into it fails too, rather than corrupting anything. */
         g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
