@@ -154,15 +154,6 @@ static bool allocate_run(VdImage *img, uint64_t ci, uint64_t k, const uint64_t *
     return true;
 }
 
-static bool all_unallocated(const uint64_t *entries, uint64_t k)
-{
-    for (uint64_t j = 0; j < k; j++) {
-        if (entries[j] != 0)
-            return false;
-    }
-    return true;
-}
-
 bool qcow1_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
 {
     Qcow1State *s = img->opaque;
@@ -196,7 +187,7 @@ bool qcow1_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GE
         bool ok;
         if (c0.kind == QCOW1_NORMAL) {
             ok = write_in_place(img, ci, c0.host, k, p, within, bytes, error);
-        } else if (img->backing == NULL && all_unallocated(entries, k) &&
+        } else if (img->backing == NULL && qed_entries_all(entries, k, 0) &&
                    vd_buffer_is_zero(p, bytes)) {
             ok = true; /* zeros over holes that read as zeros */
         } else {

@@ -54,22 +54,8 @@ static bool metadata_overlap(const Qcow1State *s, uint64_t host, uint64_t len)
 
 bool qcow1_overlaps_metadata(const Qcow1State *s, uint64_t host, uint64_t len)
 {
-    uint64_t end = host + len;
-    if (metadata_overlap(s, host, len))
-        return true;
-    /* The table with the largest offset below end is the only candidate. */
-    guint lo = 0, hi = s->tables->len;
-    while (lo < hi) {
-        guint mid = lo + (hi - lo) / 2;
-        if (g_array_index(s->tables, uint64_t, mid) < end)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == 0)
-        return false;
-    uint64_t t = g_array_index(s->tables, uint64_t, lo - 1);
-    return t + s->l2_entries * 8 > host;
+    return metadata_overlap(s, host, len) ||
+           qed_tables_hit(s->tables, s->l2_entries * 8, host, len);
 }
 
 bool qcow1_entries(VdImage *img, uint64_t ci, size_t max, uint64_t *out, size_t *n,
@@ -250,17 +236,20 @@ static bool qcow1_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GE
     return true;
 }
 
-static VdExtentState kind_state(const Qcow1State *s, Qcow1Kind k)
+static bool qcow1_classify(VdImage *img, uint64_t ci, uint64_t entry, QedMapped *m, GError **error)
 {
-    switch (k) {
-    case QCOW1_UNALLOCATED:
-        return VD_EXTENT_UNALLOCATED;
-    case QCOW1_COMPRESSED_CLUSTER:
-        return VD_EXTENT_DATA_DECODE;
-    case QCOW1_NORMAL:
-    default:
-        return qcow1_encrypted(s) ? VD_EXTENT_DATA_DECODE : VD_EXTENT_DATA;
-    }
+    Qcow1State *s = img->opaque;
+    Qcow1Cluster c;
+    if (!qcow1_cluster(img, ci, entry, &c, error))
+        return false;
+    m->host = c.host;
+    if (c.kind == QCOW1_UNALLOCATED)
+        m->state = VD_EXTENT_UNALLOCATED;
+    else if (c.kind == QCOW1_COMPRESSED_CLUSTER || qcow1_encrypted(s))
+        m->state = VD_EXTENT_DATA_DECODE;
+    else
+        m->state = VD_EXTENT_DATA;
+    return true;
 }
 
 static bool qcow1_block_status(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
@@ -268,48 +257,8 @@ static bool qcow1_block_status(VdImage *img, uint64_t offset, uint64_t length, u
 {
     Qcow1State *s = img->opaque;
     (void)flags;
-    uint64_t cs = s->cluster_size;
-    uint64_t ci = offset >> s->cluster_bits;
-    uint64_t within = offset & (cs - 1);
-    uint64_t last = (offset + length - 1) >> s->cluster_bits;
-    uint64_t entries[QCOW1_STATUS_BATCH];
-    bool first = true;
-    VdExtentState state = VD_EXTENT_UNALLOCATED;
-    uint64_t host0 = 0, run = 0; /* clusters in the run */
-    /* A bounded number of table lookups: the caller asks again for more. */
-    for (int lookups = 0; ci + run <= last && lookups < 64; lookups++) {
-        size_t n, max = (size_t)MIN(last - (ci + run) + 1, (uint64_t)QCOW1_STATUS_BATCH);
-        uint64_t l2;
-        if (!qcow1_entries(img, ci + run, max, entries, &n, &l2, error))
-            return false;
-        for (size_t i = 0; i < n; i++) {
-            Qcow1Cluster c;
-            GError *bad = NULL;
-            if (!qcow1_cluster(img, ci + run, entries[i], &c, &bad)) {
-                if (!first) {
-                    g_error_free(bad);
-                    goto done; /* report the good part; the error comes next time */
-                }
-                g_propagate_error(error, bad);
-                return false;
-            }
-            VdExtentState st = kind_state(s, c.kind);
-            if (first) {
-                state = st;
-                host0 = c.host;
-                first = false;
-            } else if (st != state || (st == VD_EXTENT_DATA && c.host != host0 + run * cs)) {
-                goto done;
-            }
-            run++;
-        }
-    }
-done:
-    ext->state = state;
-    ext->length = MIN(run * cs - within, length);
-    ext->fd = state == VD_EXTENT_DATA ? img->fd : -1;
-    ext->host_offset = state == VD_EXTENT_DATA ? host0 + within : 0;
-    return true;
+    QedMap map = {s->cluster_bits, qcow1_entries, qcow1_classify};
+    return qed_map_status(img, &map, offset, length, ext, error);
 }
 
 static void qcow1_close(VdImage *img)
@@ -328,12 +277,6 @@ static void qcow1_close(VdImage *img)
     img->opaque = NULL;
 }
 
-static gint cmp_u64(gconstpointer a, gconstpointer b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* L2 tables: inside the file, clear of the header and the L1, and of each
  * other (two L1 entries naming one table included). */
 static bool check_tables(VdImage *img, uint64_t file_size, GError **error)
@@ -344,27 +287,20 @@ static bool check_tables(VdImage *img, uint64_t file_size, GError **error)
         uint64_t t = s->l1[i];
         if (t == 0)
             continue;
-        if (!vd_range_within(t, bytes, file_size)) {
+        if (!vd_range_within(t, bytes, file_size) || metadata_overlap(s, t, bytes)) {
             vd_set_error(error, EIO,
                          "%s: L2 table %" PRIu64 " at 0x%" PRIx64
-                         " lies beyond the end of the file",
+                         " lies over the header or the L1 table or beyond the end of the file",
                          img->name, i, t);
             return false;
         }
         g_array_append_val(s->tables, t);
     }
-    g_array_sort(s->tables, cmp_u64);
-    for (guint i = 0; i < s->tables->len; i++) {
-        uint64_t t = g_array_index(s->tables, uint64_t, i);
-        bool clash =
-            i + 1 < s->tables->len && t + bytes > g_array_index(s->tables, uint64_t, i + 1);
-        if (clash || metadata_overlap(s, t, bytes)) {
-            vd_set_error(error, EIO,
-                         "%s: L2 table at 0x%" PRIx64
-                         " overlaps the header, the L1 table or another L2 table",
-                         img->name, t);
-            return false;
-        }
+    uint64_t clash;
+    if (!qed_tables_sort(s->tables, bytes, &clash)) {
+        vd_set_error(error, EIO, "%s: L2 table at 0x%" PRIx64 " overlaps another L2 table",
+                     img->name, clash);
+        return false;
     }
     return true;
 }

@@ -19,7 +19,6 @@
 #define QCOW1_MAX_L1       (1u << 24) /* 32 TiB at the default geometry */
 #define QCOW1_MAX_BACKING  1023       /* longest backing file name QEMU accepts */
 #define QCOW1_DECODE_SLOTS 64
-#define QCOW1_STATUS_BATCH 1024 /* entries looked at per table lookup */
 
 typedef enum {
     QCOW1_UNALLOCATED,

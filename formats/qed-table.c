@@ -167,3 +167,91 @@ void qed_tcache_forget(QedTableCache *c, uint64_t host, uint64_t len)
     c->gen++;
     g_mutex_unlock(&c->lock);
 }
+
+#define STATUS_BATCH   1024 /* entries looked at per lookup */
+#define STATUS_LOOKUPS 64   /* lookups per call */
+
+bool qed_map_status(VdImage *img, const QedMap *map, uint64_t offset, uint64_t length,
+                    VdExtent *ext, GError **error)
+{
+    uint64_t cs = 1ull << map->cluster_bits;
+    uint64_t ci = offset >> map->cluster_bits;
+    uint64_t within = offset & (cs - 1);
+    uint64_t last = (offset + length - 1) >> map->cluster_bits;
+    uint64_t entries[STATUS_BATCH];
+    QedMapped first = {VD_EXTENT_UNALLOCATED, 0};
+    uint64_t run = 0; /* clusters in the run so far */
+    for (int lookups = 0; ci + run <= last && lookups < STATUS_LOOKUPS; lookups++) {
+        size_t n, max = (size_t)MIN(last - (ci + run) + 1, (uint64_t)STATUS_BATCH);
+        uint64_t l2;
+        if (!map->entries(img, ci + run, max, entries, &n, &l2, error))
+            return false;
+        for (size_t i = 0; i < n; i++) {
+            QedMapped m;
+            GError *bad = NULL;
+            if (!map->classify(img, ci + run, entries[i], &m, &bad)) {
+                if (run == 0) {
+                    g_propagate_error(error, bad);
+                    return false;
+                }
+                g_error_free(bad);
+                goto done;
+            }
+            if (run == 0)
+                first = m;
+            else if (m.state != first.state ||
+                     (m.state == VD_EXTENT_DATA && m.host != first.host + run * cs))
+                goto done;
+            run++;
+        }
+    }
+done:
+    ext->state = first.state;
+    ext->length = MIN(run * cs - within, length);
+    ext->fd = first.state == VD_EXTENT_DATA ? img->fd : -1;
+    ext->host_offset = first.state == VD_EXTENT_DATA ? first.host + within : 0;
+    return true;
+}
+
+bool qed_tables_hit(const GArray *sorted, uint64_t table_bytes, uint64_t host, uint64_t len)
+{
+    uint64_t end = host + len;
+    /* Only the table with the largest offset below end can overlap. */
+    guint lo = 0, hi = sorted->len;
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+        if (g_array_index(sorted, uint64_t, mid) < end)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && g_array_index(sorted, uint64_t, lo - 1) + table_bytes > host;
+}
+
+static gint cmp_u64(gconstpointer a, gconstpointer b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+bool qed_tables_sort(GArray *tables, uint64_t table_bytes, uint64_t *clash)
+{
+    g_array_sort(tables, cmp_u64);
+    for (guint i = 0; i + 1 < tables->len; i++) {
+        uint64_t t = g_array_index(tables, uint64_t, i);
+        if (t + table_bytes > g_array_index(tables, uint64_t, i + 1)) {
+            *clash = t;
+            return false;
+        }
+    }
+    return true;
+}
+
+bool qed_entries_all(const uint64_t *entries, uint64_t k, uint64_t v)
+{
+    for (uint64_t j = 0; j < k; j++) {
+        if (entries[j] != v)
+            return false;
+    }
+    return true;
+}

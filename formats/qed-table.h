@@ -50,6 +50,41 @@ void qed_tcache_set(QedTableCache *c, uint64_t table_host, uint64_t index, uint6
 /* Drop whatever is cached for host bytes [host, host + len). */
 void qed_tcache_forget(QedTableCache *c, uint64_t host, uint64_t len);
 
+/* How a guest cluster reads, as the driver sees its L2 entry. */
+typedef struct {
+    VdExtentState state;
+    uint64_t host; /* VD_EXTENT_DATA: the cluster's host offset */
+} QedMapped;
+
+/* A driver's two-level map, for qed_map_status(). */
+typedef struct {
+    unsigned cluster_bits;
+    /* L2 entries of the clusters from ci on: at least one, at most max
+     * (0 for clusters under an unallocated table); *l2_host is their
+     * table (0 when unallocated). */
+    bool (*entries)(VdImage *img, uint64_t ci, size_t max, uint64_t *out, size_t *n,
+                    uint64_t *l2_host, GError **error);
+    /* One entry's state; false with error when it is invalid. */
+    bool (*classify)(VdImage *img, uint64_t ci, uint64_t entry, QedMapped *m, GError **error);
+} QedMap;
+
+/* block_status over such a map: the longest run from offset of one state
+ * (DATA runs also contiguous in the file), after a bounded number of
+ * table lookups. A bad entry after a good run ends the run; the error
+ * comes when the caller asks about the bad entry itself. */
+bool qed_map_status(VdImage *img, const QedMap *map, uint64_t offset, uint64_t length,
+                    VdExtent *ext, GError **error);
+
+/* Sorted table offsets: is [host, host + len) inside one of the tables
+ * of table_bytes each? */
+bool qed_tables_hit(const GArray *sorted, uint64_t table_bytes, uint64_t host, uint64_t len);
+/* Sort the offsets; false (and *clash, the first table of an overlapping
+ * pair) when two of them overlap, or one is listed twice. */
+bool qed_tables_sort(GArray *tables, uint64_t table_bytes, uint64_t *clash);
+
+/* All k entries equal v. */
+bool qed_entries_all(const uint64_t *entries, uint64_t k, uint64_t v);
+
 /* Decode / encode n entries in the cache's byte order. */
 void qed_tcache_decode(const QedTableCache *c, const uint8_t *raw, uint64_t *out, size_t n);
 void qed_tcache_encode(const QedTableCache *c, const uint64_t *in, uint8_t *raw, size_t n);

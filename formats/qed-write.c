@@ -136,15 +136,6 @@ static bool in_place(VdImage *img, uint64_t ci, uint64_t host, uint64_t len, GEr
     return true;
 }
 
-static bool all_equal(const uint64_t *e, uint64_t k, uint64_t v)
-{
-    for (uint64_t j = 0; j < k; j++) {
-        if (e[j] != v)
-            return false;
-    }
-    return true;
-}
-
 /* One lookup's worth: the run of clusters from ci handled alike. */
 static bool run_of(VdImage *img, uint64_t ci, uint64_t clusters, uint64_t *entries, uint64_t *k,
                    uint64_t *l2_host, GError **error)
@@ -189,8 +180,8 @@ bool qed_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GErr
             ok = in_place(img, ci, entries[0], k * cs, error) &&
                  vd_host_pwrite(img->fd, img->name, p, bytes, entries[0] + within, error);
         } else if (vd_buffer_is_zero(p, bytes) &&
-                   (all_equal(entries, k, QED_ZERO_CLUSTER) ||
-                    (img->backing == NULL && all_equal(entries, k, 0)))) {
+                   (qed_entries_all(entries, k, QED_ZERO_CLUSTER) ||
+                    (img->backing == NULL && qed_entries_all(entries, k, 0)))) {
             ok = true; /* zeros where it reads as zeros already */
         } else {
             ok = allocate_run(img, ci, k, entries, l2_host, p, within, bytes, error);
@@ -252,7 +243,7 @@ bool qed_write_zeroes(VdImage *img, uint64_t offset, uint64_t length, unsigned f
         if (entries[0] > QED_ZERO_CLUSTER) {
             ok = in_place(img, ci, entries[0], k * cs, error) &&
                  zero_in_place(img, entries[0], k * cs, flags, error);
-        } else if (img->backing != NULL && !all_equal(entries, k, QED_ZERO_CLUSTER)) {
+        } else if (img->backing != NULL && !qed_entries_all(entries, k, QED_ZERO_CLUSTER)) {
             /* Zero clusters hide the backing file (QEMU writes them too). */
             uint64_t values[RUN_MAX];
             for (uint64_t j = 0; j < k; j++)

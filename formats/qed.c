@@ -47,19 +47,9 @@ bool qed_table_valid(const QedState *s, uint64_t off)
 
 bool qed_overlaps_metadata(const QedState *s, uint64_t host, uint64_t len)
 {
-    uint64_t end = host + len;
-    if (host < s->header_end || (host < s->l1_offset + s->table_bytes && s->l1_offset < end))
-        return true;
-    /* Only the table with the largest offset below end can overlap. */
-    guint lo = 0, hi = s->tables->len;
-    while (lo < hi) {
-        guint mid = lo + (hi - lo) / 2;
-        if (g_array_index(s->tables, uint64_t, mid) < end)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo > 0 && g_array_index(s->tables, uint64_t, lo - 1) + s->table_bytes > host;
+    return host < s->header_end ||
+           (host < s->l1_offset + s->table_bytes && s->l1_offset < host + len) ||
+           qed_tables_hit(s->tables, s->table_bytes, host, len);
 }
 
 bool qed_write_features(VdImage *img, uint64_t features, GError **error)
@@ -71,12 +61,6 @@ bool qed_write_features(VdImage *img, uint64_t features, GError **error)
         return false;
     s->features = features;
     return true;
-}
-
-static gint cmp_u64(gconstpointer a, gconstpointer b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 bool qed_load_l1(VdImage *img, uint64_t n, GError **error)
@@ -91,6 +75,12 @@ bool qed_load_l1(VdImage *img, uint64_t n, GError **error)
         uint64_t t = vd_le64(raw + 8 * i);
         if (t == 0)
             continue;
+        if (t < s->l1_offset + s->table_bytes && s->l1_offset < t + s->table_bytes) {
+            vd_set_error(error, EIO,
+                         "%s: L2 table %" PRIu64 " at 0x%" PRIx64 " overlaps the L1 table",
+                         img->name, i, t);
+            return false;
+        }
         if (!qed_table_valid(s, t)) {
             if (s->lenient)
                 continue; /* what the check would do */
@@ -103,17 +93,11 @@ bool qed_load_l1(VdImage *img, uint64_t n, GError **error)
         l1[i] = t;
         g_array_append_val(tables, t);
     }
-    g_array_sort(tables, cmp_u64);
-    for (guint i = 0; i < tables->len; i++) {
-        uint64_t t = g_array_index(tables, uint64_t, i);
-        bool clash =
-            i + 1 < tables->len && t + s->table_bytes > g_array_index(tables, uint64_t, i + 1);
-        if (clash || (t < s->l1_offset + s->table_bytes && s->l1_offset < t + s->table_bytes)) {
-            vd_set_error(error, EIO,
-                         "%s: L2 table at 0x%" PRIx64 " overlaps the L1 table or another L2 table",
-                         img->name, t);
-            return false;
-        }
+    uint64_t clash;
+    if (!qed_tables_sort(tables, s->table_bytes, &clash)) {
+        vd_set_error(error, EIO, "%s: L2 table at 0x%" PRIx64 " overlaps another L2 table",
+                     img->name, clash);
+        return false;
     }
     g_clear_pointer(&s->tables, g_array_unref);
     s->tables = g_steal_pointer(&tables);
@@ -148,60 +132,35 @@ bool qed_entries(VdImage *img, uint64_t ci, size_t max, uint64_t *out, size_t *n
     return *n > 0;
 }
 
+static bool qed_classify(VdImage *img, uint64_t ci, uint64_t e, QedMapped *m, GError **error)
+{
+    QedState *s = img->opaque;
+    m->host = e;
+    if (e == 0) {
+        m->state = VD_EXTENT_UNALLOCATED;
+    } else if (e == QED_ZERO_CLUSTER) {
+        m->state = VD_EXTENT_ZERO;
+    } else if (qed_cluster_valid(s, e)) {
+        m->state = VD_EXTENT_DATA;
+    } else if (s->lenient) {
+        m->state = VD_EXTENT_UNALLOCATED; /* what the check would make of it */
+    } else {
+        vd_set_error(error, EIO,
+                     "%s: cluster %" PRIu64 " at 0x%" PRIx64
+                     " is misaligned or lies beyond the end of the file",
+                     img->name, ci, e);
+        return false;
+    }
+    return true;
+}
+
 static bool qed_block_status(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
                              VdExtent *ext, GError **error)
 {
     QedState *s = img->opaque;
     (void)flags;
-    uint64_t cs = s->cluster_size;
-    uint64_t ci = offset >> s->cluster_bits;
-    uint64_t within = offset & (cs - 1);
-    uint64_t last = (offset + length - 1) >> s->cluster_bits;
-    uint64_t entries[QED_STATUS_BATCH];
-    bool first = true;
-    VdExtentState state = VD_EXTENT_UNALLOCATED;
-    uint64_t host0 = 0, run = 0;
-    for (int lookups = 0; ci + run <= last && lookups < 64; lookups++) {
-        size_t n, max = (size_t)MIN(last - (ci + run) + 1, (uint64_t)QED_STATUS_BATCH);
-        uint64_t l2;
-        if (!qed_entries(img, ci + run, max, entries, &n, &l2, error))
-            return false;
-        for (size_t i = 0; i < n; i++) {
-            uint64_t e = entries[i];
-            VdExtentState st = VD_EXTENT_DATA;
-            if (e == 0) {
-                st = VD_EXTENT_UNALLOCATED;
-            } else if (e == QED_ZERO_CLUSTER) {
-                st = VD_EXTENT_ZERO;
-            } else if (!qed_cluster_valid(s, e)) {
-                if (s->lenient) {
-                    st = VD_EXTENT_UNALLOCATED;
-                } else if (!first) {
-                    goto done; /* the good part now, the error next time */
-                } else {
-                    vd_set_error(error, EIO,
-                                 "%s: cluster %" PRIu64 " at 0x%" PRIx64
-                                 " is misaligned or lies beyond the end of the file",
-                                 img->name, ci + run, e);
-                    return false;
-                }
-            }
-            if (first) {
-                state = st;
-                host0 = e;
-                first = false;
-            } else if (st != state || (st == VD_EXTENT_DATA && e != host0 + run * cs)) {
-                goto done;
-            }
-            run++;
-        }
-    }
-done:
-    ext->state = state;
-    ext->length = MIN(run * cs - within, length);
-    ext->fd = state == VD_EXTENT_DATA ? img->fd : -1;
-    ext->host_offset = state == VD_EXTENT_DATA ? host0 + within : 0;
-    return true;
+    QedMap map = {s->cluster_bits, qed_entries, qed_classify};
+    return qed_map_status(img, &map, offset, length, ext, error);
 }
 
 static void qed_close(VdImage *img)

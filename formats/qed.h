@@ -22,7 +22,6 @@
 #define QED_MAX_TABLE_SIZE            16
 #define QED_MAX_BACKING               4096
 #define QED_MAX_L1_MEMORY             (64u << 20) /* L1 entries kept in memory, in bytes */
-#define QED_STATUS_BATCH              1024
 
 typedef struct {
     uint32_t cluster_size;

@@ -62,22 +62,6 @@ static TGen *sample(const char *backing, const char *pass, uint8_t *expect, cons
     return g;
 }
 
-static void assert_disk(VdImage *img, const uint8_t *expect)
-{
-    g_autofree uint8_t *buf = g_malloc(DISK);
-    g_autoptr(GError) err = NULL;
-    g_assert_true(qfix_read_all(img, buf, &err));
-    g_assert_no_error(err);
-    for (uint64_t i = 0; i < DISK; i++) {
-        if (buf[i] != expect[i]) {
-            g_test_message("offset 0x%" G_GINT64_MODIFIER "x: expected 0x%02x, got 0x%02x", i,
-                           expect[i], buf[i]);
-            g_test_fail();
-            return;
-        }
-    }
-}
-
 static void test_probe(QFixture *f, gconstpointer data)
 {
     g_autoptr(TGen) g = tgen_qcow1(1 << 20, 12, 9, NULL, NULL);
@@ -107,7 +91,7 @@ static void test_read(QFixture *f, gconstpointer data)
     g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
     g_assert_no_error(err);
     g_assert_cmpuint(vd_image_size(img), ==, DISK);
-    assert_disk(img, expect);
+    qfix_assert_disk(img, expect, DISK);
 
     /* Clusters 0 and 1 are contiguous in the file: one DATA run. */
     VdChainExtent e;
@@ -139,18 +123,9 @@ static void test_read(QFixture *f, gconstpointer data)
     g_assert_cmpuint(vd_info_get(info, "l2_tables")->u64, ==, 3);
 }
 
-static uint8_t *base_file(QFixture *f, const char *name)
-{
-    uint8_t *base = g_malloc(DISK);
-    tgen_fill(base, DISK, 0, 0x99);
-    g_autofree char *bp = g_build_filename(f->dir, name, NULL);
-    g_assert_true(g_file_set_contents(bp, (const char *)base, DISK, NULL));
-    return base;
-}
-
 static void test_backing(QFixture *f, gconstpointer data)
 {
-    g_autofree uint8_t *base = base_file(f, "base.raw");
+    g_autofree uint8_t *base = qfix_base_file(f, "base.raw", DISK);
     g_autofree uint8_t *expect = g_malloc(DISK);
     g_autoptr(TGen) g = sample("base.raw", NULL, expect, base);
     g_autofree char *p = qfix_write(f, "child.qcow", g);
@@ -160,7 +135,7 @@ static void test_backing(QFixture *f, gconstpointer data)
     g_assert_nonnull(img->backing);
     g_assert_cmpstr(img->backing->driver->name, ==, "raw");
     g_assert_cmpstr(img->backing_name, ==, "base.raw");
-    assert_disk(img, expect);
+    qfix_assert_disk(img, expect, DISK);
     VdChainExtent e;
     g_assert_true(vd_chain_status(img, 3 * CS, CS, VD_STATUS_WANT_ZERO, &e, &err));
     g_assert_cmpuint(e.depth, ==, 1);
@@ -198,7 +173,7 @@ static void test_encrypted(QFixture *f, gconstpointer data)
     g_assert_true(vd_context_load_keyfile(f->ctx, kp, &err));
     img = qfix_open(f, p, NULL, false, &err);
     g_assert_no_error(err);
-    assert_disk(img, expect);
+    qfix_assert_disk(img, expect, DISK);
     /* Encrypted plain clusters need decoding; so do compressed ones. */
     VdChainExtent e;
     g_assert_true(vd_chain_status(img, 0, DISK, VD_STATUS_WANT_ZERO, &e, &err));
@@ -209,19 +184,6 @@ static void test_encrypted(QFixture *f, gconstpointer data)
 }
 
 /* A model of the disk and the image, written alike, then compared. */
-static void write_both(VdImage *img, uint8_t *model, uint64_t off, size_t len, uint8_t seed)
-{
-    g_autofree uint8_t *buf = g_malloc(len);
-    if (seed == 0)
-        memset(buf, 0, len);
-    else
-        tgen_fill(buf, len, off, seed);
-    g_autoptr(GError) err = NULL;
-    g_assert_true(vd_image_pwrite(img, buf, len, off, &err));
-    g_assert_no_error(err);
-    memcpy(model + off, buf, len);
-}
-
 static const struct {
     uint64_t off;
     size_t len;
@@ -244,14 +206,14 @@ static void run_writes(QFixture *f, const char *path, uint8_t *model, bool encry
         g_autoptr(VdImage) img = qfix_open(f, path, NULL, true, &err);
         g_assert_no_error(err);
         for (size_t i = 0; i < G_N_ELEMENTS(writes); i++)
-            write_both(img, model, writes[i].off, writes[i].len, (uint8_t)(0xa0 + i));
-        assert_disk(img, model);
+            qfix_write_both(img, model, writes[i].off, writes[i].len, (uint8_t)(0xa0 + i));
+        qfix_assert_disk(img, model, DISK);
         g_assert_true(vd_image_flush(img, &err));
     }
     /* Reopened: all of it was written to the file. */
     g_autoptr(VdImage) img = qfix_open(f, path, NULL, false, &err);
     g_assert_no_error(err);
-    assert_disk(img, model);
+    qfix_assert_disk(img, model, DISK);
     /* A written compressed cluster became a plain one (which needs
      * decoding only when encrypted). */
     VdChainExtent e;
@@ -261,7 +223,7 @@ static void run_writes(QFixture *f, const char *path, uint8_t *model, bool encry
 
 static void test_write(QFixture *f, gconstpointer data)
 {
-    g_autofree uint8_t *base = base_file(f, "base.raw");
+    g_autofree uint8_t *base = qfix_base_file(f, "base.raw", DISK);
     g_autofree uint8_t *model = g_malloc(DISK);
     g_autoptr(TGen) g = sample("base.raw", NULL, model, base);
     g_autofree char *p = qfix_write(f, "child.qcow", g);
@@ -285,10 +247,10 @@ static void test_write_plain(QFixture *f, gconstpointer data)
     g_autoptr(GError) err = NULL;
     g_autoptr(VdImage) img = qfix_open(f, p, NULL, true, &err);
     g_assert_no_error(err);
-    write_both(img, model, 100 * CS + 5, 3 * CS, 0);
+    qfix_write_both(img, model, 100 * CS + 5, 3 * CS, 0);
     g_assert_cmpint(stat(p, &st1), ==, 0);
     g_assert_cmpuint(st0.st_size, ==, st1.st_size);
-    assert_disk(img, model);
+    qfix_assert_disk(img, model, DISK);
 }
 
 static void test_write_encrypted(QFixture *f, gconstpointer data)
@@ -304,8 +266,8 @@ static void test_write_encrypted(QFixture *f, gconstpointer data)
      * encrypts: a plain cluster of the generator's is still readable. */
     g_autoptr(VdImage) img = qfix_open(f, p, NULL, true, &err);
     g_assert_no_error(err);
-    write_both(img, model, 1 * CS + 511, 2, 0x11); /* two sectors, one byte each */
-    assert_disk(img, model);
+    qfix_write_both(img, model, 1 * CS + 511, 2, 0x11); /* two sectors, one byte each */
+    qfix_assert_disk(img, model, DISK);
 }
 
 /* The file ends inside its last data cluster, which is not even aligned
@@ -327,14 +289,14 @@ static void test_write_partial_last(QFixture *f, gconstpointer data)
     {
         g_autoptr(VdImage) img = qfix_open(f, p, NULL, true, &err);
         g_assert_no_error(err);
-        assert_disk(img, model);
-        write_both(img, model, 601 * CS + 2000, 200, 0x61); /* in place, past the file's end */
-        write_both(img, model, 300 * CS, 2 * CS, 0x62);     /* new clusters */
-        assert_disk(img, model);
+        qfix_assert_disk(img, model, DISK);
+        qfix_write_both(img, model, 601 * CS + 2000, 200, 0x61); /* in place, past the file's end */
+        qfix_write_both(img, model, 300 * CS, 2 * CS, 0x62);     /* new clusters */
+        qfix_assert_disk(img, model, DISK);
     }
     g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
     g_assert_no_error(err);
-    assert_disk(img, model);
+    qfix_assert_disk(img, model, DISK);
 }
 
 /* Header fields that must make the open fail. */

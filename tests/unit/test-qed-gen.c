@@ -265,3 +265,42 @@ bool qfix_read_all(VdImage *img, uint8_t *buf, GError **err)
     }
     return vd_image_pread(img, buf, size, 0, err);
 }
+
+void qfix_assert_disk(VdImage *img, const uint8_t *expect, uint64_t size)
+{
+    g_autofree uint8_t *buf = g_malloc(size);
+    g_autoptr(GError) err = NULL;
+    g_assert_cmpuint(vd_image_size(img), ==, size);
+    g_assert_true(qfix_read_all(img, buf, &err));
+    g_assert_no_error(err);
+    for (uint64_t i = 0; i < size; i++) {
+        if (buf[i] != expect[i]) {
+            g_test_message("offset 0x%" G_GINT64_MODIFIER "x: expected 0x%02x, got 0x%02x", i,
+                           expect[i], buf[i]);
+            g_test_fail();
+            return;
+        }
+    }
+}
+
+void qfix_write_both(VdImage *img, uint8_t *model, uint64_t off, size_t len, uint8_t seed)
+{
+    g_autofree uint8_t *buf = g_malloc(len);
+    if (seed == 0)
+        memset(buf, 0, len);
+    else
+        tgen_fill(buf, len, off, seed);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(vd_image_pwrite(img, buf, len, off, &err));
+    g_assert_no_error(err);
+    memcpy(model + off, buf, len);
+}
+
+uint8_t *qfix_base_file(QFixture *f, const char *name, uint64_t size)
+{
+    uint8_t *base = g_malloc(size);
+    tgen_fill(base, size, 0, 0x99);
+    g_autofree char *bp = g_build_filename(f->dir, name, NULL);
+    g_assert_true(g_file_set_contents(bp, (const char *)base, (gssize)size, NULL));
+    return base;
+}

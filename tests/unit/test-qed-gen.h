@@ -75,6 +75,15 @@ void qfix_expect_refused(QFixture *f, const TGen *g, const char *format, int cod
 /* Read the whole disk and walk its status: false with error on failure. */
 bool qfix_read_all(VdImage *img, uint8_t *buf, GError **err);
 
+/* The whole disk reads as expect (size bytes); the first difference is
+ * reported. */
+void qfix_assert_disk(VdImage *img, const uint8_t *expect, uint64_t size);
+/* Write len bytes of a pattern (zeros for seed 0) at off, to the image
+ * and to the model. */
+void qfix_write_both(VdImage *img, uint8_t *model, uint64_t off, size_t len, uint8_t seed);
+/* A raw file of size pattern bytes in the fixture; returns its content. */
+uint8_t *qfix_base_file(QFixture *f, const char *name, uint64_t size);
+
 /* A byte of a recognisable pattern. */
 static inline uint8_t tgen_pat(uint64_t off, uint8_t seed)
 {

@@ -57,23 +57,6 @@ static TGen *sample(const char *backing, uint64_t features, uint8_t *expect, con
     return g;
 }
 
-static void assert_disk(VdImage *img, const uint8_t *expect, uint64_t size)
-{
-    g_autofree uint8_t *buf = g_malloc(size);
-    g_autoptr(GError) err = NULL;
-    g_assert_cmpuint(vd_image_size(img), ==, size);
-    g_assert_true(qfix_read_all(img, buf, &err));
-    g_assert_no_error(err);
-    for (uint64_t i = 0; i < size; i++) {
-        if (buf[i] != expect[i]) {
-            g_test_message("offset 0x%" G_GINT64_MODIFIER "x: expected 0x%02x, got 0x%02x", i,
-                           expect[i], buf[i]);
-            g_test_fail();
-            return;
-        }
-    }
-}
-
 static uint64_t file_features(const char *path)
 {
     uint8_t h[64];
@@ -101,7 +84,7 @@ static void test_read(QFixture *f, gconstpointer data)
     g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
     g_assert_no_error(err);
     g_assert_cmpstr(img->driver->name, ==, "qed");
-    assert_disk(img, expect, DISK);
+    qfix_assert_disk(img, expect, DISK);
 
     VdChainExtent e;
     g_assert_true(vd_chain_status(img, 10, DISK - 10, VD_STATUS_WANT_ZERO, &e, &err));
@@ -152,7 +135,7 @@ static void test_backing(QFixture *f, gconstpointer data)
         g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
         g_assert_no_error(err);
         g_assert_cmpstr(img->backing->driver->name, ==, no_probe ? "raw" : "qcow");
-        assert_disk(img, expect, DISK);
+        qfix_assert_disk(img, expect, DISK);
         /* A zero cluster hides the backing file. */
         VdChainExtent e;
         g_assert_true(vd_chain_status(img, 2 * CS, CS, VD_STATUS_WANT_ZERO, &e, &err));
@@ -185,7 +168,7 @@ static void test_need_check_ro(QFixture *f, gconstpointer data)
     {
         g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
         g_assert_no_error(err);
-        assert_disk(img, expect, DISK);
+        qfix_assert_disk(img, expect, DISK);
         g_autoptr(VdInfo) info = vd_info_describe(img);
         g_assert_nonnull(strstr(vd_info_get(info, "need_check")->str, "not repaired"));
     }
@@ -208,7 +191,7 @@ static void test_need_check_rw(QFixture *f, gconstpointer data)
     {
         g_autoptr(VdImage) img = qfix_open(f, p, NULL, true, &err);
         g_assert_no_error(err);
-        assert_disk(img, expect, DISK);
+        qfix_assert_disk(img, expect, DISK);
         g_autoptr(VdInfo) info = vd_info_describe(img);
         const char *rep = vd_info_get(info, "need_check")->str;
         g_test_message("%s", rep);
@@ -222,7 +205,7 @@ static void test_need_check_rw(QFixture *f, gconstpointer data)
     g_assert_cmpuint(file_u64(p, tgen_entry_offset(g, 600)), !=, 0);
     g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
     g_assert_no_error(err);
-    assert_disk(img, expect, DISK);
+    qfix_assert_disk(img, expect, DISK);
 }
 
 /* Two references to one cluster cannot be repaired: a read-write open
@@ -245,31 +228,9 @@ static void test_need_check_duplicate(QFixture *f, gconstpointer data)
     g_assert_cmpuint(file_features(p) & 2, ==, 2);
 }
 
-static void write_both(VdImage *img, uint8_t *model, uint64_t off, size_t len, uint8_t seed)
-{
-    g_autofree uint8_t *buf = g_malloc(len);
-    if (seed == 0)
-        memset(buf, 0, len);
-    else
-        tgen_fill(buf, len, off, seed);
-    g_autoptr(GError) err = NULL;
-    g_assert_true(vd_image_pwrite(img, buf, len, off, &err));
-    g_assert_no_error(err);
-    memcpy(model + off, buf, len);
-}
-
-static uint8_t *base_file(QFixture *f, const char *name, uint64_t size)
-{
-    uint8_t *base = g_malloc(size);
-    tgen_fill(base, size, 0, 0x99);
-    g_autofree char *bp = g_build_filename(f->dir, name, NULL);
-    g_assert_true(g_file_set_contents(bp, (const char *)base, (gssize)size, NULL));
-    return base;
-}
-
 static void test_write(QFixture *f, gconstpointer data)
 {
-    g_autofree uint8_t *base = base_file(f, "base.raw", DISK);
+    g_autofree uint8_t *base = qfix_base_file(f, "base.raw", DISK);
     g_autofree uint8_t *model = g_malloc(DISK);
     g_autoptr(TGen) g = sample("base.raw", 4, model, base);
     g_autofree char *p = qfix_write(f, "child.qed", g);
@@ -277,30 +238,30 @@ static void test_write(QFixture *f, gconstpointer data)
     {
         g_autoptr(VdImage) img = qfix_open(f, p, NULL, true, &err);
         g_assert_no_error(err);
-        write_both(img, model, 0, 100, 0xa1);                 /* in place */
-        g_assert_cmpuint(file_features(p) & 2, ==, 0);        /* no allocation yet */
-        write_both(img, model, 3 * CS + 7, 100, 0xa2);        /* copy-on-write from the base */
-        g_assert_cmpuint(file_features(p) & 2, ==, 2);        /* allocating: NEED_CHECK */
-        write_both(img, model, 2 * CS + 9, 10, 0xa3);         /* a zero cluster: zeros around it */
-        write_both(img, model, 4 * CS - 5, 2 * CS, 0xa4);     /* hole, data */
-        write_both(img, model, 2 * SPAN - 100, 3 * CS, 0xa5); /* a new L2 table */
-        write_both(img, model, 601 * CS, 2 * CS, 0xa6);       /* zero cluster and data */
-        write_both(img, model, DISK - 300, 300, 0xa7);
-        assert_disk(img, model, DISK);
+        qfix_write_both(img, model, 0, 100, 0xa1);             /* in place */
+        g_assert_cmpuint(file_features(p) & 2, ==, 0);         /* no allocation yet */
+        qfix_write_both(img, model, 3 * CS + 7, 100, 0xa2);    /* copy-on-write from the base */
+        g_assert_cmpuint(file_features(p) & 2, ==, 2);         /* allocating: NEED_CHECK */
+        qfix_write_both(img, model, 2 * CS + 9, 10, 0xa3);     /* a zero cluster: zeros around it */
+        qfix_write_both(img, model, 4 * CS - 5, 2 * CS, 0xa4); /* hole, data */
+        qfix_write_both(img, model, 2 * SPAN - 100, 3 * CS, 0xa5); /* a new L2 table */
+        qfix_write_both(img, model, 601 * CS, 2 * CS, 0xa6);       /* zero cluster and data */
+        qfix_write_both(img, model, DISK - 300, 300, 0xa7);
+        qfix_assert_disk(img, model, DISK);
         g_assert_true(vd_image_flush(img, &err));
         g_assert_cmpuint(file_features(p) & 2, ==, 0); /* flushed: clean */
-        write_both(img, model, 8 * CS, 3 * CS, 0xa8);
+        qfix_write_both(img, model, 8 * CS, 3 * CS, 0xa8);
         g_assert_cmpuint(file_features(p) & 2, ==, 2);
     } /* closing flushes */
     g_assert_cmpuint(file_features(p) & 2, ==, 0);
     g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
     g_assert_no_error(err);
-    assert_disk(img, model, DISK);
+    qfix_assert_disk(img, model, DISK);
 }
 
 static void test_write_zeroes(QFixture *f, gconstpointer data)
 {
-    g_autofree uint8_t *base = base_file(f, "base.raw", DISK);
+    g_autofree uint8_t *base = qfix_base_file(f, "base.raw", DISK);
     for (int backed = 0; backed <= 1; backed++) {
         g_autofree uint8_t *model = g_malloc(DISK);
         g_autoptr(TGen) g = sample(backed ? "base.raw" : NULL, 4, model, backed ? base : NULL);
@@ -326,7 +287,7 @@ static void test_write_zeroes(QFixture *f, gconstpointer data)
         g_assert_true(vd_image_write_zeroes(img, 1100 * CS - 50, 3 * CS, 0, &err));
         memset(model + 1100 * CS - 50, 0, 3 * CS);
         g_assert_no_error(err);
-        assert_disk(img, model, DISK);
+        qfix_assert_disk(img, model, DISK);
         g_assert_cmpint(stat(p, &st1), ==, 0);
         if (!backed)
             g_assert_cmpuint(st1.st_size, ==, st0.st_size); /* nothing allocated */
@@ -354,14 +315,14 @@ static void test_truncate(QFixture *f, gconstpointer data)
         g_clear_error(&err);
         g_assert_true(vd_image_truncate(img, 4 * DISK, &err));
         g_assert_no_error(err);
-        write_both(img, model, 4 * DISK - 5000, 5000, 0xb1);
-        write_both(img, model, DISK - 10, 20, 0xb2);
-        assert_disk(img, model, 4 * DISK);
+        qfix_write_both(img, model, 4 * DISK - 5000, 5000, 0xb1);
+        qfix_write_both(img, model, DISK - 10, 20, 0xb2);
+        qfix_assert_disk(img, model, 4 * DISK);
     }
     g_assert_cmpuint(file_u64(p, 48), ==, 4 * DISK);
     g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
     g_assert_no_error(err);
-    assert_disk(img, model, 4 * DISK);
+    qfix_assert_disk(img, model, 4 * DISK);
 }
 
 typedef struct {
@@ -417,12 +378,12 @@ static void test_concurrent(QFixture *f, gconstpointer data)
     for (int i = 0; i < 4; i++)
         t[i] = g_thread_new("reader", race_reader, &r);
     for (uint64_t ci = 0; ci < CLUSTERS && !g_atomic_int_get(&r.failures); ci += 3)
-        write_both(img, model, ci * CS + 100, 200, (uint8_t)ci | 1);
+        qfix_write_both(img, model, ci * CS + 100, 200, (uint8_t)ci | 1);
     g_atomic_int_set(&r.stop, 1);
     for (int i = 0; i < 4; i++)
         g_thread_join(t[i]);
     g_assert_cmpint(r.failures, ==, 0);
-    assert_disk(img, model, DISK);
+    qfix_assert_disk(img, model, DISK);
 }
 
 static void test_hostile_header(QFixture *f, gconstpointer data)
@@ -482,7 +443,7 @@ static void test_feature_bits(QFixture *f, gconstpointer data)
     g_autoptr(GError) err = NULL;
     VdImage *img = qfix_open(f, p, NULL, false, &err);
     g_assert_no_error(err);
-    assert_disk(img, expect, DISK);
+    qfix_assert_disk(img, expect, DISK);
     vd_image_unref(img);
     g_assert_cmpuint(file_u64(p, 32), ==, 3);
     img = qfix_open(f, p, NULL, true, &err);
