@@ -58,9 +58,12 @@ done
 for f in enc enc-odd; do
     size=20M
     [ $f = enc-odd ] && size=3333333
+    # Both spellings: encrypt.format=aes and the deprecated encryption=on.
+    opt=encrypt.format=aes
+    [ $f = enc-odd ] && opt=encryption=on
     # shellcheck disable=SC2086
-    qemu-img create -q -f qcow $SECRET -o encrypt.format=aes,encrypt.key-secret=sec0 "$D/$f.qcow" $size ||
-        fail "qemu-img cannot create an encrypted qcow image"
+    qemu-img create -q -f qcow $SECRET -o $opt,encrypt.key-secret=sec0 "$D/$f.qcow" $size ||
+        fail "qemu-img cannot create an encrypted qcow image ($opt)"
     # shellcheck disable=SC2086
     qemu-io $SECRET --image-opts -c "write -P 0x5e 4k 130k" -c "write -P 0x6f 1M 3000" \
         "$(enc_opts "$D/$f.qcow")" >/dev/null || fail "qemu-io $f"
