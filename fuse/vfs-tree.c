@@ -78,6 +78,7 @@ VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
     fs->images = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, vfs_image_unref_cb);
     fs->members = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     fs->writers = g_hash_table_new(g_direct_hash, g_direct_equal);
+    fs->handles = g_hash_table_new_full(g_direct_hash, g_direct_equal, vfs_handle_free, NULL);
     fs->dirs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, dir_cache_free);
     fs->next_ino = FUSE_ROOT_ID + 1;
 
@@ -112,6 +113,20 @@ void vfs_writer_remove(VfsFs *fs, VdImage *img)
     g_mutex_unlock(&fs->lock);
 }
 
+void vfs_handle_add(VfsFs *fs, gpointer handle)
+{
+    g_mutex_lock(&fs->lock);
+    g_hash_table_add(fs->handles, handle);
+    g_mutex_unlock(&fs->lock);
+}
+
+void vfs_handle_remove(VfsFs *fs, gpointer handle)
+{
+    g_mutex_lock(&fs->lock);
+    g_hash_table_steal(fs->handles, handle);
+    g_mutex_unlock(&fs->lock);
+}
+
 void vfs_close_all(VfsFs *fs)
 {
     g_mutex_lock(&fs->lock);
@@ -136,6 +151,7 @@ void vfs_free(VfsFs *fs)
     g_hash_table_unref(fs->by_ino);
     g_hash_table_unref(fs->images);
     g_hash_table_unref(fs->members);
+    g_hash_table_unref(fs->handles); /* after the writers were flushed */
     g_hash_table_unref(fs->writers);
     g_hash_table_unref(fs->dirs);
     g_mutex_clear(&fs->lock);

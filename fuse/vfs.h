@@ -100,6 +100,7 @@ typedef struct {
     GHashTable *members; /* "dev:ino" of files that belong to an image -> image name */
     GHashTable *dirs;    /* relpath -> scan of that directory (vfs-tree.c) */
     GHashTable *writers; /* VdImage* -> number of open write handles */
+    GHashTable *handles; /* every open file handle (owned), freed at unmount */
     fuse_ino_t next_ino;
 } VfsFs;
 
@@ -112,6 +113,11 @@ void vfs_close_all(VfsFs *fs);
  * still hold (perhaps replaced on the host and so no longer in images). */
 void vfs_writer_add(VfsFs *fs, VdImage *img);
 void vfs_writer_remove(VfsFs *fs, VdImage *img);
+/* Open file handles: an unmount (or SIGTERM) can come before the kernel's
+ * RELEASE of the last ones; vfs_free() frees what is left. */
+void vfs_handle_add(VfsFs *fs, gpointer handle);
+void vfs_handle_remove(VfsFs *fs, gpointer handle);
+void vfs_handle_free(gpointer handle); /* fuse/vfs-ops.c */
 
 /* Nodes. vfs_node_lookup takes one lookup reference (for a FUSE entry reply). */
 VfsNode *vfs_node_get(VfsFs *fs, fuse_ino_t ino);
