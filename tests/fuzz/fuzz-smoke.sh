@@ -21,7 +21,7 @@ seed() {
         case $fmt in qcow2 | qed) ;; *) [ -n "$opts" ] && continue ;; esac
         f=$dir/seed-$(echo "$opts" | tr -c 'a-z0-9' _).img
         qemu-img create -q -f "$fmt" ${opts:+-o "$opts"} "$f" 1M >/dev/null 2>&1 || continue
-        qemu-io -q -f "$fmt" -c 'write -P 0x5a 4096 8192' -c 'write -z 65536 4096' "$f" \
+        qemu-io -f "$fmt" -c 'write -P 0x5a 4096 8192' -c 'write -z 65536 4096' "$f" \
             >/dev/null 2>&1 || true
     done
     [ "$fmt" = qcow2 ] && qemu-img snapshot -c s1 "$dir"/seed-_.img >/dev/null 2>&1
