@@ -81,10 +81,13 @@ unmount_all() {
     for m in "$W/mnt-vd" "$W/mnt-qcow" "$W/mnt-pt" "$W/qsd-target"; do
         umount "$m" 2>/dev/null || true
     done
-    if [ -n "${QSD_PID:-}" ]; then
-        kill "$QSD_PID" 2>/dev/null || true
-        wait "$QSD_PID" 2>/dev/null || true
-        QSD_PID=""
+    # start runs in a command substitution: the daemon's pid is in a file.
+    if [ -s "$W/qsd.pid" ]; then
+        local pid
+        pid=$(cat "$W/qsd.pid")
+        kill "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+        : >"$W/qsd.pid"
     fi
     sleep 0.2
 }
@@ -104,11 +107,11 @@ start() {
             --blockdev driver=file,node-name=file0,filename="$img" \
             --blockdev driver="$fmt",node-name=fmt0,file=file0 \
             --export type=fuse,id=exp0,node-name=fmt0,mountpoint="$W/qsd-target",writable=$([ "$rw" = 1 ] && echo on || echo off) \
-            >/dev/null 2>&1 &
-        QSD_PID=$!
+            >"$W/qsd.log" 2>&1 &
+        echo $! >"$W/qsd.pid"
         local i=0
         until grep -q " $W/qsd-target " /proc/mounts; do
-            i=$((i + 1)); [ $i -lt 200 ] || { log "qsd did not mount"; return 1; }
+            i=$((i + 1)); [ $i -lt 200 ] || { log "qsd did not mount: $(cat "$W/qsd.log")"; return 1; }
             sleep 0.05
         done
         echo "$W/qsd-target"
