@@ -188,6 +188,11 @@ unsigned qcow2_cache_dirty_count(Qcow2Cache *c)
     return n;
 }
 
+bool qcow2_cache_pressure(Qcow2Cache *c)
+{
+    return qcow2_cache_dirty_count(c) * 2 >= c->max;
+}
+
 void qcow2_cache_mark_dirty(Qcow2Cache *c, Qcow2Table *t)
 {
     if (!t->dirty) {

@@ -434,7 +434,6 @@ static bool check_tables(Qcow2State *s, uint64_t file_size, GError **error)
 static bool qcow2_open(VdImage *img, GError **error)
 {
     Qcow2State *s = g_new0(Qcow2State, 1);
-    img->read_only = true; /* TEMP: writes are not implemented yet */
     s->name = img->name;
     s->fd = img->fd;
     s->data_fd = img->fd;
@@ -475,6 +474,12 @@ static bool qcow2_open(VdImage *img, GError **error)
     if (s->backing_file != NULL)
         vd_image_set_backing(img, s->backing_file, s->backing_format);
 
+    if (!img->read_only && (s->incompat & QCOW2_INCOMPAT_DIRTY) && s->has_bitmaps_ext) {
+        g_warning("%s: image is dirty and has persistent bitmaps, which vdiskfs cannot "
+                  "account for in a refcount repair; opening it read-only",
+                  img->name);
+        img->read_only = true;
+    }
     if (!img->read_only) {
         bool needs_repair = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
         if (!qcow2_refcount_init(s, error) || (needs_repair && !qcow2_repair(s, error))) {

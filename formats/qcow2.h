@@ -188,6 +188,8 @@ void qcow2_cache_mark_dirty(Qcow2Cache *c, Qcow2Table *t);
 /* Tables currently dirty, and iteration for write-back (lock not held;
  * only the write side changes dirty state). */
 unsigned qcow2_cache_dirty_count(Qcow2Cache *c);
+/* Enough dirty tables that they should be written back. */
+bool qcow2_cache_pressure(Qcow2Cache *c);
 bool qcow2_cache_writeback(Qcow2State *s, Qcow2Cache *c, int fd, GError **error);
 void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset);
 
@@ -247,6 +249,9 @@ void qcow2_refcount_free(Qcow2Refcounts *rc);
 /* Allocate up to n contiguous fresh clusters (at least 1); refcounts set to 1. */
 bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t *got,
                           GError **error);
+/* n contiguous clusters past everything allocated (tables). */
+bool qcow2_alloc_contiguous(Qcow2State *s, uint64_t n, uint64_t *offset, GError **error);
+uint64_t qcow2_refcount_pending_bytes(const Qcow2State *s);
 /* Queue the release of host bytes [start, start + len) (cluster-granular
  * refcount decrement), applied once the metadata no longer pointing there
  * is durable. */
@@ -257,6 +262,15 @@ bool qcow2_refcount_writeback(Qcow2State *s, GError **error);
 bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error);
 bool qcow2_refcount_has_pending(const Qcow2State *s);
 bool qcow2_refcount_dirty(const Qcow2State *s);
+bool qcow2_refcount_pressure(const Qcow2State *s);
+/* Low-level access for the repair code. */
+bool qcow2_refcount_get(Qcow2State *s, uint64_t cluster, uint64_t *value, GError **error);
+bool qcow2_refcount_set(Qcow2State *s, uint64_t cluster, uint64_t value, GError **error);
+uint64_t qcow2_refcount_block_entries(const Qcow2State *s);
+uint64_t qcow2_refcount_table_entries(const Qcow2State *s);
+uint64_t qcow2_refcount_block_at(const Qcow2State *s, uint64_t region);
+void qcow2_refcount_new_block(Qcow2State *s, uint64_t region, uint64_t offset);
+uint64_t qcow2_refcount_max(const Qcow2State *s);
 /* Rebuild refcounts from the metadata (dirty / lazy-refcount images). */
 bool qcow2_repair(Qcow2State *s, GError **error);
 

@@ -88,6 +88,23 @@ VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
 void vfs_close_all(VfsFs *fs)
 {
     g_mutex_lock(&fs->lock);
+    /* Handles still open (a writer killed mid-way, SIGTERM) keep their
+     * images alive past this point, so flush every image now. */
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, fs->images);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        VfsImage *vi = v;
+        g_mutex_lock(&vi->lock);
+        VdImage *img = vi->img ? vd_image_ref(vi->img) : NULL;
+        g_mutex_unlock(&vi->lock);
+        if (img == NULL)
+            continue;
+        g_autoptr(GError) err = NULL;
+        if (!vd_image_flush(img, &err))
+            g_warning("%s", err->message);
+        vd_image_unref(img);
+    }
     g_hash_table_remove_all(fs->images);
     g_mutex_unlock(&fs->lock);
 }
