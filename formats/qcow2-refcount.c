@@ -483,6 +483,43 @@ static bool alloc_scan(Qcow2State *s, uint64_t n, uint64_t *first, uint64_t *got
     return true;
 }
 
+static bool ranges_meet(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return alen > 0 && blen > 0 && a < b + blen && b < a + alen;
+}
+
+/*
+ * A cluster the refcounts call free must not hold fixed metadata; if it
+ * does, the refcounts are corrupt and writing would make it worse.
+ */
+static bool check_not_metadata(Qcow2State *s, uint64_t off, uint64_t len, GError **error)
+{
+    const char *what = NULL;
+    if (ranges_meet(off, len, 0, s->cluster_size))
+        what = "the header";
+    else if (ranges_meet(off, len, s->l1_offset, (uint64_t)s->l1_entries * 8))
+        what = "the L1 table";
+    else if (ranges_meet(off, len, s->refcount_table_offset,
+                         (uint64_t)s->refcount_table_clusters << s->cluster_bits))
+        what = "the refcount table";
+    else if (ranges_meet(off, len, s->snapshots_offset, s->snapshots_size))
+        what = "the snapshot table";
+    else if (ranges_meet(off, len, s->crypto_offset, s->crypto_length))
+        what = "the encryption header";
+    for (guint i = 0; what == NULL && s->snapshots != NULL && i < s->snapshots->len; i++) {
+        const Qcow2Snapshot *sn = s->snapshots->pdata[i];
+        if (ranges_meet(off, len, sn->l1_offset, (uint64_t)sn->l1_size * 8))
+            what = "a snapshot's L1 table";
+    }
+    if (what == NULL)
+        return true;
+    vd_set_error(error, EIO,
+                 "%s: refcounts say cluster 0x%" G_GINT64_MODIFIER "x is free but it holds %s; "
+                 "the image is corrupt (qemu-img check -r all)",
+                 s->name, off, what);
+    return false;
+}
+
 bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t *got,
                           GError **error)
 {
@@ -495,7 +532,7 @@ bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t 
         *got = n;
     }
     *offset = first << s->cluster_bits;
-    return true;
+    return check_not_metadata(s, *offset, *got << s->cluster_bits, error);
 }
 
 bool qcow2_alloc_contiguous(Qcow2State *s, uint64_t n, uint64_t *offset, GError **error)
@@ -504,7 +541,7 @@ bool qcow2_alloc_contiguous(Qcow2State *s, uint64_t n, uint64_t *offset, GError 
     if (!alloc_append(s, n, &first, error))
         return false;
     *offset = first << s->cluster_bits;
-    return true;
+    return check_not_metadata(s, *offset, n << s->cluster_bits, error);
 }
 
 void qcow2_free_later(Qcow2State *s, uint64_t start, uint64_t len)
