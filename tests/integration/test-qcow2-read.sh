@@ -103,6 +103,10 @@ for rb in 1 2 4 8 32 64; do
     create "rb$rb.qcow2" 3145728 4096 "refcount_bits=$rb"
 done
 create "odd.qcow2" 1000003 4096 ""
+# Many small L2 tables (32 KiB of guest each), for the cache tests below.
+qemu-img create -q -f qcow2 -o cluster_size=512 "$D/many-l2.qcow2" 8M
+qemu-io -f qcow2 -c "write -s $T/rand 0 4M" -c "write -s $T/rand 5M 2M" -c "write -z 4500k 100k" \
+    "$D/many-l2.qcow2" >/dev/null
 qemu-img create -q -f qcow2 "$D/empty.qcow2" 0
 qemu-img create -q -f qcow2 "$D/sparse-1t.qcow2" 1T
 qemu-io -f qcow2 -c "write -s $T/rand 0 1M" -c "write -s $T/rand 500G 2M" -c "write -P 9 1023G 64k" \
@@ -343,6 +347,15 @@ qemu-img convert -O raw "$D/top.qcow2" "$T/top.raw"
 "$VDTEST" parread "$M/top.qcow2" "$T/top.raw" 8 40 || fail "parallel readers on top.qcow2"
 qemu-img convert -O raw "$D/comp-zstd.qcow2" "$T/cz.raw"
 "$VDTEST" parread "$M/comp-zstd.qcow2" "$T/cz.raw" 8 40 || fail "parallel readers on comp-zstd.qcow2"
+
+note "a tiny L2 cache (-o cache_size=1): eviction under parallel readers"
+unmount_vdiskfs "$M"
+mount_vdiskfs "$D" "$M" -o keyfile="$T/keys",cache_size=1
+qemu-img convert -O raw "$D/many-l2.qcow2" "$T/c512.raw"
+"$VDTEST" parread "$M/many-l2.qcow2" "$T/c512.raw" 8 60 || fail "parallel readers with a tiny cache"
+compare_to_qemu "$D/many-l2.qcow2" "$M/many-l2.qcow2"
+compare_to_qemu "$D/xl2-16384.qcow2" "$M/xl2-16384.qcow2"
+compare_to_qemu "$D/top.qcow2" "$M/top.qcow2"
 
 if [ "$HAVE_REAL" = 1 ]; then
     note "real images: basic-zstd (MiB i = byte i), backing chain strings"
