@@ -532,7 +532,12 @@ bool qcow2_truncate(VdImage *img, uint64_t new_size, GError **error)
     }
     if (!write_header_field(s, 24, new_size, 8, error) || !vd_host_fdatasync(s->fd, s->name, error))
         return false;
+    uint64_t old_size = s->virtual_size;
     s->virtual_size = new_size;
+    /* As QEMU does: a longer backing file must not show through the new area. */
+    uint64_t bsize = img->backing ? vd_image_size(img->backing) : 0;
+    if (bsize > old_size)
+        return qcow2_write_zeroes(img, old_size, MIN(bsize, new_size) - old_size, 0, error);
     return true;
 }
 

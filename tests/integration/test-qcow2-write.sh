@@ -165,6 +165,18 @@ cmp "$T/model" "$M/c512-rb64.qcow2" || fail "content after growing"
 unmount_vdiskfs "$M"
 check_image "$D/c512-rb64.qcow2"
 
+note "growing an overlay: the longer backing file does not show through the new area"
+qemu-img create -q -f qcow2 -b base.raw -F raw "$D/grow-top.qcow2" 10M
+qemu-io -f qcow2 -c "write -P 0x31 9M 1M" "$D/grow-top.qcow2" >/dev/null
+mount_vdiskfs "$D" "$M" -o rw
+truncate -s 15000064 "$M/grow-top.qcow2" || fail "grow the overlay"
+unmount_vdiskfs "$M"
+qemu-img create -q -f qcow2 -b "$D/base.raw" -F raw "$T/qemu-top.qcow2" 10M
+qemu-io -f qcow2 -c "write -P 0x31 9M 1M" "$T/qemu-top.qcow2" >/dev/null
+qemu-img resize -q "$T/qemu-top.qcow2" 15000064
+qemu-img convert -O raw "$T/qemu-top.qcow2" "$T/model"
+check_image "$D/grow-top.qcow2"
+
 note "many threads writing the same and different clusters"
 qemu-img create -q -f qcow2 -o cluster_size=4096 "$D/par.qcow2" 8M
 mount_vdiskfs "$D" "$M" -o rw
