@@ -209,8 +209,11 @@ check_image "$D/par.qcow2"
 
 note "dirty (lazy refcounts) image: repaired when opened read-write"
 qemu-img create -q -f qcow2 -o lazy_refcounts=on,cluster_size=4096 "$D/dirty.qcow2" 8M
-qemu-io -f qcow2 -c "write -s $T/rand 0 3M" -c "write -P 0x72 5M 1M" -c "sigraise 9" \
-    "$D/dirty.qcow2" >/dev/null 2>&1 || true
+qemu-io -f qcow2 -c "write -s $T/rand 0 2M" -c "write -c -P 0x71 3M 64k" "$D/dirty.qcow2" >/dev/null
+qemu-img snapshot -c s1 "$D/dirty.qcow2"
+qemu-img convert -l snapshot.name=s1 -O raw "$D/dirty.qcow2" "$T/dirty-s1.raw"
+qemu-io -f qcow2 -c "write -s $T/rand 1M 2M" -c "write -P 0x72 5M 1M" -c "write -z 100k 300k" \
+    -c "sigraise 9" "$D/dirty.qcow2" >/dev/null 2>&1 || true
 [ "$(od -An -tx1 -j79 -N1 "$D/dirty.qcow2" | tr -d ' ')" = 01 ] || fail "qemu-io left dirty.qcow2 clean"
 qemu-img check "$D/dirty.qcow2" >/dev/null 2>&1 && fail "dirty.qcow2 has consistent refcounts already"
 qemu-img convert -O raw "$D/dirty.qcow2" "$T/model"
@@ -219,6 +222,8 @@ workload dirty.qcow2 $((SEED + 50)) 30
 unmount_vdiskfs "$M"
 [ "$(od -An -tx1 -j79 -N1 "$D/dirty.qcow2" | tr -d ' ')" = 00 ] || fail "dirty bit still set after repair"
 check_image "$D/dirty.qcow2"
+qemu-img convert -l snapshot.name=s1 -O raw "$D/dirty.qcow2" "$T/dirty-s1b.raw"
+cmp "$T/dirty-s1.raw" "$T/dirty-s1b.raw" || fail "dirty.qcow2: the snapshot changed"
 
 note "corrupt-flagged image stays read-only; unknown autoclear bits are cleared on writing"
 qemu-img create -q -f qcow2 "$D/corrupt.qcow2" 1M
