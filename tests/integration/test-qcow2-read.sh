@@ -114,6 +114,9 @@ for rb in 1 2 4 8 32 64; do
     create "rb$rb.qcow2" 3145728 4096 "refcount_bits=$rb"
 done
 create "odd.qcow2" 1000003 4096 ""
+for p in metadata falloc full; do
+    create "prealloc-$p.qcow2" 2097152 65536 "preallocation=$p"
+done
 # Many small L2 tables (32 KiB of guest each), for the cache tests below.
 qemu-img create -q -f qcow2 -o cluster_size=512 "$D/many-l2.qcow2" 8M
 qemu-io -f qcow2 -c "write -s $T/rand 0 4M" -c "write -s $T/rand 5M 2M" -c "write -z 4500k 100k" \
@@ -253,6 +256,11 @@ for img in "$D"/*.qcow2 "$D"/sub/mid.qcow2; do
 done
 for f in luks luks-cbc aes; do
     compare_enc "$D/$f.qcow2" "$M/$f.qcow2"
+    # shellcheck disable=SC2086
+    qemu-img map --output=json $SECRET --image-opts "driver=qcow2,file.filename=$D/$f.qcow2,encrypt.key-secret=s0" |
+        map_norm >"$T/qm"
+    "$VDISK" map --json -k "$T/keys" "$D/$f.qcow2" | map_norm >"$T/vm"
+    diff "$T/qm" "$T/vm" >"$T/mapdiff" || fail "$f.qcow2: vdisk map differs from qemu-img map: $(cat "$T/mapdiff")"
 done
 qsize=$(qemu-img info --output=json "$D/odd.qcow2" | awk -F'[:,]' '/"virtual-size"/ { gsub(/ /, "", $2); print $2 }')
 [ $((qsize % 4096)) != 0 ] || fail "odd.qcow2 is a cluster multiple ($qsize)"
