@@ -244,6 +244,10 @@ else
     HAVE_REAL=0
 fi
 
+chmod 640 "$T/keys"
+"$VDISKFS" -o keyfile="$T/keys" "$D" "$M" 2>"$T/err" && fail "a group-readable key file was accepted"
+grep -q "readable by group or others" "$T/err" || fail "key file refusal does not say why: $(cat "$T/err")"
+chmod 600 "$T/keys"
 mount_vdiskfs "$D" "$M" -o keyfile="$T/keys"
 
 note "byte-for-byte and hole maps against qemu-img"

@@ -115,6 +115,9 @@ qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=65536 "$D/xl2.qcow2" 
 qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=1 "$D/c512-rb1.qcow2" 6M
 qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 "$D/c512-rb64.qcow2" 6M
 qemu-img create -q -f qcow2 -o cluster_size=2097152,refcount_bits=4 "$D/c2m.qcow2" 24M
+qemu-img create -q -f qcow2 -o cluster_size=4096,refcount_bits=2 "$D/c4k-rb2.qcow2" 8M
+qemu-img create -q -f qcow2 -o cluster_size=1024,refcount_bits=8 "$D/c1k-rb8.qcow2" 8M
+qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=32 "$D/c512-rb32.qcow2" 6M
 qemu-img create -q -f qcow2 -o data_file="$D/ext.data" "$D/ext.qcow2" 12M
 qemu-img create -q -f qcow2 -o data_file="$D/extraw.data",data_file_raw=on "$D/extraw.qcow2" 12M
 for i in 1 2 3 4 5 6; do
@@ -127,7 +130,8 @@ done
 qemu-img create -q -f qcow2 $SECRET -o encrypt.format=aes,encrypt.key-secret=s0 "$D/aes.qcow2" 12M
 
 n=0
-for img in plain v2 backed backed-v2 backed-xl2 comp-zlib comp-zstd snap xl2 c512-rb1 c512-rb64 c2m ext extraw; do
+for img in plain v2 backed backed-v2 backed-xl2 comp-zlib comp-zstd snap xl2 c512-rb1 c512-rb64 c2m \
+    c4k-rb2 c1k-rb8 c512-rb32 ext extraw; do
     n=$((n + 1))
     run_case "$img.qcow2" $((SEED + n)) "${QCOW2_TEST_OPS:-60}"
     check_image "$D/$img.qcow2"
