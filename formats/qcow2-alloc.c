@@ -74,11 +74,11 @@ static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
         return NULL;
     }
     if (old != 0 && (e & QCOW2_OFLAG_COPIED))
-        return qcow2_cache_get_pinned(s, s->l2_cache, s->fd, old, qcow2_check_l2, error);
+        return qcow2_cache_get_pinned(s, s->l2_cache, s->fd, old, error);
     /* New table: empty, or a private copy of a shared one. */
     g_autofree uint8_t *copy = NULL;
     if (old != 0) {
-        Qcow2Table *ot = qcow2_cache_get_pinned(s, s->l2_cache, s->fd, old, qcow2_check_l2, error);
+        Qcow2Table *ot = qcow2_cache_get_pinned(s, s->l2_cache, s->fd, old, error);
         if (ot == NULL)
             return NULL;
         copy = g_memdup2(ot->data, s->cluster_size);

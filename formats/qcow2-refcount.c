@@ -140,7 +140,7 @@ static bool block_offset(Qcow2State *s, uint64_t ti, uint64_t *off, GError **err
 
 static Qcow2Table *get_block(Qcow2State *s, uint64_t off, GError **error)
 {
-    return qcow2_cache_get_pinned(s, s->rc->blocks, s->fd, off, NULL, error);
+    return qcow2_cache_get_pinned(s, s->rc->blocks, s->fd, off, error);
 }
 
 /* Refcount of one cluster (0 where no block exists). */

@@ -212,7 +212,7 @@ static bool fix_copied(Counter *c, GError **error)
             s->l1_dirty_lo = (uint32_t)MIN(s->l1_dirty_lo, i);
             s->l1_dirty_hi = (uint32_t)MAX(s->l1_dirty_hi, i + 1);
         }
-        Qcow2Table *t = qcow2_cache_get_pinned(s, s->l2_cache, s->fd, l2, qcow2_check_l2, error);
+        Qcow2Table *t = qcow2_cache_get_pinned(s, s->l2_cache, s->fd, l2, error);
         if (t == NULL)
             return false;
         qcow2_cache_wrlock(s->l2_cache);
