@@ -114,7 +114,7 @@ static Qcow2Table *cache_insert(Qcow2Cache *c, uint64_t offset, uint8_t *data)
 }
 
 bool qcow2_cache_load_wrlocked(Qcow2State *s, Qcow2Cache *c, int fd, uint64_t offset,
-                               Qcow2TableCheck check, Qcow2Table **out, GError **error)
+                               Qcow2Table **out, GError **error)
 {
     for (;;) {
         g_rw_lock_reader_lock(&c->lock);
@@ -126,8 +126,6 @@ bool qcow2_cache_load_wrlocked(Qcow2State *s, Qcow2Cache *c, int fd, uint64_t of
         if (!present) {
             buf = g_malloc(c->cluster_size);
             if (!vd_host_pread(fd, s->name, buf, c->cluster_size, offset, true, error))
-                return false;
-            if (check != NULL && !check(s, offset, buf, error))
                 return false;
         }
         g_rw_lock_writer_lock(&c->lock);
@@ -163,10 +161,10 @@ Qcow2Table *qcow2_cache_insert_new(Qcow2Cache *c, uint64_t offset, const uint8_t
 }
 
 Qcow2Table *qcow2_cache_get_pinned(Qcow2State *s, Qcow2Cache *c, int fd, uint64_t offset,
-                                   Qcow2TableCheck check, GError **error)
+                                   GError **error)
 {
     Qcow2Table *t;
-    if (!qcow2_cache_load_wrlocked(s, c, fd, offset, check, &t, error))
+    if (!qcow2_cache_load_wrlocked(s, c, fd, offset, &t, error))
         return NULL;
     t->pins++;
     g_rw_lock_writer_unlock(&c->lock);
@@ -186,6 +184,11 @@ unsigned qcow2_cache_dirty_count(Qcow2Cache *c)
     unsigned n = c->dirty;
     g_rw_lock_reader_unlock(&c->lock);
     return n;
+}
+
+bool qcow2_cache_pressure(Qcow2Cache *c)
+{
+    return qcow2_cache_dirty_count(c) * 2 >= c->max;
 }
 
 void qcow2_cache_mark_dirty(Qcow2Cache *c, Qcow2Table *t)

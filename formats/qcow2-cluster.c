@@ -63,12 +63,6 @@ void qcow2_compressed_range(const Qcow2State *s, uint64_t entry, uint64_t *start
     *len = nsect * QCOW2_SECTOR - (off & (QCOW2_SECTOR - 1));
 }
 
-bool qcow2_check_l2(Qcow2State *s, uint64_t offset, const uint8_t *data, GError **error)
-{
-    /* Entries are checked as they are used; nothing table-wide to verify. */
-    return true;
-}
-
 /* Where the L2 table for guest offset lies: 0 when none is allocated. */
 static bool l2_offset_for(Qcow2State *s, uint64_t guest, uint64_t *l2off, GError **error)
 {
@@ -130,7 +124,7 @@ bool qcow2_get_entry(Qcow2State *s, uint64_t guest, uint64_t *entry, uint64_t *b
         }
         qcow2_cache_rdunlock(s->l2_cache);
         if (!l2_table_sane(s, l2off, error) ||
-            !qcow2_cache_load_wrlocked(s, s->l2_cache, s->fd, l2off, qcow2_check_l2, &t, error))
+            !qcow2_cache_load_wrlocked(s, s->l2_cache, s->fd, l2off, &t, error))
             return false;
         qcow2_cache_wrunlock(s->l2_cache);
         /* Loop: the L1 entry may have changed meanwhile. */
@@ -270,7 +264,7 @@ bool qcow2_block_status(VdImage *img, uint64_t offset, uint64_t length, unsigned
         if (need != 0) {
             Qcow2Table *t;
             if (!l2_table_sane(s, need, error) ||
-                !qcow2_cache_load_wrlocked(s, s->l2_cache, s->fd, need, qcow2_check_l2, &t, error))
+                !qcow2_cache_load_wrlocked(s, s->l2_cache, s->fd, need, &t, error))
                 return false;
             qcow2_cache_wrunlock(s->l2_cache);
             continue;

@@ -434,16 +434,16 @@ static bool check_tables(Qcow2State *s, uint64_t file_size, GError **error)
 static bool qcow2_open(VdImage *img, GError **error)
 {
     Qcow2State *s = g_new0(Qcow2State, 1);
-    img->read_only = true; /* TEMP: writes are not implemented yet */
     s->name = img->name;
     s->fd = img->fd;
     s->data_fd = img->fd;
     uint64_t file_size;
     bool ok = vd_host_size(img->fd, img->name, &file_size, error) &&
               parse_header(s, img, file_size, error);
-    if (ok && (s->incompat & QCOW2_INCOMPAT_CORRUPT) && !img->read_only) {
-        g_warning("%s: image is marked corrupt; opening it read-only", img->name);
-        img->read_only = true;
+    if (ok && (s->incompat & QCOW2_INCOMPAT_CORRUPT)) {
+        if (!img->read_only)
+            g_warning("%s: image is marked corrupt; opening it read-only", img->name);
+        vd_image_refuse_writes(img);
     }
     if (ok && s->crypt_method == QCOW2_CRYPT_LUKS && s->crypto_length == 0) {
         vd_set_error(error, EIO, "%s: LUKS encryption without its header extension", img->name);
@@ -475,6 +475,13 @@ static bool qcow2_open(VdImage *img, GError **error)
     if (s->backing_file != NULL)
         vd_image_set_backing(img, s->backing_file, s->backing_format);
 
+    if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && s->has_bitmaps_ext) {
+        if (!img->read_only)
+            g_warning("%s: image is dirty and has persistent bitmaps, which vdiskfs cannot "
+                      "account for in a refcount repair; opening it read-only",
+                      img->name);
+        vd_image_refuse_writes(img);
+    }
     if (!img->read_only) {
         bool needs_repair = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
         if (!qcow2_refcount_init(s, error) || (needs_repair && !qcow2_repair(s, error))) {

@@ -12,6 +12,7 @@
 
 #include <glib.h>
 
+#include "src/vd-endian.h"
 #include "src/vd-image.h"
 
 #define QCOW2_MAGIC 0x514649fbu
@@ -172,22 +173,22 @@ void qcow2_cache_wrunlock(Qcow2Cache *c);
 /* With the lock held (either mode): the table at offset, or NULL. */
 Qcow2Table *qcow2_cache_find(Qcow2Cache *c, uint64_t offset);
 /* Load into the cache (with the write lock held on return, true) or fail
- * (no lock held). validate, if given, checks the bytes before insertion. */
-typedef bool (*Qcow2TableCheck)(Qcow2State *s, uint64_t offset, const uint8_t *data,
-                                GError **error);
+ * (no lock held). */
 bool qcow2_cache_load_wrlocked(Qcow2State *s, Qcow2Cache *c, int fd, uint64_t offset,
-                               Qcow2TableCheck check, Qcow2Table **out, GError **error);
+                               Qcow2Table **out, GError **error);
 /* Insert a new table (fresh contents, dirty); write lock held by caller. */
 Qcow2Table *qcow2_cache_insert_new(Qcow2Cache *c, uint64_t offset, const uint8_t *data);
 /* Writer helpers: get a pinned table (loading it if needed); unpin. */
 Qcow2Table *qcow2_cache_get_pinned(Qcow2State *s, Qcow2Cache *c, int fd, uint64_t offset,
-                                   Qcow2TableCheck check, GError **error);
+                                   GError **error);
 void qcow2_cache_unpin(Qcow2Cache *c, Qcow2Table *t);
 /* Mark a table dirty (write lock held). */
 void qcow2_cache_mark_dirty(Qcow2Cache *c, Qcow2Table *t);
 /* Tables currently dirty, and iteration for write-back (lock not held;
  * only the write side changes dirty state). */
 unsigned qcow2_cache_dirty_count(Qcow2Cache *c);
+/* Enough dirty tables that they should be written back. */
+bool qcow2_cache_pressure(Qcow2Cache *c);
 bool qcow2_cache_writeback(Qcow2State *s, Qcow2Cache *c, int fd, GError **error);
 void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset);
 
@@ -195,14 +196,10 @@ void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset);
 bool qcow2_block_status(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
                         VdExtent *ext, GError **error);
 bool qcow2_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error);
-bool qcow2_check_l2(Qcow2State *s, uint64_t offset, const uint8_t *data, GError **error);
 /* Read entry i of an L2 table's bytes (first word and, with ext L2, the bitmap). */
 static inline uint64_t qcow2_l2_word(const Qcow2State *s, const uint8_t *t, uint64_t i)
 {
-    const uint8_t *p = t + i * s->l2_esize;
-    return ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) | ((uint64_t)p[2] << 40) |
-           ((uint64_t)p[3] << 32) | ((uint64_t)p[4] << 24) | ((uint64_t)p[5] << 16) |
-           ((uint64_t)p[6] << 8) | p[7];
+    return vd_be64(t + i * s->l2_esize);
 }
 uint64_t qcow2_l2_bitmap(const Qcow2State *s, const uint8_t *t, uint64_t i);
 void qcow2_l2_set(const Qcow2State *s, uint8_t *t, uint64_t i, uint64_t entry, uint64_t bitmap);
@@ -247,6 +244,9 @@ void qcow2_refcount_free(Qcow2Refcounts *rc);
 /* Allocate up to n contiguous fresh clusters (at least 1); refcounts set to 1. */
 bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t *got,
                           GError **error);
+/* n contiguous clusters past everything allocated (tables). */
+bool qcow2_alloc_contiguous(Qcow2State *s, uint64_t n, uint64_t *offset, GError **error);
+uint64_t qcow2_refcount_pending_bytes(const Qcow2State *s);
 /* Queue the release of host bytes [start, start + len) (cluster-granular
  * refcount decrement), applied once the metadata no longer pointing there
  * is durable. */
@@ -257,6 +257,15 @@ bool qcow2_refcount_writeback(Qcow2State *s, GError **error);
 bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error);
 bool qcow2_refcount_has_pending(const Qcow2State *s);
 bool qcow2_refcount_dirty(const Qcow2State *s);
+bool qcow2_refcount_pressure(const Qcow2State *s);
+/* Low-level access for the repair code. */
+bool qcow2_refcount_get(Qcow2State *s, uint64_t cluster, uint64_t *value, GError **error);
+bool qcow2_refcount_set(Qcow2State *s, uint64_t cluster, uint64_t value, GError **error);
+uint64_t qcow2_refcount_block_entries(const Qcow2State *s);
+uint64_t qcow2_refcount_table_entries(const Qcow2State *s);
+uint64_t qcow2_refcount_block_at(const Qcow2State *s, uint64_t region);
+void qcow2_refcount_new_block(Qcow2State *s, uint64_t region, uint64_t offset);
+uint64_t qcow2_refcount_max(const Qcow2State *s);
 /* Rebuild refcounts from the metadata (dirty / lazy-refcount images). */
 bool qcow2_repair(Qcow2State *s, GError **error);
 

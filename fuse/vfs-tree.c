@@ -129,15 +129,38 @@ void vfs_handle_remove(VfsFs *fs, gpointer handle)
 
 void vfs_close_all(VfsFs *fs)
 {
+    /* Open handles (a writer killed mid-way, SIGTERM) keep images alive
+     * past this point, perhaps ones replaced on the host and no longer in
+     * the table: flush every image written through a handle and every
+     * image in the table. Collected under fs->lock, flushed outside it
+     * (image locks nest outside fs->lock elsewhere). */
+    g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func((GDestroyNotify)vd_image_unref);
+    g_autoptr(GPtrArray) vis = g_ptr_array_new_with_free_func((GDestroyNotify)vfs_image_unref);
     g_mutex_lock(&fs->lock);
     GHashTableIter it;
-    gpointer img;
+    gpointer k, v;
     g_hash_table_iter_init(&it, fs->writers);
-    while (g_hash_table_iter_next(&it, &img, NULL)) {
+    while (g_hash_table_iter_next(&it, &k, NULL))
+        g_ptr_array_add(images, vd_image_ref(k));
+    g_hash_table_iter_init(&it, fs->images);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        g_atomic_int_inc(&((VfsImage *)v)->refcount);
+        g_ptr_array_add(vis, v);
+    }
+    g_mutex_unlock(&fs->lock);
+    for (guint i = 0; i < vis->len; i++) {
+        VfsImage *vi = g_ptr_array_index(vis, i);
+        g_mutex_lock(&vi->lock);
+        if (vi->img != NULL)
+            g_ptr_array_add(images, vd_image_ref(vi->img));
+        g_mutex_unlock(&vi->lock);
+    }
+    for (guint i = 0; i < images->len; i++) {
         g_autoptr(GError) err = NULL;
-        if (!vd_image_flush(img, &err))
+        if (!vd_image_flush(g_ptr_array_index(images, i), &err))
             g_warning("%s", err->message);
     }
+    g_mutex_lock(&fs->lock);
     g_hash_table_remove_all(fs->images);
     g_mutex_unlock(&fs->lock);
 }

@@ -13,6 +13,17 @@ mkdir -p "$D/sub" "$M" "$T/outside"
 head -c 4194304 /dev/urandom >"$T/rand"
 SECRET="--object secret,id=s0,data=sesame"
 
+# find_bytes FILE PATTERN: offset of the first match (grep -P escapes) in the first 64 KiB.
+find_bytes() {
+    head -c 65536 "$1" | LC_ALL=C grep -obUaP "$2" | head -1 | cut -d: -f1
+}
+
+# put_bytes FILE OFFSET PRINTF_STRING: overwrite bytes in place.
+put_bytes() {
+    # shellcheck disable=SC2059
+    printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
 # fill IMAGE SIZE CLUSTER: a fixed mix of writes (random data, partial
 # clusters, zero writes with and without unmap) that fits in SIZE.
 fill() {
@@ -103,6 +114,13 @@ for rb in 1 2 4 8 32 64; do
     create "rb$rb.qcow2" 3145728 4096 "refcount_bits=$rb"
 done
 create "odd.qcow2" 1000003 4096 ""
+for p in metadata falloc full; do
+    create "prealloc-$p.qcow2" 2097152 65536 "preallocation=$p"
+done
+# Many small L2 tables (32 KiB of guest each), for the cache tests below.
+qemu-img create -q -f qcow2 -o cluster_size=512 "$D/many-l2.qcow2" 8M
+qemu-io -f qcow2 -c "write -s $T/rand 0 4M" -c "write -s $T/rand 5M 2M" -c "write -z 4500k 100k" \
+    "$D/many-l2.qcow2" >/dev/null
 qemu-img create -q -f qcow2 "$D/empty.qcow2" 0
 qemu-img create -q -f qcow2 "$D/sparse-1t.qcow2" 1T
 qemu-io -f qcow2 -c "write -s $T/rand 0 1M" -c "write -s $T/rand 500G 2M" -c "write -P 9 1023G 64k" \
@@ -145,16 +163,9 @@ qemu-io -f qcow2 -c "write -P 0x49 900k 200k" "$D/short-top.qcow2" >/dev/null
 # No backing format extension: the type is overwritten so the extension is an
 # unknown one (skipped) and the backing file's format is probed.
 qemu-img create -q -f qcow2 -b short-base.qcow2 -F qcow2 "$D/probed.qcow2" 2M
-python3 - "$D/probed.qcow2" <<'EOF' || fail "patching probed.qcow2"
-import struct, sys
-f = open(sys.argv[1], "r+b"); h = f.read(4096)
-pos = struct.unpack(">I", h[100:104])[0]
-while True:
-    t, n = struct.unpack(">II", h[pos:pos + 8])
-    if t == 0: raise SystemExit(1)
-    if t == 0xe2792aca: f.seek(pos); f.write(struct.pack(">I", 0x0badf00d)); break
-    pos += 8 + (n + 7) // 8 * 8
-EOF
+ext=$(find_bytes "$D/probed.qcow2" '\xe2\x79\x2a\xca')
+[ -n "$ext" ] || fail "probed.qcow2 has no backing format extension"
+put_bytes "$D/probed.qcow2" "$ext" '\013\255\360\015'
 qemu-io -f qcow2 -c "write -P 0x4a 0 4k" "$D/probed.qcow2" >/dev/null
 # A backing file outside IMAGEDIR: refused unless -o backing=any.
 qemu-img create -q -f qcow2 "$T/outside/far.qcow2" 1M
@@ -202,8 +213,10 @@ note "feature bits: dirty, corrupt, unknown incompatible"
 qemu-img create -q -f qcow2 -o lazy_refcounts=on "$D/dirty.qcow2" 1M
 qemu-io -f qcow2 -c "write -P 0x71 0 100k" -c "sigraise 9" "$D/dirty.qcow2" >/dev/null 2>&1 || true
 [ "$(od -An -tx1 -j79 -N1 "$D/dirty.qcow2" | tr -d ' ')" = 01 ] || fail "qemu-io left dirty.qcow2 clean"
-setbits() { # IMAGE BYTE_OFFSET_OF_LOW_BYTE MASK: or MASK into one header byte
-    python3 -c "import sys; f=open(sys.argv[1],'r+b'); o=int(sys.argv[2]); f.seek(o); b=f.read(1)[0]; f.seek(o); f.write(bytes([b|int(sys.argv[3], 0)]))" "$@"
+setbits() { # IMAGE BYTE_OFFSET MASK: or MASK into one header byte
+    local v
+    v=$(od -An -tu1 -j"$2" -N1 "$1" | tr -d ' ')
+    put_bytes "$1" "$2" "$(printf '\\%03o' $((v | $3)))"
 }
 qemu-img create -q -f qcow2 "$D/corrupt.qcow2" 1M
 qemu-io -f qcow2 -c "write -P 0x72 0 64k" "$D/corrupt.qcow2" >/dev/null
@@ -212,20 +225,12 @@ qemu-img create -q -f qcow2 "$D/unknown-bit.qcow2" 1M
 setbits "$D/unknown-bit.qcow2" 76 0x20 # incompatible bit 29
 qemu-img create -q -f qcow2 "$D/named-bit.qcow2" 1M
 setbits "$D/named-bit.qcow2" 79 0x80 # incompatible bit 7, named below
-python3 - "$D/named-bit.qcow2" <<'EOF' || fail "patching named-bit.qcow2"
-import struct, sys
-f = open(sys.argv[1], "r+b"); h = bytearray(f.read(65536))
-pos = struct.unpack(">I", h[100:104])[0]
-while True:
-    t, n = struct.unpack(">II", h[pos:pos + 8])
-    if t == 0x6803f857:
-        h[pos + 8 + 48 + 1] = 7                      # second entry: incompatible bit 7
-        h[pos + 8 + 48 + 2:pos + 8 + 96] = b"frobnication".ljust(46, b"\0")
-        assert h[pos + 8 + 48] == 0
-        break
-    pos += 8 + (n + 7) // 8 * 8
-f.seek(0); f.write(h)
-EOF
+ext=$(find_bytes "$D/named-bit.qcow2" '\x68\x03\xf8\x57')
+[ -n "$ext" ] || fail "named-bit.qcow2 has no feature name table"
+# The second entry (incompatible bit 1, "corrupt") becomes bit 7, "frobnication".
+[ "$(od -An -tu1 -j$((ext + 8 + 48)) -N2 "$D/named-bit.qcow2" | tr -s ' ')" = " 0 1" ] ||
+    fail "unexpected feature name table layout"
+put_bytes "$D/named-bit.qcow2" $((ext + 8 + 48 + 1)) '\007frobnication\000\000\000\000\000\000\000\000'
 
 note "real images from \$TESTDATA"
 if [ -d "${TESTDATA:-/nonexistent}" ] && [ -f "$TESTDATA/basic-zstd.qcow2.gz" ]; then
@@ -239,6 +244,10 @@ else
     HAVE_REAL=0
 fi
 
+chmod 640 "$T/keys"
+"$VDISKFS" -o keyfile="$T/keys" "$D" "$M" 2>"$T/err" && fail "a group-readable key file was accepted"
+grep -q "readable by group or others" "$T/err" || fail "key file refusal does not say why: $(cat "$T/err")"
+chmod 600 "$T/keys"
 mount_vdiskfs "$D" "$M" -o keyfile="$T/keys"
 
 note "byte-for-byte and hole maps against qemu-img"
@@ -251,6 +260,11 @@ for img in "$D"/*.qcow2 "$D"/sub/mid.qcow2; do
 done
 for f in luks luks-cbc aes; do
     compare_enc "$D/$f.qcow2" "$M/$f.qcow2"
+    # shellcheck disable=SC2086
+    qemu-img map --output=json $SECRET --image-opts "driver=qcow2,file.filename=$D/$f.qcow2,encrypt.key-secret=s0" |
+        map_norm >"$T/qm"
+    "$VDISK" map --json -k "$T/keys" "$D/$f.qcow2" | map_norm >"$T/vm"
+    diff "$T/qm" "$T/vm" >"$T/mapdiff" || fail "$f.qcow2: vdisk map differs from qemu-img map: $(cat "$T/mapdiff")"
 done
 qsize=$(qemu-img info --output=json "$D/odd.qcow2" | awk -F'[:,]' '/"virtual-size"/ { gsub(/ /, "", $2); print $2 }')
 [ $((qsize % 4096)) != 0 ] || fail "odd.qcow2 is a cluster multiple ($qsize)"
@@ -334,6 +348,8 @@ done
 "$VDISK" info "$D/v0.10-c512.qcow2" | grep -q "compat: 0.10" || fail "vdisk info: compat 0.10"
 "$VDISK" info "$D/extraw.qcow2" | grep -q "data_file_raw: true" || fail "vdisk info: data_file_raw"
 "$VDISK" info "$D/dirty.qcow2" | grep -q "dirty: true" || fail "vdisk info: dirty ($(qemu-img info "$D/dirty.qcow2"))"
+"$VDISK" info "$D/probed.qcow2" | grep -q "backing_format" && fail "probed.qcow2: the patched extension was not skipped"
+"$VDISK" info "$D/probed.qcow2" | grep -q "backing chain: .*short-base.qcow2 (qcow2)" || fail "probed.qcow2: backing not probed"
 "$VDISK" info "$D/snap.qcow2" >"$T/info"
 grep -q "Snapshot list" "$T/info" && grep -q "a/b" "$T/info" || fail "vdisk info: snapshot table: $(cat "$T/info")"
 ls "$M" | grep -q "\.data$" && fail "external data files are listed"
@@ -343,6 +359,15 @@ qemu-img convert -O raw "$D/top.qcow2" "$T/top.raw"
 "$VDTEST" parread "$M/top.qcow2" "$T/top.raw" 8 40 || fail "parallel readers on top.qcow2"
 qemu-img convert -O raw "$D/comp-zstd.qcow2" "$T/cz.raw"
 "$VDTEST" parread "$M/comp-zstd.qcow2" "$T/cz.raw" 8 40 || fail "parallel readers on comp-zstd.qcow2"
+
+note "a tiny L2 cache (-o cache_size=1): eviction under parallel readers"
+unmount_vdiskfs "$M"
+mount_vdiskfs "$D" "$M" -o keyfile="$T/keys",cache_size=1
+qemu-img convert -O raw "$D/many-l2.qcow2" "$T/c512.raw"
+"$VDTEST" parread "$M/many-l2.qcow2" "$T/c512.raw" 8 60 || fail "parallel readers with a tiny cache"
+compare_to_qemu "$D/many-l2.qcow2" "$M/many-l2.qcow2"
+compare_to_qemu "$D/xl2-16384.qcow2" "$M/xl2-16384.qcow2"
+compare_to_qemu "$D/top.qcow2" "$M/top.qcow2"
 
 if [ "$HAVE_REAL" = 1 ]; then
     note "real images: basic-zstd (MiB i = byte i), backing chain strings"

@@ -421,6 +421,58 @@ static void test_snapshot_table(Fixture *f, gconstpointer data)
     g_assert_error(err, VD_ERROR, ENOENT);
 }
 
+/* Damaged refcounts and tables, opened read-write: writes fail or work, never crash. */
+static void test_fuzz_write(Fixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *orig = g_memdup2(f->img, f->len);
+    GRand *r = g_rand_new_with_seed(4321);
+    g_autofree uint8_t *buf = g_malloc(3 * CS);
+    memset(buf, 0x5a, 3 * CS);
+    int opened = 0;
+    for (int iter = 0; iter < 300; iter++) {
+        memcpy(f->img, orig, f->len);
+        int n = g_rand_int_range(r, 1, 4);
+        for (int k = 0; k < n; k++) {
+            /* Refcount table and block, L1, L2 (and now and then the header). */
+            uint32_t pos = g_rand_int_range(r, 0, 8) == 0
+                               ? (uint32_t)g_rand_int_range(r, 36, 64)
+                               : (uint32_t)g_rand_int_range(r, CS, L2_OFF + 64);
+            f->img[pos] ^= (uint8_t)(1u << g_rand_int_range(r, 0, 8));
+        }
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VdImage) img = open_image(f, true, &err);
+        if (img == NULL)
+            continue;
+        opened++;
+        uint64_t size = vd_image_size(img);
+        for (int k = 0; k < 4 && size > 3 * CS; k++) {
+            uint64_t off = (uint64_t)g_rand_double_range(r, 0, (double)(size - 3 * CS));
+            if (!vd_image_pwrite(img, buf, 3 * CS - 100, off, &err))
+                g_clear_error(&err);
+            if (!vd_image_write_zeroes(img, off / 2, CS * 2, VD_ZERO_MAY_UNMAP, &err))
+                g_clear_error(&err);
+        }
+        if (!vd_image_flush(img, &err))
+            g_clear_error(&err);
+    }
+    g_assert_cmpint(opened, >, 100);
+    g_rand_free(r);
+}
+
+/* Where the refcounts wrongly call the L1 table free, writing refuses. */
+static void test_refcount_lies(Fixture *f, gconstpointer data)
+{
+    vd_put_be16(f->img + 2 * CS + 2 * 3, 0); /* the L1 table's cluster */
+    vd_put_be64(f->img + L1_OFF, 0);         /* so the first write allocates */
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_image(f, true, &err);
+    g_assert_no_error(err);
+    uint8_t b[512] = {1};
+    g_assert_false(vd_image_pwrite(img, b, sizeof b, 0, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    g_assert_nonnull(strstr(err->message, "L1 table"));
+}
+
 static void test_corrupt_bit(Fixture *f, gconstpointer data)
 {
     vd_put_be64(f->img + 72, 1ull << 1);
@@ -493,6 +545,8 @@ int main(int argc, char **argv)
     ADD("snapshot-table", test_snapshot_table);
     ADD("corrupt-bit", test_corrupt_bit);
     ADD("fuzz", test_fuzz);
+    ADD("fuzz-write", test_fuzz_write);
+    ADD("refcount-lies", test_refcount_lies);
 #undef ADD
     return g_test_run();
 }
