@@ -5,3 +5,4 @@
  * Included twice by src/vd-registry.c, so no include guard.
  */
 VD_DRIVER(raw)
+VD_DRIVER(vdi)
