@@ -192,9 +192,9 @@ while [ "$(stat -c %s "$D/kill.vdi")" -lt $((16 * MiB)) ] && [ $i -lt 2000 ]; do
     sleep 0.005
     i=$((i + 1))
 done
-kill -9 "$pid"
 running=no
 kill -0 "$ddpid" 2>/dev/null && running=yes
+kill -9 "$pid"
 wait "$ddpid" 2>/dev/null || true
 [ "$running" = yes ] || fail "the writer had finished before the daemon was killed"
 umount -l "$M" 2>/dev/null || fusermount3 -u -z "$M" 2>/dev/null || true
