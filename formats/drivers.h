@@ -6,3 +6,5 @@
  */
 VD_DRIVER(raw)
 VD_DRIVER(vdi)
+VD_DRIVER(parallels)
+VD_DRIVER(parallels_bundle)
