@@ -179,8 +179,8 @@ getfattr --absolute-names -n user.vdiskfs.error --only-values "$M/child.vdi" 2>/
 unmount_vdiskfs "$M"
 
 note "SIGKILL in the middle of writes leaves an image qemu-img check accepts"
-qemu-img create -q -f vdi "$D/kill.vdi" 48M
-head -c $((48 * MiB)) /dev/urandom >"$T/kill.new"
+qemu-img create -q -f vdi "$D/kill.vdi" 24M
+head -c $((24 * MiB)) /dev/urandom >"$T/kill.new"
 mount_vdiskfs "$D" "$M" -o rw
 pid=$(pgrep -f "vdiskfs.* $M\$" | head -n 1)
 [ -n "$pid" ] || fail "cannot find the vdiskfs process"
@@ -188,7 +188,7 @@ dd if="$T/kill.new" of="$M/kill.vdi" bs=64k oflag=dsync conv=notrunc status=none
 ddpid=$!
 # Kill once a third of the disk has been allocated: the writer is mid-way.
 i=0
-while [ "$(stat -c %s "$D/kill.vdi")" -lt $((16 * MiB)) ] && [ $i -lt 2000 ]; do
+while [ "$(stat -c %s "$D/kill.vdi")" -lt $((8 * MiB)) ] && [ $i -lt 2000 ]; do
     sleep 0.005
     i=$((i + 1))
 done
