@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Install what vdiskfs needs to build and test, on Debian or Ubuntu, where missing.
 set -eu
-PKGS="gcc make autoconf automake libtool pkg-config libfuse3-dev fuse3 libglib2.0-dev
+PKGS="gcc clang make autoconf automake libtool pkg-config libfuse3-dev fuse3 libglib2.0-dev
 zlib1g-dev libssl-dev libzstd-dev qemu-utils attr util-linux procps e2fsprogs groff-base
 xz-utils gzip"
 missing=""

@@ -1,38 +1,99 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
-# Build in ./build and run the whole test suite (unit + real mounts).
+# The test command: builds and runs the whole test suite, three ways:
+#   1. build/        the normal build: make check (unit + real mounts)
+#   2. build-asan/   the same suite under ASan + UBSan (sanitizer reports,
+#                    leaks included, from any process count as failures)
+#   3. build-fuzz/   clang libFuzzer targets, each format for FUZZ_SECONDS
 # The last line is always "N passed, N failed".
+#   contrib/run-tests.sh [--quick]     (--quick: stage 1 only)
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-summary() {
-    log=build/test-suite.log
-    pass=0 fail=$1
-    if [ -f "$log" ]; then
-        pass=$(sed -n 's/^# PASS: *//p' "$log" | head -n1)
-        f=$(sed -n 's/^# FAIL: *//p' "$log" | head -n1)
-        e=$(sed -n 's/^# ERROR: *//p' "$log" | head -n1)
-        x=$(sed -n 's/^# XPASS: *//p' "$log" | head -n1)
-        fail=$(( ${f:-0} + ${e:-0} + ${x:-0} + fail ))
-    fi
-    echo "${pass:-0} passed, $fail failed"
+quick=0
+[ "${1:-}" = --quick ] && quick=1
+jobs=$(nproc)
+total_pass=0
+total_fail=0
+
+count() { # LOG -> adds its automake counts
+    [ -f "$1" ] || { total_fail=$((total_fail + 1)); return; }
+    p=$(sed -n 's/^# PASS: *//p' "$1" | head -n1)
+    f=$(sed -n 's/^# FAIL: *//p' "$1" | head -n1)
+    e=$(sed -n 's/^# ERROR: *//p' "$1" | head -n1)
+    x=$(sed -n 's/^# XPASS: *//p' "$1" | head -n1)
+    total_pass=$((total_pass + ${p:-0}))
+    total_fail=$((total_fail + ${f:-0} + ${e:-0} + ${x:-0}))
+    grep -E '^(FAIL|ERROR|XPASS):' "$1" || true
 }
+
+finish() {
+    echo "$total_pass passed, $total_fail failed"
+    [ "$total_fail" -eq 0 ]
+    exit $?
+}
+
 if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then
-    autoreconf -fi || { summary 1; exit 1; }
+    autoreconf -fi || { total_fail=1; finish; }
 fi
-mkdir -p build
-cd build
-if [ ! -f Makefile ]; then
-    ../configure -q || { cd "$top"; summary 1; exit 1; }
+
+# stage DIR CONFIGURE_ARGS...: configure (once) and build in DIR
+stage_build() {
+    dir=$1
+    shift
+    mkdir -p "$dir"
+    if [ ! -f "$dir/Makefile" ]; then
+        (cd "$dir" && "$top/configure" -q "$@") || return 1
+    fi
+    make -C "$dir" -j"$jobs" >/dev/null
+}
+
+echo "== stage 1: make check"
+if stage_build build; then
+    rm -f build/test-suite.log
+    make -C build -j"$jobs" check >build/check.out 2>&1
+    grep -E '^(PASS|FAIL|ERROR|SKIP|XPASS)' build/check.out | grep -v '^PASS' || true
+    count build/test-suite.log
+else
+    echo "FAIL: build"
+    total_fail=$((total_fail + 1))
 fi
-make -j"$(nproc)" >/dev/null || { cd "$top"; summary 1; exit 1; }
-rm -f test-suite.log
-make -j"$(nproc)" check
-status=$?
-cd "$top"
-if [ $status -ne 0 ] && [ -f build/test-suite.log ]; then
-    # Show what failed, then the counts.
-    grep -E '^(FAIL|ERROR)' build/test-suite.log || true
+[ $quick = 1 ] && finish
+
+echo "== stage 2: make check under ASan + UBSan"
+if stage_build build-asan --enable-sanitizers; then
+    rm -rf build-asan/test-suite.log build-asan/sanitizer-logs
+    mkdir -p build-asan/sanitizer-logs
+    logs=$top/build-asan/sanitizer-logs
+    ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1:abort_on_error=0" \
+        UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=1" \
+        make -C build-asan -j"$jobs" check >build-asan/check.out 2>&1
+    grep -E '^(FAIL|ERROR|XPASS)' build-asan/check.out || true
+    count build-asan/test-suite.log
+    if [ -n "$(ls "$logs")" ]; then
+        echo "FAIL: sanitizer reports:"
+        head -n 60 "$logs"/* 
+        total_fail=$((total_fail + $(ls "$logs" | wc -l)))
+    else
+        total_pass=$((total_pass + 1))
+        echo "PASS: no sanitizer reports"
+    fi
+else
+    echo "FAIL: sanitizer build"
+    total_fail=$((total_fail + 1))
 fi
-summary 0
-exit $status
+
+echo "== stage 3: fuzz smoke"
+if command -v clang >/dev/null && stage_build build-fuzz CC=clang --enable-fuzzing; then
+    make -C build-fuzz fuzz-smoke FUZZ_SECONDS="${FUZZ_SECONDS:-15}" >build-fuzz/fuzz.out 2>&1
+    cat build-fuzz/fuzz.out | grep -E '^(PASS|FAIL): fuzz' || true
+    p=$(sed -n 's/^# fuzz PASS: *//p' build-fuzz/fuzz.out)
+    f=$(sed -n 's/^# fuzz FAIL: *//p' build-fuzz/fuzz.out)
+    [ -n "$p$f" ] || f=1
+    total_pass=$((total_pass + ${p:-0}))
+    total_fail=$((total_fail + ${f:-0}))
+else
+    echo "FAIL: fuzz build (needs clang)"
+    total_fail=$((total_fail + 1))
+fi
+finish

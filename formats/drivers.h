@@ -5,6 +5,8 @@
  * Included twice by src/vd-registry.c, so no include guard.
  */
 VD_DRIVER(raw)
+VD_DRIVER(vpc)
+VD_DRIVER(vhdx)
 VD_DRIVER(vdi)
 VD_DRIVER(parallels)
 VD_DRIVER(parallels_bundle)

@@ -44,8 +44,12 @@ VfsImage *vfs_image_get(VfsFs *fs, const char *relpath)
         return NULL;
     g_mutex_lock(&fs->lock);
     VfsImage *vi = g_hash_table_lookup(fs->images, relpath);
-    if (vi != NULL && (vi->dev != st.st_dev || vi->ino != st.st_ino)) {
-        /* Replaced on the host: open handles keep the old image. */
+    bool changed_in_place = vi != NULL && fs->opts.read_only &&
+                            (vi->size != st.st_size || vi->mtime.tv_sec != st.st_mtim.tv_sec ||
+                             vi->mtime.tv_nsec != st.st_mtim.tv_nsec);
+    if (vi != NULL && (vi->dev != st.st_dev || vi->ino != st.st_ino || changed_in_place)) {
+        /* Replaced or rewritten on the host: open handles keep the old image.
+         * (On rw mounts this daemon is the writer, so mtime tells nothing.) */
         g_hash_table_remove(fs->images, relpath);
         vi = NULL;
     }
@@ -57,6 +61,8 @@ VfsImage *vfs_image_get(VfsFs *fs, const char *relpath)
         vi->relpath = g_strdup(relpath);
         vi->dev = st.st_dev;
         vi->ino = st.st_ino;
+        vi->mtime = st.st_mtim;
+        vi->size = st.st_size;
         g_mutex_init(&vi->lock);
         g_hash_table_insert(fs->images, vi->relpath, vi);
     }
@@ -119,9 +125,9 @@ static void image_open_locked(VfsImage *vi)
     GError *err = NULL;
     vi->img = vd_image_open(fs->ctx, host, &o, &err);
     if (vi->img == NULL) {
-        vi->error_errno = vd_error_errno(err);
-        if (vi->error_errno != EACCES && vi->error_errno != ENOENT)
-            vi->error_errno = EIO;
+        /* EACCES for a missing key; EIO for every other reason, which is in
+         * the log and user.vdiskfs.error (a listed file is not ENOENT). */
+        vi->error_errno = vd_error_errno(err) == EACCES ? EACCES : EIO;
         vi->error = g_strdup(err->message);
         g_warning("%s", err->message);
         g_error_free(err);
@@ -144,6 +150,7 @@ VdImage *vfs_image_acquire(VfsImage *vi, int *err)
     g_mutex_lock(&vi->lock);
     if (!vi->opened)
         image_open_locked(vi);
+    vi->last_used = g_get_monotonic_time();
     VdImage *img = vi->img ? vd_image_ref(vi->img) : NULL;
     *err = img ? 0 : -vi->error_errno;
     g_mutex_unlock(&vi->lock);
@@ -222,4 +229,88 @@ bool vfs_snapshot_info(VfsFs *fs, const char *relpath, const char *snap_name, in
     }
     vfs_image_unref(vi);
     return found;
+}
+
+/* Close vi's image if nothing but vi holds it (no handle, no request, no
+ * open snapshot) and it has been idle long enough. */
+static void image_reap(VfsImage *vi, gint64 now, gint64 idle_us)
+{
+    g_mutex_lock(&vi->lock);
+    if (!vi->opened || now - vi->last_used < idle_us)
+        goto out;
+    if (vi->snap_images != NULL) {
+        GHashTableIter it;
+        gpointer snap;
+        g_hash_table_iter_init(&it, vi->snap_images);
+        while (g_hash_table_iter_next(&it, NULL, &snap)) {
+            if (g_atomic_int_get(&((VdImage *)snap)->refcount) == 1)
+                g_hash_table_iter_remove(&it);
+        }
+        if (g_hash_table_size(vi->snap_images) > 0)
+            goto out;
+    }
+    if (vi->img != NULL && g_atomic_int_get(&vi->img->refcount) != 1)
+        goto out;
+    /* vi->lock is held, so no one can take a new reference meanwhile. */
+    g_clear_pointer(&vi->img, vd_image_unref);
+    g_clear_pointer(&vi->snap_images, g_hash_table_unref);
+    g_clear_pointer(&vi->snapshots, g_ptr_array_unref);
+    g_clear_pointer(&vi->snap_names, g_ptr_array_unref);
+    g_clear_pointer(&vi->error, g_free);
+    vi->error_errno = 0;
+    vi->opened = false;
+out:
+    g_mutex_unlock(&vi->lock);
+}
+
+static gpointer reaper_thread(gpointer data)
+{
+    VfsFs *fs = data;
+    gint64 idle_us = (gint64)fs->opts.idle_timeout * G_USEC_PER_SEC;
+    gint64 period = MAX(idle_us / 4, G_USEC_PER_SEC / 4);
+    g_mutex_lock(&fs->reaper_lock);
+    while (!fs->reaper_stop) {
+        gint64 deadline = g_get_monotonic_time() + period;
+        while (!fs->reaper_stop && g_cond_wait_until(&fs->reaper_cond, &fs->reaper_lock, deadline))
+            ;
+        if (fs->reaper_stop)
+            break;
+        g_mutex_unlock(&fs->reaper_lock);
+        g_mutex_lock(&fs->lock);
+        g_autoptr(GPtrArray) all = g_ptr_array_new_with_free_func((GDestroyNotify)vfs_image_unref);
+        GHashTableIter it;
+        gpointer v;
+        g_hash_table_iter_init(&it, fs->images);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+            g_atomic_int_inc(&((VfsImage *)v)->refcount);
+            g_ptr_array_add(all, v);
+        }
+        g_mutex_unlock(&fs->lock);
+        gint64 now = g_get_monotonic_time();
+        for (guint i = 0; i < all->len; i++)
+            image_reap(g_ptr_array_index(all, i), now, idle_us);
+        g_mutex_lock(&fs->reaper_lock);
+    }
+    g_mutex_unlock(&fs->reaper_lock);
+    return NULL;
+}
+
+void vfs_reaper_start(VfsFs *fs)
+{
+    if (fs->opts.idle_timeout == 0 || fs->reaper != NULL)
+        return;
+    fs->reaper_stop = false;
+    fs->reaper = g_thread_new("vdiskfs-idle", reaper_thread, fs);
+}
+
+void vfs_reaper_stop(VfsFs *fs)
+{
+    if (fs->reaper == NULL)
+        return;
+    g_mutex_lock(&fs->reaper_lock);
+    fs->reaper_stop = true;
+    g_cond_signal(&fs->reaper_cond);
+    g_mutex_unlock(&fs->reaper_lock);
+    g_thread_join(fs->reaper);
+    fs->reaper = NULL;
 }

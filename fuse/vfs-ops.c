@@ -75,14 +75,14 @@ static int lookup_child(VfsFs *fs, fuse_ino_t parent, const char *name, struct f
     VfsNode *dir = vfs_node_get(fs, parent);
     if (dir == NULL)
         return -ESTALE;
-    VfsNodeKind kind;
-    g_autofree char *rel = NULL;
-    int r = vfs_find_child(fs, dir, name, &kind, &rel);
+    VfsChild child;
+    int r = vfs_find_child(fs, dir, name, &child);
     if (r < 0)
         return r;
-    VfsNode *n = vfs_node_lookup(fs, kind, rel, kind == VFS_NODE_SNAPFILE ? name : NULL);
+    VfsNode *n = vfs_node_lookup(fs, &child, child.kind == VFS_NODE_SNAPFILE ? name : NULL);
+    g_free(child.relpath);
     struct stat st;
-    r = vfs_node_stat(fs, n, &st);
+    r = vfs_node_stat(fs, n, NULL, &st);
     if (r < 0) {
         vfs_node_forget(fs, n->ino, 1);
         return r;
@@ -119,36 +119,13 @@ static void vfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
     VfsFs *fs = req_fs(req);
     VfsNode *n = vfs_node_get(fs, ino);
     struct stat st;
-    int r = n ? vfs_node_stat(fs, n, &st) : -ESTALE;
+    VdImage *open_img = fi && fi->fh ? ((VfsHandle *)(uintptr_t)fi->fh)->img : NULL;
+    int r = n ? vfs_node_stat(fs, n, open_img, &st) : -ESTALE;
     if (r < 0) {
         fuse_reply_err(req, -r);
         return;
     }
-    /* An open handle may hold an image replaced on the host since. */
-    if (fi != NULL && fi->fh != 0 && n->kind == VFS_NODE_IMAGE) {
-        VfsHandle *h = (VfsHandle *)(uintptr_t)fi->fh;
-        st.st_size = (off_t)vd_image_size(h->img);
-    }
     fuse_reply_attr(req, &st, fs->opts.attr_timeout);
-}
-
-/* The image behind a node for operations without a handle. */
-static VdImage *node_image(VfsFs *fs, VfsNode *n, int *err)
-{
-    if (n->kind == VFS_NODE_SNAPFILE)
-        return vfs_snapshot_acquire(fs, n->relpath, n->snap_name, err);
-    if (n->kind != VFS_NODE_IMAGE) {
-        *err = -EISDIR;
-        return NULL;
-    }
-    VfsImage *vi = vfs_image_get(fs, n->relpath);
-    if (vi == NULL) {
-        *err = -ENOENT;
-        return NULL;
-    }
-    VdImage *img = vfs_image_acquire(vi, err);
-    vfs_image_unref(vi);
-    return img;
 }
 
 static void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -173,7 +150,7 @@ static void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
     if (to_set & FUSE_SET_ATTR_SIZE) {
         int err = 0;
         VdImage *img = fi && fi->fh ? vd_image_ref(((VfsHandle *)(uintptr_t)fi->fh)->img)
-                                    : node_image(fs, n, &err);
+                                    : vfs_node_image(fs, n, &err);
         if (img == NULL) {
             fuse_reply_err(req, -err);
             return;
@@ -206,7 +183,8 @@ static void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
         }
     }
     struct stat st;
-    int r = vfs_node_stat(fs, n, &st);
+    VdImage *open_img = fi && fi->fh ? ((VfsHandle *)(uintptr_t)fi->fh)->img : NULL;
+    int r = vfs_node_stat(fs, n, open_img, &st);
     if (r < 0)
         fuse_reply_err(req, -r);
     else
@@ -223,7 +201,7 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     bool want_write = (fi->flags & O_ACCMODE) != O_RDONLY;
     int err = 0;
-    VdImage *img = node_image(fs, n, &err);
+    VdImage *img = vfs_node_image(fs, n, &err);
     if (img == NULL) {
         fuse_reply_err(req, -err);
         return;
@@ -236,10 +214,17 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     VfsHandle *h = g_new0(VfsHandle, 1);
     h->img = img;
     h->writable = want_write;
+    if (want_write)
+        vfs_writer_add(fs, img);
     fi->fh = (uint64_t)(uintptr_t)h;
-    /* Nothing but this daemon changes what a read-only mount shows. */
-    fi->keep_cache = fs->opts.read_only || n->kind == VFS_NODE_SNAPFILE;
+    /* On a read-only mount the kernel may keep its page cache between opens,
+     * unless the host file changed in place since the cache was filled. */
+    struct stat hst;
+    fi->keep_cache = (fs->opts.read_only || n->kind == VFS_NODE_SNAPFILE) &&
+                     fstat(img->fd, &hst) == 0 && vfs_node_cache_still_valid(fs, n, &hst.st_mtim);
     if (fuse_reply_open(req, fi) == -ENOENT) {
+        if (want_write)
+            vfs_writer_remove(fs, img);
         vd_image_unref(img);
         g_free(h);
     }
@@ -252,6 +237,7 @@ static void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
         g_autoptr(GError) e = NULL;
         if (!vd_image_flush(h->img, &e))
             g_warning("%s", e->message);
+        vfs_writer_remove(req_fs(req), h->img);
     }
     vd_image_unref(h->img);
     g_free(h);

@@ -39,16 +39,20 @@ static void dir_cache_free(gpointer p)
     g_free(dc);
 }
 
-static char *node_key(VfsNodeKind kind, const char *relpath, const char *snap_name)
+static char *node_key(const VfsChild *c, const char *snap_name)
 {
     static const char tag[] = {'d', 'i', 's', 't', 'u'};
-    return g_strdup_printf("%c:%s%s%s", tag[kind], relpath, snap_name ? "\x01" : "",
+    if (c->kind == VFS_NODE_IMAGE)
+        return g_strdup_printf("i:%s\x01%ju:%ju", c->relpath, (uintmax_t)c->dev, (uintmax_t)c->ino);
+    return g_strdup_printf("%c:%s%s%s", tag[c->kind], c->relpath, snap_name ? "\x01" : "",
                            snap_name ? snap_name : "");
 }
 
 static void node_free(gpointer p)
 {
     VfsNode *n = p;
+    if (n->vi != NULL)
+        vfs_image_unref(n->vi);
     g_free(n->relpath);
     g_free(n->snap_name);
     g_free(n->key);
@@ -67,10 +71,13 @@ VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
     fs->root = g_strdup(ctx->root);
     fs->opts = *opts;
     g_mutex_init(&fs->lock);
+    g_mutex_init(&fs->reaper_lock);
+    g_cond_init(&fs->reaper_cond);
     fs->by_ino = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, node_free);
     fs->by_key = g_hash_table_new(g_str_hash, g_str_equal);
     fs->images = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, vfs_image_unref_cb);
     fs->members = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    fs->writers = g_hash_table_new(g_direct_hash, g_direct_equal);
     fs->dirs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, dir_cache_free);
     fs->next_ino = FUSE_ROOT_ID + 1;
 
@@ -78,16 +85,44 @@ VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
     root->ino = FUSE_ROOT_ID;
     root->kind = VFS_NODE_DIR;
     root->relpath = g_strdup("");
-    root->key = node_key(VFS_NODE_DIR, "", NULL);
+    VfsChild root_child = {.kind = VFS_NODE_DIR, .relpath = ""};
+    root->key = node_key(&root_child, NULL);
     root->nlookup = 1;
     g_hash_table_insert(fs->by_ino, &root->ino, root);
     g_hash_table_insert(fs->by_key, root->key, root);
     return fs;
 }
 
+void vfs_writer_add(VfsFs *fs, VdImage *img)
+{
+    g_mutex_lock(&fs->lock);
+    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(fs->writers, img));
+    g_hash_table_insert(fs->writers, img, GUINT_TO_POINTER(n + 1));
+    g_mutex_unlock(&fs->lock);
+}
+
+void vfs_writer_remove(VfsFs *fs, VdImage *img)
+{
+    g_mutex_lock(&fs->lock);
+    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(fs->writers, img));
+    if (n <= 1)
+        g_hash_table_remove(fs->writers, img);
+    else
+        g_hash_table_insert(fs->writers, img, GUINT_TO_POINTER(n - 1));
+    g_mutex_unlock(&fs->lock);
+}
+
 void vfs_close_all(VfsFs *fs)
 {
     g_mutex_lock(&fs->lock);
+    GHashTableIter it;
+    gpointer img;
+    g_hash_table_iter_init(&it, fs->writers);
+    while (g_hash_table_iter_next(&it, &img, NULL)) {
+        g_autoptr(GError) err = NULL;
+        if (!vd_image_flush(img, &err))
+            g_warning("%s", err->message);
+    }
     g_hash_table_remove_all(fs->images);
     g_mutex_unlock(&fs->lock);
 }
@@ -101,8 +136,11 @@ void vfs_free(VfsFs *fs)
     g_hash_table_unref(fs->by_ino);
     g_hash_table_unref(fs->images);
     g_hash_table_unref(fs->members);
+    g_hash_table_unref(fs->writers);
     g_hash_table_unref(fs->dirs);
     g_mutex_clear(&fs->lock);
+    g_mutex_clear(&fs->reaper_lock);
+    g_cond_clear(&fs->reaper_cond);
     g_free(fs->root);
     vd_context_unref(fs->ctx);
     g_free(fs);
@@ -117,17 +155,19 @@ VfsNode *vfs_node_get(VfsFs *fs, fuse_ino_t ino)
     return n;
 }
 
-VfsNode *vfs_node_lookup(VfsFs *fs, VfsNodeKind kind, const char *relpath, const char *snap_name)
+VfsNode *vfs_node_lookup(VfsFs *fs, const VfsChild *child, const char *snap_name)
 {
-    g_autofree char *key = node_key(kind, relpath, snap_name);
+    g_autofree char *key = node_key(child, snap_name);
     g_mutex_lock(&fs->lock);
     VfsNode *n = g_hash_table_lookup(fs->by_key, key);
     if (n == NULL) {
         n = g_new0(VfsNode, 1);
         n->ino = fs->next_ino++;
-        n->kind = kind;
-        n->relpath = g_strdup(relpath);
+        n->kind = child->kind;
+        n->relpath = g_strdup(child->relpath);
         n->snap_name = g_strdup(snap_name);
+        n->dev = child->dev;
+        n->ino_host = child->ino;
         n->key = g_steal_pointer(&key);
         g_hash_table_insert(fs->by_ino, &n->ino, n);
         g_hash_table_insert(fs->by_key, n->key, n);
@@ -152,6 +192,16 @@ void vfs_node_forget(VfsFs *fs, fuse_ino_t ino, uint64_t count)
         }
     }
     g_mutex_unlock(&fs->lock);
+}
+
+bool vfs_node_cache_still_valid(VfsFs *fs, VfsNode *node, const struct timespec *mtime)
+{
+    g_mutex_lock(&fs->lock);
+    bool same =
+        node->cached_mtime.tv_sec == mtime->tv_sec && node->cached_mtime.tv_nsec == mtime->tv_nsec;
+    node->cached_mtime = *mtime;
+    g_mutex_unlock(&fs->lock);
+    return same;
 }
 
 static char *child_relpath(const char *relpath, const char *name)
@@ -197,6 +247,8 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
                              const VfsDirCache *old, int *err)
 {
     g_autofree char *host = vfs_host_path(fs, relpath);
+    /* Watch before reading, so nothing changes unseen in between. */
+    vfs_watch_dir(fs, relpath);
     DIR *d = opendir(host);
     if (d == NULL) {
         *err = -errno;
@@ -402,14 +454,14 @@ GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err)
     return out;
 }
 
-int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsNodeKind *kind,
-                   char **child_rel)
+int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *child)
 {
+    memset(child, 0, sizeof *child);
     if (strchr(name, '/') != NULL || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return -ENOENT;
     if (dir->kind == VFS_NODE_DIR && *dir->relpath == '\0' && strcmp(name, VFS_SNAPSHOT_DIR) == 0) {
-        *kind = VFS_NODE_SNAPDIR;
-        *child_rel = g_strdup("");
+        child->kind = VFS_NODE_SNAPDIR;
+        child->relpath = g_strdup("");
         return 0;
     }
     if (dir->kind == VFS_NODE_SNAPIMG) {
@@ -418,8 +470,8 @@ int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsNodeKind 
         uint64_t size;
         if (!vfs_snapshot_info(fs, dir->relpath, name, &date, &nsec, &size))
             return -ENOENT;
-        *kind = VFS_NODE_SNAPFILE;
-        *child_rel = g_strdup(dir->relpath);
+        child->kind = VFS_NODE_SNAPFILE;
+        child->relpath = g_strdup(dir->relpath);
         return 0;
     }
     if (dir->kind != VFS_NODE_DIR && dir->kind != VFS_NODE_SNAPDIR)
@@ -433,24 +485,68 @@ int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsNodeKind 
     bool is_image = false;
     if (e != NULL && !e->hidden && (e->driver != NULL || e->is_dir)) {
         is_image = e->driver != NULL;
+        child->dev = e->dev;
+        child->ino = e->ino;
         ret = 0;
     }
     g_mutex_unlock(&fs->lock);
     if (ret != 0)
         return ret;
-    *child_rel = child_relpath(dir->relpath, name);
+    child->relpath = child_relpath(dir->relpath, name);
     if (dir->kind == VFS_NODE_DIR) {
-        *kind = is_image ? VFS_NODE_IMAGE : VFS_NODE_DIR;
+        child->kind = is_image ? VFS_NODE_IMAGE : VFS_NODE_DIR;
     } else if (is_image) {
-        if (image_snapshot_count(fs, *child_rel) == 0) {
-            g_clear_pointer(child_rel, g_free);
+        if (image_snapshot_count(fs, child->relpath) == 0) {
+            g_clear_pointer(&child->relpath, g_free);
             return -ENOENT;
         }
-        *kind = VFS_NODE_SNAPIMG;
+        child->kind = VFS_NODE_SNAPIMG;
     } else {
-        *kind = VFS_NODE_SNAPDIR;
+        child->kind = VFS_NODE_SNAPDIR;
     }
+    if (child->kind != VFS_NODE_IMAGE)
+        child->dev = child->ino = 0;
     return 0;
+}
+
+VfsImage *vfs_node_vfs_image(VfsFs *fs, VfsNode *node, int *err)
+{
+    VfsImage *vi = vfs_image_get(fs, node->relpath);
+    if (vi != NULL && (vi->dev != node->dev || vi->ino != node->ino_host))
+        g_clear_pointer(&vi, vfs_image_unref);
+    g_mutex_lock(&fs->lock);
+    if (vi != NULL && vi != node->vi) {
+        /* The host file this node names (perhaps reopened after a change). */
+        if (node->vi != NULL)
+            vfs_image_unref(node->vi);
+        g_atomic_int_inc(&vi->refcount);
+        node->vi = vi;
+    } else if (vi == NULL && node->vi != NULL) {
+        /* Replaced or removed on the host: the node still shows what it
+         * showed, as an open file would on any filesystem. */
+        vi = node->vi;
+        g_atomic_int_inc(&vi->refcount);
+    }
+    g_mutex_unlock(&fs->lock);
+    if (vi == NULL)
+        *err = -ESTALE;
+    return vi;
+}
+
+VdImage *vfs_node_image(VfsFs *fs, VfsNode *node, int *err)
+{
+    if (node->kind == VFS_NODE_SNAPFILE)
+        return vfs_snapshot_acquire(fs, node->relpath, node->snap_name, err);
+    if (node->kind != VFS_NODE_IMAGE) {
+        *err = -EISDIR;
+        return NULL;
+    }
+    VfsImage *vi = vfs_node_vfs_image(fs, node, err);
+    if (vi == NULL)
+        return NULL;
+    VdImage *img = vfs_image_acquire(vi, err);
+    vfs_image_unref(vi);
+    return img;
 }
 
 static void stat_times_from(struct stat *st, const struct stat *host)
@@ -460,12 +556,25 @@ static void stat_times_from(struct stat *st, const struct stat *host)
     st->st_ctim = host->st_ctim;
 }
 
-int vfs_node_stat(VfsFs *fs, const VfsNode *node, struct stat *st)
+int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
 {
     g_autofree char *host = vfs_host_path(fs, node->relpath);
     struct stat hst;
-    if (stat(host, &hst) < 0)
+    g_autoptr(VdImage) img = NULL;
+    int err = 0;
+    if (node->kind == VFS_NODE_IMAGE) {
+        /* The attributes of the file the image was opened from: the path
+         * may name a replacement by now. */
+        img = open_img ? vd_image_ref(open_img) : vfs_node_image(fs, node, &err);
+        if (img == NULL && err == -ESTALE)
+            return err;
+    }
+    if (img != NULL) {
+        if (fstat(img->fd, &hst) < 0)
+            return -errno;
+    } else if (stat(host, &hst) < 0) {
         return -errno;
+    }
     memset(st, 0, sizeof *st);
     st->st_ino = node->ino;
     st->st_uid = hst.st_uid;
@@ -486,9 +595,6 @@ int vfs_node_stat(VfsFs *fs, const VfsNode *node, struct stat *st)
         st->st_nlink = 2;
         break;
     case VFS_NODE_IMAGE: {
-        VfsImage *vi = vfs_image_get(fs, node->relpath);
-        int err = 0;
-        VdImage *img = vi ? vfs_image_acquire(vi, &err) : NULL;
         bool writable = img != NULL && !img->read_only && !fs->opts.read_only;
         if (S_ISDIR(hst.st_mode))
             perm &= ~0111; /* a bundle directory shown as a file */
@@ -497,13 +603,10 @@ int vfs_node_stat(VfsFs *fs, const VfsNode *node, struct stat *st)
         if (img != NULL) {
             st->st_size = (off_t)vd_image_size(img);
             st->st_blocks = (blkcnt_t)((vd_image_host_bytes(img) + 511) / 512);
-            vd_image_unref(img);
         } else {
             st->st_size = 0;
             st->st_blocks = 0;
         }
-        if (vi != NULL)
-            vfs_image_unref(vi);
         break;
     }
     case VFS_NODE_SNAPFILE: {

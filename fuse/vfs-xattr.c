@@ -10,7 +10,7 @@
 #define XATTR_PREFIX "user.vdiskfs."
 
 /* The attributes of one image node, as name/value pairs. */
-static GPtrArray *image_xattrs(VfsFs *fs, const VfsNode *node)
+static GPtrArray *image_xattrs(VfsFs *fs, VfsNode *node)
 {
     GPtrArray *kv = g_ptr_array_new_with_free_func(g_free);
 #define ADD(k, ...)                                                                                \
@@ -22,7 +22,7 @@ static GPtrArray *image_xattrs(VfsFs *fs, const VfsNode *node)
     VdImage *img = NULL;
     VfsImage *vi = NULL;
     if (node->kind == VFS_NODE_IMAGE) {
-        vi = vfs_image_get(fs, node->relpath);
+        vi = vfs_node_vfs_image(fs, node, &err);
         img = vi ? vfs_image_acquire(vi, &err) : NULL;
     } else if (node->kind == VFS_NODE_SNAPFILE) {
         img = vfs_snapshot_acquire(fs, node->relpath, node->snap_name, &err);
@@ -62,7 +62,7 @@ static GPtrArray *image_xattrs(VfsFs *fs, const VfsNode *node)
     return kv;
 }
 
-ssize_t vfs_xattr_get(VfsFs *fs, const VfsNode *node, const char *name, char *buf, size_t size)
+ssize_t vfs_xattr_get(VfsFs *fs, VfsNode *node, const char *name, char *buf, size_t size)
 {
     g_autoptr(GPtrArray) kv = image_xattrs(fs, node);
     for (guint i = 0; i + 1 < kv->len; i += 2) {
@@ -80,7 +80,7 @@ ssize_t vfs_xattr_get(VfsFs *fs, const VfsNode *node, const char *name, char *bu
     return -ENODATA;
 }
 
-ssize_t vfs_xattr_list(VfsFs *fs, const VfsNode *node, char *buf, size_t size)
+ssize_t vfs_xattr_list(VfsFs *fs, VfsNode *node, char *buf, size_t size)
 {
     g_autoptr(GPtrArray) kv = image_xattrs(fs, node);
     size_t total = 0;

@@ -22,9 +22,10 @@
 #define VFS_SNAPSHOT_DIR ".snapshots"
 
 typedef struct {
-    bool read_only;      /* -o ro (default) / rw */
-    double attr_timeout; /* seconds the kernel may cache attributes and entries */
-    size_t splice_min;   /* reads at least this large hand fds to the kernel; 0 = never */
+    bool read_only;        /* -o ro (default) / rw */
+    double attr_timeout;   /* seconds the kernel may cache attributes and entries */
+    size_t splice_min;     /* reads at least this large hand fds to the kernel; 0 = never */
+    unsigned idle_timeout; /* seconds before an unused image is closed; 0 = never */
 } VfsOptions;
 
 /* One image file in IMAGEDIR, opened (or failed) once per host file. */
@@ -33,10 +34,13 @@ typedef struct VfsImage {
     char *relpath;
     dev_t dev; /* host identity when opened: a replaced file gets a new VfsImage */
     ino_t ino;
-    GMutex lock;  /* guards everything below */
-    bool opened;  /* an open was attempted */
-    VdImage *img; /* NULL when the open failed */
-    char *error;  /* why it failed (for user.vdiskfs.error) */
+    struct timespec mtime; /* and, on read-only mounts, so does one changed in place */
+    off_t size;
+    GMutex lock;      /* guards everything below */
+    bool opened;      /* an open was attempted */
+    gint64 last_used; /* monotonic µs of the last acquire, for the idle reaper */
+    VdImage *img;     /* NULL when the open failed */
+    char *error;      /* why it failed (for user.vdiskfs.error) */
     int error_errno;
     GPtrArray *snapshots;    /* VdSnapshotInfo, in table order; NULL until listed */
     GPtrArray *snap_names;   /* unique display names, parallel to snapshots */
@@ -54,20 +58,40 @@ typedef enum {
 typedef struct {
     fuse_ino_t ino;
     VfsNodeKind kind;
-    char *relpath;    /* path below IMAGEDIR ("" = root); for snapshot nodes, of the dir or image */
-    char *snap_name;  /* VFS_NODE_SNAPFILE: display name */
-    char *key;        /* lookup key in VfsFs.by_key */
-    uint64_t nlookup; /* guarded by VfsFs.lock */
+    char *relpath;   /* path below IMAGEDIR ("" = root); for snapshot nodes, of the dir or image */
+    char *snap_name; /* VFS_NODE_SNAPFILE: display name */
+    char *key;       /* lookup key in VfsFs.by_key */
+    dev_t dev;       /* VFS_NODE_IMAGE: the host file; a replaced file is a new node */
+    ino_t ino_host;
+    struct VfsImage *vi;          /* VFS_NODE_IMAGE: what it showed last; VfsFs.lock */
+    uint64_t nlookup;             /* guarded by VfsFs.lock */
+    struct timespec cached_mtime; /* host mtime the kernel's page cache holds; VfsFs.lock */
 } VfsNode;
+
+/* What a name in a directory is. */
+typedef struct {
+    VfsNodeKind kind;
+    char *relpath; /* of the child (of the image, for snapshot files) */
+    dev_t dev;     /* VFS_NODE_IMAGE: host identity */
+    ino_t ino;
+} VfsChild;
 
 typedef struct {
     char *name;
     VfsNodeKind kind;
 } VfsDirEntry;
 
+typedef struct VfsWatch VfsWatch;
+
 typedef struct {
     VdContext *ctx;
-    char *root; /* IMAGEDIR, realpath */
+    char *root;              /* IMAGEDIR, realpath */
+    struct fuse_session *se; /* for invalidation notices; NULL when not mounted */
+    VfsWatch *watch;         /* inotify (vfs-watch.c), or NULL */
+    GThread *reaper;         /* idle-image closer, or NULL */
+    GMutex reaper_lock;      /* guards reaper_stop with reaper_cond */
+    GCond reaper_cond;
+    bool reaper_stop;
     VfsOptions opts;
     GMutex lock;         /* guards the tables below */
     GHashTable *by_ino;  /* fuse_ino_t -> VfsNode* (owns) */
@@ -75,6 +99,7 @@ typedef struct {
     GHashTable *images;  /* relpath -> VfsImage* (owns a ref) */
     GHashTable *members; /* "dev:ino" of files that belong to an image -> image name */
     GHashTable *dirs;    /* relpath -> scan of that directory (vfs-tree.c) */
+    GHashTable *writers; /* VdImage* -> number of open write handles */
     fuse_ino_t next_ino;
 } VfsFs;
 
@@ -83,16 +108,23 @@ void vfs_free(VfsFs *fs);
 /* Flush and close every image (unmount, SIGTERM). */
 void vfs_close_all(VfsFs *fs);
 
+/* Write handles, so that unmount and SIGTERM flush images that open files
+ * still hold (perhaps replaced on the host and so no longer in images). */
+void vfs_writer_add(VfsFs *fs, VdImage *img);
+void vfs_writer_remove(VfsFs *fs, VdImage *img);
+
 /* Nodes. vfs_node_lookup takes one lookup reference (for a FUSE entry reply). */
 VfsNode *vfs_node_get(VfsFs *fs, fuse_ino_t ino);
-VfsNode *vfs_node_lookup(VfsFs *fs, VfsNodeKind kind, const char *relpath, const char *snap_name);
+VfsNode *vfs_node_lookup(VfsFs *fs, const VfsChild *child, const char *snap_name);
 void vfs_node_forget(VfsFs *fs, fuse_ino_t ino, uint64_t n);
+/* Whether the kernel's cached pages of node still match a host file with
+ * this mtime; records it for next time. */
+bool vfs_node_cache_still_valid(VfsFs *fs, VfsNode *node, const struct timespec *mtime);
 
 /* Directory listing: GPtrArray of VfsDirEntry, or NULL with errno. */
 GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err);
-/* Find one name in a directory: its kind, or -errno. */
-int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsNodeKind *kind,
-                   char **child_relpath);
+/* Find one name in a directory: 0 and *child (free child->relpath), or -errno. */
+int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *child);
 
 /* Image state for a path (opening it on first use). Caller unrefs. */
 VfsImage *vfs_image_get(VfsFs *fs, const char *relpath);
@@ -105,16 +137,34 @@ VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_n
 bool vfs_snapshot_info(VfsFs *fs, const char *relpath, const char *snap_name, int64_t *date,
                        uint32_t *date_nsec, uint64_t *size);
 
-/* Attributes of a node; -errno on failure. */
-int vfs_node_stat(VfsFs *fs, const VfsNode *node, struct stat *st);
+/* The image a node shows (IMAGE or SNAPFILE), referenced, or NULL and
+ * -errno (ESTALE when the host file was replaced since the lookup). */
+VdImage *vfs_node_image(VfsFs *fs, VfsNode *node, int *err);
+/* The VfsImage of an IMAGE node, or NULL and -errno (ESTALE as above). */
+VfsImage *vfs_node_vfs_image(VfsFs *fs, VfsNode *node, int *err);
+
+/* Attributes of a node; from open_img (an open handle's image) when given,
+ * so a file replaced on the host still stats as what the handle reads.
+ * -errno on failure. */
+int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st);
 
 /* Host path of a relpath. */
 char *vfs_host_path(VfsFs *fs, const char *relpath);
 
 /* xattrs (fuse/vfs-xattr.c): value into buf (size 0 = just the length);
  * returns length or -errno. */
-ssize_t vfs_xattr_get(VfsFs *fs, const VfsNode *node, const char *name, char *buf, size_t size);
-ssize_t vfs_xattr_list(VfsFs *fs, const VfsNode *node, char *buf, size_t size);
+ssize_t vfs_xattr_get(VfsFs *fs, VfsNode *node, const char *name, char *buf, size_t size);
+ssize_t vfs_xattr_list(VfsFs *fs, VfsNode *node, char *buf, size_t size);
+
+/* Close images nobody used for opts.idle_timeout seconds (and retry failed
+ * ones after as long); they reopen on demand. */
+void vfs_reaper_start(VfsFs *fs);
+void vfs_reaper_stop(VfsFs *fs);
+
+/* Live directories (vfs-watch.c). */
+bool vfs_watch_start(VfsFs *fs, struct fuse_session *se);
+void vfs_watch_stop(VfsFs *fs);
+void vfs_watch_dir(VfsFs *fs, const char *relpath);
 
 extern const struct fuse_lowlevel_ops vfs_ops;
 

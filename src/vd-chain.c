@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vd-chain.h"
@@ -144,7 +145,11 @@ bool vd_chain_read_vec(VdImage *img, uint64_t offset, size_t len, VdReadVec *vec
         if (!vd_chain_status(img, offset, vd_min_u64(len, size - offset), 0, &e, error))
             return false;
         size_t n = (size_t)e.length;
-        if (e.state == VD_EXTENT_DATA) {
+        struct stat st;
+        /* Host ranges the kernel will splice must exist in full: a short
+         * splice would end the read early, where pread reads zeros. */
+        if (e.state == VD_EXTENT_DATA && fstat(e.fd, &st) == 0 &&
+            vd_range_within(e.host_offset, n, (uint64_t)st.st_size)) {
             vec_add_fd(vec, e.fd, e.host_offset, n);
         } else {
             /* Decoding, zeros and reads past a short backing file: let the

@@ -26,6 +26,7 @@ typedef struct VdContext {
     uint64_t metadata_cache_bytes; /* per image, for L2/BAT/grain caches */
     uint64_t decode_cache_bytes;   /* per image, decompressed clusters */
     unsigned max_chain_depth;
+    bool force_share; /* take no QEMU-compatible locks (qemu-img -U) */
 } VdContext;
 
 #define VD_DEFAULT_RAW_EXTENSIONS "img,raw,iso,dd,bin"

@@ -10,6 +10,7 @@
 #include "vd-error.h"
 #include "vd-image.h"
 #include "vd-io.h"
+#include "vd-lock.h"
 
 /* Per vd_image_open() call: guards against loops and runaway depth. */
 typedef struct {
@@ -134,6 +135,11 @@ void vd_image_add_backing_candidate(VdImage *img, const char *host_path)
     if (img->backing_candidates == NULL)
         img->backing_candidates = g_ptr_array_new_with_free_func(g_free);
     g_ptr_array_add(img->backing_candidates, g_strdup(host_path));
+}
+
+bool vd_image_lock_member(VdImage *img, int fd, const char *name, GError **error)
+{
+    return vd_lock_fd(fd, name, !img->read_only, img->ctx->force_share, error);
 }
 
 void vd_image_add_member(VdImage *img, const char *host_path)
@@ -369,7 +375,8 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
         image_free(img);
         return NULL;
     }
-    if (!walk_enter(walk, img->name, &st, error)) {
+    if (!walk_enter(walk, img->name, &st, error) ||
+        !vd_lock_fd(img->fd, img->name, !img->read_only, ctx->force_share, error)) {
         image_free(img);
         return NULL;
     }

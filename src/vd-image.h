@@ -68,6 +68,9 @@ static inline uint64_t vd_image_size(const VdImage *img)
 void vd_image_set_backing(VdImage *img, const char *recorded_name, const char *format);
 void vd_image_add_backing_candidate(VdImage *img, const char *host_path);
 void vd_image_add_member(VdImage *img, const char *host_path);
+/* Take QEMU's locks on a member file the driver opened (extent, data file),
+ * as the block layer does on img->fd. EBUSY when QEMU is using it. */
+bool vd_image_lock_member(VdImage *img, int fd, const char *name, GError **error);
 
 /* Reads: any range; past the virtual size reads as zeros. */
 bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error);

@@ -17,15 +17,18 @@ static gboolean opt_json;
 static char *opt_keyfile;
 static char *opt_format;
 static gboolean opt_confined;
+static gboolean opt_force_share;
 
 static const GOptionEntry entries[] = {
     {"json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "Machine-readable output (JSON)", NULL},
     {"keyfile", 'k', 0, G_OPTION_ARG_FILENAME, &opt_keyfile,
      "Passphrases for encrypted images (mode 0600 key file)", "PATH"},
     {"format", 'f', 0, G_OPTION_ARG_STRING, &opt_format, "Do not probe: open as FORMAT", "FORMAT"},
+    {"force-share", 'U', 0, G_OPTION_ARG_NONE, &opt_force_share,
+     "Open images that another process (QEMU) is writing", NULL},
     {"confined", 0, 0, G_OPTION_ARG_NONE, &opt_confined,
      "Backing files must lie in the image's directory", NULL},
-    {NULL},
+    G_OPTION_ENTRY_NULL,
 };
 
 static VdImage *open_image(const char *path, GError **error)
@@ -35,6 +38,7 @@ static VdImage *open_image(const char *path, GError **error)
     if (ctx == NULL)
         return NULL;
     ctx->backing_policy = opt_confined ? VD_BACKING_CONFINED : VD_BACKING_ANY;
+    ctx->force_share = opt_force_share;
     if (opt_keyfile && !vd_context_load_keyfile(ctx, opt_keyfile, error))
         return NULL;
     VdOpenOptions o = {.read_only = true, .format = opt_format};
@@ -251,6 +255,18 @@ static int cmd_cat(VdImage *img)
     return 0;
 }
 
+/* The driver table: name, capabilities, description. */
+static int cmd_formats(void)
+{
+    for (const VdDriver *const *d = vd_drivers; *d != NULL; d++) {
+        const VdDriver *drv = *d;
+        printf("%-18s %-5s %-7s %-9s %s\n", drv->name, (drv->caps & VD_CAP_WRITE) ? "rw" : "ro",
+               (drv->caps & VD_CAP_BACKING) ? "backing" : "-",
+               (drv->caps & VD_CAP_SNAPSHOTS) ? "snapshots" : "-", drv->description);
+    }
+    return 0;
+}
+
 int main(int argc, char *argv[])
 {
     g_autoptr(GOptionContext) oc = g_option_context_new("COMMAND IMAGE [SNAPSHOT]");
@@ -259,7 +275,8 @@ int main(int argc, char *argv[])
             "  info IMAGE        format, sizes, backing chain, format details, snapshots\n"
             "  map IMAGE         allocation map (like qemu-img map)\n"
             "  snapshots IMAGE   the internal snapshot table\n"
-            "  cat IMAGE [SNAP]  the raw disk (or one snapshot) on stdout");
+            "  cat IMAGE [SNAP]  the raw disk (or one snapshot) on stdout\n"
+            "  formats           the supported formats");
     g_option_context_add_main_entries(oc, entries, NULL);
     g_autoptr(GError) err = NULL;
     if (!g_option_context_parse(oc, &argc, &argv, &err)) {
@@ -267,6 +284,8 @@ int main(int argc, char *argv[])
         return 2;
     }
     vd_log_init("vdisk", false);
+    if (argc == 2 && strcmp(argv[1], "formats") == 0)
+        return cmd_formats();
     if (argc < 3 || (argc > 3 && strcmp(argv[1], "cat") != 0) || argc > 4) {
         g_autofree char *help = g_option_context_get_help(oc, TRUE, NULL);
         fputs(help, stderr);

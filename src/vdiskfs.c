@@ -6,6 +6,8 @@
 #include <fuse_lowlevel.h>
 
 #include <stddef.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,8 @@ typedef struct {
     char *cache_size;
     char *splice_min;
     double attr_timeout;
+    int force_share;
+    unsigned idle_timeout;
     int nonopt_count;
 } VdfsConfig;
 
@@ -45,6 +49,8 @@ static const struct fuse_opt vdfs_opts[] = {
     VDFS_OPT("cache_size=%s", cache_size, 0),
     VDFS_OPT("splice_min=%s", splice_min, 0),
     VDFS_OPT("attr_timeout=%lf", attr_timeout, 0),
+    VDFS_OPT("force_share", force_share, 1),
+    VDFS_OPT("idle_timeout=%u", idle_timeout, 0),
     FUSE_OPT_END,
 };
 
@@ -90,8 +96,12 @@ static void usage(const char *prog)
            "                           (confined, the default) or anywhere\n"
            "    -o cache_size=BYTES    metadata cache per image (default %u)\n"
            "    -o splice_min=BYTES    hand host file ranges to the kernel (splice)\n"
-           "                           for reads of at least BYTES; 0 copies always\n"
-           "    -o attr_timeout=SECS   how long the kernel caches attributes (1)\n\n",
+           "                           for reads of at least BYTES; 0 (default)\n"
+           "                           always copies\n"
+           "    -o attr_timeout=SECS   how long the kernel caches attributes (1)\n"
+           "    -o idle_timeout=SECS   close images unused for SECS seconds (60; 0 never)\n"
+           "    -o force_share         take no QEMU-compatible image locks (like\n"
+           "                           qemu-img -U): read images QEMU is writing\n\n",
            prog, VD_DEFAULT_RAW_EXTENSIONS, VD_DEFAULT_METADATA_CACHE);
 }
 
@@ -147,6 +157,7 @@ static VdContext *make_context(VdfsConfig *cfg)
         vd_context_unref(ctx);
         return NULL;
     }
+    ctx->force_share = cfg->force_share;
     if (cfg->keyfile && !vd_context_load_keyfile(ctx, cfg->keyfile, &err))
         goto fail;
     return ctx;
@@ -188,7 +199,7 @@ static bool check_dirs(const char *imagedir, const char *mountpoint)
 int main(int argc, char *argv[])
 {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-    VdfsConfig cfg = {.attr_timeout = 1.0};
+    VdfsConfig cfg = {.attr_timeout = 1.0, .idle_timeout = 60};
     struct fuse_cmdline_opts cmd = {0};
     struct fuse_session *se = NULL;
     VfsFs *fs = NULL;
@@ -223,8 +234,11 @@ int main(int argc, char *argv[])
     vd_log_init("vdiskfs", cmd.debug);
     raise_fd_limit();
 
-    VfsOptions vopts = {
-        .read_only = !cfg.rw, .attr_timeout = cfg.attr_timeout, .splice_min = 64 * 1024};
+    /* Copying beat splice at every request size measured on Linux 6.18
+     * (1 MiB sequential: 2.8 GB/s copy vs 0.9 GB/s splice; 4 KiB random:
+     * equal or worse), so splicing is opt-in. */
+    VfsOptions vopts = {.read_only = !cfg.rw, .attr_timeout = cfg.attr_timeout, .splice_min = 0};
+    vopts.idle_timeout = cfg.idle_timeout;
     if (cfg.splice_min) {
         uint64_t v;
         if (!parse_size("splice_min", cfg.splice_min, &v))
@@ -257,6 +271,9 @@ int main(int argc, char *argv[])
         goto out_unmount;
     if (!cmd.foreground)
         vd_log_use_syslog();
+    /* After daemonising: threads do not survive fork. */
+    vfs_watch_start(fs, se);
+    vfs_reaper_start(fs);
 
     if (cmd.singlethread) {
         ret = fuse_session_loop(se);
@@ -264,11 +281,15 @@ int main(int argc, char *argv[])
         struct fuse_loop_config *lc = fuse_loop_cfg_create();
         fuse_loop_cfg_set_clone_fd(lc, cmd.clone_fd);
         fuse_loop_cfg_set_max_threads(lc, cmd.max_threads ? cmd.max_threads : 16);
-        fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
+        if (cmd.max_idle_threads != UINT_MAX) /* UINT_MAX: not given */
+            fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
         ret = fuse_session_loop_mt(se, lc);
         fuse_loop_cfg_destroy(lc);
     }
-    ret = ret != 0 ? 1 : 0;
+    /* A loop ended by SIGTERM/SIGINT/SIGHUP reports the signal: a clean exit. */
+    ret = (ret == 0 || ret == SIGTERM || ret == SIGINT || ret == SIGHUP) ? 0 : 1;
+    vfs_watch_stop(fs);
+    vfs_reaper_stop(fs);
 
 out_unmount:
     fuse_session_unmount(se);

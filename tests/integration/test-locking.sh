@@ -1,0 +1,61 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+# QEMU-compatible image locks: vdiskfs never writes an image QEMU writes,
+# QEMU cannot write an image vdiskfs has open, qemu-img info -U still works.
+. "$TESTLIB"
+require_fuse
+require_qemu
+
+D=$T/images M=$T/mnt
+mkdir -p "$D" "$M"
+qemu-img create -q -f raw "$D/busy.img" 1M
+qemu-img create -q -f raw "$D/mine.img" 1M
+
+# QEMU holds busy.img open for writing while vdiskfs mounts.
+mkfifo "$T/qemu-in"
+qemu-io -f raw "$D/busy.img" <"$T/qemu-in" >/dev/null 2>&1 &
+qpid=$!
+exec 4>"$T/qemu-in"
+# wait_qemu_lock: until QEMU holds its write-permission byte (101) on busy.img.
+wait_qemu_lock() {
+    local ino i=0
+    ino=$(stat -c %i "$D/busy.img")
+    until awk -v ino="$ino" '$6 ~ ":"ino"$" && $7 <= 101 && $8 >= 101 {f=1} END {exit !f}' /proc/locks; do
+        i=$((i + 1))
+        [ $i -lt 200 ] || fail "qemu-io did not lock busy.img"
+        sleep 0.05
+    done
+}
+wait_qemu_lock
+
+mount_vdiskfs "$D" "$M" -o rw 4>&- # the daemon must not hold the fifo open
+note "an image QEMU is writing is listed but refuses to open, with the reason"
+ls "$M" | grep -qx busy.img || fail "busy.img is not listed"
+r=$("$VDTEST" errno "$M/busy.img" open-rw)
+[ "$r" != OK ] || fail "vdiskfs opened an image QEMU is writing"
+getfattr -n user.vdiskfs.error --only-values "$M/busy.img" 2>/dev/null | grep -q "another process" ||
+    fail "user.vdiskfs.error does not explain the lock conflict"
+
+note "QEMU cannot write an image vdiskfs has open for writing"
+exec 3<>"$M/mine.img"
+if qemu-io -f raw -c 'write -P 7 0 512' "$D/mine.img" >"$T/qio" 2>&1; then
+    fail "qemu-io wrote to an image vdiskfs has open for writing"
+fi
+grep -qi "lock" "$T/qio" || fail "qemu-io failed for another reason: $(cat "$T/qio")"
+qemu-img info -U "$D/mine.img" >/dev/null || fail "qemu-img info -U fails on a mounted image"
+exec 3>&-
+exec 4>&-
+wait $qpid 2>/dev/null || true
+unmount_vdiskfs "$M"
+
+note "force_share reads an image that QEMU is writing"
+qemu-io -f raw "$D/busy.img" <"$T/qemu-in" >/dev/null 2>&1 &
+qpid=$!
+exec 4>"$T/qemu-in"
+wait_qemu_lock
+mount_vdiskfs "$D" "$M" -o force_share 4>&-
+cmp "$D/busy.img" "$M/busy.img" || fail "force_share: cannot read busy.img"
+exec 4>&-
+wait $qpid 2>/dev/null || true
+unmount_vdiskfs "$M"
+echo PASS
