@@ -20,6 +20,7 @@
 #include "src/vd-image.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
+#include "src/vd-lock.h"
 
 #define DESCRIPTOR "DiskDescriptor.xml"
 
@@ -130,6 +131,12 @@ static bool open_layer(VdImage *img, int dirfd, const PrlDescImage *im, bool wri
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         vd_set_error(error, EIO, "%s: not a regular file", name);
+        close(fd);
+        return false;
+    }
+    /* QEMU's locks, as on any image file: the top layer is written, the
+     * layers below are only read and must not change. */
+    if (!vd_lock_fd(fd, name, writable, img->ctx->force_share, error)) {
         close(fd);
         return false;
     }

@@ -244,6 +244,13 @@ done
 for b in $BUNDLES; do
     same_bytes "$T/$b.model" "$M/$b.hdd" "$b.hdd through the rw mount"
 done
+if $HAVE_REAL; then
+    # The open bundle holds QEMU's locks on its layers: QEMU keeps out.
+    if qemu-io -f parallels -c "write 0 512" "$DELTA" >"$T/qio.out" 2>&1; then
+        fail "qemu-io wrote to snap.hdd's top layer while vdiskfs had it open"
+    fi
+    grep -qi "lock" "$T/qio.out" || fail "qemu-io failed, but not on a lock: $(cat "$T/qio.out")"
+fi
 unmount_vdiskfs "$M"
 
 note "after the writes: qemu-img check and compare"

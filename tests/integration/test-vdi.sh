@@ -118,7 +118,10 @@ qemu-img create -q -f vdi "$D/rand.vdi" 16M
 truncate -s 16M "$T/rand.model"
 qemu-img convert -O raw "$D/static.vdi" "$T/static.model"
 cp "$T/child.expect" "$T/child.model"
-mount_vdiskfs "$D" "$M" -o rw
+# force_share: in a rw mount parent.vdi is both an image opened for writing
+# and child.vdi's backing file; with QEMU's locks whichever the daemon opens
+# first keeps the other out (EBUSY), in directory-scan order.
+mount_vdiskfs "$D" "$M" -o rw,force_share
 # 60 writes: offsets anywhere (some unaligned, some crossing blocks),
 # lengths from 1 byte to 1.5 MiB.
 awk 'BEGIN { srand(4242); for (i = 0; i < 60; i++) {
@@ -184,7 +187,7 @@ qemu-img compare -f raw -F vdi "$T/dyn.grown" "$D/dyn.vdi" >"$T/cmp.out" 2>&1 ||
     fail "qemu-img compare after growing: $(cat "$T/cmp.out")"
 
 note "writing the parent makes the child refuse it (modification UUID)"
-mount_vdiskfs "$D" "$M" -o rw
+mount_vdiskfs "$D" "$M" -o rw,force_share
 printf 'x' | dd of="$M/parent.vdi" bs=1 seek=5 conv=notrunc status=none
 unmount_vdiskfs "$M"
 mount_vdiskfs "$D" "$M"
