@@ -162,7 +162,6 @@ static bool load_block_map(VdImage *img, VdiState *s, uint64_t file_size, GError
     s->bmap = g_new(uint32_t, s->blocks ? s->blocks : 1);
     s->used_capacity = s->blocks;
     s->used = g_malloc0((s->blocks + 7) / 8 + 1);
-    g_autofree uint32_t *owner = NULL;
     for (uint32_t i = 0; i < s->blocks; i++) {
         uint32_t e = vd_le32(raw + (size_t)i * 4);
         s->bmap[i] = e;
@@ -380,6 +379,8 @@ static void vdi_describe(VdImage *img, VdInfo *info)
     comment[VDI_COMMENT_LEN] = '\0';
     if (comment[0] != '\0' && g_utf8_validate(comment, -1, NULL))
         vd_info_add_str(info, "comment", "%s", comment);
+    if (s->header_count_stale)
+        vd_info_add_bool(info, "allocated_count_stale", true);
     uint32_t cyl = vd_le32(h + VDI_OFF_CYLINDERS), heads = vd_le32(h + VDI_OFF_HEADS);
     uint32_t secs = vd_le32(h + VDI_OFF_SECTORS);
     if (cyl != 0 && heads != 0 && secs != 0)

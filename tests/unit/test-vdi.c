@@ -558,6 +558,61 @@ static void test_differencing_errors(Fixture *f, gconstpointer data)
     g_assert_error(err, VD_ERROR, ENOENT);
 }
 
+/* VirtualBox's layout: the base disk in the VM's folder, its differencing
+ * images in Snapshots/ below it. */
+static void test_snapshots_folder(Fixture *f, gconstpointer data)
+{
+    make_chain(f, false);
+    g_autofree char *sub = fpath(f, "Snapshots");
+    g_assert_cmpint(g_mkdir(sub, 0755), ==, 0);
+    g_autofree char *from = fpath(f, "child.vdi");
+    g_autofree char *to = g_build_filename(sub, "{c1c1c1c1}.vdi", NULL);
+    g_assert_cmpint(g_rename(from, to), ==, 0);
+    g_autoptr(GError) err = NULL;
+    {
+        g_autoptr(VdImage) img = open_img(f, "Snapshots/{c1c1c1c1}.vdi", false, &err);
+        g_assert_no_error(err);
+        g_assert_cmpstr(img->backing->name, ==, "parent.vdi");
+        assert_bytes(img, 64 * KiB, 64 * KiB, data_byte(1));
+    }
+    /* Not above IMAGEDIR: a context rooted at Snapshots/ does not look up. */
+    g_autoptr(VdContext) ctx = vd_context_new(sub, &err);
+    g_assert_no_error(err);
+    VdOpenOptions o = {.read_only = true};
+    g_assert_null(vd_image_open(ctx, to, &o, &err));
+    g_assert_error(err, VD_ERROR, ENOENT);
+    g_unlink(to);
+    g_rmdir(sub);
+}
+
+/* Differencing images naming each other as parents (a -> c -> a, b -> a):
+ * an error, not an endless search. */
+static void test_uuid_loop(Fixture *f, gconstpointer data)
+{
+    uint32_t map[2] = {VDI_BLOCK_FREE, VDI_BLOCK_FREE};
+    VdiSpec a = spec_default(2, 64 * KiB), b = spec_default(2, 64 * KiB);
+    a.type = b.type = VDI_TYPE_DIFF;
+    memset(a.uuid, 0xaa, 16);
+    memset(b.uuid, 0xbb, 16);
+    memcpy(a.link, b.uuid, 16);
+    memcpy(b.link, a.uuid, 16);
+    VdiSpec c = spec_default(2, 64 * KiB);
+    c.type = VDI_TYPE_DIFF;
+    memset(c.uuid, 0xcc, 16);
+    memcpy(c.link, a.uuid, 16);
+    memcpy(a.link, c.uuid, 16);
+    write_named(f, "a.vdi", &a, map);
+    write_named(f, "b.vdi", &b, map);
+    write_named(f, "c.vdi", &c, map);
+    g_autoptr(GError) err = NULL;
+    g_assert_null(open_img(f, "a.vdi", false, &err));
+    g_assert_error(err, VD_ERROR, ELOOP);
+    g_test_message("%s", err->message);
+    g_clear_error(&err);
+    g_assert_null(open_img(f, "b.vdi", false, &err));
+    g_assert_error(err, VD_ERROR, ELOOP);
+}
+
 /* Decompress $TESTDATA/name.gz into the fixture directory. */
 static bool gunzip_testdata(Fixture *f, const char *gz, const char *out)
 {
@@ -617,6 +672,8 @@ int main(int argc, char *argv[])
     ADD("/vdi/truncate", test_truncate);
     ADD("/vdi/differencing", test_differencing);
     ADD("/vdi/differencing-errors", test_differencing_errors);
+    ADD("/vdi/snapshots-folder", test_snapshots_folder);
+    ADD("/vdi/uuid-loop", test_uuid_loop);
     ADD("/vdi/real-basic", test_real_basic);
     return g_test_run();
 }
