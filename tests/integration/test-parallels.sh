@@ -219,6 +219,12 @@ if $HAVE_REAL; then
     cp "$T/snap.expect" "$T/snap.model"
 fi
 mount_vdiskfs "$D" "$M" -o rw
+# Readers run all along: block status and reads race with allocation.
+touch "$T/readers.run"
+for r in 1 2; do
+    (while [ -e "$T/readers.run" ]; do cat "$M/big.hds" "$M/c4k.hds" $(for b in $BUNDLES; do echo "$M/$b.hdd"; done) >/dev/null || exit 1; done) &
+    eval "reader$r=\$!"
+done
 seed=1
 for n in big c64k c4k; do
     random_writes "$M/$n.hds" "$T/$n.model" "$(stat -c %s "$M/$n.hds")" 40 $seed
@@ -227,6 +233,10 @@ done
 for b in $BUNDLES; do
     random_writes "$M/$b.hdd" "$T/$b.model" $((100 * MiB)) 30 $seed
     seed=$((seed + 1))
+done
+rm -f "$T/readers.run"
+for r in "$reader1" "$reader2"; do
+    wait "$r" || fail "a reader failed while the images were written"
 done
 if $HAVE_REAL; then
     # Across the boundary of split.hdd's storages, and zeroing over the snapshot's base.

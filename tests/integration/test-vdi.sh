@@ -129,6 +129,12 @@ awk 'BEGIN { srand(4242); for (i = 0; i < 60; i++) {
         off = int(rand() * (16777216 - len));
         if (i % 5 == 0) off -= off % 4096;
         print off, len } }' >"$T/writes"
+# Readers run all along: block status and reads race with allocation.
+touch "$T/readers.run"
+for r in 1 2 3; do
+    (while [ -e "$T/readers.run" ]; do cat "$M/rand.vdi" "$M/child.vdi" >/dev/null || exit 1; done) &
+    eval "reader$r=\$!"
+done
 i=0
 while read -r off len; do
     head -c "$len" /dev/urandom >"$T/chunk"
@@ -145,6 +151,10 @@ while read -r off len; do
     fi
     i=$((i + 1))
 done <"$T/writes"
+rm -f "$T/readers.run"
+for r in "$reader1" "$reader2" "$reader3"; do
+    wait "$r" || fail "a reader failed while rand.vdi and child.vdi were written"
+done
 # Zero ranges: a whole block (holes again) and a partial one.
 "$VDTEST" errno "$M/rand.vdi" zero $((3 * MiB)) $MiB | grep -qx OK || fail "zero range"
 "$VDTEST" errno "$M/rand.vdi" punch $((7 * MiB + 100)) 5000 | grep -qx OK || fail "punch"
