@@ -32,9 +32,9 @@ if [ -z "$imagedir" ]; then
         qemu-img convert -O vhdx "$imagedir/disk.img" "$imagedir/disk.vhdx"
         # A qcow2 with an internal snapshot, then changed after it.
         qemu-img create -q -f qcow2 "$imagedir/snap.qcow2" 64M
-        qemu-io -q -c 'write -P 0x11 0 1M' "$imagedir/snap.qcow2"
+        qemu-io -c 'write -P 0x11 0 1M' "$imagedir/snap.qcow2" >/dev/null
         qemu-img snapshot -c before "$imagedir/snap.qcow2"
-        qemu-io -q -c 'write -P 0x22 0 1M' "$imagedir/snap.qcow2"
+        qemu-io -c 'write -P 0x22 0 1M' "$imagedir/snap.qcow2" >/dev/null
     fi
 fi
 mkdir -p "$mnt"

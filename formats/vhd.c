@@ -331,7 +331,7 @@ static bool vhd_open(VdImage *img, GError **error)
             goto out;
     }
     if (!s->can_allocate && vhd_is_dynamic(s))
-        img->read_only = true;
+        vd_image_refuse_writes(img);
     ok = true;
 out:
     if (!ok)

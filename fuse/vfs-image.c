@@ -121,7 +121,10 @@ static void image_open_locked(VfsImage *vi)
     VfsFs *fs = ((VfsImagePriv *)vi)->fs;
     vi->opened = true;
     g_autofree char *host = vfs_host_path(fs, vi->relpath);
-    VdOpenOptions o = {.read_only = fs->opts.read_only};
+    /* Read-only even on rw mounts until someone opens the file for writing
+     * (vfs_image_acquire_rw): a read-only open takes QEMU's read locks, which
+     * let the same file be the backing image of another image here. */
+    VdOpenOptions o = {.read_only = true};
     GError *err = NULL;
     vi->img = vd_image_open(fs->ctx, host, &o, &err);
     if (vi->img == NULL) {
@@ -153,6 +156,100 @@ VdImage *vfs_image_acquire(VfsImage *vi, int *err)
     vi->last_used = g_get_monotonic_time();
     VdImage *img = vi->img ? vd_image_ref(vi->img) : NULL;
     *err = img ? 0 : -vi->error_errno;
+    g_mutex_unlock(&vi->lock);
+    return img;
+}
+
+static void image_reap(VfsImage *vi, gint64 now, gint64 idle_us, bool try);
+
+/* Close every image of the mount that nobody is using, except one: their
+ * backing chains may hold read locks on the image about to be written.
+ * Only try-locks, since the caller holds a VfsImage lock. */
+static void reap_unused_now(VfsFs *fs, VfsImage *except)
+{
+    g_autoptr(GPtrArray) all = g_ptr_array_new_with_free_func((GDestroyNotify)vfs_image_unref);
+    g_mutex_lock(&fs->lock);
+    GHashTableIter it;
+    gpointer v;
+    g_hash_table_iter_init(&it, fs->images);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        if (v == except)
+            continue;
+        g_atomic_int_inc(&((VfsImage *)v)->refcount);
+        g_ptr_array_add(all, v);
+    }
+    g_mutex_unlock(&fs->lock);
+    for (guint i = 0; i < all->len; i++)
+        image_reap(g_ptr_array_index(all, i), G_MAXINT64, 0, true);
+}
+
+VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err)
+{
+    VfsFs *fs = ((VfsImagePriv *)vi)->fs;
+    g_autofree char *host = vfs_host_path(fs, vi->relpath);
+    g_mutex_lock(&vi->lock);
+    if (!vi->opened)
+        image_open_locked(vi);
+    vi->last_used = g_get_monotonic_time();
+    VdImage *img = NULL;
+    if (vi->img == NULL) {
+        *err = -vi->error_errno;
+        goto out;
+    }
+    if (!vi->img->read_only) {
+        img = vd_image_ref(vi->img);
+        goto out;
+    }
+    /* Reopen read-write. Our own read-only open holds QEMU's read locks, so
+     * it must go first; it can only when no one else is using it, or those
+     * users would keep reading through stale metadata. */
+    if (vi->snap_images != NULL) {
+        GHashTableIter it;
+        gpointer snap;
+        g_hash_table_iter_init(&it, vi->snap_images);
+        while (g_hash_table_iter_next(&it, NULL, &snap)) {
+            if (g_atomic_int_get(&((VdImage *)snap)->refcount) == 1)
+                g_hash_table_iter_remove(&it);
+        }
+    }
+    if (g_atomic_int_get(&vi->img->refcount) != 1) {
+        g_message("%s: open for reading (or a snapshot of it is); close it before writing",
+                  vi->relpath);
+        *err = -EBUSY;
+        goto out;
+    }
+    VdOpenOptions o = {.read_only = false};
+    GError *e = NULL;
+    g_clear_pointer(&vi->img, vd_image_unref);
+    img = vd_image_open(fs->ctx, host, &o, &e);
+    if (img == NULL && vd_error_errno(e) == EBUSY) {
+        /* Perhaps only idle images of this mount with this one in their
+         * backing chain stand in the way: close those and try again. */
+        g_clear_error(&e);
+        reap_unused_now(fs, vi);
+        img = vd_image_open(fs->ctx, host, &o, &e);
+    }
+    if (img != NULL && img->read_only) {
+        /* The format or the host file cannot be written. */
+        vi->img = img;
+        img = NULL;
+        *err = -EROFS;
+        goto out;
+    }
+    if (img == NULL) {
+        g_message("%s", e->message);
+        *err = -(vd_error_errno(e) == EBUSY ? EBUSY : EIO);
+        g_error_free(e);
+        /* Back to read-only, as before. */
+        VdOpenOptions ro = {.read_only = true};
+        vi->img = vd_image_open(fs->ctx, host, &ro, NULL);
+        if (vi->img == NULL)
+            vi->opened = false;
+        goto out;
+    }
+    register_members(fs, img);
+    vi->img = vd_image_ref(img);
+out:
     g_mutex_unlock(&vi->lock);
     return img;
 }
@@ -233,9 +330,12 @@ bool vfs_snapshot_info(VfsFs *fs, const char *relpath, const char *snap_name, in
 
 /* Close vi's image if nothing but vi holds it (no handle, no request, no
  * open snapshot) and it has been idle long enough. */
-static void image_reap(VfsImage *vi, gint64 now, gint64 idle_us)
+static void image_reap(VfsImage *vi, gint64 now, gint64 idle_us, bool try)
 {
-    g_mutex_lock(&vi->lock);
+    if (!try)
+        g_mutex_lock(&vi->lock);
+    else if (!g_mutex_trylock(&vi->lock))
+        return;
     if (!vi->opened || now - vi->last_used < idle_us)
         goto out;
     if (vi->snap_images != NULL) {
@@ -288,7 +388,7 @@ static gpointer reaper_thread(gpointer data)
         g_mutex_unlock(&fs->lock);
         gint64 now = g_get_monotonic_time();
         for (guint i = 0; i < all->len; i++)
-            image_reap(g_ptr_array_index(all, i), now, idle_us);
+            image_reap(g_ptr_array_index(all, i), now, idle_us, false);
         g_mutex_lock(&fs->reaper_lock);
     }
     g_mutex_unlock(&fs->reaper_lock);

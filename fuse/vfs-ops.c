@@ -14,14 +14,22 @@
 
 #define VFS_MAX_IO (1u << 20)
 
+/* An open file (img) or directory (entries). */
 typedef struct {
     VdImage *img;
     bool writable;
+    GPtrArray *entries; /* VfsDirEntry */
 } VfsHandle;
 
-typedef struct {
-    GPtrArray *entries; /* VfsDirEntry */
-} VfsDirHandle;
+void vfs_handle_free(gpointer p)
+{
+    VfsHandle *h = p;
+    if (h->img != NULL)
+        vd_image_unref(h->img);
+    if (h->entries != NULL)
+        g_ptr_array_unref(h->entries);
+    g_free(h);
+}
 
 static VfsFs *req_fs(fuse_req_t req)
 {
@@ -149,8 +157,8 @@ static void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
     }
     if (to_set & FUSE_SET_ATTR_SIZE) {
         int err = 0;
-        VdImage *img = fi && fi->fh ? vd_image_ref(((VfsHandle *)(uintptr_t)fi->fh)->img)
-                                    : vfs_node_image(fs, n, &err);
+        VfsHandle *h = fi && fi->fh ? (VfsHandle *)(uintptr_t)fi->fh : NULL;
+        VdImage *img = h && h->writable ? vd_image_ref(h->img) : vfs_node_image_rw(fs, n, &err);
         if (img == NULL) {
             fuse_reply_err(req, -err);
             return;
@@ -201,7 +209,8 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     bool want_write = (fi->flags & O_ACCMODE) != O_RDONLY;
     int err = 0;
-    VdImage *img = vfs_node_image(fs, n, &err);
+    VdImage *img = want_write && !fs->opts.read_only ? vfs_node_image_rw(fs, n, &err)
+                                                     : vfs_node_image(fs, n, &err);
     if (img == NULL) {
         fuse_reply_err(req, -err);
         return;
@@ -222,11 +231,12 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct stat hst;
     fi->keep_cache = (fs->opts.read_only || n->kind == VFS_NODE_SNAPFILE) &&
                      fstat(img->fd, &hst) == 0 && vfs_node_cache_still_valid(fs, n, &hst.st_mtim);
+    vfs_handle_add(fs, h);
     if (fuse_reply_open(req, fi) == -ENOENT) {
         if (want_write)
             vfs_writer_remove(fs, img);
-        vd_image_unref(img);
-        g_free(h);
+        vfs_handle_remove(fs, h);
+        vfs_handle_free(h);
     }
 }
 
@@ -239,8 +249,8 @@ static void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
             g_warning("%s", e->message);
         vfs_writer_remove(req_fs(req), h->img);
     }
-    vd_image_unref(h->img);
-    g_free(h);
+    vfs_handle_remove(req_fs(req), h);
+    vfs_handle_free(h);
     fuse_reply_err(req, 0);
 }
 
@@ -403,12 +413,13 @@ static void vfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
         fuse_reply_err(req, -err);
         return;
     }
-    VfsDirHandle *dh = g_new0(VfsDirHandle, 1);
+    VfsHandle *dh = g_new0(VfsHandle, 1);
     dh->entries = entries;
     fi->fh = (uint64_t)(uintptr_t)dh;
+    vfs_handle_add(fs, dh);
     if (fuse_reply_open(req, fi) == -ENOENT) {
-        g_ptr_array_unref(entries);
-        g_free(dh);
+        vfs_handle_remove(fs, dh);
+        vfs_handle_free(dh);
     }
 }
 
@@ -421,7 +432,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi, bool plus)
 {
     VfsFs *fs = req_fs(req);
-    VfsDirHandle *dh = (VfsDirHandle *)(uintptr_t)fi->fh;
+    VfsHandle *dh = (VfsHandle *)(uintptr_t)fi->fh;
     g_autofree char *buf = g_malloc(size);
     size_t used = 0;
     /* Positions: 0 = ".", 1 = "..", 2 + i = entry i; an entry's offset is the next position. */
@@ -480,9 +491,9 @@ static void vfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t o
 
 static void vfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    VfsDirHandle *dh = (VfsDirHandle *)(uintptr_t)fi->fh;
-    g_ptr_array_unref(dh->entries);
-    g_free(dh);
+    VfsHandle *dh = (VfsHandle *)(uintptr_t)fi->fh;
+    vfs_handle_remove(req_fs(req), dh);
+    vfs_handle_free(dh);
     fuse_reply_err(req, 0);
 }
 

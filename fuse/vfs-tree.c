@@ -78,6 +78,7 @@ VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
     fs->images = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, vfs_image_unref_cb);
     fs->members = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     fs->writers = g_hash_table_new(g_direct_hash, g_direct_equal);
+    fs->handles = g_hash_table_new_full(g_direct_hash, g_direct_equal, vfs_handle_free, NULL);
     fs->dirs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, dir_cache_free);
     fs->next_ino = FUSE_ROOT_ID + 1;
 
@@ -112,6 +113,20 @@ void vfs_writer_remove(VfsFs *fs, VdImage *img)
     g_mutex_unlock(&fs->lock);
 }
 
+void vfs_handle_add(VfsFs *fs, gpointer handle)
+{
+    g_mutex_lock(&fs->lock);
+    g_hash_table_add(fs->handles, handle);
+    g_mutex_unlock(&fs->lock);
+}
+
+void vfs_handle_remove(VfsFs *fs, gpointer handle)
+{
+    g_mutex_lock(&fs->lock);
+    g_hash_table_steal(fs->handles, handle);
+    g_mutex_unlock(&fs->lock);
+}
+
 void vfs_close_all(VfsFs *fs)
 {
     g_mutex_lock(&fs->lock);
@@ -136,6 +151,7 @@ void vfs_free(VfsFs *fs)
     g_hash_table_unref(fs->by_ino);
     g_hash_table_unref(fs->images);
     g_hash_table_unref(fs->members);
+    g_hash_table_unref(fs->handles); /* after the writers were flushed */
     g_hash_table_unref(fs->writers);
     g_hash_table_unref(fs->dirs);
     g_mutex_clear(&fs->lock);
@@ -229,8 +245,10 @@ static VfsScanEntry *scan_entry(VfsFs *fs, const char *host, const struct stat *
     e->size = st->st_size;
     e->mtime = st->st_mtim;
     e->is_dir = S_ISDIR(st->st_mode);
-    if (old != NULL && old->dev == e->dev && old->ino == e->ino && old->size == e->size &&
-        timespec_eq(&old->mtime, &e->mtime) && old->is_dir == e->is_dir) {
+    /* Reuse an unchanged file's verdict, but probe non-images again: some
+     * formats (split raw, bundles) depend on other files of the directory. */
+    if (old != NULL && old->driver != NULL && old->dev == e->dev && old->ino == e->ino &&
+        old->size == e->size && timespec_eq(&old->mtime, &e->mtime) && old->is_dir == e->is_dir) {
         e->driver = old->driver;
         return e;
     }
@@ -556,6 +574,20 @@ static void stat_times_from(struct stat *st, const struct stat *host)
     st->st_ctim = host->st_ctim;
 }
 
+VdImage *vfs_node_image_rw(VfsFs *fs, VfsNode *node, int *err)
+{
+    if (node->kind != VFS_NODE_IMAGE) {
+        *err = node->kind == VFS_NODE_SNAPFILE ? -EROFS : -EISDIR;
+        return NULL;
+    }
+    VfsImage *vi = vfs_node_vfs_image(fs, node, err);
+    if (vi == NULL)
+        return NULL;
+    VdImage *img = vfs_image_acquire_rw(vi, err);
+    vfs_image_unref(vi);
+    return img;
+}
+
 int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
 {
     g_autofree char *host = vfs_host_path(fs, node->relpath);
@@ -595,7 +627,9 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
         st->st_nlink = 2;
         break;
     case VFS_NODE_IMAGE: {
-        bool writable = img != NULL && !img->read_only && !fs->opts.read_only;
+        /* On rw mounts images stay open read-only until written, so
+         * "writable" is what the driver could do. */
+        bool writable = img != NULL && !fs->opts.read_only && !img->format_read_only;
         if (S_ISDIR(hst.st_mode))
             perm &= ~0111; /* a bundle directory shown as a file */
         st->st_mode = S_IFREG | (writable ? perm : (perm & ~0222));

@@ -100,6 +100,7 @@ typedef struct {
     GHashTable *members; /* "dev:ino" of files that belong to an image -> image name */
     GHashTable *dirs;    /* relpath -> scan of that directory (vfs-tree.c) */
     GHashTable *writers; /* VdImage* -> number of open write handles */
+    GHashTable *handles; /* every open file handle (owned), freed at unmount */
     fuse_ino_t next_ino;
 } VfsFs;
 
@@ -112,6 +113,11 @@ void vfs_close_all(VfsFs *fs);
  * still hold (perhaps replaced on the host and so no longer in images). */
 void vfs_writer_add(VfsFs *fs, VdImage *img);
 void vfs_writer_remove(VfsFs *fs, VdImage *img);
+/* Open file handles: an unmount (or SIGTERM) can come before the kernel's
+ * RELEASE of the last ones; vfs_free() frees what is left. */
+void vfs_handle_add(VfsFs *fs, gpointer handle);
+void vfs_handle_remove(VfsFs *fs, gpointer handle);
+void vfs_handle_free(gpointer handle); /* fuse/vfs-ops.c */
 
 /* Nodes. vfs_node_lookup takes one lookup reference (for a FUSE entry reply). */
 VfsNode *vfs_node_get(VfsFs *fs, fuse_ino_t ino);
@@ -129,6 +135,10 @@ int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *ch
 /* Image state for a path (opening it on first use). Caller unrefs. */
 VfsImage *vfs_image_get(VfsFs *fs, const char *relpath);
 void vfs_image_unref(VfsImage *vi);
+/* The image opened read-write (reopening it so on first use), referenced,
+ * or NULL and -errno: EBUSY while others read it or QEMU holds it, EROFS
+ * when the format cannot be written. */
+VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err);
 /* The opened image, referenced, or NULL and -errno. */
 VdImage *vfs_image_acquire(VfsImage *vi, int *err);
 /* The snapshot view with this display name, referenced, or NULL and -errno. */
@@ -140,6 +150,8 @@ bool vfs_snapshot_info(VfsFs *fs, const char *relpath, const char *snap_name, in
 /* The image a node shows (IMAGE or SNAPFILE), referenced, or NULL and
  * -errno (ESTALE when the host file was replaced since the lookup). */
 VdImage *vfs_node_image(VfsFs *fs, VfsNode *node, int *err);
+/* Same, opened read-write (IMAGE nodes only). */
+VdImage *vfs_node_image_rw(VfsFs *fs, VfsNode *node, int *err);
 /* The VfsImage of an IMAGE node, or NULL and -errno (ESTALE as above). */
 VfsImage *vfs_node_vfs_image(VfsFs *fs, VfsNode *node, int *err);
 

@@ -17,9 +17,13 @@ bool vd_chain_status(VdImage *img, uint64_t offset, uint64_t length, unsigned fl
     for (;;) {
         uint64_t size = vd_image_size(layer);
         if (offset >= size) {
-            /* A backing image shorter than its child reads as zeros there. */
-            *out = (VdChainExtent){
-                .length = length, .state = VD_EXTENT_UNALLOCATED, .depth = depth, .fd = -1};
+            /* A backing image shorter than its child reads as zeros there;
+             * like qemu-img map, the answer is the child's (the last layer
+             * that covers the range). */
+            *out = (VdChainExtent){.length = length,
+                                   .state = VD_EXTENT_UNALLOCATED,
+                                   .depth = depth > 0 ? depth - 1 : 0,
+                                   .fd = -1};
             return true;
         }
         length = vd_min_u64(length, size - offset);

@@ -121,6 +121,12 @@ const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error)
     return drv;
 }
 
+void vd_image_refuse_writes(VdImage *img)
+{
+    img->read_only = true;
+    img->format_read_only = true;
+}
+
 void vd_image_set_backing(VdImage *img, const char *recorded_name, const char *format)
 {
     g_free(img->backing_name);
@@ -214,21 +220,18 @@ static bool walk_enter(VdChainWalk *walk, const char *name, const struct stat *s
     return true;
 }
 
-/* Resolve a recorded backing name against the image's directory and the
- * confinement policy. NULL with error when it may not or does not exist. */
-static char *resolve_backing(VdImage *img, const char *candidate, GError **error)
+char *vd_image_resolve_file(VdImage *img, const char *recorded, const char *what, GError **error)
 {
     g_autofree char *joined = NULL;
-    if (g_path_is_absolute(candidate)) {
-        joined = g_strdup(candidate);
+    if (g_path_is_absolute(recorded)) {
+        joined = g_strdup(recorded);
     } else {
         g_autofree char *dir = g_path_get_dirname(img->path);
-        joined = g_build_filename(dir, candidate, NULL);
+        joined = g_build_filename(dir, recorded, NULL);
     }
     char *real = realpath(joined, NULL);
     if (real == NULL) {
-        vd_set_error_errno(error, errno == ENOENT ? ENOENT : errno, "%s: backing file %s",
-                           img->name, candidate);
+        vd_set_error_errno(error, errno, "%s: %s %s", img->name, what, recorded);
         return NULL;
     }
     VdContext *ctx = img->ctx;
@@ -236,14 +239,19 @@ static char *resolve_backing(VdImage *img, const char *candidate, GError **error
         size_t n = strlen(ctx->root);
         if (!(strncmp(real, ctx->root, n) == 0 && (real[n] == '/' || real[n] == '\0'))) {
             vd_set_error(error, EACCES,
-                         "%s: backing file %s resolves outside the image directory "
+                         "%s: %s %s resolves outside the image directory "
                          "(use -o backing=any to allow it)",
-                         img->name, candidate);
+                         img->name, what, recorded);
             free(real);
             return NULL;
         }
     }
     return real;
+}
+
+static char *resolve_backing(VdImage *img, const char *candidate, GError **error)
+{
+    return vd_image_resolve_file(img, candidate, "backing file", error);
 }
 
 /* The image in dir whose UUID is the one img records for its parent, or NULL. */
@@ -375,12 +383,16 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
     VdImage *img = image_alloc(ctx, drv, path);
     img->depth = depth;
     img->read_only = opts->read_only || !(drv->caps & VD_CAP_WRITE) || drv->pwrite == NULL;
+    img->format_read_only = !(drv->caps & VD_CAP_WRITE) || drv->pwrite == NULL;
     int dirflag = (drv->caps & VD_CAP_DIRECTORY) ? O_DIRECTORY : 0;
-    img->fd = open(path, (img->read_only || dirflag ? O_RDONLY : O_RDWR) | O_CLOEXEC | dirflag);
+    /* O_NONBLOCK until the type is known: a FIFO named as a backing file
+     * (or extent) must fail, not hang the opener. */
+    int flags = O_CLOEXEC | O_NONBLOCK | dirflag;
+    img->fd = open(path, (img->read_only || dirflag ? O_RDONLY : O_RDWR) | flags);
     if (img->fd < 0 && !img->read_only && (errno == EACCES || errno == EROFS || errno == EPERM)) {
         /* The host says read-only: serve it read-only rather than not at all. */
         img->read_only = true;
-        img->fd = open(path, O_RDONLY | O_CLOEXEC);
+        img->fd = open(path, O_RDONLY | flags);
     }
     if (img->fd < 0) {
         vd_set_error_errno(error, errno, "%s", img->name);
@@ -388,8 +400,13 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
         return NULL;
     }
     struct stat st;
-    if (fstat(img->fd, &st) < 0) {
+    if (fstat(img->fd, &st) < 0 || fcntl(img->fd, F_SETFL, fcntl(img->fd, F_GETFL) & ~O_NONBLOCK)) {
         vd_set_error_errno(error, errno, "%s", img->name);
+        image_free(img);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        vd_set_error(error, EIO, "%s: not a regular file, block device or directory", img->name);
         image_free(img);
         return NULL;
     }
@@ -398,10 +415,14 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
         image_free(img);
         return NULL;
     }
+    bool asked_read_only = img->read_only;
     if (!drv->open(img, error)) {
         image_free(img);
         return NULL;
     }
+    /* A driver that refused a read-write open for a format reason. */
+    if (!asked_read_only && img->read_only)
+        img->format_read_only = true;
     bool has_backing = img->backing_by_uuid ||
                        (img->backing_candidates != NULL && img->backing_candidates->len > 0);
     if (has_backing && !opts->no_backing && !open_backing(img, opts, walk, error)) {

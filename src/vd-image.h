@@ -24,6 +24,9 @@ struct VdImage {
     char *name;     /* for messages and key lookup: path relative to ctx->root */
     int fd;         /* main host file (O_RDONLY|O_DIRECTORY for bundles) */
     bool read_only; /* set before open; a driver may set it, never clear it */
+    /* The format forbids writing this image whatever the open mode
+     * (streamOptimized VMDK, corrupt qcow2...): vd_image_refuse_writes(). */
+    bool format_read_only;
     /* Virtual size. Written only by truncate and growing writes, under
      * write_lock; read with vd_image_size(). */
     uint64_t size;
@@ -66,12 +69,19 @@ static inline uint64_t vd_image_size(const VdImage *img)
 }
 
 /* Set by drivers during open. */
+/* This image can never be written (whatever the open mode): read-only. */
+void vd_image_refuse_writes(VdImage *img);
 void vd_image_set_backing(VdImage *img, const char *recorded_name, const char *format);
 void vd_image_add_backing_candidate(VdImage *img, const char *host_path);
 void vd_image_add_member(VdImage *img, const char *host_path);
 /* Take QEMU's locks on a member file the driver opened (extent, data file),
  * as the block layer does on img->fd. EBUSY when QEMU is using it. */
 bool vd_image_lock_member(VdImage *img, int fd, const char *name, GError **error);
+/* A file name recorded in the image (backing file, extent, data file):
+ * resolved against the image's directory, and under backing=confined
+ * required to lie inside IMAGEDIR. The realpath (free()), or NULL with
+ * error ("<image>: <what> <recorded>: ..."; EACCES when outside). */
+char *vd_image_resolve_file(VdImage *img, const char *recorded, const char *what, GError **error);
 
 /* Reads: any range; past the virtual size reads as zeros. */
 bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error);

@@ -41,19 +41,21 @@ RESULTS=$W/results.txt
 log() { echo "[bench] $*" >&2; }
 
 prepare() {
-    if [ ! -f "$W/src/random.raw" ]; then
+    if [ ! -f "$W/img/ready" ]; then
         log "preparing 1 GiB images (once; kept in $W)"
         head -c 1G /dev/urandom >"$W/src/random.raw"
-        # Text-like data that deflate shrinks to about three quarters.
-        base64 -w 4096 /dev/urandom | head -c 1G >"$W/src/text.raw"
+        # Text-like data that deflate shrinks to about three quarters
+        # (base64 dies of SIGPIPE when head has enough: not an error).
+        { base64 -w 4096 /dev/urandom || true; } | head -c 1G >"$W/src/text.raw"
         qemu-img convert -O qcow2 "$W/src/random.raw" "$W/img/plain.qcow2"
         qemu-img convert -c -O qcow2 "$W/src/text.raw" "$W/img/zlib.qcow2"
         qemu-img convert -O vmdk "$W/src/random.raw" "$W/img/disk.vmdk"
         qemu-img convert -O vhdx "$W/src/random.raw" "$W/img/disk.vhdx"
         qemu-img create -q -f qcow2 "$W/img/sparse-1t.qcow2" 1T
         for i in 0 1 2 3; do
-            qemu-io -q -c "write -P $((i + 1)) $((i * 200))G 64M" "$W/img/sparse-1t.qcow2"
+            qemu-io -c "write -P $((i + 1)) $((i * 200))G 64M" "$W/img/sparse-1t.qcow2" >/dev/null
         done
+        touch "$W/img/ready"
     fi
     if [ ! -f "$W/many/img-0999.qcow2" ]; then
         log "preparing 1000 small images"
@@ -63,7 +65,7 @@ prepare() {
         done
     fi
     # Page cache warm for every server alike.
-    cat "$W"/img/* "$W"/src/* >/dev/null
+    cat "$W"/img/*.* "$W"/src/* >/dev/null
 }
 
 wait_mounted() {

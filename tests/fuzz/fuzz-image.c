@@ -17,8 +17,8 @@
 #include "src/vd-image.h"
 #include "src/vd-info.h"
 
-#define READ_BUDGET (4u << 20) /* bytes read per input, to keep runs fast */
-#define STATUS_BUDGET 4096     /* block_status calls per input */
+#define READ_BUDGET   (4u << 20) /* bytes read per input, to keep runs fast */
+#define STATUS_BUDGET 4096       /* block_status calls per input */
 
 static VdContext *fuzz_ctx;
 static char *fuzz_path;

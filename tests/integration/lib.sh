@@ -88,19 +88,19 @@ seek_map() {
 qemu_data_map() {
     qemu-img map --output=json "$@" | tr -d '[]' | awk -F'[:,]' '
         {
-            start = ""; len = ""; data = "";
+            start = 0; len = 0; data = ""; seen_start = 0;
             for (i = 1; i < NF; i++) {
                 k = $i; gsub(/[ "{}]/, "", k); v = $(i + 1); gsub(/[ "{}]/, "", v);
-                if (k == "start") start = v;
-                if (k == "length") len = v;
+                if (k == "start") { start = v + 0; seen_start = 1 }
+                if (k == "length") len = v + 0;
                 if (k == "data") data = v;
             }
-            if (start == "") next;
+            if (!seen_start) next;
             if (data == "true") {
-                if (have && cs + cl == start) { cl += len } else { if (have) print cs, cl; cs = start; cl = len; have = 1 }
+                if (have && cs + cl == start) { cl += len } else { if (have) printf "%.0f %.0f\n", cs, cl; cs = start; cl = len; have = 1 }
             }
         }
-        END { if (have) print cs, cl }'
+        END { if (have) printf "%.0f %.0f\n", cs, cl }'
 }
 
 # compare_to_qemu IMAGE MOUNTED_FILE: bytes and holes both equal qemu-img's view.

@@ -54,7 +54,7 @@ if "$VDISK" info "$T/nope.img" 2>"$T/err"; then fail "vdisk info on a missing fi
 grep -q "nope.img" "$T/err" || fail "vdisk error does not name the file"
 note "man pages render without warnings"
 for page in "$(dirname "$TESTLIB")"/../../man/*.[0-9]; do
-    out=$(groff -man -ww -z "$page" 2>&1) || fail "groff failed on $page"
+    out=$(groff -t -man -ww -z "$page" 2>&1) || fail "groff failed on $page"
     [ -z "$out" ] || fail "$page: $out"
 done
 echo PASS

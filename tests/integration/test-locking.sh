@@ -48,6 +48,20 @@ exec 4>&-
 wait $qpid 2>/dev/null || true
 unmount_vdiskfs "$M"
 
+note "a backing image in use by an open child cannot be written; an idle child is no obstacle"
+mkdir -p "$T/chain"
+qemu-img create -q -f vmdk "$T/chain/base.vmdk" 4M
+qemu-img create -q -f vmdk -b base.vmdk -F vmdk "$T/chain/child.vmdk"
+mount_vdiskfs "$T/chain" "$M" -o rw 4>&-
+ls -l "$M" >/dev/null # opens both images; the child holds base read-locked
+exec 5<"$M/child.vmdk"
+r=$("$VDTEST" errno "$M/base.vmdk" open-rw)
+[ "$r" = EBUSY ] || fail "writing a base under an open child: $r, expected EBUSY"
+exec 5<&-
+r=$("$VDTEST" errno "$M/base.vmdk" open-rw)
+[ "$r" = OK ] || fail "writing a base whose child is idle: $r"
+unmount_vdiskfs "$M"
+
 note "force_share reads an image that QEMU is writing"
 qemu-io -f raw "$D/busy.img" <"$T/qemu-in" >/dev/null 2>&1 &
 qpid=$!

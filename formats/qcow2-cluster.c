@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * qcow2: guest offset -> host offset through the L1 table and cached L2
+ * tables (standard and extended entries), block status and decoding reads.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "formats/qcow2.h"
+#include "src/vd-endian.h"
+#include "src/vd-error.h"
+#include "src/vd-io.h"
+
+uint64_t qcow2_l2_bitmap(const Qcow2State *s, const uint8_t *t, uint64_t i)
+{
+    return s->ext_l2 ? vd_be64(t + i * s->l2_esize + 8) : 0;
+}
+
+void qcow2_l2_set(const Qcow2State *s, uint8_t *t, uint64_t i, uint64_t entry, uint64_t bitmap)
+{
+    vd_put_be64(t + i * s->l2_esize, entry);
+    if (s->ext_l2)
+        vd_put_be64(t + i * s->l2_esize + 8, bitmap);
+}
+
+static bool has_data_file(const Qcow2State *s)
+{
+    return (s->incompat & QCOW2_INCOMPAT_DATA_FILE) != 0;
+}
+
+Qcow2ScType qcow2_sc_type(const Qcow2State *s, uint64_t entry, uint64_t bitmap, unsigned sc)
+{
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        if (bitmap != 0 || has_data_file(s))
+            return QCOW2_SC_INVALID;
+        return QCOW2_SC_COMPRESSED;
+    }
+    bool has_offset =
+        (entry & QCOW2_OFFSET_MASK) != 0 || (has_data_file(s) && (entry & QCOW2_OFLAG_COPIED));
+    if (!s->ext_l2) {
+        if (entry & QCOW2_OFLAG_ZERO)
+            return QCOW2_SC_ZERO;
+        return has_offset ? QCOW2_SC_NORMAL : QCOW2_SC_UNALLOCATED;
+    }
+    uint32_t alloc = (uint32_t)bitmap, zero = (uint32_t)(bitmap >> 32);
+    if (alloc & zero)
+        return QCOW2_SC_INVALID;
+    if (!has_offset && alloc != 0)
+        return QCOW2_SC_INVALID;
+    if (zero & (1u << sc))
+        return QCOW2_SC_ZERO;
+    if (alloc & (1u << sc))
+        return QCOW2_SC_NORMAL;
+    return QCOW2_SC_UNALLOCATED;
+}
+
+void qcow2_compressed_range(const Qcow2State *s, uint64_t entry, uint64_t *start, uint64_t *len)
+{
+    uint64_t off = entry & s->coffset_mask;
+    uint64_t nsect = ((entry >> s->csize_shift) & s->csize_mask) + 1;
+    *start = off;
+    *len = nsect * QCOW2_SECTOR - (off & (QCOW2_SECTOR - 1));
+}
+
+bool qcow2_check_l2(Qcow2State *s, uint64_t offset, const uint8_t *data, GError **error)
+{
+    /* Entries are checked as they are used; nothing table-wide to verify. */
+    return true;
+}
+
+/* Where the L2 table for guest offset lies: 0 when none is allocated. */
+static bool l2_offset_for(Qcow2State *s, uint64_t guest, uint64_t *l2off, GError **error)
+{
+    uint64_t l1i = guest >> (s->cluster_bits + s->l2_bits);
+    if (l1i >= s->l1_entries) {
+        *l2off = 0;
+        return true;
+    }
+    uint64_t off = s->l1[l1i] & QCOW2_OFFSET_MASK;
+    if (off & (s->cluster_size - 1)) {
+        vd_set_error(error, EIO,
+                     "%s: L2 table offset 0x%" G_GINT64_MODIFIER "x is not cluster aligned "
+                     "(L1 index %" G_GUINT64_FORMAT ")",
+                     s->name, off, l1i);
+        return false;
+    }
+    *l2off = off;
+    return true;
+}
+
+static bool l2_table_sane(Qcow2State *s, uint64_t l2off, GError **error)
+{
+    if (l2off < s->cluster_size) {
+        vd_set_error(error, EIO, "%s: L2 table at 0x%" G_GINT64_MODIFIER "x overlaps the header",
+                     s->name, l2off);
+        return false;
+    }
+    if (!vd_range_within(l2off, s->cluster_size, qcow2_file_size(s))) {
+        vd_set_error(error, EIO,
+                     "%s: L2 table at 0x%" G_GINT64_MODIFIER "x lies beyond the end of the file",
+                     s->name, l2off);
+        return false;
+    }
+    return true;
+}
+
+bool qcow2_get_entry(Qcow2State *s, uint64_t guest, uint64_t *entry, uint64_t *bitmap,
+                     GError **error)
+{
+    uint64_t i = (guest >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+    for (;;) {
+        uint64_t l2off;
+        qcow2_cache_rdlock(s->l2_cache);
+        if (!l2_offset_for(s, guest, &l2off, error)) {
+            qcow2_cache_rdunlock(s->l2_cache);
+            return false;
+        }
+        if (l2off == 0) {
+            qcow2_cache_rdunlock(s->l2_cache);
+            *entry = *bitmap = 0;
+            return true;
+        }
+        Qcow2Table *t = qcow2_cache_find(s->l2_cache, l2off);
+        if (t != NULL) {
+            *entry = qcow2_l2_word(s, t->data, i);
+            *bitmap = qcow2_l2_bitmap(s, t->data, i);
+            qcow2_cache_rdunlock(s->l2_cache);
+            return true;
+        }
+        qcow2_cache_rdunlock(s->l2_cache);
+        if (!l2_table_sane(s, l2off, error) ||
+            !qcow2_cache_load_wrlocked(s, s->l2_cache, s->fd, l2off, qcow2_check_l2, &t, error))
+            return false;
+        qcow2_cache_wrunlock(s->l2_cache);
+        /* Loop: the L1 entry may have changed meanwhile. */
+    }
+}
+
+static VdExtentState state_of(const Qcow2State *s, Qcow2ScType type)
+{
+    switch (type) {
+    case QCOW2_SC_NORMAL:
+        return s->crypto ? VD_EXTENT_DATA_DECODE : VD_EXTENT_DATA;
+    case QCOW2_SC_COMPRESSED:
+        return VD_EXTENT_DATA_DECODE;
+    case QCOW2_SC_ZERO:
+        return VD_EXTENT_ZERO;
+    default:
+        return VD_EXTENT_UNALLOCATED;
+    }
+}
+
+typedef struct {
+    bool have;
+    VdExtentState state;
+    uint64_t length;
+    uint64_t host; /* host offset of the run's first byte (DATA) */
+} Run;
+
+/* Add [guest, guest + n) of the given kind to the run; false when it does not fit. */
+static bool run_add(Run *r, VdExtentState st, uint64_t host, uint64_t n)
+{
+    if (!r->have) {
+        *r = (Run){.have = true, .state = st, .length = n, .host = host};
+        return true;
+    }
+    if (st != r->state || (st == VD_EXTENT_DATA && host != r->host + r->length))
+        return false;
+    r->length += n;
+    return true;
+}
+
+static bool corrupt_entry(Qcow2State *s, uint64_t guest, uint64_t entry, uint64_t bitmap,
+                          GError **error)
+{
+    vd_set_error(error, EIO,
+                 "%s: invalid L2 entry 0x%016" G_GINT64_MODIFIER
+                 "x (bitmap 0x%016" G_GINT64_MODIFIER "x) for guest offset 0x%" G_GINT64_MODIFIER
+                 "x",
+                 s->name, entry, bitmap, guest);
+    return false;
+}
+
+/*
+ * Extend the run through one L2 table's worth of guest space starting at
+ * *pos (the table is t, or NULL when unallocated). Returns false on error;
+ * *done when the run cannot grow further.
+ */
+static bool run_table(Qcow2State *s, const Qcow2Table *t, uint64_t *pos, uint64_t end, Run *r,
+                      bool *done, GError **error)
+{
+    uint64_t table_span = 1ull << (s->cluster_bits + s->l2_bits);
+    uint64_t table_end = vd_min_u64((*pos | (table_span - 1)) + 1, end);
+    if (t == NULL) {
+        if (!run_add(r, VD_EXTENT_UNALLOCATED, 0, table_end - *pos)) {
+            *done = true;
+            return true;
+        }
+        *pos = table_end;
+        return true;
+    }
+    uint64_t sc_size = 1ull << s->sc_bits;
+    while (*pos < table_end) {
+        uint64_t guest = *pos;
+        uint64_t i = (guest >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+        uint64_t entry = qcow2_l2_word(s, t->data, i);
+        uint64_t bitmap = qcow2_l2_bitmap(s, t->data, i);
+        uint64_t cluster_end = vd_min_u64((guest | (s->cluster_size - 1)) + 1, table_end);
+        uint64_t host_base = entry & QCOW2_OFFSET_MASK;
+        Qcow2ScType first = qcow2_sc_type(s, entry, bitmap, 0);
+        if (first == QCOW2_SC_INVALID)
+            return corrupt_entry(s, guest, entry, bitmap, error);
+        if ((first == QCOW2_SC_NORMAL || (s->ext_l2 && host_base != 0)) &&
+            (host_base & (s->cluster_size - 1))) {
+            vd_set_error(error, EIO,
+                         "%s: data cluster offset 0x%" G_GINT64_MODIFIER
+                         "x is not cluster aligned (guest offset 0x%" G_GINT64_MODIFIER "x)",
+                         s->name, host_base, guest);
+            return false;
+        }
+        while (guest < cluster_end) {
+            unsigned sc = s->ext_l2 ? (unsigned)((guest >> s->sc_bits) & 31) : 0;
+            uint64_t piece_end =
+                s->ext_l2 ? vd_min_u64((guest | (sc_size - 1)) + 1, cluster_end) : cluster_end;
+            Qcow2ScType type = qcow2_sc_type(s, entry, bitmap, sc);
+            uint64_t host = host_base + (guest & (s->cluster_size - 1));
+            if (!run_add(r, state_of(s, type), host, piece_end - guest)) {
+                *done = true;
+                *pos = guest;
+                return true;
+            }
+            guest = piece_end;
+        }
+        *pos = cluster_end;
+    }
+    return true;
+}
+
+bool qcow2_block_status(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
+                        VdExtent *ext, GError **error)
+{
+    Qcow2State *s = qcow2_state(img);
+    uint64_t end = offset + length;
+    for (;;) {
+        Run r = {0};
+        uint64_t pos = offset, need = 0;
+        bool done = false, ok = true;
+        qcow2_cache_rdlock(s->l2_cache);
+        while (ok && !done && pos < end) {
+            uint64_t l2off;
+            ok = l2_offset_for(s, pos, &l2off, error);
+            if (!ok)
+                break;
+            const Qcow2Table *t = NULL;
+            if (l2off != 0) {
+                t = qcow2_cache_find(s->l2_cache, l2off);
+                if (t == NULL) {
+                    /* Load it unless the run already has something to report. */
+                    if (!r.have)
+                        need = l2off;
+                    break;
+                }
+            }
+            ok = run_table(s, t, &pos, end, &r, &done, error);
+        }
+        qcow2_cache_rdunlock(s->l2_cache);
+        if (!ok)
+            return false;
+        if (need != 0) {
+            Qcow2Table *t;
+            if (!l2_table_sane(s, need, error) ||
+                !qcow2_cache_load_wrlocked(s, s->l2_cache, s->fd, need, qcow2_check_l2, &t, error))
+                return false;
+            qcow2_cache_wrunlock(s->l2_cache);
+            continue;
+        }
+        ext->state = r.state;
+        ext->length = r.length;
+        ext->fd = r.state == VD_EXTENT_DATA ? s->data_fd : -1;
+        ext->host_offset = r.state == VD_EXTENT_DATA ? r.host : 0;
+        return true;
+    }
+}
+
+/* Decrypt-read host bytes for guest [guest, guest + n) of a normal subcluster. */
+static bool read_encrypted(Qcow2State *s, uint8_t *buf, uint64_t n, uint64_t host, uint64_t guest,
+                           GError **error)
+{
+    uint64_t head = host & (QCOW2_SECTOR - 1);
+    uint64_t start = host - head;
+    uint64_t len = qcow2_round_up(head + n, QCOW2_SECTOR);
+    g_autofree uint8_t *tmp = g_malloc(len);
+    if (!vd_host_pread(s->data_fd, s->name, tmp, len, start, true, error))
+        return false;
+    uint64_t sector = qcow2_crypto_sector(s, start, guest - head);
+    if (!qcow2_crypto_run(s->crypto, false, sector, tmp, len, s->name, error))
+        return false;
+    memcpy(buf, tmp + head, n);
+    return true;
+}
+
+bool qcow2_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error)
+{
+    Qcow2State *s = qcow2_state(img);
+    uint8_t *p = buf;
+    g_autofree uint8_t *cluster = NULL;
+    while (len > 0) {
+        uint64_t entry, bitmap;
+        if (!qcow2_get_entry(s, offset, &entry, &bitmap, error))
+            return false;
+        uint64_t in_cluster = offset & (s->cluster_size - 1);
+        unsigned sc = s->ext_l2 ? (unsigned)(in_cluster >> s->sc_bits) : 0;
+        uint64_t unit = 1ull << s->sc_bits;
+        uint64_t n = vd_min_u64(len, unit - (offset & (unit - 1)));
+        Qcow2ScType type = qcow2_sc_type(s, entry, bitmap, sc);
+        uint64_t host = (entry & QCOW2_OFFSET_MASK) + in_cluster;
+        bool ok = true;
+        switch (type) {
+        case QCOW2_SC_INVALID:
+            return corrupt_entry(s, offset, entry, bitmap, error);
+        case QCOW2_SC_NORMAL:
+            if ((entry & QCOW2_OFFSET_MASK) & (s->cluster_size - 1))
+                return corrupt_entry(s, offset, entry, bitmap, error);
+            ok = s->crypto ? read_encrypted(s, p, n, host, offset, error)
+                           : vd_host_pread(s->data_fd, s->name, p, n, host, true, error);
+            break;
+        case QCOW2_SC_COMPRESSED:
+            n = vd_min_u64(len, s->cluster_size - in_cluster);
+            if (cluster == NULL)
+                cluster = g_malloc(s->cluster_size);
+            ok = qcow2_read_compressed(s, entry, cluster, error);
+            if (ok)
+                memcpy(p, cluster + in_cluster, n);
+            break;
+        case QCOW2_SC_ZERO:
+            memset(p, 0, n);
+            break;
+        case QCOW2_SC_UNALLOCATED:
+            ok = vd_image_read_backing(img, p, n, offset, error);
+            break;
+        }
+        if (!ok)
+            return false;
+        p += n;
+        offset += n;
+        len -= n;
+    }
+    return true;
+}

@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * qcow2: state shared by the driver's files (header, mapping, caches,
+ * compression, encryption, snapshots, refcounts, allocation).
+ * Layout facts from QEMU's docs/interop/qcow2.txt.
+ */
+#ifndef QCOW2_H
+#define QCOW2_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+#include "src/vd-image.h"
+
+#define QCOW2_MAGIC 0x514649fbu
+
+#define QCOW2_INCOMPAT_DIRTY       (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT     (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE   (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2       (1ull << 4)
+#define QCOW2_INCOMPAT_KNOWN       0x1full
+
+#define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
+
+#define QCOW2_AUTOCLEAR_BITMAPS       (1ull << 0)
+#define QCOW2_AUTOCLEAR_DATA_FILE_RAW (1ull << 1)
+
+#define QCOW2_EXT_END         0x00000000u
+#define QCOW2_EXT_BACKING_FMT 0xe2792acau
+#define QCOW2_EXT_FEATURES    0x6803f857u
+#define QCOW2_EXT_BITMAPS     0x23852875u
+#define QCOW2_EXT_CRYPTO      0x0537be77u
+#define QCOW2_EXT_DATA_FILE   0x44415441u
+
+#define QCOW2_CRYPT_NONE 0
+#define QCOW2_CRYPT_AES  1
+#define QCOW2_CRYPT_LUKS 2
+
+#define QCOW2_COMPRESS_ZLIB 0
+#define QCOW2_COMPRESS_ZSTD 1
+
+#define QCOW2_OFLAG_COPIED     (1ull << 63)
+#define QCOW2_OFLAG_COMPRESSED (1ull << 62)
+#define QCOW2_OFLAG_ZERO       (1ull << 0)
+#define QCOW2_OFFSET_MASK      0x00fffffffffffe00ull /* L1 and standard L2 entries */
+#define QCOW2_REFT_OFFSET_MASK 0xfffffffffffffe00ull
+
+/* QEMU's implementation limits, which we share (they bound allocations). */
+#define QCOW2_MAX_L1_BYTES       (32u << 20)
+#define QCOW2_MAX_REFTABLE_BYTES (8u << 20)
+#define QCOW2_MAX_SNAPSHOTS      65536u
+#define QCOW2_MAX_SNAPSHOT_EXTRA 1024u
+#define QCOW2_MAX_BACKING_NAME   1023u
+#define QCOW2_SUBCLUSTERS        32u
+#define QCOW2_SECTOR             512u
+#define QCOW2_MIN_CLUSTER_BITS   9u
+#define QCOW2_MAX_CLUSTER_BITS   21u
+#define QCOW2_HEADER_V2_LENGTH   72u
+#define QCOW2_HEADER_V3_MIN      104u
+
+typedef struct Qcow2Crypto Qcow2Crypto;
+typedef struct Qcow2Cache Qcow2Cache;
+typedef struct Qcow2DecodeCache Qcow2DecodeCache;
+typedef struct Qcow2Refcounts Qcow2Refcounts;
+
+typedef struct {
+    uint8_t type; /* 0 incompatible, 1 compatible, 2 autoclear */
+    uint8_t bit;
+    char name[47];
+} Qcow2FeatureName;
+
+typedef struct {
+    char *id;
+    char *name;
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    int64_t date_sec;
+    uint32_t date_nsec;
+    uint64_t vm_state_size;
+    uint64_t virtual_size;
+} Qcow2Snapshot;
+
+/* One (sub)cluster as the mapping describes it. */
+typedef enum {
+    QCOW2_SC_UNALLOCATED, /* backing file (or zeros) */
+    QCOW2_SC_ZERO,        /* reads as zeros */
+    QCOW2_SC_NORMAL,      /* host_offset holds the data */
+    QCOW2_SC_COMPRESSED,  /* the whole cluster, compressed */
+    QCOW2_SC_INVALID,     /* contradictory entry: corruption */
+} Qcow2ScType;
+
+typedef struct Qcow2State {
+    /* Immutable after open. */
+    const char *name; /* the image's name for messages (owned by the VdImage) */
+    int fd;           /* the qcow2 file (owned by the VdImage) */
+    int data_fd;      /* guest data: fd, or the external data file */
+    bool own_data_fd;
+    bool is_snapshot; /* a read-only view of an internal snapshot */
+    uint32_t version;
+    unsigned cluster_bits;
+    uint64_t cluster_size;
+    unsigned l2_bits;     /* log2 of entries per L2 table */
+    unsigned l2_esize;    /* bytes per L2 entry: 8, or 16 with extended L2 */
+    bool ext_l2;          /* 32 subclusters per cluster */
+    unsigned sc_bits;     /* log2 of the subcluster size (cluster_bits without ext L2) */
+    unsigned csize_shift; /* compressed descriptor: sector count field position */
+    uint64_t csize_mask;
+    uint64_t coffset_mask;
+    uint32_t crypt_method;
+    uint64_t incompat, compat, autoclear;
+    unsigned refcount_order;
+    uint32_t header_length;
+    uint8_t compression_type;
+    uint64_t refcount_table_offset; /* write side may move it (under write_lock) */
+    uint32_t refcount_table_clusters;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    uint64_t snapshots_size; /* bytes the table spans */
+    uint64_t crypto_offset, crypto_length;
+    uint64_t bitmaps_offset;
+    bool has_bitmaps_ext;
+    char *backing_file;
+    char *backing_format;
+    char *data_file;      /* as recorded in the header extension */
+    char *data_file_path; /* resolved host path */
+    bool data_file_raw;
+    GArray *features;      /* Qcow2FeatureName */
+    GPtrArray *snapshots;  /* Qcow2Snapshot * */
+    Qcow2Crypto *crypto;   /* NULL when not encrypted (reference counted) */
+    uint64_t virtual_size; /* of this view; the active size lives in img->size */
+
+    /* Mapping: the L1 table (host byte order) and the L2 cache. l1, l1_entries
+     * and l1_offset are read under l2_cache's lock and changed under it by
+     * the write side (which also holds img->write_lock). */
+    uint64_t *l1;
+    uint32_t l1_entries;
+    uint64_t l1_offset;
+    Qcow2Cache *l2_cache;
+    Qcow2DecodeCache *decode; /* decompressed clusters (own lock) */
+
+    /* Write side: only touched under img->write_lock. */
+    Qcow2Refcounts *rc;
+    uint32_t l1_dirty_lo, l1_dirty_hi; /* dirty L1 index range [lo, hi) */
+    bool write_ready;                  /* header prepared for writing */
+} Qcow2State;
+
+/* ---- qcow2.c ---- */
+void qcow2_state_free(Qcow2State *s);
+/* Read and validate an L1 table (or a snapshot's) into host byte order. */
+bool qcow2_load_l1(Qcow2State *s, uint64_t offset, uint32_t entries, uint64_t file_size,
+                   uint64_t **out, GError **error);
+uint64_t qcow2_l1_entries_for(const Qcow2State *s, uint64_t size);
+
+/* ---- qcow2-cache.c: bounded LRU of cluster-sized tables ---- */
+typedef struct {
+    uint64_t offset;
+    uint8_t *data; /* cluster_size bytes as on disk */
+    gint64 last_use;
+    unsigned pins;
+    bool dirty;
+} Qcow2Table;
+
+Qcow2Cache *qcow2_cache_new(const Qcow2State *s, uint64_t max_bytes);
+void qcow2_cache_free(Qcow2Cache *c);
+void qcow2_cache_rdlock(Qcow2Cache *c);
+void qcow2_cache_rdunlock(Qcow2Cache *c);
+void qcow2_cache_wrlock(Qcow2Cache *c);
+void qcow2_cache_wrunlock(Qcow2Cache *c);
+/* With the lock held (either mode): the table at offset, or NULL. */
+Qcow2Table *qcow2_cache_find(Qcow2Cache *c, uint64_t offset);
+/* Load into the cache (with the write lock held on return, true) or fail
+ * (no lock held). validate, if given, checks the bytes before insertion. */
+typedef bool (*Qcow2TableCheck)(Qcow2State *s, uint64_t offset, const uint8_t *data,
+                                GError **error);
+bool qcow2_cache_load_wrlocked(Qcow2State *s, Qcow2Cache *c, int fd, uint64_t offset,
+                               Qcow2TableCheck check, Qcow2Table **out, GError **error);
+/* Insert a new table (fresh contents, dirty); write lock held by caller. */
+Qcow2Table *qcow2_cache_insert_new(Qcow2Cache *c, uint64_t offset, const uint8_t *data);
+/* Writer helpers: get a pinned table (loading it if needed); unpin. */
+Qcow2Table *qcow2_cache_get_pinned(Qcow2State *s, Qcow2Cache *c, int fd, uint64_t offset,
+                                   Qcow2TableCheck check, GError **error);
+void qcow2_cache_unpin(Qcow2Cache *c, Qcow2Table *t);
+/* Mark a table dirty (write lock held). */
+void qcow2_cache_mark_dirty(Qcow2Cache *c, Qcow2Table *t);
+/* Tables currently dirty, and iteration for write-back (lock not held;
+ * only the write side changes dirty state). */
+unsigned qcow2_cache_dirty_count(Qcow2Cache *c);
+bool qcow2_cache_writeback(Qcow2State *s, Qcow2Cache *c, int fd, GError **error);
+void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset);
+
+/* ---- qcow2-cluster.c: mapping, block status, reads ---- */
+bool qcow2_block_status(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
+                        VdExtent *ext, GError **error);
+bool qcow2_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error);
+bool qcow2_check_l2(Qcow2State *s, uint64_t offset, const uint8_t *data, GError **error);
+/* Read entry i of an L2 table's bytes (first word and, with ext L2, the bitmap). */
+static inline uint64_t qcow2_l2_word(const Qcow2State *s, const uint8_t *t, uint64_t i)
+{
+    const uint8_t *p = t + i * s->l2_esize;
+    return ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) | ((uint64_t)p[2] << 40) |
+           ((uint64_t)p[3] << 32) | ((uint64_t)p[4] << 24) | ((uint64_t)p[5] << 16) |
+           ((uint64_t)p[6] << 8) | p[7];
+}
+uint64_t qcow2_l2_bitmap(const Qcow2State *s, const uint8_t *t, uint64_t i);
+void qcow2_l2_set(const Qcow2State *s, uint8_t *t, uint64_t i, uint64_t entry, uint64_t bitmap);
+/* Type of subcluster sc (0 without ext L2) of an L2 entry; host offset of the
+ * cluster for NORMAL (the subcluster's own offset is added by the caller). */
+Qcow2ScType qcow2_sc_type(const Qcow2State *s, uint64_t entry, uint64_t bitmap, unsigned sc);
+/* Host bytes [start, start + len) of a compressed descriptor. */
+void qcow2_compressed_range(const Qcow2State *s, uint64_t entry, uint64_t *start, uint64_t *len);
+/* The L2 entry (and bitmap) for a guest offset: false with error on
+ * corruption; entry 0 when no L2 table is allocated. */
+bool qcow2_get_entry(Qcow2State *s, uint64_t guest, uint64_t *entry, uint64_t *bitmap,
+                     GError **error);
+
+/* ---- qcow2-compress.c ---- */
+Qcow2DecodeCache *qcow2_decode_cache_new(uint64_t cluster_size, uint64_t max_bytes);
+void qcow2_decode_cache_free(Qcow2DecodeCache *d);
+/* The decompressed cluster for an L2 entry, into out (cluster_size bytes). */
+bool qcow2_read_compressed(Qcow2State *s, uint64_t entry, uint8_t *out, GError **error);
+bool qcow2_compression_supported(uint8_t type);
+
+/* ---- qcow2-crypto.c ---- */
+/* Unlock with the passphrase from the context; EACCES without one. */
+bool qcow2_crypto_open(Qcow2State *s, VdImage *img, GError **error);
+Qcow2Crypto *qcow2_crypto_ref(Qcow2Crypto *c);
+void qcow2_crypto_unref(Qcow2Crypto *c);
+/* En/decrypt whole 512-byte sectors in place; sector = first sector number. */
+bool qcow2_crypto_run(Qcow2Crypto *c, bool encrypt, uint64_t sector, uint8_t *buf, size_t len,
+                      const char *name, GError **error);
+/* Sector number used for data at host/guest offset. */
+uint64_t qcow2_crypto_sector(const Qcow2State *s, uint64_t host, uint64_t guest);
+void qcow2_crypto_describe(const Qcow2State *s, VdInfo *info);
+
+/* ---- qcow2-snapshot.c ---- */
+bool qcow2_read_snapshots(Qcow2State *s, uint64_t file_size, GError **error);
+GPtrArray *qcow2_snapshot_list(VdImage *img, GError **error);
+bool qcow2_snapshot_open(VdImage *img, const char *id, VdImage *snap, GError **error);
+void qcow2_snapshot_free(Qcow2Snapshot *sn);
+
+/* ---- qcow2-refcount.c ---- */
+bool qcow2_refcount_init(Qcow2State *s, GError **error);
+void qcow2_refcount_free(Qcow2Refcounts *rc);
+/* Allocate up to n contiguous fresh clusters (at least 1); refcounts set to 1. */
+bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t *got,
+                          GError **error);
+/* Queue the release of host bytes [start, start + len) (cluster-granular
+ * refcount decrement), applied once the metadata no longer pointing there
+ * is durable. */
+void qcow2_free_later(Qcow2State *s, uint64_t start, uint64_t len);
+/* Write back dirty refcount blocks (no sync). */
+bool qcow2_refcount_writeback(Qcow2State *s, GError **error);
+/* Apply queued frees (after the references are durable). */
+bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error);
+bool qcow2_refcount_has_pending(const Qcow2State *s);
+bool qcow2_refcount_dirty(const Qcow2State *s);
+/* Rebuild refcounts from the metadata (dirty / lazy-refcount images). */
+bool qcow2_repair(Qcow2State *s, GError **error);
+
+/* ---- qcow2-alloc.c ---- */
+bool qcow2_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);
+bool qcow2_write_zeroes(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
+                        GError **error);
+bool qcow2_truncate(VdImage *img, uint64_t new_size, GError **error);
+bool qcow2_flush(VdImage *img, GError **error);
+/* Write back every dirty table in dependency order (no final data sync). */
+bool qcow2_metadata_writeback(Qcow2State *s, GError **error);
+/* Host file size of the qcow2 file, or a large value on error. */
+uint64_t qcow2_file_size(const Qcow2State *s);
+
+static inline Qcow2State *qcow2_state(VdImage *img)
+{
+    return img->opaque;
+}
+
+static inline uint64_t qcow2_round_up(uint64_t v, uint64_t align)
+{
+    return (v + align - 1) & ~(align - 1);
+}
+
+#endif

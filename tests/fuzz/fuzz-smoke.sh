@@ -1,0 +1,49 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Run the fuzz target for every format for a bounded time, with seed
+# corpora made by qemu-img where QEMU can make the format.
+#   fuzz-smoke.sh FUZZ_BINARY VDISK_BINARY SECONDS_PER_FORMAT
+# Prints one "PASS: fuzz <format>" / "FAIL: fuzz <format>" line per format.
+set -u
+FUZZ=$1 VDISK=$2 SECS=${3:-20}
+work=$(mktemp -d "${TMPDIR:-/tmp}/vdfuzz-smoke.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+crashdir=${FUZZ_CRASH_DIR:-$PWD/fuzz-crashes}
+mkdir -p "$crashdir"
+
+seed() {
+    fmt=$1 dir=$2
+    case $fmt in
+    raw | qcow2 | qcow | qed | vmdk | vdi | vpc | vhdx | parallels) ;;
+    *) return 0 ;;
+    esac
+    for opts in "" "cluster_size=4096"; do
+        case $fmt in qcow2 | qed) ;; *) [ -n "$opts" ] && continue ;; esac
+        f=$dir/seed-$(echo "$opts" | tr -c 'a-z0-9' _).img
+        qemu-img create -q -f "$fmt" ${opts:+-o "$opts"} "$f" 1M >/dev/null 2>&1 || continue
+        qemu-io -f "$fmt" -c 'write -P 0x5a 4096 8192' -c 'write -z 65536 4096' "$f" \
+            >/dev/null 2>&1 || true
+    done
+    [ "$fmt" = qcow2 ] && qemu-img snapshot -c s1 "$dir"/seed-_.img >/dev/null 2>&1
+    return 0
+}
+
+pass=0 fail=0
+for fmt in $("$VDISK" formats | awk '{print $1}'); do
+    corpus=$work/$fmt
+    mkdir -p "$corpus"
+    seed "$fmt" "$corpus"
+    [ -n "$(ls "$corpus")" ] || printf 'x' >"$corpus/empty"
+    if VD_FUZZ_FORMAT=$fmt "$FUZZ" -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=262144 \
+        -artifact_prefix="$crashdir/$fmt-" -print_final_stats=0 "$corpus" >"$work/$fmt.log" 2>&1; then
+        echo "PASS: fuzz $fmt"
+        pass=$((pass + 1))
+    else
+        echo "FAIL: fuzz $fmt (artifacts in $crashdir)"
+        tail -n 30 "$work/$fmt.log"
+        fail=$((fail + 1))
+    fi
+done
+echo "# fuzz PASS: $pass"
+echo "# fuzz FAIL: $fail"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,444 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The qcow (version 1) driver through the block layer, on images made by
+ * the test generator from the format description: plain, contiguous,
+ * compressed and encrypted clusters, backing files, writes of every kind
+ * (into holes with copy-on-write, into compressed clusters, in place,
+ * encrypted partial sectors, new L2 tables), the probe against qcow2's
+ * versions, and hostile headers and tables.
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "src/vd-chain.h"
+#include "src/vd-endian.h"
+#include "src/vd-error.h"
+#include "src/vd-image.h"
+#include "src/vd-info.h"
+#include "tests/unit/test-qed-gen.h"
+
+#define CS       4096u
+#define DISK     (6u * 1024 * 1024 + 1536) /* ends inside a cluster */
+#define CLUSTERS ((DISK + CS - 1) / CS)
+#define PASS     "correct horse battery staple" /* only the first 16 bytes count */
+
+/* Which clusters the sample holds, and how. */
+static const struct {
+    uint64_t ci;
+    char kind; /* 'd' data, 'c' compressed */
+} layout[] = {
+    {0, 'd'},   {1, 'd'},   {2, 'c'},
+    {5, 'd'},   {6, 'c'},   {7, 'c'},
+    {600, 'c'}, {601, 'd'}, {CLUSTERS - 1, 'd'},
+};
+
+/* The sample image and, in expect, the disk it holds over base (or zeros). */
+static TGen *sample(const char *backing, const char *pass, uint8_t *expect, const uint8_t *base)
+{
+    TGen *g = tgen_qcow1(DISK, 12, 9, backing, pass);
+    if (base != NULL)
+        memcpy(expect, base, DISK);
+    else
+        memset(expect, 0, DISK);
+    uint8_t c[CS];
+    for (size_t i = 0; i < G_N_ELEMENTS(layout); i++) {
+        uint64_t off = layout[i].ci * CS;
+        if (layout[i].kind == 'c') {
+            /* Compressible: runs of one byte with a pattern here and there. */
+            memset(c, (int)(0x30 + i), CS);
+            tgen_fill(c + 100, 300, off + 100, (uint8_t)i);
+            tgen_compressed(g, layout[i].ci, c);
+        } else {
+            tgen_fill(c, CS, off, (uint8_t)(0x40 + i));
+            tgen_data(g, layout[i].ci, c);
+        }
+        memcpy(expect + off, c, MIN(CS, DISK - off));
+    }
+    return g;
+}
+
+static void test_probe(QFixture *f, gconstpointer data)
+{
+    g_autoptr(TGen) g = tgen_qcow1(1 << 20, 12, 9, NULL, NULL);
+    g_autofree char *p = qfix_write(f, "v1.qcow", g);
+    g_autoptr(GError) err = NULL;
+    const VdDriver *drv = vd_probe_path(f->ctx, p, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(drv);
+    g_assert_cmpstr(drv->name, ==, "qcow");
+    /* The same magic with versions 2 and 3 is qcow2's, never ours. */
+    for (uint32_t v = 2; v <= 3; v++) {
+        vd_put_be32(g->b->data + 4, v);
+        g_autofree char *p2 = qfix_write(f, "v2.qcow2", g);
+        drv = vd_probe_path(f->ctx, p2, &err);
+        g_assert_no_error(err);
+        g_assert_true(drv == NULL || strcmp(drv->name, "qcow") != 0);
+        qfix_expect_refused(f, g, "qcow", ENOTSUP, "qcow2 header forced as qcow");
+    }
+}
+
+static void test_read(QFixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *expect = g_malloc(DISK);
+    g_autoptr(TGen) g = sample(NULL, NULL, expect, NULL);
+    g_autofree char *p = qfix_write(f, "s.qcow", g);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(vd_image_size(img), ==, DISK);
+    qfix_assert_disk(img, expect, DISK);
+
+    /* Clusters 0 and 1 are contiguous in the file: one DATA run. */
+    VdChainExtent e;
+    g_assert_true(vd_chain_status(img, 100, DISK - 100, VD_STATUS_WANT_ZERO, &e, &err));
+    g_assert_cmpint(e.state, ==, VD_EXTENT_DATA);
+    g_assert_cmpuint(e.length, ==, 2 * CS - 100);
+    g_assert_cmpint(e.fd, ==, img->fd);
+    g_assert_cmpuint(e.host_offset, ==, tgen_get64(g, tgen_entry_offset(g, 0)) + 100);
+    g_assert_true(vd_chain_status(img, 2 * CS, DISK - 2 * CS, VD_STATUS_WANT_ZERO, &e, &err));
+    g_assert_cmpint(e.state, ==, VD_EXTENT_DATA_DECODE);
+    g_assert_cmpuint(e.length, ==, CS);
+    g_assert_true(vd_chain_status(img, 6 * CS, DISK - 6 * CS, VD_STATUS_WANT_ZERO, &e, &err));
+    g_assert_cmpint(e.state, ==, VD_EXTENT_DATA_DECODE);
+    g_assert_cmpuint(e.length, ==, 2 * CS); /* decode runs merge */
+    g_assert_true(vd_chain_status(img, 3 * CS, DISK - 3 * CS, VD_STATUS_WANT_ZERO, &e, &err));
+    g_assert_cmpint(e.state, ==, VD_EXTENT_UNALLOCATED);
+    g_assert_cmpuint(e.length, ==, 2 * CS);
+    /* Between cluster 8 and 600 lies a whole L1 span with no table. */
+    uint64_t pos;
+    g_assert_true(vd_chain_seek(img, 8 * CS, SEEK_DATA, &pos, &err));
+    g_assert_cmpuint(pos, ==, 600 * CS);
+    g_assert_true(vd_chain_seek(img, 600 * CS, SEEK_HOLE, &pos, &err));
+    g_assert_cmpuint(pos, ==, 602 * CS);
+
+    g_autoptr(VdInfo) info = vd_info_describe(img);
+    g_assert_cmpuint(vd_info_get(info, "cluster_size")->u64, ==, CS);
+    g_assert_cmpuint(vd_info_get(info, "l2_entries")->u64, ==, 512);
+    g_assert_cmpstr(vd_info_get(info, "encryption")->str, ==, "none");
+    g_assert_cmpuint(vd_info_get(info, "l2_tables")->u64, ==, 3);
+}
+
+static void test_backing(QFixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *base = qfix_base_file(f, "base.raw", DISK);
+    g_autofree uint8_t *expect = g_malloc(DISK);
+    g_autoptr(TGen) g = sample("base.raw", NULL, expect, base);
+    g_autofree char *p = qfix_write(f, "child.qcow", g);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(img->backing);
+    g_assert_cmpstr(img->backing->driver->name, ==, "raw");
+    g_assert_cmpstr(img->backing_name, ==, "base.raw");
+    qfix_assert_disk(img, expect, DISK);
+    VdChainExtent e;
+    g_assert_true(vd_chain_status(img, 3 * CS, CS, VD_STATUS_WANT_ZERO, &e, &err));
+    g_assert_cmpuint(e.depth, ==, 1);
+
+    /* A missing backing file fails the open and says which. */
+    g_autofree char *bp = g_build_filename(f->dir, "base.raw", NULL);
+    g_unlink(bp);
+    VdImage *none = qfix_open(f, p, NULL, false, &err);
+    g_assert_null(none);
+    g_assert_nonnull(strstr(err->message, "base.raw"));
+}
+
+static char *keyfile(QFixture *f, const char *image, const char *pass)
+{
+    char *kp = g_build_filename(f->dir, "keys", NULL);
+    g_autofree char *text = g_strdup_printf("[%s]\npassphrase=%s\n", image, pass);
+    g_assert_true(g_file_set_contents(kp, text, -1, NULL));
+    g_assert_cmpint(chmod(kp, 0600), ==, 0);
+    return kp;
+}
+
+static void test_encrypted(QFixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *expect = g_malloc(DISK);
+    g_autoptr(TGen) g = sample(NULL, PASS, expect, NULL);
+    g_autofree char *p = qfix_write(f, "enc.qcow", g);
+    g_autoptr(GError) err = NULL;
+    VdImage *img = qfix_open(f, p, NULL, false, &err);
+    g_assert_null(img);
+    g_assert_error(err, VD_ERROR, EACCES);
+    g_test_message("no key: %s", err->message);
+    g_clear_error(&err);
+
+    g_autofree char *kp = keyfile(f, "enc.qcow", PASS);
+    g_assert_true(vd_context_load_keyfile(f->ctx, kp, &err));
+    img = qfix_open(f, p, NULL, false, &err);
+    g_assert_no_error(err);
+    qfix_assert_disk(img, expect, DISK);
+    /* Encrypted plain clusters need decoding; so do compressed ones. */
+    VdChainExtent e;
+    g_assert_true(vd_chain_status(img, 0, DISK, VD_STATUS_WANT_ZERO, &e, &err));
+    g_assert_cmpint(e.state, ==, VD_EXTENT_DATA_DECODE);
+    g_autoptr(VdInfo) info = vd_info_describe(img);
+    g_assert_cmpstr(vd_info_get(info, "encryption")->str, ==, "aes-cbc");
+    vd_image_unref(img);
+}
+
+/* A model of the disk and the image, written alike, then compared. */
+static const struct {
+    uint64_t off;
+    size_t len;
+} writes[] = {
+    {3 * CS + 100, 50},          /* a hole: copy-on-write from the backing file */
+    {2 * CS + 4000, 200},        /* compressed cluster 2 and into the hole at 3 */
+    {6 * CS + 1, 1},             /* one byte into a compressed cluster */
+    {0, CS + 10},                /* in place, across two clusters */
+    {5 * CS - 10, 20},           /* hole and data */
+    {1024 * CS - 700, 3 * CS},   /* across an L2 table boundary, both tables new */
+    {600 * CS + 5, 2 * CS},      /* compressed and data */
+    {DISK - 1000, 1000},         /* the partial last cluster */
+    {2000 * 512 + 3, 65536 + 7}, /* a run of holes */
+};
+
+static void run_writes(QFixture *f, const char *path, uint8_t *model, bool encrypted)
+{
+    g_autoptr(GError) err = NULL;
+    {
+        g_autoptr(VdImage) img = qfix_open(f, path, NULL, true, &err);
+        g_assert_no_error(err);
+        for (size_t i = 0; i < G_N_ELEMENTS(writes); i++)
+            qfix_write_both(img, model, writes[i].off, writes[i].len, (uint8_t)(0xa0 + i));
+        qfix_assert_disk(img, model, DISK);
+        g_assert_true(vd_image_flush(img, &err));
+    }
+    /* Reopened: all of it was written to the file. */
+    g_autoptr(VdImage) img = qfix_open(f, path, NULL, false, &err);
+    g_assert_no_error(err);
+    qfix_assert_disk(img, model, DISK);
+    /* A written compressed cluster became a plain one (which needs
+     * decoding only when encrypted). */
+    VdChainExtent e;
+    g_assert_true(vd_chain_status(img, 6 * CS, CS, VD_STATUS_WANT_ZERO, &e, &err));
+    g_assert_cmpint(e.state, ==, encrypted ? VD_EXTENT_DATA_DECODE : VD_EXTENT_DATA);
+}
+
+static void test_write(QFixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *base = qfix_base_file(f, "base.raw", DISK);
+    g_autofree uint8_t *model = g_malloc(DISK);
+    g_autoptr(TGen) g = sample("base.raw", NULL, model, base);
+    g_autofree char *p = qfix_write(f, "child.qcow", g);
+    run_writes(f, p, model, false);
+    g_autofree uint8_t *after = NULL;
+    gsize n;
+    g_autofree char *bp = g_build_filename(f->dir, "base.raw", NULL);
+    g_assert_true(g_file_get_contents(bp, (char **)&after, &n, NULL));
+    g_assert_true(n == DISK && memcmp(after, base, DISK) == 0); /* the base untouched */
+}
+
+static void test_write_plain(QFixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *model = g_malloc(DISK);
+    g_autoptr(TGen) g = sample(NULL, NULL, model, NULL);
+    g_autofree char *p = qfix_write(f, "plain.qcow", g);
+    run_writes(f, p, model, false);
+    /* Zeros into holes of an image without backing allocate nothing. */
+    struct stat st0, st1;
+    g_assert_cmpint(stat(p, &st0), ==, 0);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = qfix_open(f, p, NULL, true, &err);
+    g_assert_no_error(err);
+    qfix_write_both(img, model, 100 * CS + 5, 3 * CS, 0);
+    g_assert_cmpint(stat(p, &st1), ==, 0);
+    g_assert_cmpuint(st0.st_size, ==, st1.st_size);
+    qfix_assert_disk(img, model, DISK);
+}
+
+static void test_write_encrypted(QFixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *model = g_malloc(DISK);
+    g_autoptr(TGen) g = sample(NULL, PASS, model, NULL);
+    g_autofree char *p = qfix_write(f, "enc.qcow", g);
+    g_autofree char *kp = keyfile(f, "enc.qcow", PASS);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(vd_context_load_keyfile(f->ctx, kp, &err));
+    run_writes(f, p, model, true);
+    /* The data is AES-CBC with the sector number as IV, as the generator
+     * encrypts: a plain cluster of the generator's is still readable. */
+    g_autoptr(VdImage) img = qfix_open(f, p, NULL, true, &err);
+    g_assert_no_error(err);
+    qfix_write_both(img, model, 1 * CS + 511, 2, 0x11); /* two sectors, one byte each */
+    qfix_assert_disk(img, model, DISK);
+}
+
+/* The file ends inside its last data cluster, which is not even aligned
+ * (QEMU writes whole aligned clusters; other writers need not): the
+ * missing part reads as zeros, and once it is written in place, new
+ * clusters must go after it, not over it. */
+static void test_write_partial_last(QFixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *model = g_malloc(DISK);
+    g_autoptr(TGen) g = sample(NULL, NULL, model, NULL);
+    uint64_t at = g->b->len + 3000;
+    g_byte_array_set_size(g->b, (guint)(at + 100)); /* 100 bytes of cluster 601 in the file */
+    tgen_fill(g->b->data + at, 100, 0, 0x55);
+    tgen_put64(g, tgen_entry_offset(g, 601), at);
+    memcpy(model + 601 * CS, g->b->data + at, 100);
+    memset(model + 601 * CS + 100, 0, CS - 100);
+    g_autofree char *p = qfix_write(f, "short.qcow", g);
+    g_autoptr(GError) err = NULL;
+    {
+        g_autoptr(VdImage) img = qfix_open(f, p, NULL, true, &err);
+        g_assert_no_error(err);
+        qfix_assert_disk(img, model, DISK);
+        qfix_write_both(img, model, 601 * CS + 2000, 200, 0x61); /* in place, past the file's end */
+        qfix_write_both(img, model, 300 * CS, 2 * CS, 0x62);     /* new clusters */
+        qfix_assert_disk(img, model, DISK);
+    }
+    g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
+    g_assert_no_error(err);
+    qfix_assert_disk(img, model, DISK);
+}
+
+/* Header fields that must make the open fail. */
+static void test_hostile_header(QFixture *f, gconstpointer data)
+{
+    struct {
+        const char *what;
+        unsigned field; /* byte offset */
+        unsigned width; /* 1, 4, 8 */
+        uint64_t value;
+        int code;
+    } cases[] = {
+        {"cluster_bits 8", 32, 1, 8, EIO},
+        {"cluster_bits 17", 32, 1, 17, EIO},
+        {"l2_bits 5", 33, 1, 5, EIO},
+        {"l2_bits 14", 33, 1, 14, EIO},
+        {"size 2^62", 24, 8, 1ull << 62, EIO},
+        {"size 2^64-1", 24, 8, UINT64_MAX, EIO},
+        {"L1 past the end", 40, 8, 1ull << 40, EIO},
+        {"L1 offset wraps", 40, 8, UINT64_MAX - 7, EIO},
+        {"L1 over the header", 40, 8, 8, EIO},
+        {"crypt method 2", 36, 4, 2, ENOTSUP},
+        {"version 0", 4, 4, 0, ENOTSUP},
+        {"backing name past the end", 8, 8, 1ull << 32, EIO},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree uint8_t *expect = g_malloc(DISK);
+        g_autoptr(TGen) g = sample(NULL, NULL, expect, NULL);
+        uint8_t *h = g->b->data;
+        if (cases[i].field == 8)
+            vd_put_be32(h + 16, 10);
+        if (cases[i].width == 1)
+            h[cases[i].field] = (uint8_t)cases[i].value;
+        else if (cases[i].width == 4)
+            vd_put_be32(h + cases[i].field, (uint32_t)cases[i].value);
+        else
+            vd_put_be64(h + cases[i].field, cases[i].value);
+        qfix_expect_refused(f, g, "qcow", cases[i].code, cases[i].what);
+    }
+    g_autoptr(TGen) g = tgen_qcow1(DISK, 12, 9, NULL, NULL);
+    vd_put_be64(g->b->data + 8, 48);
+    vd_put_be32(g->b->data + 16, 5000);
+    qfix_expect_refused(f, g, "qcow", EIO, "backing name of 5000 bytes");
+    g_byte_array_set_size(g->b, 40);
+    qfix_expect_refused(f, g, "qcow", EIO, "a file shorter than the header");
+}
+
+/* L1 entries that must make the open fail: tables outside the file, over
+ * the header or the L1, over each other (a table used twice is a loop). */
+static void test_hostile_tables(QFixture *f, gconstpointer data)
+{
+    struct {
+        const char *what;
+        uint64_t l1_index;
+        int64_t value; /* < 0: relative to entry 0's table (-1: that table) */
+    } cases[] = {
+        {"table past the end", 0, 1ll << 40}, {"table straddles the end", 0, 0x7ffffff0},
+        {"table over the header", 0, 16},     {"table over the L1", 0, 48},
+        {"two entries, one table", 1, -1},    {"tables overlap", 1, -2},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree uint8_t *expect = g_malloc(DISK);
+        g_autoptr(TGen) g = sample(NULL, NULL, expect, NULL);
+        uint64_t t0 = tgen_get64(g, g->l1_offset);
+        uint64_t v = (uint64_t)cases[i].value;
+        if (cases[i].value == -1)
+            v = t0;
+        else if (cases[i].value == -2)
+            v = t0 + 8;
+        else if (v == 0x7ffffff0)
+            v = g->b->len - 8;
+        tgen_put64(g, g->l1_offset + 8 * cases[i].l1_index, v);
+        qfix_expect_refused(f, g, "qcow", EIO, cases[i].what);
+    }
+}
+
+/* Bad cluster entries: the image opens, those clusters fail with EIO,
+ * the others read. */
+static void test_hostile_clusters(QFixture *f, gconstpointer data)
+{
+    struct {
+        const char *what;
+        uint64_t ci;
+        uint64_t entry; /* 0: corrupt the stream of compressed cluster ci */
+    } cases[] = {
+        {"data past the end", 5, 1ull << 40},
+        {"data inside the header", 5, 16},
+        {"compressed past the end", 2, (1ull << 63) | (100ull << 51) | (1ull << 40)},
+        {"compressed of length 0", 2, (1ull << 63) | 4096},
+        {"corrupt deflate stream", 2, 0},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree uint8_t *expect = g_malloc(DISK);
+        g_autoptr(TGen) g = sample(NULL, NULL, expect, NULL);
+        uint64_t ent = tgen_entry_offset(g, cases[i].ci);
+        if (cases[i].entry != 0) {
+            tgen_put64(g, ent, cases[i].entry);
+        } else {
+            uint64_t e = tgen_get64(g, ent);
+            uint64_t off = e & ((1ull << 51) - 1);
+            memset(g->b->data + off, 0xff, 8);
+        }
+        g_autofree char *p = qfix_write(f, "bad.qcow", g);
+        g_autoptr(GError) err = NULL;
+        VdImage *img = qfix_open(f, p, NULL, false, &err);
+        g_assert_no_error(err);
+        uint8_t buf[CS];
+        g_assert_false(vd_image_pread(img, buf, CS, cases[i].ci * CS, &err));
+        g_test_message("%s: %s", cases[i].what, err->message);
+        g_assert_error(err, VD_ERROR, EIO);
+        g_clear_error(&err);
+        g_assert_true(vd_image_pread(img, buf, CS, 0, &err));
+        g_assert_cmpmem(buf, CS, expect, CS);
+        /* Status from the cluster before: the good part, no error (yet). */
+        VdChainExtent e;
+        g_assert_true(vd_chain_status(img, (cases[i].ci - 1) * CS, 3 * CS, 0, &e, &err));
+        g_assert_no_error(err);
+        g_assert_cmpuint(e.length, ==, CS);
+        vd_image_unref(img);
+        /* Writing into it fails too, rather than corrupting anything. */
+        g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
+        g_assert_no_error(err);
+        g_assert_false(vd_image_pwrite(rw, buf, 10, cases[i].ci * CS + 7, &err));
+        g_clear_error(&err);
+    }
+}
+
+int main(int argc, char *argv[])
+{
+    g_test_init(&argc, &argv, NULL);
+#define ADD(path, fn) g_test_add(path, QFixture, NULL, qfix_setup, fn, qfix_teardown)
+    ADD("/qcow/probe", test_probe);
+    ADD("/qcow/read", test_read);
+    ADD("/qcow/backing", test_backing);
+    ADD("/qcow/encrypted", test_encrypted);
+    ADD("/qcow/write/backed", test_write);
+    ADD("/qcow/write/plain", test_write_plain);
+    ADD("/qcow/write/encrypted", test_write_encrypted);
+    ADD("/qcow/write/partial-last-cluster", test_write_partial_last);
+    ADD("/qcow/hostile/header", test_hostile_header);
+    ADD("/qcow/hostile/tables", test_hostile_tables);
+    ADD("/qcow/hostile/clusters", test_hostile_clusters);
+#undef ADD
+    return g_test_run();
+}

@@ -1,0 +1,498 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * qcow2 driver: hand-built images, then hostile variants of them (tables
+ * past the end of the file, absurd sizes, overlapping tables, unknown
+ * feature bits, contradictory L2 entries, random header damage). Every
+ * one must give an error, never a crash.
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/vd-chain.h"
+#include "src/vd-endian.h"
+#include "src/vd-error.h"
+#include "src/vd-image.h"
+#include "src/vd-info.h"
+
+#define CS      4096u /* cluster size of the hand-built image */
+#define NCLUST  6u
+#define VSIZE   (1u << 20)
+#define L1_OFF  (3 * CS)
+#define L2_OFF  (4 * CS)
+#define DAT_OFF (5 * CS)
+
+typedef struct {
+    char *dir;
+    char *path;
+    VdContext *ctx;
+    uint8_t *img; /* the image bytes, patched by each test before writing */
+    size_t len;
+} Fixture;
+
+/*
+ * A minimal valid version 3 image: header, refcount table, one refcount
+ * block, L1 table, one L2 table, one data cluster (guest cluster 0).
+ */
+static void put_header(uint8_t *h, unsigned cluster_bits, uint64_t incompat)
+{
+    uint64_t cs = 1ull << cluster_bits;
+    vd_put_be32(h, 0x514649fb);
+    vd_put_be32(h + 4, 3);
+    vd_put_be32(h + 20, cluster_bits);
+    vd_put_be64(h + 24, VSIZE);
+    vd_put_be32(h + 36, 1);
+    vd_put_be64(h + 40, 3 * cs); /* L1 */
+    vd_put_be64(h + 48, cs);     /* refcount table */
+    vd_put_be32(h + 56, 1);
+    vd_put_be64(h + 72, incompat);
+    vd_put_be32(h + 96, 4);
+    vd_put_be32(h + 100, 104);
+    vd_put_be64(h + cs, 2 * cs); /* refcount table -> block */
+    for (unsigned i = 0; i < NCLUST; i++)
+        vd_put_be16(h + 2 * cs + 2 * i, 1);
+    vd_put_be64(h + 3 * cs, (4 * cs) | (1ull << 63)); /* L1 -> L2 */
+    vd_put_be64(h + 4 * cs, (5 * cs) | (1ull << 63)); /* L2 -> data */
+}
+
+/*
+ * A minimal valid version 3 image: header, refcount table, one refcount
+ * block, L1 table, one L2 table, one data cluster (guest cluster 0).
+ */
+static void build_image(Fixture *f)
+{
+    f->len = NCLUST * CS;
+    f->img = g_malloc0(f->len);
+    put_header(f->img, 12, 0);
+    for (unsigned i = 0; i < CS; i++)
+        f->img[DAT_OFF + i] = (uint8_t)(i * 13 + 5);
+}
+
+static void write_image(Fixture *f)
+{
+    g_assert_true(g_file_set_contents(f->path, (const char *)f->img, (gssize)f->len, NULL));
+}
+
+static void fixture_setup(Fixture *f, gconstpointer data)
+{
+    f->dir = g_dir_make_tmp("vdqcow2-XXXXXX", NULL);
+    f->path = g_build_filename(f->dir, "t.qcow2", NULL);
+    g_autoptr(GError) err = NULL;
+    f->ctx = vd_context_new(f->dir, &err);
+    g_assert_no_error(err);
+    build_image(f);
+}
+
+static void fixture_teardown(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
+    const char *n;
+    while (d && (n = g_dir_read_name(d)) != NULL) {
+        g_autofree char *p = g_build_filename(f->dir, n, NULL);
+        g_unlink(p);
+    }
+    g_rmdir(f->dir);
+    g_free(f->path);
+    g_free(f->dir);
+    g_free(f->img);
+    vd_context_unref(f->ctx);
+}
+
+static VdImage *open_image(Fixture *f, bool rw, GError **error)
+{
+    write_image(f);
+    VdOpenOptions o = {.read_only = !rw};
+    return vd_image_open(f->ctx, f->path, &o, error);
+}
+
+/* Open must fail with code, and the message must mention what. */
+static void expect_open_error(Fixture *f, int code, const char *what)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_image(f, false, &err);
+    if (img != NULL)
+        g_error("opened an image that should fail (%s)", what);
+    g_assert_error(err, VD_ERROR, code);
+    if (what != NULL && strstr(err->message, what) == NULL)
+        g_error("message '%s' does not mention '%s'", err->message, what);
+    g_assert_nonnull(strstr(err->message, "t.qcow2"));
+}
+
+/* Open works, reading all of the disk fails with EIO. */
+static void expect_read_error(Fixture *f)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_image(f, false, &err);
+    g_assert_no_error(err);
+    g_autofree uint8_t *buf = g_malloc(VSIZE);
+    g_assert_false(vd_image_pread(img, buf, VSIZE, 0, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+}
+
+static void test_valid(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+    const VdDriver *drv = (write_image(f), vd_probe_path(f->ctx, f->path, &err));
+    g_assert_no_error(err);
+    g_assert_nonnull(drv);
+    g_assert_cmpstr(drv->name, ==, "qcow2");
+    g_autoptr(VdImage) img = open_image(f, false, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(vd_image_size(img), ==, VSIZE);
+    g_autofree uint8_t *buf = g_malloc(VSIZE);
+    g_assert_true(vd_image_pread(img, buf, VSIZE, 0, &err));
+    g_assert_cmpmem(buf, CS, f->img + DAT_OFF, CS);
+    for (unsigned i = CS; i < VSIZE; i++)
+        g_assert_cmpuint(buf[i], ==, 0);
+    /* Block status: data at the host offset, then unallocated. */
+    VdChainExtent e;
+    g_assert_true(vd_chain_status(img, 0, VSIZE, VD_STATUS_WANT_ZERO, &e, &err));
+    g_assert_cmpint(e.state, ==, VD_EXTENT_DATA);
+    g_assert_cmpuint(e.length, ==, CS);
+    g_assert_cmpuint(e.host_offset, ==, DAT_OFF);
+    g_assert_true(vd_chain_status(img, CS, VSIZE - CS, VD_STATUS_WANT_ZERO, &e, &err));
+    g_assert_cmpint(e.state, ==, VD_EXTENT_UNALLOCATED);
+    g_assert_cmpuint(e.length, ==, VSIZE - CS);
+    g_autoptr(VdInfo) info = vd_info_describe(img);
+    g_assert_nonnull(vd_info_get(info, "cluster_size"));
+    g_assert_cmpuint(vd_info_get(info, "cluster_size")->u64, ==, CS);
+}
+
+static void test_bad_magic_version(Fixture *f, gconstpointer data)
+{
+    vd_put_be32(f->img + 4, 4);
+    write_image(f);
+    g_autoptr(GError) err = NULL;
+    g_assert_null(vd_probe_path(f->ctx, f->path, &err));
+    VdOpenOptions o = {.read_only = true, .format = "qcow2"};
+    g_autoptr(VdImage) img = vd_image_open(f->ctx, f->path, &o, &err);
+    g_assert_null(img);
+    g_assert_error(err, VD_ERROR, ENOTSUP);
+}
+
+static void test_cluster_bits(Fixture *f, gconstpointer data)
+{
+    vd_put_be32(f->img + 20, 8);
+    expect_open_error(f, EIO, "cluster size");
+    vd_put_be32(f->img + 20, 31);
+    expect_open_error(f, EIO, "cluster size");
+    vd_put_be32(f->img + 20, 0xffffffff);
+    expect_open_error(f, EIO, "cluster size");
+}
+
+static void test_absurd_size(Fixture *f, gconstpointer data)
+{
+    vd_put_be64(f->img + 24, 1ull << 62); /* L1 of one entry cannot map it */
+    expect_open_error(f, EIO, "L1");
+    vd_put_be64(f->img + 24, UINT64_MAX);
+    expect_open_error(f, EIO, "size");
+    vd_put_be64(f->img + 24, 1ull << 50); /* would need a 512 GiB L1 table */
+    vd_put_be32(f->img + 36, 0xffffffff);
+    expect_open_error(f, EIO, "L1");
+}
+
+static void test_l1_past_eof(Fixture *f, gconstpointer data)
+{
+    vd_put_be64(f->img + 40, 1000 * CS);
+    expect_open_error(f, EIO, "beyond the end");
+    vd_put_be64(f->img + 40, L1_OFF + 8); /* unaligned */
+    expect_open_error(f, EIO, "L1");
+    vd_put_be64(f->img + 40, UINT64_MAX - 4095);
+    expect_open_error(f, EIO, "L1");
+}
+
+static void test_refcount_table(Fixture *f, gconstpointer data)
+{
+    vd_put_be64(f->img + 48, 1000 * CS);
+    expect_open_error(f, EIO, "refcount table");
+    vd_put_be64(f->img + 48, CS);
+    vd_put_be32(f->img + 56, 0x7fffffff);
+    expect_open_error(f, EIO, "refcount table");
+    vd_put_be32(f->img + 56, 0);
+    expect_open_error(f, EIO, "refcount table");
+}
+
+static void test_overlaps(Fixture *f, gconstpointer data)
+{
+    vd_put_be64(f->img + 40, CS); /* L1 on top of the refcount table */
+    expect_open_error(f, EIO, "overlap");
+    vd_put_be64(f->img + 40, L1_OFF);
+    vd_put_be64(f->img + 48, 0); /* refcount table in the header */
+    expect_open_error(f, EIO, "refcount table");
+}
+
+static void test_incompatible_bits(Fixture *f, gconstpointer data)
+{
+    vd_put_be64(f->img + 72, 1ull << 40);
+    expect_open_error(f, ENOTSUP, "bit 40");
+    /* A feature name table names it. */
+    vd_put_be64(f->img + 72, 1ull << 9);
+    uint8_t *ext = f->img + 104;
+    vd_put_be32(ext, 0x6803f857);
+    vd_put_be32(ext + 4, 48);
+    ext[8] = 0;
+    ext[9] = 9;
+    memcpy(ext + 10, "teleportation", 13);
+    expect_open_error(f, ENOTSUP, "teleportation");
+}
+
+static void test_header_fields(Fixture *f, gconstpointer data)
+{
+    vd_put_be32(f->img + 100, 107); /* not a multiple of 8 */
+    expect_open_error(f, EIO, "header length");
+    vd_put_be32(f->img + 100, 104);
+    vd_put_be32(f->img + 96, 7);
+    expect_open_error(f, EIO, "refcount order");
+    vd_put_be32(f->img + 96, 4);
+    vd_put_be64(f->img + 72, 1ull << 4); /* extended L2 needs 16 KiB clusters */
+    expect_open_error(f, EIO, "extended L2");
+    vd_put_be64(f->img + 72, 1ull << 3); /* compression type bit, type 0 */
+    vd_put_be32(f->img + 100, 112);
+    expect_open_error(f, EIO, "compression");
+    f->img[104] = 9;
+    expect_open_error(f, ENOTSUP, "compression type 9");
+}
+
+static void test_extensions(Fixture *f, gconstpointer data)
+{
+    uint8_t *ext = f->img + 104;
+    vd_put_be32(ext, 0xe2792aca);
+    vd_put_be32(ext + 4, 0x7ffffff0); /* runs past the first cluster */
+    expect_open_error(f, EIO, "header extension");
+    /* Unknown extensions are skipped, then the end marker. */
+    vd_put_be32(ext, 0x12345678);
+    vd_put_be32(ext + 4, 5);
+    vd_put_be32(ext + 16, 0);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_image(f, false, &err);
+    g_assert_no_error(err);
+    /* A data file bit without a data file name. */
+    vd_put_be64(f->img + 72, 1ull << 2);
+    expect_open_error(f, ENOTSUP, "data file");
+    /* LUKS without its header extension. */
+    vd_put_be64(f->img + 72, 0);
+    vd_put_be32(f->img + 32, 2);
+    expect_open_error(f, EIO, "LUKS");
+    /* An encryption header extension that points past the end (no key: EACCES first). */
+    vd_put_be32(ext, 0x0537be77);
+    vd_put_be32(ext + 4, 16);
+    vd_put_be64(ext + 8, 1ull << 40);
+    vd_put_be64(ext + 16, 1 << 20);
+    vd_put_be32(ext + 24, 0);
+    expect_open_error(f, EACCES, NULL);
+    vd_put_be32(f->img + 32, 77);
+    expect_open_error(f, EIO, NULL);
+}
+
+static void test_backing_name(Fixture *f, gconstpointer data)
+{
+    vd_put_be64(f->img + 8, CS - 10);
+    vd_put_be32(f->img + 16, 100); /* past the first cluster */
+    expect_open_error(f, EIO, "backing file name");
+    vd_put_be32(f->img + 16, 5000);
+    expect_open_error(f, EIO, "backing file name");
+    /* A backing file that does not exist. */
+    vd_put_be64(f->img + 8, 512);
+    vd_put_be32(f->img + 16, 7);
+    memcpy(f->img + 512, "nothere", 7);
+    expect_open_error(f, ENOENT, "nothere");
+    /* A backing file that is the image itself: a loop. */
+    memcpy(f->img + 512, "t.qcow2", 7);
+    expect_open_error(f, ELOOP, NULL);
+}
+
+static void test_l2_past_eof(Fixture *f, gconstpointer data)
+{
+    vd_put_be64(f->img + L1_OFF, (1000ull * CS) | (1ull << 63));
+    expect_read_error(f);
+    vd_put_be64(f->img + L1_OFF, (L2_OFF + 512) | (1ull << 63)); /* unaligned */
+    expect_read_error(f);
+    vd_put_be64(f->img + L1_OFF, 0); /* in the header */
+    vd_put_be64(f->img + L1_OFF, 512ull << 1);
+    expect_read_error(f);
+}
+
+static void test_bad_l2_entries(Fixture *f, gconstpointer data)
+{
+    vd_put_be64(f->img + L2_OFF, (DAT_OFF + 512) | (1ull << 63)); /* unaligned data */
+    expect_read_error(f);
+    /* Compressed cluster that does not inflate. */
+    vd_put_be64(f->img + L2_OFF, (1ull << 62) | DAT_OFF | (3ull << 58));
+    expect_read_error(f);
+    /* Compressed cluster past the end of the file and into the header. */
+    vd_put_be64(f->img + L2_OFF, (1ull << 62) | 100);
+    expect_read_error(f);
+    vd_put_be64(f->img + L2_OFF, (1ull << 62) | ((1ull << 58) - 512));
+    expect_read_error(f);
+}
+
+static void test_extended_l2(Fixture *f, gconstpointer data)
+{
+    /* Rebuild with 16 KiB clusters and extended L2 entries. */
+    g_free(f->img);
+    const uint64_t cs = 16384;
+    f->len = 6 * cs;
+    f->img = g_malloc0(f->len);
+    put_header(f->img, 14, 1ull << 4);
+    vd_put_be64(f->img + 4 * cs + 8, 0xf0); /* subclusters 4..7 allocated */
+    memset(f->img + 5 * cs, 0xab, cs);
+    g_autoptr(GError) err = NULL;
+    {
+        g_autoptr(VdImage) img = open_image(f, false, &err);
+        g_assert_no_error(err);
+        uint8_t buf[16384];
+        g_assert_true(vd_image_pread(img, buf, cs, 0, &err));
+        for (unsigned i = 0; i < cs; i++)
+            g_assert_cmpuint(buf[i], ==, (i / 512 >= 4 && i / 512 < 8) ? 0xab : 0);
+        VdChainExtent e;
+        g_assert_true(vd_chain_status(img, 0, VSIZE, VD_STATUS_WANT_ZERO, &e, &err));
+        g_assert_cmpint(e.state, ==, VD_EXTENT_UNALLOCATED);
+        g_assert_cmpuint(e.length, ==, 4 * 512);
+        g_assert_true(vd_chain_status(img, 2048, VSIZE - 2048, VD_STATUS_WANT_ZERO, &e, &err));
+        g_assert_cmpint(e.state, ==, VD_EXTENT_DATA);
+        g_assert_cmpuint(e.length, ==, 4 * 512);
+        g_assert_cmpuint(e.host_offset, ==, 5 * cs + 2048);
+    }
+    /* Allocated and zero at once: corruption. */
+    vd_put_be64(f->img + 4 * cs + 8, 0x00000010000000f0ull);
+    {
+        g_autoptr(VdImage) img = open_image(f, false, &err);
+        g_assert_no_error(err);
+        uint8_t buf[512];
+        g_assert_false(vd_image_pread(img, buf, sizeof buf, 0, &err));
+        g_assert_error(err, VD_ERROR, EIO);
+        g_clear_error(&err);
+    }
+    /* Allocation bits without a host offset. */
+    vd_put_be64(f->img + 4 * cs, 0);
+    vd_put_be64(f->img + 4 * cs + 8, 1);
+    {
+        g_autoptr(VdImage) img = open_image(f, false, &err);
+        g_assert_no_error(err);
+        uint8_t buf[512];
+        g_assert_false(vd_image_pread(img, buf, sizeof buf, 0, &err));
+        g_assert_error(err, VD_ERROR, EIO);
+    }
+}
+
+static void test_snapshot_table(Fixture *f, gconstpointer data)
+{
+    vd_put_be32(f->img + 60, 1000000);
+    vd_put_be64(f->img + 64, 2 * CS);
+    expect_open_error(f, EIO, "snapshots");
+    vd_put_be32(f->img + 60, 2);
+    vd_put_be64(f->img + 64, 100 * CS);
+    expect_open_error(f, EIO, "snapshot table");
+    /* One entry whose name runs past the end of the file. */
+    f->len += CS;
+    f->img = g_realloc(f->img, f->len);
+    memset(f->img + NCLUST * CS, 0, CS);
+    uint8_t *e = f->img + NCLUST * CS;
+    vd_put_be32(f->img + 60, 1);
+    vd_put_be64(f->img + 64, NCLUST * CS);
+    vd_put_be64(e, L1_OFF);
+    vd_put_be32(e + 8, 1);
+    vd_put_be16(e + 12, 1);
+    vd_put_be16(e + 14, 60000);
+    expect_open_error(f, EIO, "snapshot");
+    /* A valid entry, whose L1 table lies past the end: listing works, opening fails. */
+    vd_put_be16(e + 14, 2);
+    vd_put_be32(e + 36, 16);
+    vd_put_be64(e + 48, VSIZE / 2);
+    memcpy(e + 56, "1s1", 3);
+    vd_put_be64(e, 4000 * CS);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_image(f, false, &err);
+    g_assert_no_error(err);
+    g_autoptr(GPtrArray) snaps = vd_image_snapshots(img, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(snaps->len, ==, 1);
+    VdSnapshotInfo *si = snaps->pdata[0];
+    g_assert_cmpstr(si->id, ==, "1");
+    g_assert_cmpstr(si->name, ==, "s1");
+    g_assert_cmpuint(si->virtual_size, ==, VSIZE / 2);
+    g_assert_null(vd_image_open_snapshot(img, "1", &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    g_clear_error(&err);
+    g_assert_null(vd_image_open_snapshot(img, "2", &err));
+    g_assert_error(err, VD_ERROR, ENOENT);
+}
+
+static void test_corrupt_bit(Fixture *f, gconstpointer data)
+{
+    vd_put_be64(f->img + 72, 1ull << 1);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_image(f, true, &err);
+    g_assert_no_error(err);
+    g_assert_true(img->read_only);
+    uint8_t buf[16] = {0};
+    g_assert_false(vd_image_pwrite(img, buf, sizeof buf, 0, &err));
+    g_assert_error(err, VD_ERROR, EROFS);
+}
+
+/* Random damage to the header cluster and tables: errors are fine, crashes are not. */
+static void test_fuzz(Fixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *orig = g_memdup2(f->img, f->len);
+    GRand *r = g_rand_new_with_seed(12345);
+    g_autofree uint8_t *buf = g_malloc(VSIZE);
+    for (int iter = 0; iter < 400; iter++) {
+        memcpy(f->img, orig, f->len);
+        int n = g_rand_int_range(r, 1, 6);
+        for (int k = 0; k < n; k++) {
+            /* Mostly header fields, sometimes the tables. */
+            uint32_t pos = g_rand_boolean(r) ? (uint32_t)g_rand_int_range(r, 0, 112)
+                                             : (uint32_t)g_rand_int_range(r, CS, L2_OFF + 64);
+            f->img[pos] ^= (uint8_t)(1u << g_rand_int_range(r, 0, 8));
+        }
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VdImage) img = open_image(f, false, &err);
+        if (img == NULL) {
+            g_assert_nonnull(err);
+            continue;
+        }
+        uint64_t size = vd_image_size(img);
+        uint64_t off = 0;
+        /* Read the start and a few random places. */
+        if (!vd_image_pread(img, buf, (size_t)MIN(size, VSIZE), 0, &err))
+            g_clear_error(&err);
+        for (int k = 0; k < 4 && size > 0; k++) {
+            off = (uint64_t)g_rand_double_range(r, 0, (double)size);
+            if (!vd_image_pread(img, buf, 4096, off, &err))
+                g_clear_error(&err);
+            VdChainExtent e;
+            if (off < size && !vd_chain_status(img, off, size - off, VD_STATUS_WANT_ZERO, &e, &err))
+                g_clear_error(&err);
+        }
+    }
+    g_rand_free(r);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL);
+#define ADD(name, fn) g_test_add("/qcow2/" name, Fixture, NULL, fixture_setup, fn, fixture_teardown)
+    ADD("valid", test_valid);
+    ADD("bad-version", test_bad_magic_version);
+    ADD("cluster-bits", test_cluster_bits);
+    ADD("absurd-size", test_absurd_size);
+    ADD("l1-past-eof", test_l1_past_eof);
+    ADD("refcount-table", test_refcount_table);
+    ADD("overlapping-tables", test_overlaps);
+    ADD("incompatible-bits", test_incompatible_bits);
+    ADD("header-fields", test_header_fields);
+    ADD("extensions", test_extensions);
+    ADD("backing-name", test_backing_name);
+    ADD("l2-past-eof", test_l2_past_eof);
+    ADD("bad-l2-entries", test_bad_l2_entries);
+    ADD("extended-l2", test_extended_l2);
+    ADD("snapshot-table", test_snapshot_table);
+    ADD("corrupt-bit", test_corrupt_bit);
+    ADD("fuzz", test_fuzz);
+#undef ADD
+    return g_test_run();
+}

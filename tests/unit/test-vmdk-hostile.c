@@ -1,0 +1,357 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Hostile VMDK images: corrupt header fields, tables past the end of the
+ * file, absurd sizes, grain table loops and overlaps, descriptors with
+ * absurd extents or paths escaping IMAGEDIR, FIFOs, and random damage to
+ * every kind of extent. Each must give an error (with its reason), never
+ * a crash or a hang.
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "formats/vmdk.h"
+#include "src/vd-chain.h"
+#include "src/vd-error.h"
+#include "src/vd-image.h"
+#include "tests/unit/test-vmdk-gen.h"
+
+static const char hostile_desc[] = "# Disk DescriptorFile\nversion=1\nCID=11112222\n"
+                                   "parentCID=ffffffff\ncreateType=\"monolithicSparse\"\n"
+                                   "RW 8192 SPARSE \"renamed-since.vmdk\"\n";
+
+static const uint64_t se_data[] = {0, 3};
+static const uint64_t se_idx[] = {4097, 0};
+
+/* A plain 4 MiB hosted sparse file without descriptor. */
+static void make_plain(Fixture *f, const char *name)
+{
+    GenBuf b = {0};
+    GenKdmv k = {.version = 1, .capacity = 8192, .grain = 128, .gtes = 512, .prealloc_gts = true};
+    gen_kdmv(&b, &k);
+    put_gen(f, name, &b);
+}
+
+static void hostile_kdmv(Fixture *f, const char *name, void (*poke)(GenBuf *b, GenKdmv *k))
+{
+    GenBuf b = {0};
+    GenKdmv k = {.version = 1,
+                 .flags = 1,
+                 .capacity = 8192,
+                 .grain = 128,
+                 .gtes = 16,
+                 .rgd = true,
+                 .prealloc_gts = true,
+                 .desc = hostile_desc};
+    gen_kdmv(&b, &k);
+    uint8_t g[65536];
+    gen_fill(g, sizeof g, 0, 1);
+    gen_kdmv_grain(&b, &k, 0, g);
+    poke(&b, &k);
+    put_gen(f, name, &b);
+}
+
+static void poke_gd_past_eof(GenBuf *b, GenKdmv *k)
+{
+    gen_le64(b, 56, 1u << 30);
+}
+static void poke_grain_zero(GenBuf *b, GenKdmv *k)
+{
+    gen_le64(b, 20, 0);
+}
+static void poke_grain_huge(GenBuf *b, GenKdmv *k)
+{
+    gen_le64(b, 20, UINT64_C(1) << 40);
+}
+static void poke_gtes_zero(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, 44, 0);
+}
+static void poke_gtes_huge(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, 44, 1u << 30);
+}
+static void poke_capacity_huge(GenBuf *b, GenKdmv *k)
+{
+    gen_le64(b, 12, UINT64_C(1) << 54);
+}
+static void poke_gt_loop(GenBuf *b, GenKdmv *k)
+{
+    /* Two directory entries naming the same table. */
+    uint32_t first = b->data[k->gd_off] | b->data[k->gd_off + 1] << 8;
+    gen_le32(b, k->gd_off + 4, first);
+    gen_le32(b, k->rgd_off + 4, first);
+}
+static void poke_gt_on_gd(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, k->gd_off + 8, (uint32_t)(k->gd_off / SECTOR));
+    gen_le32(b, k->rgd_off + 8, (uint32_t)(k->rgd_off / SECTOR));
+}
+static void poke_gt_past_eof(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, k->gd_off + 4, 0x7fffffff);
+}
+static void poke_rgd_disagrees(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, k->rgd_off + 4, 0);
+}
+static void poke_version(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, 4, 9);
+}
+static void poke_newlines(GenBuf *b, GenKdmv *k)
+{
+    gen_put(b, 73, "\n \n\n", 4);
+}
+static void poke_compress(GenBuf *b, GenKdmv *k)
+{
+    gen_le32(b, 77, 7);
+}
+static void poke_desc_past_eof(GenBuf *b, GenKdmv *k)
+{
+    gen_le64(b, 28, 1u << 20);
+}
+
+static void test_hostile_sparse(Fixture *f, gconstpointer data)
+{
+    static const struct {
+        const char *name;
+        void (*poke)(GenBuf *, GenKdmv *);
+        int code;
+    } cases[] = {
+        {"gd-past-eof.vmdk", poke_gd_past_eof, EIO},
+        {"grain-zero.vmdk", poke_grain_zero, EIO},
+        {"grain-huge.vmdk", poke_grain_huge, EIO},
+        {"gtes-zero.vmdk", poke_gtes_zero, EIO},
+        {"gtes-huge.vmdk", poke_gtes_huge, EIO},
+        {"capacity-huge.vmdk", poke_capacity_huge, EIO},
+        {"gt-loop.vmdk", poke_gt_loop, EIO},
+        {"gt-on-gd.vmdk", poke_gt_on_gd, EIO},
+        {"gt-past-eof.vmdk", poke_gt_past_eof, EIO},
+        {"rgd-disagrees.vmdk", poke_rgd_disagrees, EIO},
+        {"version.vmdk", poke_version, ENOTSUP},
+        {"newlines.vmdk", poke_newlines, EIO},
+        {"compress.vmdk", poke_compress, ENOTSUP},
+        {"desc-past-eof.vmdk", poke_desc_past_eof, EIO},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        hostile_kdmv(f, cases[i].name, cases[i].poke);
+        expect_open_error(f, cases[i].name, cases[i].code, cases[i].name);
+    }
+}
+
+static void poke_gte_past_eof(GenBuf *b, GenKdmv *k)
+{
+    gen_kdmv_gte(b, k, 2, 0x00ffffff);
+}
+
+static void test_hostile_gte(Fixture *f, gconstpointer data)
+{
+    hostile_kdmv(f, "gte.vmdk", poke_gte_past_eof);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "gte.vmdk", &err);
+    g_assert_no_error(err);
+    uint8_t buf[4096];
+    g_assert_true(vd_image_pread(img, buf, sizeof buf, 0, &err));
+    g_assert_false(vd_image_pread(img, buf, sizeof buf, 2 * 65536, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    g_clear_error(&err);
+    /* A run that reaches the bad entry stops before it. */
+    uint64_t len;
+    g_assert_cmpint(state_at(img, 65536, &len), ==, VD_EXTENT_UNALLOCATED);
+    g_assert_cmpuint(len, ==, 65536);
+}
+
+static void test_hostile_descriptor(Fixture *f, gconstpointer data)
+{
+    GenBuf fl = {0};
+    uint8_t z[4096] = {1};
+    gen_put(&fl, 0, z, sizeof z);
+    put_gen(f, "data.bin", &fl);
+    g_autofree char *outside_dir = g_dir_make_tmp("vdvmdk-out-XXXXXX", NULL);
+    g_autofree char *outside = g_build_filename(outside_dir, "secret.bin", NULL);
+    g_assert_true(g_file_set_contents(outside, "secret", -1, NULL));
+
+    put_file(f, "escape.vmdk",
+             "version=1\ncreateType=\"monolithicFlat\"\n"
+             "RW 8 FLAT \"../../../../../../etc/passwd\" 0\n");
+    g_autofree char *abs = g_strdup_printf("version=1\ncreateType=\"monolithicFlat\"\n"
+                                           "RW 8 FLAT \"%s\" 0\n",
+                                           outside);
+    put_file(f, "absolute.vmdk", abs);
+    g_autofree char *rel = g_strdup_printf("version=1\ncreateType=\"monolithicFlat\"\n"
+                                           "RW 8 FLAT \"../%s/secret.bin\" 0\n",
+                                           strrchr(outside_dir, '/') + 1);
+    put_file(f, "relative.vmdk", rel);
+    put_file(f, "huge.vmdk",
+             "version=1\ncreateType=\"monolithicFlat\"\n"
+             "RW 18014398509481983 FLAT \"data.bin\" 0\n"
+             "RW 18014398509481983 FLAT \"data.bin\" 0\n");
+    put_file(f, "self.vmdk", "version=1\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"self.vmdk\"\n");
+    put_file(f, "missing.vmdk", "version=1\ncreateType=\"x\"\nRW 8 FLAT \"nope.bin\"\n");
+    put_file(f, "noext.vmdk", "# Disk DescriptorFile\nversion=1\ncreateType=\"x\"\n");
+    put_file(f, "rdm.vmdk", "version=1\ncreateType=\"x\"\nRW 8 VMFSRDM \"data.bin\"\n");
+    put_file(f, "flatsparse.vmdk", "version=1\ncreateType=\"x\"\nRW 8 SPARSE \"data.bin\"\n");
+    put_file(f, "dup.vmdk",
+             "version=1\ncreateType=\"x\"\nRW 8192 SPARSE \"m.vmdk\"\n"
+             "RW 8192 SPARSE \"m.vmdk\"\n");
+    make_plain(f, "m.vmdk");
+    put_file(f, "toobig.vmdk", "version=1\ncreateType=\"x\"\nRW 8193 SPARSE \"m.vmdk\"\n");
+    put_file(f, "access.vmdk", "version=1\ncreateType=\"x\"\nRWX 8 FLAT \"data.bin\"\n");
+    g_autofree char *fifo = fpath(f, "fifo.bin");
+    g_assert_cmpint(mkfifo(fifo, 0644), ==, 0);
+    put_file(f, "fifo.vmdk", "version=1\ncreateType=\"x\"\nRW 8 FLAT \"fifo.bin\"\n");
+
+    expect_open_error(f, "escape.vmdk", EACCES, "extent escaping IMAGEDIR");
+    expect_open_error(f, "absolute.vmdk", EACCES, "absolute extent outside IMAGEDIR");
+    expect_open_error(f, "relative.vmdk", EACCES, "relative extent outside IMAGEDIR");
+    expect_open_error(f, "huge.vmdk", EIO, "extents over 8 EiB");
+    expect_open_error(f, "self.vmdk", EIO, "extent is the descriptor");
+    expect_open_error(f, "missing.vmdk", ENOENT, "missing extent");
+    expect_open_error(f, "noext.vmdk", EIO, "no extents");
+    expect_open_error(f, "rdm.vmdk", ENOTSUP, "raw device mapping");
+    expect_open_error(f, "flatsparse.vmdk", EIO, "SPARSE extent without header");
+    expect_open_error(f, "dup.vmdk", EIO, "sparse extent listed twice");
+    expect_open_error(f, "toobig.vmdk", EIO, "extent larger than its capacity");
+    expect_open_error(f, "access.vmdk", EIO, "unknown access keyword");
+    expect_open_error(f, "fifo.vmdk", EIO, "a FIFO as extent (must not hang)");
+
+    /* With backing=any the outside file is reachable. */
+    f->ctx->backing_policy = VD_BACKING_ANY;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "absolute.vmdk", &err);
+    g_assert_no_error(err);
+    char buf[7] = {0};
+    g_assert_true(vd_image_pread(img, buf, 6, 0, &err));
+    g_assert_cmpstr(buf, ==, "secret");
+    f->ctx->backing_policy = VD_BACKING_CONFINED;
+    rm_rf(outside_dir);
+}
+
+static void test_hostile_cowd_sesparse(Fixture *f, gconstpointer data)
+{
+    uint64_t g0 = 0;
+    GenBuf b = {0};
+    gen_cowd(&b, 8192, 1, &g0, 1, 3);
+    gen_le32(&b, 24, 0x7fffffff); /* directory entries */
+    put_gen(f, "cowd-gd.vmdk", &b);
+    expect_open_error(f, "cowd-gd.vmdk", EIO, "COWD directory too large");
+    gen_cowd(&b, 8192, 1, &g0, 0, 3);
+    gen_le32(&b, 16, 0); /* grain size */
+    put_gen(f, "cowd-grain.vmdk", &b);
+    expect_open_error(f, "cowd-grain.vmdk", EIO, "COWD grain size 0");
+
+    GenSe s = {.capacity = 32768, .data = se_data, .data_idx = se_idx, .n_data = 1, .seed = 5};
+    const char *desc = "version=1\ncreateType=\"seSparse\"\nRW 32768 SESPARSE \"se.bin\"\n";
+    put_file(f, "se.vmdk", desc);
+    gen_sesparse(&b, &s);
+    gen_le64(&b, s.gd_off, UINT64_C(0x1000000000000000) | 77); /* table 77 of 1 */
+    put_gen(f, "se.bin", &b);
+    expect_open_error(f, "se.vmdk", EIO, "seSparse table out of range");
+    gen_sesparse(&b, &s);
+    gen_le64(&b, 136, UINT64_C(1) << 60); /* directory size */
+    put_gen(f, "se.bin", &b);
+    expect_open_error(f, "se.vmdk", EIO, "seSparse directory past EOF");
+    gen_sesparse(&b, &s);
+    gen_le64(&b, 24, 16); /* grain size */
+    put_gen(f, "se.bin", &b);
+    expect_open_error(f, "se.vmdk", ENOTSUP, "seSparse grain size");
+    gen_sesparse(&b, &s);
+    gen_le64(&b, 512 + 24, 1); /* journal to replay */
+    put_gen(f, "se.bin", &b);
+    expect_open_error(f, "se.vmdk", ENOTSUP, "seSparse dirty journal");
+    gen_sesparse(&b, &s);
+    gen_le64(&b, s.gt_off + 8, UINT64_C(0x5000000000000000));
+    gen_le64(&b, s.gt_off + 16, UINT64_C(0x3000ffffffffffff)); /* grain far past EOF */
+    put_gen(f, "se.bin", &b);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "se.vmdk", &err);
+    g_assert_no_error(err);
+    uint8_t buf[4096];
+    g_assert_true(vd_image_pread(img, buf, sizeof buf, 0, &err));
+    g_assert_false(vd_image_pread(img, buf, sizeof buf, 4096, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    g_clear_error(&err);
+    g_assert_false(vd_image_pread(img, buf, sizeof buf, 8192, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+}
+
+/* Random damage to the metadata of every kind: errors are fine, crashes
+ * (and sanitizer reports, in sanitizer builds) are not. */
+static void test_fuzz(Fixture *f, gconstpointer data)
+{
+    GenBuf seeds[4] = {{0}};
+    GenKdmv k = {.version = 2,
+                 .flags = 5,
+                 .capacity = 8192,
+                 .grain = 128,
+                 .gtes = 16,
+                 .rgd = true,
+                 .prealloc_gts = true,
+                 .desc = hostile_desc};
+    gen_kdmv(&seeds[0], &k);
+    uint8_t g[65536];
+    gen_fill(g, sizeof g, 0, 1);
+    gen_kdmv_grain(&seeds[0], &k, 0, g);
+    gen_kdmv_grain(&seeds[0], &k, 20, g);
+    uint64_t grains[] = {0, 5};
+    gen_stream(&seeds[1], 16384, grains, 2, 1, hostile_desc);
+    gen_cowd(&seeds[2], 8192, 1, grains, 2, 1);
+    static const uint64_t small_idx[] = {1, 0};
+    GenSe s = {.capacity = 32768, .data = se_data, .data_idx = small_idx, .n_data = 2, .seed = 5};
+    gen_sesparse(&seeds[3], &s);
+    put_file(f, "fz.vmdk", "version=1\ncreateType=\"seSparse\"\nRW 32768 SESPARSE \"fz.bin\"\n");
+    GRand *r = g_rand_new_with_seed(12345);
+    g_autofree uint8_t *buf = g_malloc(MiB);
+    unsigned opened = 0;
+    for (int iter = 0; iter < 2000; iter++) {
+        GenBuf *src = &seeds[iter % 4];
+        GenBuf m = {0};
+        gen_put(&m, 0, src->data, src->len);
+        /* Damage mostly the metadata at the start, sometimes anywhere. */
+        int n = g_rand_int_range(r, 1, 8);
+        for (int j = 0; j < n; j++) {
+            size_t span = g_rand_boolean(r) ? MIN(m.len, 4096) : m.len;
+            size_t at = (size_t)g_rand_int_range(r, 0, (gint32)span);
+            m.data[at] = (uint8_t)g_rand_int(r);
+        }
+        if (g_rand_int_range(r, 0, 10) == 0)
+            m.len = (size_t)g_rand_int_range(r, 1, (gint32)m.len);
+        const char *name = iter % 4 == 3 ? "fz.bin" : "fz-img.vmdk";
+        put_gen(f, name, &m);
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VdImage) img = open_img(f, iter % 4 == 3 ? "fz.vmdk" : name, &err);
+        if (img == NULL)
+            continue;
+        opened++;
+        uint64_t size = vd_image_size(img);
+        for (uint64_t off = 0; off < size && off < 8 * MiB; off += MiB) {
+            g_autoptr(GError) e2 = NULL;
+            (void)vd_image_pread(img, buf, (size_t)MIN((uint64_t)MiB, size - off), off, &e2);
+        }
+        uint64_t pos;
+        g_autoptr(GError) e3 = NULL;
+        (void)vd_chain_seek(img, 0, SEEK_DATA, &pos, &e3);
+    }
+    g_rand_free(r);
+    for (int i = 0; i < 4; i++)
+        gen_free(&seeds[i]);
+    g_test_message("%u of 2000 damaged images opened", opened);
+}
+
+int main(int argc, char *argv[])
+{
+    g_test_init(&argc, &argv, NULL);
+#define ADD(path, fn) g_test_add(path, Fixture, NULL, setup, fn, teardown)
+    ADD("/vmdk/hostile/sparse-headers", test_hostile_sparse);
+    ADD("/vmdk/hostile/grain-entry", test_hostile_gte);
+    ADD("/vmdk/hostile/descriptor", test_hostile_descriptor);
+    ADD("/vmdk/hostile/cowd-sesparse", test_hostile_cowd_sesparse);
+    ADD("/vmdk/hostile/fuzz", test_fuzz);
+#undef ADD
+    return g_test_run();
+}
