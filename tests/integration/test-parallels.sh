@@ -219,7 +219,12 @@ if $HAVE_REAL; then
     cp "$T/snap.expect" "$T/snap.model"
 fi
 mount_vdiskfs "$D" "$M" -o rw
-# Readers run all along: block status and reads race with allocation.
+# Readers run all along: block status and reads race with allocation. (An
+# image turns read-write at its first open for writing, which needs no
+# other handles: do that first.)
+for f in "$M/big.hds" "$M/c4k.hds" $(for b in $BUNDLES; do echo "$M/$b.hdd"; done); do
+    dd if=/dev/null of="$f" conv=notrunc status=none || fail "open $f for writing"
+done
 touch "$T/readers.run"
 for r in 1 2; do
     (while [ -e "$T/readers.run" ]; do cat "$M/big.hds" "$M/c4k.hds" $(for b in $BUNDLES; do echo "$M/$b.hdd"; done) >/dev/null || exit 1; done) &
