@@ -254,35 +254,53 @@ static char *resolve_backing(VdImage *img, const char *candidate, GError **error
     return vd_image_resolve_file(img, candidate, "backing file", error);
 }
 
-/* Find a parent by UUID among the images in the child's directory. */
+/* The image in dir whose UUID is the one img records for its parent, or NULL. */
+static char *search_dir_by_uuid(VdImage *img, const char *dir)
+{
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    const char *ent;
+    while (d != NULL && (ent = g_dir_read_name(d)) != NULL) {
+        g_autofree char *p = g_build_filename(dir, ent, NULL);
+        if (g_strcmp0(p, img->path) == 0)
+            continue;
+        if (vd_probe_path(img->ctx, p, NULL) != img->driver)
+            continue;
+        /* Only the header matters: not the candidate's own parents, which
+         * would search again, without end when UUIDs name each other. */
+        VdOpenOptions o = {.read_only = true, .format = img->driver->name, .no_backing = true};
+        g_autoptr(GError) ignored = NULL;
+        VdChainWalk walk = {g_array_new(FALSE, FALSE, sizeof(VdFileId))};
+        VdImage *cand = image_open_internal(img->ctx, p, &o, img->depth + 1, &walk, &ignored);
+        g_array_unref(walk.seen);
+        if (cand == NULL)
+            continue;
+        uint8_t uuid[16];
+        bool match = cand->driver->get_uuid != NULL && cand->driver->get_uuid(cand, uuid) &&
+                     memcmp(uuid, img->backing_uuid, 16) == 0;
+        vd_image_unref(cand);
+        if (match)
+            return g_steal_pointer(&p);
+    }
+    return NULL;
+}
+
+/* Find a parent by UUID among the images in the child's directory, then in
+ * the directory above it while inside IMAGEDIR (VirtualBox keeps the base
+ * disk there and its differencing images in Snapshots/). */
 static char *find_backing_by_uuid(VdImage *img, GError **error)
 {
     g_autofree char *dir = g_path_get_dirname(img->path);
-    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
-    if (d != NULL) {
-        const char *ent;
-        while ((ent = g_dir_read_name(d)) != NULL) {
-            g_autofree char *p = g_build_filename(dir, ent, NULL);
-            if (g_strcmp0(p, img->path) == 0)
-                continue;
-            if (vd_probe_path(img->ctx, p, NULL) != img->driver)
-                continue;
-            VdOpenOptions o = {.read_only = true, .format = img->driver->name};
-            g_autoptr(GError) ignored = NULL;
-            VdChainWalk walk = {g_array_new(FALSE, FALSE, sizeof(VdFileId))};
-            /* Only the header matters: depth limit 0 would forbid its own backing. */
-            VdImage *cand = image_open_internal(img->ctx, p, &o, img->depth + 1, &walk, &ignored);
-            g_array_unref(walk.seen);
-            if (cand == NULL)
-                continue;
-            uint8_t uuid[16];
-            bool match = cand->driver->get_uuid != NULL && cand->driver->get_uuid(cand, uuid) &&
-                         memcmp(uuid, img->backing_uuid, 16) == 0;
-            vd_image_unref(cand);
-            if (match)
-                return resolve_backing(img, p, error);
+    g_autofree char *found = search_dir_by_uuid(img, dir);
+    if (found == NULL && img->ctx->root != NULL) {
+        g_autofree char *real = realpath(dir, NULL);
+        size_t n = strlen(img->ctx->root);
+        if (real != NULL && strncmp(real, img->ctx->root, n) == 0 && real[n] == '/') {
+            g_autofree char *up = g_path_get_dirname(real);
+            found = search_dir_by_uuid(img, up);
         }
     }
+    if (found != NULL)
+        return resolve_backing(img, found, error);
     vd_set_error(error, ENOENT, "%s: no parent image with the recorded UUID in %s", img->name, dir);
     return NULL;
 }
@@ -407,7 +425,7 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
         img->format_read_only = true;
     bool has_backing = img->backing_by_uuid ||
                        (img->backing_candidates != NULL && img->backing_candidates->len > 0);
-    if (has_backing && !open_backing(img, opts, walk, error)) {
+    if (has_backing && !opts->no_backing && !open_backing(img, opts, walk, error)) {
         vd_image_unref(img);
         return NULL;
     }

@@ -50,6 +50,7 @@ typedef struct {
     bool read_only;
     const char *format; /* force a driver, or NULL to probe */
     bool raw_fallback;  /* unrecognised content opens as raw (backing files) */
+    bool no_backing;    /* this layer only, not its backing chain (identity checks) */
 } VdOpenOptions;
 
 /* Probe one host path: the driver that claims it, or NULL (not an image,

@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * One Parallels .hds file (expanding or plain): header and BAT checks,
+ * the cluster map, and cluster allocation on write.
+ *
+ * Writes never reuse space: a new cluster goes at the end of the data
+ * area. Its data is written and made durable before its BAT entry, so a
+ * crash leaves at worst unreferenced space at the end of the file, which
+ * `qemu-img check` reports as a leak. The in_use field is left alone: with
+ * that ordering the image is consistent at every step.
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "formats/parallels.h"
+#include "src/vd-endian.h"
+#include "src/vd-error.h"
+#include "src/vd-io.h"
+
+#define PRL_IO_CHUNK (1u << 20)
+
+bool prl_hds_magic(const uint8_t *head, size_t len)
+{
+    return len >= PRL_HEADER_SIZE &&
+           (memcmp(head, PRL_MAGIC_OLD, 16) == 0 || memcmp(head, PRL_MAGIC_EXT, 16) == 0);
+}
+
+void prl_hds_clear(PrlHds *h)
+{
+    if (h->owns_fd && h->fd >= 0)
+        close(h->fd);
+    h->fd = -1;
+    g_clear_pointer(&h->bat, g_free);
+    g_clear_pointer(&h->name, g_free);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Every allocated cluster inside the data area and the file, aligned, used once. */
+static bool check_bat(PrlHds *h, uint64_t file_size, GError **error)
+{
+    g_autofree uint32_t *sorted = g_new(uint32_t, h->bat_entries ? h->bat_entries : 1);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < h->bat_entries; i++) {
+        uint32_t e = h->bat[i];
+        if (e == 0)
+            continue;
+        uint64_t host = (uint64_t)e * h->unit;
+        if (host < h->data_off || (host - h->data_off) % h->cluster != 0) {
+            vd_set_error(error, EIO,
+                         "%s: cluster %u at 0x%" G_GINT64_MODIFIER "x is outside the data area "
+                         "or not aligned to a cluster",
+                         h->name, i, host);
+            return false;
+        }
+        if (!vd_range_within(host, h->cluster, file_size)) {
+            vd_set_error(error, EIO,
+                         "%s: cluster %u at 0x%" G_GINT64_MODIFIER "x lies beyond the end of "
+                         "the file",
+                         h->name, i, host);
+            return false;
+        }
+        sorted[n++] = e;
+    }
+    qsort(sorted, n, sizeof *sorted, cmp_u32);
+    for (uint32_t i = 1; i < n; i++) {
+        if (sorted[i] == sorted[i - 1]) {
+            vd_set_error(error, EIO,
+                         "%s: the cluster at 0x%" G_GINT64_MODIFIER "x is used more than once",
+                         h->name, (uint64_t)sorted[i] * h->unit);
+            return false;
+        }
+    }
+    h->allocated = n;
+    return true;
+}
+
+bool prl_hds_open(PrlHds *h, int fd, bool owns_fd, const char *name, GError **error)
+{
+    memset(h, 0, sizeof *h);
+    h->fd = fd;
+    h->owns_fd = owns_fd;
+    h->name = g_strdup(name);
+    uint64_t file_size;
+    if (!vd_host_size(fd, name, &file_size, error))
+        return false;
+    uint8_t *hd = h->header;
+    if (file_size < PRL_HEADER_SIZE) {
+        vd_set_error(error, EIO, "%s: too short for a Parallels header", name);
+        return false;
+    }
+    if (!vd_host_pread(fd, name, hd, PRL_HEADER_SIZE, 0, false, error))
+        return false;
+    if (!prl_hds_magic(hd, PRL_HEADER_SIZE)) {
+        vd_set_error(error, EMEDIUMTYPE, "%s: not an expanding Parallels image", name);
+        return false;
+    }
+    h->ext_magic = memcmp(hd, PRL_MAGIC_EXT, 16) == 0;
+    uint32_t version = vd_le32(hd + PRL_OFF_VERSION);
+    if (version != 2) {
+        vd_set_error(error, ENOTSUP, "%s: Parallels image version %u is not supported", name,
+                     version);
+        return false;
+    }
+    uint32_t tracks = vd_le32(hd + PRL_OFF_TRACKS);
+    if (tracks == 0 || tracks > PRL_MAX_CLUSTER / 512) {
+        vd_set_error(error, EIO, "%s: cluster size of %u sectors is out of range", name, tracks);
+        return false;
+    }
+    h->cluster = (uint64_t)tracks * 512;
+    h->unit = h->ext_magic ? h->cluster : 512;
+    h->bat_entries = vd_le32(hd + PRL_OFF_BAT_ENTRIES);
+    uint64_t bat_end = PRL_HEADER_SIZE + (uint64_t)h->bat_entries * 4;
+    if (h->bat_entries > PRL_MAX_BAT_ENTRIES || bat_end > file_size) {
+        vd_set_error(error, EIO, "%s: BAT of %u entries lies beyond the end of the file", name,
+                     h->bat_entries);
+        return false;
+    }
+    uint64_t sectors = vd_le64(hd + PRL_OFF_NB_SECTORS);
+    if (!h->ext_magic)
+        sectors &= 0xffffffffu; /* only the low half counts in old images */
+    if (sectors > (uint64_t)h->bat_entries * tracks) {
+        vd_set_error(error, EIO,
+                     "%s: disk of %" G_GUINT64_FORMAT " sectors exceeds its %u clusters of %u "
+                     "sectors",
+                     name, sectors, h->bat_entries, tracks);
+        return false;
+    }
+    h->size = sectors * 512;
+    h->data_off = (uint64_t)vd_le32(hd + PRL_OFF_DATA_OFF) * 512;
+    if (h->data_off == 0)
+        h->data_off = (bat_end + 511) / 512 * 512;
+    if (h->data_off < bat_end) {
+        vd_set_error(error, EIO, "%s: data area at 0x%" G_GINT64_MODIFIER "x overlaps the BAT",
+                     name, h->data_off);
+        return false;
+    }
+    h->heads = vd_le32(hd + PRL_OFF_HEADS);
+    h->cylinders = vd_le32(hd + PRL_OFF_CYLINDERS);
+    h->was_in_use = vd_le32(hd + PRL_OFF_INUSE) == PRL_INUSE_OPEN;
+    h->flags = vd_le32(hd + PRL_OFF_FLAGS);
+    h->ext_off = vd_le64(hd + PRL_OFF_EXT_OFF);
+
+    size_t bat_bytes = (size_t)h->bat_entries * 4;
+    g_autofree uint8_t *raw = g_malloc(bat_bytes ? bat_bytes : 1);
+    if (!vd_host_pread(fd, name, raw, bat_bytes, PRL_HEADER_SIZE, false, error))
+        return false;
+    h->bat = g_new(uint32_t, h->bat_entries ? h->bat_entries : 1);
+    for (uint32_t i = 0; i < h->bat_entries; i++)
+        h->bat[i] = vd_le32(raw + (size_t)i * 4);
+    if (!check_bat(h, file_size, error))
+        return false;
+
+    /* New clusters go after everything, on the cluster grid of the data area. */
+    uint64_t from = MAX(file_size, h->data_off) - h->data_off;
+    h->data_end = h->data_off + (from + h->cluster - 1) / h->cluster * h->cluster;
+    return true;
+}
+
+bool prl_hds_open_plain(PrlHds *h, int fd, bool owns_fd, const char *name, GError **error)
+{
+    memset(h, 0, sizeof *h);
+    h->fd = fd;
+    h->owns_fd = owns_fd;
+    h->name = g_strdup(name);
+    h->plain = true;
+    return vd_host_size(fd, name, &h->size, error);
+}
+
+void prl_hds_status(const PrlHds *h, uint64_t off, uint64_t len, bool *allocated, uint64_t *host,
+                    uint64_t *run)
+{
+    if (h->plain) {
+        *allocated = true;
+        *host = off;
+        *run = len;
+        return;
+    }
+    uint64_t idx = off / h->cluster, in = off % h->cluster;
+    if (idx >= h->bat_entries) {
+        *allocated = false;
+        *run = len;
+        return;
+    }
+    uint32_t e = __atomic_load_n(&h->bat[idx], __ATOMIC_ACQUIRE);
+    *allocated = e != 0;
+    *host = (uint64_t)e * h->unit + in;
+    uint64_t r = vd_min_u64(len, h->cluster - in);
+    while (r < len && ++idx < h->bat_entries) {
+        uint32_t n = __atomic_load_n(&h->bat[idx], __ATOMIC_ACQUIRE);
+        if ((n != 0) != (e != 0) ||
+            (e != 0 && (uint64_t)n * h->unit != (uint64_t)e * h->unit + h->cluster))
+            break;
+        e = n;
+        r = vd_min_u64(len, r + h->cluster);
+    }
+    *run = r;
+}
+
+/* Zero host bytes of an allocated cluster. */
+static bool host_zero(PrlHds *h, uint64_t pos, uint64_t len, bool may_unmap, GError **error)
+{
+    int mode = may_unmap ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+                         : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+    if (fallocate(h->fd, mode, (off_t)pos, (off_t)len) == 0)
+        return true;
+    if (errno != EOPNOTSUPP && errno != EINVAL) {
+        vd_set_error_errno(error, errno, "%s: zeroing 0x%" G_GINT64_MODIFIER "x", h->name, pos);
+        return false;
+    }
+    g_autofree uint8_t *zeros = g_malloc0((size_t)vd_min_u64(len, PRL_IO_CHUNK));
+    while (len > 0) {
+        size_t n = (size_t)vd_min_u64(len, PRL_IO_CHUNK);
+        if (!vd_host_pwrite(h->fd, h->name, zeros, n, pos, error))
+            return false;
+        pos += n;
+        len -= n;
+    }
+    return true;
+}
+
+/* Copy what lies below into fresh space [host, host+len) for disk bytes at voff. */
+static bool fill_below(PrlHds *h, PrlFillFn fill, void *opaque, uint64_t host, uint64_t voff,
+                       uint64_t len, GError **error)
+{
+    if (fill == NULL || len == 0)
+        return true; /* fresh space reads as zeros */
+    g_autofree uint8_t *buf = g_malloc((size_t)vd_min_u64(len, PRL_IO_CHUNK));
+    while (len > 0) {
+        size_t n = (size_t)vd_min_u64(len, PRL_IO_CHUNK);
+        if (!fill(opaque, buf, n, voff, error))
+            return false;
+        if (!vd_buffer_is_zero(buf, n) && !vd_host_pwrite(h->fd, h->name, buf, n, host, error))
+            return false;
+        host += n;
+        voff += n;
+        len -= n;
+    }
+    return true;
+}
+
+/* The first write drops a format extension (dirty bitmaps would go stale). */
+static bool drop_extension(PrlHds *h, GError **error)
+{
+    if (h->ext_off == 0)
+        return true;
+    vd_put_le64(h->header + PRL_OFF_EXT_OFF, 0);
+    if (!vd_host_pwrite(h->fd, h->name, h->header, PRL_HEADER_SIZE, 0, error) ||
+        !vd_host_fdatasync(h->fd, h->name, error)) {
+        vd_put_le64(h->header + PRL_OFF_EXT_OFF, h->ext_off);
+        return false;
+    }
+    h->ext_off = 0;
+    return true;
+}
+
+typedef struct {
+    uint32_t idx;
+    uint32_t entry;
+} PrlBatUpdate;
+
+static bool commit_bat(PrlHds *h, GArray *ups, GError **error)
+{
+    if (ups->len == 0)
+        return true;
+    if (!vd_host_fdatasync(h->fd, h->name, error))
+        return false;
+    /* Updates come in cluster order, from one contiguous write. */
+    uint32_t lo = g_array_index(ups, PrlBatUpdate, 0).idx;
+    uint32_t hi = g_array_index(ups, PrlBatUpdate, ups->len - 1).idx;
+    size_t span = (size_t)(hi - lo + 1) * 4;
+    g_autofree uint8_t *raw = g_malloc(span);
+    for (uint32_t i = lo; i <= hi; i++)
+        vd_put_le32(raw + (size_t)(i - lo) * 4, h->bat[i]);
+    for (guint i = 0; i < ups->len; i++) {
+        PrlBatUpdate *u = &g_array_index(ups, PrlBatUpdate, i);
+        vd_put_le32(raw + (size_t)(u->idx - lo) * 4, u->entry);
+    }
+    if (!vd_host_pwrite(h->fd, h->name, raw, span, PRL_HEADER_SIZE + (uint64_t)lo * 4, error))
+        return false;
+    for (guint i = 0; i < ups->len; i++) {
+        PrlBatUpdate *u = &g_array_index(ups, PrlBatUpdate, i);
+        __atomic_store_n(&h->bat[u->idx], u->entry, __ATOMIC_RELEASE);
+    }
+    h->allocated += ups->len;
+    return true;
+}
+
+/* A new cluster for cluster idx at the end of the data area. */
+static bool alloc_cluster(PrlHds *h, uint32_t idx, const uint8_t *buf, uint64_t in, uint64_t n,
+                          PrlFillFn fill, void *opaque, GArray *ups, GError **error)
+{
+    uint64_t host = h->data_end;
+    uint64_t entry = host / h->unit;
+    if (entry > UINT32_MAX) {
+        vd_set_error(error, EFBIG, "%s: the image cannot grow past 0x%" G_GINT64_MODIFIER "x",
+                     h->name, host);
+        return false;
+    }
+    if (ftruncate(h->fd, (off_t)(host + h->cluster)) < 0) {
+        vd_set_error_errno(error, errno, "%s: extending to %" G_GUINT64_FORMAT " bytes", h->name,
+                           host + h->cluster);
+        return false;
+    }
+    h->data_end = host + h->cluster;
+    uint64_t vbase = (uint64_t)idx * h->cluster;
+    if (!fill_below(h, fill, opaque, host, vbase, in, error) ||
+        !fill_below(h, fill, opaque, host + in + n, vbase + in + n, h->cluster - in - n, error))
+        return false;
+    if (buf != NULL && !vd_host_pwrite(h->fd, h->name, buf, (size_t)n, host + in, error))
+        return false;
+    PrlBatUpdate u = {idx, (uint32_t)entry};
+    g_array_append_val(ups, u);
+    return true;
+}
+
+bool prl_hds_write(PrlHds *h, const uint8_t *buf, uint64_t len, uint64_t off, bool may_unmap,
+                   PrlFillFn fill, void *fill_opaque, GError **error)
+{
+    if (h->plain) {
+        if (buf != NULL)
+            return vd_host_pwrite(h->fd, h->name, buf, (size_t)len, off, error);
+        return host_zero(h, off, len, may_unmap, error);
+    }
+    if (!drop_extension(h, error))
+        return false;
+    g_autoptr(GArray) ups = g_array_new(FALSE, FALSE, sizeof(PrlBatUpdate));
+    bool ok = true;
+    while (len > 0 && ok) {
+        uint64_t idx = off / h->cluster, in = off % h->cluster;
+        uint64_t n = vd_min_u64(len, h->cluster - in);
+        uint32_t e = h->bat[idx];
+        if (e != 0) {
+            uint64_t host = (uint64_t)e * h->unit + in;
+            ok = buf != NULL ? vd_host_pwrite(h->fd, h->name, buf, (size_t)n, host, error)
+                             : host_zero(h, host, n, may_unmap, error);
+        } else if (buf != NULL || fill != NULL) {
+            ok = alloc_cluster(h, (uint32_t)idx, buf, in, n, fill, fill_opaque, ups, error);
+        }
+        if (buf != NULL)
+            buf += n;
+        off += n;
+        len -= n;
+    }
+    /* Clusters whose data made it in are published even when a later one failed. */
+    GError *commit_err = NULL;
+    bool committed = commit_bat(h, ups, ok ? error : &commit_err);
+    g_clear_error(&commit_err);
+    return ok && committed;
+}
