@@ -311,6 +311,40 @@ static bool maybe_writeback(Qcow2State *s, GError **error)
     return true;
 }
 
+int qcow2_pwrite_fast(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
+{
+    Qcow2State *s = qcow2_state(img);
+    /* Only plain clusters of a plain image: everything else may need to
+     * change an L2 entry or a bitmap. */
+    if (!s->write_ready || s->crypto != NULL || s->ext_l2 || has_data_file(s))
+        return VD_FAST_SLOW;
+    uint64_t cs = s->cluster_size, end = offset + len;
+    /* Look every cluster up first: all or nothing. At most 16, so that a
+     * large write does not hold the shared lock long. */
+    uint64_t hosts[16];
+    unsigned n = 0;
+    for (uint64_t c = round_down(offset, cs); c < end; c += cs) {
+        uint64_t e, bm;
+        if (n == G_N_ELEMENTS(hosts) || !qcow2_get_entry(s, c, &e, &bm, error))
+            return n == G_N_ELEMENTS(hosts) ? VD_FAST_SLOW : VD_FAST_ERROR;
+        uint64_t host = e & QCOW2_OFFSET_MASK;
+        if (!(e & QCOW2_OFLAG_COPIED) || (e & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFLAG_ZERO)) ||
+            host == 0 || (host & (cs - 1)))
+            return VD_FAST_SLOW;
+        hosts[n++] = host;
+    }
+    const uint8_t *p = buf;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t c0 = round_down(offset, cs);
+        uint64_t chunk = MIN(end, c0 + cs) - offset;
+        if (!vd_host_pwrite(s->data_fd, s->name, p, chunk, hosts[i] + (offset - c0), error))
+            return VD_FAST_ERROR;
+        p += chunk;
+        offset += chunk;
+    }
+    return VD_FAST_DONE;
+}
+
 bool qcow2_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
 {
     Qcow2State *s = qcow2_state(img);

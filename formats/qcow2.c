@@ -565,6 +565,7 @@ const VdDriver vd_qcow2_driver = {
     .close = qcow2_close,
     .pread = qcow2_pread,
     .pwrite = qcow2_pwrite,
+    .pwrite_fast = qcow2_pwrite_fast,
     .block_status = qcow2_block_status,
     .flush = qcow2_flush,
     .write_zeroes = qcow2_write_zeroes,

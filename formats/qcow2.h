@@ -271,6 +271,7 @@ bool qcow2_repair(Qcow2State *s, GError **error);
 
 /* ---- qcow2-alloc.c ---- */
 bool qcow2_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);
+int qcow2_pwrite_fast(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);
 bool qcow2_write_zeroes(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
                         GError **error);
 bool qcow2_truncate(VdImage *img, uint64_t new_size, GError **error);

@@ -231,6 +231,11 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct stat hst;
     fi->keep_cache = (fs->opts.read_only || n->kind == VFS_NODE_SNAPFILE) &&
                      fstat(img->fd, &hst) == 0 && vfs_node_cache_still_valid(fs, n, &hst.st_mtim);
+    /* Write handles bypass the page cache: without it the kernel skips the
+     * security.capability GETXATTR it otherwise sends before every write
+     * (measured: 13k -> 18k 4 KiB random writes/s), and what is written
+     * reaches the image at once. Shared writable mmap is not possible then. */
+    fi->direct_io = want_write;
     vfs_handle_add(fs, h);
     if (fuse_reply_open(req, fi) == -ENOENT) {
         if (want_write)

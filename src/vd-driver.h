@@ -56,6 +56,13 @@ enum {
     VD_ZERO_MAY_UNMAP = 1u << 0,
 };
 
+/* pwrite_fast results */
+enum {
+    VD_FAST_ERROR = -1, /* error set */
+    VD_FAST_SLOW = 0,   /* not done: use pwrite */
+    VD_FAST_DONE = 1,
+};
+
 /* Driver capabilities. */
 enum {
     VD_CAP_WRITE = 1u << 0,         /* pwrite works on some images (see img->read_only) */
@@ -129,6 +136,12 @@ typedef struct VdDriver {
      * Partial-cluster copy-on-write reads the backing through
      * vd_image_read_backing(). */
     bool (*pwrite)(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);
+    /* Optional, with VD_CAP_SERIAL_WRITES: a write that changes no metadata
+     * (an overwrite of data the image already holds, where it lies), run
+     * concurrently with other fast writes and never with the serialised
+     * callbacks. VD_FAST_SLOW when it would change metadata: nothing was
+     * written and pwrite gets the request. */
+    int (*pwrite_fast)(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);
     /* The longest run from offset (< img->size, length bounded by
      * img->size) that has one state. Required. */
     bool (*block_status)(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,

@@ -164,7 +164,7 @@ static VdImage *image_alloc(VdContext *ctx, const VdDriver *drv, const char *pat
     img->path = g_strdup(path);
     img->name = image_display_name(ctx, path);
     img->fd = -1;
-    g_mutex_init(&img->write_lock);
+    g_rw_lock_init(&img->write_lock);
     return img;
 }
 
@@ -181,7 +181,7 @@ static void image_free(VdImage *img)
     g_free(img->backing_format);
     g_free(img->path);
     g_free(img->name);
-    g_mutex_clear(&img->write_lock);
+    g_rw_lock_clear(&img->write_lock);
     vd_context_unref(img->ctx);
     g_free(img);
 }
@@ -566,13 +566,13 @@ static bool check_writable(VdImage *img, GError **error)
 static void write_begin(VdImage *img)
 {
     if (img->driver->caps & VD_CAP_SERIAL_WRITES)
-        g_mutex_lock(&img->write_lock);
+        g_rw_lock_writer_lock(&img->write_lock);
 }
 
 static void write_end(VdImage *img)
 {
     if (img->driver->caps & VD_CAP_SERIAL_WRITES)
-        g_mutex_unlock(&img->write_lock);
+        g_rw_lock_writer_unlock(&img->write_lock);
 }
 
 static bool check_write_range(VdImage *img, uint64_t offset, uint64_t len, GError **error)
@@ -597,6 +597,15 @@ bool vd_image_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset,
         return false;
     if (len == 0)
         return true;
+    if (img->driver->pwrite_fast != NULL) {
+        /* Overwrites of allocated data run side by side; anything that
+         * changes metadata waits for them and runs alone. */
+        g_rw_lock_reader_lock(&img->write_lock);
+        int r = img->driver->pwrite_fast(img, buf, len, offset, error);
+        g_rw_lock_reader_unlock(&img->write_lock);
+        if (r != VD_FAST_SLOW)
+            return r == VD_FAST_DONE;
+    }
     write_begin(img);
     bool ok = img->driver->pwrite(img, buf, len, offset, error);
     write_end(img);
@@ -656,11 +665,11 @@ bool vd_image_truncate(VdImage *img, uint64_t new_size, GError **error)
                      new_size);
         return false;
     }
-    g_mutex_lock(&img->write_lock);
+    g_rw_lock_writer_lock(&img->write_lock);
     bool ok = img->driver->truncate(img, new_size, error);
     if (ok)
         __atomic_store_n(&img->size, new_size, __ATOMIC_RELEASE);
-    g_mutex_unlock(&img->write_lock);
+    g_rw_lock_writer_unlock(&img->write_lock);
     return ok;
 }
 

@@ -43,7 +43,9 @@ struct VdImage {
     VdImage *snapshot_of; /* for a snapshot view: the image it belongs to */
     unsigned depth;       /* 0 for the top of a chain */
 
-    GMutex write_lock; /* serialises write-side callbacks (VD_CAP_SERIAL_WRITES) */
+    /* Held for writing around write-side callbacks (VD_CAP_SERIAL_WRITES)
+     * and truncate, for reading around pwrite_fast. */
+    GRWLock write_lock;
 };
 
 typedef struct {

@@ -81,6 +81,8 @@ unmount_all() {
     for m in "$W/mnt-vd" "$W/mnt-qcow" "$W/mnt-pt" "$W/qsd-target"; do
         umount "$m" 2>/dev/null || true
     done
+    # FUSE daemons exit (and drop their image locks) after the unmount.
+    while pgrep -f "($VDISKFS|$PASSTHROUGH|qcowmount) .*$W/mnt-" >/dev/null; do sleep 0.05; done
     # start runs in a command substitution: the daemon's pid is in a file.
     if [ -s "$W/qsd.pid" ]; then
         local pid

@@ -486,6 +486,43 @@ static void test_corrupt_bit(Fixture *f, gconstpointer data)
 }
 
 /* Random damage to the header cluster and tables: errors are fine, crashes are not. */
+/* Overwrites of plain allocated clusters take the concurrent fast path;
+ * everything that changes metadata must be refused by it, untouched. */
+static void test_fast_write(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_image(f, true, &err);
+    g_assert_no_error(err);
+    int (*fast)(VdImage *, const void *, size_t, uint64_t, GError **) = img->driver->pwrite_fast;
+    g_assert_nonnull(fast);
+    uint8_t pat[64], got[64];
+    memset(pat, 0xa5, sizeof pat);
+    /* Before the first (slow) write the image is not prepared for writing. */
+    g_assert_cmpint(fast(img, pat, 8, 0, &err), ==, VD_FAST_SLOW);
+    g_assert_true(vd_image_pwrite(img, pat, 8, 0, &err));
+    g_assert_cmpint(fast(img, pat, sizeof pat, 100, &err), ==, VD_FAST_DONE);
+    g_assert_true(vd_image_pread(img, got, sizeof got, 100, &err));
+    g_assert_cmpmem(got, sizeof got, pat, sizeof pat);
+    /* Unallocated cluster, or a range reaching into one: the slow path's. */
+    g_assert_cmpint(fast(img, pat, 8, CS * 2, &err), ==, VD_FAST_SLOW);
+    g_assert_cmpint(fast(img, pat, 20, CS - 10, &err), ==, VD_FAST_SLOW);
+    g_assert_true(vd_image_pread(img, got, 20, CS - 10, &err));
+    g_assert_cmpint(got[10], ==, 0);
+    g_assert_cmpint(got[9], ==, (uint8_t)((CS - 1) * 13 + 5));
+    g_assert_no_error(err);
+    g_clear_pointer(&img, vd_image_unref);
+
+    /* A cluster shared with a snapshot (refcount 2, no COPIED flag). */
+    build_image(f);
+    vd_put_be64(f->img + L2_OFF, DAT_OFF);
+    vd_put_be16(f->img + 2 * CS + 2 * (DAT_OFF / CS), 2);
+    img = open_image(f, true, &err);
+    g_assert_no_error(err);
+    g_assert_true(vd_image_pwrite(img, pat, 8, CS * 3, &err));
+    g_assert_cmpint(fast(img, pat, 8, 0, &err), ==, VD_FAST_SLOW);
+    g_assert_no_error(err);
+}
+
 static void test_fuzz(Fixture *f, gconstpointer data)
 {
     g_autofree uint8_t *orig = g_memdup2(f->img, f->len);
@@ -528,6 +565,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL);
 #define ADD(name, fn) g_test_add("/qcow2/" name, Fixture, NULL, fixture_setup, fn, fixture_teardown)
+    ADD("fast-write", test_fast_write);
     ADD("valid", test_valid);
     ADD("bad-version", test_bad_magic_version);
     ADD("cluster-bits", test_cluster_bits);
