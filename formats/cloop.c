@@ -121,6 +121,7 @@ static bool cloop_open(VdImage *img, GError **error)
         }
     }
     img->size = (uint64_t)s->n_blocks * s->block_size;
+    img->decode_unit = s->block_size;
     s->cache = ro_cache_new(img->ctx->decode_cache_bytes, s->block_size);
     ok = true;
 out:

@@ -426,6 +426,7 @@ static bool qcow1_open(VdImage *img, GError **error)
     s->dec_slots =
         (unsigned)MIN(img->ctx->decode_cache_bytes / s->cluster_size, (uint64_t)QCOW1_DECODE_SLOTS);
     img->size = s->size_field / QCOW1_SECTOR * QCOW1_SECTOR;
+    img->decode_unit = s->cluster_size;
     ok = true;
 out:
     if (!ok)

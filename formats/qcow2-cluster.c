@@ -321,9 +321,13 @@ bool qcow2_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **
             break;
         case QCOW2_SC_COMPRESSED:
             n = vd_min_u64(len, s->cluster_size - in_cluster);
+            if (n == s->cluster_size) {
+                ok = qcow2_read_compressed(s, entry, p, false, error);
+                break;
+            }
             if (cluster == NULL)
                 cluster = g_malloc(s->cluster_size);
-            ok = qcow2_read_compressed(s, entry, cluster, error);
+            ok = qcow2_read_compressed(s, entry, cluster, true, error);
             if (ok)
                 memcpy(p, cluster + in_cluster, n);
             break;

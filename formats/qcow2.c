@@ -472,6 +472,7 @@ static bool qcow2_open(VdImage *img, GError **error)
     s->l1_dirty_lo = UINT32_MAX;
     img->opaque = s;
     img->size = s->virtual_size;
+    img->decode_unit = s->cluster_size;
     if (s->backing_file != NULL)
         vd_image_set_backing(img, s->backing_file, s->backing_format);
 

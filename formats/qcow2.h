@@ -217,7 +217,9 @@ bool qcow2_get_entry(Qcow2State *s, uint64_t guest, uint64_t *entry, uint64_t *b
 Qcow2DecodeCache *qcow2_decode_cache_new(uint64_t cluster_size, uint64_t max_bytes);
 void qcow2_decode_cache_free(Qcow2DecodeCache *d);
 /* The decompressed cluster for an L2 entry, into out (cluster_size bytes). */
-bool qcow2_read_compressed(Qcow2State *s, uint64_t entry, uint8_t *out, GError **error);
+/* Decompress one cluster into out; keep: remember it for reads of parts
+ * of it (whole-cluster reads, sequential ones, would only churn the cache). */
+bool qcow2_read_compressed(Qcow2State *s, uint64_t entry, uint8_t *out, bool keep, GError **error);
 bool qcow2_compression_supported(uint8_t type);
 
 /* ---- qcow2-crypto.c ---- */

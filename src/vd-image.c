@@ -7,10 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vd-decode.h"
 #include "vd-error.h"
 #include "vd-image.h"
 #include "vd-io.h"
 #include "vd-lock.h"
+#include "vd-readahead.h"
 
 /* Per vd_image_open() call: guards against loops and runaway depth. */
 typedef struct {
@@ -165,6 +167,7 @@ static VdImage *image_alloc(VdContext *ctx, const VdDriver *drv, const char *pat
     img->name = image_display_name(ctx, path);
     img->fd = -1;
     g_rw_lock_init(&img->write_lock);
+    img->readahead = vd_readahead_new();
     return img;
 }
 
@@ -182,6 +185,7 @@ static void image_free(VdImage *img)
     g_free(img->path);
     g_free(img->name);
     g_rw_lock_clear(&img->write_lock);
+    vd_readahead_free(img->readahead);
     vd_context_unref(img->ctx);
     g_free(img);
 }
@@ -513,7 +517,22 @@ bool vd_image_read_backing(VdImage *img, void *buf, size_t len, uint64_t offset,
 
 bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error)
 {
+    if (vd_readahead_take(img, buf, len, offset)) {
+        vd_readahead_note(img, len, offset, true);
+        return true;
+    }
+    bool decoded = false;
+    if (!vd_image_pread_direct(img, buf, len, offset, &decoded, error))
+        return false;
+    vd_readahead_note(img, len, offset, decoded);
+    return true;
+}
+
+bool vd_image_pread_direct(VdImage *img, void *buf, size_t len, uint64_t offset, bool *decoded,
+                           GError **error)
+{
     uint8_t *p = buf;
+    *decoded = false;
     uint64_t size = vd_image_size(img);
     if (offset >= size) {
         memset(p, 0, len);
@@ -524,20 +543,42 @@ bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError
         memset(p + inside, 0, len - inside);
         len = inside;
     }
-    while (len > 0) {
+    /* Extents that need decoding are collected and decoded side by side. */
+    VdDecodeBatch *batch = NULL;
+    bool ok = true;
+    while (len > 0 && ok) {
         VdExtent ext = {0};
         if (!img->driver->block_status(img, offset, len, 0, &ext, error) ||
-            !extent_valid(img, &ext, len, offset, error))
-            return false;
+            !extent_valid(img, &ext, len, offset, error)) {
+            ok = false;
+            break;
+        }
         size_t n = (size_t)ext.length;
-        bool ok = true;
         switch (ext.state) {
         case VD_EXTENT_DATA:
             ok = vd_host_pread(ext.fd, img->name, p, n, ext.host_offset, true, error);
             break;
-        case VD_EXTENT_DATA_DECODE:
-            ok = img->driver->pread(img, p, n, offset, error);
+        case VD_EXTENT_DATA_DECODE: {
+            *decoded = true;
+            /* Pieces aligned to the format's decoding unit (its cluster),
+             * one per core at least, never two sharing a unit. */
+            uint64_t unit = img->decode_unit ? img->decode_unit : 65536;
+            uint64_t piece = MAX(unit, (n / g_get_num_processors() + unit - 1) / unit * unit);
+            if (batch == NULL && n == len && n <= unit) {
+                ok = img->driver->pread(img, p, n, offset, error);
+                break;
+            }
+            if (batch == NULL)
+                batch = vd_decode_batch_new();
+            for (uint64_t done = 0; done < n;) {
+                uint64_t end = MIN(n, (offset + done) / unit * unit + piece - offset);
+                if (end <= done)
+                    end = n;
+                vd_decode_batch_add(batch, img, p + done, (size_t)(end - done), offset + done);
+                done = end;
+            }
             break;
+        }
         case VD_EXTENT_ZERO:
             memset(p, 0, n);
             break;
@@ -545,13 +586,18 @@ bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError
             ok = vd_image_read_backing(img, p, n, offset, error);
             break;
         }
-        if (!ok)
-            return false;
         p += n;
         len -= n;
         offset += n;
     }
-    return true;
+    if (batch != NULL) {
+        /* Wait even after a failure: the jobs write into buf. */
+        GError *berr = NULL;
+        if (!vd_decode_batch_finish(batch, ok ? error : &berr))
+            ok = false;
+        g_clear_error(&berr);
+    }
+    return ok;
 }
 
 static bool check_writable(VdImage *img, GError **error)
@@ -591,7 +637,7 @@ static bool check_write_range(VdImage *img, uint64_t offset, uint64_t len, GErro
     return true;
 }
 
-bool vd_image_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
+static bool image_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
 {
     if (!check_writable(img, error) || !check_write_range(img, offset, len, error))
         return false;
@@ -612,8 +658,8 @@ bool vd_image_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset,
     return ok;
 }
 
-bool vd_image_write_zeroes(VdImage *img, uint64_t offset, uint64_t len, unsigned flags,
-                           GError **error)
+static bool image_write_zeroes(VdImage *img, uint64_t offset, uint64_t len, unsigned flags,
+                               GError **error)
 {
     if (!check_writable(img, error) || !check_write_range(img, offset, len, error))
         return false;
@@ -641,7 +687,7 @@ bool vd_image_write_zeroes(VdImage *img, uint64_t offset, uint64_t len, unsigned
     return true;
 }
 
-bool vd_image_truncate(VdImage *img, uint64_t new_size, GError **error)
+static bool image_truncate(VdImage *img, uint64_t new_size, GError **error)
 {
     if (!check_writable(img, error))
         return false;
@@ -670,6 +716,33 @@ bool vd_image_truncate(VdImage *img, uint64_t new_size, GError **error)
     if (ok)
         __atomic_store_n(&img->size, new_size, __ATOMIC_RELEASE);
     g_rw_lock_writer_unlock(&img->write_lock);
+    return ok;
+}
+
+/* Read-ahead is dropped before a change and again after it, since a
+ * read-ahead started meanwhile may have seen half of it. */
+bool vd_image_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
+{
+    vd_readahead_invalidate(img);
+    bool ok = image_pwrite(img, buf, len, offset, error);
+    vd_readahead_invalidate(img);
+    return ok;
+}
+
+bool vd_image_write_zeroes(VdImage *img, uint64_t offset, uint64_t len, unsigned flags,
+                           GError **error)
+{
+    vd_readahead_invalidate(img);
+    bool ok = image_write_zeroes(img, offset, len, flags, error);
+    vd_readahead_invalidate(img);
+    return ok;
+}
+
+bool vd_image_truncate(VdImage *img, uint64_t new_size, GError **error)
+{
+    vd_readahead_invalidate(img);
+    bool ok = image_truncate(img, new_size, error);
+    vd_readahead_invalidate(img);
     return ok;
 }
 

@@ -39,13 +39,18 @@ struct VdImage {
     uint8_t backing_uuid[16];
     VdImage *backing; /* opened by the generic code after open */
 
-    GPtrArray *members;   /* host paths of the image's other files (char *) */
+    GPtrArray *members; /* host paths of the image's other files (char *) */
+    /* The unit in which the driver decodes DATA_DECODE data (a compressed
+     * cluster or grain), set by open; reads split decoding at its
+     * boundaries to spread it over cores. 0: 64 KiB. */
+    uint64_t decode_unit;
     VdImage *snapshot_of; /* for a snapshot view: the image it belongs to */
     unsigned depth;       /* 0 for the top of a chain */
 
     /* Held for writing around write-side callbacks (VD_CAP_SERIAL_WRITES)
      * and truncate, for reading around pwrite_fast. */
     GRWLock write_lock;
+    struct VdReadahead *readahead; /* vd-readahead.c; its own lock */
 };
 
 typedef struct {
@@ -87,6 +92,10 @@ char *vd_image_resolve_file(VdImage *img, const char *recorded, const char *what
 
 /* Reads: any range; past the virtual size reads as zeros. */
 bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error);
+/* The same without read-ahead; *decoded tells whether any of it needed
+ * decoding. For the read-ahead worker. */
+bool vd_image_pread_direct(VdImage *img, void *buf, size_t len, uint64_t offset, bool *decoded,
+                           GError **error);
 /* What lies under this layer at [offset, offset+len): the backing chain,
  * or zeros. For drivers doing copy-on-write. */
 bool vd_image_read_backing(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error);

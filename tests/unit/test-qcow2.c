@@ -16,6 +16,7 @@
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-image.h"
+#include "src/vd-readahead.h"
 #include "src/vd-info.h"
 
 #define CS      4096u /* cluster size of the hand-built image */
@@ -523,6 +524,42 @@ static void test_fast_write(Fixture *f, gconstpointer data)
     g_assert_no_error(err);
 }
 
+/* Sequential reads of compressed clusters read ahead; a write in between
+ * must not let a later read see what was read ahead before it. */
+static void test_readahead_invalidation(Fixture *f, gconstpointer data)
+{
+    g_autofree char *raw = g_build_filename(f->dir, "src.raw", NULL);
+    g_autofree uint8_t *src = g_malloc(4u << 20);
+    for (size_t i = 0; i < (4u << 20); i++)
+        src[i] = (uint8_t)("compressible text "[i % 18] + (i >> 16));
+    g_assert_true(g_file_set_contents(raw, (const char *)src, 4u << 20, NULL));
+    g_autofree char *cmd =
+        g_strdup_printf("qemu-img convert -c -f raw -O qcow2 %s %s", raw, f->path);
+    int status = 0;
+    g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, &status, NULL));
+    g_assert_cmpint(status, ==, 0);
+    g_autoptr(GError) err = NULL;
+    VdOpenOptions o = {.read_only = false};
+    g_autoptr(VdImage) img = vd_image_open(f->ctx, f->path, &o, &err);
+    g_assert_no_error(err);
+    const size_t chunk = 256 * 1024;
+    g_autofree uint8_t *buf = g_malloc(chunk);
+    for (int round = 0; round < 2; round++) {
+        g_assert_true(vd_image_pread(img, buf, chunk, 0, &err));
+        g_assert_true(vd_image_pread(img, buf, chunk, chunk, &err));
+        g_assert_cmpmem(buf, chunk, src + chunk, chunk);
+        /* The next chunk has been read ahead; change it. */
+        vd_readahead_wait(img);
+        memset(src + 2 * chunk + 100, 0x5a, 5000);
+        g_assert_true(vd_image_pwrite(img, src + 2 * chunk + 100, 5000, 2 * chunk + 100, &err));
+        g_assert_true(vd_image_pread(img, buf, chunk, 2 * chunk, &err));
+        g_assert_cmpmem(buf, chunk, src + 2 * chunk, chunk);
+        g_assert_true(vd_image_pread(img, buf, chunk, 3 * chunk, &err));
+        g_assert_cmpmem(buf, chunk, src + 3 * chunk, chunk);
+    }
+    g_assert_no_error(err);
+}
+
 static void test_fuzz(Fixture *f, gconstpointer data)
 {
     g_autofree uint8_t *orig = g_memdup2(f->img, f->len);
@@ -566,6 +603,7 @@ int main(int argc, char **argv)
     g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL);
 #define ADD(name, fn) g_test_add("/qcow2/" name, Fixture, NULL, fixture_setup, fn, fixture_teardown)
     ADD("fast-write", test_fast_write);
+    ADD("readahead-invalidation", test_readahead_invalidation);
     ADD("valid", test_valid);
     ADD("bad-version", test_bad_magic_version);
     ADD("cluster-bits", test_cluster_bits);
