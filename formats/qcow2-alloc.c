@@ -238,10 +238,17 @@ static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_
                 g1 = MIN(run_end, qcow2_round_up(d1, scs));
         }
         uint64_t w0 = MAX(d0, g0), w1 = MIN(d1, g1);
-        g_autofree uint8_t *buf = g_malloc(g1 - g0);
-        if (!fill_around(img, buf, g0, g1, data + (w0 - d0), w0, w1, error) ||
-            !write_host(s, buf, g1 - g0, host + (g0 - c), g0, error))
-            return false;
+        if (w0 == g0 && w1 == g1 && s->crypto == NULL) {
+            /* Whole clusters from the caller's buffer: no copy. */
+            if (!vd_host_pwrite(s->data_fd, s->name, data + (w0 - d0), g1 - g0, host + (g0 - c),
+                                error))
+                return false;
+        } else {
+            g_autofree uint8_t *buf = g_malloc(g1 - g0);
+            if (!fill_around(img, buf, g0, g1, data + (w0 - d0), w0, w1, error) ||
+                !write_host(s, buf, g1 - g0, host + (g0 - c), g0, error))
+                return false;
+        }
         g_autoptr(GArray) old = g_array_new(FALSE, FALSE, sizeof(uint64_t));
         qcow2_cache_wrlock(s->l2_cache);
         for (uint64_t i = 0; i < got; i++) {
