@@ -31,6 +31,7 @@ typedef struct {
     double attr_timeout;
     int force_share;
     unsigned idle_timeout;
+    unsigned read_ahead;
     int nonopt_count;
 } VdfsConfig;
 
@@ -51,6 +52,7 @@ static const struct fuse_opt vdfs_opts[] = {
     VDFS_OPT("attr_timeout=%lf", attr_timeout, 0),
     VDFS_OPT("force_share", force_share, 1),
     VDFS_OPT("idle_timeout=%u", idle_timeout, 0),
+    VDFS_OPT("read_ahead=%u", read_ahead, 0),
     FUSE_OPT_END,
 };
 
@@ -100,6 +102,8 @@ static void usage(const char *prog)
            "                           always copies\n"
            "    -o attr_timeout=SECS   how long the kernel caches attributes (1)\n"
            "    -o idle_timeout=SECS   close images unused for SECS seconds (60; 0 never)\n"
+           "    -o read_ahead=KB       the mount's kernel read-ahead (1024; 0 leaves the\n"
+           "                           kernel's 128)\n"
            "    -o force_share         take no QEMU-compatible image locks (like\n"
            "                           qemu-img -U): read images QEMU is writing\n\n",
            prog, VD_DEFAULT_RAW_EXTENSIONS, VD_DEFAULT_METADATA_CACHE);
@@ -123,6 +127,40 @@ static bool parse_size(const char *name, const char *s, uint64_t *out)
         return false;
     }
     return true;
+}
+
+/*
+ * The kernel reads ahead only 128 KiB on FUSE mounts; sequential buffered
+ * readers (cp, dd, loop devices) then cost a request per 256 KiB. Raise
+ * the mount's read_ahead_kb (measured: cp --sparse of 256 MiB of data,
+ * 0.33 s -> 0.18 s). Found through mountinfo: a stat of the mountpoint
+ * would wait for this very daemon. Only root may write it; others keep
+ * the kernel's default.
+ */
+static void set_read_ahead(const char *mountpoint, unsigned kb)
+{
+    g_autofree char *real = realpath(mountpoint, NULL);
+    g_autofree char *info = NULL;
+    if (kb == 0 || real == NULL || !g_file_get_contents("/proc/self/mountinfo", &info, NULL, NULL))
+        return;
+    g_auto(GStrv) lines = g_strsplit(info, "\n", -1);
+    const char *devno = NULL;
+    g_auto(GStrv) found = NULL;
+    for (char **l = lines; *l != NULL; l++) {
+        g_auto(GStrv) f = g_strsplit(*l, " ", 6);
+        if (g_strv_length(f) >= 5 && strcmp(f[4], real) == 0 && strstr(*l, " fuse.vdiskfs ")) {
+            g_clear_pointer(&found, g_strfreev);
+            found = g_steal_pointer(&f); /* the last one: our mount on top */
+        }
+    }
+    if (found == NULL)
+        return;
+    devno = found[2];
+    g_autofree char *path = g_strdup_printf("/sys/class/bdi/%s/read_ahead_kb", devno);
+    g_autofree char *value = g_strdup_printf("%u", kb);
+    g_autoptr(GError) err = NULL;
+    if (!g_file_set_contents_full(path, value, -1, G_FILE_SET_CONTENTS_NONE, 0644, &err))
+        g_debug("read-ahead not raised: %s", err->message);
 }
 
 static void raise_fd_limit(void)
@@ -199,7 +237,7 @@ static bool check_dirs(const char *imagedir, const char *mountpoint)
 int main(int argc, char *argv[])
 {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-    VdfsConfig cfg = {.attr_timeout = 1.0, .idle_timeout = 60};
+    VdfsConfig cfg = {.attr_timeout = 1.0, .idle_timeout = 60, .read_ahead = 1024};
     struct fuse_cmdline_opts cmd = {0};
     struct fuse_session *se = NULL;
     VfsFs *fs = NULL;
@@ -267,6 +305,7 @@ int main(int argc, char *argv[])
         goto out;
     if (fuse_session_mount(se, cmd.mountpoint) != 0)
         goto out_signals;
+    set_read_ahead(cmd.mountpoint, cfg.read_ahead);
     if (fuse_daemonize(cmd.foreground) != 0)
         goto out_unmount;
     if (!cmd.foreground)

@@ -244,7 +244,8 @@ QD=16
 bench_workload "rand read 4k QD16" IOPS rand_read $TARGETS
 bench_workload "rand write 4k allocated" IOPS rand_write vdiskfs qsd ceiling
 bench_workload "alloc seq write" MiB/s alloc_write vdiskfs qsd ceiling
-bench_workload "sparse cp 1 TiB/256 MiB" s sparse_copy vdiskfs qsd qcowmount
+# qcowmount reports no holes: it would read the whole TiB (about ten minutes).
+bench_workload "sparse cp 1 TiB/256 MiB" s sparse_copy vdiskfs qsd
 [[ "1000 images" =~ $ONLY ]] && many_images
 
 # Medians, ratios.

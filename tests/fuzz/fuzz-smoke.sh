@@ -2,10 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Run the fuzz target for every format for a bounded time, with seed
 # corpora made by qemu-img where QEMU can make the format.
-#   fuzz-smoke.sh FUZZ_BINARY VDISK_BINARY SECONDS_PER_FORMAT
+#   fuzz-smoke.sh FUZZ_BINARY VDISK_BINARY SECONDS_PER_FORMAT [PARSER_FUZZ_BINARY]
 # Prints one "PASS: fuzz <format>" / "FAIL: fuzz <format>" line per format.
 set -u
-FUZZ=$1 VDISK=$2 SECS=${3:-20}
+FUZZ=$1 VDISK=$2 SECS=${3:-20} PFUZZ=${4:-}
 work=$(mktemp -d "${TMPDIR:-/tmp}/vdfuzz-smoke.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 crashdir=${FUZZ_CRASH_DIR:-$PWD/fuzz-crashes}
@@ -44,6 +44,52 @@ for fmt in $("$VDISK" formats | awk '{print $1}'); do
         fail=$((fail + 1))
     fi
 done
+# The text parsers, seeded with descriptors qemu-img writes (VMDK) and
+# small hand-written documents.
+if [ -n "$PFUZZ" ]; then
+    for parser in vmdk-descriptor parallels-xml dmg-plist; do
+        corpus=$work/$parser
+        mkdir -p "$corpus"
+        case $parser in
+        vmdk-descriptor)
+            qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$work/d.vmdk" 1M >/dev/null 2>&1
+            cp "$work/d.vmdk" "$corpus/seed"
+            ;;
+        parallels-xml)
+            cat >"$corpus/seed" <<'XML'
+<?xml version='1.0' encoding='UTF-8'?>
+<Parallels_disk_image Version="1.0">
+ <Disk_Parameters><Disk_size>204800</Disk_size><Cylinders>203</Cylinders><Heads>16</Heads><Sectors>63</Sectors></Disk_Parameters>
+ <StorageData><Storage><Start>0</Start><End>204800</End><Blocksize>2048</Blocksize>
+  <Image><GUID>{5fbaabe3-6958-40ff-92a7-860e329aab41}</GUID><Type>Compressed</Type><File>a.hds</File></Image>
+ </Storage></StorageData>
+ <Snapshots><TopGUID>{5fbaabe3-6958-40ff-92a7-860e329aab41}</TopGUID>
+  <Shot><GUID>{5fbaabe3-6958-40ff-92a7-860e329aab41}</GUID><ParentGUID>{00000000-0000-0000-0000-000000000000}</ParentGUID></Shot>
+ </Snapshots>
+</Parallels_disk_image>
+XML
+            ;;
+        dmg-plist)
+            cat >"$corpus/seed" <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict><key>resource-fork</key><dict><key>blkx</key><array><dict>
+<key>Data</key><data>bWlzaAAAAAEAAAAAAAAAAAAAAAAAAAAAAAAAAA==</data><key>Name</key><string>x</string>
+</dict></array></dict></dict></plist>
+XML
+            ;;
+        esac
+        if VD_FUZZ_PARSER=$parser "$PFUZZ" -max_total_time="$SECS" -rss_limit_mb=2048 \
+            -max_len=65536 -artifact_prefix="$crashdir/$parser-" -print_final_stats=0 \
+            "$corpus" >"$work/$parser.log" 2>&1; then
+            echo "PASS: fuzz $parser"
+            pass=$((pass + 1))
+        else
+            echo "FAIL: fuzz $parser (artifacts in $crashdir)"
+            tail -n 30 "$work/$parser.log"
+            fail=$((fail + 1))
+        fi
+    done
+fi
 echo "# fuzz PASS: $pass"
 echo "# fuzz FAIL: $fail"
 [ "$fail" -eq 0 ]
