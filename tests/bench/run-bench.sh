@@ -160,6 +160,9 @@ bench_workload() {
         for target in "$@"; do
             [ "$target" = qcowmount ] && [ $HAVE_QCOWMOUNT = 0 ] && continue
             local v
+            # Every measurement starts with no dirty pages of an earlier
+            # one being written back underneath it.
+            sync
             v=$($fn "$target") || v=fail
             record "$name ($unit)" "$target" "$v"
             log "  $target: $v"
