@@ -50,7 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     case P_PARALLELS: {
-        g_autoptr(PrlDescriptor) d = prl_descriptor_parse((const char *)data, size, "fuzz", &err);
+        PrlDescriptor *d = prl_descriptor_parse((const char *)data, size, "fuzz", &err);
+        if (d != NULL)
+            prl_descriptor_free(d);
         break;
     }
     case P_DMG: {

@@ -140,8 +140,24 @@ static int cmd_errno(char **argv, int argc)
     return 0;
 }
 
+/* pattern BYTE COUNT: COUNT bytes of value BYTE on stdout. */
+static int cmd_pattern(const char *byte, const char *count)
+{
+    char buf[65536];
+    memset(buf, atoi(byte), sizeof buf);
+    for (long long left = atoll(count); left > 0;) {
+        size_t n = left < (long long)sizeof buf ? (size_t)left : sizeof buf;
+        if (fwrite(buf, 1, n, stdout) != n)
+            return 1;
+        left -= (long long)n;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 4 && strcmp(argv[1], "pattern") == 0)
+        return cmd_pattern(argv[2], argv[3]);
     if (argc >= 3 && strcmp(argv[1], "seekmap") == 0)
         return cmd_seekmap(argv[2]);
     if (argc >= 6 && strcmp(argv[1], "parread") == 0)
@@ -149,6 +165,6 @@ int main(int argc, char **argv)
     if (argc >= 4 && strcmp(argv[1], "errno") == 0)
         return cmd_errno(argv + 2, argc - 2);
     fprintf(stderr, "usage: vdtest seekmap FILE | parread GOT EXPECT THREADS ITER |"
-                    " errno FILE OP [ARGS]\n");
+                    " errno FILE OP [ARGS] | pattern BYTE COUNT\n");
     return 2;
 }
