@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # VDI and Parallels: the daemon killed with SIGKILL in the middle of
 # writes. The image must pass qemu-img check (a leak is allowed, no
-# corruption), and every 4 KiB page must hold either its old content
-# (zeros) or the new one: a block becomes visible only once its data is in.
+# corruption), and every sector must hold either its old content (zeros)
+# or the new one: a block becomes visible only once its data is in.
 . "$TESTLIB"
 require_fuse
 require_qemu
@@ -12,10 +12,6 @@ D=$T/images M=$T/mnt
 mkdir -p "$D" "$M"
 MiB=1048576
 head -c $((24 * MiB)) /dev/urandom >"$T/new"
-zero_sum=$(head -c 4096 /dev/zero | md5sum | cut -d' ' -f1)
-mkdir -p "$T/pg.new"
-(cd "$T/pg.new" && split -b 4096 -a 5 -d "$T/new" p && md5sum p*) | sort -k2 >"$T/sum.new"
-rm -rf "$T/pg.new"
 
 for fmt in vdi parallels; do
     img=$D/kill.$fmt
@@ -46,14 +42,13 @@ for fmt in vdi parallels; do
     note "$fmt: qemu-img check exit $rc"
 
     qemu-img convert -O raw "$img" "$T/got"
-    rm -rf "$T/pg.got"
-    mkdir "$T/pg.got"
-    (cd "$T/pg.got" && split -b 4096 -a 5 -d "$T/got" p && md5sum p*) | sort -k2 >"$T/sum.got"
-    join -1 2 -2 2 "$T/sum.new" "$T/sum.got" | awk -v z="$zero_sum" -v fmt=$fmt '
-        $2 == $3 { n++; next } $3 == z { o++; next }
-        { print fmt ": page " $1 " is neither old nor new"; bad++ }
-        END { printf "# %s: pages new %d, old %d, torn %d\n", fmt, n, o, bad; exit bad > 0 || n == 0 }' ||
-        fail "$fmt: torn pages (or nothing written) after SIGKILL"
+    # Every 512-byte sector is old or new: data offsets in these formats
+    # are sector-aligned, so a write killed mid-way may tear a 4 KiB page
+    # of the guest, like a power cut on a disk, but never a sector.
+    "$VDTEST" torn "$T/new" "$T/got" 512 >"$T/torn.out" ||
+        fail "$fmt: torn sectors after SIGKILL: $(cat "$T/torn.out")"
+    grep -q "^new [1-9]" "$T/torn.out" || fail "$fmt: nothing written before the kill"
+    note "$fmt: $(tail -n 1 "$T/torn.out")"
 
     note "$fmt: the image reads back as qemu-img sees it"
     mount_vdiskfs "$D" "$M"

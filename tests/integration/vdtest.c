@@ -154,8 +154,34 @@ static int cmd_pattern(const char *byte, const char *count)
     return 0;
 }
 
+/* torn NEW GOT UNIT: count the UNIT-byte pieces of GOT that equal NEW
+ * ("new"), are zero ("old") or neither ("torn"); prints the counts and
+ * the first torn offsets, exits 1 when a piece is torn. */
+static int cmd_torn(const char *newp, const char *gotp, const char *unitp)
+{
+    FILE *a = fopen(newp, "rb"), *b = fopen(gotp, "rb");
+    size_t unit = (size_t)atol(unitp);
+    if (a == NULL || b == NULL || unit == 0 || unit > 65536)
+        return 2;
+    static unsigned char x[65536], y[65536], zero[65536];
+    long long n_new = 0, n_old = 0, n_torn = 0, off = 0;
+    while (fread(x, 1, unit, a) == unit && fread(y, 1, unit, b) == unit) {
+        if (memcmp(x, y, unit) == 0)
+            n_new++;
+        else if (memcmp(y, zero, unit) == 0)
+            n_old++;
+        else if (n_torn++ < 5)
+            printf("torn piece at offset %lld\n", off);
+        off += (long long)unit;
+    }
+    printf("new %lld old %lld torn %lld\n", n_new, n_old, n_torn);
+    return n_torn > 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 5 && strcmp(argv[1], "torn") == 0)
+        return cmd_torn(argv[2], argv[3], argv[4]);
     if (argc >= 4 && strcmp(argv[1], "pattern") == 0)
         return cmd_pattern(argv[2], argv[3]);
     if (argc >= 3 && strcmp(argv[1], "seekmap") == 0)

@@ -514,6 +514,7 @@ static void test_fast_write(Fixture *f, gconstpointer data)
     g_clear_pointer(&img, vd_image_unref);
 
     /* A cluster shared with a snapshot (refcount 2, no COPIED flag). */
+    g_free(f->img);
     build_image(f);
     vd_put_be64(f->img + L2_OFF, DAT_OFF);
     vd_put_be16(f->img + 2 * CS + 2 * (DAT_OFF / CS), 2);
