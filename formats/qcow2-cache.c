@@ -11,15 +11,20 @@
 #include <string.h>
 
 #include "formats/qcow2.h"
+#include "src/vd-brlock.h"
 #include "src/vd-error.h"
 #include "src/vd-io.h"
 
 struct Qcow2Cache {
-    GRWLock lock;
+    VdBrLock lock;      /* readers on different threads share no lock word */
     GHashTable *tables; /* &table->offset -> Qcow2Table *; under lock */
     unsigned max;       /* soft limit: dirty and pinned tables may exceed it */
     uint64_t cluster_size;
-    gint64 tick;    /* atomic: LRU clock */
+    /* LRU clock, advanced only by inserts (write lock). A lookup stamps
+     * its table only when the stamp differs, so readers of a hot table do
+     * not all write to one cache line; tables used since the same insert
+     * tie, which is as much order as eviction needs. */
+    gint64 tick;
     uint64_t gen;   /* under lock: bumped whenever a table leaves the cache */
     unsigned dirty; /* under lock */
 };
@@ -34,7 +39,7 @@ static void table_free(gpointer p)
 Qcow2Cache *qcow2_cache_new(const Qcow2State *s, uint64_t max_bytes)
 {
     Qcow2Cache *c = g_new0(Qcow2Cache, 1);
-    g_rw_lock_init(&c->lock);
+    vd_brlock_init(&c->lock);
     c->tables = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, table_free);
     c->cluster_size = s->cluster_size;
     uint64_t n = max_bytes / s->cluster_size;
@@ -47,36 +52,38 @@ void qcow2_cache_free(Qcow2Cache *c)
     if (c == NULL)
         return;
     g_hash_table_unref(c->tables);
-    g_rw_lock_clear(&c->lock);
+    vd_brlock_clear(&c->lock);
     g_free(c);
 }
 
 void qcow2_cache_rdlock(Qcow2Cache *c)
 {
-    g_rw_lock_reader_lock(&c->lock);
+    vd_brlock_rdlock(&c->lock);
 }
 
 void qcow2_cache_rdunlock(Qcow2Cache *c)
 {
-    g_rw_lock_reader_unlock(&c->lock);
+    vd_brlock_rdunlock(&c->lock);
 }
 
 void qcow2_cache_wrlock(Qcow2Cache *c)
 {
-    g_rw_lock_writer_lock(&c->lock);
+    vd_brlock_wrlock(&c->lock);
 }
 
 void qcow2_cache_wrunlock(Qcow2Cache *c)
 {
-    g_rw_lock_writer_unlock(&c->lock);
+    vd_brlock_wrunlock(&c->lock);
 }
 
 Qcow2Table *qcow2_cache_find(Qcow2Cache *c, uint64_t offset)
 {
     Qcow2Table *t = g_hash_table_lookup(c->tables, &offset);
-    if (t != NULL)
-        __atomic_store_n(&t->last_use, __atomic_add_fetch(&c->tick, 1, __ATOMIC_RELAXED),
-                         __ATOMIC_RELAXED);
+    if (t != NULL) {
+        gint64 now = __atomic_load_n(&c->tick, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&t->last_use, __ATOMIC_RELAXED) != now)
+            __atomic_store_n(&t->last_use, now, __ATOMIC_RELAXED);
+    }
     return t;
 }
 
@@ -117,10 +124,10 @@ bool qcow2_cache_load_wrlocked(Qcow2State *s, Qcow2Cache *c, int fd, uint64_t of
                                Qcow2Table **out, GError **error)
 {
     for (;;) {
-        g_rw_lock_reader_lock(&c->lock);
+        vd_brlock_rdlock(&c->lock);
         uint64_t gen0 = c->gen;
         bool present = g_hash_table_contains(c->tables, &offset);
-        g_rw_lock_reader_unlock(&c->lock);
+        vd_brlock_rdunlock(&c->lock);
 
         g_autofree uint8_t *buf = NULL;
         if (!present) {
@@ -128,7 +135,7 @@ bool qcow2_cache_load_wrlocked(Qcow2State *s, Qcow2Cache *c, int fd, uint64_t of
             if (!vd_host_pread(fd, s->name, buf, c->cluster_size, offset, true, error))
                 return false;
         }
-        g_rw_lock_writer_lock(&c->lock);
+        vd_brlock_wrlock(&c->lock);
         Qcow2Table *t = qcow2_cache_find(c, offset);
         if (t != NULL) {
             *out = t;
@@ -139,7 +146,7 @@ bool qcow2_cache_load_wrlocked(Qcow2State *s, Qcow2Cache *c, int fd, uint64_t of
             *out = cache_insert(c, offset, g_steal_pointer(&buf));
             return true;
         }
-        g_rw_lock_writer_unlock(&c->lock);
+        vd_brlock_wrunlock(&c->lock);
     }
 }
 
@@ -167,22 +174,22 @@ Qcow2Table *qcow2_cache_get_pinned(Qcow2State *s, Qcow2Cache *c, int fd, uint64_
     if (!qcow2_cache_load_wrlocked(s, c, fd, offset, &t, error))
         return NULL;
     t->pins++;
-    g_rw_lock_writer_unlock(&c->lock);
+    vd_brlock_wrunlock(&c->lock);
     return t;
 }
 
 void qcow2_cache_unpin(Qcow2Cache *c, Qcow2Table *t)
 {
-    g_rw_lock_writer_lock(&c->lock);
+    vd_brlock_wrlock(&c->lock);
     t->pins--;
-    g_rw_lock_writer_unlock(&c->lock);
+    vd_brlock_wrunlock(&c->lock);
 }
 
 unsigned qcow2_cache_dirty_count(Qcow2Cache *c)
 {
-    g_rw_lock_reader_lock(&c->lock);
+    vd_brlock_rdlock(&c->lock);
     unsigned n = c->dirty;
-    g_rw_lock_reader_unlock(&c->lock);
+    vd_brlock_rdunlock(&c->lock);
     return n;
 }
 
@@ -208,7 +215,7 @@ static gint cmp_offset(gconstpointer a, gconstpointer b)
 bool qcow2_cache_writeback(Qcow2State *s, Qcow2Cache *c, int fd, GError **error)
 {
     g_autoptr(GPtrArray) todo = g_ptr_array_new();
-    g_rw_lock_writer_lock(&c->lock);
+    vd_brlock_wrlock(&c->lock);
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, c->tables);
@@ -219,7 +226,7 @@ bool qcow2_cache_writeback(Qcow2State *s, Qcow2Cache *c, int fd, GError **error)
             g_ptr_array_add(todo, t);
         }
     }
-    g_rw_lock_writer_unlock(&c->lock);
+    vd_brlock_wrunlock(&c->lock);
     g_ptr_array_sort(todo, cmp_offset);
 
     /* Only the write side changes table contents, and it is the caller:
@@ -229,23 +236,23 @@ bool qcow2_cache_writeback(Qcow2State *s, Qcow2Cache *c, int fd, GError **error)
         Qcow2Table *t = todo->pdata[i];
         ok = vd_host_pwrite(fd, s->name, t->data, c->cluster_size, t->offset, error);
         if (ok) {
-            g_rw_lock_writer_lock(&c->lock);
+            vd_brlock_wrlock(&c->lock);
             t->dirty = false;
             c->dirty--;
-            g_rw_lock_writer_unlock(&c->lock);
+            vd_brlock_wrunlock(&c->lock);
         }
     }
-    g_rw_lock_writer_lock(&c->lock);
+    vd_brlock_wrlock(&c->lock);
     for (guint i = 0; i < todo->len; i++)
         ((Qcow2Table *)todo->pdata[i])->pins--;
     cache_evict(c);
-    g_rw_lock_writer_unlock(&c->lock);
+    vd_brlock_wrunlock(&c->lock);
     return ok;
 }
 
 void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset)
 {
-    g_rw_lock_writer_lock(&c->lock);
+    vd_brlock_wrlock(&c->lock);
     Qcow2Table *t = g_hash_table_lookup(c->tables, &offset);
     if (t != NULL && t->pins == 0) {
         if (t->dirty)
@@ -253,5 +260,5 @@ void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset)
         g_hash_table_remove(c->tables, &offset);
         c->gen++;
     }
-    g_rw_lock_writer_unlock(&c->lock);
+    vd_brlock_wrunlock(&c->lock);
 }

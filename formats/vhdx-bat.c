@@ -55,7 +55,7 @@ void vhdx_bat_free(VhdxState *s)
         g_free(s->bat_chunks[i]);
     g_clear_pointer(&s->bat_chunks, g_free);
     g_clear_pointer(&s->bat_loaded, g_free);
-    g_mutex_clear(&s->bat_lock);
+    vd_brlock_clear(&s->bat_lock);
 }
 
 bool vhdx_bat_get(VdImage *img, uint64_t idx, uint64_t *entry, GError **error)
@@ -67,14 +67,14 @@ bool vhdx_bat_get(VdImage *img, uint64_t idx, uint64_t *entry, GError **error)
     }
     uint64_t c = idx / BAT_CHUNK_ENTRIES;
     for (;;) {
-        g_mutex_lock(&s->bat_lock);
+        vd_brlock_rdlock(&s->bat_lock);
         if (s->bat_chunks[c] != NULL) {
             *entry = s->bat_chunks[c][idx % BAT_CHUNK_ENTRIES];
-            g_mutex_unlock(&s->bat_lock);
+            vd_brlock_rdunlock(&s->bat_lock);
             return true;
         }
         uint64_t gen = s->bat_gen;
-        g_mutex_unlock(&s->bat_lock);
+        vd_brlock_rdunlock(&s->bat_lock);
 
         /* Load outside the lock. */
         uint64_t bytes = MIN(BAT_CHUNK_BYTES, s->bat_length - c * BAT_CHUNK_BYTES);
@@ -85,10 +85,10 @@ bool vhdx_bat_get(VdImage *img, uint64_t idx, uint64_t *entry, GError **error)
         for (uint64_t i = 0; i < bytes / 8; i++)
             chunk[i] = vd_le64(raw + 8 * i);
 
-        g_mutex_lock(&s->bat_lock);
+        vd_brlock_wrlock(&s->bat_lock);
         if (s->bat_gen != gen || s->bat_chunks[c] != NULL) {
             /* Updated (or loaded) meanwhile: look again. */
-            g_mutex_unlock(&s->bat_lock);
+            vd_brlock_wrunlock(&s->bat_lock);
             g_free(chunk);
             continue;
         }
@@ -104,7 +104,7 @@ bool vhdx_bat_get(VdImage *img, uint64_t idx, uint64_t *entry, GError **error)
         s->bat_chunks[c] = chunk;
         s->bat_loaded[slot] = c;
         *entry = chunk[idx % BAT_CHUNK_ENTRIES];
-        g_mutex_unlock(&s->bat_lock);
+        vd_brlock_wrunlock(&s->bat_lock);
         return true;
     }
 }
@@ -113,11 +113,11 @@ void vhdx_bat_set(VdImage *img, uint64_t idx, uint64_t entry)
 {
     VhdxState *s = img->opaque;
     uint64_t c = idx / BAT_CHUNK_ENTRIES;
-    g_mutex_lock(&s->bat_lock);
+    vd_brlock_wrlock(&s->bat_lock);
     if (s->bat_chunks[c] != NULL)
         s->bat_chunks[c][idx % BAT_CHUNK_ENTRIES] = entry;
     s->bat_gen++;
-    g_mutex_unlock(&s->bat_lock);
+    vd_brlock_wrunlock(&s->bat_lock);
 }
 
 bool vhdx_bat_page(VdImage *img, uint64_t idx, VhdxPage *page, GError **error)

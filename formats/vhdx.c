@@ -397,7 +397,7 @@ static bool vhdx_open(VdImage *img, GError **error)
 {
     VhdxState *s = g_new0(VhdxState, 1);
     img->opaque = s;
-    g_mutex_init(&s->bat_lock);
+    vd_brlock_init(&s->bat_lock);
     s->log_state = "clean";
     bool ok = false;
     uint8_t ident[520];

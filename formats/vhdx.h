@@ -8,6 +8,7 @@
 
 #include <glib.h>
 
+#include "src/vd-brlock.h"
 #include "src/vd-image.h"
 
 #define VHDX_MiB              (1024u * 1024u)
@@ -83,8 +84,9 @@ typedef struct {
     uint64_t n_payload; /* payload blocks */
     uint64_t n_bat;     /* BAT entries the region holds */
 
-    /* BAT cache: 64 KiB chunks, FIFO-evicted. Guarded by bat_lock. */
-    GMutex bat_lock;
+    /* BAT cache: 64 KiB chunks, FIFO-evicted. Guarded by bat_lock: lookups
+     * read-lock it, loads and updates write-lock it. */
+    VdBrLock bat_lock;
     uint64_t **bat_chunks; /* n_bat_chunks slots, NULL when not loaded */
     uint64_t n_bat_chunks;
     uint64_t *bat_loaded; /* ring of loaded chunk numbers */

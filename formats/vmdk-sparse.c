@@ -40,7 +40,7 @@ struct VmdkGt {
     uint8_t *data;  /* as on disk */
     size_t size;
     bool dirty;
-    GList link; /* in the LRU queue */
+    gint64 last_use; /* atomic: the cache's tick when last looked up */
 };
 
 void vmdk_sparse_desc_location(const uint8_t *head, uint64_t *offset, uint64_t *len)
@@ -343,9 +343,8 @@ static void gt_free(VmdkGt *gt)
 
 void vmdk_gt_cache_init(VmdkGtCache *c, uint64_t limit)
 {
-    g_mutex_init(&c->lock);
+    vd_brlock_init(&c->lock);
     c->map = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, (GDestroyNotify)gt_free);
-    g_queue_init(&c->lru);
     c->limit = limit > 0 ? limit : (1u << 20);
 }
 
@@ -353,10 +352,8 @@ void vmdk_gt_cache_clear(VmdkGtCache *c)
 {
     if (c->map == NULL)
         return;
-    /* The queue's links live inside the tables: nothing to free there. */
-    g_queue_init(&c->lru);
     g_clear_pointer(&c->map, g_hash_table_unref);
-    g_mutex_clear(&c->lock);
+    vd_brlock_clear(&c->lock);
 }
 
 static uint64_t gt_key(const VmdkExtent *e, uint32_t index)
@@ -364,19 +361,36 @@ static uint64_t gt_key(const VmdkExtent *e, uint32_t index)
     return ((uint64_t)e->index << 32) | index;
 }
 
-static void gt_evict_locked(VmdkGtCache *c)
+/* Stamp a table as used. Only when the stamp differs, so that readers of
+ * one hot table do not all write its cache line. */
+static void gt_touch(VmdkGtCache *c, VmdkGt *gt)
 {
-    /* Never the head: the caller is about to use it. */
-    GList *l = c->lru.tail;
-    while (c->bytes > c->limit && l != NULL && l != c->lru.head) {
-        GList *prev = l->prev;
-        VmdkGt *gt = l->data;
-        if (!gt->dirty) {
-            g_queue_unlink(&c->lru, l);
-            c->bytes -= gt->size;
-            g_hash_table_remove(c->map, &gt->key);
+    gint64 now = __atomic_load_n(&c->tick, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&gt->last_use, __ATOMIC_RELAXED) != now)
+        __atomic_store_n(&gt->last_use, now, __ATOMIC_RELAXED);
+}
+
+/* Evict least recently used clean tables down to the limit (write lock
+ * held), never keep: the caller is about to use it. */
+static void gt_evict_locked(VmdkGtCache *c, const VmdkGt *keep)
+{
+    while (c->bytes > c->limit) {
+        GHashTableIter it;
+        gpointer k, v;
+        VmdkGt *victim = NULL;
+        g_hash_table_iter_init(&it, c->map);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            VmdkGt *gt = v;
+            if (gt == keep || gt->dirty)
+                continue;
+            if (victim == NULL || gt->last_use < victim->last_use)
+                victim = gt;
         }
-        l = prev;
+        if (victim == NULL)
+            return; /* all dirty: over the limit until the next write-back */
+        c->bytes -= victim->size;
+        c->gen++;
+        g_hash_table_remove(c->map, &victim->key);
     }
 }
 
@@ -389,45 +403,57 @@ static VmdkGt *gt_insert_locked(VmdkGtCache *c, VmdkExtent *e, uint32_t index, u
     gt->index = index;
     gt->data = data;
     gt->size = (size_t)e->gtes * e->gte_size;
-    gt->link.data = gt;
     gt->dirty = dirty;
+    gt->last_use = __atomic_add_fetch(&c->tick, 1, __ATOMIC_RELAXED);
     c->dirty += dirty;
     g_hash_table_insert(c->map, &gt->key, gt);
-    g_queue_push_head_link(&c->lru, &gt->link);
     c->bytes += gt->size;
-    gt_evict_locked(c);
+    gt_evict_locked(c, gt);
     return gt;
 }
 
 /* The table of directory entry index (which must be allocated), loaded
- * when missing. Called and returns with c->lock held, but drops it while
- * reading: pointers from earlier calls are invalid afterwards. */
-static VmdkGt *gt_get_locked(VdImage *img, VmdkExtent *e, uint32_t index, GError **error)
+ * when missing. Called and returns with c->lock held, for writing when
+ * writer, else for reading; drops it while loading: pointers from earlier
+ * calls are invalid afterwards. */
+static VmdkGt *gt_get_locked(VdImage *img, VmdkExtent *e, uint32_t index, bool writer,
+                             GError **error)
 {
     VmdkGtCache *c = &((VmdkState *)img->opaque)->gtc;
     uint64_t key = gt_key(e, index);
-    VmdkGt *gt = g_hash_table_lookup(c->map, &key);
-    if (gt != NULL) {
-        g_queue_unlink(&c->lru, &gt->link);
-        g_queue_push_head_link(&c->lru, &gt->link);
-        return gt;
+    for (;;) {
+        VmdkGt *gt = g_hash_table_lookup(c->map, &key);
+        if (gt != NULL) {
+            gt_touch(c, gt);
+            return gt;
+        }
+        /* A directory entry, once set, never changes (tables do not
+         * move): the offset stays valid without the lock. */
+        uint64_t off = e->gd[index];
+        uint64_t gen0 = c->gen;
+        size_t size = (size_t)e->gtes * e->gte_size;
+        uint8_t *data = g_malloc(size);
+        if (writer)
+            vd_brlock_wrunlock(&c->lock);
+        else
+            vd_brlock_rdunlock(&c->lock);
+        bool ok = vd_host_pread(e->fd, e->path, data, size, off, false, error);
+        vd_brlock_wrlock(&c->lock);
+        /* Insert only when nothing left the cache meanwhile: the table may
+         * have been loaded, changed, written back and evicted while we
+         * read, and then our copy would be stale. */
+        if (ok && c->gen == gen0 && g_hash_table_lookup(c->map, &key) == NULL)
+            gt_insert_locked(c, e, index, data, false);
+        else
+            g_free(data);
+        if (!writer) {
+            vd_brlock_wrunlock(&c->lock);
+            vd_brlock_rdlock(&c->lock);
+        }
+        if (!ok)
+            return NULL;
+        /* Look again: a reader may (rarely) find it evicted already. */
     }
-    uint64_t off = e->gd[index];
-    size_t size = (size_t)e->gtes * e->gte_size;
-    uint8_t *data = g_malloc(size);
-    g_mutex_unlock(&c->lock);
-    bool ok = vd_host_pread(e->fd, e->path, data, size, off, false, error);
-    g_mutex_lock(&c->lock);
-    if (!ok) {
-        g_free(data);
-        return NULL;
-    }
-    gt = g_hash_table_lookup(c->map, &key);
-    if (gt != NULL) {
-        g_free(data); /* loaded by another thread meanwhile */
-        return gt;
-    }
-    return gt_insert_locked(c, e, index, data, false);
 }
 
 /* ---- lookups ---- */
@@ -473,7 +499,7 @@ bool vmdk_sparse_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max,
     unsigned tables = 0;
     *out = (VdExtent){.fd = e->fd};
 
-    g_mutex_lock(&c->lock);
+    vd_brlock_rdlock(&c->lock);
     while (covered < max && tables < STATUS_MAX_TABLES) {
         uint64_t gdi = grain / e->gtes;
         uint32_t gti = (uint32_t)(grain % e->gtes);
@@ -489,7 +515,7 @@ bool vmdk_sparse_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max,
             continue;
         }
         tables++;
-        VmdkGt *gt = gt_get_locked(img, e, (uint32_t)gdi, error);
+        VmdkGt *gt = gt_get_locked(img, e, (uint32_t)gdi, false, error);
         if (gt == NULL) {
             ok = false;
             break;
@@ -517,7 +543,7 @@ bool vmdk_sparse_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max,
         if (stop)
             break;
     }
-    g_mutex_unlock(&c->lock);
+    vd_brlock_rdunlock(&c->lock);
     if (!ok) {
         /* A failure on the first grain is an error; later ones end the run. */
         if (covered == 0)
@@ -536,17 +562,17 @@ bool vmdk_gte_get(VdImage *img, VmdkExtent *e, uint64_t grain, uint64_t *value, 
     uint64_t gdi = grain / e->gtes;
     uint32_t gti = (uint32_t)(grain % e->gtes);
     *value = 0;
-    g_mutex_lock(&c->lock);
+    vd_brlock_rdlock(&c->lock);
     bool ok = true;
     if (gdi < e->gd_count && e->gd[gdi] != 0) {
-        VmdkGt *gt = gt_get_locked(img, e, (uint32_t)gdi, error);
+        VmdkGt *gt = gt_get_locked(img, e, (uint32_t)gdi, false, error);
         if (gt == NULL)
             ok = false;
         else
             *value = e->gte_size == 8 ? vd_le64(gt->data + (size_t)gti * 8)
                                       : vd_le32(gt->data + (size_t)gti * 4);
     }
-    g_mutex_unlock(&c->lock);
+    vd_brlock_rdunlock(&c->lock);
     return ok;
 }
 
@@ -560,7 +586,7 @@ bool vmdk_gte_set(VdImage *img, VmdkExtent *e, uint64_t grain, uint32_t value, G
                      img->name, grain);
         return false;
     }
-    g_mutex_lock(&c->lock);
+    vd_brlock_wrlock(&c->lock);
     VmdkGt *gt;
     if (e->gd[gdi] == 0) {
         /* A new table (and its redundant copy) at the end of the file;
@@ -573,7 +599,7 @@ bool vmdk_gte_set(VdImage *img, VmdkExtent *e, uint64_t grain, uint32_t value, G
             e->next_alloc += bytes;
         }
         if (e->next_alloc / VMDK_SECTOR > UINT32_MAX) {
-            g_mutex_unlock(&c->lock);
+            vd_brlock_wrunlock(&c->lock);
             vd_set_error(error, ENOSPC, "%s: %s is full (grain tables address 2 TiB)", img->name,
                          e->path);
             return false;
@@ -587,9 +613,9 @@ bool vmdk_gte_set(VdImage *img, VmdkExtent *e, uint64_t grain, uint32_t value, G
             e->gd_pending = g_array_new(FALSE, FALSE, sizeof(uint32_t));
         g_array_append_val(e->gd_pending, idx);
     } else {
-        gt = gt_get_locked(img, e, (uint32_t)gdi, error);
+        gt = gt_get_locked(img, e, (uint32_t)gdi, true, error);
         if (gt == NULL) {
-            g_mutex_unlock(&c->lock);
+            vd_brlock_wrunlock(&c->lock);
             return false;
         }
     }
@@ -598,15 +624,15 @@ bool vmdk_gte_set(VdImage *img, VmdkExtent *e, uint64_t grain, uint32_t value, G
         gt->dirty = true;
         c->dirty++;
     }
-    g_mutex_unlock(&c->lock);
+    vd_brlock_wrunlock(&c->lock);
     return true;
 }
 
 unsigned vmdk_gt_dirty_count(VmdkState *s)
 {
-    g_mutex_lock(&s->gtc.lock);
+    vd_brlock_rdlock(&s->gtc.lock);
     unsigned n = s->gtc.dirty;
-    g_mutex_unlock(&s->gtc.lock);
+    vd_brlock_rdunlock(&s->gtc.lock);
     return n;
 }
 
@@ -625,13 +651,16 @@ bool vmdk_gt_writeback(VdImage *img, GError **error)
     VmdkState *s = img->opaque;
     VmdkGtCache *c = &s->gtc;
     g_autoptr(GPtrArray) dirty = g_ptr_array_new();
-    g_mutex_lock(&c->lock);
-    for (GList *l = c->lru.head; l != NULL; l = l->next) {
-        VmdkGt *gt = l->data;
+    vd_brlock_rdlock(&c->lock);
+    GHashTableIter it;
+    gpointer key, value;
+    g_hash_table_iter_init(&it, c->map);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        VmdkGt *gt = value;
         if (gt->dirty)
             g_ptr_array_add(dirty, gt);
     }
-    g_mutex_unlock(&c->lock);
+    vd_brlock_rdunlock(&c->lock);
     bool pending = false;
     for (guint i = 0; i < s->extents->len; i++) {
         VmdkExtent *e = g_ptr_array_index(s->extents, i);
@@ -681,13 +710,13 @@ bool vmdk_gt_writeback(VdImage *img, GError **error)
         g_array_set_size(e->gd_pending, 0);
         e->data_dirty = true;
     }
-    g_mutex_lock(&c->lock);
+    vd_brlock_wrlock(&c->lock);
     for (guint i = 0; i < dirty->len; i++) {
         VmdkGt *gt = g_ptr_array_index(dirty, i);
         gt->dirty = false;
         c->dirty--;
     }
-    gt_evict_locked(c);
-    g_mutex_unlock(&c->lock);
+    gt_evict_locked(c, NULL);
+    vd_brlock_wrunlock(&c->lock);
     return true;
 }

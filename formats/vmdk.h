@@ -20,6 +20,7 @@
 
 #include <glib.h>
 
+#include "src/vd-brlock.h"
 #include "src/vd-image.h"
 
 #define VMDK_SECTOR 512u
@@ -120,9 +121,12 @@ typedef struct {
  * never evicted. */
 typedef struct VmdkGt VmdkGt;
 typedef struct {
-    GMutex lock;     /* guards every field here and the tables' contents */
+    /* Guards every field here, the tables' contents and the extents'
+     * directories: lookups read-lock it, loads and updates write-lock it. */
+    VdBrLock lock;
     GHashTable *map; /* key (extent << 32 | gd index) -> VmdkGt */
-    GQueue lru;      /* VmdkGt, most recently used first */
+    gint64 tick;     /* LRU clock, advanced by inserts */
+    uint64_t gen;    /* bumped whenever a table leaves the cache */
     uint64_t bytes, limit;
     unsigned dirty;
 } VmdkGtCache;

@@ -9,8 +9,11 @@
 struct VdReadahead {
     GMutex lock;
     GCond done;
-    uint64_t next; /* where a sequential reader will read next; lock */
-    uint64_t off;  /* the range read ahead; lock */
+    uint64_t next; /* where a sequential reader will read next; atomic */
+    /* atomic: running || valid. Readers of data that needs no decoding
+     * check it (and swap next) without taking the lock. */
+    bool armed;
+    uint64_t off; /* the range read ahead; lock */
     size_t len;
     uint8_t *buf;   /* its bytes, once valid; lock */
     bool running;   /* a worker is filling buf; lock */
@@ -42,6 +45,7 @@ static void ra_work(gpointer data, gpointer user_data)
         ra->valid = true;
     }
     ra->running = false;
+    __atomic_store_n(&ra->armed, ra->valid, __ATOMIC_RELAXED);
     g_cond_broadcast(&ra->done);
     g_mutex_unlock(&ra->lock);
     g_free(buf);
@@ -84,7 +88,7 @@ void vd_readahead_free(VdReadahead *ra)
 bool vd_readahead_take(VdImage *img, void *buf, size_t len, uint64_t offset)
 {
     VdReadahead *ra = img->readahead;
-    if (len < VD_READAHEAD_MIN)
+    if (len < VD_READAHEAD_MIN || !__atomic_load_n(&ra->armed, __ATOMIC_RELAXED))
         return false;
     g_mutex_lock(&ra->lock);
     bool hit = false;
@@ -96,8 +100,10 @@ bool vd_readahead_take(VdImage *img, void *buf, size_t len, uint64_t offset)
             hit = true;
         }
     }
-    if (hit)
+    if (hit) {
         ra->valid = false;
+        __atomic_store_n(&ra->armed, false, __ATOMIC_RELAXED);
+    }
     g_mutex_unlock(&ra->lock);
     return hit;
 }
@@ -108,11 +114,12 @@ void vd_readahead_note(VdImage *img, size_t len, uint64_t offset, bool decoded)
     if (len < VD_READAHEAD_MIN)
         return;
     uint64_t next = offset + len;
-    g_mutex_lock(&ra->lock);
-    bool sequential = ra->next == offset;
-    ra->next = next;
+    bool sequential = __atomic_exchange_n(&ra->next, next, __ATOMIC_RELAXED) == offset;
+    if (!decoded || !sequential)
+        return;
     RaJob *j = NULL;
-    if (decoded && sequential && !ra->running && next < vd_image_size(img)) {
+    g_mutex_lock(&ra->lock);
+    if (!ra->running && next < vd_image_size(img)) {
         j = g_new0(RaJob, 1);
         j->img = vd_image_ref(img);
         j->off = next;
@@ -122,6 +129,7 @@ void vd_readahead_note(VdImage *img, size_t len, uint64_t offset, bool decoded)
         ra->len = j->len;
         ra->valid = false;
         ra->running = true;
+        __atomic_store_n(&ra->armed, true, __ATOMIC_RELAXED);
     }
     g_mutex_unlock(&ra->lock);
     if (j != NULL)
@@ -134,7 +142,8 @@ void vd_readahead_invalidate(VdImage *img)
     g_mutex_lock(&ra->lock);
     ra->epoch++;
     ra->valid = false;
-    ra->next = UINT64_MAX;
+    __atomic_store_n(&ra->armed, ra->running, __ATOMIC_RELAXED);
+    __atomic_store_n(&ra->next, UINT64_MAX, __ATOMIC_RELAXED);
     g_mutex_unlock(&ra->lock);
 }
 

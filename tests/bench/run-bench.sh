@@ -136,7 +136,7 @@ fio_run() {
     read | write) extra=(--size=1G --io_size=1G) ;;
     *) extra=(--time_based --runtime="$RUNTIME" --size=1G) ;;
     esac
-    [ "$rw" = write ] && extra+=(--end_fsync=1)
+    [ "$rw" = write ] && [ "${FSYNC:-0}" = 1 ] && extra+=(--end_fsync=1)
     fio --name=b --filename="$file" --direct=1 --ioengine=libaio --iodepth="$qd" \
         --numjobs="$jobs" --rw="$rw" --bs="$bs" --group_reporting --norandommap \
         --output-format=terse --terse-version=3 "${extra[@]}" 2>/dev/null |
@@ -193,6 +193,8 @@ rand_write() {
     fio_run "$f" randwrite 4k 1 2
 }
 
+# alloc_write TARGET [fsync]: 1 GiB of sequential 1 MiB writes into an
+# empty image; with fsync the time includes writing it all to the disk.
 alloc_write() {
     local f img=$W/img/empty.qcow2
     unmount_all
@@ -201,8 +203,10 @@ alloc_write() {
     truncate -s 1G "$W/src/empty.raw"
     [ "$1" = ceiling ] && img=$W/src/empty.raw
     f=$(start "$1" "$img" qcow2 1)
-    fio_run "$f" write 1M 1 1
+    FSYNC=${2:-0} fio_run "$f" write 1M 1 1
 }
+
+alloc_write_fsync() { alloc_write "$1" 1; }
 
 sparse_copy() {
     local f start_ns end_ns
@@ -247,6 +251,7 @@ QD=16
 bench_workload "rand read 4k QD16" IOPS rand_read $TARGETS
 bench_workload "rand write 4k allocated" IOPS rand_write vdiskfs qsd ceiling
 bench_workload "alloc seq write" MiB/s alloc_write vdiskfs qsd ceiling
+bench_workload "alloc seq write + fsync" MiB/s alloc_write_fsync vdiskfs qsd ceiling
 # qcowmount reports no holes: it would read the whole TiB (about ten minutes).
 bench_workload "sparse cp 1 TiB/256 MiB" s sparse_copy vdiskfs qsd
 [[ "1000 images" =~ $ONLY ]] && many_images
