@@ -20,30 +20,27 @@
 #define LOAD_TRIES 4
 
 typedef struct {
-    uint64_t host; /* the hash key points here */
-    GList link;    /* in the LRU queue */
+    uint64_t host;   /* the hash key points here */
+    gint64 last_use; /* atomic: the cache's tick when last looked up */
     uint64_t entries[];
 } Chunk;
 
 void qed_tcache_init(QedTableCache *c, bool big_endian, uint64_t table_entries, uint64_t budget)
 {
-    g_mutex_init(&c->lock);
+    vd_brlock_init(&c->lock);
     c->big_endian = big_endian;
     c->chunk_entries = MIN(table_entries, (uint64_t)QED_TCACHE_CHUNK_BYTES / 8);
     uint64_t cap = budget / (c->chunk_entries * 8);
     c->cap = (size_t)MIN(MAX(cap, 4), 65536);
     c->chunks = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, g_free);
-    g_queue_init(&c->lru);
 }
 
 void qed_tcache_clear(QedTableCache *c)
 {
     if (c->chunks == NULL)
         return;
-    /* The queue's links live inside the chunks the table frees. */
-    g_queue_init(&c->lru);
     g_clear_pointer(&c->chunks, g_hash_table_unref);
-    g_mutex_clear(&c->lock);
+    vd_brlock_clear(&c->lock);
 }
 
 void qed_tcache_decode(const QedTableCache *c, const uint8_t *raw, uint64_t *out, size_t n)
@@ -70,28 +67,44 @@ static Chunk *chunk_read(QedTableCache *c, VdImage *img, uint64_t host, GError *
         return NULL;
     Chunk *ch = g_malloc(sizeof(Chunk) + bytes);
     ch->host = host;
-    ch->link = (GList){.data = ch};
+    ch->last_use = 0;
     qed_tcache_decode(c, raw, ch->entries, (size_t)c->chunk_entries);
     return ch;
 }
 
-/* Under the lock: make ch the most recently used chunk. */
+/* Under the lock (either mode): stamp ch as used. Only when the stamp
+ * differs, so that readers of one hot chunk do not all write its line. */
 static void chunk_touch(QedTableCache *c, Chunk *ch)
 {
-    g_queue_unlink(&c->lru, &ch->link);
-    g_queue_push_head_link(&c->lru, &ch->link);
+    gint64 now = __atomic_load_n(&c->tick, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&ch->last_use, __ATOMIC_RELAXED) != now)
+        __atomic_store_n(&ch->last_use, now, __ATOMIC_RELAXED);
 }
 
-/* Under the lock: add a loaded chunk, evicting the least recently used. */
+static gint cmp_last_use(gconstpointer a, gconstpointer b)
+{
+    const Chunk *x = *(Chunk *const *)a, *y = *(Chunk *const *)b;
+    return x->last_use < y->last_use ? -1 : x->last_use > y->last_use;
+}
+
+/* Under the write lock: add a loaded chunk. When full, first evict the
+ * least recently used eighth, so the scan is paid once per many loads. */
 static void chunk_insert(QedTableCache *c, Chunk *ch)
 {
-    while (c->lru.length >= c->cap) {
-        GList *old = g_queue_pop_tail_link(&c->lru);
-        Chunk *victim = old->data;
-        g_hash_table_remove(c->chunks, &victim->host);
+    if (g_hash_table_size(c->chunks) >= c->cap) {
+        g_autoptr(GPtrArray) all = g_ptr_array_sized_new(g_hash_table_size(c->chunks));
+        GHashTableIter it;
+        gpointer key, value;
+        g_hash_table_iter_init(&it, c->chunks);
+        while (g_hash_table_iter_next(&it, &key, &value))
+            g_ptr_array_add(all, value);
+        g_ptr_array_sort(all, cmp_last_use);
+        guint drop = MAX(all->len / 8, 1);
+        for (guint i = 0; i < drop; i++)
+            g_hash_table_remove(c->chunks, &((Chunk *)all->pdata[i])->host);
     }
+    ch->last_use = __atomic_add_fetch(&c->tick, 1, __ATOMIC_RELAXED);
     g_hash_table_insert(c->chunks, &ch->host, ch);
-    g_queue_push_head_link(&c->lru, &ch->link);
 }
 
 size_t qed_tcache_get(QedTableCache *c, VdImage *img, uint64_t table_host, uint64_t index,
@@ -102,38 +115,46 @@ size_t qed_tcache_get(QedTableCache *c, VdImage *img, uint64_t table_host, uint6
     uint64_t within = index - first;
     size_t n = (size_t)MIN((uint64_t)MAX(max, 1), c->chunk_entries - within);
     for (int attempt = 0;; attempt++) {
-        g_mutex_lock(&c->lock);
+        vd_brlock_rdlock(&c->lock);
         Chunk *ch = g_hash_table_lookup(c->chunks, &host);
-        if (ch == NULL && attempt >= LOAD_TRIES) {
-            /* Writers keep changing it: load while holding the lock. */
-            ch = chunk_read(c, img, host, error);
-            if (ch == NULL) {
-                g_mutex_unlock(&c->lock);
-                return 0;
-            }
-            chunk_insert(c, ch);
-        }
         if (ch != NULL) {
             chunk_touch(c, ch);
             memcpy(out, ch->entries + within, n * 8);
-            g_mutex_unlock(&c->lock);
+            vd_brlock_rdunlock(&c->lock);
             return n;
         }
         uint64_t gen = c->gen;
-        g_mutex_unlock(&c->lock);
+        vd_brlock_rdunlock(&c->lock);
+
+        if (attempt >= LOAD_TRIES) {
+            /* Writers keep changing it: load while holding the lock. */
+            vd_brlock_wrlock(&c->lock);
+            ch = g_hash_table_lookup(c->chunks, &host);
+            if (ch == NULL) {
+                ch = chunk_read(c, img, host, error);
+                if (ch == NULL) {
+                    vd_brlock_wrunlock(&c->lock);
+                    return 0;
+                }
+                chunk_insert(c, ch);
+            }
+            memcpy(out, ch->entries + within, n * 8);
+            vd_brlock_wrunlock(&c->lock);
+            return n;
+        }
 
         ch = chunk_read(c, img, host, error);
         if (ch == NULL)
             return 0;
-        g_mutex_lock(&c->lock);
+        vd_brlock_wrlock(&c->lock);
         if (c->gen != gen || g_hash_table_contains(c->chunks, &host)) {
-            g_mutex_unlock(&c->lock);
+            vd_brlock_wrunlock(&c->lock);
             g_free(ch);
             continue;
         }
         chunk_insert(c, ch);
         memcpy(out, ch->entries + within, n * 8);
-        g_mutex_unlock(&c->lock);
+        vd_brlock_wrunlock(&c->lock);
         return n;
     }
 }
@@ -142,30 +163,28 @@ void qed_tcache_set(QedTableCache *c, uint64_t table_host, uint64_t index, uint6
 {
     uint64_t first = index / c->chunk_entries * c->chunk_entries;
     uint64_t host = table_host + first * 8;
-    g_mutex_lock(&c->lock);
+    vd_brlock_wrlock(&c->lock);
     Chunk *ch = g_hash_table_lookup(c->chunks, &host);
     if (ch != NULL)
         ch->entries[index - first] = value;
     else
         c->gen++;
-    g_mutex_unlock(&c->lock);
+    vd_brlock_wrunlock(&c->lock);
 }
 
 void qed_tcache_forget(QedTableCache *c, uint64_t host, uint64_t len)
 {
-    g_mutex_lock(&c->lock);
-    GList *l = c->lru.head;
-    while (l != NULL) {
-        GList *next = l->next;
-        Chunk *ch = l->data;
-        if (ch->host < host + len && host < ch->host + c->chunk_entries * 8) {
-            g_queue_unlink(&c->lru, &ch->link);
-            g_hash_table_remove(c->chunks, &ch->host);
-        }
-        l = next;
+    vd_brlock_wrlock(&c->lock);
+    GHashTableIter it;
+    gpointer key, value;
+    g_hash_table_iter_init(&it, c->chunks);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        Chunk *ch = value;
+        if (ch->host < host + len && host < ch->host + c->chunk_entries * 8)
+            g_hash_table_iter_remove(&it);
     }
     c->gen++;
-    g_mutex_unlock(&c->lock);
+    vd_brlock_wrunlock(&c->lock);
 }
 
 #define STATUS_BATCH   1024 /* entries looked at per lookup */

@@ -20,17 +20,18 @@
 
 #include <glib.h>
 
+#include "src/vd-brlock.h"
 #include "src/vd-image.h"
 
 #define QED_TCACHE_CHUNK_BYTES (64u * 1024u)
 
 typedef struct {
-    GMutex lock;
+    VdBrLock lock; /* lookups read-lock it; loads and updates write-lock it */
     bool big_endian;
     uint64_t chunk_entries; /* a power of two dividing the table's entry count */
     size_t cap;             /* chunks kept at most */
     GHashTable *chunks;     /* guarded by lock: chunk host offset -> chunk */
-    GQueue lru;             /* guarded by lock: chunks, most recently used first */
+    gint64 tick;            /* LRU clock, advanced by inserts */
     uint64_t gen;           /* guarded by lock: bumped when an uncached chunk is updated */
 } QedTableCache;
 
