@@ -3,9 +3,10 @@
  * The L2 table cache of the QED and qcow (v1) drivers (see qed-table.h).
  *
  * A miss reads the chunk without holding the lock. A writer may update
- * an entry of that chunk meanwhile; an update of an uncached chunk bumps
- * the generation, and a load that sees the generation changed is thrown
- * away and retried (after a few tries, it loads under the lock).
+ * an entry of that chunk meanwhile; an update of an uncached chunk and
+ * every eviction bump the generation, and a load that sees the generation
+ * changed is thrown away and retried (after a few tries, it loads under
+ * the lock).
  */
 #include "config.h"
 
@@ -102,6 +103,9 @@ static void chunk_insert(QedTableCache *c, Chunk *ch)
         guint drop = MAX(all->len / 8, 1);
         for (guint i = 0; i < drop; i++)
             g_hash_table_remove(c->chunks, &((Chunk *)all->pdata[i])->host);
+        /* A load running meanwhile may have read an evicted chunk before
+         * its last update went to disk: it must not insert that copy. */
+        c->gen++;
     }
     ch->last_use = __atomic_add_fetch(&c->tick, 1, __ATOMIC_RELAXED);
     g_hash_table_insert(c->chunks, &ch->host, ch);

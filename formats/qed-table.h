@@ -32,7 +32,7 @@ typedef struct {
     size_t cap;             /* chunks kept at most */
     GHashTable *chunks;     /* guarded by lock: chunk host offset -> chunk */
     gint64 tick;            /* LRU clock, advanced by inserts */
-    uint64_t gen;           /* guarded by lock: bumped when an uncached chunk is updated */
+    uint64_t gen; /* guarded by lock: bumped when an uncached chunk is updated or chunks leave */
 } QedTableCache;
 
 /* table_entries: entries per table (a power of two); budget: bytes. */
