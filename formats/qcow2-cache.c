@@ -20,11 +20,7 @@ struct Qcow2Cache {
     GHashTable *tables; /* &table->offset -> Qcow2Table *; under lock */
     unsigned max;       /* soft limit: dirty and pinned tables may exceed it */
     uint64_t cluster_size;
-    /* LRU clock, advanced only by inserts (write lock). A lookup stamps
-     * its table only when the stamp differs, so readers of a hot table do
-     * not all write to one cache line; tables used since the same insert
-     * tie, which is as much order as eviction needs. */
-    gint64 tick;
+    gint64 tick;    /* LRU clock (vd_lru_touch) */
     uint64_t gen;   /* under lock: bumped whenever a table leaves the cache */
     unsigned dirty; /* under lock */
 };
@@ -79,11 +75,8 @@ void qcow2_cache_wrunlock(Qcow2Cache *c)
 Qcow2Table *qcow2_cache_find(Qcow2Cache *c, uint64_t offset)
 {
     Qcow2Table *t = g_hash_table_lookup(c->tables, &offset);
-    if (t != NULL) {
-        gint64 now = __atomic_load_n(&c->tick, __ATOMIC_RELAXED);
-        if (__atomic_load_n(&t->last_use, __ATOMIC_RELAXED) != now)
-            __atomic_store_n(&t->last_use, now, __ATOMIC_RELAXED);
-    }
+    if (t != NULL)
+        vd_lru_touch(&t->last_use, &c->tick);
     return t;
 }
 
@@ -115,7 +108,7 @@ static Qcow2Table *cache_insert(Qcow2Cache *c, uint64_t offset, uint8_t *data)
     Qcow2Table *t = g_new0(Qcow2Table, 1);
     t->offset = offset;
     t->data = data;
-    t->last_use = __atomic_add_fetch(&c->tick, 1, __ATOMIC_RELAXED);
+    t->last_use = vd_lru_insert_stamp(&c->tick);
     g_hash_table_insert(c->tables, &t->offset, t);
     return t;
 }

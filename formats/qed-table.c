@@ -73,15 +73,6 @@ static Chunk *chunk_read(QedTableCache *c, VdImage *img, uint64_t host, GError *
     return ch;
 }
 
-/* Under the lock (either mode): stamp ch as used. Only when the stamp
- * differs, so that readers of one hot chunk do not all write its line. */
-static void chunk_touch(QedTableCache *c, Chunk *ch)
-{
-    gint64 now = __atomic_load_n(&c->tick, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&ch->last_use, __ATOMIC_RELAXED) != now)
-        __atomic_store_n(&ch->last_use, now, __ATOMIC_RELAXED);
-}
-
 static gint cmp_last_use(gconstpointer a, gconstpointer b)
 {
     const Chunk *x = *(Chunk *const *)a, *y = *(Chunk *const *)b;
@@ -107,7 +98,7 @@ static void chunk_insert(QedTableCache *c, Chunk *ch)
          * its last update went to disk: it must not insert that copy. */
         c->gen++;
     }
-    ch->last_use = __atomic_add_fetch(&c->tick, 1, __ATOMIC_RELAXED);
+    ch->last_use = vd_lru_insert_stamp(&c->tick);
     g_hash_table_insert(c->chunks, &ch->host, ch);
 }
 
@@ -122,7 +113,7 @@ size_t qed_tcache_get(QedTableCache *c, VdImage *img, uint64_t table_host, uint6
         vd_brlock_rdlock(&c->lock);
         Chunk *ch = g_hash_table_lookup(c->chunks, &host);
         if (ch != NULL) {
-            chunk_touch(c, ch);
+            vd_lru_touch(&ch->last_use, &c->tick);
             memcpy(out, ch->entries + within, n * 8);
             vd_brlock_rdunlock(&c->lock);
             return n;

@@ -361,15 +361,6 @@ static uint64_t gt_key(const VmdkExtent *e, uint32_t index)
     return ((uint64_t)e->index << 32) | index;
 }
 
-/* Stamp a table as used. Only when the stamp differs, so that readers of
- * one hot table do not all write its cache line. */
-static void gt_touch(VmdkGtCache *c, VmdkGt *gt)
-{
-    gint64 now = __atomic_load_n(&c->tick, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&gt->last_use, __ATOMIC_RELAXED) != now)
-        __atomic_store_n(&gt->last_use, now, __ATOMIC_RELAXED);
-}
-
 static gint cmp_last_use(gconstpointer a, gconstpointer b)
 {
     const VmdkGt *x = *(VmdkGt *const *)a, *y = *(VmdkGt *const *)b;
@@ -414,7 +405,7 @@ static VmdkGt *gt_insert_locked(VmdkGtCache *c, VmdkExtent *e, uint32_t index, u
     gt->data = data;
     gt->size = (size_t)e->gtes * e->gte_size;
     gt->dirty = dirty;
-    gt->last_use = __atomic_add_fetch(&c->tick, 1, __ATOMIC_RELAXED);
+    gt->last_use = vd_lru_insert_stamp(&c->tick);
     c->dirty += dirty;
     g_hash_table_insert(c->map, &gt->key, gt);
     c->bytes += gt->size;
@@ -434,7 +425,7 @@ static VmdkGt *gt_get_locked(VdImage *img, VmdkExtent *e, uint32_t index, bool w
     for (;;) {
         VmdkGt *gt = g_hash_table_lookup(c->map, &key);
         if (gt != NULL) {
-            gt_touch(c, gt);
+            vd_lru_touch(&gt->last_use, &c->tick);
             return gt;
         }
         /* A directory entry, once set, never changes (tables do not

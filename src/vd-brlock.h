@@ -11,6 +11,8 @@
 
 #include <pthread.h>
 
+#include <glib.h>
+
 #define VD_BRLOCK_SLOTS 8
 
 /* Padded rather than aligned (heap blocks are only 16-byte aligned): two
@@ -31,5 +33,25 @@ void vd_brlock_rdlock(VdBrLock *l);
 void vd_brlock_rdunlock(VdBrLock *l);
 void vd_brlock_wrlock(VdBrLock *l);
 void vd_brlock_wrunlock(VdBrLock *l);
+
+/*
+ * LRU stamps for caches read under a big-reader lock: the clock advances
+ * only on inserts (write lock), and a lookup (either mode) rewrites its
+ * entry's stamp only when it differs, so that readers of one hot entry
+ * do not all write its cache line. Entries used since the same insert
+ * tie, which is as much order as eviction needs.
+ */
+static inline void vd_lru_touch(gint64 *last_use, const gint64 *tick)
+{
+    gint64 now = __atomic_load_n(tick, __ATOMIC_RELAXED);
+    if (__atomic_load_n(last_use, __ATOMIC_RELAXED) != now)
+        __atomic_store_n(last_use, now, __ATOMIC_RELAXED);
+}
+
+/* The stamp of a newly inserted entry (write lock held). */
+static inline gint64 vd_lru_insert_stamp(gint64 *tick)
+{
+    return __atomic_add_fetch(tick, 1, __ATOMIC_RELAXED);
+}
 
 #endif
