@@ -169,6 +169,10 @@ typedef struct VdDriver {
     bool (*check_backing)(VdImage *img, VdImage *backing, GError **error);
     /* This image's identity, for children that name their parent by UUID. */
     bool (*get_uuid)(VdImage *img, uint8_t uuid[16]);
+    /* Optional: record in the image itself that it is corrupt (qcow2's
+     * corrupt bit), best effort. Called once, by vd_image_set_corrupt(),
+     * possibly from inside one of this driver's write callbacks. */
+    void (*mark_corrupt)(VdImage *img);
 } VdDriver;
 
 /* The table (src/vd-registry.c), NULL-terminated, in probe priority order. */

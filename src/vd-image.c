@@ -12,6 +12,7 @@
 #include "vd-image.h"
 #include "vd-io.h"
 #include "vd-lock.h"
+#include "vd-metamap.h"
 #include "vd-readahead.h"
 
 /* Per vd_image_open() call: guards against loops and runaway depth. */
@@ -167,6 +168,7 @@ static VdImage *image_alloc(VdContext *ctx, const VdDriver *drv, const char *pat
     img->name = image_display_name(ctx, path);
     img->fd = -1;
     g_rw_lock_init(&img->write_lock);
+    g_mutex_init(&img->error_lock);
     img->readahead = vd_readahead_new();
     return img;
 }
@@ -185,6 +187,8 @@ static void image_free(VdImage *img)
     g_free(img->path);
     g_free(img->name);
     g_rw_lock_clear(&img->write_lock);
+    g_mutex_clear(&img->error_lock);
+    g_free(img->io_error);
     vd_readahead_free(img->readahead);
     vd_context_unref(img->ctx);
     g_free(img);
@@ -600,10 +604,91 @@ bool vd_image_pread_direct(VdImage *img, void *buf, size_t len, uint64_t offset,
     return ok;
 }
 
+/* Keep msg as the last error; true when it differs from the one before
+ * (so that a request retried in a loop is logged once). */
+static bool note_error(VdImage *img, const char *msg)
+{
+    g_mutex_lock(&img->error_lock);
+    bool changed = g_strcmp0(img->io_error, msg) != 0;
+    if (changed) {
+        g_free(img->io_error);
+        img->io_error = g_strdup(msg);
+    }
+    g_mutex_unlock(&img->error_lock);
+    return changed;
+}
+
+void vd_image_set_corrupt(VdImage *img, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (!g_atomic_int_compare_and_exchange(&img->corrupt, 0, 1))
+        return;
+    note_error(img, msg);
+    g_warning("%s; the image is marked corrupt and will not be written again", msg);
+    if (img->driver->mark_corrupt != NULL && !img->read_only)
+        img->driver->mark_corrupt(img);
+}
+
+bool vd_image_guard_write(VdImage *img, VdMetaMap *map, uint64_t host_offset, uint64_t len,
+                          GError **error)
+{
+    VdMetaRange hit;
+    if (map == NULL || !vd_meta_map_find(map, host_offset, len, &hit))
+        return true;
+    vd_image_set_corrupt(img,
+                         "%s: refused a data write at host offset 0x%" G_GINT64_MODIFIER
+                         "x+0x%" G_GINT64_MODIFIER
+                         "x: it would overwrite the %s at 0x%" G_GINT64_MODIFIER "x",
+                         img->name, host_offset, len, hit.what, hit.start);
+    vd_set_error(error, EIO,
+                 "%s: data write at host offset 0x%" G_GINT64_MODIFIER "x overlaps the %s",
+                 img->name, host_offset, hit.what);
+    return false;
+}
+
+void vd_image_record_error(VdImage *img, const GError *err)
+{
+    if (err == NULL)
+        return;
+    switch (vd_error_errno(err)) {
+    case ENOSPC:
+    case EROFS:
+    case EINVAL:
+    case EBUSY:
+    case EFBIG:
+    case EACCES:
+    case EPERM:
+    case ENXIO:
+    case EOPNOTSUPP:
+        return;
+    default:
+        break;
+    }
+    if (note_error(img, err->message))
+        g_warning("%s", err->message);
+}
+
+char *vd_image_last_error(VdImage *img)
+{
+    g_mutex_lock(&img->error_lock);
+    char *e = g_strdup(img->io_error);
+    g_mutex_unlock(&img->error_lock);
+    return e;
+}
+
 static bool check_writable(VdImage *img, GError **error)
 {
     if (img->read_only) {
         vd_set_error(error, EROFS, "%s: image is read-only", img->name);
+        return false;
+    }
+    if (g_atomic_int_get(&img->corrupt)) {
+        g_autofree char *why = vd_image_last_error(img);
+        vd_set_error(error, EIO, "%s: image is marked corrupt (%s)", img->name,
+                     why ? why : "see the log");
         return false;
     }
     return true;

@@ -51,6 +51,14 @@ struct VdImage {
      * and truncate, for reading around pwrite_fast. */
     GRWLock write_lock;
     struct VdReadahead *readahead; /* vd-readahead.c; its own lock */
+
+    /* Set once corruption was found at I/O time (vd_image_set_corrupt):
+     * writes fail with EIO from then on. Atomic. */
+    gint corrupt;
+    /* The last I/O-time error (corruption, host I/O error), for the log and
+     * user.vdiskfs.error; guarded by error_lock. */
+    GMutex error_lock;
+    char *io_error;
 };
 
 typedef struct {
@@ -89,6 +97,25 @@ bool vd_image_lock_member(VdImage *img, int fd, const char *name, GError **error
  * required to lie inside IMAGEDIR. The realpath (free()), or NULL with
  * error ("<image>: <what> <recorded>: ..."; EACCES when outside). */
 char *vd_image_resolve_file(VdImage *img, const char *recorded, const char *what, GError **error);
+
+/* Corruption found while serving I/O (a mapping that points at metadata,
+ * a table past the end of the file): logged once, kept for
+ * vd_image_last_error(), the driver's mark_corrupt hook run, and every
+ * later write refused with EIO. Safe from any thread and from inside a
+ * driver callback. */
+void vd_image_set_corrupt(VdImage *img, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* Refuse a data write to [host_offset, +len) of a host file whose metadata
+ * ranges are in map: false with EIO (and the image marked corrupt) when it
+ * would land on any of them. For drivers, before every data write. */
+struct VdMetaMap;
+bool vd_image_guard_write(VdImage *img, struct VdMetaMap *map, uint64_t host_offset, uint64_t len,
+                          GError **error);
+/* An error met serving a request (EIO-class: corruption, host I/O): kept
+ * as the image's last error and logged, once per distinct message. Errors
+ * that are the caller's (ENOSPC, EROFS, EINVAL, EBUSY...) are ignored. */
+void vd_image_record_error(VdImage *img, const GError *err);
+/* The last recorded error, or NULL (g_free). */
+char *vd_image_last_error(VdImage *img);
 
 /* Reads: any range; past the virtual size reads as zeros. */
 bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error);

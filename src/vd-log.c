@@ -12,6 +12,27 @@ static const char *log_program = "vdisk";
 static bool log_debug;
 static bool log_syslog;
 
+/* Messages quote names read from images (backing files, extents,
+ * snapshot names): a newline there must not start a forged log line, nor
+ * an escape sequence drive the reader's terminal. Control bytes become
+ * \xNN; everything else is kept. NULL when nothing needs escaping. */
+char *vd_log_escape(const char *msg)
+{
+    const unsigned char *p = (const unsigned char *)msg;
+    while (*p != 0 && *p >= 0x20 && *p != 0x7f)
+        p++;
+    if (*p == 0)
+        return NULL;
+    GString *out = g_string_new_len(msg, (gssize)(p - (const unsigned char *)msg));
+    for (; *p != 0; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            g_string_append_printf(out, "\\x%02x", *p);
+        else
+            g_string_append_c(out, (char)*p);
+    }
+    return g_string_free(out, FALSE);
+}
+
 static GLogWriterOutput vd_log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields,
                                       gpointer user_data)
 {
@@ -22,6 +43,9 @@ static GLogWriterOutput vd_log_writer(GLogLevelFlags level, const GLogField *fie
     }
     if (message == NULL)
         return G_LOG_WRITER_UNHANDLED;
+    g_autofree char *escaped = vd_log_escape(message);
+    if (escaped != NULL)
+        message = escaped;
     const char *tag;
     int prio;
     switch (level & G_LOG_LEVEL_MASK) {

@@ -9,5 +9,7 @@
 void vd_log_init(const char *program, bool debug);
 /* Switch to syslog (after fuse_daemonize closes stderr). */
 void vd_log_use_syslog(void);
+/* msg with control characters as \\xNN, or NULL when it has none (g_free). */
+char *vd_log_escape(const char *msg);
 
 #endif
