@@ -170,6 +170,7 @@ const VdDriver vd_raw_driver = {
     .caps = VD_CAP_WRITE | VD_CAP_GROW_ON_WRITE | VD_CAP_SHRINK,
     .probe = raw_probe,
     .open = raw_open,
+    .peek = raw_open, /* keeps no state */
     .pread = raw_pread,
     .pwrite = raw_pwrite,
     .block_status = raw_block_status,

@@ -128,6 +128,13 @@ typedef struct VdDriver {
     bool (*open)(VdImage *img, GError **error);
     /* Release img->opaque. Never called after a failed open. */
     void (*close)(VdImage *img);
+    /* Optional, and what a directory listing calls instead of open: set
+     * img->size, the members (vd_image_add_member) and, where the format
+     * forbids writing this image, vd_image_refuse_writes() - from the
+     * header and descriptor only: no tables, no keys, no backing chain,
+     * nothing left in img->opaque. img->fd is open read-only and unlocked.
+     * Without it a listing opens the image (without its backing chain). */
+    bool (*peek)(VdImage *img, GError **error);
 
     /* Read bytes that block_status reported as DATA_DECODE (or DATA) in this
      * layer. Required if block_status can return DATA_DECODE. */

@@ -209,7 +209,7 @@ void vd_image_unref(VdImage *img)
         if (!vd_image_flush(img, &err))
             g_warning("%s: flush on close failed: %s", img->name, err->message);
     }
-    if (img->driver->close != NULL)
+    if (img->driver->close != NULL && !img->peeked)
         img->driver->close(img);
     image_free(img);
 }
@@ -446,6 +446,46 @@ VdImage *vd_image_open(VdContext *ctx, const char *path, const VdOpenOptions *op
     VdChainWalk walk = {g_array_new(FALSE, FALSE, sizeof(VdFileId))};
     VdImage *img = image_open_internal(ctx, path, opts ? opts : &defaults, 0, &walk, error);
     g_array_unref(walk.seen);
+    return img;
+}
+
+VdImage *vd_image_peek(VdContext *ctx, const char *path, GError **error)
+{
+    GError *perr = NULL;
+    const VdDriver *drv = vd_probe_path(ctx, path, &perr);
+    if (perr != NULL) {
+        g_propagate_error(error, perr);
+        return NULL;
+    }
+    if (drv == NULL) {
+        vd_set_error(error, EMEDIUMTYPE, "%s: not a recognised disk image", path);
+        return NULL;
+    }
+    if (drv->peek == NULL) {
+        VdOpenOptions o = {.read_only = true, .format = drv->name, .no_backing = true};
+        return vd_image_open(ctx, path, &o, error);
+    }
+    VdImage *img = image_alloc(ctx, drv, path);
+    img->read_only = true;
+    img->peeked = true;
+    img->format_read_only = !(drv->caps & VD_CAP_WRITE) || drv->pwrite == NULL;
+    int dirflag = (drv->caps & VD_CAP_DIRECTORY) ? O_DIRECTORY : 0;
+    img->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | dirflag);
+    struct stat st;
+    if (img->fd < 0 || fstat(img->fd, &st) < 0) {
+        vd_set_error_errno(error, errno, "%s", img->name);
+        image_free(img);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        vd_set_error(error, EIO, "%s: not a regular file, block device or directory", img->name);
+        image_free(img);
+        return NULL;
+    }
+    if (!drv->peek(img, error)) {
+        image_free(img);
+        return NULL;
+    }
     return img;
 }
 

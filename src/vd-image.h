@@ -46,6 +46,7 @@ struct VdImage {
     uint64_t decode_unit;
     VdImage *snapshot_of; /* for a snapshot view: the image it belongs to */
     unsigned depth;       /* 0 for the top of a chain */
+    bool peeked;          /* made by vd_image_peek: no driver state */
 
     /* Held for writing around write-side callbacks (VD_CAP_SERIAL_WRITES)
      * and truncate, for reading around pwrite_fast. */
@@ -74,6 +75,11 @@ const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error);
 
 /* Open an image and its whole backing chain. */
 VdImage *vd_image_open(VdContext *ctx, const char *path, const VdOpenOptions *opts, GError **error);
+/* What a listing needs (virtual size, members, whether the format allows
+ * writing), from the header only where the driver has a peek callback:
+ * a read-only VdImage that cannot be read or written, only looked at and
+ * unreferenced. No locks are taken (like qemu-img info -U). */
+VdImage *vd_image_peek(VdContext *ctx, const char *path, GError **error);
 VdImage *vd_image_ref(VdImage *img);
 void vd_image_unref(VdImage *img);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VdImage, vd_image_unref)
