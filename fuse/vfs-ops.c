@@ -36,11 +36,15 @@ static VfsFs *req_fs(fuse_req_t req)
     return fuse_req_userdata(req);
 }
 
-/* errno for a failed block-layer call; the message goes to the debug log
- * only, since a bad request must not flood the log. */
-static int error_to_errno(GError *err)
+/* errno for a failed block-layer call on img. A bad request (ENOSPC,
+ * EINVAL...) goes to the debug log only, so that it cannot flood the log;
+ * corruption and host I/O errors are kept as the image's error
+ * (user.vdiskfs.error) and logged once per distinct message. */
+static int image_error_to_errno(VdImage *img, GError *err)
 {
     int e = vd_error_errno(err);
+    if (img != NULL)
+        vd_image_record_error(img, err);
     g_debug("%s", err->message);
     g_error_free(err);
     return e;
@@ -168,7 +172,7 @@ static void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
         if (!ok) {
             /* A refused resize is worth a log line: the caller sees only EINVAL. */
             g_message("%s", e->message);
-            err = error_to_errno(e);
+            err = image_error_to_errno(img, e);
         }
         vd_image_unref(img);
         if (!ok) {
@@ -245,15 +249,23 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
 }
 
+/* The last write handle of img is going (or its last close came): flush,
+ * and give the write permission's locks back, so that a child of this
+ * image, or a QEMU reading it, can open it at once. */
+static void release_write(VdImage *img)
+{
+    g_autoptr(GError) e = NULL;
+    if (!vd_image_release_write(img, &e)) {
+        vd_image_record_error(img, e);
+        g_warning("%s", e->message);
+    }
+}
+
 static void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     VfsHandle *h = (VfsHandle *)(uintptr_t)fi->fh;
-    if (h->writable) {
-        g_autoptr(GError) e = NULL;
-        if (!vd_image_flush(h->img, &e))
-            g_warning("%s", e->message);
-        vfs_writer_remove(req_fs(req), h->img);
-    }
+    if (h->writable && vfs_writer_remove(req_fs(req), h->img) == 0)
+        release_write(h->img);
     vfs_handle_remove(req_fs(req), h);
     vfs_handle_free(h);
     fuse_reply_err(req, 0);
@@ -265,7 +277,7 @@ static void reply_read_vec(fuse_req_t req, VdImage *img, uint64_t off, size_t le
     vd_read_vec_init(&vec, len);
     GError *e = NULL;
     if (!vd_chain_read_vec(img, off, len, &vec, &e)) {
-        fuse_reply_err(req, error_to_errno(e));
+        fuse_reply_err(req, image_error_to_errno(img, e));
         vd_read_vec_clear(&vec);
         return;
     }
@@ -307,7 +319,7 @@ static void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     g_autofree uint8_t *buf = g_malloc(len);
     GError *e = NULL;
     if (!vd_image_pread(img, buf, len, (uint64_t)off, &e))
-        fuse_reply_err(req, error_to_errno(e));
+        fuse_reply_err(req, image_error_to_errno(img, e));
     else
         fuse_reply_buf(req, (const char *)buf, len);
 }
@@ -322,14 +334,27 @@ static void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
         return;
     }
     if (!vd_image_pwrite(h->img, buf, size, (uint64_t)off, &e))
-        fuse_reply_err(req, error_to_errno(e));
+        fuse_reply_err(req, image_error_to_errno(h->img, e));
     else
         fuse_reply_write(req, size);
 }
 
+/* close(2) of a write handle: synchronous, unlike RELEASE, so that a
+ * program that writes, closes and exits (dd, then `qemu-img check`, or an
+ * unmount) finds the data flushed and the write locks given back. A later
+ * write through another descriptor of the same handle takes them again. */
 static void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    fuse_reply_err(req, 0);
+    VfsHandle *h = (VfsHandle *)(uintptr_t)fi->fh;
+    int err = 0;
+    if (h->writable) {
+        GError *e = NULL;
+        if (vfs_writer_count(req_fs(req), h->img) <= 1)
+            release_write(h->img);
+        else if (!vd_image_flush(h->img, &e))
+            err = image_error_to_errno(h->img, e);
+    }
+    fuse_reply_err(req, err);
 }
 
 static void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -337,7 +362,7 @@ static void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_
     VfsHandle *h = (VfsHandle *)(uintptr_t)fi->fh;
     GError *e = NULL;
     if (!vd_image_flush(h->img, &e))
-        fuse_reply_err(req, error_to_errno(e));
+        fuse_reply_err(req, image_error_to_errno(h->img, e));
     else
         fuse_reply_err(req, 0);
 }
@@ -357,7 +382,7 @@ static void vfs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
     uint64_t result;
     GError *e = NULL;
     if (!vd_chain_seek(img, (uint64_t)off, whence, &result, &e))
-        fuse_reply_err(req, error_to_errno(e));
+        fuse_reply_err(req, image_error_to_errno(img, e));
     else
         fuse_reply_lseek(req, (off_t)result);
 }
@@ -392,7 +417,7 @@ static void vfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, o
             }
             length = vd_min_u64(length, size - start);
         } else if (start + length > size && !vd_image_truncate(h->img, start + length, &e)) {
-            fuse_reply_err(req, error_to_errno(e));
+            fuse_reply_err(req, image_error_to_errno(h->img, e));
             return;
         }
         ok = vd_image_write_zeroes(h->img, start, length, 0, &e);
@@ -401,7 +426,7 @@ static void vfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, o
         fuse_reply_err(req, EOPNOTSUPP);
         return;
     }
-    fuse_reply_err(req, ok ? 0 : error_to_errno(e));
+    fuse_reply_err(req, ok ? 0 : image_error_to_errno(h->img, e));
 }
 
 static void vfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -102,7 +102,7 @@ void vfs_writer_add(VfsFs *fs, VdImage *img)
     g_mutex_unlock(&fs->lock);
 }
 
-void vfs_writer_remove(VfsFs *fs, VdImage *img)
+guint vfs_writer_remove(VfsFs *fs, VdImage *img)
 {
     g_mutex_lock(&fs->lock);
     guint n = GPOINTER_TO_UINT(g_hash_table_lookup(fs->writers, img));
@@ -111,6 +111,15 @@ void vfs_writer_remove(VfsFs *fs, VdImage *img)
     else
         g_hash_table_insert(fs->writers, img, GUINT_TO_POINTER(n - 1));
     g_mutex_unlock(&fs->lock);
+    return n > 0 ? n - 1 : 0;
+}
+
+guint vfs_writer_count(VfsFs *fs, VdImage *img)
+{
+    g_mutex_lock(&fs->lock);
+    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(fs->writers, img));
+    g_mutex_unlock(&fs->lock);
+    return n;
 }
 
 void vfs_handle_add(VfsFs *fs, gpointer handle)
@@ -322,7 +331,8 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
     }
     closedir(d);
 
-    /* Open the images so that the files they consist of can be hidden. */
+    /* Read the images' headers (never their tables or backing chains) to
+     * learn which files they consist of, so that those can be hidden. */
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, dc->entries);
@@ -333,10 +343,9 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
         g_autofree char *rel = child_relpath(relpath, k);
         VfsImage *vi = vfs_image_get(fs, rel);
         if (vi != NULL) {
-            int e2;
-            VdImage *img = vfs_image_acquire(vi, &e2);
-            if (img != NULL)
-                vd_image_unref(img);
+            g_mutex_lock(&vi->lock);
+            vfs_image_peek_locked(vi);
+            g_mutex_unlock(&vi->lock);
             vfs_image_unref(vi);
         }
     }
@@ -611,18 +620,60 @@ VdImage *vfs_node_image_rw(VfsFs *fs, VfsNode *node, int *err)
     return img;
 }
 
+/* What the stat of an image node that no handle holds shows: the opened
+ * image when it is open, else what its header says (a listing opens no
+ * image). Host bytes are those of the image file and its members. */
+typedef struct {
+    bool have;
+    uint64_t size;
+    bool read_only;
+    uint64_t host_bytes;
+} VfsPeekStat;
+
+static int image_node_peek(VfsFs *fs, VfsNode *node, VdImage **img, VfsPeekStat *ps)
+{
+    int err = 0;
+    VfsImage *vi = vfs_node_vfs_image(fs, node, &err);
+    if (vi == NULL)
+        return err;
+    g_mutex_lock(&vi->lock);
+    if (vi->img != NULL) {
+        *img = vd_image_ref(vi->img);
+    } else {
+        vfs_image_peek_locked(vi);
+        ps->have = true;
+        ps->size = vi->peek_size;
+        ps->read_only = vi->peek_read_only;
+        g_autofree char *host = vfs_host_path(fs, vi->relpath);
+        struct stat st;
+        if (stat(host, &st) == 0 && !S_ISDIR(st.st_mode))
+            ps->host_bytes += (uint64_t)st.st_blocks * 512;
+        for (guint i = 0; vi->peek_members != NULL && i < vi->peek_members->len; i++) {
+            if (stat(g_ptr_array_index(vi->peek_members, i), &st) == 0 && S_ISREG(st.st_mode))
+                ps->host_bytes += (uint64_t)st.st_blocks * 512;
+        }
+    }
+    g_mutex_unlock(&vi->lock);
+    vfs_image_unref(vi);
+    return 0;
+}
+
 int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
 {
     g_autofree char *host = vfs_host_path(fs, node->relpath);
     struct stat hst;
     g_autoptr(VdImage) img = NULL;
-    int err = 0;
+    VfsPeekStat ps = {0};
     if (node->kind == VFS_NODE_IMAGE) {
         /* The attributes of the file the image was opened from: the path
          * may name a replacement by now. */
-        img = open_img ? vd_image_ref(open_img) : vfs_node_image(fs, node, &err);
-        if (img == NULL && err == -ESTALE)
-            return err;
+        if (open_img != NULL) {
+            img = vd_image_ref(open_img);
+        } else {
+            int err = image_node_peek(fs, node, &img, &ps);
+            if (err == -ESTALE)
+                return err;
+        }
     }
     if (img != NULL) {
         if (fstat(img->fd, &hst) < 0)
@@ -652,7 +703,8 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
     case VFS_NODE_IMAGE: {
         /* On rw mounts images stay open read-only until written, so
          * "writable" is what the driver could do. */
-        bool writable = img != NULL && !fs->opts.read_only && !img->format_read_only;
+        bool writable = !fs->opts.read_only &&
+                        (img != NULL ? !img->format_read_only : ps.have && !ps.read_only);
         if (S_ISDIR(hst.st_mode))
             perm &= ~0111; /* a bundle directory shown as a file */
         st->st_mode = S_IFREG | (writable ? perm : (perm & ~0222));
@@ -661,8 +713,8 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
             st->st_size = (off_t)vd_image_size(img);
             st->st_blocks = (blkcnt_t)((vd_image_host_bytes(img) + 511) / 512);
         } else {
-            st->st_size = 0;
-            st->st_blocks = 0;
+            st->st_size = (off_t)ps.size;
+            st->st_blocks = (blkcnt_t)((ps.host_bytes + 511) / 512);
         }
         break;
     }

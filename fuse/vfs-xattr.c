@@ -49,11 +49,16 @@ static GPtrArray *image_xattrs(VfsFs *fs, VfsNode *node)
             ADD("snapshot_count", "%u", vi->snap_names ? vi->snap_names->len : 0);
             g_mutex_unlock(&vi->lock);
         }
+        /* Corruption met while serving reads or writes. */
+        g_autofree char *io_error = vd_image_last_error(img);
+        if (io_error != NULL)
+            ADD("error", "%s", io_error);
         vd_image_unref(img);
     } else if (vi != NULL) {
         g_mutex_lock(&vi->lock);
-        if (vi->error != NULL)
-            ADD("error", "%s", vi->error);
+        const char *why = vi->error ? vi->error : vi->peek_error;
+        if (why != NULL)
+            ADD("error", "%s", why);
         g_mutex_unlock(&vi->lock);
     }
 #undef ADD

@@ -45,6 +45,15 @@ typedef struct VfsImage {
     GPtrArray *snapshots;    /* VdSnapshotInfo, in table order; NULL until listed */
     GPtrArray *snap_names;   /* unique display names, parallel to snapshots */
     GHashTable *snap_images; /* snapshot id -> VdImage* */
+    /* What listings show without opening the image (vfs_image_peek), for
+     * the host file as it was at peek_mtime/peek_fsize. */
+    bool peeked;
+    struct timespec peek_mtime;
+    off_t peek_fsize;
+    uint64_t peek_size;      /* virtual size */
+    bool peek_read_only;     /* the format forbids writing it */
+    GPtrArray *peek_members; /* host paths (char *), or NULL */
+    char *peek_error;        /* why the header could not be read */
 } VfsImage;
 
 typedef enum {
@@ -112,7 +121,9 @@ void vfs_close_all(VfsFs *fs);
 /* Write handles, so that unmount and SIGTERM flush images that open files
  * still hold (perhaps replaced on the host and so no longer in images). */
 void vfs_writer_add(VfsFs *fs, VdImage *img);
-void vfs_writer_remove(VfsFs *fs, VdImage *img);
+/* Returns how many write handles of img are left. */
+guint vfs_writer_remove(VfsFs *fs, VdImage *img);
+guint vfs_writer_count(VfsFs *fs, VdImage *img);
 /* Open file handles: an unmount (or SIGTERM) can come before the kernel's
  * RELEASE of the last ones; vfs_free() frees what is left. */
 void vfs_handle_add(VfsFs *fs, gpointer handle);
@@ -141,6 +152,10 @@ void vfs_image_unref(VfsImage *vi);
 VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err);
 /* The opened image, referenced, or NULL and -errno. */
 VdImage *vfs_image_acquire(VfsImage *vi, int *err);
+/* Learn what a listing needs from the image's header (vd_image_peek),
+ * once per change of the host file; its members are hidden from then on.
+ * Called with vi->lock held. */
+void vfs_image_peek_locked(VfsImage *vi);
 /* The snapshot view with this display name, referenced, or NULL and -errno. */
 VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_name, int *err);
 /* The snapshot's table entry (copied) for attributes; false if none. */

@@ -26,7 +26,16 @@ typedef struct VdContext {
     uint64_t metadata_cache_bytes; /* per image, for L2/BAT/grain caches */
     uint64_t decode_cache_bytes;   /* per image, decompressed clusters */
     unsigned max_chain_depth;
-    bool force_share; /* take no QEMU-compatible locks (qemu-img -U) */
+    /* Read-only opens take no QEMU-compatible locks (qemu-img -U); writers
+     * always do. */
+    bool force_share;
+    int root_fd; /* O_PATH of root, for confined opens (vd-file.c), or -1 */
+    /* Images of IMAGEDIR that are symlinks resolving outside it: hidden
+     * (confined, the default) or followed (any). */
+    VdBackingPolicy symlink_policy;
+    GMutex lock_lock;         /* guards locked_files */
+    GHashTable *locked_files; /* "dev:ino" -> number of our locked opens (vd-lock.c) */
+    gint lock_warned;         /* the host refused locks: warned once */
 } VdContext;
 
 #define VD_DEFAULT_RAW_EXTENSIONS "img,raw,iso,dd,bin"

@@ -26,6 +26,7 @@ typedef struct {
     char *raw_ext;
     char *keyfile;
     char *backing;
+    char *symlinks;
     char *cache_size;
     char *splice_min;
     double attr_timeout;
@@ -47,6 +48,7 @@ static const struct fuse_opt vdfs_opts[] = {
     VDFS_OPT("raw_ext=%s", raw_ext, 0),
     VDFS_OPT("keyfile=%s", keyfile, 0),
     VDFS_OPT("backing=%s", backing, 0),
+    VDFS_OPT("symlinks=%s", symlinks, 0),
     VDFS_OPT("cache_size=%s", cache_size, 0),
     VDFS_OPT("splice_min=%s", splice_min, 0),
     VDFS_OPT("attr_timeout=%lf", attr_timeout, 0),
@@ -94,8 +96,13 @@ static void usage(const char *prog)
            "    -o keyfile=PATH        passphrases for encrypted images: a key file\n"
            "                           with one [image/path] group and passphrase=\n"
            "                           per image; must be mode 0600\n"
-           "    -o backing=confined|any  backing files must lie inside IMAGEDIR\n"
-           "                           (confined, the default) or anywhere\n"
+           "    -o backing=confined|any  backing files and the files named inside\n"
+           "                           images (extents, data files) must lie inside\n"
+           "                           IMAGEDIR (confined, the default) or anywhere\n"
+           "    -o symlinks=confined|any  images that are symlinks resolving outside\n"
+           "                           IMAGEDIR are hidden (confined, the default) or\n"
+           "                           shown (any: other users may then read files\n"
+           "                           outside IMAGEDIR through allow_other)\n"
            "    -o cache_size=BYTES    metadata cache per image (default %u)\n"
            "    -o splice_min=BYTES    hand host file ranges to the kernel (splice)\n"
            "                           for reads of at least BYTES; 0 (default)\n"
@@ -104,8 +111,9 @@ static void usage(const char *prog)
            "    -o idle_timeout=SECS   close images unused for SECS seconds (60; 0 never)\n"
            "    -o read_ahead=KB       the mount's kernel read-ahead (1024; 0 leaves the\n"
            "                           kernel's 128)\n"
-           "    -o force_share         take no QEMU-compatible image locks (like\n"
-           "                           qemu-img -U): read images QEMU is writing\n\n",
+           "    -o force_share         read without QEMU-compatible image locks (like\n"
+           "                           qemu-img -U): read images QEMU is writing;\n"
+           "                           writing still needs the locks\n\n",
            prog, VD_DEFAULT_RAW_EXTENSIONS, VD_DEFAULT_METADATA_CACHE);
 }
 
@@ -188,6 +196,17 @@ static VdContext *make_context(VdfsConfig *cfg)
             ctx->backing_policy = VD_BACKING_ANY;
         } else {
             vd_set_error(&err, EINVAL, "-o backing=%s: expected 'confined' or 'any'", cfg->backing);
+            goto fail;
+        }
+    }
+    if (cfg->symlinks != NULL) {
+        if (strcmp(cfg->symlinks, "confined") == 0) {
+            ctx->symlink_policy = VD_BACKING_CONFINED;
+        } else if (strcmp(cfg->symlinks, "any") == 0) {
+            ctx->symlink_policy = VD_BACKING_ANY;
+        } else {
+            vd_set_error(&err, EINVAL, "-o symlinks=%s: expected 'confined' or 'any'",
+                         cfg->symlinks);
             goto fail;
         }
     }
@@ -345,6 +364,7 @@ out:
     g_free(cfg.raw_ext);
     g_free(cfg.keyfile);
     g_free(cfg.backing);
+    g_free(cfg.symlinks);
     g_free(cfg.cache_size);
     g_free(cfg.splice_min);
     fuse_opt_free_args(&args);
