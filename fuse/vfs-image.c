@@ -153,6 +153,8 @@ void vfs_image_peek_locked(VfsImage *vi)
     vd_image_unref(img);
 }
 
+static void reap_unused_now(VfsFs *fs, VfsImage *except);
+
 /* Called with vi->lock held. */
 static void image_open_locked(VfsImage *vi)
 {
@@ -165,6 +167,12 @@ static void image_open_locked(VfsImage *vi)
     VdOpenOptions o = {.read_only = true};
     GError *err = NULL;
     vi->img = vd_image_open(fs->ctx, host, &o, &err);
+    if (vi->img == NULL && vd_error_errno(err) == ENOMEM) {
+        /* Over the memory budget: make room by closing idle images. */
+        g_clear_error(&err);
+        reap_unused_now(fs, vi);
+        vi->img = vd_image_open(fs->ctx, host, &o, &err);
+    }
     if (vi->img == NULL) {
         /* EACCES for a missing key; EIO for every other reason, which is in
          * the log and user.vdiskfs.error (a listed file is not ENOENT). */

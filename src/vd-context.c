@@ -17,6 +17,7 @@ VdContext *vd_context_new(const char *root, GError **error)
     ctx->metadata_cache_bytes = VD_DEFAULT_METADATA_CACHE;
     ctx->decode_cache_bytes = VD_DEFAULT_DECODE_CACHE;
     ctx->max_chain_depth = VD_DEFAULT_CHAIN_DEPTH;
+    ctx->mem_budget = VD_DEFAULT_MEM_BUDGET;
     ctx->root_fd = -1;
     ctx->symlink_policy = VD_BACKING_CONFINED;
     g_mutex_init(&ctx->lock_lock);
@@ -56,6 +57,32 @@ void vd_context_unref(VdContext *ctx)
     g_strfreev(ctx->raw_extensions);
     g_clear_pointer(&ctx->keyfile, g_key_file_unref);
     g_free(ctx);
+}
+
+bool vd_context_mem_reserve(VdContext *ctx, uint64_t bytes, const char *name, const char *what,
+                            GError **error)
+{
+    if (bytes > INT64_MAX / 2) {
+        vd_set_error(error, ENOMEM, "%s: a %s of %" G_GUINT64_FORMAT " bytes is too large", name,
+                     what, bytes);
+        return false;
+    }
+    gint64 now = __atomic_add_fetch(&ctx->mem_used, (gint64)bytes, __ATOMIC_RELAXED);
+    if (ctx->mem_budget != 0 && (uint64_t)now > ctx->mem_budget) {
+        __atomic_sub_fetch(&ctx->mem_used, (gint64)bytes, __ATOMIC_RELAXED);
+        vd_set_error(error, ENOMEM,
+                     "%s: its %s (%" G_GUINT64_FORMAT " KiB) does not fit in the memory budget "
+                     "of the open images (mem_budget=%" G_GUINT64_FORMAT " MiB, %" G_GINT64_FORMAT
+                     " MiB in use)",
+                     name, what, bytes >> 10, ctx->mem_budget >> 20, (now - (gint64)bytes) >> 20);
+        return false;
+    }
+    return true;
+}
+
+void vd_context_mem_release(VdContext *ctx, uint64_t bytes)
+{
+    __atomic_sub_fetch(&ctx->mem_used, (gint64)bytes, __ATOMIC_RELAXED);
 }
 
 bool vd_context_set_raw_extensions(VdContext *ctx, const char *list, GError **error)

@@ -186,6 +186,14 @@ int vd_image_open_member(VdImage *img, const char *path, const char *what, unsig
     return f.fd;
 }
 
+bool vd_image_mem_reserve(VdImage *img, uint64_t bytes, const char *what, GError **error)
+{
+    if (!vd_context_mem_reserve(img->ctx, bytes, img->name, what, error))
+        return false;
+    __atomic_add_fetch(&img->mem_reserved, (gint64)bytes, __ATOMIC_RELAXED);
+    return true;
+}
+
 /* Put every file's locks in the reader's or the writer's state; a writer
  * that cannot be one stays a reader entirely. Called with files_lock. */
 static bool files_set_writer(VdImage *img, bool writer, GError **error)
@@ -272,6 +280,7 @@ static void image_free(VdImage *img)
     }
     g_array_unref(img->files);
     g_mutex_clear(&img->files_lock);
+    vd_context_mem_release(img->ctx, (uint64_t)img->mem_reserved);
     if (img->fd >= 0)
         close(img->fd);
     g_clear_pointer(&img->backing, vd_image_unref);

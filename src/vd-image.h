@@ -61,6 +61,7 @@ struct VdImage {
     GMutex files_lock;
     GArray *files;
     gint write_locked;
+    gint64 mem_reserved; /* of ctx's budget (vd_image_mem_reserve); atomic */
 
     /* Set once corruption was found at I/O time (vd_image_set_corrupt):
      * writes fail with EIO from then on. Atomic. */
@@ -115,6 +116,10 @@ void vd_image_add_member(VdImage *img, const char *host_path);
  * -1 with error. */
 int vd_image_open_member(VdImage *img, const char *path, const char *what, unsigned flags,
                          GError **error);
+/* Reserve memory for one of this image's tables from the mount's budget
+ * (vd_context_mem_reserve), released when the image is freed. Drivers call
+ * it before allocating a table whose size an image header gives. */
+bool vd_image_mem_reserve(VdImage *img, uint64_t bytes, const char *what, GError **error);
 /* A file name recorded in the image, as a host path: absolute names as
  * they are, relative ones against the image's directory (for a directory
  * image, the bundle itself). */

@@ -28,6 +28,7 @@ typedef struct {
     char *backing;
     char *symlinks;
     char *cache_size;
+    char *mem_budget;
     char *splice_min;
     double attr_timeout;
     int force_share;
@@ -50,6 +51,7 @@ static const struct fuse_opt vdfs_opts[] = {
     VDFS_OPT("backing=%s", backing, 0),
     VDFS_OPT("symlinks=%s", symlinks, 0),
     VDFS_OPT("cache_size=%s", cache_size, 0),
+    VDFS_OPT("mem_budget=%s", mem_budget, 0),
     VDFS_OPT("splice_min=%s", splice_min, 0),
     VDFS_OPT("attr_timeout=%lf", attr_timeout, 0),
     VDFS_OPT("force_share", force_share, 1),
@@ -104,6 +106,10 @@ static void usage(const char *prog)
            "                           shown (any: other users may then read files\n"
            "                           outside IMAGEDIR through allow_other)\n"
            "    -o cache_size=BYTES    metadata cache per image (default %u)\n"
+           "    -o mem_budget=BYTES    tables (L1, BAT, block maps) of all open\n"
+           "                           images together (default 1G; 0 unbounded):\n"
+           "                           idle images close to make room, and an image\n"
+           "                           that still does not fit fails to open\n"
            "    -o splice_min=BYTES    hand host file ranges to the kernel (splice)\n"
            "                           for reads of at least BYTES; 0 (default)\n"
            "                           always copies\n"
@@ -211,6 +217,10 @@ static VdContext *make_context(VdfsConfig *cfg)
         }
     }
     if (cfg->cache_size && !parse_size("cache_size", cfg->cache_size, &ctx->metadata_cache_bytes)) {
+        vd_context_unref(ctx);
+        return NULL;
+    }
+    if (cfg->mem_budget && !parse_size("mem_budget", cfg->mem_budget, &ctx->mem_budget)) {
         vd_context_unref(ctx);
         return NULL;
     }
@@ -366,6 +376,7 @@ out:
     g_free(cfg.backing);
     g_free(cfg.symlinks);
     g_free(cfg.cache_size);
+    g_free(cfg.mem_budget);
     g_free(cfg.splice_min);
     fuse_opt_free_args(&args);
     return ret;
