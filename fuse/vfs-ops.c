@@ -14,6 +14,13 @@
 
 #define VFS_MAX_IO (1u << 20)
 
+/* The image whose write handles a handle on img counts among: a partition
+ * file's writes are its disk's. */
+static VdImage *written_image(VdImage *img)
+{
+    return img->view_of != NULL ? img->view_of : img;
+}
+
 /* An open file (img) or directory (entries). */
 typedef struct {
     VdImage *img;
@@ -91,8 +98,8 @@ static int lookup_child(VfsFs *fs, fuse_ino_t parent, const char *name, struct f
     int r = vfs_find_child(fs, dir, name, &child);
     if (r < 0)
         return r;
-    VfsNode *n = vfs_node_lookup(fs, &child, child.kind == VFS_NODE_SNAPFILE ? name : NULL);
-    g_free(child.relpath);
+    VfsNode *n = vfs_node_lookup(fs, &child);
+    vfs_child_clear(&child);
     struct stat st;
     r = vfs_node_stat(fs, n, NULL, &st);
     if (r < 0) {
@@ -228,7 +235,7 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     h->img = img;
     h->writable = want_write;
     if (want_write)
-        vfs_writer_add(fs, img);
+        vfs_writer_add(fs, written_image(img));
     fi->fh = (uint64_t)(uintptr_t)h;
     /* On a read-only mount the kernel may keep its page cache between opens,
      * unless the host file changed in place since the cache was filled. */
@@ -243,7 +250,7 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     vfs_handle_add(fs, h);
     if (fuse_reply_open(req, fi) == -ENOENT) {
         if (want_write)
-            vfs_writer_remove(fs, img);
+            vfs_writer_remove(fs, written_image(img));
         vfs_handle_remove(fs, h);
         vfs_handle_free(h);
     }
@@ -264,8 +271,8 @@ static void release_write(VdImage *img)
 static void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     VfsHandle *h = (VfsHandle *)(uintptr_t)fi->fh;
-    if (h->writable && vfs_writer_remove(req_fs(req), h->img) == 0)
-        release_write(h->img);
+    if (h->writable && vfs_writer_remove(req_fs(req), written_image(h->img)) == 0)
+        release_write(written_image(h->img));
     vfs_handle_remove(req_fs(req), h);
     vfs_handle_free(h);
     fuse_reply_err(req, 0);
@@ -349,8 +356,8 @@ static void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     int err = 0;
     if (h->writable) {
         GError *e = NULL;
-        if (vfs_writer_count(req_fs(req), h->img) <= 1)
-            release_write(h->img);
+        if (vfs_writer_count(req_fs(req), written_image(h->img)) <= 1)
+            release_write(written_image(h->img));
         else if (!vd_image_flush(h->img, &e))
             err = image_error_to_errno(h->img, e);
     }
@@ -455,7 +462,7 @@ static void vfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 static mode_t kind_dtype(VfsNodeKind kind)
 {
-    return (kind == VFS_NODE_IMAGE || kind == VFS_NODE_SNAPFILE) ? S_IFREG : S_IFDIR;
+    return vfs_kind_is_file(kind) ? S_IFREG : S_IFDIR;
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

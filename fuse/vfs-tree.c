@@ -39,13 +39,20 @@ static void dir_cache_free(gpointer p)
     g_free(dc);
 }
 
-static char *node_key(const VfsChild *c, const char *snap_name)
+static char *node_key(const VfsChild *c)
 {
-    static const char tag[] = {'d', 'i', 's', 't', 'u'};
+    static const char tag[] = {'d', 'i', 's', 't', 'u', 'P', 'Q', 'R', 'S', 'T'};
+    G_STATIC_ASSERT(G_N_ELEMENTS(tag) == VFS_NODE_PARTFILE + 1);
     if (c->kind == VFS_NODE_IMAGE)
         return g_strdup_printf("i:%s\x01%ju:%ju", c->relpath, (uintmax_t)c->dev, (uintmax_t)c->ino);
-    return g_strdup_printf("%c:%s%s%s", tag[c->kind], c->relpath, snap_name ? "\x01" : "",
-                           snap_name ? snap_name : "");
+    return g_strdup_printf("%c:%s%s%s\x01%u", tag[c->kind], c->relpath, c->snap_name ? "\x01" : "",
+                           c->snap_name ? c->snap_name : "", c->part);
+}
+
+void vfs_child_clear(VfsChild *c)
+{
+    g_clear_pointer(&c->relpath, g_free);
+    g_clear_pointer(&c->snap_name, g_free);
 }
 
 static void node_free(gpointer p)
@@ -80,6 +87,7 @@ VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
     fs->writers = g_hash_table_new(g_direct_hash, g_direct_equal);
     fs->handles = g_hash_table_new_full(g_direct_hash, g_direct_equal, vfs_handle_free, NULL);
     fs->dirs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, dir_cache_free);
+    fs->part_errors = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     fs->next_ino = FUSE_ROOT_ID + 1;
 
     VfsNode *root = g_new0(VfsNode, 1);
@@ -87,7 +95,7 @@ VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
     root->kind = VFS_NODE_DIR;
     root->relpath = g_strdup("");
     VfsChild root_child = {.kind = VFS_NODE_DIR, .relpath = ""};
-    root->key = node_key(&root_child, NULL);
+    root->key = node_key(&root_child);
     root->nlookup = 1;
     g_hash_table_insert(fs->by_ino, &root->ino, root);
     g_hash_table_insert(fs->by_key, root->key, root);
@@ -186,6 +194,7 @@ void vfs_free(VfsFs *fs)
     g_hash_table_unref(fs->handles); /* after the writers were flushed */
     g_hash_table_unref(fs->writers);
     g_hash_table_unref(fs->dirs);
+    g_hash_table_unref(fs->part_errors);
     g_mutex_clear(&fs->lock);
     g_mutex_clear(&fs->reaper_lock);
     g_cond_clear(&fs->reaper_cond);
@@ -203,9 +212,9 @@ VfsNode *vfs_node_get(VfsFs *fs, fuse_ino_t ino)
     return n;
 }
 
-VfsNode *vfs_node_lookup(VfsFs *fs, const VfsChild *child, const char *snap_name)
+VfsNode *vfs_node_lookup(VfsFs *fs, const VfsChild *child)
 {
-    g_autofree char *key = node_key(child, snap_name);
+    g_autofree char *key = node_key(child);
     g_mutex_lock(&fs->lock);
     VfsNode *n = g_hash_table_lookup(fs->by_key, key);
     if (n == NULL) {
@@ -213,7 +222,8 @@ VfsNode *vfs_node_lookup(VfsFs *fs, const VfsChild *child, const char *snap_name
         n->ino = fs->next_ino++;
         n->kind = child->kind;
         n->relpath = g_strdup(child->relpath);
-        n->snap_name = g_strdup(snap_name);
+        n->snap_name = g_strdup(child->snap_name);
+        n->part = child->part;
         n->dev = child->dev;
         n->ino_host = child->ino;
         n->key = g_steal_pointer(&key);
@@ -442,6 +452,8 @@ static unsigned image_snapshot_count(VfsFs *fs, const char *relpath)
 
 GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err)
 {
+    if (dir->kind >= VFS_NODE_PARTDIR)
+        return vfs_part_list_dir(fs, dir, err);
     GPtrArray *out = g_ptr_array_new_with_free_func(dir_entry_free);
     *err = 0;
     if (dir->kind == VFS_NODE_SNAPIMG) {
@@ -492,8 +504,10 @@ GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err)
         }
     }
     g_mutex_unlock(&fs->lock);
-    if (dir->kind == VFS_NODE_DIR && *dir->relpath == '\0')
+    if (dir->kind == VFS_NODE_DIR && *dir->relpath == '\0') {
         list_add(out, VFS_SNAPSHOT_DIR, VFS_NODE_SNAPDIR);
+        list_add(out, VFS_PARTITION_DIR, VFS_NODE_PARTDIR);
+    }
     for (guint i = 0; i < images->len; i++) {
         const char *name = g_ptr_array_index(images, i);
         g_autofree char *rel = child_relpath(dir->relpath, name);
@@ -514,6 +528,14 @@ int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *ch
         child->relpath = g_strdup("");
         return 0;
     }
+    if (dir->kind == VFS_NODE_DIR && *dir->relpath == '\0' &&
+        strcmp(name, VFS_PARTITION_DIR) == 0) {
+        child->kind = VFS_NODE_PARTDIR;
+        child->relpath = g_strdup("");
+        return 0;
+    }
+    if (dir->kind >= VFS_NODE_PARTDIR)
+        return vfs_part_find_child(fs, dir, name, child);
     if (dir->kind == VFS_NODE_SNAPIMG) {
         int64_t date;
         uint32_t nsec;
@@ -522,6 +544,7 @@ int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *ch
             return -ENOENT;
         child->kind = VFS_NODE_SNAPFILE;
         child->relpath = g_strdup(dir->relpath);
+        child->snap_name = g_strdup(name);
         return 0;
     }
     if (dir->kind != VFS_NODE_DIR && dir->kind != VFS_NODE_SNAPDIR)
@@ -587,6 +610,8 @@ VdImage *vfs_node_image(VfsFs *fs, VfsNode *node, int *err)
 {
     if (node->kind == VFS_NODE_SNAPFILE)
         return vfs_snapshot_acquire(fs, node->relpath, node->snap_name, err);
+    if (node->kind == VFS_NODE_PARTFILE)
+        return vfs_part_open(fs, node, false, err);
     if (node->kind != VFS_NODE_IMAGE) {
         *err = -EISDIR;
         return NULL;
@@ -608,6 +633,8 @@ static void stat_times_from(struct stat *st, const struct stat *host)
 
 VdImage *vfs_node_image_rw(VfsFs *fs, VfsNode *node, int *err)
 {
+    if (node->kind == VFS_NODE_PARTFILE)
+        return vfs_part_open(fs, node, true, err);
     if (node->kind != VFS_NODE_IMAGE) {
         *err = node->kind == VFS_NODE_SNAPFILE ? -EROFS : -EISDIR;
         return NULL;
@@ -660,6 +687,8 @@ static int image_node_peek(VfsFs *fs, VfsNode *node, VdImage **img, VfsPeekStat 
 
 int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
 {
+    if (node->kind >= VFS_NODE_PARTDIR)
+        return vfs_part_stat(fs, node, open_img, st);
     g_autofree char *host = vfs_host_path(fs, node->relpath);
     struct stat hst;
     g_autoptr(VdImage) img = NULL;
@@ -732,6 +761,8 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
         st->st_ctim = st->st_mtim;
         break;
     }
+    default: /* .partitions/: vfs_part_stat */
+        return -EIO;
     }
     return 0;
 }

@@ -26,6 +26,9 @@ static GPtrArray *image_xattrs(VfsFs *fs, VfsNode *node)
         img = vi ? vfs_image_acquire(vi, &err) : NULL;
     } else if (node->kind == VFS_NODE_SNAPFILE) {
         img = vfs_snapshot_acquire(fs, node->relpath, node->snap_name, &err);
+    } else {
+        vfs_part_xattrs(fs, node, kv);
+        return kv;
     }
     if (img != NULL) {
         ADD("format", "%s", img->driver->name);

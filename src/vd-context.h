@@ -39,7 +39,7 @@ typedef struct VdContext {
      * mem_used is atomic (vd_context_mem_reserve). */
     uint64_t mem_budget;
     gint64 mem_used;
-    GMutex lock_lock;           /* guards locked_files */
+    GMutex lock_lock;         /* guards locked_files */
     GHashTable *locked_files; /* "dev:ino" -> number of our locked opens (vd-lock.c) */
     gint lock_warned;         /* the host refused locks: warned once */
 } VdContext;

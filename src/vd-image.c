@@ -285,6 +285,7 @@ static void image_free(VdImage *img)
         close(img->fd);
     g_clear_pointer(&img->backing, vd_image_unref);
     g_clear_pointer(&img->snapshot_of, vd_image_unref);
+    g_clear_pointer(&img->view_of, vd_image_unref);
     g_clear_pointer(&img->backing_candidates, g_ptr_array_unref);
     g_clear_pointer(&img->members, g_ptr_array_unref);
     g_free(img->backing_name);
@@ -582,27 +583,36 @@ VdImage *vd_image_peek(VdContext *ctx, const char *path, GError **error)
     return img;
 }
 
+VdImage *vd_image_new_view(VdImage *of, const VdDriver *drv, const char *name, GError **error)
+{
+    VdImage *v = image_alloc(of->ctx, drv, of->path);
+    g_free(v->name);
+    v->name = g_strdup(name);
+    v->read_only = true;
+    v->format_read_only = true;
+    v->depth = of->depth;
+    v->fd = fcntl(of->fd, F_DUPFD_CLOEXEC, 0);
+    if (v->fd < 0) {
+        vd_set_error_errno(error, errno, "%s", v->name);
+        image_free(v);
+        return NULL;
+    }
+    return v;
+}
+
 VdImage *vd_image_open_snapshot(VdImage *img, const char *id, GError **error)
 {
     if (img->driver->snapshot_open == NULL) {
         vd_set_error(error, ENOENT, "%s: format %s has no snapshots", img->name, img->driver->name);
         return NULL;
     }
-    g_autofree char *path = g_strdup(img->path);
-    VdImage *snap = image_alloc(img->ctx, img->driver, path);
-    g_free(snap->name);
-    snap->name = g_strdup_printf("%s@%s", img->name, id);
-    snap->read_only = true;
-    snap->depth = img->depth;
+    g_autofree char *name = g_strdup_printf("%s@%s", img->name, id);
+    VdImage *snap = vd_image_new_view(img, img->driver, name, error);
+    if (snap == NULL)
+        return NULL;
     snap->snapshot_of = vd_image_ref(img);
     if (img->backing != NULL)
         snap->backing = vd_image_ref(img->backing);
-    snap->fd = fcntl(img->fd, F_DUPFD_CLOEXEC, 0);
-    if (snap->fd < 0) {
-        vd_set_error_errno(error, errno, "%s", snap->name);
-        image_free(snap);
-        return NULL;
-    }
     if (!img->driver->snapshot_open(img, id, snap, error)) {
         image_free(snap);
         return NULL;
@@ -652,13 +662,22 @@ bool vd_image_read_backing(VdImage *img, void *buf, size_t len, uint64_t offset,
     return vd_image_pread(img->backing, buf, len, offset, error);
 }
 
+/* Views over another image (partitions) have no read-ahead of their own. */
+static void ra_invalidate(VdImage *img)
+{
+    if (img->readahead != NULL)
+        vd_readahead_invalidate(img);
+}
+
 bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error)
 {
+    bool decoded = false;
+    if (img->readahead == NULL)
+        return vd_image_pread_direct(img, buf, len, offset, &decoded, error);
     if (vd_readahead_take(img, buf, len, offset)) {
         vd_readahead_note(img, len, offset, true);
         return true;
     }
-    bool decoded = false;
     if (!vd_image_pread_direct(img, buf, len, offset, &decoded, error))
         return false;
     vd_readahead_note(img, len, offset, decoded);
@@ -941,26 +960,26 @@ static bool image_truncate(VdImage *img, uint64_t new_size, GError **error)
  * read-ahead started meanwhile may have seen half of it. */
 bool vd_image_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
 {
-    vd_readahead_invalidate(img);
+    ra_invalidate(img);
     bool ok = image_pwrite(img, buf, len, offset, error);
-    vd_readahead_invalidate(img);
+    ra_invalidate(img);
     return ok;
 }
 
 bool vd_image_write_zeroes(VdImage *img, uint64_t offset, uint64_t len, unsigned flags,
                            GError **error)
 {
-    vd_readahead_invalidate(img);
+    ra_invalidate(img);
     bool ok = image_write_zeroes(img, offset, len, flags, error);
-    vd_readahead_invalidate(img);
+    ra_invalidate(img);
     return ok;
 }
 
 bool vd_image_truncate(VdImage *img, uint64_t new_size, GError **error)
 {
-    vd_readahead_invalidate(img);
+    ra_invalidate(img);
     bool ok = image_truncate(img, new_size, error);
-    vd_readahead_invalidate(img);
+    ra_invalidate(img);
     return ok;
 }
 

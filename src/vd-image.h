@@ -44,7 +44,11 @@ struct VdImage {
      * cluster or grain), set by open; reads split decoding at its
      * boundaries to spread it over cores. 0: 64 KiB. */
     uint64_t decode_unit;
+    /* The disk's logical sector size where the format records one (VHDX:
+     * 512 or 4096), else 0; partition tables are read in its units. */
+    unsigned logical_sector;
     VdImage *snapshot_of; /* for a snapshot view: the image it belongs to */
+    VdImage *view_of;     /* for a partition view: the disk it is a slice of */
     unsigned depth;       /* 0 for the top of a chain */
     bool peeked;          /* made by vd_image_peek: no driver state */
 
@@ -175,6 +179,11 @@ bool vd_image_flush(VdImage *img, GError **error);
 
 /* Host space used by the image's own files (not its backing), in bytes. */
 uint64_t vd_image_host_bytes(VdImage *img);
+
+/* A read-only image object that shows something of another one (a
+ * partition, a snapshot): drv's, sharing of's file (a dup of its fd) and
+ * context, with no driver state yet. The caller sets opaque and size. */
+VdImage *vd_image_new_view(VdImage *of, const VdDriver *drv, const char *name, GError **error);
 
 /* Snapshots: a GPtrArray of VdSnapshotInfo (empty when the format has none). */
 GPtrArray *vd_image_snapshots(VdImage *img, GError **error);
