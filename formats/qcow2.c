@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "formats/qcow2.h"
+#include "formats/qcow2-create.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-file.h"
@@ -50,6 +51,7 @@ void qcow2_state_free(Qcow2State *s)
     g_free(s->backing_format);
     g_free(s->data_file);
     g_free(s->data_file_path);
+    g_clear_pointer(&s->origin, g_bytes_unref);
     if (s->features != NULL)
         g_array_unref(s->features);
     if (s->snapshots != NULL)
@@ -181,6 +183,10 @@ static bool parse_extensions(Qcow2State *s, const uint8_t *hdr, uint64_t hdr_len
             s->has_bitmaps_ext = true;
             if (len >= 24)
                 s->bitmaps_offset = vd_be64(d + 16);
+            break;
+        case QCOW2_EXT_ORIGIN:
+            g_clear_pointer(&s->origin, g_bytes_unref);
+            s->origin = g_bytes_new(d, len);
             break;
         default:
             break; /* unknown extensions are skipped */
@@ -444,6 +450,8 @@ static bool qcow2_open(VdImage *img, GError **error)
     img->opaque = s;
     img->size = s->virtual_size;
     img->decode_unit = s->cluster_size;
+    if (s->origin != NULL)
+        img->origin = g_bytes_ref(s->origin);
     if (s->backing_file != NULL)
         vd_image_set_backing(img, s->backing_file, s->backing_format);
 
@@ -534,6 +542,7 @@ const VdDriver vd_qcow2_driver = {
     .caps = VD_CAP_WRITE | VD_CAP_BACKING | VD_CAP_SNAPSHOTS | VD_CAP_SERIAL_WRITES,
     .probe = qcow2_probe,
     .open = qcow2_open,
+    .create = qcow2_create,
     .close = qcow2_close,
     .pread = qcow2_pread,
     .pwrite = qcow2_pwrite,

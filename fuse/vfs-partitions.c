@@ -32,13 +32,9 @@ static VfsNode mirror(const VfsNode *dir, VfsNodeKind kind)
  * its snapshots. rw: the image opened for writing. */
 static VdImage *node_disk(VfsFs *fs, const VfsNode *node, bool rw, int *err)
 {
-    if (node->snap_name != NULL) {
-        if (rw) {
-            *err = -EROFS;
-            return NULL;
-        }
-        return vfs_snapshot_acquire(fs, node->relpath, node->snap_name, err);
-    }
+    if (node->snap_name != NULL)
+        return rw ? vfs_snapshot_acquire_rw(fs, node->relpath, node->snap_name, err)
+                  : vfs_snapshot_acquire(fs, node->relpath, node->snap_name, err);
     VfsImage *vi = vfs_image_get(fs, node->relpath);
     if (vi == NULL) {
         *err = -ENOENT;
@@ -272,15 +268,15 @@ int vfs_part_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
             return -ENOENT;
         length = p->length;
         VdImage *disk = node_disk(fs, node, false, &err);
-        writable = disk != NULL && !disk->format_read_only;
+        writable = disk != NULL && (fs->opts.overlay || !disk->format_read_only);
         if (disk != NULL)
             vd_image_unref(disk);
     }
-    writable = writable && !fs->opts.read_only && node->snap_name == NULL;
+    writable = writable && !fs->opts.read_only && (node->snap_name == NULL || fs->opts.overlay);
     if (S_ISDIR(hst.st_mode))
         perm &= ~0111; /* a bundle */
     st->st_mode = S_IFREG | (writable ? perm : (perm & ~0222));
-    if (node->snap_name != NULL)
+    if (node->snap_name != NULL && !writable)
         st->st_mode &= ~0333;
     st->st_nlink = 1;
     st->st_size = (off_t)length;
@@ -292,7 +288,7 @@ int vfs_part_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
 
 VdImage *vfs_part_open(VfsFs *fs, VfsNode *node, bool rw, int *err)
 {
-    if (rw && (fs->opts.read_only || node->snap_name != NULL)) {
+    if (rw && (fs->opts.read_only || (node->snap_name != NULL && !fs->opts.overlay))) {
         *err = -EROFS;
         return NULL;
     }

@@ -88,6 +88,7 @@ VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
     fs->handles = g_hash_table_new_full(g_direct_hash, g_direct_equal, vfs_handle_free, NULL);
     fs->dirs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, dir_cache_free);
     fs->part_errors = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    fs->overlays = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     fs->next_ino = FUSE_ROOT_ID + 1;
 
     VfsNode *root = g_new0(VfsNode, 1);
@@ -180,6 +181,18 @@ void vfs_close_all(VfsFs *fs)
     g_mutex_lock(&fs->lock);
     g_hash_table_remove_all(fs->images);
     g_mutex_unlock(&fs->lock);
+    if (fs->opts.overlay_discard) {
+        /* -o overlay_discard: this mount's writes end with it. */
+        g_mutex_lock(&fs->lock);
+        GHashTableIter oit;
+        g_hash_table_iter_init(&oit, fs->overlays);
+        while (g_hash_table_iter_next(&oit, &k, NULL)) {
+            if (unlink(k) < 0 && errno != ENOENT)
+                g_warning("overlay %s: cannot remove it: %s", (char *)k, g_strerror(errno));
+        }
+        g_hash_table_remove_all(fs->overlays);
+        g_mutex_unlock(&fs->lock);
+    }
 }
 
 void vfs_free(VfsFs *fs)
@@ -195,6 +208,7 @@ void vfs_free(VfsFs *fs)
     g_hash_table_unref(fs->writers);
     g_hash_table_unref(fs->dirs);
     g_hash_table_unref(fs->part_errors);
+    g_hash_table_unref(fs->overlays);
     g_mutex_clear(&fs->lock);
     g_mutex_clear(&fs->reaper_lock);
     g_cond_clear(&fs->reaper_cond);
@@ -635,8 +649,10 @@ VdImage *vfs_node_image_rw(VfsFs *fs, VfsNode *node, int *err)
 {
     if (node->kind == VFS_NODE_PARTFILE)
         return vfs_part_open(fs, node, true, err);
+    if (node->kind == VFS_NODE_SNAPFILE)
+        return vfs_snapshot_acquire_rw(fs, node->relpath, node->snap_name, err);
     if (node->kind != VFS_NODE_IMAGE) {
-        *err = node->kind == VFS_NODE_SNAPFILE ? -EROFS : -EISDIR;
+        *err = -EISDIR;
         return NULL;
     }
     VfsImage *vi = vfs_node_vfs_image(fs, node, err);
@@ -705,7 +721,8 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
         }
     }
     if (img != NULL) {
-        if (fstat(img->fd, &hst) < 0)
+        /* Under an overlay, the attributes of the image it covers. */
+        if (fstat(vfs_image_underneath(img)->fd, &hst) < 0)
             return -errno;
     } else if (stat(host, &hst) < 0) {
         return -errno;
@@ -732,15 +749,19 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
     case VFS_NODE_IMAGE: {
         /* On rw mounts images stay open read-only until written, so
          * "writable" is what the driver could do. */
-        bool writable = !fs->opts.read_only &&
-                        (img != NULL ? !img->format_read_only : ps.have && !ps.read_only);
+        bool writable =
+            !fs->opts.read_only &&
+            (fs->opts.overlay || (img != NULL ? !img->format_read_only : ps.have && !ps.read_only));
         if (S_ISDIR(hst.st_mode))
             perm &= ~0111; /* a bundle directory shown as a file */
         st->st_mode = S_IFREG | (writable ? perm : (perm & ~0222));
         st->st_nlink = 1;
         if (img != NULL) {
             st->st_size = (off_t)vd_image_size(img);
-            st->st_blocks = (blkcnt_t)((vd_image_host_bytes(img) + 511) / 512);
+            uint64_t bytes = vd_image_host_bytes(img);
+            if (img->overlay && img->backing != NULL)
+                bytes += vd_image_host_bytes(img->backing);
+            st->st_blocks = (blkcnt_t)((bytes + 511) / 512);
         } else {
             st->st_size = (off_t)ps.size;
             st->st_blocks = (blkcnt_t)((ps.host_bytes + 511) / 512);
@@ -753,7 +774,8 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
         uint64_t size;
         if (!vfs_snapshot_info(fs, node->relpath, node->snap_name, &date, &nsec, &size))
             return -ENOENT;
-        st->st_mode = S_IFREG | (perm & 0444);
+        /* Writable only through an overlay (-o overlay). */
+        st->st_mode = S_IFREG | (fs->opts.overlay ? perm : (perm & 0444));
         st->st_nlink = 1;
         st->st_size = (off_t)size;
         st->st_mtim.tv_sec = date;

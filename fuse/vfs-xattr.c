@@ -31,17 +31,21 @@ static GPtrArray *image_xattrs(VfsFs *fs, VfsNode *node)
         return kv;
     }
     if (img != NULL) {
-        ADD("format", "%s", img->driver->name);
+        /* Under an overlay, what it covers describes the image. */
+        VdImage *under = vfs_image_underneath(img);
+        ADD("format", "%s", under->driver->name);
         ADD("virtual_size", "%" G_GUINT64_FORMAT, vd_image_size(img));
-        if (img->backing_name != NULL)
-            ADD("backing", "%s", img->backing_name);
+        if (img->overlay)
+            ADD("overlay", "%s", img->path);
+        if (under->backing_name != NULL)
+            ADD("backing", "%s", under->backing_name);
         GString *chain = g_string_new(NULL);
-        for (VdImage *b = img->backing; b != NULL; b = b->backing)
+        for (VdImage *b = under->backing; b != NULL; b = b->backing)
             g_string_append_printf(chain, "%s%s", chain->len ? "\n" : "", b->name);
         if (chain->len > 0)
             ADD("backing_chain", "%s", chain->str);
         g_string_free(chain, TRUE);
-        g_autoptr(VdInfo) info = vd_info_describe(img);
+        g_autoptr(VdInfo) info = vd_info_describe(under);
         const VdInfoEntry *cs = vd_info_get(info, "cluster_size");
         if (cs != NULL) {
             g_autofree char *v = vd_info_entry_to_string(cs);

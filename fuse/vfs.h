@@ -27,6 +27,8 @@ typedef struct {
     double attr_timeout;   /* seconds the kernel may cache attributes and entries */
     size_t splice_min;     /* reads at least this large hand fds to the kernel; 0 = never */
     unsigned idle_timeout; /* seconds before an unused image is closed; 0 = never */
+    bool overlay;          /* writes go to overlays (ctx->overlay_dir): every image is writable */
+    bool overlay_discard;  /* and the overlays are removed at unmount */
 } VfsOptions;
 
 /* One image file in IMAGEDIR, opened (or failed) once per host file. */
@@ -129,6 +131,7 @@ typedef struct {
     GHashTable *writers;     /* VdImage* -> number of open write handles */
     GHashTable *handles;     /* every open file handle (owned), freed at unmount */
     GHashTable *part_errors; /* "relpath\1snapshot" -> last partition table error logged */
+    GHashTable *overlays;    /* overlay paths this mount used (for overlay_discard) */
     fuse_ino_t next_ino;
 } VfsFs;
 
@@ -171,12 +174,21 @@ void vfs_image_unref(VfsImage *vi);
 VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err);
 /* The opened image, referenced, or NULL and -errno. */
 VdImage *vfs_image_acquire(VfsImage *vi, int *err);
+/* Where an image's snapshots and host attributes come from: under an
+ * overlay, the image it covers. */
+static inline VdImage *vfs_image_underneath(VdImage *img)
+{
+    return img->overlay && img->backing != NULL ? img->backing : img;
+}
 /* Learn what a listing needs from the image's header (vd_image_peek),
  * once per change of the host file; its members are hidden from then on.
  * Called with vi->lock held. */
 void vfs_image_peek_locked(VfsImage *vi);
 /* The snapshot view with this display name, referenced, or NULL and -errno. */
 VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_name, int *err);
+/* The same, writable: under -o overlay, the snapshot's overlay (made at the
+ * first write as a copy of the snapshot); EROFS otherwise. */
+VdImage *vfs_snapshot_acquire_rw(VfsFs *fs, const char *relpath, const char *snap_name, int *err);
 /* The snapshot's table entry (copied) for attributes; false if none. */
 bool vfs_snapshot_info(VfsFs *fs, const char *relpath, const char *snap_name, int64_t *date,
                        uint32_t *date_nsec, uint64_t *size);

@@ -19,6 +19,7 @@ VdContext *vd_context_new(const char *root, GError **error)
     ctx->max_chain_depth = VD_DEFAULT_CHAIN_DEPTH;
     ctx->mem_budget = VD_DEFAULT_MEM_BUDGET;
     ctx->root_fd = -1;
+    ctx->overlay_fd = -1;
     ctx->symlink_policy = VD_BACKING_CONFINED;
     g_mutex_init(&ctx->lock_lock);
     ctx->locked_files = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
@@ -52,11 +53,49 @@ void vd_context_unref(VdContext *ctx)
     free(ctx->root);
     if (ctx->root_fd >= 0)
         close(ctx->root_fd);
+    if (ctx->overlay_fd >= 0)
+        close(ctx->overlay_fd);
+    free(ctx->overlay_dir);
     g_hash_table_unref(ctx->locked_files);
     g_mutex_clear(&ctx->lock_lock);
     g_strfreev(ctx->raw_extensions);
     g_clear_pointer(&ctx->keyfile, g_key_file_unref);
     g_free(ctx);
+}
+
+bool vd_context_set_overlay_dir(VdContext *ctx, const char *dir, GError **error)
+{
+    if (g_mkdir_with_parents(dir, 0700) < 0) {
+        vd_set_error_errno(error, errno, "-o overlay=%s", dir);
+        return false;
+    }
+    char *real = realpath(dir, NULL);
+    if (real == NULL) {
+        vd_set_error_errno(error, errno, "-o overlay=%s", dir);
+        return false;
+    }
+    size_t n = ctx->root ? strlen(ctx->root) : 0;
+    if (ctx->root != NULL && strncmp(real, ctx->root, n) == 0 &&
+        (real[n] == '/' || real[n] == '\0')) {
+        vd_set_error(error, EINVAL,
+                     "-o overlay=%s lies inside the image directory %s: the images must not "
+                     "change",
+                     dir, ctx->root);
+        free(real);
+        return false;
+    }
+    int fd = open(real, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        vd_set_error_errno(error, errno, "-o overlay=%s", dir);
+        free(real);
+        return false;
+    }
+    free(ctx->overlay_dir);
+    if (ctx->overlay_fd >= 0)
+        close(ctx->overlay_fd);
+    ctx->overlay_dir = real;
+    ctx->overlay_fd = fd;
+    return true;
 }
 
 bool vd_context_mem_reserve(VdContext *ctx, uint64_t bytes, const char *name, const char *what,

@@ -30,6 +30,10 @@ typedef struct VdContext {
      * always do. */
     bool force_share;
     int root_fd; /* O_PATH of root, for confined opens (vd-file.c), or -1 */
+    /* -o overlay=DIR (vd-overlay.c): realpath of DIR and its O_PATH fd;
+     * NULL and -1 without overlays. */
+    char *overlay_dir;
+    int overlay_fd;
     /* Images of IMAGEDIR that are symlinks resolving outside it: hidden
      * (confined, the default) or followed (any). */
     VdBackingPolicy symlink_policy;
@@ -61,6 +65,10 @@ bool vd_context_set_raw_extensions(VdContext *ctx, const char *list, GError **er
 /* Load a passphrase file; refused unless owned by the caller (or root) and
  * neither group- nor world-readable. */
 bool vd_context_load_keyfile(VdContext *ctx, const char *path, GError **error);
+
+/* Send every write to overlays in dir (created if missing), which must not
+ * lie inside root. */
+bool vd_context_set_overlay_dir(VdContext *ctx, const char *dir, GError **error);
 
 /* Reserve bytes of the memory budget for a table of name's (what: "L1
  * table"): ENOMEM with a message giving the budget when they do not fit.

@@ -40,17 +40,17 @@ static int openat2_beneath(int dirfd, const char *rel, int oflags)
  * root as written, then (when it was reached through a symlinked parent,
  * or holds an absolute symlink, which RESOLVE_BENEATH refuses) as its
  * canonical form; either way the kernel checks the final walk. */
-static int open_confined(VdContext *ctx, const char *path, const char *name, int oflags,
-                         const char *hint, GError **error)
+static int open_confined(const char *root, int root_fd, const char *path, const char *name,
+                         int oflags, const char *hint, GError **error)
 {
     /* Absolute, but not canonicalised: "a/link/.." is the kernel's to walk. */
     g_autofree char *cwd = g_path_is_absolute(path) ? NULL : g_get_current_dir();
     g_autofree char *abs = cwd ? g_build_filename(cwd, path, NULL) : g_strdup(path);
     g_autofree char *real = NULL;
-    const char *rel = strip_root(ctx->root, abs);
+    const char *rel = strip_root(root, abs);
     int fd = -1;
     if (rel != NULL) {
-        fd = openat2_beneath(ctx->root_fd, rel, oflags);
+        fd = openat2_beneath(root_fd, rel, oflags);
         if (fd >= 0 || (errno != EXDEV && errno != ELOOP && errno != ENOSYS))
             goto out;
     }
@@ -61,12 +61,12 @@ static int open_confined(VdContext *ctx, const char *path, const char *name, int
             errno = saved;
         goto out;
     }
-    rel = strip_root(ctx->root, real);
+    rel = strip_root(root, real);
     if (rel == NULL)
         goto outside;
-    fd = openat2_beneath(ctx->root_fd, rel, oflags);
+    fd = openat2_beneath(root_fd, rel, oflags);
     if (fd < 0 && errno == ENOSYS) /* before Linux 5.6: checked, not race-free */
-        fd = openat(ctx->root_fd, rel, oflags | O_NOFOLLOW);
+        fd = openat(root_fd, rel, oflags | O_NOFOLLOW);
     if (fd < 0 && errno == EXDEV)
         goto outside;
 out:
@@ -83,6 +83,14 @@ static int open_path(VdContext *ctx, const char *path, const char *name, unsigne
 {
     bool member = (flags & VD_FILE_MEMBER) != 0;
     VdBackingPolicy policy = member ? ctx->backing_policy : ctx->symlink_policy;
+    if (!member && ctx->overlay_dir != NULL) {
+        /* An overlay (vd-overlay.c): beneath the overlay directory. */
+        g_autofree char *cwd = g_path_is_absolute(path) ? NULL : g_get_current_dir();
+        g_autofree char *abs = cwd ? g_build_filename(cwd, path, NULL) : g_strdup(path);
+        if (strip_root(ctx->overlay_dir, abs) != NULL)
+            return open_confined(ctx->overlay_dir, ctx->overlay_fd, path, name, oflags,
+                                 "it must stay inside the overlay directory", error);
+    }
     if (ctx->root == NULL || ctx->root_fd < 0 || policy == VD_BACKING_ANY) {
         int fd = open(path, oflags);
         if (fd < 0)
@@ -90,7 +98,7 @@ static int open_path(VdContext *ctx, const char *path, const char *name, unsigne
         return fd;
     }
     return open_confined(
-        ctx, path, name, oflags,
+        ctx->root, ctx->root_fd, path, name, oflags,
         member ? "use -o backing=any to allow it" : "use -o symlinks=any to allow it", error);
 }
 

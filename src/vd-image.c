@@ -286,6 +286,7 @@ static void image_free(VdImage *img)
     g_clear_pointer(&img->backing, vd_image_unref);
     g_clear_pointer(&img->snapshot_of, vd_image_unref);
     g_clear_pointer(&img->view_of, vd_image_unref);
+    g_clear_pointer(&img->origin, g_bytes_unref);
     g_clear_pointer(&img->backing_candidates, g_ptr_array_unref);
     g_clear_pointer(&img->members, g_ptr_array_unref);
     g_free(img->backing_name);

@@ -49,6 +49,8 @@ struct VdImage {
     unsigned logical_sector;
     VdImage *snapshot_of; /* for a snapshot view: the image it belongs to */
     VdImage *view_of;     /* for a partition view: the disk it is a slice of */
+    GBytes *origin;       /* what create was given as opts->origin, where the image keeps it */
+    bool overlay;         /* an overlay (vd-overlay.c): backing is the image it shows */
     unsigned depth;       /* 0 for the top of a chain */
     bool peeked;          /* made by vd_image_peek: no driver state */
 
