@@ -19,6 +19,7 @@
 #include "formats/parallels.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
+#include "src/vd-file.h"
 #include "src/vd-io.h"
 
 #define PRL_IO_CHUNK (1u << 20)
@@ -32,7 +33,7 @@ bool prl_hds_magic(const uint8_t *head, size_t len)
 void prl_hds_clear(PrlHds *h)
 {
     if (h->owns_fd && h->fd >= 0)
-        close(h->fd);
+        vd_file_close(h->fd);
     h->fd = -1;
     g_clear_pointer(&h->bat, g_free);
     g_clear_pointer(&h->name, g_free);

@@ -30,10 +30,8 @@ static int qcow2_probe(const VdProbe *probe)
 
 uint64_t qcow2_file_size(const Qcow2State *s)
 {
-    struct stat st;
-    if (fstat(s->fd, &st) < 0)
-        return UINT64_MAX;
-    return (uint64_t)st.st_size;
+    uint64_t size;
+    return vd_host_size(s->fd, s->name, &size, NULL) ? size : UINT64_MAX;
 }
 
 void qcow2_state_free(Qcow2State *s)
@@ -45,7 +43,7 @@ void qcow2_state_free(Qcow2State *s)
     qcow2_decode_cache_free(s->decode);
     qcow2_crypto_unref(s->crypto);
     if (s->own_data_fd && s->data_fd >= 0)
-        close(s->data_fd);
+        vd_file_close(s->data_fd);
     g_free(s->l1);
     g_free(s->backing_file);
     g_free(s->backing_format);

@@ -24,21 +24,10 @@ static int raw_probe(const VdProbe *probe)
 
 static bool raw_open(VdImage *img, GError **error)
 {
-    struct stat st;
-    if (fstat(img->fd, &st) < 0) {
-        vd_set_error_errno(error, errno, "%s", img->name);
+    uint64_t size;
+    if (!vd_host_size(img->fd, img->name, &size, error))
         return false;
-    }
-    if (S_ISBLK(st.st_mode)) {
-        off_t end = lseek(img->fd, 0, SEEK_END);
-        if (end < 0) {
-            vd_set_error_errno(error, errno, "%s: size of block device", img->name);
-            return false;
-        }
-        img->size = (uint64_t)end;
-    } else {
-        img->size = (uint64_t)st.st_size;
-    }
+    img->size = size;
     return true;
 }
 
@@ -73,7 +62,7 @@ static bool raw_block_status(VdImage *img, uint64_t offset, uint64_t length, uns
     if (!(flags & VD_STATUS_WANT_ZERO))
         return true;
 
-    off_t data = lseek(img->fd, (off_t)offset, SEEK_DATA);
+    off_t data = vd_host_lseek(img->fd, (off_t)offset, SEEK_DATA);
     if (data < 0 && errno == ENXIO) {
         /* Nothing but hole up to the end of the file. */
         ext->state = VD_EXTENT_ZERO;
@@ -92,7 +81,7 @@ static bool raw_block_status(VdImage *img, uint64_t offset, uint64_t length, uns
         ext->length = vd_min_u64(length, (uint64_t)data - offset);
         return true;
     }
-    off_t hole = lseek(img->fd, (off_t)offset, SEEK_HOLE);
+    off_t hole = vd_host_lseek(img->fd, (off_t)offset, SEEK_HOLE);
     if (hole < 0) {
         vd_set_error_errno(error, errno, "%s: SEEK_HOLE at 0x%" G_GINT64_MODIFIER "x", img->name,
                            offset);

@@ -136,7 +136,7 @@ static void split_close(VdImage *img)
         return;
     for (guint i = 0; i < s->n; i++) {
         if (i > 0 && s->segs[i].fd >= 0)
-            close(s->segs[i].fd);
+            vd_file_close(s->segs[i].fd);
         g_free(s->segs[i].path);
     }
     g_free(s->segs);
@@ -191,13 +191,18 @@ static bool split_open(VdImage *img, GError **error)
             if (fstat(seg.fd, &st) < 0 || !S_ISREG(st.st_mode)) {
                 vd_set_error(error, EIO, "%s: segment %s is not a regular file", img->name,
                              seg.path);
-                close(seg.fd);
+                vd_file_close(seg.fd);
                 g_free(seg.path);
                 goto out;
             }
         }
         seg.start = total;
-        seg.size = (uint64_t)st.st_size;
+        if (!vd_host_size(seg.fd, seg.path, &seg.size, error)) {
+            if (k > 0)
+                vd_file_close(seg.fd);
+            g_free(seg.path);
+            goto out;
+        }
         g_array_append_val(segs, seg);
         if (__builtin_add_overflow(total, seg.size, &total) || total > INT64_MAX) {
             vd_set_error(error, EIO, "%s: segments add up to more than 2^63 bytes", img->name);
@@ -246,7 +251,7 @@ static bool split_block_status(VdImage *img, uint64_t offset, uint64_t length, u
     *ext = (VdExtent){VD_EXTENT_DATA, vd_min_u64(length, g->size - within), g->fd, within};
     if (!(flags & VD_STATUS_WANT_ZERO))
         return true;
-    off_t data = lseek(g->fd, (off_t)within, SEEK_DATA);
+    off_t data = vd_host_lseek(g->fd, (off_t)within, SEEK_DATA);
     if (data < 0 && errno == ENXIO) {
         ext->state = VD_EXTENT_ZERO; /* hole to the end of the segment */
         return true;
@@ -262,7 +267,7 @@ static bool split_block_status(VdImage *img, uint64_t offset, uint64_t length, u
         ext->length = vd_min_u64(ext->length, (uint64_t)data - within);
         return true;
     }
-    off_t hole = lseek(g->fd, (off_t)within, SEEK_HOLE);
+    off_t hole = vd_host_lseek(g->fd, (off_t)within, SEEK_HOLE);
     if (hole < 0) {
         vd_set_error_errno(error, errno, "%s: SEEK_HOLE in %s", img->name, g->path);
         return false;

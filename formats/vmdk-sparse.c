@@ -24,6 +24,7 @@
 #include "formats/vmdk.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
+#include "src/vd-file.h"
 #include "src/vd-io.h"
 
 #define GD_AT_END         UINT64_C(0xffffffffffffffff)
@@ -60,7 +61,7 @@ void vmdk_extent_free(VmdkExtent *e)
     if (e == NULL)
         return;
     if (e->own_fd && e->fd >= 0)
-        close(e->fd);
+        vd_file_close(e->fd);
     g_free(e->path);
     g_free(e->line);
     g_free(e->gd);

@@ -130,13 +130,7 @@ static bool open_extent_fd(VdImage *img, GPtrArray *extents, VmdkExtent *e, stru
         vd_set_error_errno(error, errno, "%s: extent file %s", img->name, e->path);
         return false;
     }
-    if (S_ISBLK(st->st_mode)) {
-        off_t end = lseek(e->fd, 0, SEEK_END);
-        e->file_size = end > 0 ? (uint64_t)end : 0;
-    } else {
-        e->file_size = (uint64_t)st->st_size;
-    }
-    return true;
+    return vd_host_size(e->fd, e->path, &e->file_size, error);
 }
 
 static bool kind_from_type(VdImage *img, const char *type, VmdkExtentKind *kind, GError **error)
@@ -323,11 +317,12 @@ static void set_parent(VdImage *img, const char *hint)
 static bool open_internal(VdImage *img, VmdkState *s, GError **error)
 {
     struct stat st;
-    if (fstat(img->fd, &st) < 0) {
-        vd_set_error_errno(error, errno, "%s", img->name);
+    uint64_t fsize;
+    if (fstat(img->fd, &st) < 0 || !vd_host_size(img->fd, img->name, &fsize, error)) {
+        if (error != NULL && *error == NULL)
+            vd_set_error_errno(error, errno, "%s", img->name);
         return false;
     }
-    uint64_t fsize = (uint64_t)st.st_size;
     uint8_t head[VMDK_SECTOR] = {0};
     if (fsize < 4 ||
         !vd_host_pread(img->fd, img->name, head, vd_min_u64(fsize, sizeof head), 0, true, error)) {
@@ -419,7 +414,7 @@ static bool flat_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max,
     *ext = (VdExtent){.state = VD_EXTENT_DATA, .length = max, .fd = e->fd, .host_offset = host};
     if (!(flags & VD_STATUS_WANT_ZERO) || host > INT64_MAX)
         return true;
-    off_t data = lseek(e->fd, (off_t)host, SEEK_DATA);
+    off_t data = vd_host_lseek(e->fd, (off_t)host, SEEK_DATA);
     if (data < 0 && errno == ENXIO) {
         ext->state = VD_EXTENT_ZERO;
         return true;
@@ -435,7 +430,7 @@ static bool flat_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max,
         ext->length = vd_min_u64(max, (uint64_t)data - host);
         return true;
     }
-    off_t hole = lseek(e->fd, (off_t)host, SEEK_HOLE);
+    off_t hole = vd_host_lseek(e->fd, (off_t)host, SEEK_HOLE);
     if (hole < 0) {
         vd_set_error_errno(error, errno, "%s: SEEK_HOLE in %s", img->name, e->path);
         return false;

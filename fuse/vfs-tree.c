@@ -30,6 +30,11 @@ typedef struct {
     bool is_dir;
     const VdDriver *driver; /* NULL: not an image */
     bool hidden;            /* part of another image */
+    /* A container (disk.qcow2.xz) shown under the name inside (disk.qcow2):
+     * that name here while probing, then, once it is the entry's key, the
+     * host file's name in host_name. Inline, as entries are copied flat. */
+    char shown[NAME_MAX + 1];
+    char host_name[NAME_MAX + 1];
 } VfsScanEntry;
 
 static void dir_cache_free(gpointer p)
@@ -306,13 +311,17 @@ static VfsScanEntry *scan_entry(VfsFs *fs, const char *host, const struct stat *
     if (old != NULL && old->driver != NULL && old->dev == e->dev && old->ino == e->ino &&
         old->size == e->size && timespec_eq(&old->mtime, &e->mtime) && old->is_dir == e->is_dir) {
         e->driver = old->driver;
+        g_strlcpy(e->shown, old->host_name[0] ? old->shown : "", sizeof e->shown);
         return e;
     }
     if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) || S_ISBLK(st->st_mode)) {
         g_autoptr(GError) err = NULL;
-        e->driver = vd_probe_path(fs->ctx, host, &err);
+        g_autofree char *shown = NULL;
+        e->driver = vd_probe_path_shown(fs->ctx, host, &shown, &err);
         if (err != NULL)
             g_debug("%s", err->message);
+        if (shown != NULL)
+            g_strlcpy(e->shown, shown, sizeof e->shown);
     }
     return e;
 }
@@ -339,7 +348,8 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
         const char *name = de->d_name;
         if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
             continue;
-        if (*relpath == '\0' && strcmp(name, VFS_SNAPSHOT_DIR) == 0)
+        if (*relpath == '\0' &&
+            (strcmp(name, VFS_SNAPSHOT_DIR) == 0 || strcmp(name, VFS_PARTITION_DIR) == 0))
             continue;
         struct stat st;
         if (fstatat(dirfd(d), name, &st, 0) < 0)
@@ -355,6 +365,29 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
     }
     closedir(d);
 
+    /* Containers go by the name inside, when no other file has it. */
+    g_autoptr(GPtrArray) renames = g_ptr_array_new();
+    GHashTableIter rit;
+    gpointer rk, rv;
+    g_hash_table_iter_init(&rit, dc->entries);
+    while (g_hash_table_iter_next(&rit, &rk, &rv)) {
+        if (((VfsScanEntry *)rv)->shown[0] != '\0')
+            g_ptr_array_add(renames, rk);
+    }
+    for (guint i = 0; i < renames->len; i++) {
+        char *host_name = NULL;
+        VfsScanEntry *e = NULL;
+        g_hash_table_steal_extended(dc->entries, g_ptr_array_index(renames, i),
+                                    (gpointer *)&host_name, (gpointer *)&e);
+        if (!g_hash_table_contains(dc->entries, e->shown)) {
+            g_strlcpy(e->host_name, host_name, sizeof e->host_name);
+            g_hash_table_insert(dc->entries, g_strdup(e->shown), e);
+            g_free(host_name);
+        } else {
+            g_hash_table_insert(dc->entries, host_name, e);
+        }
+    }
+
     /* Read the images' headers (never their tables or backing chains) to
      * learn which files they consist of, so that those can be hidden. */
     GHashTableIter it;
@@ -364,7 +397,7 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
         VfsScanEntry *e = v;
         if (e->driver == NULL)
             continue;
-        g_autofree char *rel = child_relpath(relpath, k);
+        g_autofree char *rel = child_relpath(relpath, e->host_name[0] ? e->host_name : k);
         VfsImage *vi = vfs_image_get(fs, rel);
         if (vi != NULL) {
             g_mutex_lock(&vi->lock);
@@ -411,8 +444,12 @@ static VfsDirCache *dir_get_locked(VfsFs *fs, const char *relpath, int *err)
         GHashTableIter it;
         gpointer k, v;
         g_hash_table_iter_init(&it, dc->entries);
-        while (g_hash_table_iter_next(&it, &k, &v))
-            g_hash_table_insert(old_entries, g_strdup(k), g_memdup2(v, sizeof(VfsScanEntry)));
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            /* Keyed by host file name, as the new scan looks them up. */
+            const VfsScanEntry *e = v;
+            g_hash_table_insert(old_entries, g_strdup(e->host_name[0] ? e->host_name : k),
+                                g_memdup2(v, sizeof(VfsScanEntry)));
+        }
     }
     g_mutex_unlock(&fs->lock);
     VfsDirCache old = {.entries = old_entries};
@@ -500,7 +537,9 @@ GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err)
         g_ptr_array_unref(out);
         return NULL;
     }
+    /* Images (as shown, and their host files) whose snapshots to count. */
     g_autoptr(GPtrArray) images = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) hosts = g_ptr_array_new_with_free_func(g_free);
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, dc->entries);
@@ -509,10 +548,12 @@ GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err)
         if (e->hidden)
             continue;
         if (e->driver != NULL) {
-            if (dir->kind == VFS_NODE_DIR)
+            if (dir->kind == VFS_NODE_DIR) {
                 list_add(out, k, VFS_NODE_IMAGE);
-            else
+            } else {
                 g_ptr_array_add(images, g_strdup(k));
+                g_ptr_array_add(hosts, g_strdup(e->host_name[0] ? e->host_name : k));
+            }
         } else if (e->is_dir) {
             list_add(out, k, dir->kind == VFS_NODE_DIR ? VFS_NODE_DIR : VFS_NODE_SNAPDIR);
         }
@@ -524,7 +565,7 @@ GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err)
     }
     for (guint i = 0; i < images->len; i++) {
         const char *name = g_ptr_array_index(images, i);
-        g_autofree char *rel = child_relpath(dir->relpath, name);
+        g_autofree char *rel = child_relpath(dir->relpath, g_ptr_array_index(hosts, i));
         if (image_snapshot_count(fs, rel) > 0)
             list_add(out, name, VFS_NODE_SNAPIMG);
     }
@@ -570,16 +611,18 @@ int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *ch
     const VfsScanEntry *e = g_hash_table_lookup(dc->entries, name);
     int ret = -ENOENT;
     bool is_image = false;
+    g_autofree char *host_name = NULL;
     if (e != NULL && !e->hidden && (e->driver != NULL || e->is_dir)) {
         is_image = e->driver != NULL;
         child->dev = e->dev;
         child->ino = e->ino;
+        host_name = g_strdup(e->host_name[0] ? e->host_name : name);
         ret = 0;
     }
     g_mutex_unlock(&fs->lock);
     if (ret != 0)
         return ret;
-    child->relpath = child_relpath(dir->relpath, name);
+    child->relpath = child_relpath(dir->relpath, host_name);
     if (dir->kind == VFS_NODE_DIR) {
         child->kind = is_image ? VFS_NODE_IMAGE : VFS_NODE_DIR;
     } else if (is_image) {

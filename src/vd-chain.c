@@ -8,6 +8,7 @@
 #include "vd-chain.h"
 #include "vd-error.h"
 #include "vd-io.h"
+#include "vd-source.h"
 
 bool vd_chain_status(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
                      VdChainExtent *out, GError **error)
@@ -150,11 +151,17 @@ bool vd_chain_read_vec(VdImage *img, uint64_t offset, size_t len, VdReadVec *vec
             return false;
         size_t n = (size_t)e.length;
         struct stat st;
+        /* A source hands the kernel the host file it keeps bytes in as
+         * they are (a tar member), or nothing (compressed data). */
+        int fd = e.fd;
+        uint64_t pos = e.host_offset;
+        if (e.state == VD_EXTENT_DATA && vd_source_is(fd))
+            fd = vd_source_host_range(e.fd, e.host_offset, n, &pos);
         /* Host ranges the kernel will splice must exist in full: a short
          * splice would end the read early, where pread reads zeros. */
-        if (e.state == VD_EXTENT_DATA && fstat(e.fd, &st) == 0 &&
-            vd_range_within(e.host_offset, n, (uint64_t)st.st_size)) {
-            vec_add_fd(vec, e.fd, e.host_offset, n);
+        if (e.state == VD_EXTENT_DATA && fd >= 0 && fstat(fd, &st) == 0 &&
+            vd_range_within(pos, n, (uint64_t)st.st_size)) {
+            vec_add_fd(vec, fd, pos, n);
         } else {
             /* Decoding, zeros and reads past a short backing file: let the
              * block layer fill memory (it finds the same layer again). */

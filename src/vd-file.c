@@ -7,9 +7,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "vd-container.h"
 #include "vd-error.h"
 #include "vd-file.h"
 #include "vd-lock.h"
+#include "vd-source.h"
 
 /* path below root ("" for root itself), or NULL when it is not. */
 static const char *strip_root(const char *root, const char *path)
@@ -120,6 +122,41 @@ static const char *type_name(mode_t mode)
     }
 }
 
+/* If f is a container, make it the source of what it holds: f->fd becomes
+ * the source's descriptor, read-only, while the container's own file
+ * keeps the locks (f->lock_fd). */
+static bool open_container(VdContext *ctx, const char *path, const char *name, VdFile *f,
+                           GError **error)
+{
+    uint8_t head[VD_CONTAINER_HEAD];
+    ssize_t n = pread(f->fd, head, sizeof head, 0);
+    const VdContainer *c =
+        n > 0 ? vd_container_probe(head, (size_t)n, (uint64_t)f->st.st_size) : NULL;
+    if (c == NULL)
+        return true;
+    g_autofree char *self = g_strdup_printf("/proc/self/fd/%d", f->fd);
+    int placeholder = open(self, O_PATH | O_CLOEXEC);
+    if (placeholder < 0) {
+        vd_set_error_errno(error, errno, "%s", name);
+        close(f->fd);
+        return false;
+    }
+    const VdSourceOps *ops;
+    void *opaque;
+    uint64_t size;
+    int real = f->fd;
+    if (!c->open(ctx, real, path, name, &ops, &opaque, &size, error)) {
+        close(placeholder);
+        return false;
+    }
+    vd_source_attach(placeholder, ops, opaque, size);
+    f->fd = placeholder;
+    f->lock_fd = real;
+    f->writable = false;
+    f->container = c;
+    return true;
+}
+
 bool vd_file_open(VdContext *ctx, const char *path, const char *name, unsigned flags, VdFile *out,
                   GError **error)
 {
@@ -169,9 +206,12 @@ bool vd_file_open(VdContext *ctx, const char *path, const char *name, unsigned f
         close(fd);
         return false;
     }
-    *out = (VdFile){.fd = fd, .writable = writable, .st = st};
+    *out = (VdFile){.fd = fd, .lock_fd = fd, .writable = writable, .st = st};
+    if (!dir && S_ISREG(st.st_mode) && !(flags & VD_FILE_NO_CONTAINER) &&
+        !open_container(ctx, path, name, out, error))
+        return false;
     if (!(flags & VD_FILE_NO_LOCK) && !vd_file_lock(ctx, out, name, error)) {
-        close(fd);
+        vd_file_close(out->fd);
         *out = (VdFile){.fd = -1};
         return false;
     }
@@ -182,11 +222,30 @@ bool vd_file_lock(VdContext *ctx, VdFile *f, const char *name, GError **error)
 {
     vd_lock_note(ctx, &f->st, true);
     f->locked = true;
-    if (!vd_lock_fd(ctx, f->fd, &f->st, name, f->writable, error)) {
+    if (!vd_lock_fd(ctx, f->lock_fd, &f->st, name, f->writable, error)) {
         vd_file_forget(ctx, f);
         return false;
     }
     return true;
+}
+
+const VdContainer *vd_file_container_of(VdContext *ctx, const char *path)
+{
+    VdFile f;
+    if (!vd_file_open(ctx, path, path, VD_FILE_NO_LOCK | VD_FILE_NO_CONTAINER, &f, NULL))
+        return NULL;
+    uint8_t head[VD_CONTAINER_HEAD];
+    ssize_t n = pread(f.fd, head, sizeof head, 0);
+    close(f.fd);
+    return n > 0 ? vd_container_probe(head, (size_t)n, (uint64_t)f.st.st_size) : NULL;
+}
+
+void vd_file_close(int fd)
+{
+    if (fd < 0)
+        return;
+    vd_source_detach(fd);
+    close(fd);
 }
 
 void vd_file_forget(VdContext *ctx, VdFile *f)

@@ -13,6 +13,8 @@
  *   a FIFO, socket or character device is refused with a clear error.
  * - Read-write where asked and the host allows it, else read-only.
  * - QEMU's locks taken for the mode it got (unless VD_FILE_NO_LOCK).
+ * - A container (an .xz, an E01: src/vd-container.h) is opened as the
+ *   source of what it holds, read-only.
  */
 #ifndef VD_FILE_H
 #define VD_FILE_H
@@ -24,18 +26,23 @@
 
 #include "vd-context.h"
 
+struct VdContainer;
+
 enum {
-    VD_FILE_WRITE = 1u << 0,     /* read-write if the host lets us */
-    VD_FILE_DIRECTORY = 1u << 1, /* a directory (a bundle), read-only fd */
-    VD_FILE_NO_LOCK = 1u << 2,   /* probing or peeking: no locks */
-    VD_FILE_MEMBER = 1u << 3,    /* named inside an image, or a backing file */
-    VD_FILE_PROBE = 1u << 4,     /* a file or a directory, no locks: what is it? */
+    VD_FILE_WRITE = 1u << 0,        /* read-write if the host lets us */
+    VD_FILE_DIRECTORY = 1u << 1,    /* a directory (a bundle), read-only fd */
+    VD_FILE_NO_LOCK = 1u << 2,      /* probing or peeking: no locks */
+    VD_FILE_MEMBER = 1u << 3,       /* named inside an image, or a backing file */
+    VD_FILE_PROBE = 1u << 4,        /* a file or a directory, no locks: what is it? */
+    VD_FILE_NO_CONTAINER = 1u << 5, /* the file itself, even when it is a container */
 };
 
 typedef struct {
     int fd;
-    bool writable; /* opened read-write (or, for a directory, asked to be) */
-    bool locked;   /* holds QEMU's locks (vd_lock_note'd) */
+    int lock_fd;                         /* where QEMU's locks are: fd, or a container's own file */
+    bool writable;                       /* opened read-write (or, for a directory, asked to be) */
+    bool locked;                         /* holds QEMU's locks (vd_lock_note'd) */
+    const struct VdContainer *container; /* what fd is the source of, or NULL */
     struct stat st;
 } VdFile;
 
@@ -47,6 +54,11 @@ typedef struct {
 bool vd_file_open(VdContext *ctx, const char *path, const char *name, unsigned flags, VdFile *out,
                   GError **error);
 void vd_file_forget(VdContext *ctx, VdFile *f);
+/* The container a plain file at path is, by its magic, or NULL (for
+ * listing a container that cannot be opened, with its error). */
+const struct VdContainer *vd_file_container_of(VdContext *ctx, const char *path);
+/* Close a descriptor vd_file_open gave (a source's too: src/vd-source.h). */
+void vd_file_close(int fd);
 /* Take the locks of a file opened with VD_FILE_NO_LOCK, for f->writable. */
 bool vd_file_lock(VdContext *ctx, VdFile *f, const char *name, GError **error);
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vd-container.h"
 #include "vd-decode.h"
 #include "vd-error.h"
 #include "vd-file.h"
@@ -94,10 +95,13 @@ static const VdDriver *probe_fd(int fd, const char *path, const struct stat *st,
         .path = path,
         .basename = strrchr(path, '/') ? strrchr(path, '/') + 1 : path,
         .is_dir = S_ISDIR(st->st_mode),
-        .file_size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0,
+        .file_size = 0,
         .head = head,
         .tail = tail,
     };
+    /* The size of what fd reads, a container's contents included. */
+    if (S_ISREG(st->st_mode) && !vd_host_size(fd, path, &probe.file_size, error))
+        return NULL;
     if (S_ISREG(st->st_mode)) {
         probe.head_len = (size_t)vd_min_u64(probe.file_size, sizeof head);
         probe.tail_len = (size_t)vd_min_u64(probe.file_size, sizeof tail);
@@ -109,24 +113,49 @@ static const VdDriver *probe_fd(int fd, const char *path, const struct stat *st,
     return probe_best(&probe);
 }
 
-/* flags: VD_FILE_MEMBER for a backing file (confined by -o backing=). */
-static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned flags, GError **error)
+/* flags: VD_FILE_MEMBER for a backing file (confined by -o backing=).
+ * shown: the name it is shown under when it is a container's (g_free). */
+static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned flags, char **shown,
+                                  GError **error)
 {
     VdFile f;
-    if (!vd_file_open(ctx, path, path, VD_FILE_PROBE | flags, &f, error))
-        return NULL;
+    g_autofree char *base_name = g_path_get_basename(path);
+    GError *local = NULL;
+    if (!vd_file_open(ctx, path, path, VD_FILE_PROBE | flags, &f, &local)) {
+        /* A container that does not open is still an image to list: its
+         * open will fail with this reason, for user.vdiskfs.error. */
+        const VdContainer *c = vd_file_container_of(ctx, path);
+        if (c == NULL) {
+            g_propagate_error(error, local);
+            return NULL;
+        }
+        g_debug("%s", local->message);
+        g_error_free(local);
+        if (shown != NULL)
+            *shown = vd_container_shown_name(c, base_name);
+        return vd_driver_find("raw");
+    }
+    g_autofree char *inner = f.container ? vd_container_shown_name(f.container, base_name) : NULL;
     const VdDriver *drv = probe_fd(f.fd, path, &f.st, error);
-    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    /* A raw disk in a container goes by the name inside: disk.img.xz. */
+    const char *base = inner ? inner : base_name;
     if (drv == NULL && !S_ISDIR(f.st.st_mode) && (error == NULL || *error == NULL) &&
-        vd_context_is_raw_name(ctx, base))
+        (vd_context_is_raw_name(ctx, base) || (f.container != NULL && inner == NULL)))
         drv = vd_driver_find("raw");
-    close(f.fd);
+    vd_file_close(f.fd);
+    if (shown != NULL && drv != NULL)
+        *shown = g_steal_pointer(&inner);
     return drv;
 }
 
 const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error)
 {
-    return probe_path(ctx, path, 0, error);
+    return probe_path(ctx, path, 0, NULL, error);
+}
+
+const VdDriver *vd_probe_path_shown(VdContext *ctx, const char *path, char **shown, GError **error)
+{
+    return probe_path(ctx, path, 0, shown, error);
 }
 
 void vd_image_refuse_writes(VdImage *img)
@@ -202,11 +231,11 @@ static bool files_set_writer(VdImage *img, bool writer, GError **error)
         VdImageFile *e = &g_array_index(img->files, VdImageFile, i);
         if (!e->f.writable || !e->f.locked)
             continue;
-        if (!vd_lock_fd(img->ctx, e->f.fd, &e->f.st, e->name, writer, error)) {
+        if (!vd_lock_fd(img->ctx, e->f.lock_fd, &e->f.st, e->name, writer, error)) {
             for (guint j = 0; writer && j < i; j++) {
                 VdImageFile *u = &g_array_index(img->files, VdImageFile, j);
                 if (u->f.writable && u->f.locked)
-                    vd_lock_fd(img->ctx, u->f.fd, &u->f.st, u->name, false, NULL);
+                    vd_lock_fd(img->ctx, u->f.lock_fd, &u->f.st, u->name, false, NULL);
             }
             return false;
         }
@@ -281,8 +310,7 @@ static void image_free(VdImage *img)
     g_array_unref(img->files);
     g_mutex_clear(&img->files_lock);
     vd_context_mem_release(img->ctx, (uint64_t)img->mem_reserved);
-    if (img->fd >= 0)
-        close(img->fd);
+    vd_file_close(img->fd);
     g_clear_pointer(&img->backing, vd_image_unref);
     g_clear_pointer(&img->snapshot_of, vd_image_unref);
     g_clear_pointer(&img->view_of, vd_image_unref);
@@ -482,7 +510,7 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
         }
     } else {
         GError *perr = NULL;
-        drv = probe_path(ctx, path, depth > 0 ? VD_FILE_MEMBER : 0, &perr);
+        drv = probe_path(ctx, path, depth > 0 ? VD_FILE_MEMBER : 0, NULL, &perr);
         if (perr != NULL) {
             g_propagate_error(error, perr);
             return NULL;

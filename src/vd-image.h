@@ -88,6 +88,9 @@ typedef struct {
 /* Probe one host path: the driver that claims it, or NULL (not an image,
  * error unset) or NULL with error (could not be read). */
 const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error);
+/* The same, and for a container (an .xz, an E01) whose image goes by its
+ * name without the container's suffix, that name in *shown (g_free). */
+const VdDriver *vd_probe_path_shown(VdContext *ctx, const char *path, char **shown, GError **error);
 
 /* Open an image and its whole backing chain. */
 VdImage *vd_image_open(VdContext *ctx, const char *path, const VdOpenOptions *opts, GError **error);

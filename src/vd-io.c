@@ -8,10 +8,14 @@
 
 #include "vd-error.h"
 #include "vd-io.h"
+#include "vd-source.h"
 
 bool vd_host_pread(int fd, const char *name, void *buf, size_t len, uint64_t offset,
                    bool zero_past_eof, GError **error)
 {
+    bool ok;
+    if (vd_source_pread(fd, name, buf, len, offset, zero_past_eof, &ok, error))
+        return ok;
     uint8_t *p = buf;
     while (len > 0) {
         if (offset > INT64_MAX) {
@@ -78,13 +82,38 @@ bool vd_host_fdatasync(int fd, const char *name, GError **error)
 
 bool vd_host_size(int fd, const char *name, uint64_t *size, GError **error)
 {
+    if (vd_source_size(fd, size))
+        return true;
     struct stat st;
     if (fstat(fd, &st) < 0) {
         vd_set_error_errno(error, errno, "%s: stat", name);
         return false;
     }
+    if (S_ISBLK(st.st_mode)) {
+        off_t end = lseek(fd, 0, SEEK_END);
+        if (end < 0) {
+            vd_set_error_errno(error, errno, "%s: size of block device", name);
+            return false;
+        }
+        *size = (uint64_t)end;
+        return true;
+    }
     *size = (uint64_t)st.st_size;
     return true;
+}
+
+off_t vd_host_lseek(int fd, off_t offset, int whence)
+{
+    int64_t r;
+    if ((whence == SEEK_DATA || whence == SEEK_HOLE) && offset >= 0 &&
+        vd_source_seek(fd, (uint64_t)offset, whence, &r))
+        return (off_t)r;
+    if (whence == SEEK_END) {
+        uint64_t size;
+        if (vd_source_size(fd, &size))
+            return (off_t)size + offset;
+    }
+    return lseek(fd, offset, whence);
 }
 
 bool vd_host_punch_hole(int fd, const char *name, uint64_t offset, uint64_t len, GError **error)

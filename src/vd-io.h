@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <glib.h>
 
@@ -20,6 +21,9 @@ bool vd_host_pwrite(int fd, const char *name, const void *buf, size_t len, uint6
                     GError **error);
 bool vd_host_fdatasync(int fd, const char *name, GError **error);
 bool vd_host_size(int fd, const char *name, uint64_t *size, GError **error);
+/* lseek(2) for SEEK_DATA, SEEK_HOLE and SEEK_END that also answers for
+ * sources (src/vd-source.h). */
+off_t vd_host_lseek(int fd, off_t offset, int whence);
 
 /* Deallocate host space (FALLOC_FL_PUNCH_HOLE); false with EOPNOTSUPP where unsupported. */
 bool vd_host_punch_hole(int fd, const char *name, uint64_t offset, uint64_t len, GError **error);

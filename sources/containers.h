@@ -1,0 +1,7 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The container table: one VD_CONTAINER(name) line per container, each
+ * sources/<name>.c defining `const VdContainer vd_<name>_container`.
+ * Included twice by src/vd-container.c, so no include guard.
+ */
+VD_CONTAINER(xz)

@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * xz: random access by the file's index (liblzma reads every stream's
+ * index, multi-stream files and padding included). A read decodes the
+ * block that holds it: blocks of up to XZ_CACHE_BLOCK are decoded whole
+ * and kept (files made by `xz -T0` have blocks of a few tens of MiB);
+ * a larger block (a single-block file, as plain `xz` writes) is decoded
+ * as a stream kept at the end of the last read, in windows of XZ_WINDOW
+ * of which the last XZ_WINDOWS are kept, so that sequential reads cost
+ * one pass even when the kernel's read-ahead asks out of order; a read
+ * behind those starts again from the block's beginning.
+ */
+#include "config.h"
+
+#include <lzma.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/vd-container.h"
+#include "src/vd-error.h"
+#include "src/vd-io.h"
+
+#define XZ_MAGIC                                                                                   \
+    "\xfd"                                                                                         \
+    "7zXZ\0"
+#define XZ_CACHE_BLOCK  (64u << 20)
+#define XZ_CACHE_SLOTS  4
+#define XZ_INDEX_MEMMAX (256u << 20)
+#define XZ_INPUT        (256u << 10)
+#define XZ_WINDOW       (1u << 20)
+#define XZ_WINDOWS      16
+
+typedef struct {
+    uint64_t start; /* uncompressed offset of the block */
+    uint64_t len;
+    uint8_t *data;
+    gint64 used;
+} XzCached;
+
+typedef struct {
+    int fd;
+    char *name;
+    lzma_index *index;
+    GMutex lock; /* guards the cache and the stream below */
+    XzCached cache[XZ_CACHE_SLOTS];
+    gint64 clock;
+    /* The stream over a block too big to cache: its decoder, where in the
+     * block it stands, and where its input goes on. */
+    lzma_stream strm;
+    lzma_block strm_blk; /* the decoder keeps a pointer to it while it runs */
+    bool strm_live;
+    uint64_t strm_block;  /* uncompressed start of its block */
+    uint64_t strm_pos;    /* uncompressed offset reached */
+    uint64_t strm_in;     /* compressed file offset of the next input */
+    uint64_t strm_in_end; /* end of the block's compressed data */
+    uint8_t *inbuf;
+    XzCached win[XZ_WINDOWS]; /* decoded windows of the streamed block */
+} XzSource;
+
+static bool xz_probe(const uint8_t *head, size_t len, uint64_t file_size)
+{
+    return len >= 6 && memcmp(head, XZ_MAGIC, 6) == 0;
+}
+
+static bool xz_read_raw(XzSource *x, void *buf, size_t len, uint64_t off, GError **error)
+{
+    return vd_host_pread(x->fd, x->name, buf, len, off, false, error);
+}
+
+static void set_lzma_error(XzSource *x, lzma_ret r, const char *what, GError **error)
+{
+    vd_set_error(error, EIO, "%s: xz %s failed (liblzma error %d)", x->name, what, (int)r);
+}
+
+/* Start a block decoder on the block iter describes. block must outlive
+ * the decoder (liblzma checks the sizes in it at the block's end). */
+static bool block_start(XzSource *x, const lzma_index_iter *it, lzma_stream *strm,
+                        lzma_block *block, lzma_filter *filters, uint64_t *in, uint64_t *in_end,
+                        GError **error)
+{
+    uint8_t hdr[LZMA_BLOCK_HEADER_SIZE_MAX];
+    uint64_t off = it->block.compressed_file_offset;
+    if (!xz_read_raw(x, hdr, 1, off, error))
+        return false;
+    memset(block, 0, sizeof *block);
+    block->version = 1;
+    block->check = it->stream.flags->check;
+    block->filters = filters;
+    block->header_size = lzma_block_header_size_decode(hdr[0]);
+    if (hdr[0] == 0 || block->header_size > sizeof hdr ||
+        !xz_read_raw(x, hdr + 1, block->header_size - 1, off + 1, error)) {
+        if (error != NULL && *error == NULL)
+            vd_set_error(error, EIO, "%s: bad xz block header at 0x%" G_GINT64_MODIFIER "x",
+                         x->name, off);
+        return false;
+    }
+    lzma_ret r = lzma_block_header_decode(block, NULL, hdr);
+    if (r == LZMA_OK)
+        r = lzma_block_compressed_size(block, it->block.unpadded_size);
+    if (r != LZMA_OK) {
+        set_lzma_error(x, r, "block header", error);
+        return false;
+    }
+    *strm = (lzma_stream)LZMA_STREAM_INIT;
+    r = lzma_block_decoder(strm, block);
+    lzma_filters_free(filters, NULL);
+    if (r != LZMA_OK) {
+        set_lzma_error(x, r, "block decoder", error);
+        return false;
+    }
+    *in = off + block->header_size;
+    *in_end = off + it->block.total_size;
+    return true;
+}
+
+/* Decode from strm into out (len bytes, NULL to skip them). */
+static bool decode_into(XzSource *x, lzma_stream *strm, uint8_t *inbuf, uint64_t *in,
+                        uint64_t in_end, uint8_t *out, uint64_t len, GError **error)
+{
+    uint8_t skip[65536];
+    while (len > 0) {
+        size_t want = (size_t)(out ? MIN(len, (uint64_t)SIZE_MAX) : MIN(len, sizeof skip));
+        strm->next_out = out ? out : skip;
+        strm->avail_out = want;
+        while (strm->avail_out > 0) {
+            if (strm->avail_in == 0 && *in < in_end) {
+                size_t n = (size_t)MIN((uint64_t)XZ_INPUT, in_end - *in);
+                if (!xz_read_raw(x, inbuf, n, *in, error))
+                    return false;
+                strm->next_in = inbuf;
+                strm->avail_in = n;
+                *in += n;
+            }
+            lzma_ret r = lzma_code(strm, LZMA_RUN);
+            if (r == LZMA_STREAM_END && strm->avail_out > 0) {
+                vd_set_error(error, EIO, "%s: xz block ends before its recorded size", x->name);
+                return false;
+            }
+            if (r != LZMA_OK && r != LZMA_STREAM_END) {
+                set_lzma_error(x, r, "decoding", error);
+                return false;
+            }
+            if (r == LZMA_OK && strm->avail_in == 0 && *in >= in_end && strm->avail_out > 0) {
+                vd_set_error(error, EIO, "%s: xz block data ends early", x->name);
+                return false;
+            }
+        }
+        size_t done = want;
+        len -= done;
+        if (out)
+            out += done;
+    }
+    return true;
+}
+
+/* A whole block, decoded (small blocks). */
+static uint8_t *decode_block(XzSource *x, const lzma_index_iter *it, GError **error)
+{
+    lzma_stream strm;
+    lzma_block block;
+    lzma_filter filters[LZMA_FILTERS_MAX + 1];
+    uint64_t in, in_end;
+    if (!block_start(x, it, &strm, &block, filters, &in, &in_end, error))
+        return NULL;
+    uint64_t n = it->block.uncompressed_size;
+    uint8_t *data = g_try_malloc(n ? n : 1);
+    g_autofree uint8_t *inbuf = g_malloc(XZ_INPUT);
+    bool ok = data != NULL && decode_into(x, &strm, inbuf, &in, in_end, data, n, error);
+    lzma_end(&strm);
+    if (data == NULL)
+        vd_set_error(error, ENOMEM, "%s: no memory for an xz block of %" G_GUINT64_FORMAT " bytes",
+                     x->name, n);
+    if (!ok)
+        g_clear_pointer(&data, g_free);
+    return data;
+}
+
+static bool read_cached(XzSource *x, const lzma_index_iter *it, uint8_t *buf, size_t len,
+                        uint64_t off, GError **error)
+{
+    uint64_t start = it->block.uncompressed_file_offset, n = it->block.uncompressed_size;
+    XzCached *hit = NULL, *victim = &x->cache[0];
+    for (unsigned i = 0; i < XZ_CACHE_SLOTS; i++) {
+        XzCached *c = &x->cache[i];
+        if (c->data != NULL && c->start == start)
+            hit = c;
+        if (c->used < victim->used)
+            victim = c;
+    }
+    if (hit == NULL) {
+        uint8_t *data = decode_block(x, it, error);
+        if (data == NULL)
+            return false;
+        g_free(victim->data);
+        *victim = (XzCached){.start = start, .len = n, .data = data};
+        hit = victim;
+    }
+    hit->used = ++x->clock;
+    memcpy(buf, hit->data + (off - start), len);
+    return true;
+}
+
+/* The stream at the start of window start (of the block iter describes),
+ * restarting it when it went past. */
+static bool stream_seek(XzSource *x, const lzma_index_iter *it, uint64_t start, GError **error)
+{
+    uint64_t block = it->block.uncompressed_file_offset;
+    if (!x->strm_live || x->strm_block != block || x->strm_pos > start) {
+        if (x->strm_live)
+            lzma_end(&x->strm);
+        x->strm_live = false;
+        lzma_filter filters[LZMA_FILTERS_MAX + 1];
+        if (!block_start(x, it, &x->strm, &x->strm_blk, filters, &x->strm_in, &x->strm_in_end,
+                         error))
+            return false;
+        x->strm_live = true;
+        x->strm_block = block;
+        x->strm_pos = block;
+    }
+    if (!decode_into(x, &x->strm, x->inbuf, &x->strm_in, x->strm_in_end, NULL, start - x->strm_pos,
+                     error)) {
+        lzma_end(&x->strm);
+        x->strm_live = false;
+        return false;
+    }
+    x->strm_pos = start;
+    return true;
+}
+
+static bool read_streamed(XzSource *x, const lzma_index_iter *it, uint8_t *buf, size_t len,
+                          uint64_t off, GError **error)
+{
+    uint64_t block = it->block.uncompressed_file_offset;
+    uint64_t bend = block + it->block.uncompressed_size;
+    while (len > 0) {
+        uint64_t wstart = block + (off - block) / XZ_WINDOW * XZ_WINDOW;
+        uint64_t wlen = MIN((uint64_t)XZ_WINDOW, bend - wstart);
+        XzCached *w = NULL, *victim = &x->win[0];
+        for (unsigned i = 0; i < XZ_WINDOWS; i++) {
+            if (x->win[i].data != NULL && x->win[i].start == wstart)
+                w = &x->win[i];
+            if (x->win[i].used < victim->used)
+                victim = &x->win[i];
+        }
+        if (w == NULL) {
+            if (!stream_seek(x, it, wstart, error))
+                return false;
+            uint8_t *data = victim->data ? victim->data : g_malloc(XZ_WINDOW);
+            victim->data = NULL;
+            if (!decode_into(x, &x->strm, x->inbuf, &x->strm_in, x->strm_in_end, data, wlen,
+                             error)) {
+                g_free(data);
+                lzma_end(&x->strm);
+                x->strm_live = false;
+                return false;
+            }
+            x->strm_pos = wstart + wlen;
+            *victim = (XzCached){.start = wstart, .len = wlen, .data = data};
+            w = victim;
+        }
+        w->used = ++x->clock;
+        size_t n = (size_t)MIN((uint64_t)len, wstart + wlen - off);
+        memcpy(buf, w->data + (off - wstart), n);
+        buf += n;
+        off += n;
+        len -= n;
+    }
+    return true;
+}
+
+static bool xz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError **error)
+{
+    XzSource *x = opaque;
+    uint8_t *p = buf;
+    bool ok = true;
+    g_mutex_lock(&x->lock);
+    while (len > 0 && ok) {
+        lzma_index_iter it;
+        lzma_index_iter_init(&it, x->index);
+        if (lzma_index_iter_locate(&it, off)) {
+            vd_set_error(error, EIO, "%s: offset 0x%" G_GINT64_MODIFIER "x is in no xz block",
+                         x->name, off);
+            ok = false;
+            break;
+        }
+        uint64_t bend = it.block.uncompressed_file_offset + it.block.uncompressed_size;
+        size_t n = (size_t)MIN((uint64_t)len, bend - off);
+        ok = it.block.uncompressed_size <= XZ_CACHE_BLOCK ? read_cached(x, &it, p, n, off, error)
+                                                          : read_streamed(x, &it, p, n, off, error);
+        p += n;
+        off += n;
+        len -= n;
+    }
+    g_mutex_unlock(&x->lock);
+    return ok;
+}
+
+static void xz_close(void *opaque)
+{
+    XzSource *x = opaque;
+    for (unsigned i = 0; i < XZ_CACHE_SLOTS; i++)
+        g_free(x->cache[i].data);
+    for (unsigned i = 0; i < XZ_WINDOWS; i++)
+        g_free(x->win[i].data);
+    if (x->strm_live)
+        lzma_end(&x->strm);
+    lzma_index_end(x->index, NULL);
+    g_mutex_clear(&x->lock);
+    g_free(x->inbuf);
+    g_free(x->name);
+    close(x->fd);
+    g_free(x);
+}
+
+static const VdSourceOps xz_ops = {
+    .name = "xz",
+    .pread = xz_pread,
+    .close = xz_close,
+};
+
+/* Every stream's index, read the way liblzma asks (it seeks backwards
+ * from the end of the file). */
+static lzma_index *read_index(int fd, const char *name, uint64_t file_size, GError **error)
+{
+    lzma_stream strm = LZMA_STREAM_INIT;
+    lzma_index *idx = NULL;
+    lzma_ret r = lzma_file_info_decoder(&strm, &idx, XZ_INDEX_MEMMAX, file_size);
+    g_autofree uint8_t *buf = g_malloc(XZ_INPUT);
+    uint64_t pos = 0;
+    while (r == LZMA_OK) {
+        if (strm.avail_in == 0) {
+            size_t n = (size_t)MIN((uint64_t)XZ_INPUT, file_size - MIN(pos, file_size));
+            if (n == 0 || !vd_host_pread(fd, name, buf, n, pos, false, error)) {
+                lzma_end(&strm);
+                if (error != NULL && *error == NULL)
+                    vd_set_error(error, EIO, "%s: the xz index runs past the end", name);
+                return NULL;
+            }
+            strm.next_in = buf;
+            strm.avail_in = n;
+            pos += n;
+        }
+        r = lzma_code(&strm, LZMA_RUN);
+        if (r == LZMA_SEEK_NEEDED) {
+            pos = strm.seek_pos;
+            strm.avail_in = 0;
+            r = LZMA_OK;
+        }
+    }
+    lzma_end(&strm);
+    if (r != LZMA_STREAM_END) {
+        vd_set_error(error, EIO, "%s: not a usable xz file (liblzma error %d%s)", name, (int)r,
+                     r == LZMA_MEMLIMIT_ERROR ? ": its index is too large" : "");
+        if (idx != NULL)
+            lzma_index_end(idx, NULL);
+        return NULL;
+    }
+    return idx;
+}
+
+static bool xz_open(VdContext *ctx, int fd, const char *path, const char *name,
+                    const VdSourceOps **ops, void **opaque, uint64_t *size, GError **error)
+{
+    uint64_t file_size;
+    lzma_index *idx = NULL;
+    if (!vd_host_size(fd, name, &file_size, error) ||
+        (idx = read_index(fd, name, file_size, error)) == NULL) {
+        close(fd);
+        return false;
+    }
+    XzSource *x = g_new0(XzSource, 1);
+    x->fd = fd;
+    x->name = g_strdup(name);
+    x->index = idx;
+    x->inbuf = g_malloc(XZ_INPUT);
+    g_mutex_init(&x->lock);
+    *ops = &xz_ops;
+    *opaque = x;
+    *size = lzma_index_uncompressed_size(idx);
+    return true;
+}
+
+const VdContainer vd_xz_container = {
+    .name = "xz",
+    .suffix = ".xz",
+    .probe = xz_probe,
+    .open = xz_open,
+};

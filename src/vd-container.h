@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Containers: files that hold a disk image (or any image file) rather
+ * than being one - compressed streams, EWF evidence files. Each is a
+ * source (src/vd-source.h) under the formats: vd_file_open() recognises
+ * a container by its magic and hands out the source's descriptor, so a
+ * qcow2 inside an .xz, or a raw disk inside an E01, is opened like any
+ * other file. The table is sources/containers.h, one VD_CONTAINER(name)
+ * line each, after the driver table's model.
+ */
+#ifndef VD_CONTAINER_H
+#define VD_CONTAINER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+#include "vd-context.h"
+#include "vd-source.h"
+
+#define VD_CONTAINER_HEAD 512
+
+typedef struct VdContainer {
+    const char *name;   /* "xz" */
+    const char *suffix; /* ".xz": the image is shown without it, where that name is free */
+    /* Whether the first bytes (up to VD_CONTAINER_HEAD) are this container's. */
+    bool (*probe)(const uint8_t *head, size_t len, uint64_t file_size);
+    /* Take fd (read-only, the container file at path) and describe what it
+     * holds: its size and the operations that read it. fd is the source's
+     * from then on (closed by ops->close), also when open fails. */
+    bool (*open)(VdContext *ctx, int fd, const char *path, const char *name,
+                 const VdSourceOps **ops, void **opaque, uint64_t *size, GError **error);
+} VdContainer;
+
+extern const VdContainer *const vd_containers[];
+
+/* The container whose magic head (len bytes) has, or NULL. */
+const VdContainer *vd_container_probe(const uint8_t *head, size_t len, uint64_t file_size);
+
+/* The name a container file is shown under: without its container's
+ * suffix when it has one (g_free), else NULL. */
+char *vd_container_shown_name(const VdContainer *c, const char *basename);
+
+#endif

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Sources: what a format reads its bytes from when they are not a plain
+ * host file - a member of a tar archive, a compressed stream, EWF evidence
+ * segments. Formats read through host file descriptors (vd_host_pread,
+ * vd_host_size, vd_host_seek_data); a source is reached through a
+ * descriptor of its own, an O_PATH descriptor of the container file (so
+ * that fstat tells the container's owner, mode and times, and a read that
+ * bypassed this layer would fail rather than read the container's raw
+ * bytes), and those functions send its reads here. So every format reads
+ * from every source without knowing it, and plain files keep their
+ * zero-copy path: a source that holds its bytes as they are says where
+ * (vd_source_host_range), the others are copied from.
+ *
+ * Sources are read-only. The descriptor must be closed with vd_file_close
+ * (src/vd-file.h), which forgets the source first.
+ */
+#ifndef VD_SOURCE_H
+#define VD_SOURCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+typedef struct {
+    const char *name; /* "xz", "tar member"... */
+    /* Read len bytes at off (< size, off + len <= size). */
+    bool (*pread)(void *opaque, void *buf, size_t len, uint64_t off, GError **error);
+    /* Optional: whether [off, off+len) reads as zeros as far as is known
+     * cheaply; *run is how far from off the answer holds (> 0). */
+    bool (*is_zero)(void *opaque, uint64_t off, uint64_t len, bool *zero, uint64_t *run);
+    /* Optional: where [off, off+len) lies as it is in a host file: that
+     * file's descriptor and *host_off, or -1. */
+    int (*host_range)(void *opaque, uint64_t off, uint64_t len, uint64_t *host_off);
+    void (*close)(void *opaque);
+} VdSourceOps;
+
+/* Register a source of size bytes behind the descriptor fd (an O_PATH of
+ * the container); the source owns opaque from now on. */
+void vd_source_attach(int fd, const VdSourceOps *ops, void *opaque, uint64_t size);
+/* Forget fd's source (closing it), if it has one. */
+void vd_source_detach(int fd);
+
+/* Whether fd is a source's. */
+bool vd_source_is(int fd);
+
+/* The dispatch points used by vd-io.c: true when fd is a source's, and
+ * then *ok is what the operation returned. */
+bool vd_source_pread(int fd, const char *name, void *buf, size_t len, uint64_t offset,
+                     bool zero_past_eof, bool *ok, GError **error);
+bool vd_source_size(int fd, uint64_t *size);
+/* SEEK_DATA/SEEK_HOLE over a source: -1 with errno (ENXIO) like lseek. */
+bool vd_source_seek(int fd, uint64_t offset, int whence, int64_t *result);
+int vd_source_host_range(int fd, uint64_t off, uint64_t len, uint64_t *host_off);
+
+#endif
