@@ -42,7 +42,13 @@ void guard_patch_be32(const char *path, uint64_t off, uint32_t v)
 void guard_expect_refused(VdContext *ctx, const char *path, const char *why, const uint64_t *offs,
                           size_t n)
 {
-    g_autoptr(GBytes) before = guard_file_bytes(path);
+    guard_expect_refused_in(ctx, path, path, why, offs, n);
+}
+
+void guard_expect_refused_in(VdContext *ctx, const char *path, const char *watch, const char *why,
+                             const uint64_t *offs, size_t n)
+{
+    g_autoptr(GBytes) before = guard_file_bytes(watch);
     g_autoptr(GError) err = NULL;
     VdOpenOptions ro = {.read_only = true}, rw = {.read_only = false};
     {
@@ -73,6 +79,6 @@ void guard_expect_refused(VdContext *ctx, const char *path, const char *why, con
     for (size_t i = 0; i < n; i++)
         g_assert_true(vd_image_pread(img, buf, sizeof buf, offs[i], &err));
     g_assert_no_error(err);
-    g_autoptr(GBytes) after = guard_file_bytes(path);
+    g_autoptr(GBytes) after = guard_file_bytes(watch);
     g_assert_true(g_bytes_equal(before, after));
 }

@@ -28,5 +28,8 @@ void guard_patch_be32(const char *path, uint64_t off, uint32_t v);
  */
 void guard_expect_refused(VdContext *ctx, const char *path, const char *why, const uint64_t *offs,
                           size_t n);
+/* The same for an image of several files, watch the one that must not change. */
+void guard_expect_refused_in(VdContext *ctx, const char *path, const char *watch, const char *why,
+                             const uint64_t *offs, size_t n);
 
 #endif
