@@ -14,6 +14,7 @@
 #include "formats/qcow2.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
+#include "src/vd-file.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
 #include "src/vd-log.h"
@@ -217,43 +218,13 @@ static bool open_data_file(Qcow2State *s, VdImage *img, GError **error)
                      "%s: uses an external data file but does not name it in the header", s->name);
         return false;
     }
-    g_autofree char *joined = NULL;
-    if (g_path_is_absolute(s->data_file)) {
-        joined = g_strdup(s->data_file);
-    } else {
-        g_autofree char *dir = g_path_get_dirname(img->path);
-        joined = g_build_filename(dir, s->data_file, NULL);
-    }
-    char *real = realpath(joined, NULL);
-    if (real == NULL) {
-        vd_set_error_errno(error, errno, "%s: data file %s", s->name, s->data_file);
+    /* Confined like backing files, never blocking, locked like the image. */
+    s->data_file_path = vd_image_sibling_path(img, s->data_file);
+    int fd = vd_image_open_member(img, s->data_file_path, "data file", VD_FILE_WRITE, error);
+    if (fd < 0)
         return false;
-    }
-    s->data_file_path = g_strdup(real);
-    free(real);
-    VdContext *ctx = img->ctx;
-    if (ctx->backing_policy == VD_BACKING_CONFINED && ctx->root != NULL) {
-        size_t n = strlen(ctx->root);
-        if (!(strncmp(s->data_file_path, ctx->root, n) == 0 && s->data_file_path[n] == '/')) {
-            vd_set_error(error, EACCES,
-                         "%s: data file %s resolves outside the image directory "
-                         "(use -o backing=any to allow it)",
-                         s->name, s->data_file);
-            return false;
-        }
-    }
-    int fd = open(s->data_file_path, (img->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (fd < 0 && !img->read_only && (errno == EACCES || errno == EROFS || errno == EPERM)) {
-        img->read_only = true;
-        fd = open(s->data_file_path, O_RDONLY | O_CLOEXEC);
-    }
-    if (fd < 0) {
-        vd_set_error_errno(error, errno, "%s: data file %s", s->name, s->data_file);
-        return false;
-    }
     s->data_fd = fd;
     s->own_data_fd = true;
-    vd_image_add_member(img, s->data_file_path);
     return true;
 }
 

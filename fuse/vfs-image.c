@@ -25,6 +25,8 @@ static void image_free(VfsImage *vi)
     g_clear_pointer(&vi->snapshots, g_ptr_array_unref);
     g_clear_pointer(&vi->snap_names, g_ptr_array_unref);
     g_free(vi->error);
+    g_clear_pointer(&vi->peek_members, g_ptr_array_unref);
+    g_free(vi->peek_error);
     g_free(vi->relpath);
     g_mutex_clear(&vi->lock);
     g_free(vi);
@@ -115,6 +117,44 @@ static void register_members(VfsFs *fs, VdImage *img)
     g_mutex_unlock(&fs->lock);
 }
 
+void vfs_image_peek_locked(VfsImage *vi)
+{
+    VfsFs *fs = ((VfsImagePriv *)vi)->fs;
+    g_autofree char *host = vfs_host_path(fs, vi->relpath);
+    struct stat st;
+    if (stat(host, &st) < 0)
+        return;
+    if (vi->peeked && vi->peek_fsize == st.st_size && vi->peek_mtime.tv_sec == st.st_mtim.tv_sec &&
+        vi->peek_mtime.tv_nsec == st.st_mtim.tv_nsec)
+        return;
+    vi->peeked = true;
+    vi->peek_mtime = st.st_mtim;
+    vi->peek_fsize = st.st_size;
+    g_clear_pointer(&vi->peek_members, g_ptr_array_unref);
+    GError *err = NULL;
+    VdImage *img = vd_image_peek(fs->ctx, host, &err);
+    if (img == NULL) {
+        /* Logged once per change of the file, not once per listing. */
+        if (g_strcmp0(vi->peek_error, err->message) != 0)
+            g_warning("%s", err->message);
+        g_free(vi->peek_error);
+        vi->peek_error = g_strdup(err->message);
+        vi->peek_size = 0;
+        vi->peek_read_only = true;
+        g_error_free(err);
+        return;
+    }
+    g_clear_pointer(&vi->peek_error, g_free);
+    vi->peek_size = vd_image_size(img);
+    vi->peek_read_only = img->format_read_only;
+    if (img->members != NULL)
+        vi->peek_members = g_ptr_array_ref(img->members);
+    register_members(fs, img);
+    vd_image_unref(img);
+}
+
+static void reap_unused_now(VfsFs *fs, VfsImage *except);
+
 /* Called with vi->lock held. */
 static void image_open_locked(VfsImage *vi)
 {
@@ -127,6 +167,12 @@ static void image_open_locked(VfsImage *vi)
     VdOpenOptions o = {.read_only = true};
     GError *err = NULL;
     vi->img = vd_image_open(fs->ctx, host, &o, &err);
+    if (vi->img == NULL && vd_error_errno(err) == ENOMEM) {
+        /* Over the memory budget: make room by closing idle images. */
+        g_clear_error(&err);
+        reap_unused_now(fs, vi);
+        vi->img = vd_image_open(fs->ctx, host, &o, &err);
+    }
     if (vi->img == NULL) {
         /* EACCES for a missing key; EIO for every other reason, which is in
          * the log and user.vdiskfs.error (a listed file is not ENOENT). */

@@ -26,6 +26,9 @@ static GPtrArray *image_xattrs(VfsFs *fs, VfsNode *node)
         img = vi ? vfs_image_acquire(vi, &err) : NULL;
     } else if (node->kind == VFS_NODE_SNAPFILE) {
         img = vfs_snapshot_acquire(fs, node->relpath, node->snap_name, &err);
+    } else {
+        vfs_part_xattrs(fs, node, kv);
+        return kv;
     }
     if (img != NULL) {
         ADD("format", "%s", img->driver->name);
@@ -49,11 +52,16 @@ static GPtrArray *image_xattrs(VfsFs *fs, VfsNode *node)
             ADD("snapshot_count", "%u", vi->snap_names ? vi->snap_names->len : 0);
             g_mutex_unlock(&vi->lock);
         }
+        /* Corruption met while serving reads or writes. */
+        g_autofree char *io_error = vd_image_last_error(img);
+        if (io_error != NULL)
+            ADD("error", "%s", io_error);
         vd_image_unref(img);
     } else if (vi != NULL) {
         g_mutex_lock(&vi->lock);
-        if (vi->error != NULL)
-            ADD("error", "%s", vi->error);
+        const char *why = vi->error ? vi->error : vi->peek_error;
+        if (why != NULL)
+            ADD("error", "%s", why);
         g_mutex_unlock(&vi->lock);
     }
 #undef ADD

@@ -26,7 +26,9 @@ typedef struct {
     char *raw_ext;
     char *keyfile;
     char *backing;
+    char *symlinks;
     char *cache_size;
+    char *mem_budget;
     char *splice_min;
     double attr_timeout;
     int force_share;
@@ -47,7 +49,9 @@ static const struct fuse_opt vdfs_opts[] = {
     VDFS_OPT("raw_ext=%s", raw_ext, 0),
     VDFS_OPT("keyfile=%s", keyfile, 0),
     VDFS_OPT("backing=%s", backing, 0),
+    VDFS_OPT("symlinks=%s", symlinks, 0),
     VDFS_OPT("cache_size=%s", cache_size, 0),
+    VDFS_OPT("mem_budget=%s", mem_budget, 0),
     VDFS_OPT("splice_min=%s", splice_min, 0),
     VDFS_OPT("attr_timeout=%lf", attr_timeout, 0),
     VDFS_OPT("force_share", force_share, 1),
@@ -83,7 +87,9 @@ static void usage(const char *prog)
     printf("usage: %s [options] IMAGEDIR MOUNTPOINT\n\n"
            "Shows every disk image in IMAGEDIR (qcow2, VMDK, VHD, VHDX, VDI, raw, ...)\n"
            "as a flat raw file under MOUNTPOINT; internal snapshots appear read-only\n"
-           "under MOUNTPOINT/.snapshots/.\n\n"
+           "under MOUNTPOINT/.snapshots/, and each partition of an image as\n"
+           "MOUNTPOINT/.partitions/IMAGE/pN (pN numbered as Linux does; snapshots'\n"
+           "under .partitions/.snapshots/IMAGE/SNAPSHOT/pN).\n\n"
            "vdiskfs options:\n"
            "    -o ro                  read-only (the default)\n"
            "    -o rw                  allow writes to images that can be written\n"
@@ -94,9 +100,18 @@ static void usage(const char *prog)
            "    -o keyfile=PATH        passphrases for encrypted images: a key file\n"
            "                           with one [image/path] group and passphrase=\n"
            "                           per image; must be mode 0600\n"
-           "    -o backing=confined|any  backing files must lie inside IMAGEDIR\n"
-           "                           (confined, the default) or anywhere\n"
+           "    -o backing=confined|any  backing files and the files named inside\n"
+           "                           images (extents, data files) must lie inside\n"
+           "                           IMAGEDIR (confined, the default) or anywhere\n"
+           "    -o symlinks=confined|any  images that are symlinks resolving outside\n"
+           "                           IMAGEDIR are hidden (confined, the default) or\n"
+           "                           shown (any: other users may then read files\n"
+           "                           outside IMAGEDIR through allow_other)\n"
            "    -o cache_size=BYTES    metadata cache per image (default %u)\n"
+           "    -o mem_budget=BYTES    tables (L1, BAT, block maps) of all open\n"
+           "                           images together (default 1G; 0 unbounded):\n"
+           "                           idle images close to make room, and an image\n"
+           "                           that still does not fit fails to open\n"
            "    -o splice_min=BYTES    hand host file ranges to the kernel (splice)\n"
            "                           for reads of at least BYTES; 0 (default)\n"
            "                           always copies\n"
@@ -104,8 +119,9 @@ static void usage(const char *prog)
            "    -o idle_timeout=SECS   close images unused for SECS seconds (60; 0 never)\n"
            "    -o read_ahead=KB       the mount's kernel read-ahead (1024; 0 leaves the\n"
            "                           kernel's 128)\n"
-           "    -o force_share         take no QEMU-compatible image locks (like\n"
-           "                           qemu-img -U): read images QEMU is writing\n\n",
+           "    -o force_share         read without QEMU-compatible image locks (like\n"
+           "                           qemu-img -U): read images QEMU is writing;\n"
+           "                           writing still needs the locks\n\n",
            prog, VD_DEFAULT_RAW_EXTENSIONS, VD_DEFAULT_METADATA_CACHE);
 }
 
@@ -191,7 +207,22 @@ static VdContext *make_context(VdfsConfig *cfg)
             goto fail;
         }
     }
+    if (cfg->symlinks != NULL) {
+        if (strcmp(cfg->symlinks, "confined") == 0) {
+            ctx->symlink_policy = VD_BACKING_CONFINED;
+        } else if (strcmp(cfg->symlinks, "any") == 0) {
+            ctx->symlink_policy = VD_BACKING_ANY;
+        } else {
+            vd_set_error(&err, EINVAL, "-o symlinks=%s: expected 'confined' or 'any'",
+                         cfg->symlinks);
+            goto fail;
+        }
+    }
     if (cfg->cache_size && !parse_size("cache_size", cfg->cache_size, &ctx->metadata_cache_bytes)) {
+        vd_context_unref(ctx);
+        return NULL;
+    }
+    if (cfg->mem_budget && !parse_size("mem_budget", cfg->mem_budget, &ctx->mem_budget)) {
         vd_context_unref(ctx);
         return NULL;
     }
@@ -345,7 +376,9 @@ out:
     g_free(cfg.raw_ext);
     g_free(cfg.keyfile);
     g_free(cfg.backing);
+    g_free(cfg.symlinks);
     g_free(cfg.cache_size);
+    g_free(cfg.mem_budget);
     g_free(cfg.splice_min);
     fuse_opt_free_args(&args);
     return ret;
