@@ -67,6 +67,8 @@ void guard_expect_refused_in(VdContext *ctx, const char *path, const char *watch
         g_assert_false(vd_image_pwrite(img, pat, sizeof pat, offs[i], &err));
         g_assert_error(err, VD_ERROR, EIO);
         g_test_message("write at 0x%" G_GINT64_MODIFIER "x: %s", offs[i], err->message);
+        /* As the filesystem does: neither logged again nor kept over the reason. */
+        vd_image_record_error(img, err);
         g_clear_error(&err);
     }
     g_assert_false(vd_image_write_zeroes(img, 0, 4096, 0, &err));
@@ -75,6 +77,7 @@ void guard_expect_refused_in(VdContext *ctx, const char *path, const char *watch
     g_autofree char *last = vd_image_last_error(img);
     g_assert_nonnull(last);
     g_assert_true(g_pattern_match_simple(why, last));
+    g_assert_null(strstr(last, "image is marked corrupt"));
     uint8_t buf[4096];
     for (size_t i = 0; i < n; i++)
         g_assert_true(vd_image_pread(img, buf, sizeof buf, offs[i], &err));

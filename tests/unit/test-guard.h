@@ -22,7 +22,8 @@ void guard_patch_be32(const char *path, uint64_t off, uint32_t v);
 /*
  * path opens read-only without a word, and read-write marked corrupt with
  * one warning that matches why (a g_pattern_match_simple pattern), which
- * is also the image's last error. A 4 KiB write at each of offs and a
+ * is also the image's last error, whatever the refused writes then pass
+ * to vd_image_record_error. A 4 KiB write at each of offs and a
  * write_zeroes at offset 0 fail with EIO, reads at offs still work, and
  * the file is byte for byte what it was.
  */
