@@ -168,39 +168,30 @@ static bool parse_header(VdImage *img, BochsState *s, const uint8_t *h, GError *
     return true;
 }
 
-static bool bochs_open(VdImage *img, GError **error)
+/* The header, the catalog's place and, for redologs, the base image's
+ * name (*parent, g_free): what open and peek share. */
+static bool read_header(VdImage *img, BochsState *s, char **parent, GError **error)
 {
     uint8_t h[BOCHS_HEADER_SIZE];
-    uint64_t file_size;
-    if (!vd_host_size(img->fd, img->name, &file_size, error))
+    if (!vd_host_size(img->fd, img->name, &s->file_size, error))
         return false;
-    if (file_size < BOCHS_HEADER_SIZE) {
+    if (s->file_size < BOCHS_HEADER_SIZE) {
         vd_set_error(error, EIO, "%s: too small for a Bochs header", img->name);
         return false;
     }
     if (!vd_host_pread(img->fd, img->name, h, sizeof h, 0, false, error))
         return false;
-    g_autofree uint8_t *raw = NULL;
-    BochsState *s = g_new0(BochsState, 1);
-    img->opaque = s;
-    s->file_size = file_size;
-    bool ok = false;
     if (!parse_header(img, s, h, error))
-        goto out;
+        return false;
     uint64_t cat_bytes = (uint64_t)s->catalog_len * 4;
-    if (!vd_range_within(s->header_size, cat_bytes, file_size)) {
+    if (!vd_range_within(s->header_size, cat_bytes, s->file_size)) {
         vd_set_error(error, EIO,
                      "%s: catalog (%" PRIu32 " entries at 0x%" PRIx32
                      ") lies past the end of the file",
                      img->name, s->catalog_len, s->header_size);
-        goto out;
+        return false;
     }
-    raw = g_malloc(cat_bytes);
-    if (!vd_host_pread(img->fd, img->name, raw, cat_bytes, s->header_size, false, error))
-        goto out;
-    s->catalog = g_new(uint32_t, s->catalog_len);
-    for (uint32_t i = 0; i < s->catalog_len; i++)
-        s->catalog[i] = vd_le32(raw + 4 * (uint64_t)i);
+    *parent = NULL;
     if (s->kind != BOCHS_GROWING) {
         /* Bochs keeps a redolog beside its base, named <base>.redolog. */
         const char *base = strrchr(img->path, '/') ? strrchr(img->path, '/') + 1 : img->path;
@@ -210,16 +201,44 @@ static bool bochs_open(VdImage *img, GError **error)
                          "%s: %s redolog whose name does not end in \"%s\": cannot tell its base "
                          "image",
                          img->name, kind_names[s->kind], BOCHS_REDOLOG_SUFFX);
-            goto out;
+            return false;
         }
-        g_autofree char *parent = g_strndup(base, strlen(base) - strlen(BOCHS_REDOLOG_SUFFX));
-        vd_image_set_backing(img, parent, NULL);
+        *parent = g_strndup(base, strlen(base) - strlen(BOCHS_REDOLOG_SUFFX));
     }
+    return true;
+}
+
+static bool bochs_open(VdImage *img, GError **error)
+{
+    g_autofree uint8_t *raw = NULL;
+    g_autofree char *parent = NULL;
+    BochsState *s = g_new0(BochsState, 1);
+    img->opaque = s;
+    bool ok = false;
+    if (!read_header(img, s, &parent, error))
+        goto out;
+    uint64_t cat_bytes = (uint64_t)s->catalog_len * 4;
+    raw = g_malloc(cat_bytes);
+    if (!vd_host_pread(img->fd, img->name, raw, cat_bytes, s->header_size, false, error))
+        goto out;
+    s->catalog = g_new(uint32_t, s->catalog_len);
+    for (uint32_t i = 0; i < s->catalog_len; i++)
+        s->catalog[i] = vd_le32(raw + 4 * (uint64_t)i);
+    if (parent != NULL)
+        vd_image_set_backing(img, parent, NULL);
     ok = true;
 out:
     if (!ok)
         bochs_close(img);
     return ok;
+}
+
+/* The header alone: the catalog is neither read nor allocated. */
+static bool bochs_peek(VdImage *img, GError **error)
+{
+    BochsState s = {0};
+    g_autofree char *parent = NULL;
+    return read_header(img, &s, &parent, error);
 }
 
 /* Where extent idx is stored (0: not allocated). */
@@ -310,6 +329,7 @@ const VdDriver vd_bochs_driver = {
     .probe = bochs_probe,
     .open = bochs_open,
     .close = bochs_close,
+    .peek = bochs_peek,
     .block_status = bochs_block_status,
     .describe = bochs_describe,
 };

@@ -60,13 +60,13 @@ static void cloop_close(VdImage *img)
     img->opaque = NULL;
 }
 
-static bool cloop_open(VdImage *img, GError **error)
+/* The header and the offset table's place: what open and peek share. */
+static bool read_header(VdImage *img, CloopState *s, uint64_t *file_size, GError **error)
 {
     uint8_t h[CLOOP_HEADER];
-    uint64_t file_size;
-    if (!vd_host_size(img->fd, img->name, &file_size, error))
+    if (!vd_host_size(img->fd, img->name, file_size, error))
         return false;
-    if (file_size < CLOOP_HEADER) {
+    if (*file_size < CLOOP_HEADER) {
         vd_set_error(error, EIO, "%s: too small for a cloop header", img->name);
         return false;
     }
@@ -79,23 +79,33 @@ static bool cloop_open(VdImage *img, GError **error)
                      other ? "unsupported cloop version (only V2.0 is)" : "no cloop V2.0 header");
         return false;
     }
-    g_autofree uint8_t *raw = NULL;
-    CloopState *s = g_new0(CloopState, 1);
-    img->opaque = s;
-    bool ok = false;
     s->block_size = vd_be32(h + 128);
     s->n_blocks = vd_be32(h + 132);
     if (s->block_size == 0 || s->block_size % 512 != 0 || s->block_size > CLOOP_MAX_BLOCK) {
         vd_set_error(error, EIO, "%s: block size %" PRIu32 " is invalid", img->name, s->block_size);
-        goto out;
+        return false;
     }
     uint64_t table = ((uint64_t)s->n_blocks + 1) * 8;
-    if (s->n_blocks > CLOOP_MAX_BLOCKS || !vd_range_within(CLOOP_HEADER, table, file_size)) {
+    if (s->n_blocks > CLOOP_MAX_BLOCKS || !vd_range_within(CLOOP_HEADER, table, *file_size)) {
         vd_set_error(error, EIO,
                      "%s: offset table for %" PRIu32 " blocks lies past the end of the file",
                      img->name, s->n_blocks);
-        goto out;
+        return false;
     }
+    img->size = (uint64_t)s->n_blocks * s->block_size;
+    return true;
+}
+
+static bool cloop_open(VdImage *img, GError **error)
+{
+    uint64_t file_size;
+    g_autofree uint8_t *raw = NULL;
+    CloopState *s = g_new0(CloopState, 1);
+    img->opaque = s;
+    bool ok = false;
+    if (!read_header(img, s, &file_size, error))
+        goto out;
+    uint64_t table = ((uint64_t)s->n_blocks + 1) * 8;
     raw = g_malloc(table);
     if (!vd_host_pread(img->fd, img->name, raw, table, CLOOP_HEADER, false, error))
         goto out;
@@ -120,7 +130,6 @@ static bool cloop_open(VdImage *img, GError **error)
             goto out;
         }
     }
-    img->size = (uint64_t)s->n_blocks * s->block_size;
     img->decode_unit = s->block_size;
     s->cache = ro_cache_new(img->ctx->decode_cache_bytes, s->block_size);
     ok = true;
@@ -128,6 +137,14 @@ out:
     if (!ok)
         cloop_close(img);
     return ok;
+}
+
+/* The header alone: the offset table is neither read nor allocated. */
+static bool cloop_peek(VdImage *img, GError **error)
+{
+    CloopState s = {0};
+    uint64_t file_size;
+    return read_header(img, &s, &file_size, error);
 }
 
 static bool cloop_block_status(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
@@ -216,6 +233,7 @@ const VdDriver vd_cloop_driver = {
     .probe = cloop_probe,
     .open = cloop_open,
     .close = cloop_close,
+    .peek = cloop_peek,
     .pread = cloop_pread,
     .block_status = cloop_block_status,
     .describe = cloop_describe,

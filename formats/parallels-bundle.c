@@ -137,16 +137,11 @@ static bool open_layer(VdImage *img, const PrlDescImage *im, bool writable, PrlH
     return prl_hds_open(h, fd, true, name, error);
 }
 
-/* Open the layers of every storage for the chain from top_guid (NULL: the
- * current top) down. writable: the top layers read-write. */
-static PrlBundle *bundle_load(VdImage *img, int dirfd, const char *top_guid, bool *writable,
-                              GError **error)
+/* What the descriptor must say for the disk to be read, before any layer
+ * file is opened: the image chain from top_guid (NULL: the current top). */
+static GPtrArray *descriptor_chain(VdImage *img, const PrlDescriptor *d, const char *top_guid,
+                                   GError **error)
 {
-    g_autoptr(PrlBundle) b = g_new0(PrlBundle, 1);
-    b->desc = read_descriptor(dirfd, NULL, img->name, error);
-    if (b->desc == NULL)
-        return NULL;
-    PrlDescriptor *d = b->desc;
     if (d->encryption_engine != NULL && d->encryption_engine[0] != '\0' &&
         g_ascii_strcasecmp(d->encryption_engine, PRL_NULL_GUID) != 0) {
         vd_set_error(error, ENOTSUP, "%s: encrypted Parallels disks are not supported", img->name);
@@ -157,44 +152,77 @@ static PrlBundle *bundle_load(VdImage *img, int dirfd, const char *top_guid, boo
                      d->logic_sector_size);
         return NULL;
     }
-    g_autoptr(GPtrArray) chain = prl_descriptor_chain(d, top_guid, img->name, error);
+    return prl_descriptor_chain(d, top_guid, img->name, error);
+}
+
+/* Storage i as bytes [*start, *end) of the disk, the storages before it
+ * ending at pos: storages are in disk order, contiguous, covering it. */
+static bool storage_range(VdImage *img, const PrlDescriptor *d, guint i, uint64_t pos,
+                          uint64_t *start, uint64_t *end, GError **error)
+{
+    const PrlDescStorage *ds = g_ptr_array_index(d->storages, i);
+    uint64_t disk = d->disk_size * 512;
+    if (ds->start * 512 != pos || pos >= disk) {
+        vd_set_error(error, EIO,
+                     "%s: storage %u starts at sector %" G_GUINT64_FORMAT
+                     ", not at sector %" G_GUINT64_FORMAT " of the %" G_GUINT64_FORMAT
+                     "-sector disk",
+                     img->name, i, ds->start, pos / 512, d->disk_size);
+        return false;
+    }
+    if (i + 1 == d->storages->len && ds->end * 512 < disk) {
+        vd_set_error(error, EIO,
+                     "%s: storages end at sector %" G_GUINT64_FORMAT
+                     ", short of the %" G_GUINT64_FORMAT "-sector disk",
+                     img->name, ds->end, d->disk_size);
+        return false;
+    }
+    *start = pos;
+    *end = vd_min_u64(ds->end * 512, disk);
+    return true;
+}
+
+/* The descriptor's image of storage i for chain element j. */
+static const PrlDescImage *chain_image(VdImage *img, const PrlDescriptor *d, guint i,
+                                       GPtrArray *chain, guint j, GError **error)
+{
+    const PrlDescImage *im =
+        storage_image(g_ptr_array_index(d->storages, i), g_ptr_array_index(chain, j));
+    if (im == NULL)
+        vd_set_error(error, EIO, "%s: storage %u has no image %s", img->name, i,
+                     (char *)g_ptr_array_index(chain, j));
+    return im;
+}
+
+/* Open the layers of every storage for the chain from top_guid (NULL: the
+ * current top) down. writable: the top layers read-write. */
+static PrlBundle *bundle_load(VdImage *img, int dirfd, const char *top_guid, bool *writable,
+                              GError **error)
+{
+    g_autoptr(PrlBundle) b = g_new0(PrlBundle, 1);
+    b->desc = read_descriptor(dirfd, NULL, img->name, error);
+    if (b->desc == NULL)
+        return NULL;
+    PrlDescriptor *d = b->desc;
+    g_autoptr(GPtrArray) chain = descriptor_chain(img, d, top_guid, error);
     if (chain == NULL)
         return NULL;
     b->top_guid = g_strdup(g_ptr_array_index(chain, 0));
 
-    /* Storages in disk order, contiguous, covering the disk. */
     b->nstorages = d->storages->len;
     b->storages = g_new0(PrlStorage, b->nstorages);
-    uint64_t disk = d->disk_size * 512, pos = 0;
+    uint64_t pos = 0;
     for (guint i = 0; i < b->nstorages; i++) {
         const PrlDescStorage *ds = g_ptr_array_index(d->storages, i);
-        if (ds->start * 512 != pos || pos >= disk) {
-            vd_set_error(error, EIO,
-                         "%s: storage %u starts at sector %" G_GUINT64_FORMAT
-                         ", not at sector %" G_GUINT64_FORMAT " of the %" G_GUINT64_FORMAT
-                         "-sector disk",
-                         img->name, i, ds->start, pos / 512, d->disk_size);
-            return NULL;
-        }
-        if (i + 1 == b->nstorages && ds->end * 512 < disk) {
-            vd_set_error(error, EIO,
-                         "%s: storages end at sector %" G_GUINT64_FORMAT
-                         ", short of the %" G_GUINT64_FORMAT "-sector disk",
-                         img->name, ds->end, d->disk_size);
-            return NULL;
-        }
         PrlStorage *s = &b->storages[i];
-        s->start = pos;
-        s->end = vd_min_u64(ds->end * 512, disk);
+        if (!storage_range(img, d, i, pos, &s->start, &s->end, error))
+            return NULL;
         pos = ds->end * 512;
         s->layers = g_new0(PrlHds, chain->len);
         for (guint j = 0; j < chain->len; j++) {
-            const PrlDescImage *im = storage_image(ds, g_ptr_array_index(chain, j));
-            if (im == NULL) {
-                vd_set_error(error, EIO, "%s: storage %u has no image %s", img->name, i,
-                             (char *)g_ptr_array_index(chain, j));
+            const PrlDescImage *im = chain_image(img, d, i, chain, j, error);
+            if (im == NULL)
                 return NULL;
-            }
             bool rw = j == 0 && *writable;
             bool ok = open_layer(img, im, rw, &s->layers[j], error);
             if (rw && img->read_only)
@@ -234,9 +262,35 @@ static bool bundle_open(VdImage *img, GError **error)
         return false;
     if (!writable)
         img->read_only = true;
+    for (guint i = 0; writable && i < b->nstorages; i++)
+        prl_hds_check_layout(&b->storages[i].layers[0], img);
     add_members(img, b->desc);
     img->size = b->desc->disk_size * 512;
     img->opaque = b;
+    return true;
+}
+
+/* The descriptor alone: no layer file is opened. */
+static bool bundle_peek(VdImage *img, GError **error)
+{
+    g_autoptr(PrlDescriptor) d = read_descriptor(img->fd, NULL, img->name, error);
+    if (d == NULL)
+        return false;
+    g_autoptr(GPtrArray) chain = descriptor_chain(img, d, NULL, error);
+    if (chain == NULL)
+        return false;
+    uint64_t pos = 0, start, end;
+    for (guint i = 0; i < d->storages->len; i++) {
+        if (!storage_range(img, d, i, pos, &start, &end, error))
+            return false;
+        pos = ((const PrlDescStorage *)g_ptr_array_index(d->storages, i))->end * 512;
+        for (guint j = 0; j < chain->len; j++) {
+            if (chain_image(img, d, i, chain, j, error) == NULL)
+                return false;
+        }
+    }
+    add_members(img, d);
+    img->size = d->disk_size * 512;
     return true;
 }
 
@@ -335,7 +389,8 @@ static bool bundle_write(VdImage *img, const uint8_t *buf, uint64_t len, uint64_
         }
         uint64_t n = vd_min_u64(len, s->end - offset);
         PrlFillFn fill = s->nlayers > 1 ? fill_from_lower : NULL;
-        if (!prl_hds_write(&s->layers[0], buf, n, offset - s->start, may_unmap, fill, s, error))
+        if (!prl_hds_write(img, &s->layers[0], buf, n, offset - s->start, may_unmap, fill, s,
+                           error))
             return false;
         if (buf != NULL)
             buf += n;
@@ -431,6 +486,7 @@ const VdDriver vd_parallels_bundle_driver = {
     .probe = bundle_probe,
     .open = bundle_open,
     .close = bundle_close,
+    .peek = bundle_peek,
     .pwrite = bundle_pwrite,
     .block_status = bundle_block_status,
     .flush = bundle_flush,

@@ -20,6 +20,7 @@
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-file.h"
+#include "src/vd-image.h"
 #include "src/vd-io.h"
 
 #define PRL_IO_CHUNK (1u << 20)
@@ -37,6 +38,17 @@ void prl_hds_clear(PrlHds *h)
     h->fd = -1;
     g_clear_pointer(&h->bat, g_free);
     g_clear_pointer(&h->name, g_free);
+    g_clear_pointer(&h->meta, vd_meta_map_free);
+    g_clear_pointer(&h->layout_error, g_free);
+}
+
+/* Keep the first reason only: one log line says what is wrong. */
+static void note_layout(PrlHds *h, char *why)
+{
+    if (h->layout_error == NULL)
+        h->layout_error = why;
+    else
+        g_free(why);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -55,7 +67,13 @@ static bool check_bat(PrlHds *h, uint64_t file_size, GError **error)
         if (e == 0)
             continue;
         uint64_t host = (uint64_t)e * h->unit;
-        if (host < h->data_off || (host - h->data_off) % h->cluster != 0) {
+        VdMetaRange hit;
+        if (vd_meta_map_find(h->meta, host, h->cluster, &hit)) {
+            /* Readable as the BAT says; a write there would hit metadata. */
+            note_layout(h, g_strdup_printf("%s: cluster %u at 0x%" G_GINT64_MODIFIER
+                                           "x overlaps the %s",
+                                           h->name, i, host, hit.what));
+        } else if (host < h->data_off || (host - h->data_off) % h->cluster != 0) {
             vd_set_error(error, EIO,
                          "%s: cluster %u at 0x%" G_GINT64_MODIFIER "x is outside the data area "
                          "or not aligned to a cluster",
@@ -84,21 +102,18 @@ static bool check_bat(PrlHds *h, uint64_t file_size, GError **error)
     return true;
 }
 
-bool prl_hds_open(PrlHds *h, int fd, bool owns_fd, const char *name, GError **error)
+/* The header and what follows from it alone: what open and peek share. */
+static bool read_header(PrlHds *h, uint64_t *file_size, GError **error)
 {
-    memset(h, 0, sizeof *h);
-    h->fd = fd;
-    h->owns_fd = owns_fd;
-    h->name = g_strdup(name);
-    uint64_t file_size;
-    if (!vd_host_size(fd, name, &file_size, error))
+    const char *name = h->name;
+    if (!vd_host_size(h->fd, name, file_size, error))
         return false;
     uint8_t *hd = h->header;
-    if (file_size < PRL_HEADER_SIZE) {
+    if (*file_size < PRL_HEADER_SIZE) {
         vd_set_error(error, EIO, "%s: too short for a Parallels header", name);
         return false;
     }
-    if (!vd_host_pread(fd, name, hd, PRL_HEADER_SIZE, 0, false, error))
+    if (!vd_host_pread(h->fd, name, hd, PRL_HEADER_SIZE, 0, false, error))
         return false;
     if (!prl_hds_magic(hd, PRL_HEADER_SIZE)) {
         vd_set_error(error, EMEDIUMTYPE, "%s: not an expanding Parallels image", name);
@@ -120,7 +135,7 @@ bool prl_hds_open(PrlHds *h, int fd, bool owns_fd, const char *name, GError **er
     h->unit = h->ext_magic ? h->cluster : 512;
     h->bat_entries = vd_le32(hd + PRL_OFF_BAT_ENTRIES);
     uint64_t bat_end = PRL_HEADER_SIZE + (uint64_t)h->bat_entries * 4;
-    if (h->bat_entries > PRL_MAX_BAT_ENTRIES || bat_end > file_size) {
+    if (h->bat_entries > PRL_MAX_BAT_ENTRIES || bat_end > *file_size) {
         vd_set_error(error, EIO, "%s: BAT of %u entries lies beyond the end of the file", name,
                      h->bat_entries);
         return false;
@@ -139,16 +154,31 @@ bool prl_hds_open(PrlHds *h, int fd, bool owns_fd, const char *name, GError **er
     h->data_off = (uint64_t)vd_le32(hd + PRL_OFF_DATA_OFF) * 512;
     if (h->data_off == 0)
         h->data_off = (bat_end + 511) / 512 * 512;
-    if (h->data_off < bat_end) {
-        vd_set_error(error, EIO, "%s: data area at 0x%" G_GINT64_MODIFIER "x overlaps the BAT",
-                     name, h->data_off);
-        return false;
-    }
+    h->meta = vd_meta_map_new(name);
+    vd_meta_map_add(h->meta, 0, PRL_HEADER_SIZE, "header", NULL);
+    vd_meta_map_add(h->meta, PRL_HEADER_SIZE, bat_end - PRL_HEADER_SIZE, "BAT", NULL);
+    vd_meta_map_seal(h->meta, NULL); /* adjacent, never overlapping */
+    if (h->data_off < bat_end)
+        note_layout(h,
+                    g_strdup_printf("%s: data area at 0x%" G_GINT64_MODIFIER "x overlaps the BAT",
+                                    name, h->data_off));
     h->heads = vd_le32(hd + PRL_OFF_HEADS);
     h->cylinders = vd_le32(hd + PRL_OFF_CYLINDERS);
     h->was_in_use = vd_le32(hd + PRL_OFF_INUSE) == PRL_INUSE_OPEN;
     h->flags = vd_le32(hd + PRL_OFF_FLAGS);
     h->ext_off = vd_le64(hd + PRL_OFF_EXT_OFF);
+    return true;
+}
+
+bool prl_hds_open(PrlHds *h, int fd, bool owns_fd, const char *name, GError **error)
+{
+    memset(h, 0, sizeof *h);
+    h->fd = fd;
+    h->owns_fd = owns_fd;
+    h->name = g_strdup(name);
+    uint64_t file_size;
+    if (!read_header(h, &file_size, error))
+        return false;
 
     size_t bat_bytes = (size_t)h->bat_entries * 4;
     g_autofree uint8_t *raw = g_malloc(bat_bytes ? bat_bytes : 1);
@@ -164,6 +194,21 @@ bool prl_hds_open(PrlHds *h, int fd, bool owns_fd, const char *name, GError **er
     uint64_t from = MAX(file_size, h->data_off) - h->data_off;
     h->data_end = h->data_off + (from + h->cluster - 1) / h->cluster * h->cluster;
     return true;
+}
+
+bool prl_hds_peek(PrlHds *h, int fd, const char *name, GError **error)
+{
+    memset(h, 0, sizeof *h);
+    h->fd = fd;
+    h->name = g_strdup(name);
+    uint64_t file_size;
+    return read_header(h, &file_size, error);
+}
+
+void prl_hds_check_layout(const PrlHds *h, VdImage *img)
+{
+    if (h->layout_error != NULL)
+        vd_image_set_corrupt(img, "%s", h->layout_error);
 }
 
 bool prl_hds_open_plain(PrlHds *h, int fd, bool owns_fd, const char *name, GError **error)
@@ -296,8 +341,8 @@ static bool commit_bat(PrlHds *h, GArray *ups, GError **error)
 }
 
 /* A new cluster for cluster idx at the end of the data area. */
-static bool alloc_cluster(PrlHds *h, uint32_t idx, const uint8_t *buf, uint64_t in, uint64_t n,
-                          PrlFillFn fill, void *opaque, GArray *ups, GError **error)
+static bool alloc_cluster(VdImage *img, PrlHds *h, uint32_t idx, const uint8_t *buf, uint64_t in,
+                          uint64_t n, PrlFillFn fill, void *opaque, GArray *ups, GError **error)
 {
     uint64_t host = h->data_end;
     uint64_t entry = host / h->unit;
@@ -306,6 +351,8 @@ static bool alloc_cluster(PrlHds *h, uint32_t idx, const uint8_t *buf, uint64_t 
                      h->name, host);
         return false;
     }
+    if (!vd_image_guard_write(img, h->meta, host, h->cluster, error))
+        return false;
     if (ftruncate(h->fd, (off_t)(host + h->cluster)) < 0) {
         vd_set_error_errno(error, errno, "%s: extending to %" G_GUINT64_FORMAT " bytes", h->name,
                            host + h->cluster);
@@ -323,8 +370,8 @@ static bool alloc_cluster(PrlHds *h, uint32_t idx, const uint8_t *buf, uint64_t 
     return true;
 }
 
-bool prl_hds_write(PrlHds *h, const uint8_t *buf, uint64_t len, uint64_t off, bool may_unmap,
-                   PrlFillFn fill, void *fill_opaque, GError **error)
+bool prl_hds_write(VdImage *img, PrlHds *h, const uint8_t *buf, uint64_t len, uint64_t off,
+                   bool may_unmap, PrlFillFn fill, void *fill_opaque, GError **error)
 {
     if (h->plain) {
         if (buf != NULL)
@@ -341,10 +388,11 @@ bool prl_hds_write(PrlHds *h, const uint8_t *buf, uint64_t len, uint64_t off, bo
         uint32_t e = h->bat[idx];
         if (e != 0) {
             uint64_t host = (uint64_t)e * h->unit + in;
-            ok = buf != NULL ? vd_host_pwrite(h->fd, h->name, buf, (size_t)n, host, error)
-                             : host_zero(h, host, n, may_unmap, error);
+            ok = vd_image_guard_write(img, h->meta, host, n, error) &&
+                 (buf != NULL ? vd_host_pwrite(h->fd, h->name, buf, (size_t)n, host, error)
+                              : host_zero(h, host, n, may_unmap, error));
         } else if (buf != NULL || fill != NULL) {
-            ok = alloc_cluster(h, (uint32_t)idx, buf, in, n, fill, fill_opaque, ups, error);
+            ok = alloc_cluster(img, h, (uint32_t)idx, buf, in, n, fill, fill_opaque, ups, error);
         }
         if (buf != NULL)
             buf += n;

@@ -27,9 +27,20 @@ static bool parallels_open(VdImage *img, GError **error)
         g_free(h);
         return false;
     }
+    if (!img->read_only)
+        prl_hds_check_layout(h, img);
     img->size = h->size;
     img->opaque = h;
     return true;
+}
+
+static bool parallels_peek(VdImage *img, GError **error)
+{
+    PrlHds h;
+    bool ok = prl_hds_peek(&h, img->fd, img->name, error);
+    img->size = h.size;
+    prl_hds_clear(&h);
+    return ok;
 }
 
 static void parallels_close(VdImage *img)
@@ -54,14 +65,14 @@ static bool parallels_block_status(VdImage *img, uint64_t offset, uint64_t lengt
 static bool parallels_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset,
                              GError **error)
 {
-    return prl_hds_write(img->opaque, buf, len, offset, false, NULL, NULL, error);
+    return prl_hds_write(img, img->opaque, buf, len, offset, false, NULL, NULL, error);
 }
 
 static bool parallels_write_zeroes(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
                                    GError **error)
 {
-    return prl_hds_write(img->opaque, NULL, length, offset, flags & VD_ZERO_MAY_UNMAP, NULL, NULL,
-                         error);
+    return prl_hds_write(img, img->opaque, NULL, length, offset, flags & VD_ZERO_MAY_UNMAP, NULL,
+                         NULL, error);
 }
 
 static bool parallels_flush(VdImage *img, GError **error)
@@ -104,6 +115,7 @@ const VdDriver vd_parallels_driver = {
     .probe = parallels_probe,
     .open = parallels_open,
     .close = parallels_close,
+    .peek = parallels_peek,
     .pwrite = parallels_pwrite,
     .block_status = parallels_block_status,
     .flush = parallels_flush,

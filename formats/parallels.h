@@ -19,6 +19,7 @@
 #include <glib.h>
 
 #include "src/vd-driver.h"
+#include "src/vd-metamap.h"
 
 #define PRL_MAGIC_OLD   "WithoutFreeSpace"
 #define PRL_MAGIC_EXT   "WithouFreSpacExt"
@@ -68,6 +69,14 @@ typedef struct {
     uint64_t data_end; /* where the next cluster goes */
     uint64_t ext_off;  /* format extension (dirty bitmaps), dropped on first write */
     uint8_t header[PRL_HEADER_SIZE];
+
+    /* Expanding only: the header and the BAT, where no data write may
+     * land; fixed after open. */
+    VdMetaMap *meta;
+    /* Why data would land on the header or the BAT (the data area or a
+     * cluster lies there), or NULL: the caller marks a read-write image
+     * corrupt with it (prl_hds_check_layout). */
+    char *layout_error;
 } PrlHds;
 
 /* Fill [voff, voff+len) of a new cluster with what lies below (NULL: zeros). */
@@ -77,6 +86,12 @@ typedef bool (*PrlFillFn)(void *opaque, uint8_t *buf, size_t len, uint64_t voff,
 bool prl_hds_magic(const uint8_t *head, size_t len);
 /* Open an expanding .hds on fd (taken over if owns_fd). */
 bool prl_hds_open(PrlHds *h, int fd, bool owns_fd, const char *name, GError **error);
+/* Only the header of an expanding .hds on fd (not taken over): h->size
+ * and the layout; no BAT. prl_hds_clear() it afterwards. */
+bool prl_hds_peek(PrlHds *h, int fd, const char *name, GError **error);
+/* For a layer opened to be written: mark img corrupt when h's data would
+ * land on its metadata. */
+void prl_hds_check_layout(const PrlHds *h, VdImage *img);
 /* A plain .hds: raw bytes, size from the file. */
 bool prl_hds_open_plain(PrlHds *h, int fd, bool owns_fd, const char *name, GError **error);
 void prl_hds_clear(PrlHds *h);
@@ -86,11 +101,12 @@ void prl_hds_clear(PrlHds *h);
 void prl_hds_status(const PrlHds *h, uint64_t off, uint64_t len, bool *allocated, uint64_t *host,
                     uint64_t *run);
 
-/* Write buf (or zeros when buf is NULL) at [off, off+len) < h->size.
- * New clusters get what fill says lies below elsewhere (NULL: zeros);
- * zeroing unallocated clusters is skipped when fill is NULL. */
-bool prl_hds_write(PrlHds *h, const uint8_t *buf, uint64_t len, uint64_t off, bool may_unmap,
-                   PrlFillFn fill, void *fill_opaque, GError **error);
+/* Write buf (or zeros when buf is NULL) at [off, off+len) < h->size of
+ * a layer of img. New clusters get what fill says lies below elsewhere
+ * (NULL: zeros); zeroing unallocated clusters is skipped when fill is
+ * NULL. A data write that would land on h's metadata marks img corrupt. */
+bool prl_hds_write(VdImage *img, PrlHds *h, const uint8_t *buf, uint64_t len, uint64_t off,
+                   bool may_unmap, PrlFillFn fill, void *fill_opaque, GError **error);
 
 /* Format details of one .hds for vdisk info, keys prefixed (parallels.c). */
 void prl_describe_hds(const PrlHds *h, VdInfo *info, const char *prefix);

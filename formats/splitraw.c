@@ -145,15 +145,22 @@ static void split_close(VdImage *img)
     img->opaque = NULL;
 }
 
-static bool split_open(VdImage *img, GError **error)
+/* The set img->path starts, from its name. */
+static SuffixKind image_suffix(VdImage *img, size_t *at, size_t *width, GError **error)
 {
     const char *base = strrchr(img->path, '/') ? strrchr(img->path, '/') + 1 : img->path;
-    size_t at, width;
-    SuffixKind kind = first_suffix(base, &at, &width);
-    if (kind == SUFFIX_NONE) {
+    SuffixKind kind = first_suffix(base, at, width);
+    if (kind == SUFFIX_NONE)
         vd_set_error(error, EIO, "%s: not the first segment of a split set", img->name);
+    return kind;
+}
+
+static bool split_open(VdImage *img, GError **error)
+{
+    size_t at, width;
+    SuffixKind kind = image_suffix(img, &at, &width, error);
+    if (kind == SUFFIX_NONE)
         return false;
-    }
     SplitState *s = g_new0(SplitState, 1);
     img->opaque = s;
     bool ok = false;
@@ -224,6 +231,41 @@ out:
     if (!ok)
         split_close(img);
     return ok;
+}
+
+/* The segments' names and sizes, from stat: none is opened. */
+static bool split_peek(VdImage *img, GError **error)
+{
+    size_t at, width;
+    SuffixKind kind = image_suffix(img, &at, &width, error);
+    if (kind == SUFFIX_NONE)
+        return false;
+    struct stat st;
+    if (fstat(img->fd, &st) < 0) {
+        vd_set_error_errno(error, errno, "%s", img->name);
+        return false;
+    }
+    uint64_t total = (uint64_t)st.st_size, k = 1;
+    for (;; k++) {
+        g_autofree char *path = segment_path(img->path, at, width, kind, k);
+        if (path == NULL || !is_regular(path, &st))
+            break;
+        if (k >= SPLIT_MAX_SEGMENTS) {
+            vd_set_error(error, EIO, "%s: more than %u segments", img->name, SPLIT_MAX_SEGMENTS);
+            return false;
+        }
+        vd_image_add_member(img, path);
+        if (__builtin_add_overflow(total, (uint64_t)st.st_size, &total) || total > INT64_MAX) {
+            vd_set_error(error, EIO, "%s: segments add up to more than 2^63 bytes", img->name);
+            return false;
+        }
+    }
+    if (k < 2) {
+        vd_set_error(error, EIO, "%s: split set without a second segment", img->name);
+        return false;
+    }
+    img->size = total;
+    return true;
 }
 
 /* The segment holding offset (< size): the last one starting at or before it. */
@@ -319,6 +361,7 @@ const VdDriver vd_split_raw_driver = {
     .probe = split_probe,
     .open = split_open,
     .close = split_close,
+    .peek = split_peek,
     .pwrite = split_pwrite,
     .block_status = split_block_status,
     .flush = split_flush,

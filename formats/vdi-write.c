@@ -161,6 +161,8 @@ static bool fill_block(VdImage *img, VdiState *s, uint64_t block, uint32_t old_e
     uint64_t data = slot + s->block_extra;
     uint64_t slot_end = slot + s->slot_size;
     uint64_t old_end = s->file_end;
+    if (!vd_image_guard_write(img, s->meta, slot, s->slot_size, error))
+        return false;
     if (slot_end > s->file_end) {
         if (ftruncate(img->fd, (off_t)slot_end) < 0) {
             vd_set_error_errno(error, errno, "%s: extending to %" G_GUINT64_FORMAT " bytes",
@@ -274,8 +276,9 @@ static bool vdi_write_range(VdImage *img, const uint8_t *buf, uint64_t offset, u
         uint32_t e = s->bmap[block];
         if (vdi_entry_allocated(e)) {
             uint64_t host = s->off_data + (uint64_t)e * s->slot_size + s->block_extra + in_block;
-            ok = buf != NULL ? vd_host_pwrite(img->fd, img->name, buf, (size_t)n, host, error)
-                             : host_zero(img, s, host, n, zero_flags & VD_ZERO_MAY_UNMAP, error);
+            ok = vd_image_guard_write(img, s->meta, host, n, error) &&
+                 (buf != NULL ? vd_host_pwrite(img->fd, img->name, buf, (size_t)n, host, error)
+                              : host_zero(img, s, host, n, zero_flags & VD_ZERO_MAY_UNMAP, error));
         } else if (buf == NULL && (e == VDI_BLOCK_ZERO || !s->differencing)) {
             /* Already reads as zeros. */
         } else if (buf == NULL && n == s->block_size) {

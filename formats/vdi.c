@@ -66,6 +66,8 @@ static void vdi_state_free(VdiState *s)
     g_free(s->used);
     g_free(s->header);
     g_mutex_clear(&s->meta_lock);
+    vd_meta_map_free(s->meta);
+    g_free(s->layout_error);
     g_free(s);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VdiState, vdi_state_free)
@@ -131,10 +133,11 @@ static bool check_header(VdImage *img, VdiState *s, const uint8_t *h, uint64_t f
         return false;
     }
     if (s->off_data < map_end) {
-        vd_set_error(error, EIO,
-                     "%s: data area at 0x%" G_GINT64_MODIFIER "x overlaps the block map", img->name,
-                     s->off_data);
-        return false;
+        /* Readable as the map says, but every allocation would land on
+         * the header or the map. */
+        s->layout_error = g_strdup_printf("%s: data area at 0x%" G_GINT64_MODIFIER
+                                          "x overlaps the block map at 0x%" G_GINT64_MODIFIER "x",
+                                          img->name, s->off_data, s->off_blocks);
     }
     if (*disk_size > (uint64_t)s->blocks * s->block_size || *disk_size > INT64_MAX) {
         vd_set_error(error, EIO,
@@ -195,28 +198,28 @@ static bool load_block_map(VdImage *img, VdiState *s, uint64_t file_size, GError
     return true;
 }
 
-static bool vdi_open(VdImage *img, GError **error)
+/* The pre-header and header into a new state: what open and peek share. */
+static VdiState *read_header(VdImage *img, uint64_t *file_size, uint64_t *disk_size, GError **error)
 {
-    uint64_t file_size;
-    if (!vd_host_size(img->fd, img->name, &file_size, error))
-        return false;
+    if (!vd_host_size(img->fd, img->name, file_size, error))
+        return NULL;
     uint8_t pre[VDI_OFF_TYPE];
     if (!vd_host_pread(img->fd, img->name, pre, sizeof pre, 0, false, error))
-        return false;
+        return NULL;
     if (vd_le32(pre + VDI_OFF_SIGNATURE) != VDI_SIGNATURE) {
         vd_set_error(error, EMEDIUMTYPE, "%s: not a VDI image (no signature)", img->name);
-        return false;
+        return NULL;
     }
     uint32_t version = vd_le32(pre + VDI_OFF_VERSION);
     if (version >> 16 != 1) {
         vd_set_error(error, ENOTSUP, "%s: VDI version %u.%u is not supported (only 1.x)", img->name,
                      version >> 16, version & 0xffff);
-        return false;
+        return NULL;
     }
     uint32_t cb_header = vd_le32(pre + VDI_OFF_HEADER_SIZE);
     if (cb_header < VDI_HEADER_V1_SIZE || cb_header > VDI_HEADER_MAX - VDI_OFF_HEADER_SIZE) {
         vd_set_error(error, EIO, "%s: VDI header size %u is out of range", img->name, cb_header);
-        return false;
+        return NULL;
     }
 
     g_autoptr(VdiState) s = g_new0(VdiState, 1);
@@ -224,9 +227,36 @@ static bool vdi_open(VdImage *img, GError **error)
     s->header_len = VDI_OFF_HEADER_SIZE + cb_header;
     s->header = g_malloc0(s->header_len);
     if (!vd_host_pread(img->fd, img->name, s->header, s->header_len, 0, false, error))
-        return false;
-    uint64_t disk_size;
-    if (!check_header(img, s, s->header, file_size, &disk_size, error))
+        return NULL;
+    if (!check_header(img, s, s->header, *file_size, disk_size, error))
+        return NULL;
+    if (s->differencing && uuid_is_null(s->header + VDI_OFF_UUID_LINKAGE)) {
+        vd_set_error(error, EIO, "%s: differencing image without a parent UUID", img->name);
+        return NULL;
+    }
+    return g_steal_pointer(&s);
+}
+
+/* The metadata ranges no data write may touch. */
+static void build_meta_map(VdImage *img, VdiState *s)
+{
+    uint64_t map_end = s->off_blocks + (uint64_t)s->blocks * 4;
+    s->meta = vd_meta_map_new(img->name);
+    vd_meta_map_add(s->meta, 0, s->header_bytes, "header", NULL);
+    vd_meta_map_add(s->meta, s->off_blocks, MAX(map_end, s->off_data) - s->off_blocks, "block map",
+                    NULL);
+    g_autoptr(GError) err = NULL;
+    /* check_header keeps the map after the header: this cannot fail, but
+     * if it did the map still answers conservatively. */
+    if (!vd_meta_map_seal(s->meta, &err) && s->layout_error == NULL)
+        s->layout_error = g_strdup(err->message);
+}
+
+static bool vdi_open(VdImage *img, GError **error)
+{
+    uint64_t file_size, disk_size;
+    g_autoptr(VdiState) s = read_header(img, &file_size, &disk_size, error);
+    if (s == NULL)
         return false;
     s->header_bytes = s->header_len;
     if (s->off_blocks <= VDI_HEADER_MAX) {
@@ -245,10 +275,6 @@ static bool vdi_open(VdImage *img, GError **error)
 
     if (s->differencing) {
         const uint8_t *link = s->header + VDI_OFF_UUID_LINKAGE;
-        if (uuid_is_null(link)) {
-            vd_set_error(error, EIO, "%s: differencing image without a parent UUID", img->name);
-            return false;
-        }
         char str[37];
         vdi_format_uuid(link, str);
         img->backing_by_uuid = true;
@@ -258,8 +284,22 @@ static bool vdi_open(VdImage *img, GError **error)
         g_free(img->backing_format);
         img->backing_format = g_strdup("vdi");
     }
+    build_meta_map(img, s);
+    if (s->layout_error != NULL && !img->read_only)
+        vd_image_set_corrupt(img, "%s", s->layout_error);
     img->size = disk_size;
     img->opaque = g_steal_pointer(&s);
+    return true;
+}
+
+/* Header only: the block map is neither read nor allocated. */
+static bool vdi_peek(VdImage *img, GError **error)
+{
+    uint64_t file_size, disk_size;
+    g_autoptr(VdiState) s = read_header(img, &file_size, &disk_size, error);
+    if (s == NULL)
+        return false;
+    img->size = disk_size;
     return true;
 }
 
@@ -395,6 +435,7 @@ const VdDriver vd_vdi_driver = {
     .probe = vdi_probe,
     .open = vdi_open,
     .close = vdi_close,
+    .peek = vdi_peek,
     .pwrite = vdi_pwrite,
     .block_status = vdi_block_status,
     .flush = vdi_flush,

@@ -18,6 +18,7 @@
 #include <glib.h>
 
 #include "src/vd-image.h"
+#include "src/vd-metamap.h"
 
 #define VDI_SIGNATURE 0xbeda107fu
 
@@ -108,6 +109,15 @@ typedef struct {
      * lock; meta_lock guards it against describe and get_uuid. */
     GMutex meta_lock;
     uint8_t *header;
+
+    /* The header (with the gap up to the block map when it is rewritten
+     * with it) and the block map with the room reserved for it up to the
+     * data area: no data write may land there. Fixed after open. */
+    VdMetaMap *meta;
+    /* Why data blocks would overlap the header or the map (the header
+     * puts the data area there), or NULL; a read-write open marks the
+     * image corrupt with it. */
+    char *layout_error;
 } VdiState;
 
 /* vdi.c */

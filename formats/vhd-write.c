@@ -71,6 +71,14 @@ static bool write_footer_at(VdImage *img, uint64_t off, GError **error)
     return vd_host_pwrite(img->fd, img->name, s->footer, VHD_FOOTER_SIZE, off, error);
 }
 
+/* The map holds the footer at off (and not some other structure there). */
+static bool footer_in_map(VhdState *s, uint64_t off)
+{
+    VdMetaRange hit;
+    return vd_meta_map_find(s->meta, off, VHD_FOOTER_SIZE, &hit) && hit.start == off &&
+           hit.end == off + VHD_FOOTER_SIZE && hit.what == vhd_meta_footer;
+}
+
 static bool allocate_block(VdImage *img, uint32_t idx, const uint8_t *buf, uint64_t within,
                            uint64_t n, GError **error)
 {
@@ -100,11 +108,22 @@ static bool allocate_block(VdImage *img, uint32_t idx, const uint8_t *buf, uint6
     }
     uint8_t entry[4];
     vd_put_be32(entry, (uint32_t)(start / VHD_SECTOR));
-    if (!write_footer_at(img, new_footer, error) || !vd_host_fdatasync(img->fd, img->name, error) ||
-        !vd_host_pwrite(img->fd, img->name, bitmap, s->bitmap_size, start, error) ||
-        !vd_host_pwrite(img->fd, img->name, payload, a1 - a0, start + s->bitmap_size + a0, error) ||
-        !vd_host_fdatasync(img->fd, img->name, error) ||
-        !vd_host_pwrite(img->fd, img->name, entry, 4, s->bat_offset + 4ull * idx, error))
+    /* The block goes where the footer is, the footer after the block: the
+     * footer leaves the map first, so that nothing else may be there. */
+    bool moving = footer_in_map(s, start);
+    if (moving)
+        vd_meta_map_remove(s->meta, start);
+    bool ok =
+        vd_image_guard_write(img, s->meta, start, new_footer + VHD_FOOTER_SIZE - start, error) &&
+        write_footer_at(img, new_footer, error) && vd_host_fdatasync(img->fd, img->name, error) &&
+        vd_host_pwrite(img->fd, img->name, bitmap, s->bitmap_size, start, error) &&
+        vd_host_pwrite(img->fd, img->name, payload, a1 - a0, start + s->bitmap_size + a0, error) &&
+        vd_host_fdatasync(img->fd, img->name, error) &&
+        vd_host_pwrite(img->fd, img->name, entry, 4, s->bat_offset + 4ull * idx, error);
+    /* The range was free (checked above), and so was the old one. */
+    if (moving || ok)
+        vd_meta_map_add(s->meta, ok ? new_footer : start, VHD_FOOTER_SIZE, vhd_meta_footer, NULL);
+    if (!ok)
         return false;
     __atomic_store_n(&s->footer_offset, new_footer, __ATOMIC_RELEASE);
     __atomic_store_n(&s->bat[idx], (uint32_t)(start / VHD_SECTOR), __ATOMIC_RELEASE);
@@ -129,6 +148,9 @@ static bool write_diff_block(VdImage *img, uint32_t idx, uint64_t host, const ui
         aligned_payload(img, idx, host, bits, b0 * 8, buf, within, n, &a0, &a1, error);
     if (payload == NULL)
         return false;
+    /* The bits and the data both belong to this block. */
+    if (!vd_image_guard_write(img, s->meta, host + b0, s->bitmap_size + a1 - b0, error))
+        return false;
     bool changed = false;
     for (uint32_t k = k0; k <= k1; k++) {
         uint8_t m = (uint8_t)(0x80 >> (k % 8));
@@ -149,7 +171,8 @@ bool vhd_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GErr
 {
     VhdState *s = img->opaque;
     if (!vhd_is_dynamic(s))
-        return vd_host_pwrite(img->fd, img->name, buf, len, offset, error);
+        return vd_image_guard_write(img, s->meta, offset, len, error) &&
+               vd_host_pwrite(img->fd, img->name, buf, len, offset, error);
     const uint8_t *p = buf;
     while (len > 0) {
         uint32_t idx = (uint32_t)(offset / s->block_size);
@@ -166,7 +189,9 @@ bool vhd_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GErr
         } else if (s->disk_type == VHD_TYPE_DIFFERENCING) {
             ok = write_diff_block(img, idx, host, p, within, n, error);
         } else {
-            ok = vd_host_pwrite(img->fd, img->name, p, n, host + s->bitmap_size + within, error);
+            uint64_t at = host + s->bitmap_size + within;
+            ok = vd_image_guard_write(img, s->meta, at, n, error) &&
+                 vd_host_pwrite(img->fd, img->name, p, n, at, error);
         }
         if (!ok)
             return false;

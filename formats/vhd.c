@@ -36,6 +36,8 @@
 #define VHD_PLAT_MAC  0x4d616320u /* Mac OS alias record (opaque) */
 #define VHD_PLAT_MACX 0x4d616358u /* file:// URL, UTF-8 */
 
+const char vhd_meta_footer[] = "footer";
+
 static uint32_t vhd_checksum(const uint8_t *buf, size_t len, size_t csum_off)
 {
     uint32_t sum = 0;
@@ -190,6 +192,7 @@ static bool open_parent(VdImage *img, const uint8_t *hdr, uint64_t file_size, GE
         g_autofree uint8_t *data = g_malloc(len);
         if (!vd_host_pread(img->fd, img->name, data, len, off, false, error))
             return false;
+        vd_meta_map_add(s->meta, off, len, "parent locator", NULL);
         locator_candidates(img, code, data, len, rel, abs, shown);
     }
     g_autoptr(GPtrArray) all = g_ptr_array_new_with_free_func(g_free);
@@ -213,23 +216,24 @@ static bool open_parent(VdImage *img, const uint8_t *hdr, uint64_t file_size, GE
     return true;
 }
 
-static bool open_dynamic(VdImage *img, uint64_t file_size, GError **error)
+/* The dynamic disk header into hdr, and the BAT's place and size from it. */
+static bool read_dynamic_header(VdImage *img, VhdState *s, uint64_t file_size,
+                                uint8_t hdr[VHD_DYN_HEADER_SIZE], GError **error)
 {
-    VhdState *s = img->opaque;
-    uint8_t hdr[VHD_DYN_HEADER_SIZE];
-    if (!vd_range_within(s->header_offset, sizeof hdr, file_size)) {
+    if (!vd_range_within(s->header_offset, VHD_DYN_HEADER_SIZE, file_size)) {
         vd_set_error(error, EIO, "%s: dynamic disk header at 0x%" PRIx64 " lies past the end",
                      img->name, s->header_offset);
         return false;
     }
-    if (!vd_host_pread(img->fd, img->name, hdr, sizeof hdr, s->header_offset, false, error))
+    if (!vd_host_pread(img->fd, img->name, hdr, VHD_DYN_HEADER_SIZE, s->header_offset, false,
+                       error))
         return false;
     if (memcmp(hdr, "cxsparse", 8) != 0) {
         vd_set_error(error, EIO, "%s: no dynamic disk header (cxsparse) at 0x%" PRIx64, img->name,
                      s->header_offset);
         return false;
     }
-    if (vd_be32(hdr + 36) != vhd_checksum(hdr, sizeof hdr, 36)) {
+    if (vd_be32(hdr + 36) != vhd_checksum(hdr, VHD_DYN_HEADER_SIZE, 36)) {
         vd_set_error(error, EIO, "%s: dynamic disk header checksum mismatch", img->name);
         return false;
     }
@@ -255,14 +259,18 @@ static bool open_dynamic(VdImage *img, uint64_t file_size, GError **error)
                      img->name, s->bat_offset, n);
         return false;
     }
+    return true;
+}
+
+static bool load_bat(VdImage *img, VhdState *s, GError **error)
+{
+    uint64_t n = s->n_blocks;
     g_autofree uint8_t *raw = g_malloc(n * 4 + 1);
     if (!vd_host_pread(img->fd, img->name, raw, n * 4, s->bat_offset, false, error))
         return false;
     s->bat = g_new(uint32_t, n + 1);
     for (uint64_t i = 0; i < n; i++)
         s->bat[i] = vd_be32(raw + 4 * i);
-    if (s->disk_type == VHD_TYPE_DIFFERENCING)
-        return open_parent(img, hdr, file_size, error);
     return true;
 }
 
@@ -274,27 +282,100 @@ static void vhd_close(VdImage *img)
     g_free(s->bat);
     g_free(s->parent_name);
     g_clear_pointer(&s->locators, g_ptr_array_unref);
+    vd_meta_map_free(s->meta);
     g_free(s);
     img->opaque = NULL;
 }
 
-static bool vhd_open(VdImage *img, GError **error)
+/* An allocated block, for finding overlaps: 8 bytes, the BAT may be large. */
+typedef struct {
+    uint32_t sector;
+    uint32_t idx;
+} VhdBlockRef;
+
+static gint ref_cmp(gconstpointer a, gconstpointer b)
 {
-    uint64_t file_size;
-    if (!vd_host_size(img->fd, img->name, &file_size, error))
+    const VhdBlockRef *x = a, *y = b;
+    return x->sector < y->sector ? -1 : x->sector > y->sector;
+}
+
+/* Bytes of block idx that writes may touch: its bitmap and the data
+ * within the virtual size. */
+static uint64_t block_span(const VhdState *s, uint64_t size, uint32_t idx)
+{
+    return s->bitmap_size + vd_min_u64(s->block_size, size - (uint64_t)idx * s->block_size);
+}
+
+/* Why a data write into an allocated block could damage something else:
+ * a block outside the data area (it would come to overlap the blocks
+ * appended later), on metadata, or overlapping another block (whose
+ * sector bitmap it would overwrite). NULL when every block is sound. */
+static char *check_blocks(VdImage *img, VhdState *s)
+{
+    g_autoptr(GArray) refs = g_array_new(FALSE, FALSE, sizeof(VhdBlockRef));
+    uint64_t size = img->size;
+    for (uint32_t i = 0; i < s->n_blocks; i++) {
+        uint32_t e = s->bat[i];
+        if (e == VHD_BAT_UNUSED)
+            continue;
+        uint64_t start = (uint64_t)e * VHD_SECTOR, len = block_span(s, size, i);
+        VdMetaRange hit;
+        if (start < VHD_FOOTER_SIZE || !vd_range_within(start, len, s->footer_offset))
+            return g_strdup_printf("%s: block %" PRIu32 " at 0x%" PRIx64
+                                   " lies outside the file's data area",
+                                   img->name, i, start);
+        if (vd_meta_map_find(s->meta, start, len, &hit))
+            return g_strdup_printf("%s: block %" PRIu32 " at 0x%" PRIx64
+                                   " overlaps the %s at 0x%" PRIx64,
+                                   img->name, i, start, hit.what, hit.start);
+        VhdBlockRef r = {e, i};
+        g_array_append_val(refs, r);
+    }
+    g_array_sort(refs, ref_cmp);
+    for (guint k = 1; k < refs->len; k++) {
+        const VhdBlockRef *a = &g_array_index(refs, VhdBlockRef, k - 1);
+        const VhdBlockRef *b = &g_array_index(refs, VhdBlockRef, k);
+        if ((uint64_t)a->sector * VHD_SECTOR + block_span(s, size, a->idx) >
+            (uint64_t)b->sector * VHD_SECTOR)
+            return g_strdup_printf("%s: blocks %" PRIu32 " and %" PRIu32 " overlap at 0x%" PRIx64,
+                                   img->name, a->idx, b->idx, (uint64_t)b->sector * VHD_SECTOR);
+    }
+    return NULL;
+}
+
+/* Seal the metadata map; for read-write opens, mark the image corrupt if
+ * a data write could land on metadata or on another block. Only what a
+ * write could damage is looked for, and only when writes can happen:
+ * reads go by the BAT whatever it says. */
+static void check_layout(VdImage *img, VhdState *s)
+{
+    g_autoptr(GError) overlap = NULL;
+    bool disjoint = vd_meta_map_seal(s->meta, &overlap);
+    if (img->read_only)
+        return;
+    g_autofree char *why = !disjoint           ? g_strdup(overlap->message)
+                           : vhd_is_dynamic(s) ? check_blocks(img, s)
+                                               : NULL;
+    if (why != NULL)
+        vd_image_set_corrupt(img, "%s", why);
+}
+
+/* Footers and, for dynamic disks, the dynamic header (into hdr): what
+ * open and peek share. Sets img->size. */
+static bool read_headers(VdImage *img, VhdState *s, uint64_t *file_size,
+                         uint8_t hdr[VHD_DYN_HEADER_SIZE], GError **error)
+{
+    if (!vd_host_size(img->fd, img->name, file_size, error))
         return false;
-    if (file_size < VHD_FOOTER_SIZE) {
+    if (*file_size < VHD_FOOTER_SIZE) {
         vd_set_error(error, EIO, "%s: too small to hold a VHD footer", img->name);
         return false;
     }
     uint8_t end[VHD_FOOTER_SIZE], head[VHD_FOOTER_SIZE];
-    if (!vd_host_pread(img->fd, img->name, end, sizeof end, file_size - VHD_FOOTER_SIZE, false,
+    if (!vd_host_pread(img->fd, img->name, end, sizeof end, *file_size - VHD_FOOTER_SIZE, false,
                        error) ||
         !vd_host_pread(img->fd, img->name, head, sizeof head, 0, false, error))
         return false;
-    VhdState *s = g_new0(VhdState, 1);
-    img->opaque = s;
-    bool ok = false;
     const uint8_t *f = NULL;
     bool end_ok = footer_valid(end);
     if (end_ok) {
@@ -307,36 +388,78 @@ static bool vhd_open(VdImage *img, GError **error)
         bool cookie = memcmp(end, "conectix", 8) == 0 || memcmp(head, "conectix", 8) == 0;
         vd_set_error(error, EIO, "%s: %s", img->name,
                      cookie ? "VHD footer checksum mismatch" : "no VHD footer");
-        goto out;
+        return false;
     }
     parse_footer(s, f);
     if (s->disk_type != VHD_TYPE_FIXED && s->disk_type != VHD_TYPE_DYNAMIC &&
         s->disk_type != VHD_TYPE_DIFFERENCING) {
         vd_set_error(error, ENOTSUP, "%s: unknown VHD disk type %" PRIu32, img->name, s->disk_type);
-        goto out;
+        return false;
     }
     img->size = virtual_size(s);
-    s->footer_offset = file_size - VHD_FOOTER_SIZE;
-    s->can_allocate = end_ok && file_size % VHD_SECTOR == 0;
+    s->footer_offset = *file_size - VHD_FOOTER_SIZE;
+    s->can_allocate = end_ok && *file_size % VHD_SECTOR == 0;
     if (s->disk_type == VHD_TYPE_FIXED) {
         if (img->size > s->footer_offset) {
             vd_set_error(error, EIO,
                          "%s: fixed disk of %" PRIu64 " bytes holds only %" PRIu64 " bytes of data",
                          img->name, img->size, s->footer_offset);
-            goto out;
+            return false;
         }
-    } else {
-        s->header_offset = vd_be64(f + 16);
-        if (!open_dynamic(img, file_size, error))
-            goto out;
+        return true;
     }
+    s->header_offset = vd_be64(f + 16);
+    return read_dynamic_header(img, s, *file_size, hdr, error);
+}
+
+/* The structures of a dynamic disk that no data write may touch. The parent
+ * locators were added while they were read. */
+static void add_dynamic_meta(VhdState *s)
+{
+    vd_meta_map_add(s->meta, 0, VHD_FOOTER_SIZE, "footer copy", NULL);
+    vd_meta_map_add(s->meta, s->header_offset, VHD_DYN_HEADER_SIZE, "dynamic disk header", NULL);
+    vd_meta_map_add(s->meta, s->bat_offset, (uint64_t)s->max_table_entries * 4, "BAT", NULL);
+}
+
+static bool vhd_open(VdImage *img, GError **error)
+{
+    VhdState *s = g_new0(VhdState, 1);
+    img->opaque = s;
+    s->meta = vd_meta_map_new(img->name);
+    bool ok = false;
+    uint64_t file_size;
+    uint8_t hdr[VHD_DYN_HEADER_SIZE];
+    if (!read_headers(img, s, &file_size, hdr, error))
+        goto out;
+    if (vhd_is_dynamic(s)) {
+        if (!load_bat(img, s, error))
+            goto out;
+        if (s->disk_type == VHD_TYPE_DIFFERENCING && !open_parent(img, hdr, file_size, error))
+            goto out;
+        add_dynamic_meta(s);
+    }
+    vd_meta_map_add(s->meta, s->footer_offset, VHD_FOOTER_SIZE, vhd_meta_footer, NULL);
     if (!s->can_allocate && vhd_is_dynamic(s))
         vd_image_refuse_writes(img);
+    check_layout(img, s);
     ok = true;
 out:
     if (!ok)
         vhd_close(img);
     return ok;
+}
+
+/* Footers and the dynamic header only: no BAT, no parent locators. */
+static bool vhd_peek(VdImage *img, GError **error)
+{
+    g_autofree VhdState *s = g_new0(VhdState, 1);
+    uint64_t file_size;
+    uint8_t hdr[VHD_DYN_HEADER_SIZE];
+    if (!read_headers(img, s, &file_size, hdr, error))
+        return false;
+    if (!s->can_allocate && vhd_is_dynamic(s))
+        vd_image_refuse_writes(img);
+    return true;
 }
 
 /* Runs of one bitmap bit (MSB first) from sector first, at most count. */
@@ -485,6 +608,7 @@ const VdDriver vd_vpc_driver = {
     .probe = vhd_probe,
     .open = vhd_open,
     .close = vhd_close,
+    .peek = vhd_peek,
     .pwrite = vhd_pwrite,
     .block_status = vhd_block_status,
     .flush = vhd_flush,

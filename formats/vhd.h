@@ -9,6 +9,7 @@
 #include <glib.h>
 
 #include "src/vd-image.h"
+#include "src/vd-metamap.h"
 
 #define VHD_FOOTER_SIZE       512
 #define VHD_DYN_HEADER_SIZE   1024
@@ -50,7 +51,14 @@ typedef struct {
      * Writer only. */
     uint64_t footer_offset;
     bool can_allocate;
+    /* Where no data write may land: the footer copy at 0, the dynamic
+     * header, the BAT, the parent locators' data and the footer at the end
+     * (moved by the writer when it appends a block). */
+    VdMetaMap *meta;
 } VhdState;
+
+/* The name of the end footer's range in VhdState.meta (compared by address). */
+extern const char vhd_meta_footer[];
 
 static inline bool vhd_is_dynamic(const VhdState *s)
 {

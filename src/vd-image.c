@@ -832,7 +832,11 @@ bool vd_image_guard_write(VdImage *img, VdMetaMap *map, uint64_t host_offset, ui
 
 void vd_image_record_error(VdImage *img, const GError *err)
 {
-    if (err == NULL)
+    /* A corrupt image keeps why it was marked so: every later write is
+     * refused with that reason inside the message, and recording those
+     * refusals would nest the reason once more, and log a new line, per
+     * write. */
+    if (err == NULL || g_atomic_int_get(&img->corrupt))
         return;
     switch (vd_error_errno(err)) {
     case ENOSPC:

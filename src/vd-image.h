@@ -159,7 +159,8 @@ bool vd_image_guard_write(VdImage *img, struct VdMetaMap *map, uint64_t host_off
                           GError **error);
 /* An error met serving a request (EIO-class: corruption, host I/O): kept
  * as the image's last error and logged, once per distinct message. Errors
- * that are the caller's (ENOSPC, EROFS, EINVAL, EBUSY...) are ignored. */
+ * that are the caller's (ENOSPC, EROFS, EINVAL, EBUSY...) are ignored, and
+ * so is everything once the image is marked corrupt (the reason stays). */
 void vd_image_record_error(VdImage *img, const GError *err);
 /* The last recorded error, or NULL (g_free). */
 char *vd_image_last_error(VdImage *img);

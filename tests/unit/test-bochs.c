@@ -14,6 +14,7 @@
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
+#include "tests/unit/test-peek.h"
 
 #define EXTENT  (8 * 512u)
 #define EXTENTS 16u
@@ -234,11 +235,41 @@ static void test_hostile(Fixture *f, gconstpointer data)
     g_assert_error(err, VD_ERROR, EIO);
 }
 
+static void test_peek(Fixture *f, gconstpointer data)
+{
+    for (int v = 1; v <= 2; v++) {
+        g_autoptr(GByteArray) b = build("Growing", (uint32_t)v << 16);
+        g_autofree char *p = g_build_filename(f->dir, "g.img", NULL);
+        g_assert_true(g_file_set_contents(p, (const char *)b->data, b->len, NULL));
+        peek_assert_like_open(f->ctx, p);
+    }
+    /* A redolog peeks without its base. */
+    g_autoptr(GByteArray) b = build("Undoable", 0x00020000);
+    g_autofree char *rp = g_build_filename(f->dir, "gone.img.redolog", NULL);
+    g_assert_true(g_file_set_contents(rp, (const char *)b->data, b->len, NULL));
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) r = vd_image_peek(f->ctx, rp, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(vd_image_size(r), ==, DISK);
+    /* A header claiming a 256 MiB catalog (2^26 extents of 64 KiB). */
+    uint32_t n = 1u << 26;
+    memset(b->data + 48, 0, 16);
+    memcpy(b->data + 48, "Growing", 7);
+    vd_put_le32(b->data + 72, n);
+    vd_put_le32(b->data + 76, 16);
+    vd_put_le32(b->data + 80, 64 * 1024);
+    vd_put_le64(b->data + 88, (uint64_t)n * 64 * 1024);
+    g_autofree char *hp = g_build_filename(f->dir, "huge.img", NULL);
+    peek_write_sparse(hp, b->data, 512, 512 + (uint64_t)n * 4);
+    peek_assert_bounded(f->ctx, hp, (uint64_t)n * 64 * 1024, 64);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add("/bochs/growing", Fixture, NULL, fixture_setup, test_growing, fixture_teardown);
     g_test_add("/bochs/undoable", Fixture, NULL, fixture_setup, test_undoable, fixture_teardown);
     g_test_add("/bochs/hostile", Fixture, NULL, fixture_setup, test_hostile, fixture_teardown);
+    g_test_add("/bochs/peek", Fixture, NULL, fixture_setup, test_peek, fixture_teardown);
     return g_test_run();
 }

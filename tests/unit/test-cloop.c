@@ -15,6 +15,7 @@
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
+#include "tests/unit/test-peek.h"
 
 #define BLOCK  (16 * 1024u)
 #define BLOCKS 9u
@@ -230,11 +231,24 @@ static void test_hostile(Fixture *f, gconstpointer data)
     g_assert_error(err, VD_ERROR, ENOTSUP);
 }
 
+static void test_peek(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GByteArray) b = build();
+    g_autofree char *p = g_build_filename(f->dir, "c.cloop", NULL);
+    g_assert_true(g_file_set_contents(p, (const char *)b->data, b->len, NULL));
+    peek_assert_like_open(f->ctx, p);
+    /* A header claiming a 512 MiB offset table (2^26 blocks). */
+    vd_put_be32(b->data + 132, 1u << 26);
+    peek_write_sparse(p, b->data, 136, 136 + ((1ull << 26) + 1) * 8);
+    peek_assert_bounded(f->ctx, p, (1ull << 26) * BLOCK, 64);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add("/cloop/read", Fixture, NULL, fixture_setup, test_read, fixture_teardown);
     g_test_add("/cloop/parallel", Fixture, NULL, fixture_setup, test_parallel, fixture_teardown);
     g_test_add("/cloop/hostile", Fixture, NULL, fixture_setup, test_hostile, fixture_teardown);
+    g_test_add("/cloop/peek", Fixture, NULL, fixture_setup, test_peek, fixture_teardown);
     return g_test_run();
 }

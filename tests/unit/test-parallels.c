@@ -19,6 +19,8 @@
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
+#include "tests/unit/test-guard.h"
+#include "tests/unit/test-peek.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -162,6 +164,7 @@ static void test_hds_read(Fixture *f, gconstpointer data)
         const VdDriver *drv = vd_probe_path(f->ctx, p, &err);
         g_assert_nonnull(drv);
         g_assert_cmpstr(drv->name, ==, "parallels");
+        peek_assert_like_open(f->ctx, p);
         g_autoptr(VdImage) img = open_img(f, "a.hds", false, &err);
         g_assert_no_error(err);
         uint64_t cl = 63 * 512;
@@ -202,11 +205,7 @@ static void expect_open_error(Fixture *f, const HdsSpec *s, const uint32_t *map,
 static void patch_le32(Fixture *f, const char *name, uint64_t off, uint32_t v)
 {
     g_autofree char *p = fpath(f, name);
-    int fd = open(p, O_WRONLY);
-    uint8_t b[4];
-    vd_put_le32(b, v);
-    g_assert_cmpint(pwrite(fd, b, 4, (off_t)off), ==, 4);
-    close(fd);
+    guard_patch_le32(p, off, v);
 }
 
 static void test_hds_hostile(Fixture *f, gconstpointer data)
@@ -269,12 +268,6 @@ static void test_hds_hostile(Fixture *f, gconstpointer data)
     uint32_t dup[4] = {1, 1, 2, 0};
     expect_open_error(f, &s, dup, 4, EIO, "duplicate BAT entries");
 
-    /* data_off overlapping the BAT. */
-    s = hds_default(true, 1, 200);
-    s.data_off = 1;
-    uint32_t none[200] = {0};
-    expect_open_error(f, &s, none, 200, EIO, "data area overlapping the BAT");
-
     /* Too short for a header. */
     g_autofree char *p = fpath(f, "bad.hds");
     g_assert_true(g_file_set_contents(p, PRL_MAGIC_EXT "\x02", 17, NULL));
@@ -323,6 +316,89 @@ static void test_hds_write(Fixture *f, gconstpointer data)
     g_autoptr(VdImage) img = open_img(f, "w.hds", false, &err);
     g_assert_no_error(err);
     assert_bytes(img, 3 * 64 * KiB - 1000, 3000, 0xab);
+}
+
+/* 512-byte clusters and 200 entries: the BAT (0x40 to 0x360) spans
+ * clusters 0 and 1, so a BAT entry or the data area can point there. */
+static HdsSpec small_clusters(void)
+{
+    return hds_default(true, 1, 200);
+}
+
+static void test_hds_layout(Fixture *f, gconstpointer data)
+{
+    HdsSpec s = small_clusters();
+    uint32_t map[200] = {[0] = 1, [3] = 2};
+    write_named(f, "bat.hds", &s, map);
+    patch_le32(f, "bat.hds", 64 + 1 * 4, 1); /* cluster 1 at 0x200: on the BAT */
+    g_autofree char *bp = fpath(f, "bat.hds");
+    const uint64_t offs[] = {512, 10 * 512, 0};
+    guard_expect_refused(f->ctx, bp, "*bat.hds: cluster 1 at 0x200 overlaps the BAT*", offs,
+                         G_N_ELEMENTS(offs));
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "bat.hds", false, &err);
+    g_assert_no_error(err);
+    assert_bytes(img, 512 + 0x360 - 0x200, 0x400 - 0x360, 0); /* the BAT's tail, read as data */
+
+    /* The header puts the data area on the BAT. */
+    s = small_clusters();
+    s.data_off = 1;
+    uint32_t none[200] = {0};
+    write_named(f, "data.hds", &s, none);
+    g_autofree char *dp = fpath(f, "data.hds");
+    const uint64_t first[] = {0, 100 * 512};
+    guard_expect_refused(f->ctx, dp, "*data.hds: data area at 0x200 overlaps the BAT*", first,
+                         G_N_ELEMENTS(first));
+}
+
+/* Every data write path asks the metadata map: with the state poked as a
+ * driver bug would leave it, an overwrite and an allocation are each
+ * refused before they land. */
+static void test_hds_guard_paths(Fixture *f, gconstpointer data)
+{
+    HdsSpec s = small_clusters();
+    uint32_t map[200] = {[0] = 1};
+    for (int path = 0; path < 2; path++) {
+        write_named(f, "g.hds", &s, map);
+        g_autofree char *p = fpath(f, "g.hds");
+        g_autoptr(GBytes) before = guard_file_bytes(p);
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VdImage) img = open_img(f, "g.hds", true, &err);
+        g_assert_no_error(err);
+        PrlHds *h = img->opaque;
+        if (path == 0)
+            h->bat[0] = 1; /* on the BAT */
+        else
+            h->data_end = 0; /* the next cluster on the header */
+        g_test_expect_message(NULL, G_LOG_LEVEL_WARNING,
+                              path == 0
+                                  ? "*g.hds: refused a data write at host offset 0x200*BAT*"
+                                  : "*g.hds: refused a data write at host offset 0x0+0x200: *");
+        g_assert_false(vd_image_pwrite(img, "xy", 2, path == 0 ? 0 : 7 * 512, &err));
+        g_test_assert_expected_messages();
+        g_assert_error(err, VD_ERROR, EIO);
+        g_clear_error(&err);
+        g_assert_false(vd_image_pwrite(img, "xy", 2, 9 * 512, &err));
+        g_assert_error(err, VD_ERROR, EIO);
+        g_autoptr(GBytes) after = guard_file_bytes(p);
+        g_assert_true(g_bytes_equal(before, after));
+    }
+}
+
+static void test_hds_peek(Fixture *f, gconstpointer data)
+{
+    /* (test_hds_read checks that peek agrees with a full open.) A header claiming a 256 MiB BAT
+     * (2^26 clusters of 1 MiB). */
+    uint8_t head[PRL_HEADER_SIZE] = {0};
+    uint32_t entries = 1u << 26;
+    memcpy(head, PRL_MAGIC_EXT, 16);
+    vd_put_le32(head + PRL_OFF_VERSION, 2);
+    vd_put_le32(head + PRL_OFF_TRACKS, 2048);
+    vd_put_le32(head + PRL_OFF_BAT_ENTRIES, entries);
+    vd_put_le64(head + PRL_OFF_NB_SECTORS, (uint64_t)entries * 2048);
+    g_autofree char *hp = fpath(f, "huge.hds");
+    peek_write_sparse(hp, head, sizeof head, PRL_HEADER_SIZE + (uint64_t)entries * 4);
+    peek_assert_bounded(f->ctx, hp, (uint64_t)entries * MiB, 64);
 }
 
 /* ---- DiskDescriptor.xml ---- */
@@ -642,6 +718,44 @@ static void test_bundle_hostile(Fixture *f, gconstpointer data)
     g_assert_no_error(err);
 }
 
+/* A top layer whose BAT points a cluster at its own BAT: a read-write
+ * open marks the bundle corrupt, nothing lands in that layer. */
+static void test_bundle_layout(Fixture *f, gconstpointer data)
+{
+    make_bundle(f, "b.hdd", "<TopGUID>{C}</TopGUID>", "");
+    HdsSpec s = hds_default(true, 1, 4096); /* storage 0: 2 MiB of 512-byte clusters */
+    static uint32_t top[4096] = {[1] = 1};
+    g_autofree char *lp = g_build_filename(f->dir, "b.hdd", "s0.hds.{C}", NULL);
+    write_hds(lp, &s, top, 4096);
+    guard_patch_le32(lp, 64 + 2 * 4, 1); /* cluster 2 at 0x200 */
+    g_autofree char *bp = fpath(f, "b.hdd");
+    const uint64_t offs[] = {1024, 2 * MiB + 4096, 8192};
+    guard_expect_refused_in(f->ctx, bp, lp,
+                            "*b.hdd/s0.hds.{C}: cluster 2 at 0x200 overlaps the BAT*", offs,
+                            G_N_ELEMENTS(offs));
+}
+
+static void test_bundle_peek(Fixture *f, gconstpointer data)
+{
+    make_bundle(f, "b.hdd", "<TopGUID>{C}</TopGUID>", "");
+    g_autofree char *bp = fpath(f, "b.hdd");
+    peek_assert_like_open(f->ctx, bp);
+    /* The layers are not opened: one that is missing does not matter. */
+    g_autofree char *lp = g_build_filename(bp, "s1.hds.{C}", NULL);
+    g_assert_cmpint(g_unlink(lp), ==, 0);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = vd_image_peek(f->ctx, bp, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(vd_image_size(img), ==, 4 * MiB);
+    g_assert_cmpuint(img->members->len, ==, 5);
+    g_clear_pointer(&img, vd_image_unref);
+    /* A descriptor the open refuses before any layer is refused too. */
+    g_autofree char *xp = g_build_filename(bp, "DiskDescriptor.xml", NULL);
+    replace_in_file(xp, "<TopGUID>{C}</TopGUID>", "<TopGUID>{Z}</TopGUID>");
+    g_assert_null(vd_image_peek(f->ctx, bp, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+}
+
 /* $TESTDATA/expanding.hdd (Parallels Desktop): MiB i filled with byte i. */
 static void test_real_expanding(Fixture *f, gconstpointer data)
 {
@@ -689,11 +803,16 @@ int main(int argc, char *argv[])
     ADD("/parallels/hds-read", test_hds_read);
     ADD("/parallels/hds-hostile", test_hds_hostile);
     ADD("/parallels/hds-write", test_hds_write);
+    ADD("/parallels/hds-layout", test_hds_layout);
+    ADD("/parallels/hds-guard-paths", test_hds_guard_paths);
+    ADD("/parallels/hds-peek", test_hds_peek);
     ADD("/parallels/xml-parse", test_xml_parse);
     ADD("/parallels/xml-hostile", test_xml_hostile);
     ADD("/parallels/bundle", test_bundle);
     ADD("/parallels/bundle-top-inferred", test_bundle_top_inferred);
     ADD("/parallels/bundle-hostile", test_bundle_hostile);
+    ADD("/parallels/bundle-layout", test_bundle_layout);
+    ADD("/parallels/bundle-peek", test_bundle_peek);
     ADD("/parallels/real-expanding", test_real_expanding);
     return g_test_run();
 }

@@ -16,6 +16,7 @@
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
+#include "tests/unit/test-peek.h"
 
 typedef struct {
     char *dir;
@@ -120,6 +121,7 @@ static void test_read_write(Fixture *f, gconstpointer data)
         total += sizes[i];
     }
     g_autofree char *p = g_build_filename(f->dir, "disk.000", NULL);
+    peek_assert_like_open(f->ctx, p); /* the members: every later segment */
     VdOpenOptions o = {.read_only = false};
     g_autoptr(GError) err = NULL;
     g_autoptr(VdImage) img = vd_image_open(f->ctx, p, &o, &err);
@@ -173,6 +175,7 @@ static void test_alpha_and_one(Fixture *f, gconstpointer data)
         total += 1000 + i;
     }
     g_autofree char *p = g_build_filename(f->dir, "x.aa", NULL);
+    peek_assert_like_open(f->ctx, p);
     g_autoptr(GError) err = NULL;
     g_autoptr(VdImage) img = vd_image_open(f->ctx, p, NULL, &err);
     g_assert_no_error(err);
@@ -186,6 +189,7 @@ static void test_alpha_and_one(Fixture *f, gconstpointer data)
     segment(f, "y.002", 5000, 5000, false);
     segment(f, "y.004", 10000, 5000, false);
     g_autofree char *q = g_build_filename(f->dir, "y.001", NULL);
+    peek_assert_like_open(f->ctx, q);
     g_autoptr(VdImage) one = vd_image_open(f->ctx, q, NULL, &err);
     g_assert_no_error(err);
     g_assert_cmpuint(vd_image_size(one), ==, 10000);

@@ -19,6 +19,8 @@
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
+#include "tests/unit/test-guard.h"
+#include "tests/unit/test-peek.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -287,10 +289,6 @@ static void test_hostile(Fixture *f, gconstpointer data)
     expect_open_error(f, &s, big, EIO, "entry beyond the block count");
 
     s = spec_default(4, 64 * KiB);
-    s.off_data = 0x200;
-    expect_open_error(f, &s, map, EIO, "data overlapping the map");
-
-    s = spec_default(4, 64 * KiB);
     s.off_blocks = 0x100;
     expect_open_error(f, &s, map, EIO, "map overlapping the header");
 
@@ -337,6 +335,148 @@ static void test_hostile(Fixture *f, gconstpointer data)
     g_clear_error(&err);
     g_assert_null(open_img(f, "bad.vdi", false, &err));
     g_assert_nonnull(err);
+}
+
+static void put_disk_le32(Fixture *f, const char *name, uint64_t off, uint32_t v)
+{
+    g_autofree char *p = fpath(f, name);
+    guard_patch_le32(p, off, v);
+}
+
+static GBytes *file_bytes(Fixture *f, const char *name)
+{
+    g_autofree char *p = fpath(f, name);
+    return guard_file_bytes(p);
+}
+
+static void expect_write_refused(Fixture *f, const char *name, const char *why,
+                                 const uint64_t *offs, size_t n)
+{
+    g_autofree char *p = fpath(f, name);
+    guard_expect_refused(f->ctx, p, why, offs, n);
+}
+
+/* Headers that put the data area over the block map: readable as the map
+ * says, never written. */
+static void test_data_over_map(Fixture *f, gconstpointer data)
+{
+    /* Block 1 maps to data block 0, which the header puts on the map. */
+    VdiSpec s = spec_default(4, 64 * KiB);
+    uint32_t map[4] = {VDI_BLOCK_FREE, 0, VDI_BLOCK_FREE, VDI_BLOCK_ZERO};
+    write_named(f, "over.vdi", &s, map);
+    put_disk_le32(f, "over.vdi", VDI_OFF_DATA, s.off_blocks);
+    const uint64_t offs[] = {64 * KiB, 64 * KiB + 60 * KiB, 2 * 64 * KiB, 0};
+    expect_write_refused(f, "over.vdi", "*over.vdi: data area at 0x200 overlaps the block map*",
+                         offs, G_N_ELEMENTS(offs));
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "over.vdi", false, &err);
+    g_assert_no_error(err);
+    assert_bytes(img, 64 * KiB, 4, 0xff); /* the map's first entry, read as data */
+
+    /* Nothing allocated: the first allocation would land on the map. */
+    uint32_t none[4] = {VDI_BLOCK_FREE, VDI_BLOCK_FREE, VDI_BLOCK_FREE, VDI_BLOCK_FREE};
+    s = spec_default(4, 64 * KiB);
+    write_named(f, "first.vdi", &s, none);
+    g_autofree char *fp = fpath(f, "first.vdi");
+    g_assert_cmpint(truncate(fp, 64 * KiB), ==, 0);
+    put_disk_le32(f, "first.vdi", VDI_OFF_DATA, 0);
+    const uint64_t first[] = {0, 3 * 64 * KiB};
+    expect_write_refused(f, "first.vdi", "*first.vdi: data area at 0x0 overlaps the block map*",
+                         first, G_N_ELEMENTS(first));
+
+    /* A block count whose map runs into the data area: data block 0 (of
+     * block 1) holds map entries 128..255 (free). */
+    s = spec_default(4, 64 * KiB);
+    write_named(f, "count.vdi", &s, map);
+    put_disk_le32(f, "count.vdi", VDI_OFF_BLOCK_COUNT, 256);
+    g_autofree char *cp = fpath(f, "count.vdi");
+    int fd = open(cp, O_WRONLY);
+    uint8_t ff[0x200];
+    memset(ff, 0xff, sizeof ff);
+    g_assert_cmpint(pwrite(fd, ff, sizeof ff, s.off_data), ==, sizeof ff);
+    g_assert_cmpint(pwrite(fd, ff, 0x400 - 0x210, 0x210), ==, 0x400 - 0x210);
+    close(fd);
+    const uint64_t count[] = {64 * KiB, 0};
+    expect_write_refused(f, "count.vdi", "*count.vdi: data area at 0x400 overlaps the block map*",
+                         count, G_N_ELEMENTS(count));
+}
+
+/* Every data write path asks the metadata map: with the state poked so
+ * that data blocks start on the map (what a driver bug would do), an
+ * overwrite and an allocation are each refused before they land. */
+static void test_guard_paths(Fixture *f, gconstpointer data)
+{
+    VdiSpec s = spec_default(4, 64 * KiB);
+    uint32_t maps[2][4] = {
+        {0, VDI_BLOCK_FREE, VDI_BLOCK_FREE, VDI_BLOCK_FREE}, /* overwrite of data block 0 */
+        {VDI_BLOCK_FREE, VDI_BLOCK_FREE, VDI_BLOCK_FREE, VDI_BLOCK_FREE}, /* allocating it */
+    };
+    const uint64_t paths[] = {0, 2 * 64 * KiB};
+    for (size_t i = 0; i < G_N_ELEMENTS(paths); i++) {
+        write_named(f, "g.vdi", &s, maps[i]);
+        g_autoptr(GBytes) before = file_bytes(f, "g.vdi");
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VdImage) img = open_img(f, "g.vdi", true, &err);
+        g_assert_no_error(err);
+        ((VdiState *)img->opaque)->off_data = s.off_blocks;
+        g_test_expect_message(NULL, G_LOG_LEVEL_WARNING,
+                              "*g.vdi: refused a data write at host offset 0x*block map*");
+        g_assert_false(vd_image_pwrite(img, "x", 1, paths[i] + 100, &err));
+        g_test_assert_expected_messages();
+        g_assert_error(err, VD_ERROR, EIO);
+        g_clear_error(&err);
+        g_assert_false(vd_image_pwrite(img, "x", 1, 3 * 64 * KiB, &err));
+        g_assert_error(err, VD_ERROR, EIO);
+        g_autoptr(GBytes) after = file_bytes(f, "g.vdi");
+        /* The header write that starts a session is all that changed. */
+        g_assert_cmpuint(g_bytes_get_size(after), ==, g_bytes_get_size(before));
+        const uint8_t *a = g_bytes_get_data(after, NULL), *b = g_bytes_get_data(before, NULL);
+        g_assert_cmpint(
+            memcmp(a + s.off_blocks, b + s.off_blocks, g_bytes_get_size(after) - s.off_blocks), ==,
+            0);
+    }
+}
+
+static void make_chain(Fixture *f, bool stale_parent);
+
+static void test_peek(Fixture *f, gconstpointer data)
+{
+    VdiSpec s = spec_default(6, 64 * KiB);
+    s.disk_size = 5 * 64 * KiB + 512;
+    uint32_t map[6] = {1, VDI_BLOCK_FREE, VDI_BLOCK_ZERO, 0, VDI_BLOCK_FREE, VDI_BLOCK_FREE};
+    g_autofree char *p = fpath(f, "p.vdi");
+    write_vdi(p, &s, map);
+    peek_assert_like_open(f->ctx, p);
+    s.type = VDI_TYPE_FIXED;
+    write_vdi(p, &s, map);
+    peek_assert_like_open(f->ctx, p);
+
+    /* A differencing image peeks without its parent. */
+    make_chain(f, false);
+    g_autofree char *cp = fpath(f, "child.vdi");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) child = vd_image_peek(f->ctx, cp, &err);
+    g_assert_no_error(err);
+    g_assert_null(child->backing);
+    g_assert_cmpuint(vd_image_size(child), ==, 4 * 64 * KiB);
+
+    /* A header claiming a 256 MiB block map (2^26 blocks of 1 MiB). */
+    uint8_t head[0x200] = {0};
+    uint32_t blocks = 1u << 26;
+    uint64_t off_data = 0x200 + (uint64_t)blocks * 4;
+    strcpy((char *)head, "<<< Oracle VM VirtualBox Disk Image >>>\n");
+    vd_put_le32(head + VDI_OFF_SIGNATURE, VDI_SIGNATURE);
+    vd_put_le32(head + VDI_OFF_VERSION, 0x00010001);
+    vd_put_le32(head + VDI_OFF_HEADER_SIZE, 0x180);
+    vd_put_le32(head + VDI_OFF_TYPE, VDI_TYPE_NORMAL);
+    vd_put_le32(head + VDI_OFF_BLOCKS, 0x200);
+    vd_put_le32(head + VDI_OFF_DATA, (uint32_t)off_data);
+    vd_put_le64(head + VDI_OFF_DISK_SIZE, (uint64_t)blocks * MiB);
+    vd_put_le32(head + VDI_OFF_BLOCK_SIZE, MiB);
+    vd_put_le32(head + VDI_OFF_BLOCK_COUNT, blocks);
+    g_autofree char *hp = fpath(f, "huge.vdi");
+    peek_write_sparse(hp, head, sizeof head, off_data);
+    peek_assert_bounded(f->ctx, hp, (uint64_t)blocks * MiB, 64);
 }
 
 static void test_write_allocate(Fixture *f, gconstpointer data)
@@ -667,6 +807,9 @@ int main(int argc, char *argv[])
     ADD("/vdi/merge", test_merge);
     ADD("/vdi/hostile", test_hostile);
     ADD("/vdi/write-allocate", test_write_allocate);
+    ADD("/vdi/data-over-map", test_data_over_map);
+    ADD("/vdi/guard-paths", test_guard_paths);
+    ADD("/vdi/peek", test_peek);
     ADD("/vdi/crash-leftovers", test_crash_leftovers);
     ADD("/vdi/static", test_static);
     ADD("/vdi/truncate", test_truncate);

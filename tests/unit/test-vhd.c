@@ -19,6 +19,9 @@
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
+#include "formats/vhd.h"
+#include "tests/unit/test-guard.h"
+#include "tests/unit/test-peek.h"
 #include "tests/unit/test-vhd-gen.h"
 
 #define KiB       1024u
@@ -461,6 +464,188 @@ static void test_hostile_block(Fixture *f, gconstpointer data)
     }
 }
 
+static void fix_footer_sum(uint8_t *ft)
+{
+    memset(ft + 64, 0, 4);
+    uint32_t sum = 0;
+    for (int k = 0; k < 512; k++)
+        sum += ft[k];
+    put32(ft + 64, ~sum);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Write b as name; offsets of the guest writes to try in want[]. */
+static char *write_bytes(Fixture *f, const char *name, const GByteArray *b)
+{
+    char *p = g_build_filename(f->dir, name, NULL);
+    g_assert_true(gen_write_file(p, b));
+    return p;
+}
+
+/* BAT entries that point a block at metadata, outside the data area or
+ * at another block: a read-write open marks the image corrupt, no write
+ * lands, reads still work. */
+static void test_block_on_metadata(Fixture *f, gconstpointer data)
+{
+    struct {
+        const char *what;
+        uint32_t entry1; /* BAT entry of block 1 (0: block 0's) */
+        const char *why;
+        uint64_t offs[3];
+    } cases[] = {
+        {"on the BAT",
+         VHDGEN_BAT_OFFSET / 512,
+         "*b.vhd: block 1 at 0x600 overlaps the BAT at 0x600*",
+         {BLOCK, 6 * BLOCK, 0}},
+        {"on the dynamic header",
+         VHDGEN_HEADER_OFFSET / 512,
+         "*b.vhd: block 1 at 0x200 overlaps the *",
+         {BLOCK + 4096, 7 * BLOCK, 0}},
+        {"shared with block 0", 0, "*b.vhd: blocks * overlap at 0x*", {BLOCK, 0, 6 * BLOCK}},
+        {"past the end",
+         0x00ffffff,
+         "*b.vhd: block 1 at 0x1fffffe00 lies outside the file's data "
+         "area*",
+         {0, 6 * BLOCK, 2 * BLOCK}},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_test_message("block 1 %s", cases[i].what);
+        VhdGen g = parent_gen();
+        g_autoptr(GByteArray) b = vhdgen_build(&g);
+        uint8_t *bat = b->data + VHDGEN_BAT_OFFSET;
+        put32(bat + 4, cases[i].entry1 ? cases[i].entry1 : get32(bat));
+        g_autofree char *p = write_bytes(f, "b.vhd", b);
+        guard_expect_refused(f->ctx, p, cases[i].why, cases[i].offs, 3);
+    }
+}
+
+/* Headers whose first allocation would overwrite metadata: the BAT inside
+ * the dynamic header (its entries are written there), a BAT that the
+ * header says runs over the end footer (where new blocks go), a parent
+ * locator's data where the end footer is. */
+static void test_allocation_on_metadata(Fixture *f, gconstpointer data)
+{
+    const uint64_t offs[] = {6 * BLOCK, 7 * BLOCK + 512, BLOCK};
+    {
+        VhdGen g = parent_gen();
+        g_autoptr(GByteArray) b = vhdgen_build(&g);
+        uint8_t *h = b->data + VHDGEN_HEADER_OFFSET;
+        memcpy(b->data + 0x580, b->data + VHDGEN_BAT_OFFSET, 8 * 4);
+        put32(h + 20, 0x580); /* table offset (low half) */
+        fix_header_sum(b);
+        g_autofree char *p = write_bytes(f, "in-header.vhd", b);
+        guard_expect_refused(f->ctx, p,
+                             "*in-header.vhd: BAT at 0x580 overlaps dynamic disk header*", offs,
+                             G_N_ELEMENTS(offs));
+    }
+    {
+        VhdGen g = parent_gen();
+        g_autoptr(GByteArray) b = vhdgen_build(&g);
+        put32(b->data + VHDGEN_HEADER_OFFSET + 28, 0x10000000); /* max table entries */
+        fix_header_sum(b);
+        g_autofree char *p = write_bytes(f, "entries.vhd", b);
+        guard_expect_refused(f->ctx, p, "*entries.vhd: footer at 0x* overlaps BAT at 0x600*", offs,
+                             G_N_ELEMENTS(offs));
+    }
+    {
+        VhdGen pg = parent_gen(), cg = child_gen();
+        g_autofree char *pp = write_gen(f->dir, "parent.vhd", &pg);
+        g_autoptr(GByteArray) b = vhdgen_build(&cg);
+        uint8_t *loc = b->data + VHDGEN_HEADER_OFFSET + 576 + 24; /* the W2ku one */
+        put32(loc + 16, 0);
+        put32(loc + 20, b->len - 512);
+        fix_header_sum(b);
+        g_autofree char *p = write_bytes(f, "loc.vhd", b);
+        guard_expect_refused(f->ctx, p, "*loc.vhd: *footer* overlaps *", offs, G_N_ELEMENTS(offs));
+    }
+}
+
+/* Every data write path asks the metadata map: with the state poked as a
+ * driver bug would leave it, an overwrite of a dynamic disk's block, of
+ * a differencing disk's block and an appended block are each refused
+ * before they land. */
+static void test_guard_paths(Fixture *f, gconstpointer data)
+{
+    VhdGen pg = parent_gen(), cg = child_gen();
+    for (int path = 0; path < 3; path++) {
+        g_autofree char *pp = write_gen(f->dir, "parent.vhd", &pg);
+        g_autofree char *cp = write_gen(f->dir, "child.vhd", &cg);
+        const char *target = path == 1 ? cp : pp;
+        g_autoptr(GBytes) before = guard_file_bytes(target);
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VdImage) img = gen_open(f, target, true, &err);
+        g_assert_no_error(err);
+        VhdState *s = img->opaque;
+        uint64_t at = 0;
+        const char *why = "*refused a data write at host offset 0x400*dynamic disk header*";
+        if (path == 2) {
+            s->footer_offset = VHDGEN_BAT_OFFSET; /* appending a block here */
+            at = 7 * BLOCK;
+            why = "*refused a data write at host offset 0x600*BAT*";
+        } else {
+            s->bat[0] = VHDGEN_HEADER_OFFSET / 512;
+            if (path == 1) /* the bitmap bits and the data, in one range */
+                why = "*refused a data write at host offset 0x200*dynamic disk header*";
+        }
+        g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, why);
+        g_assert_false(vd_image_pwrite(img, "xy", 2, at, &err));
+        g_test_assert_expected_messages();
+        g_assert_error(err, VD_ERROR, EIO);
+        g_clear_error(&err);
+        g_assert_false(vd_image_pwrite(img, "xy", 2, 3 * BLOCK, &err));
+        g_assert_error(err, VD_ERROR, EIO);
+        g_autoptr(GBytes) after = guard_file_bytes(target);
+        g_assert_true(g_bytes_equal(before, after));
+    }
+}
+
+static void test_peek(Fixture *f, gconstpointer data)
+{
+    VhdGen pg = parent_gen(), cg = child_gen();
+    g_autofree char *pp = write_gen(f->dir, "parent.vhd", &pg);
+    g_autofree char *cp = write_gen(f->dir, "child.vhd", &cg);
+    peek_assert_like_open(f->ctx, pp);
+    peek_assert_like_open(f->ctx, cp);
+    VhdGen fg = parent_gen();
+    fg.type = 2;
+    g_autofree char *fp = write_gen(f->dir, "fixed.vhd", &fg);
+    peek_assert_like_open(f->ctx, fp);
+    /* A damaged end footer: readable through the copy, never extended. */
+    g_autoptr(GByteArray) b = vhdgen_build(&pg);
+    b->data[b->len - 512 + 64] ^= 1;
+    g_autofree char *dp = write_bytes(f, "damaged.vhd", b);
+    peek_assert_like_open(f->ctx, dp);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) d = vd_image_peek(f->ctx, dp, &err);
+    g_assert_no_error(err);
+    g_assert_true(d->format_read_only);
+
+    /* A header claiming a 256 MiB BAT (2^26 blocks of 2 MiB). */
+    uint32_t n = 1u << 26;
+    uint64_t size = (uint64_t)n * 2 * MiB, file = VHDGEN_BAT_OFFSET + (uint64_t)n * 4 + 512;
+    uint8_t head[VHDGEN_BAT_OFFSET];
+    memcpy(head, b->data, sizeof head);
+    for (int k = 0; k < 8; k++)
+        head[40 + k] = head[48 + k] = (uint8_t)(size >> (56 - 8 * k));
+    fix_footer_sum(head);
+    uint8_t *h = head + VHDGEN_HEADER_OFFSET;
+    put32(h + 28, n);
+    put32(h + 32, 2 * MiB);
+    memset(h + 36, 0, 4);
+    uint32_t sum = 0;
+    for (int k = 0; k < 1024; k++)
+        sum += h[k];
+    put32(h + 36, ~sum);
+    g_autofree char *hp = g_build_filename(f->dir, "huge.vhd", NULL);
+    peek_write_sparse(hp, head, sizeof head, file);
+    guard_patch(hp, file - 512, head, 512);
+    peek_assert_bounded(f->ctx, hp, size, 64);
+}
+
 static int generate(const char *dir)
 {
     VhdGen pg = parent_gen(), cg = child_gen();
@@ -492,5 +677,12 @@ int main(int argc, char *argv[])
                gen_fixture_teardown);
     g_test_add("/vpc/hostile/block", Fixture, NULL, gen_fixture_setup, test_hostile_block,
                gen_fixture_teardown);
+    g_test_add("/vpc/guard/block-on-metadata", Fixture, NULL, gen_fixture_setup,
+               test_block_on_metadata, gen_fixture_teardown);
+    g_test_add("/vpc/guard/allocation-on-metadata", Fixture, NULL, gen_fixture_setup,
+               test_allocation_on_metadata, gen_fixture_teardown);
+    g_test_add("/vpc/guard/paths", Fixture, NULL, gen_fixture_setup, test_guard_paths,
+               gen_fixture_teardown);
+    g_test_add("/vpc/peek", Fixture, NULL, gen_fixture_setup, test_peek, gen_fixture_teardown);
     return g_test_run();
 }
