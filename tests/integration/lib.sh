@@ -72,6 +72,22 @@ unmount_vdiskfs() {
     done
 }
 
+# create_luks FILE [OPTIONS]: a 4M LUKS-encrypted qcow2 whose passphrase is
+# the secret s0 of $SECRET (--object secret,id=s0,...), key slots timed for
+# ${LUKS_ITER_TIME:-10} ms. qemu-img benchmarks PBKDF2 and now and then fails
+# to time it; retry.
+create_luks() {
+    local i
+    for i in 1 2 3 4 5 6; do
+        # shellcheck disable=SC2086
+        qemu-img create -q -f qcow2 $SECRET \
+            -o "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=${LUKS_ITER_TIME:-10}${2:+,$2}" \
+            "$1" 4M 2>"$T/luks.err" && return 0
+        rm -f "$1"
+    done
+    fail "qemu-img create LUKS $1: $(cat "$T/luks.err")"
+}
+
 # same_bytes EXPECTED_FILE GOT_FILE WHAT
 same_bytes() {
     if ! cmp "$1" "$2" >"$T/cmp.out" 2>&1; then
