@@ -12,7 +12,8 @@
  *
  * Sectors that no chunk covers read as zeros (QEMU refuses to read them).
  * Zero and ignore chunks are holes; raw chunks are read in place;
- * compressed chunks are decoded whole and kept in a small cache.
+ * compressed chunks are decoded whole, once however many readers want them
+ * at the same time, and kept in a cache sized by the readers (ro-cache.h).
  */
 #include "config.h"
 
@@ -293,23 +294,26 @@ static bool dmg_block_status(VdImage *img, uint64_t offset, uint64_t length, uns
     return true;
 }
 
-static GBytes *chunk_data(VdImage *img, guint i, GError **error)
+/* Read and decode chunk key of img (an RoDecodeFunc). */
+static GBytes *decode_chunk(gpointer user, uint64_t key, GError **error)
 {
+    VdImage *img = user;
     DmgState *s = img->opaque;
-    GBytes *b = ro_cache_get(s->cache, i);
-    if (b != NULL)
-        return b;
-    const DmgChunk *c = &s->chunks[i];
+    const DmgChunk *c = &s->chunks[key];
     g_autofree char *what = g_strdup_printf("%s: chunk at sector %" PRIu64, img->name, c->sector);
     if (!dmg_chunk_type_supported(c->type))
         return dmg_decode(what, c->type, NULL, 0, 0, error); /* the ENOTSUP error */
     g_autofree uint8_t *in = g_malloc(c->length + 1);
     if (!vd_host_pread(img->fd, img->name, in, c->length, c->offset, false, error))
         return NULL;
-    b = dmg_decode(what, c->type, in, c->length, c->sectors * DMG_SECTOR, error);
-    if (b != NULL)
-        ro_cache_put(s->cache, i, b);
-    return b;
+    return dmg_decode(what, c->type, in, c->length, c->sectors * DMG_SECTOR, error);
+}
+
+/* Decoded once however many readers want it at the same time. */
+static GBytes *chunk_data(VdImage *img, guint i, GError **error)
+{
+    DmgState *s = img->opaque;
+    return ro_cache_fetch(s->cache, i, decode_chunk, img, error);
 }
 
 static bool dmg_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error)

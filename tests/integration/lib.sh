@@ -88,6 +88,28 @@ create_luks() {
     fail "qemu-img create LUKS $1: $(cat "$T/luks.err")"
 }
 
+# within TENTHS COMMAND...: run it, failing when it has not finished after
+# TENTHS tenths of a second (a blocked FUSE request ignores even SIGKILL:
+# kill the daemon to free it); its exit status in RC.
+within() {
+    local n=$1 i=0 p
+    shift
+    "$@" &
+    p=$!
+    while kill -0 $p 2>/dev/null; do
+        i=$((i + 1))
+        [ $i -le "$n" ] || fail "$* still runs after $((n / 10)) s"
+        sleep 0.1
+    done
+    RC=0
+    wait $p || RC=$?
+}
+
+# cpu_ticks PID: user + system time of a process, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
 # same_bytes EXPECTED_FILE GOT_FILE WHAT
 same_bytes() {
     if ! cmp "$1" "$2" >"$T/cmp.out" 2>&1; then

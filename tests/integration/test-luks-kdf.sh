@@ -32,28 +32,6 @@ set_slot_iterations() {
         dd of="$1" bs=1 seek="$off" conv=notrunc status=none || fail "patch $1"
 }
 
-# cpu_ticks PID: user + system time of a process, in clock ticks.
-cpu_ticks() {
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
-
-# within TENTHS COMMAND...: run it, failing when it has not finished after
-# TENTHS tenths of a second (a blocked FUSE request ignores even SIGKILL:
-# the EXIT trap kills the daemon instead); its exit status in RC.
-within() {
-    local n=$1 i=0 p
-    shift
-    "$@" &
-    p=$!
-    while kill -0 $p 2>/dev/null; do
-        i=$((i + 1))
-        [ $i -le "$n" ] || fail "$* still runs after $((n / 10)) s"
-        sleep 0.1
-    done
-    RC=0
-    wait $p || RC=$?
-}
-
 # start_daemon OPTIONS: vdiskfs in the foreground (its log in $T/log), in
 # the background; VP is its pid.
 start_daemon() {

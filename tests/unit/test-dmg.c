@@ -6,7 +6,8 @@
  * hostile trailers, tables and streams.
  *
  * "test-dmg gen DIR" writes NAME.dmg and NAME.expect (the raw content)
- * for the integration test.
+ * for the integration test, "test-dmg bomb DIR" DIR/bomb.dmg (4 GiB of
+ * zeros in 64 chunks of the largest size).
  */
 #include "config.h"
 
@@ -29,7 +30,7 @@ static const DgChunk ALL[] = {
     {DMG_CHUNK_RAW, 4},    {DMG_CHUNK_RAW, 4},  {DMG_CHUNK_ZLIB, 2048}, {DMG_CHUNK_ZERO, 100},
     {DMG_CHUNK_ADC, 2048},
 };
-static const DgSpec ALL_SPEC = {ALL, G_N_ELEMENTS(ALL), false, 0, 6, 16};
+static const DgSpec ALL_SPEC = {ALL, G_N_ELEMENTS(ALL), false, 0, 6, 16, false};
 
 /* What QEMU 7.2 reads: raw, ignore and zlib, no gaps. */
 static const DgChunk QEMU[] = {
@@ -160,7 +161,7 @@ static void test_resource_fork(Fixture *f, gconstpointer data)
 
 static void test_lzfse_unsupported(Fixture *f, gconstpointer data)
 {
-    DgSpec spec = {LZFSE, G_N_ELEMENTS(LZFSE), false, 0, 0, 0};
+    DgSpec spec = {LZFSE, G_N_ELEMENTS(LZFSE), false, 0, 0, 0, false};
     g_autoptr(DgImage) g = dg_build(&spec);
     g_autoptr(GError) err = NULL;
     g_autoptr(VdImage) img = open_bytes(f, g->file, &err);
@@ -398,21 +399,34 @@ static void write_pair(const char *dir, const char *name, const DgSpec *spec)
 
 static int gen(const char *dir)
 {
-    DgSpec qemu = {QEMU, G_N_ELEMENTS(QEMU), false, 0, 3, 0};
+    DgSpec qemu = {QEMU, G_N_ELEMENTS(QEMU), false, 0, 3, 0, false};
     write_pair(dir, "qemu", &qemu);
     qemu.data_fork_prefix = 1536;
     write_pair(dir, "qemu-prefix", &qemu);
     qemu.rsrc_fork = true;
     write_pair(dir, "qemu-rsrc", &qemu);
-    DgSpec bz2 = {BZ2, G_N_ELEMENTS(BZ2), false, 0, 0, 0};
+    DgSpec bz2 = {BZ2, G_N_ELEMENTS(BZ2), false, 0, 0, 0, false};
     write_pair(dir, "bz2", &bz2);
     write_pair(dir, "all", &ALL_SPEC);
     DgSpec rsrc = ALL_SPEC;
     rsrc.rsrc_fork = true;
     rsrc.data_fork_prefix = 4096;
     write_pair(dir, "all-rsrc", &rsrc);
-    DgSpec lz = {LZFSE, G_N_ELEMENTS(LZFSE), false, 0, 0, 0};
+    DgSpec lz = {LZFSE, G_N_ELEMENTS(LZFSE), false, 0, 0, 0, false};
     write_pair(dir, "lzfse", &lz);
+    return 0;
+}
+
+/* DIR/bomb.dmg: 64 zlib chunks of 64 MiB of zeros (the largest chunk
+ * allowed) in 4 MB, for tests of concurrent readers. */
+static int gen_bomb(const char *dir)
+{
+    DgChunk chunks[64];
+    for (size_t i = 0; i < G_N_ELEMENTS(chunks); i++)
+        chunks[i] = (DgChunk){DMG_CHUNK_ZLIB, DMG_MAX_DECODED / 512};
+    DgSpec spec = {chunks, G_N_ELEMENTS(chunks), false, 0, 0, 0, true};
+    g_autoptr(DgImage) img = dg_build(&spec);
+    dg_write(dir, "bomb.dmg", img->file->data, img->file->len);
     return 0;
 }
 
@@ -420,6 +434,8 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "gen") == 0)
         return gen(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "bomb") == 0)
+        return gen_bomb(argv[2]);
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/dmg/plist-parser", test_plist_parser);
     g_test_add_func("/dmg/adc", test_adc);
