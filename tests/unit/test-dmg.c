@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <glib/gstdio.h>
+#include <stdio.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -417,6 +418,79 @@ static int gen(const char *dir)
     return 0;
 }
 
+static VdImage *peek_file(Fixture *f, const char *name, GError **error)
+{
+    g_autofree char *p = g_build_filename(f->dir, name, NULL);
+    return vd_image_peek(f->ctx, p, error);
+}
+
+/* peek: the full open's size, members and read-only state, from the koly
+ * trailer alone. */
+static void test_peek(Fixture *f, gconstpointer data)
+{
+    DgSpec rsrc = ALL_SPEC;
+    rsrc.rsrc_fork = true;
+    rsrc.data_fork_prefix = 4096;
+    DgSpec lz = {LZFSE, G_N_ELEMENTS(LZFSE), false, 0, 0, 0, false};
+    const DgSpec *specs[] = {&ALL_SPEC, &rsrc, &lz};
+    for (size_t i = 0; i < G_N_ELEMENTS(specs); i++) {
+        g_autoptr(DgImage) g = dg_build(specs[i]);
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VdImage) full = open_bytes(f, g->file, &err);
+        g_assert_no_error(err);
+        g_autoptr(VdImage) peek = peek_file(f, "t.dmg", &err);
+        g_assert_no_error(err);
+        g_assert_true(peek->peeked);
+        g_assert_null(peek->opaque);
+        g_assert_cmpstr(peek->driver->name, ==, "dmg");
+        g_assert_cmpuint(vd_image_size(peek), ==, vd_image_size(full));
+        g_assert_cmpuint(vd_image_size(peek), ==, g->size);
+        g_assert_cmpuint(peek->members ? peek->members->len : 0, ==,
+                         full->members ? full->members->len : 0);
+        g_assert_true(peek->format_read_only);
+        g_assert_cmpint(peek->format_read_only, ==, full->format_read_only);
+    }
+
+    /* Hostile block tables cost peek nothing: a 60 MiB "property list" in
+     * a hole of the file, which a full open reads and refuses. */
+    g_autoptr(DgImage) g = dg_build(&ALL_SPEC);
+    uint64_t hole = g->koly_offset, xml_len = 60u << 20;
+    uint8_t koly[512];
+    memcpy(koly, g->file->data + g->koly_offset, sizeof koly);
+    vd_put_be64(koly + 216, hole);
+    vd_put_be64(koly + 224, xml_len);
+    g_autofree char *p = g_build_filename(f->dir, "huge.dmg", NULL);
+    FILE *fp = fopen(p, "wb");
+    g_assert_nonnull(fp);
+    g_assert_cmpuint(fwrite(g->file->data, 1, hole, fp), ==, hole);
+    g_assert_cmpint(fseeko(fp, (off_t)(hole + xml_len), SEEK_SET), ==, 0);
+    g_assert_cmpuint(fwrite(koly, 1, sizeof koly, fp), ==, sizeof koly);
+    g_assert_cmpint(fclose(fp), ==, 0);
+    g_autoptr(GError) err = NULL;
+    gint64 t0 = g_get_monotonic_time();
+    g_autoptr(VdImage) peek = peek_file(f, "huge.dmg", &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(g_get_monotonic_time() - t0, <, G_USEC_PER_SEC / 10);
+    g_assert_cmpuint(vd_image_size(peek), ==, g->size);
+    VdOpenOptions o = {.read_only = true};
+    g_autoptr(VdImage) full = vd_image_open(f->ctx, p, &o, &err);
+    g_assert_null(full);
+    g_assert_error(err, VD_ERROR, EIO);
+    g_clear_error(&err);
+
+    /* What the trailer itself gets wrong, peek refuses like open. */
+    memcpy(koly, g->file->data + g->koly_offset, sizeof koly);
+    vd_put_be64(koly + 492, UINT64_MAX / 256);
+    GByteArray *bad = g_byte_array_new();
+    g_byte_array_append(bad, g->file->data, (guint)g->koly_offset);
+    g_byte_array_append(bad, koly, sizeof koly);
+    dg_write(f->dir, "bad.dmg", bad->data, bad->len);
+    g_byte_array_unref(bad);
+    g_assert_null(peek_file(f, "bad.dmg", &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    g_assert_nonnull(strstr(err->message, "sector count"));
+}
+
 /* DIR/bomb.dmg: 64 zlib chunks of 64 MiB of zeros (the largest chunk
  * allowed) in 4 MB, for tests of concurrent readers. */
 static int gen_bomb(const char *dir)
@@ -446,5 +520,6 @@ int main(int argc, char **argv)
                fixture_teardown);
     g_test_add("/dmg/hostile", Fixture, NULL, fixture_setup, test_hostile, fixture_teardown);
     g_test_add("/dmg/flips", Fixture, NULL, fixture_setup, test_flips, fixture_teardown);
+    g_test_add("/dmg/peek", Fixture, NULL, fixture_setup, test_peek, fixture_teardown);
     return g_test_run();
 }
