@@ -6,7 +6,8 @@
 # such an image is refused at once with the reason logged (EACCES, like a
 # missing key: the image is sound, the policy refuses it), the directory
 # lists at once, and normal images (qemu-img's default iter-time included)
-# still open and read as qemu-img does. A daemon deriving an allowed but
+# still open and read as qemu-img does, and a hostile slot does not keep
+# the passphrase of another slot from opening the image. A daemon deriving an allowed but
 # slow key (cap raised, a slot of 2^28) stops within a second or two of
 # SIGTERM and the mount goes away.
 . "$TESTLIB"
@@ -56,8 +57,20 @@ qemu-io $SECRET --image-opts -c "write -s $T/rand 4096 3M" \
 LUKS_ITER_TIME=2000 create_luks "$D/sub/default.qcow2"
 cp "$D/normal.qcow2" "$D/hostile.qcow2"
 set_slot_iterations "$D/hostile.qcow2" 0 1073741824
+# Two key slots, the passphrase in the second: the first's count must not
+# matter (over the cap: skipped; under it but slow: tried last).
+create_luks "$D/two.qcow2"
+# shellcheck disable=SC2086
+qemu-img amend $SECRET --object secret,id=s1,data=other \
+    --image-opts "driver=qcow2,file.filename=$D/two.qcow2,encrypt.key-secret=s0" \
+    -o encrypt.state=active,encrypt.new-secret=s1,encrypt.iter-time=10 || fail "qemu-img amend"
+mkdir "$D/order"
+cp "$D/two.qcow2" "$D/order/order.qcow2"
+set_slot_iterations "$D/two.qcow2" 0 1073741824
+set_slot_iterations "$D/order/order.qcow2" 0 268435456
 printf '[normal.qcow2]\npassphrase=sesame\n[sub/default.qcow2]\npassphrase=sesame\n' >"$T/keys"
 printf '[hostile.qcow2]\npassphrase=sesame\n[slow.qcow2]\npassphrase=sesame\n' >>"$T/keys"
+printf '[two.qcow2]\npassphrase=other\n[order/order.qcow2]\npassphrase=other\n' >>"$T/keys"
 chmod 600 "$T/keys"
 
 note "the option is range-checked"
@@ -91,6 +104,8 @@ note "normal images open and read as qemu-img does"
 qemu-img convert $SECRET --image-opts -O raw \
     "driver=qcow2,file.filename=$D/normal.qcow2,encrypt.key-secret=s0" "$T/expect.raw" || fail "convert"
 same_bytes "$T/expect.raw" "$M/normal.qcow2" normal.qcow2
+within 30 cmp -s -n 1048576 /dev/zero "$M/two.qcow2"
+[ $RC = 0 ] || fail "two.qcow2 (key slot 0 over the cap, the passphrase in slot 1): $(tail -3 "$T/log")"
 cmp -s -n 1048576 /dev/zero "$M/sub/default.qcow2" ||
     fail "sub/default.qcow2 (qemu-img's default iter-time) does not read as zeros: $(tail -3 "$T/log")"
 kill -TERM $VP
@@ -98,10 +113,15 @@ wait $VP || fail "vdiskfs exited with $?"
 VP=""
 
 note "SIGTERM while a slow key is being derived"
-cp "$D/normal.qcow2" "$D/slow.qcow2"
-set_slot_iterations "$D/slow.qcow2" 0 268435456
 rm "$D/hostile.qcow2"
 start_daemon "kdf_max_iterations=1073741824"
+# Slot 0 allowed but slow (a minute or more), slot 1 cheap: tried first.
+within 50 cmp -s -n 1048576 /dev/zero "$M/order/order.qcow2"
+[ $RC = 0 ] || fail "order/order.qcow2 (the passphrase in the cheaper slot 1): $(tail -3 "$T/log")"
+# Added while mounted, so that the listings above did not open it.
+cp "$D/normal.qcow2" "$T/slow.qcow2"
+set_slot_iterations "$T/slow.qcow2" 0 268435456
+mv "$T/slow.qcow2" "$D/slow.qcow2"
 cat "$M/slow.qcow2" >/dev/null 2>&1 &
 CP=$!
 # Deriving: the daemon burns a core (half a second of CPU, 10 s at most).
