@@ -35,6 +35,9 @@
 #define QCOW2_EXT_BITMAPS     0x23852875u
 #define QCOW2_EXT_CRYPTO      0x0537be77u
 #define QCOW2_EXT_DATA_FILE   0x44415441u
+/* vdiskfs's own: what an overlay recorded about its original (QEMU keeps
+ * unknown extensions and ignores them). */
+#define QCOW2_EXT_ORIGIN 0x76644f72u
 
 #define QCOW2_CRYPT_NONE 0
 #define QCOW2_CRYPT_AES  1
@@ -123,6 +126,7 @@ typedef struct Qcow2State {
     uint64_t crypto_offset, crypto_length;
     uint64_t bitmaps_offset;
     bool has_bitmaps_ext;
+    GBytes *origin; /* QCOW2_EXT_ORIGIN's contents, or NULL */
     char *backing_file;
     char *backing_format;
     char *data_file;      /* as recorded in the header extension */
