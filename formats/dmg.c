@@ -12,7 +12,8 @@
  *
  * Sectors that no chunk covers read as zeros (QEMU refuses to read them).
  * Zero and ignore chunks are holes; raw chunks are read in place;
- * compressed chunks are decoded whole and kept in a small cache.
+ * compressed chunks are decoded whole, once however many readers want them
+ * at the same time, and kept in a cache sized by the readers (ro-cache.h).
  */
 #include "config.h"
 
@@ -179,54 +180,77 @@ static bool load_chunks(VdImage *img, DmgState *s, const uint8_t *koly, uint64_t
     return true;
 }
 
-static bool dmg_open(VdImage *img, GError **error)
+/* The koly trailer, checked as far as the disk's size and layout go. */
+typedef struct {
+    uint8_t raw[KOLY_SIZE];
+    uint64_t offset;  /* where it lies: the end of the data */
+    uint64_t sectors; /* the disk's size */
+} Koly;
+
+static bool read_koly(VdImage *img, Koly *k, GError **error)
 {
     uint64_t file_size;
-    uint8_t koly[KOLY_SIZE];
     if (!vd_host_size(img->fd, img->name, &file_size, error))
         return false;
     if (file_size < KOLY_SIZE) {
         vd_set_error(error, EIO, "%s: too small for a koly trailer", img->name);
         return false;
     }
-    uint64_t koly_off = file_size - KOLY_SIZE;
-    if (!vd_host_pread(img->fd, img->name, koly, sizeof koly, koly_off, false, error))
+    k->offset = file_size - KOLY_SIZE;
+    if (!vd_host_pread(img->fd, img->name, k->raw, KOLY_SIZE, k->offset, false, error))
         return false;
-    if (memcmp(koly, "koly", 4) != 0 || vd_be32(koly + 8) != KOLY_SIZE) {
+    if (memcmp(k->raw, "koly", 4) != 0 || vd_be32(k->raw + 8) != KOLY_SIZE) {
         vd_set_error(error, EIO, "%s: no koly trailer at the end of the file", img->name);
         return false;
     }
-    DmgState *s = g_new0(DmgState, 1);
-    img->opaque = s;
-    bool ok = false;
-    s->version = vd_be32(koly + 4);
-    s->variant = vd_be32(koly + 488);
-    s->data_fork_offset = vd_be64(koly + 24);
-    uint32_t segments = vd_be32(koly + 60);
-    uint64_t sectors = vd_be64(koly + 492);
+    uint32_t segments = vd_be32(k->raw + 60);
+    uint64_t data_fork_offset = vd_be64(k->raw + 24);
+    k->sectors = vd_be64(k->raw + 492);
     if (segments > 1) {
         vd_set_error(error, ENOTSUP, "%s: segmented image (%" PRIu32 " segments)", img->name,
                      segments);
-        goto out;
+        return false;
     }
-    if (s->data_fork_offset > koly_off) {
+    if (data_fork_offset > k->offset) {
         vd_set_error(error, EIO, "%s: data fork at 0x%" PRIx64 " lies past the trailer", img->name,
-                     s->data_fork_offset);
-        goto out;
+                     data_fork_offset);
+        return false;
     }
-    if (sectors > (uint64_t)INT64_MAX / DMG_SECTOR) {
-        vd_set_error(error, EIO, "%s: sector count %" PRIu64 " is too large", img->name, sectors);
-        goto out;
+    if (k->sectors > (uint64_t)INT64_MAX / DMG_SECTOR) {
+        vd_set_error(error, EIO, "%s: sector count %" PRIu64 " is too large", img->name,
+                     k->sectors);
+        return false;
     }
-    if (!load_chunks(img, s, koly, koly_off, error) ||
-        !check_chunks(img, s, sectors, koly_off, error))
-        goto out;
-    img->size = sectors * DMG_SECTOR;
-    ok = true;
-out:
-    if (!ok)
+    return true;
+}
+
+static bool dmg_open(VdImage *img, GError **error)
+{
+    Koly k;
+    if (!read_koly(img, &k, error))
+        return false;
+    DmgState *s = g_new0(DmgState, 1);
+    img->opaque = s;
+    s->version = vd_be32(k.raw + 4);
+    s->variant = vd_be32(k.raw + 488);
+    s->data_fork_offset = vd_be64(k.raw + 24);
+    if (!load_chunks(img, s, k.raw, k.offset, error) ||
+        !check_chunks(img, s, k.sectors, k.offset, error)) {
         dmg_close(img);
-    return ok;
+        return false;
+    }
+    img->size = k.sectors * DMG_SECTOR;
+    return true;
+}
+
+/* The size is the trailer's: no block tables, no cache. */
+static bool dmg_peek(VdImage *img, GError **error)
+{
+    Koly k;
+    if (!read_koly(img, &k, error))
+        return false;
+    img->size = k.sectors * DMG_SECTOR;
+    return true;
 }
 
 /* Index of the first chunk that ends after sector sec (n_chunks if none). */
@@ -293,23 +317,26 @@ static bool dmg_block_status(VdImage *img, uint64_t offset, uint64_t length, uns
     return true;
 }
 
-static GBytes *chunk_data(VdImage *img, guint i, GError **error)
+/* Read and decode chunk key of img (an RoDecodeFunc). */
+static GBytes *decode_chunk(gpointer user, uint64_t key, GError **error)
 {
+    VdImage *img = user;
     DmgState *s = img->opaque;
-    GBytes *b = ro_cache_get(s->cache, i);
-    if (b != NULL)
-        return b;
-    const DmgChunk *c = &s->chunks[i];
+    const DmgChunk *c = &s->chunks[key];
     g_autofree char *what = g_strdup_printf("%s: chunk at sector %" PRIu64, img->name, c->sector);
     if (!dmg_chunk_type_supported(c->type))
         return dmg_decode(what, c->type, NULL, 0, 0, error); /* the ENOTSUP error */
     g_autofree uint8_t *in = g_malloc(c->length + 1);
     if (!vd_host_pread(img->fd, img->name, in, c->length, c->offset, false, error))
         return NULL;
-    b = dmg_decode(what, c->type, in, c->length, c->sectors * DMG_SECTOR, error);
-    if (b != NULL)
-        ro_cache_put(s->cache, i, b);
-    return b;
+    return dmg_decode(what, c->type, in, c->length, c->sectors * DMG_SECTOR, error);
+}
+
+/* Decoded once however many readers want it at the same time. */
+static GBytes *chunk_data(VdImage *img, guint i, GError **error)
+{
+    DmgState *s = img->opaque;
+    return ro_cache_fetch(s->cache, i, decode_chunk, img, error);
 }
 
 static bool dmg_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error)
@@ -382,6 +409,7 @@ const VdDriver vd_dmg_driver = {
     .probe = dmg_probe,
     .open = dmg_open,
     .close = dmg_close,
+    .peek = dmg_peek,
     .pread = dmg_pread,
     .block_status = dmg_block_status,
     .describe = dmg_describe,

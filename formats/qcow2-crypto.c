@@ -3,8 +3,8 @@
  * qcow2 encryption: LUKS (version 1 header in the clusters named by the
  * full-disk-encryption header extension; data sectors tweaked by their host
  * offset) and the legacy AES method (AES-128-CBC, plain64 IVs from the guest
- * offset, key = the passphrase's first 16 bytes). Ciphers, hashes and PBKDF2
- * come from OpenSSL.
+ * offset, key = the passphrase's first 16 bytes). Ciphers and hashes come
+ * from OpenSSL, PBKDF2 through src/vd-kdf (bounded, cancellable).
  */
 #include "config.h"
 
@@ -16,13 +16,13 @@
 #include "src/vd-error.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
+#include "src/vd-kdf.h"
 
 #define LUKS_HEADER_SIZE 592
 #define LUKS_SLOTS       8
 #define LUKS_SLOT_ACTIVE 0x00ac71f3u
 #define LUKS_DIGEST_SIZE 20
 #define LUKS_MAX_STRIPES 65536u
-#define LUKS_MAX_ITER    (1u << 30)
 #define CRYPTO_MAX_KEY   64
 #define CRYPTO_BLOCK     16
 
@@ -239,7 +239,66 @@ static bool essiv_key(Qcow2Crypto *c, const char *ivspec_hash, const uint8_t *ke
     return md != NULL && EVP_Digest(key, len, c->essiv_key, &n, md, NULL);
 }
 
-static bool luks_open(Qcow2State *s, Qcow2Crypto *c, const char *pass, GError **error)
+/* An active key slot, checked: where its key material lies and how much
+ * work its passphrase costs. */
+typedef struct {
+    int index;
+    uint32_t iterations;
+    uint32_t stripes;
+    uint64_t mat_off; /* within the LUKS header area */
+    uint64_t mat_len;
+} LuksSlot;
+
+static int slot_cmp(const void *a, const void *b)
+{
+    const LuksSlot *x = a, *y = b;
+    if (x->iterations != y->iterations)
+        return x->iterations < y->iterations ? -1 : 1;
+    return x->index - y->index;
+}
+
+/* Try the passphrase on one slot: true with the master key in mk when its
+ * digest matches, false with *error set only for failures that end the
+ * search (cancellation, I/O); a wrong passphrase leaves *error NULL. */
+static bool luks_try_slot(Qcow2State *s, VdImage *img, Qcow2Crypto *c, const uint8_t *h,
+                          const EVP_MD *md, const char *pass, const char *essiv_hash,
+                          const LuksSlot *slot, uint8_t *mk, GError **error)
+{
+    size_t key_bytes = c->key_len;
+    g_autofree char *what = g_strdup_printf("%s: LUKS key slot %d", s->name, slot->index);
+    g_autofree char *digest_what = g_strdup_printf("%s: LUKS master key digest", s->name);
+    g_autofree uint8_t *mat = g_malloc(slot->mat_len);
+    uint8_t slot_key[CRYPTO_MAX_KEY], digest[LUKS_DIGEST_SIZE];
+    if (!vd_host_pread(s->fd, s->name, mat, slot->mat_len, s->crypto_offset + slot->mat_off, false,
+                       error))
+        return false;
+    bool ok = vd_kdf_pbkdf2(img->ctx, what, md, pass, strlen(pass), h + 208 + slot->index * 48 + 8,
+                            32, slot->iterations, slot_key, key_bytes, error);
+    if (!ok) {
+        OPENSSL_cleanse(mat, slot->mat_len);
+        return false;
+    }
+    ok = essiv_hash == NULL || essiv_key(c, essiv_hash, slot_key, key_bytes);
+    if (ok)
+        ok = crypt_sectors(c->cipher, slot_key, c->ivgen, c, false, 0, mat, slot->mat_len);
+    OPENSSL_cleanse(slot_key, sizeof slot_key);
+    if (ok)
+        ok = af_merge(md, mat, key_bytes, slot->stripes, mk);
+    OPENSSL_cleanse(mat, slot->mat_len);
+    if (!ok) {
+        vd_set_error(error, EIO, "%s: decrypting the key material failed", what);
+        return false;
+    }
+    if (!vd_kdf_pbkdf2(img->ctx, digest_what, md, mk, key_bytes, h + 132, 32, vd_be32(h + 164),
+                       digest, LUKS_DIGEST_SIZE, error))
+        return false;
+    bool match = CRYPTO_memcmp(digest, h + 112, LUKS_DIGEST_SIZE) == 0;
+    if (!match)
+        OPENSSL_cleanse(mk, CRYPTO_MAX_KEY);
+    return match;
+}
+
+static bool luks_open(Qcow2State *s, VdImage *img, Qcow2Crypto *c, const char *pass, GError **error)
 {
     uint64_t file_size = qcow2_file_size(s);
     if (s->crypto_length < LUKS_HEADER_SIZE ||
@@ -263,7 +322,7 @@ static bool luks_open(Qcow2State *s, Qcow2Crypto *c, const char *pass, GError **
     header_string(c->hash_spec, h + 72, 32);
     uint32_t key_bytes = vd_be32(h + 108);
     uint32_t mk_iter = vd_be32(h + 164);
-    if (key_bytes == 0 || key_bytes > CRYPTO_MAX_KEY || mk_iter == 0 || mk_iter > LUKS_MAX_ITER) {
+    if (key_bytes == 0 || key_bytes > CRYPTO_MAX_KEY || mk_iter == 0) {
         vd_set_error(error, EIO, "%s: LUKS header has key size %u and %u digest iterations",
                      s->name, key_bytes, mk_iter);
         return false;
@@ -277,57 +336,62 @@ static bool luks_open(Qcow2State *s, Qcow2Crypto *c, const char *pass, GError **
         return false;
     const char *essiv_hash = c->ivgen == IV_ESSIV ? strchr(c->cipher_mode, ':') + 1 : NULL;
     c->key_len = key_bytes;
+    /* Every slot's check ends with the digest: past the cap, none can open. */
+    g_autofree char *digest_what = g_strdup_printf("%s: LUKS master key digest", s->name);
+    if (!vd_kdf_check_iterations(img->ctx, digest_what, mk_iter, error))
+        return false;
 
+    LuksSlot slots[LUKS_SLOTS];
+    int n = 0;
     for (int i = 0; i < LUKS_SLOTS; i++) {
         const uint8_t *ks = h + 208 + i * 48;
-        if (vd_be32(ks) == LUKS_SLOT_ACTIVE)
-            c->active_slots |= 1u << i;
-    }
-    uint8_t mk[CRYPTO_MAX_KEY], digest[LUKS_DIGEST_SIZE];
-    for (int i = 0; i < LUKS_SLOTS; i++) {
-        const uint8_t *ks = h + 208 + i * 48;
-        if (!(c->active_slots & (1u << i)))
+        if (vd_be32(ks) != LUKS_SLOT_ACTIVE)
             continue;
-        uint32_t iter = vd_be32(ks + 4), kmo = vd_be32(ks + 40), stripes = vd_be32(ks + 44);
-        uint64_t mat_len = qcow2_round_up((uint64_t)key_bytes * stripes, QCOW2_SECTOR);
-        uint64_t mat_off = (uint64_t)kmo * QCOW2_SECTOR;
-        if (iter == 0 || iter > LUKS_MAX_ITER || stripes == 0 || stripes > LUKS_MAX_STRIPES ||
-            !vd_range_within(mat_off, mat_len, s->crypto_length)) {
+        c->active_slots |= 1u << i;
+        LuksSlot *sl = &slots[n++];
+        sl->index = i;
+        sl->iterations = vd_be32(ks + 4);
+        sl->stripes = vd_be32(ks + 44);
+        sl->mat_len = qcow2_round_up((uint64_t)key_bytes * sl->stripes, QCOW2_SECTOR);
+        sl->mat_off = (uint64_t)vd_be32(ks + 40) * QCOW2_SECTOR;
+        if (sl->iterations == 0 || sl->stripes == 0 || sl->stripes > LUKS_MAX_STRIPES ||
+            !vd_range_within(sl->mat_off, sl->mat_len, s->crypto_length)) {
             vd_set_error(error, EIO, "%s: LUKS key slot %d is malformed", s->name, i);
             return false;
         }
-        g_autofree uint8_t *mat = g_malloc(mat_len);
-        uint8_t slot_key[CRYPTO_MAX_KEY];
-        bool ok =
-            vd_host_pread(s->fd, s->name, mat, mat_len, s->crypto_offset + mat_off, false, error);
-        if (!ok)
-            return false;
-        ok = PKCS5_PBKDF2_HMAC(pass, (int)strlen(pass), ks + 8, 32, (int)iter, md, (int)key_bytes,
-                               slot_key) == 1;
-        if (ok && essiv_hash != NULL)
-            ok = essiv_key(c, essiv_hash, slot_key, key_bytes);
-        if (ok)
-            ok = crypt_sectors(c->cipher, slot_key, c->ivgen, c, false, 0, mat, mat_len);
-        OPENSSL_cleanse(slot_key, sizeof slot_key);
-        if (ok)
-            ok = af_merge(md, mat, key_bytes, stripes, mk);
-        OPENSSL_cleanse(mat, mat_len);
-        if (ok)
-            ok = PKCS5_PBKDF2_HMAC((const char *)mk, (int)key_bytes, h + 132, 32, (int)mk_iter, md,
-                                   LUKS_DIGEST_SIZE, digest) == 1;
-        if (ok && CRYPTO_memcmp(digest, h + 112, LUKS_DIGEST_SIZE) == 0) {
+    }
+    /* Cheapest slots first, and none over the cap: a slot with a hostile
+     * count costs nothing unless every cheaper one failed, and then at most
+     * the cap. */
+    qsort(slots, (size_t)n, sizeof slots[0], slot_cmp);
+    uint8_t mk[CRYPTO_MAX_KEY];
+    g_autoptr(GError) refused = NULL;
+    for (int k = 0; k < n; k++) {
+        g_autofree char *what = g_strdup_printf("%s: LUKS key slot %d", s->name, slots[k].index);
+        if (!vd_kdf_check_iterations(img->ctx, what, slots[k].iterations,
+                                     refused ? NULL : &refused))
+            continue;
+        GError *e = NULL;
+        if (luks_try_slot(s, img, c, h, md, pass, essiv_hash, &slots[k], mk, &e)) {
             memcpy(c->key, mk, key_bytes);
             OPENSSL_cleanse(mk, sizeof mk);
-            c->slot = i;
+            c->slot = slots[k].index;
             if (essiv_hash != NULL && !essiv_key(c, essiv_hash, c->key, key_bytes)) {
                 vd_set_error(error, EIO, "%s: ESSIV key derivation failed", s->name);
                 return false;
             }
             return true;
         }
+        if (e != NULL) {
+            g_propagate_error(error, e);
+            return false;
+        }
     }
-    OPENSSL_cleanse(mk, sizeof mk);
-    vd_set_error(error, EACCES, "%s: the passphrase opens none of the LUKS key slots", s->name);
+    if (refused != NULL)
+        vd_set_error(error, EACCES, "%s%s", refused->message,
+                     n > 1 ? " (no other key slot takes the passphrase)" : "");
+    else
+        vd_set_error(error, EACCES, "%s: the passphrase opens none of the LUKS key slots", s->name);
     return false;
 }
 
@@ -360,7 +424,7 @@ bool qcow2_crypto_open(Qcow2State *s, VdImage *img, GError **error)
         strcpy(c->cipher_mode, "cbc-plain64");
         ok = true;
     } else {
-        ok = luks_open(s, c, pass, error);
+        ok = luks_open(s, img, c, pass, error);
     }
     vd_secret_free(pass);
     if (!ok) {

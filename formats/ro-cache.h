@@ -1,10 +1,26 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * A small LRU of decoded chunks for the read-only compressed formats
- * (cloop, dmg): a key (chunk index) maps to an immutable GBytes, so a
- * reader copies from it outside the lock. Decoding happens outside the
- * lock too; two threads may decode the same chunk at once, and the
- * second insert simply replaces the first.
+ * The cache of decoded chunks of the read-only compressed formats (dmg,
+ * cloop): a key (chunk index) maps to an immutable GBytes, so a reader
+ * copies from it outside the lock.
+ *
+ * Sizing. Every cache may hold budget / unit entries (at least 2, at most
+ * 256): its floor, from VdContext's decode_cache_bytes. A chunk is decoded
+ * whole, so readers working on more chunks than that at once would evict
+ * each other's chunks and decode them again for every request (64 MiB of
+ * inflate per 1 MiB read). So the cache grows beyond its floor to one entry
+ * per chunk in concurrent use: as many as were being decoded at the same
+ * time, plus one whenever a chunk comes back soon after it was evicted.
+ * Entries above the floor borrow unit bytes each from one pool shared by
+ * every cache of the process, ro_cache_shared_limit(): 512 MiB, or an
+ * eighth of the physical memory if that is less. When the pool is spent,
+ * the least recently used entry goes, as before. Entries above the floor
+ * that went unused for 2 s and for 16 uses per entry of the others are
+ * dropped, and the cache shrinks back.
+ *
+ * Decoding. ro_cache_fetch decodes a missing chunk outside the lock, once:
+ * readers asking for a chunk that is being decoded wait for that decode
+ * and share its result, or its error.
  */
 #ifndef RO_CACHE_H
 #define RO_CACHE_H
@@ -15,12 +31,27 @@
 
 typedef struct RoCache RoCache;
 
-/* Room for budget / unit entries, at least 2 and at most 256. */
+/* Decode chunk key: a new GBytes, or NULL with error set. */
+typedef GBytes *(*RoDecodeFunc)(gpointer user, uint64_t key, GError **error);
+
+/* Floor of budget / unit entries (2 to 256); unit is the largest chunk. */
 RoCache *ro_cache_new(uint64_t budget, uint64_t unit);
 void ro_cache_free(RoCache *c);
-/* A new reference to the chunk, or NULL. */
+
+/* A new reference to chunk key: cached, or decoded by decode(user, key)
+ * once however many readers ask at the same time. */
+GBytes *ro_cache_fetch(RoCache *c, uint64_t key, RoDecodeFunc decode, gpointer user,
+                       GError **error);
+
+/* A new reference to the chunk, or NULL (then decode and ro_cache_put). */
 GBytes *ro_cache_get(RoCache *c, uint64_t key);
 /* Insert (takes a new reference), evicting the least recently used. */
 void ro_cache_put(RoCache *c, uint64_t key, GBytes *data);
+
+/* For tests: entries held now, and entries it may hold now. */
+unsigned ro_cache_entries(RoCache *c);
+unsigned ro_cache_capacity(RoCache *c);
+/* The bytes all caches together may hold above their floors. */
+uint64_t ro_cache_shared_limit(void);
 
 #endif

@@ -17,6 +17,7 @@ VdContext *vd_context_new(const char *root, GError **error)
     ctx->metadata_cache_bytes = VD_DEFAULT_METADATA_CACHE;
     ctx->decode_cache_bytes = VD_DEFAULT_DECODE_CACHE;
     ctx->max_chain_depth = VD_DEFAULT_CHAIN_DEPTH;
+    ctx->kdf_max_iterations = VD_DEFAULT_KDF_MAX_ITERATIONS;
     ctx->mem_budget = VD_DEFAULT_MEM_BUDGET;
     ctx->root_fd = -1;
     ctx->overlay_fd = -1;
@@ -249,4 +250,15 @@ void vd_secret_free(char *secret)
     /* explicit_bzero survives dead-store elimination, unlike memset. */
     explicit_bzero(secret, strlen(secret));
     g_free(secret);
+}
+
+void vd_context_cancel(VdContext *ctx)
+{
+    /* A lock-free atomic store: safe in a signal handler. */
+    g_atomic_int_set(&ctx->cancelled, 1);
+}
+
+bool vd_context_cancelled(const VdContext *ctx)
+{
+    return g_atomic_int_get((gint *)&ctx->cancelled) != 0;
 }

@@ -36,6 +36,7 @@ typedef struct {
     int force_share;
     unsigned idle_timeout;
     unsigned read_ahead;
+    char *kdf_max_iterations;
     int nonopt_count;
 } VdfsConfig;
 
@@ -61,6 +62,7 @@ static const struct fuse_opt vdfs_opts[] = {
     VDFS_OPT("force_share", force_share, 1),
     VDFS_OPT("idle_timeout=%u", idle_timeout, 0),
     VDFS_OPT("read_ahead=%u", read_ahead, 0),
+    VDFS_OPT("kdf_max_iterations=%s", kdf_max_iterations, 0),
     FUSE_OPT_END,
 };
 
@@ -130,8 +132,12 @@ static void usage(const char *prog)
            "                           kernel's 128)\n"
            "    -o force_share         read without QEMU-compatible image locks (like\n"
            "                           qemu-img -U): read images QEMU is writing;\n"
-           "                           writing still needs the locks\n\n",
-           prog, VD_DEFAULT_RAW_EXTENSIONS, VD_DEFAULT_METADATA_CACHE);
+           "                           writing still needs the locks\n"
+           "    -o kdf_max_iterations=N  refuse encrypted images whose key slots ask\n"
+           "                           for more than N PBKDF2 iterations (1 to %u;\n"
+           "                           default %u)\n\n",
+           prog, VD_DEFAULT_RAW_EXTENSIONS, VD_DEFAULT_METADATA_CACHE, VD_KDF_MAX_ITERATIONS_LIMIT,
+           VD_DEFAULT_KDF_MAX_ITERATIONS);
 }
 
 static bool parse_size(const char *name, const char *s, uint64_t *out)
@@ -152,6 +158,67 @@ static bool parse_size(const char *name, const char *s, uint64_t *out)
         return false;
     }
     return true;
+}
+
+/* A whole number from 1 to max, digits only. */
+static bool parse_count(const char *name, const char *s, uint64_t max, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = g_ascii_isdigit(*s) ? strtoull(s, &end, 10) : 0;
+    if (!g_ascii_isdigit(*s) || errno != 0 || *end != '\0' || v == 0 || v > max) {
+        fprintf(stderr, "vdiskfs: -o %s=%s: not a whole number from 1 to %" G_GUINT64_FORMAT "\n",
+                name, s, max);
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+/*
+ * Cancel the context's waits (key derivation) on the signals that end the
+ * loop, then run libfuse's handler, which only marks the session exited:
+ * libfuse joins its workers on the way out, and one waiting for a key
+ * would hold the daemon until PBKDF2 ends.
+ */
+static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP};
+static struct sigaction fuse_stop_actions[G_N_ELEMENTS(stop_signals)];
+static VdContext *volatile stop_ctx;
+static bool stop_chained;
+
+static void stop_handler(int sig)
+{
+    VdContext *ctx = stop_ctx;
+    if (ctx != NULL)
+        vd_context_cancel(ctx);
+    for (size_t i = 0; i < G_N_ELEMENTS(stop_signals); i++) {
+        void (*h)(int) = fuse_stop_actions[i].sa_handler;
+        if (stop_signals[i] == sig && !(fuse_stop_actions[i].sa_flags & SA_SIGINFO) &&
+            h != SIG_DFL && h != SIG_IGN)
+            h(sig);
+    }
+}
+
+/* After fuse_set_signal_handlers: ours in front of libfuse's. */
+static void chain_stop_signals(VdContext *ctx)
+{
+    struct sigaction sa = {.sa_handler = stop_handler};
+    sigemptyset(&sa.sa_mask);
+    stop_ctx = ctx;
+    for (size_t i = 0; i < G_N_ELEMENTS(stop_signals); i++)
+        sigaction(stop_signals[i], &sa, &fuse_stop_actions[i]);
+    stop_chained = true;
+}
+
+/* Before fuse_remove_signal_handlers, which removes only its own. */
+static void unchain_stop_signals(void)
+{
+    if (!stop_chained)
+        return;
+    for (size_t i = 0; i < G_N_ELEMENTS(stop_signals); i++)
+        sigaction(stop_signals[i], &fuse_stop_actions[i], NULL);
+    stop_ctx = NULL;
+    stop_chained = false;
 }
 
 /*
@@ -249,6 +316,12 @@ static VdContext *make_context(VdfsConfig *cfg)
         goto fail;
     }
     ctx->force_share = cfg->force_share;
+    if (cfg->kdf_max_iterations &&
+        !parse_count("kdf_max_iterations", cfg->kdf_max_iterations, VD_KDF_MAX_ITERATIONS_LIMIT,
+                     &ctx->kdf_max_iterations)) {
+        vd_context_unref(ctx);
+        return NULL;
+    }
     if (cfg->keyfile && !vd_context_load_keyfile(ctx, cfg->keyfile, &err))
         goto fail;
     return ctx;
@@ -361,6 +434,7 @@ int main(int argc, char *argv[])
         goto out;
     if (fuse_set_signal_handlers(se) != 0)
         goto out;
+    chain_stop_signals(ctx);
     if (fuse_session_mount(se, cmd.mountpoint) != 0)
         goto out_signals;
     set_read_ahead(cmd.mountpoint, cfg.read_ahead);
@@ -391,6 +465,7 @@ int main(int argc, char *argv[])
 out_unmount:
     fuse_session_unmount(se);
 out_signals:
+    unchain_stop_signals();
     fuse_remove_signal_handlers(se);
 out:
     if (se != NULL)
@@ -408,6 +483,7 @@ out:
     g_free(cfg.mem_budget);
     g_free(cfg.overlay);
     g_free(cfg.splice_min);
+    g_free(cfg.kdf_max_iterations);
     fuse_opt_free_args(&args);
     return ret;
 }

@@ -72,6 +72,44 @@ unmount_vdiskfs() {
     done
 }
 
+# create_luks FILE [OPTIONS]: a 4M LUKS-encrypted qcow2 whose passphrase is
+# the secret s0 of $SECRET (--object secret,id=s0,...), key slots timed for
+# ${LUKS_ITER_TIME:-10} ms. qemu-img benchmarks PBKDF2 and now and then fails
+# to time it; retry.
+create_luks() {
+    local i
+    for i in 1 2 3 4 5 6; do
+        # shellcheck disable=SC2086
+        qemu-img create -q -f qcow2 $SECRET \
+            -o "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=${LUKS_ITER_TIME:-10}${2:+,$2}" \
+            "$1" 4M 2>"$T/luks.err" && return 0
+        rm -f "$1"
+    done
+    fail "qemu-img create LUKS $1: $(cat "$T/luks.err")"
+}
+
+# within TENTHS COMMAND...: run it, failing when it has not finished after
+# TENTHS tenths of a second (a blocked FUSE request ignores even SIGKILL:
+# kill the daemon to free it); its exit status in RC.
+within() {
+    local n=$1 i=0 p
+    shift
+    "$@" &
+    p=$!
+    while kill -0 $p 2>/dev/null; do
+        i=$((i + 1))
+        [ $i -le "$n" ] || fail "$* still runs after $((n / 10)) s"
+        sleep 0.1
+    done
+    RC=0
+    wait $p || RC=$?
+}
+
+# cpu_ticks PID: user + system time of a process, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
 # wait_gone PID: until a (killed) daemon has really exited. kill returns at
 # once; the dying process holds its files, and their locks, a while longer.
 wait_gone() {

@@ -91,18 +91,6 @@ compare_enc() {
     diff "$T/qmap" "$T/vmap" >"$T/mapdiff" || fail "$(basename "$img"): data map: $(cat "$T/mapdiff")"
 }
 
-# LUKS creation benchmarks PBKDF2 and now and then fails to time it; retry.
-create_luks() {
-    local i
-    for i in 1 2 3 4 5 6; do
-        # shellcheck disable=SC2086
-        qemu-img create -q -f qcow2 $SECRET -o "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10${2:+,$2}" \
-            "$1" 4M 2>"$T/luks.err" && return 0
-        rm -f "$1"
-    done
-    fail "qemu-img create LUKS $1: $(cat "$T/luks.err")"
-}
-
 note "matrix: compat x cluster size, refcount widths, odd sizes"
 for compat in 0.10 1.1; do
     for cs in 512 4096 65536 2097152; do

@@ -168,12 +168,25 @@ DgImage *dg_build(const DgSpec *spec)
         memset(f->data, 0x5a, f->len);
 
     uint64_t sector[64], off[64] = {0}, len[64] = {0}, s = 0;
+    g_autoptr(GByteArray) last = NULL; /* zero_data: the last encoding, and of what */
+    uint32_t last_type = 0, last_sectors = 0;
     for (size_t i = 0; i < spec->n; i++) {
         const DgChunk *c = &spec->chunks[i];
         sector[i] = s;
         uint64_t bytes = (uint64_t)c->sectors * 512;
         bool data = c->type != DG_GAP && c->type != DMG_CHUNK_ZERO && c->type != DMG_CHUNK_IGNORE;
-        if (data) {
+        if (data && spec->zero_data) {
+            /* expect stays zeros (untouched pages of g_malloc0: no memory) */
+            if (last == NULL || last_type != c->type || last_sectors != c->sectors) {
+                g_clear_pointer(&last, g_byte_array_unref);
+                last = encode(c->type, img->expect + s * 512, bytes);
+                last_type = c->type;
+                last_sectors = c->sectors;
+            }
+            off[i] = f->len;
+            len[i] = last->len;
+            g_byte_array_append(f, last->data, last->len);
+        } else if (data) {
             for (uint64_t k = 0; k < bytes; k++)
                 img->expect[s * 512 + k] = dg_pattern(s * 512 + k);
             g_autoptr(GByteArray) enc = encode(c->type, img->expect + s * 512, bytes);

@@ -28,6 +28,7 @@ typedef struct {
     uint32_t data_fork_prefix; /* bytes of junk before the data fork */
     size_t split_at;           /* chunks from this index on go into a second blkx table (0: one) */
     uint32_t extra_sectors;    /* disk sectors after the last chunk (uncovered) */
+    bool zero_data;            /* data chunks hold zeros, each alike encoded once (big disks) */
 } DgSpec;
 
 typedef struct {

@@ -6,11 +6,13 @@
  * hostile trailers, tables and streams.
  *
  * "test-dmg gen DIR" writes NAME.dmg and NAME.expect (the raw content)
- * for the integration test.
+ * for the integration test, "test-dmg bomb DIR" DIR/bomb.dmg (4 GiB of
+ * zeros in 64 chunks of the largest size).
  */
 #include "config.h"
 
 #include <glib/gstdio.h>
+#include <stdio.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -29,7 +31,7 @@ static const DgChunk ALL[] = {
     {DMG_CHUNK_RAW, 4},    {DMG_CHUNK_RAW, 4},  {DMG_CHUNK_ZLIB, 2048}, {DMG_CHUNK_ZERO, 100},
     {DMG_CHUNK_ADC, 2048},
 };
-static const DgSpec ALL_SPEC = {ALL, G_N_ELEMENTS(ALL), false, 0, 6, 16};
+static const DgSpec ALL_SPEC = {ALL, G_N_ELEMENTS(ALL), false, 0, 6, 16, false};
 
 /* What QEMU 7.2 reads: raw, ignore and zlib, no gaps. */
 static const DgChunk QEMU[] = {
@@ -160,7 +162,7 @@ static void test_resource_fork(Fixture *f, gconstpointer data)
 
 static void test_lzfse_unsupported(Fixture *f, gconstpointer data)
 {
-    DgSpec spec = {LZFSE, G_N_ELEMENTS(LZFSE), false, 0, 0, 0};
+    DgSpec spec = {LZFSE, G_N_ELEMENTS(LZFSE), false, 0, 0, 0, false};
     g_autoptr(DgImage) g = dg_build(&spec);
     g_autoptr(GError) err = NULL;
     g_autoptr(VdImage) img = open_bytes(f, g->file, &err);
@@ -398,21 +400,107 @@ static void write_pair(const char *dir, const char *name, const DgSpec *spec)
 
 static int gen(const char *dir)
 {
-    DgSpec qemu = {QEMU, G_N_ELEMENTS(QEMU), false, 0, 3, 0};
+    DgSpec qemu = {QEMU, G_N_ELEMENTS(QEMU), false, 0, 3, 0, false};
     write_pair(dir, "qemu", &qemu);
     qemu.data_fork_prefix = 1536;
     write_pair(dir, "qemu-prefix", &qemu);
     qemu.rsrc_fork = true;
     write_pair(dir, "qemu-rsrc", &qemu);
-    DgSpec bz2 = {BZ2, G_N_ELEMENTS(BZ2), false, 0, 0, 0};
+    DgSpec bz2 = {BZ2, G_N_ELEMENTS(BZ2), false, 0, 0, 0, false};
     write_pair(dir, "bz2", &bz2);
     write_pair(dir, "all", &ALL_SPEC);
     DgSpec rsrc = ALL_SPEC;
     rsrc.rsrc_fork = true;
     rsrc.data_fork_prefix = 4096;
     write_pair(dir, "all-rsrc", &rsrc);
-    DgSpec lz = {LZFSE, G_N_ELEMENTS(LZFSE), false, 0, 0, 0};
+    DgSpec lz = {LZFSE, G_N_ELEMENTS(LZFSE), false, 0, 0, 0, false};
     write_pair(dir, "lzfse", &lz);
+    return 0;
+}
+
+static VdImage *peek_file(Fixture *f, const char *name, GError **error)
+{
+    g_autofree char *p = g_build_filename(f->dir, name, NULL);
+    return vd_image_peek(f->ctx, p, error);
+}
+
+/* peek: the full open's size, members and read-only state, from the koly
+ * trailer alone. */
+static void test_peek(Fixture *f, gconstpointer data)
+{
+    DgSpec rsrc = ALL_SPEC;
+    rsrc.rsrc_fork = true;
+    rsrc.data_fork_prefix = 4096;
+    DgSpec lz = {LZFSE, G_N_ELEMENTS(LZFSE), false, 0, 0, 0, false};
+    const DgSpec *specs[] = {&ALL_SPEC, &rsrc, &lz};
+    for (size_t i = 0; i < G_N_ELEMENTS(specs); i++) {
+        g_autoptr(DgImage) g = dg_build(specs[i]);
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VdImage) full = open_bytes(f, g->file, &err);
+        g_assert_no_error(err);
+        g_autoptr(VdImage) peek = peek_file(f, "t.dmg", &err);
+        g_assert_no_error(err);
+        g_assert_true(peek->peeked);
+        g_assert_null(peek->opaque);
+        g_assert_cmpstr(peek->driver->name, ==, "dmg");
+        g_assert_cmpuint(vd_image_size(peek), ==, vd_image_size(full));
+        g_assert_cmpuint(vd_image_size(peek), ==, g->size);
+        g_assert_cmpuint(peek->members ? peek->members->len : 0, ==,
+                         full->members ? full->members->len : 0);
+        g_assert_true(peek->format_read_only);
+        g_assert_cmpint(peek->format_read_only, ==, full->format_read_only);
+    }
+
+    /* Hostile block tables cost peek nothing: a 60 MiB "property list" in
+     * a hole of the file, which a full open reads and refuses. */
+    g_autoptr(DgImage) g = dg_build(&ALL_SPEC);
+    uint64_t hole = g->koly_offset, xml_len = 60u << 20;
+    uint8_t koly[512];
+    memcpy(koly, g->file->data + g->koly_offset, sizeof koly);
+    vd_put_be64(koly + 216, hole);
+    vd_put_be64(koly + 224, xml_len);
+    g_autofree char *p = g_build_filename(f->dir, "huge.dmg", NULL);
+    FILE *fp = fopen(p, "wb");
+    g_assert_nonnull(fp);
+    g_assert_cmpuint(fwrite(g->file->data, 1, hole, fp), ==, hole);
+    g_assert_cmpint(fseeko(fp, (off_t)(hole + xml_len), SEEK_SET), ==, 0);
+    g_assert_cmpuint(fwrite(koly, 1, sizeof koly, fp), ==, sizeof koly);
+    g_assert_cmpint(fclose(fp), ==, 0);
+    g_autoptr(GError) err = NULL;
+    gint64 t0 = g_get_monotonic_time();
+    g_autoptr(VdImage) peek = peek_file(f, "huge.dmg", &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(g_get_monotonic_time() - t0, <, G_USEC_PER_SEC / 10);
+    g_assert_cmpuint(vd_image_size(peek), ==, g->size);
+    VdOpenOptions o = {.read_only = true};
+    g_autoptr(VdImage) full = vd_image_open(f->ctx, p, &o, &err);
+    g_assert_null(full);
+    g_assert_error(err, VD_ERROR, EIO);
+    g_clear_error(&err);
+
+    /* What the trailer itself gets wrong, peek refuses like open. */
+    memcpy(koly, g->file->data + g->koly_offset, sizeof koly);
+    vd_put_be64(koly + 492, UINT64_MAX / 256);
+    GByteArray *bad = g_byte_array_new();
+    g_byte_array_append(bad, g->file->data, (guint)g->koly_offset);
+    g_byte_array_append(bad, koly, sizeof koly);
+    dg_write(f->dir, "bad.dmg", bad->data, bad->len);
+    g_byte_array_unref(bad);
+    g_assert_null(peek_file(f, "bad.dmg", &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    g_assert_nonnull(strstr(err->message, "sector count"));
+}
+
+/* DIR/bomb.dmg: 64 zlib chunks of 64 MiB of zeros (the largest chunk
+ * allowed) in 4 MB, for tests of concurrent readers. */
+static int gen_bomb(const char *dir)
+{
+    DgChunk chunks[64];
+    for (size_t i = 0; i < G_N_ELEMENTS(chunks); i++)
+        chunks[i] = (DgChunk){DMG_CHUNK_ZLIB, DMG_MAX_DECODED / 512};
+    DgSpec spec = {chunks, G_N_ELEMENTS(chunks), false, 0, 0, 0, true};
+    g_autoptr(DgImage) img = dg_build(&spec);
+    dg_write(dir, "bomb.dmg", img->file->data, img->file->len);
     return 0;
 }
 
@@ -420,6 +508,8 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "gen") == 0)
         return gen(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "bomb") == 0)
+        return gen_bomb(argv[2]);
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/dmg/plist-parser", test_plist_parser);
     g_test_add_func("/dmg/adc", test_adc);
@@ -430,5 +520,6 @@ int main(int argc, char **argv)
                fixture_teardown);
     g_test_add("/dmg/hostile", Fixture, NULL, fixture_setup, test_hostile, fixture_teardown);
     g_test_add("/dmg/flips", Fixture, NULL, fixture_setup, test_flips, fixture_teardown);
+    g_test_add("/dmg/peek", Fixture, NULL, fixture_setup, test_peek, fixture_teardown);
     return g_test_run();
 }

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Password-based key derivation (PBKDF2) for encrypted images, bounded:
+ * an image chooses its own iteration count, so a hostile one could make
+ * an open cost hours of CPU. Counts above the mount's cap are refused
+ * before any work, and the work runs on a thread of its own while the
+ * opener waits in short slices, so a mount being shut down stops waiting
+ * at once (PBKDF2 itself cannot be interrupted; the abandoned thread dies
+ * with the process).
+ */
+#ifndef VD_KDF_H
+#define VD_KDF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <glib.h>
+#include <openssl/evp.h>
+
+#include "vd-context.h"
+
+/* Whether a derivation of that many iterations is allowed by ctx's cap:
+ * EACCES naming what ("disk.qcow2: LUKS key slot 3"), the count and the
+ * option otherwise. */
+bool vd_kdf_check_iterations(const VdContext *ctx, const char *what, uint64_t iterations,
+                             GError **error);
+
+/*
+ * PBKDF2-HMAC with md of (pass, salt) into out[out_len], on a thread of its
+ * own. Fails with EACCES when iterations exceed the cap
+ * (vd_kdf_check_iterations), with ECANCELED as soon as ctx is cancelled
+ * (vd_context_cancel), and with EIO when OpenSSL fails. The inputs are
+ * copied (and the copies wiped), so the caller may return early.
+ */
+bool vd_kdf_pbkdf2(const VdContext *ctx, const char *what, const EVP_MD *md, const void *pass,
+                   size_t pass_len, const uint8_t *salt, size_t salt_len, uint64_t iterations,
+                   uint8_t *out, size_t out_len, GError **error);
+
+#endif

@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "config.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "formats/ro-cache.h"
+#include "src/vd-error.h"
+
+/* A decoder that counts its calls: chunk key is 64 bytes of the key's low
+ * byte, made after sleep_usec; keys in fail_key fail. */
+typedef struct {
+    gint decodes;
+    gulong sleep_usec;
+    int64_t fail_key;
+} Decoder;
+
+static GBytes *decode(gpointer user, uint64_t key, GError **error)
+{
+    Decoder *d = user;
+    g_atomic_int_inc(&d->decodes);
+    if (d->sleep_usec)
+        g_usleep(d->sleep_usec);
+    if ((int64_t)key == d->fail_key) {
+        vd_set_error(error, EIO, "chunk %" G_GUINT64_FORMAT " is corrupt", key);
+        return NULL;
+    }
+    uint8_t *p = g_malloc(64);
+    memset(p, (int)(key & 0xff), 64);
+    return g_bytes_new_take(p, 64);
+}
+
+static bool holds(GBytes *b, uint64_t key)
+{
+    gsize n;
+    const uint8_t *p = g_bytes_get_data(b, &n);
+    for (gsize i = 0; i < n; i++) {
+        if (p[i] != (key & 0xff))
+            return false;
+    }
+    return n == 64;
+}
+
+typedef struct {
+    RoCache *cache;
+    Decoder *dec;
+    uint64_t key;
+    unsigned rounds;
+    GBytes *got;
+    GError *error;
+} Reader;
+
+static gpointer read_once(gpointer data)
+{
+    Reader *r = data;
+    r->got = ro_cache_fetch(r->cache, r->key, decode, r->dec, &r->error);
+    return NULL;
+}
+
+/* n readers at once, of key + stride * i (results left in r). */
+static void read_together(RoCache *c, Decoder *dec, uint64_t key, uint64_t stride, Reader *r, int n)
+{
+    GThread *t[32];
+    g_assert_cmpint(n, <=, 32);
+    for (int i = 0; i < n; i++) {
+        r[i] = (Reader){.cache = c, .dec = dec, .key = key + stride * (uint64_t)i};
+        t[i] = g_thread_new("reader", read_once, &r[i]);
+    }
+    for (int i = 0; i < n; i++)
+        g_thread_join(t[i]);
+}
+
+/* Readers of one chunk that is being decoded wait for that decode. */
+static void test_single_flight(void)
+{
+    Decoder dec = {.sleep_usec = 200000, .fail_key = -1};
+    RoCache *c = ro_cache_new(0, 64);
+    Reader r[8];
+    read_together(c, &dec, 7, 0, r, 8);
+    g_assert_cmpint(dec.decodes, ==, 1);
+    for (int i = 0; i < 8; i++) {
+        g_assert_no_error(r[i].error);
+        g_assert_true(r[i].got == r[0].got); /* the very same chunk */
+        g_assert_true(holds(r[i].got, 7));
+        g_bytes_unref(r[i].got);
+    }
+    /* Cached now. */
+    GBytes *b = ro_cache_fetch(c, 7, decode, &dec, NULL);
+    g_assert_true(holds(b, 7));
+    g_bytes_unref(b);
+    g_assert_cmpint(dec.decodes, ==, 1);
+    ro_cache_free(c);
+}
+
+/* A failed decode fails every reader that waited for it, and is not
+ * cached: the next reader tries again. */
+static void test_single_flight_error(void)
+{
+    Decoder dec = {.sleep_usec = 200000, .fail_key = 3};
+    RoCache *c = ro_cache_new(0, 64);
+    Reader r[8];
+    read_together(c, &dec, 3, 0, r, 8);
+    g_assert_cmpint(dec.decodes, ==, 1);
+    for (int i = 0; i < 8; i++) {
+        g_assert_null(r[i].got);
+        g_assert_error(r[i].error, VD_ERROR, EIO);
+        g_assert_cmpstr(r[i].error->message, ==, "chunk 3 is corrupt");
+        g_clear_error(&r[i].error);
+    }
+    GError *err = NULL;
+    dec.sleep_usec = 0;
+    g_assert_null(ro_cache_fetch(c, 3, decode, &dec, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    g_clear_error(&err);
+    g_assert_cmpint(dec.decodes, ==, 2);
+    ro_cache_free(c);
+}
+
+static gpointer read_rounds(gpointer data)
+{
+    Reader *r = data;
+    for (unsigned i = 0; i < r->rounds; i++) {
+        GBytes *b = ro_cache_fetch(r->cache, r->key, decode, r->dec, &r->error);
+        g_assert_true(b != NULL && holds(b, r->key));
+        g_bytes_unref(b);
+        g_usleep(100);
+    }
+    return NULL;
+}
+
+/* More concurrent readers than the floor, each on its own chunk: the cache
+ * grows to one chunk per reader, each decoded once (the floor of 2 alone
+ * decoded a chunk again for almost every read). */
+static void test_concurrent_readers(void)
+{
+    Decoder dec = {.sleep_usec = 100000, .fail_key = -1};
+    RoCache *c = ro_cache_new(0, 64);
+    g_assert_cmpuint(ro_cache_capacity(c), ==, 2);
+    Reader r[8];
+    GThread *t[8];
+    for (int i = 0; i < 8; i++) {
+        r[i] = (Reader){.cache = c, .dec = &dec, .key = 100 + i, .rounds = 200};
+        t[i] = g_thread_new("reader", read_rounds, &r[i]);
+    }
+    for (int i = 0; i < 8; i++)
+        g_thread_join(t[i]);
+    g_assert_cmpint(dec.decodes, ==, 8);
+    g_assert_cmpuint(ro_cache_capacity(c), >=, 8);
+    g_assert_cmpuint(ro_cache_entries(c), ==, 8);
+    ro_cache_free(c);
+}
+
+/* Readers taking turns (one thread, so never two decodes at once): chunks
+ * that come back soon after their eviction grow the cache. */
+static void test_serial_thrash(void)
+{
+    Decoder dec = {.fail_key = -1};
+    RoCache *c = ro_cache_new(0, 64);
+    for (int round = 0; round < 30; round++) {
+        for (uint64_t k = 0; k < 6; k++) {
+            GBytes *b = ro_cache_fetch(c, k, decode, &dec, NULL);
+            g_assert_true(holds(b, k));
+            g_bytes_unref(b);
+        }
+    }
+    /* 180 with a fixed cache of 2. */
+    g_assert_cmpint(dec.decodes, <=, 16);
+    g_assert_cmpuint(ro_cache_capacity(c), >=, 6);
+    ro_cache_free(c);
+}
+
+static void fill_concurrently(RoCache *c, Decoder *dec, uint64_t first, int n)
+{
+    Reader r[32];
+    read_together(c, dec, first, 1, r, n);
+    for (int i = 0; i < n; i++) {
+        g_assert_no_error(r[i].error);
+        g_bytes_unref(r[i].got);
+    }
+}
+
+/* Entries above the floors of all caches come from one pool. */
+static void test_shared_bound(void)
+{
+    uint64_t limit = ro_cache_shared_limit();
+    g_assert_cmpuint(limit, >, 0);
+    g_assert_cmpuint(limit, <=, 512ull << 20);
+    /* Each entry is charged the unit, whatever its real size. */
+    uint64_t unit = limit / 4;
+    Decoder dec = {.sleep_usec = 100000, .fail_key = -1};
+    RoCache *a = ro_cache_new(0, unit);
+    fill_concurrently(a, &dec, 0, 16);
+    g_assert_cmpint(dec.decodes, ==, 16);
+    g_assert_cmpuint(ro_cache_entries(a), ==, 2 + 4);
+
+    /* The pool is spent: another cache keeps to its floor. */
+    RoCache *b = ro_cache_new(0, unit);
+    fill_concurrently(b, &dec, 100, 8);
+    g_assert_cmpuint(ro_cache_entries(b), ==, 2);
+
+    /* Freeing the first gives its share back. */
+    ro_cache_free(a);
+    fill_concurrently(b, &dec, 200, 8);
+    g_assert_cmpuint(ro_cache_entries(b), ==, 2 + 4);
+    ro_cache_free(b);
+}
+
+/* Once the readers are gone, entries above the floor go too. */
+static void test_shrink(void)
+{
+    Decoder dec = {.sleep_usec = 50000, .fail_key = -1};
+    RoCache *c = ro_cache_new(0, 64);
+    fill_concurrently(c, &dec, 0, 8);
+    g_assert_cmpuint(ro_cache_entries(c), ==, 8);
+    /* One reader stays: many uses of its chunk, then two quiet seconds. */
+    for (int i = 0; i < 200; i++)
+        g_bytes_unref(ro_cache_fetch(c, 0, decode, &dec, NULL));
+    g_usleep(2100 * 1000);
+    g_bytes_unref(ro_cache_fetch(c, 0, decode, &dec, NULL));
+    g_assert_cmpuint(ro_cache_entries(c), ==, 2);
+    g_assert_cmpuint(ro_cache_capacity(c), ==, 2);
+    g_assert_cmpint(dec.decodes, ==, 8);
+    GBytes *b = ro_cache_get(c, 0);
+    g_assert_nonnull(b); /* the one in use stayed */
+    g_bytes_unref(b);
+    ro_cache_free(c);
+}
+
+typedef struct {
+    RoCache *cache;
+    Decoder *dec;
+    guint32 seed;
+} Stress;
+
+static gpointer stress_one(gpointer data)
+{
+    Stress *s = data;
+    GRand *rnd = g_rand_new_with_seed(s->seed);
+    for (int i = 0; i < 3000; i++) {
+        uint64_t key = (uint64_t)g_rand_int_range(rnd, 0, 24);
+        GError *err = NULL;
+        GBytes *b = ro_cache_fetch(s->cache, key, decode, s->dec, &err);
+        if (key == 13) {
+            g_assert_null(b);
+            g_assert_error(err, VD_ERROR, EIO);
+            g_clear_error(&err);
+            continue;
+        }
+        g_assert_no_error(err);
+        g_assert_true(holds(b, key));
+        g_bytes_unref(b);
+        if (i % 97 == 0) {
+            GBytes *got = ro_cache_get(s->cache, key);
+            if (got != NULL) {
+                g_assert_true(holds(got, key));
+                g_bytes_unref(got);
+            }
+        }
+    }
+    g_rand_free(rnd);
+    return NULL;
+}
+
+/* Many readers, random chunks, failures among them: every read sees its
+ * own chunk (run under the sanitizer build too). */
+static void test_stress(void)
+{
+    Decoder dec = {.fail_key = 13};
+    RoCache *c = ro_cache_new(4 * 64, 64);
+    Stress s[8];
+    GThread *t[8];
+    for (int i = 0; i < 8; i++) {
+        s[i] = (Stress){.cache = c, .dec = &dec, .seed = (guint32)i + 1};
+        t[i] = g_thread_new("stress", stress_one, &s[i]);
+    }
+    for (int i = 0; i < 8; i++)
+        g_thread_join(t[i]);
+    g_assert_cmpint(dec.decodes, >=, 23);
+    g_assert_cmpuint(ro_cache_entries(c), <=, 256);
+    ro_cache_free(c);
+}
+
+/* get/put keep working for callers that decode themselves (cloop). */
+static void test_get_put(void)
+{
+    Decoder dec = {.fail_key = -1};
+    RoCache *c = ro_cache_new(2 * 64, 64);
+    g_assert_null(ro_cache_get(c, 1));
+    for (uint64_t k = 1; k <= 3; k++) {
+        GBytes *b = decode(&dec, k, NULL);
+        ro_cache_put(c, k, b);
+        g_bytes_unref(b);
+    }
+    g_assert_cmpuint(ro_cache_entries(c), ==, 2);
+    g_assert_null(ro_cache_get(c, 1)); /* least recently used */
+    GBytes *b = ro_cache_get(c, 3);
+    g_assert_true(holds(b, 3));
+    g_bytes_unref(b);
+    ro_cache_free(c);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/ro-cache/single-flight", test_single_flight);
+    g_test_add_func("/ro-cache/single-flight-error", test_single_flight_error);
+    g_test_add_func("/ro-cache/concurrent-readers", test_concurrent_readers);
+    g_test_add_func("/ro-cache/serial-thrash", test_serial_thrash);
+    g_test_add_func("/ro-cache/shared-bound", test_shared_bound);
+    g_test_add_func("/ro-cache/shrink", test_shrink);
+    g_test_add_func("/ro-cache/stress", test_stress);
+    g_test_add_func("/ro-cache/get-put", test_get_put);
+    return g_test_run();
+}
