@@ -52,12 +52,6 @@ static bool metadata_overlap(const Qcow1State *s, uint64_t host, uint64_t len)
            (s->l1_entries > 0 && host < s->l1_offset + s->l1_entries * 8 && s->l1_offset < end);
 }
 
-bool qcow1_overlaps_metadata(const Qcow1State *s, uint64_t host, uint64_t len)
-{
-    return metadata_overlap(s, host, len) ||
-           qed_tables_hit(s->tables, s->l2_entries * 8, host, len);
-}
-
 bool qcow1_entries(VdImage *img, uint64_t ci, size_t max, uint64_t *out, size_t *n,
                    uint64_t *l2_host, GError **error)
 {
@@ -269,12 +263,29 @@ static void qcow1_close(VdImage *img)
     OPENSSL_cleanse(s->key, sizeof s->key);
     g_free(s->l1);
     qed_tcache_clear(&s->l2);
-    g_clear_pointer(&s->tables, g_array_unref);
+    g_clear_pointer(&s->meta, vd_meta_map_free);
     for (unsigned i = 0; i < QCOW1_DECODE_SLOTS; i++)
         g_free(s->dec[i].data);
     g_mutex_clear(&s->dec_lock);
     g_free(s);
     img->opaque = NULL;
+}
+
+/* What a data write must not touch, given the checked L2 tables. */
+static bool build_meta(VdImage *img, const GArray *tables, GError **error)
+{
+    Qcow1State *s = img->opaque;
+    g_autoptr(VdMetaMap) m = vd_meta_map_new(img->name);
+    vd_meta_map_add(m, 0, QCOW1_HEADER_SIZE, "header", NULL);
+    if (s->backing_offset != 0)
+        vd_meta_map_add(m, s->backing_offset, s->backing_size, "backing file name", NULL);
+    vd_meta_map_add(m, s->l1_offset, s->l1_entries * 8, "L1 table", NULL);
+    for (guint i = 0; i < tables->len; i++)
+        vd_meta_map_add(m, g_array_index(tables, uint64_t, i), s->l2_entries * 8, "L2 table", NULL);
+    if (!vd_meta_map_seal(m, error))
+        return false;
+    s->meta = g_steal_pointer(&m);
+    return true;
 }
 
 /* L2 tables: inside the file, clear of the header and the L1, and of each
@@ -283,6 +294,7 @@ static bool check_tables(VdImage *img, uint64_t file_size, GError **error)
 {
     Qcow1State *s = img->opaque;
     uint64_t bytes = s->l2_entries * 8;
+    g_autoptr(GArray) tables = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     for (uint64_t i = 0; i < s->l1_entries; i++) {
         uint64_t t = s->l1[i];
         if (t == 0)
@@ -294,15 +306,15 @@ static bool check_tables(VdImage *img, uint64_t file_size, GError **error)
                          img->name, i, t);
             return false;
         }
-        g_array_append_val(s->tables, t);
+        g_array_append_val(tables, t);
     }
     uint64_t clash;
-    if (!qed_tables_sort(s->tables, bytes, &clash)) {
+    if (!qed_tables_sort(tables, bytes, &clash)) {
         vd_set_error(error, EIO, "%s: L2 table at 0x%" PRIx64 " overlaps another L2 table",
                      img->name, clash);
         return false;
     }
-    return true;
+    return img->read_only || build_meta(img, tables, error);
 }
 
 static bool open_backing(VdImage *img, uint64_t file_size, GError **error)
@@ -369,7 +381,6 @@ static bool qcow1_open(VdImage *img, GError **error)
     Qcow1State *s = g_new0(Qcow1State, 1);
     img->opaque = s;
     g_mutex_init(&s->dec_lock);
-    s->tables = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     s->backing_offset = vd_be64(h + 8);
     s->backing_size = vd_be32(h + 16);
     s->mtime = vd_be32(h + 20);
