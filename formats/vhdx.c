@@ -380,6 +380,7 @@ static void vhdx_close(VdImage *img)
     if (s == NULL)
         return;
     vhdx_bat_free(s);
+    vd_meta_map_free(s->meta);
     if (s->overlay != NULL) {
         for (guint i = 0; i < s->overlay->len; i++)
             g_free(g_array_index(s->overlay, VhdxOverlay, i).data);
@@ -416,7 +417,8 @@ static bool vhdx_open(VdImage *img, GError **error)
     }
     s->creator = vhd_utf16_to_utf8(ident + 8, 512, false);
     if (!read_headers(img, error) || !vhdx_log_replay(img, error) || !read_regions(img, error) ||
-        !read_metadata(img, error) || !vhdx_bat_init(img, error))
+        !read_metadata(img, error) || !vhdx_bat_init(img, error) ||
+        (!img->read_only && !vhdx_write_init(img, error)))
         goto out;
     img->size = s->disk_size;
     if (s->has_parent && !set_parent(img, error))
