@@ -129,6 +129,21 @@ static int cmd_errno(char **argv, int argc)
         r = fd < 0 ? -1 : fallocate(fd, mode, atoll(argv[2]), atoll(argv[3]));
         if (fd >= 0)
             close(fd);
+    } else if (strcmp(op, "pwrite") == 0) {
+        /* pwrite OFFSET LENGTH: that many bytes of 0xee, then fsync. */
+        if (argc < 4)
+            return 2;
+        static char buf[1 << 20];
+        size_t len = (size_t)atoll(argv[3]);
+        if (len > sizeof buf)
+            return 2;
+        memset(buf, 0xee, len);
+        int fd = open(path, O_RDWR);
+        r = -1;
+        if (fd >= 0 && pwrite(fd, buf, len, atoll(argv[2])) == (ssize_t)len && fsync(fd) == 0)
+            r = 0;
+        if (fd >= 0)
+            close(fd);
     } else if (strcmp(op, "truncate") == 0) {
         if (argc < 3)
             return 2;
