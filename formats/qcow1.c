@@ -357,13 +357,14 @@ static bool load_key(VdImage *img, GError **error)
     return true;
 }
 
-static bool qcow1_open(VdImage *img, GError **error)
+/* The header of img->fd into s, checked (the L1 table's place included,
+ * not its contents). Reads nothing else. */
+static bool read_header(VdImage *img, Qcow1State *s, uint64_t *file_size, GError **error)
 {
-    uint64_t file_size;
     uint8_t h[QCOW1_HEADER_SIZE];
-    if (!vd_host_size(img->fd, img->name, &file_size, error))
+    if (!vd_host_size(img->fd, img->name, file_size, error))
         return false;
-    if (file_size < QCOW1_HEADER_SIZE) {
+    if (*file_size < QCOW1_HEADER_SIZE) {
         vd_set_error(error, EIO, "%s: too small to hold a qcow header", img->name);
         return false;
     }
@@ -378,9 +379,6 @@ static bool qcow1_open(VdImage *img, GError **error)
                      img->name, vd_be32(h + 4));
         return false;
     }
-    Qcow1State *s = g_new0(Qcow1State, 1);
-    img->opaque = s;
-    g_mutex_init(&s->dec_lock);
     s->backing_offset = vd_be64(h + 8);
     s->backing_size = vd_be32(h + 16);
     s->mtime = vd_be32(h + 20);
@@ -389,18 +387,16 @@ static bool qcow1_open(VdImage *img, GError **error)
     s->l2_bits = h[33];
     s->crypt_method = vd_be32(h + 36);
     s->l1_offset = vd_be64(h + 40);
-    s->file_end = file_size;
-    bool ok = false;
-
+    s->file_end = *file_size;
     if (s->cluster_bits < 9 || s->cluster_bits > 16 || s->l2_bits < 6 || s->l2_bits > 13) {
         vd_set_error(error, EIO, "%s: cluster_bits %u / l2_bits %u out of range (9-16 / 6-13)",
                      img->name, s->cluster_bits, s->l2_bits);
-        goto out;
+        return false;
     }
     if (s->crypt_method > QCOW1_CRYPT_AES) {
         vd_set_error(error, ENOTSUP, "%s: unknown encryption method %" PRIu32, img->name,
                      s->crypt_method);
-        goto out;
+        return false;
     }
     s->cluster_size = 1ull << s->cluster_bits;
     s->l2_entries = 1ull << s->l2_bits;
@@ -410,18 +406,31 @@ static bool qcow1_open(VdImage *img, GError **error)
         vd_set_error(error, EIO,
                      "%s: virtual size %" PRIu64 " is absurd (L1 of %" PRIu64 " entries)",
                      img->name, s->size_field, l1);
-        goto out;
+        return false;
     }
     s->l1_entries = l1;
-    if (!vd_range_within(s->l1_offset, l1 * 8, file_size) ||
+    if (!vd_range_within(s->l1_offset, l1 * 8, *file_size) ||
         (l1 > 0 && s->l1_offset < QCOW1_HEADER_SIZE)) {
         vd_set_error(error, EIO,
                      "%s: L1 table at 0x%" PRIx64 " (%" PRIu64
                      " entries) lies over the header or beyond the end of the file",
                      img->name, s->l1_offset, l1);
-        goto out;
+        return false;
     }
+    return true;
+}
+
+static bool qcow1_open(VdImage *img, GError **error)
+{
+    Qcow1State *s = g_new0(Qcow1State, 1);
+    img->opaque = s;
+    g_mutex_init(&s->dec_lock);
+    uint64_t file_size;
+    bool ok = false;
+    if (!read_header(img, s, &file_size, error))
+        goto out;
     {
+        uint64_t l1 = s->l1_entries;
         g_autofree uint8_t *raw = g_malloc(l1 * 8 + 1);
         if (!vd_host_pread(img->fd, img->name, raw, l1 * 8, s->l1_offset, false, error))
             goto out;
@@ -443,6 +452,18 @@ out:
     if (!ok)
         qcow1_close(img);
     return ok;
+}
+
+/* The size is in the header; the L1 table stays on disk and no key is
+ * needed. */
+static bool qcow1_peek(VdImage *img, GError **error)
+{
+    Qcow1State s = {0};
+    uint64_t file_size;
+    if (!read_header(img, &s, &file_size, error))
+        return false;
+    img->size = s.size_field / QCOW1_SECTOR * QCOW1_SECTOR;
+    return true;
 }
 
 static void qcow1_describe(VdImage *img, VdInfo *info)
@@ -468,6 +489,7 @@ const VdDriver vd_qcow_driver = {
     .probe = qcow1_probe,
     .open = qcow1_open,
     .close = qcow1_close,
+    .peek = qcow1_peek,
     .pread = qcow1_pread,
     .pwrite = qcow1_pwrite,
     .block_status = qcow1_block_status,

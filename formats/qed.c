@@ -206,9 +206,9 @@ static void qed_close(VdImage *img)
     img->opaque = NULL;
 }
 
-static bool parse_header(VdImage *img, const uint8_t *h, uint64_t file_size, GError **error)
+static bool parse_header(VdImage *img, QedState *s, const uint8_t *h, uint64_t file_size,
+                         GError **error)
 {
-    QedState *s = img->opaque;
     s->cluster_size = vd_le32(h + 4);
     s->table_size = vd_le32(h + 8);
     s->header_size = vd_le32(h + 12);
@@ -291,7 +291,9 @@ static bool open_backing(VdImage *img, GError **error)
     return true;
 }
 
-static bool qed_open(VdImage *img, GError **error)
+/* The header of img->fd into s, checked, and the number of L1 entries
+ * the virtual size needs. Reads nothing else. */
+static bool read_header(VdImage *img, QedState *s, uint64_t *l1_entries, GError **error)
 {
     uint64_t file_size;
     uint8_t h[QED_HEADER_SIZE];
@@ -307,12 +309,27 @@ static bool qed_open(VdImage *img, GError **error)
         vd_set_error(error, EIO, "%s: no QED magic", img->name);
         return false;
     }
+    if (!parse_header(img, s, h, file_size, error))
+        return false;
+    uint64_t span_bits = s->table_bits + s->cluster_bits;
+    uint64_t n = span_bits >= 64 ? 1 : (s->image_size + (1ull << span_bits) - 1) >> span_bits;
+    if (n > s->table_entries || n * 8 > QED_MAX_L1_MEMORY) {
+        vd_set_error(error, EIO, "%s: image size needs %" PRIu64 " L1 entries", img->name, n);
+        return false;
+    }
+    *l1_entries = n;
+    return true;
+}
+
+static bool qed_open(VdImage *img, GError **error)
+{
     QedState *s = g_new0(QedState, 1);
     img->opaque = s;
     g_mutex_init(&s->features_lock);
     s->l1_retired = g_ptr_array_new_with_free_func(g_free);
     bool ok = false;
-    if (!parse_header(img, h, file_size, error))
+    uint64_t n;
+    if (!read_header(img, s, &n, error))
         goto out;
     qed_tcache_init(&s->l2, false, s->table_entries, img->ctx->metadata_cache_bytes);
     if (!open_backing(img, error))
@@ -330,12 +347,6 @@ static bool qed_open(VdImage *img, GError **error)
         else if (!qed_check_repair(img, error))
             goto out;
     }
-    uint64_t span_bits = s->table_bits + s->cluster_bits;
-    uint64_t n = span_bits >= 64 ? 1 : (s->image_size + (1ull << span_bits) - 1) >> span_bits;
-    if (n > s->table_entries || n * 8 > QED_MAX_L1_MEMORY) {
-        vd_set_error(error, EIO, "%s: image size needs %" PRIu64 " L1 entries", img->name, n);
-        goto out;
-    }
     if (!qed_load_l1(img, n, error))
         goto out;
     img->size = s->image_size;
@@ -344,6 +355,18 @@ out:
     if (!ok)
         qed_close(img);
     return ok;
+}
+
+/* The size is in the header; QED images have no other files, and the L1
+ * table stays on disk. */
+static bool qed_peek(VdImage *img, GError **error)
+{
+    QedState s = {0};
+    uint64_t n;
+    if (!read_header(img, &s, &n, error))
+        return false;
+    img->size = s.image_size;
+    return true;
 }
 
 static void qed_describe(VdImage *img, VdInfo *info)
@@ -392,6 +415,7 @@ const VdDriver vd_qed_driver = {
     .probe = qed_probe,
     .open = qed_open,
     .close = qed_close,
+    .peek = qed_peek,
     .pwrite = qed_pwrite,
     .block_status = qed_block_status,
     .flush = qed_flush,

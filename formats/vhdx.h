@@ -123,6 +123,9 @@ bool vhdx_overlay_hits(const VhdxState *s, uint64_t off, uint64_t len);
 bool vhdx_log_replay(VdImage *img, GError **error);
 
 /* vhdx-bat.c */
+/* Chunk ratio and entry counts, checked against the BAT region's size. */
+bool vhdx_bat_geometry(VdImage *img, GError **error);
+/* The geometry and an empty cache. */
 bool vhdx_bat_init(VdImage *img, GError **error);
 void vhdx_bat_free(VhdxState *s);
 bool vhdx_bat_get(VdImage *img, uint64_t idx, uint64_t *entry, GError **error);

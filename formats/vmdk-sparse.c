@@ -198,7 +198,8 @@ bool vmdk_sparse_set_geometry(VdImage *img, VmdkExtent *e, uint64_t capacity_sec
 
 /* ---- headers ---- */
 
-static bool open_cowd(VdImage *img, VmdkExtent *e, const uint8_t *h, GError **error)
+/* A COWD header into e: everything but the directory. */
+static bool cowd_header(VdImage *img, VmdkExtent *e, const uint8_t *h, GError **error)
 {
     e->kind = VMDK_EXT_COWD;
     e->version = vd_le32(h + 4);
@@ -216,7 +217,12 @@ static bool open_cowd(VdImage *img, VmdkExtent *e, const uint8_t *h, GError **er
         return false;
     }
     e->gd_count = entries;
-    if (!vmdk_sparse_set_geometry(img, e, vd_le32(h + 12), vd_le32(h + 16), error))
+    return vmdk_sparse_set_geometry(img, e, vd_le32(h + 12), vd_le32(h + 16), error);
+}
+
+static bool open_cowd(VdImage *img, VmdkExtent *e, const uint8_t *h, GError **error)
+{
+    if (!cowd_header(img, e, h, error))
         return false;
     if (e->gd_count > 0 &&
         !check_gd_location(img, e, vd_le32(h + 20), "grain directory", &e->gd_offset, error))
@@ -256,10 +262,13 @@ static bool read_footer(VdImage *img, VmdkExtent *e, uint8_t *hdr, GError **erro
     return true;
 }
 
-static bool open_kdmv(VdImage *img, VmdkExtent *e, const uint8_t *head, GError **error)
+/* A KDMV header into e (from the footer where the header says the
+ * directory is at the end; h gets the one used): everything but the
+ * directories. */
+static bool kdmv_header(VdImage *img, VmdkExtent *e, const uint8_t *head, uint8_t *h,
+                        GError **error)
 {
-    uint8_t h[VMDK_SECTOR];
-    memcpy(h, head, sizeof h);
+    memcpy(h, head, VMDK_SECTOR);
     e->kind = VMDK_EXT_SPARSE;
     if (vd_le64(h + 56) == GD_AT_END && !read_footer(img, e, h, error))
         return false;
@@ -296,6 +305,14 @@ static bool open_kdmv(VdImage *img, VmdkExtent *e, const uint8_t *head, GError *
     if (!vmdk_sparse_set_geometry(img, e, vd_le64(h + 12), vd_le64(h + 20), error))
         return false;
     vmdk_sparse_desc_location(h, &e->desc_offset, &e->desc_len);
+    return true;
+}
+
+static bool open_kdmv(VdImage *img, VmdkExtent *e, const uint8_t *head, GError **error)
+{
+    uint8_t h[VMDK_SECTOR];
+    if (!kdmv_header(img, e, head, h, error))
+        return false;
     uint64_t overhead = vd_le64(h + 64);
     e->overhead = overhead <= INT64_MAX / VMDK_SECTOR ? overhead * VMDK_SECTOR : 0;
     if (!check_gd_location(img, e, vd_le64(h + 56), "grain directory", &e->gd_offset, error) ||
@@ -319,6 +336,17 @@ static bool open_kdmv(VdImage *img, VmdkExtent *e, const uint8_t *head, GError *
     if (e->gd_count == 0)
         e->gd = g_renew(uint64_t, e->gd, 1);
     return vmdk_check_layout(img, e, error);
+}
+
+bool vmdk_sparse_peek(VdImage *img, VmdkExtent *e, const uint8_t *head, GError **error)
+{
+    uint8_t h[VMDK_SECTOR];
+    if (memcmp(head, "COWD", 4) == 0)
+        return cowd_header(img, e, head, error);
+    if (memcmp(head, "KDMV", 4) == 0)
+        return kdmv_header(img, e, head, h, error);
+    vd_set_error(error, EIO, "%s: %s is not a sparse extent", img->name, e->path);
+    return false;
 }
 
 bool vmdk_sparse_open(VdImage *img, VmdkExtent *e, const uint8_t *head, GError **error)

@@ -172,6 +172,8 @@ VmdkExtent *vmdk_find_extent(VmdkState *s, uint64_t offset);
 /* vmdk-sparse.c */
 /* Read and check a KDMV or COWD header in e->fd (head: its first sector). */
 bool vmdk_sparse_open(VdImage *img, VmdkExtent *e, const uint8_t *head, GError **error);
+/* The same, header only (geometry and flags; no directory read): for peek. */
+bool vmdk_sparse_peek(VdImage *img, VmdkExtent *e, const uint8_t *head, GError **error);
 /* The embedded descriptor location of a KDMV header (0 length: none). */
 void vmdk_sparse_desc_location(const uint8_t *head, uint64_t *offset, uint64_t *len);
 void vmdk_extent_free(VmdkExtent *e);

@@ -21,6 +21,7 @@
 #include "src/vd-image.h"
 #include "src/vd-info.h"
 #include "tests/unit/test-guard.h"
+#include "tests/unit/test-peek.h"
 #include "tests/unit/test-qed-gen.h"
 
 #define CS       4096u
@@ -474,6 +475,37 @@ static void test_write_over_metadata(QFixture *f, gconstpointer data)
     }
 }
 
+/* Peek reads the header only: the same size as an open (plain, backed,
+ * encrypted: no key needed), and a 32 MiB L1 table is not loaded. */
+static void test_peek(QFixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *base = qfix_base_file(f, "base.raw", DISK);
+    g_autofree uint8_t *expect = g_malloc(DISK);
+    g_autoptr(TGen) plain = sample(NULL, NULL, expect, NULL);
+    g_autoptr(TGen) backed = sample("base.raw", NULL, expect, base);
+    g_autoptr(TGen) enc = sample(NULL, PASS, expect, NULL);
+    const TGen *gens[] = {plain, backed, enc};
+    for (size_t i = 0; i < G_N_ELEMENTS(gens); i++) {
+        g_autofree char *name = g_strdup_printf("peek%zu.qcow", i);
+        g_autofree char *p = qfix_write(f, name, gens[i]);
+        if (gens[i] == enc) {
+            /* The key is not needed to peek; the open to compare with needs it. */
+            g_autoptr(GError) err = NULL;
+            g_autoptr(VdImage) img = vd_image_peek(f->ctx, p, &err);
+            g_assert_no_error(err);
+            g_autofree char *kp = keyfile(f, name, PASS);
+            g_assert_true(vd_context_load_keyfile(f->ctx, kp, &err));
+        }
+        peek_expect_same(f->ctx, p);
+    }
+    /* 4 KiB clusters, 512-entry tables: 4M L1 entries for 8 TiB. */
+    const uint64_t size = UINT64_C(1) << 43;
+    g_autoptr(TGen) huge = tgen_qcow1(size, 12, 9, NULL, NULL);
+    g_assert_cmpuint(huge->l1_entries, ==, 1u << 22);
+    g_autofree char *p = qfix_write(f, "huge.qcow", huge);
+    peek_expect_small(f->ctx, p, size, huge->l1_entries * 8, true);
+}
+
 int main(int argc, char *argv[])
 {
     g_test_init(&argc, &argv, NULL);
@@ -490,6 +522,7 @@ int main(int argc, char *argv[])
     ADD("/qcow/hostile/tables", test_hostile_tables);
     ADD("/qcow/hostile/clusters", test_hostile_clusters);
     ADD("/qcow/write-over-metadata", test_write_over_metadata);
+    ADD("/qcow/peek", test_peek);
 #undef ADD
     return g_test_run();
 }

@@ -21,6 +21,7 @@
 #include "src/vd-image.h"
 #include "src/vd-info.h"
 #include "tests/unit/test-guard.h"
+#include "tests/unit/test-peek.h"
 #include "tests/unit/test-qed-gen.h"
 
 #define CS         4096u
@@ -603,6 +604,29 @@ static void test_write_over_metadata(QFixture *f, gconstpointer data)
     }
 }
 
+/* Peek reads the header only: the same size as an open (plain, backed,
+ * needing a check), and a 16 MiB L1 table is not loaded. */
+static void test_peek(QFixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *base = qfix_base_file(f, "base.raw", DISK);
+    g_autofree uint8_t *expect = g_malloc(DISK);
+    g_autoptr(TGen) plain = sample(NULL, 0, expect, NULL);
+    g_autoptr(TGen) backed = sample("base.raw", 0, expect, base);
+    g_autoptr(TGen) crash = crashed(expect);
+    const TGen *gens[] = {plain, backed, crash};
+    for (size_t i = 0; i < G_N_ELEMENTS(gens); i++) {
+        g_autofree char *name = g_strdup_printf("peek%zu.qed", i);
+        g_autofree char *p = qfix_write(f, name, gens[i]);
+        peek_expect_same(f->ctx, p);
+    }
+    /* 1 MiB clusters, 16-cluster tables: 2M L1 entries for 4 EiB. */
+    const uint64_t size = UINT64_C(1) << 62;
+    g_autoptr(TGen) huge = tgen_qed(size, 1u << 20, 16, NULL, 0);
+    g_assert_cmpuint(huge->l1_entries, ==, 1u << 21);
+    g_autofree char *p = qfix_write(f, "huge.qed", huge);
+    peek_expect_small(f->ctx, p, size, huge->l1_entries * 8, true);
+}
+
 int main(int argc, char *argv[])
 {
     g_test_init(&argc, &argv, NULL);
@@ -621,6 +645,7 @@ int main(int argc, char *argv[])
     ADD("/qed/hostile/tables", test_hostile_tables);
     ADD("/qed/hostile/clusters", test_hostile_clusters);
     ADD("/qed/write-over-metadata", test_write_over_metadata);
+    ADD("/qed/peek", test_peek);
 #undef ADD
     return g_test_run();
 }

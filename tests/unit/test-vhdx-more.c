@@ -8,10 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
 #include "tests/unit/test-guard.h"
+#include "tests/unit/test-peek.h"
 #include "tests/unit/test-vhdx.h"
 
 /* ---- hostile headers ---- */
@@ -294,6 +296,53 @@ static void test_bitmap_over_bat(Fixture *f, gconstpointer data)
     g_assert_error(err, VD_ERROR, EIO);
 }
 
+/* ---- peek ---- */
+
+/* Peek reads the headers, the log and the metadata region: the same size
+ * as an open, also when only a dirty log's replay gives it; a 32 MiB BAT
+ * region is not read. */
+static void test_peek(Fixture *f, gconstpointer data)
+{
+    VhdxGen pg = parent_gen(), cg = child_gen();
+    g_autofree char *pp = write_gen(f->dir, "parent.vhdx", &pg);
+    g_autofree char *cp = write_gen(f->dir, "child.vhdx", &cg);
+    peek_expect_same(f->ctx, pp);
+    peek_expect_same(f->ctx, cp);
+
+    /* A log that halves the disk: the size on disk is not the size. */
+    g_autoptr(GByteArray) before = vhdxgen_build(&pg);
+    g_autoptr(GByteArray) after = g_byte_array_new();
+    g_byte_array_append(after, before->data, before->len);
+    bool found = false;
+    for (uint64_t o = VHDXGEN_META_OFFSET + 65536; o < VHDXGEN_META_OFFSET + MiB && !found;
+         o += 8) {
+        if (vd_le64(after->data + o) == DISK_SIZE) {
+            put_le64_at(after->data + o, DISK_SIZE / 2);
+            found = true;
+        }
+    }
+    g_assert_true(found);
+    vhdxgen_make_dirty(before, after, 100, 0, 7, false);
+    g_autofree char *dp = write_bytes(f->dir, "dirty.vhdx", before);
+    peek_expect_same(f->ctx, dp);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = vd_image_peek(f->ctx, dp, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(vd_image_size(img), ==, DISK_SIZE / 2);
+
+    /* No blocks, and a BAT region of 32 MiB. */
+    VhdxGen eg = {.size = DISK_SIZE, .block_size = BLOCK, .logical_sector = 512};
+    g_autoptr(GByteArray) e = vhdxgen_build(&eg);
+    for (unsigned w = 0; w < 2; w++) {
+        set_le32(e->data + (w ? 0x40000 : 0x30000) + 40, 32 * MiB);
+        vhdxgen_fix_region(e, w);
+    }
+    g_byte_array_set_size(e, VHDXGEN_BAT_OFFSET + 32 * MiB);
+    memset(e->data + VHDXGEN_DATA_OFFSET, 0, VHDXGEN_BAT_OFFSET + 32 * MiB - VHDXGEN_DATA_OFFSET);
+    g_autofree char *hp = write_bytes(f->dir, "bigbat.vhdx", e);
+    peek_expect_small(f->ctx, hp, DISK_SIZE, 32 * MiB, false);
+}
+
 /* ---- SIGKILL during writes ---- */
 
 static void check_stamps(VdImage *img, uint64_t size, const char *what)
@@ -458,6 +507,7 @@ void vhdx_add_more_tests(void)
     ADD("/vhdx/hostile/blocks", test_hostile_blocks);
     ADD("/vhdx/write-over-metadata", test_write_over_metadata);
     ADD("/vhdx/bitmap-over-bat", test_bitmap_over_bat);
+    ADD("/vhdx/peek", test_peek);
     ADD("/vhdx/sigkill", test_sigkill);
     ADD("/vhdx/concurrent-read-write", test_concurrent);
 #undef ADD
