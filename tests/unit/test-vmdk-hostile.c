@@ -206,7 +206,8 @@ static void test_write_over_metadata(Fixture *f, gconstpointer data)
         const char *name = "meta.vmdk", *host = "meta.vmdk";
         put_gen(f, host, &b);
         if (c == SPLIT_GT) {
-            g_assert_cmpint(g_rename(fpath(f, "meta.vmdk"), fpath(f, "meta-s001.vmdk")), ==, 0);
+            g_autofree char *from = fpath(f, "meta.vmdk"), *to = fpath(f, "meta-s001.vmdk");
+            g_assert_cmpint(g_rename(from, to), ==, 0);
             put_file(f, "split.vmdk",
                      "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
                      "createType=\"twoGbMaxExtentSparse\"\nRW 16384 SPARSE \"meta-s001.vmdk\"\n");
