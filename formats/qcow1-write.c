@@ -13,6 +13,11 @@
  * A crash before 2 leaks the space; nothing ever points at unwritten
  * data. The space of a replaced compressed cluster is leaked, as QEMU
  * leaks it (qcow has no free space tracking).
+ *
+ * Every data write is first looked up in the metadata map (s->meta): a
+ * cluster that lies on the header, the backing file name, the L1 or an L2
+ * table is corruption, and the write is refused before it lands
+ * (vd_image_guard_write: EIO, the image marked corrupt).
  */
 #include "config.h"
 
@@ -42,24 +47,20 @@ static bool note_end(Qcow1State *s, uint64_t end)
     return true;
 }
 
-/* Clusters [ci, ci + k), host-contiguous from host, all allocated: write
- * bytes [within, within + n) of them. */
-static bool write_in_place(VdImage *img, uint64_t ci, uint64_t host, uint64_t k, const uint8_t *src,
+/* Clusters from ci on, host-contiguous from host, all allocated: write
+ * bytes [within, within + n) of them, unless that would land on metadata. */
+static bool write_in_place(VdImage *img, uint64_t ci, uint64_t host, const uint8_t *src,
                            uint64_t within, uint64_t n, GError **error)
 {
     Qcow1State *s = img->opaque;
-    if (qcow1_overlaps_metadata(s, host, k * s->cluster_size)) {
-        vd_set_error(error, EIO,
-                     "%s: cluster %" PRIu64 " at 0x%" PRIx64
-                     " overlaps the image's metadata; refusing to write it",
-                     img->name, ci, host);
-        return false;
-    }
     if (!qcow1_encrypted(s))
-        return vd_host_pwrite(img->fd, img->name, src, n, host + within, error) &&
+        return vd_image_guard_write(img, s->meta, host + within, n, error) &&
+               vd_host_pwrite(img->fd, img->name, src, n, host + within, error) &&
                note_end(s, host + within + n);
     uint64_t a0 = within / QCOW1_SECTOR * QCOW1_SECTOR;
     uint64_t a1 = (within + n + QCOW1_SECTOR - 1) / QCOW1_SECTOR * QCOW1_SECTOR;
+    if (!vd_image_guard_write(img, s->meta, host + a0, a1 - a0, error))
+        return false;
     uint64_t guest = ci << s->cluster_bits;
     g_autofree uint8_t *tmp = g_malloc(a1 - a0);
     if (a0 < within || a1 > within + n) {
@@ -131,7 +132,9 @@ static bool allocate_run(VdImage *img, uint64_t ci, uint64_t k, const uint64_t *
         qed_tcache_encode(&s->l2, entries, raw, (size_t)k);
     }
 
-    if (!vd_host_pwrite(img->fd, img->name, data, k * cs, host, error) ||
+    if (!vd_image_guard_write(img, s->meta, host, k * cs, error) ||
+        (table != 0 && !vd_meta_map_add(s->meta, table, table_bytes, "L2 table", error)) ||
+        !vd_host_pwrite(img->fd, img->name, data, k * cs, host, error) ||
         (table != 0 && !vd_host_pwrite(img->fd, img->name, raw, table_bytes, table, error)))
         return false;
     __atomic_store_n(&s->file_end, new_end, __ATOMIC_RELEASE);
@@ -143,7 +146,6 @@ static bool allocate_run(VdImage *img, uint64_t ci, uint64_t k, const uint64_t *
         qed_tcache_forget(&s->l2, table, table_bytes);
         if (!vd_host_pwrite(img->fd, img->name, e, 8, s->l1_offset + l1i * 8, error))
             return false;
-        g_array_append_val(s->tables, table); /* the highest offset yet: stays sorted */
         __atomic_store_n(&s->l1[l1i], table, __ATOMIC_RELEASE);
         return true;
     }
@@ -170,8 +172,17 @@ bool qcow1_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GE
                            &l2_host, error))
             return false;
         Qcow1Cluster c0;
-        if (!qcow1_cluster(img, ci, entries[0], &c0, error))
+        if (!qcow1_cluster(img, ci, entries[0], &c0, error)) {
+            /* Into the header: corruption, not just a bad reference. */
+            GError *meta = NULL;
+            if (!(entries[0] & QCOW1_COMPRESSED) && entries[0] < QCOW1_HEADER_SIZE &&
+                !vd_image_guard_write(img, s->meta, entries[0] + within, MIN(cs - within, len),
+                                      &meta)) {
+                g_clear_error(error);
+                g_propagate_error(error, meta);
+            }
             return false;
+        }
         /* A run of clusters handled alike. */
         uint64_t k = 1;
         if (c0.kind == QCOW1_NORMAL) {
@@ -186,7 +197,7 @@ bool qcow1_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GE
         k = (within + bytes + cs - 1) >> s->cluster_bits;
         bool ok;
         if (c0.kind == QCOW1_NORMAL) {
-            ok = write_in_place(img, ci, c0.host, k, p, within, bytes, error);
+            ok = write_in_place(img, ci, c0.host, p, within, bytes, error);
         } else if (img->backing == NULL && qed_entries_all(entries, k, 0) &&
                    vd_buffer_is_zero(p, bytes)) {
             ok = true; /* zeros over holes that read as zeros */

@@ -52,12 +52,6 @@ static bool metadata_overlap(const Qcow1State *s, uint64_t host, uint64_t len)
            (s->l1_entries > 0 && host < s->l1_offset + s->l1_entries * 8 && s->l1_offset < end);
 }
 
-bool qcow1_overlaps_metadata(const Qcow1State *s, uint64_t host, uint64_t len)
-{
-    return metadata_overlap(s, host, len) ||
-           qed_tables_hit(s->tables, s->l2_entries * 8, host, len);
-}
-
 bool qcow1_entries(VdImage *img, uint64_t ci, size_t max, uint64_t *out, size_t *n,
                    uint64_t *l2_host, GError **error)
 {
@@ -269,12 +263,29 @@ static void qcow1_close(VdImage *img)
     OPENSSL_cleanse(s->key, sizeof s->key);
     g_free(s->l1);
     qed_tcache_clear(&s->l2);
-    g_clear_pointer(&s->tables, g_array_unref);
+    g_clear_pointer(&s->meta, vd_meta_map_free);
     for (unsigned i = 0; i < QCOW1_DECODE_SLOTS; i++)
         g_free(s->dec[i].data);
     g_mutex_clear(&s->dec_lock);
     g_free(s);
     img->opaque = NULL;
+}
+
+/* What a data write must not touch, given the checked L2 tables. */
+static bool build_meta(VdImage *img, const GArray *tables, GError **error)
+{
+    Qcow1State *s = img->opaque;
+    g_autoptr(VdMetaMap) m = vd_meta_map_new(img->name);
+    vd_meta_map_add(m, 0, QCOW1_HEADER_SIZE, "header", NULL);
+    if (s->backing_offset != 0)
+        vd_meta_map_add(m, s->backing_offset, s->backing_size, "backing file name", NULL);
+    vd_meta_map_add(m, s->l1_offset, s->l1_entries * 8, "L1 table", NULL);
+    for (guint i = 0; i < tables->len; i++)
+        vd_meta_map_add(m, g_array_index(tables, uint64_t, i), s->l2_entries * 8, "L2 table", NULL);
+    if (!vd_meta_map_seal(m, error))
+        return false;
+    s->meta = g_steal_pointer(&m);
+    return true;
 }
 
 /* L2 tables: inside the file, clear of the header and the L1, and of each
@@ -283,6 +294,7 @@ static bool check_tables(VdImage *img, uint64_t file_size, GError **error)
 {
     Qcow1State *s = img->opaque;
     uint64_t bytes = s->l2_entries * 8;
+    g_autoptr(GArray) tables = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     for (uint64_t i = 0; i < s->l1_entries; i++) {
         uint64_t t = s->l1[i];
         if (t == 0)
@@ -294,15 +306,15 @@ static bool check_tables(VdImage *img, uint64_t file_size, GError **error)
                          img->name, i, t);
             return false;
         }
-        g_array_append_val(s->tables, t);
+        g_array_append_val(tables, t);
     }
     uint64_t clash;
-    if (!qed_tables_sort(s->tables, bytes, &clash)) {
+    if (!qed_tables_sort(tables, bytes, &clash)) {
         vd_set_error(error, EIO, "%s: L2 table at 0x%" PRIx64 " overlaps another L2 table",
                      img->name, clash);
         return false;
     }
-    return true;
+    return img->read_only || build_meta(img, tables, error);
 }
 
 static bool open_backing(VdImage *img, uint64_t file_size, GError **error)
@@ -345,13 +357,14 @@ static bool load_key(VdImage *img, GError **error)
     return true;
 }
 
-static bool qcow1_open(VdImage *img, GError **error)
+/* The header of img->fd into s, checked (the L1 table's place included,
+ * not its contents). Reads nothing else. */
+static bool read_header(VdImage *img, Qcow1State *s, uint64_t *file_size, GError **error)
 {
-    uint64_t file_size;
     uint8_t h[QCOW1_HEADER_SIZE];
-    if (!vd_host_size(img->fd, img->name, &file_size, error))
+    if (!vd_host_size(img->fd, img->name, file_size, error))
         return false;
-    if (file_size < QCOW1_HEADER_SIZE) {
+    if (*file_size < QCOW1_HEADER_SIZE) {
         vd_set_error(error, EIO, "%s: too small to hold a qcow header", img->name);
         return false;
     }
@@ -366,10 +379,6 @@ static bool qcow1_open(VdImage *img, GError **error)
                      img->name, vd_be32(h + 4));
         return false;
     }
-    Qcow1State *s = g_new0(Qcow1State, 1);
-    img->opaque = s;
-    g_mutex_init(&s->dec_lock);
-    s->tables = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     s->backing_offset = vd_be64(h + 8);
     s->backing_size = vd_be32(h + 16);
     s->mtime = vd_be32(h + 20);
@@ -378,18 +387,16 @@ static bool qcow1_open(VdImage *img, GError **error)
     s->l2_bits = h[33];
     s->crypt_method = vd_be32(h + 36);
     s->l1_offset = vd_be64(h + 40);
-    s->file_end = file_size;
-    bool ok = false;
-
+    s->file_end = *file_size;
     if (s->cluster_bits < 9 || s->cluster_bits > 16 || s->l2_bits < 6 || s->l2_bits > 13) {
         vd_set_error(error, EIO, "%s: cluster_bits %u / l2_bits %u out of range (9-16 / 6-13)",
                      img->name, s->cluster_bits, s->l2_bits);
-        goto out;
+        return false;
     }
     if (s->crypt_method > QCOW1_CRYPT_AES) {
         vd_set_error(error, ENOTSUP, "%s: unknown encryption method %" PRIu32, img->name,
                      s->crypt_method);
-        goto out;
+        return false;
     }
     s->cluster_size = 1ull << s->cluster_bits;
     s->l2_entries = 1ull << s->l2_bits;
@@ -399,18 +406,31 @@ static bool qcow1_open(VdImage *img, GError **error)
         vd_set_error(error, EIO,
                      "%s: virtual size %" PRIu64 " is absurd (L1 of %" PRIu64 " entries)",
                      img->name, s->size_field, l1);
-        goto out;
+        return false;
     }
     s->l1_entries = l1;
-    if (!vd_range_within(s->l1_offset, l1 * 8, file_size) ||
+    if (!vd_range_within(s->l1_offset, l1 * 8, *file_size) ||
         (l1 > 0 && s->l1_offset < QCOW1_HEADER_SIZE)) {
         vd_set_error(error, EIO,
                      "%s: L1 table at 0x%" PRIx64 " (%" PRIu64
                      " entries) lies over the header or beyond the end of the file",
                      img->name, s->l1_offset, l1);
-        goto out;
+        return false;
     }
+    return true;
+}
+
+static bool qcow1_open(VdImage *img, GError **error)
+{
+    Qcow1State *s = g_new0(Qcow1State, 1);
+    img->opaque = s;
+    g_mutex_init(&s->dec_lock);
+    uint64_t file_size;
+    bool ok = false;
+    if (!read_header(img, s, &file_size, error))
+        goto out;
     {
+        uint64_t l1 = s->l1_entries;
         g_autofree uint8_t *raw = g_malloc(l1 * 8 + 1);
         if (!vd_host_pread(img->fd, img->name, raw, l1 * 8, s->l1_offset, false, error))
             goto out;
@@ -432,6 +452,18 @@ out:
     if (!ok)
         qcow1_close(img);
     return ok;
+}
+
+/* The size is in the header; the L1 table stays on disk and no key is
+ * needed. */
+static bool qcow1_peek(VdImage *img, GError **error)
+{
+    Qcow1State s = {0};
+    uint64_t file_size;
+    if (!read_header(img, &s, &file_size, error))
+        return false;
+    img->size = s.size_field / QCOW1_SECTOR * QCOW1_SECTOR;
+    return true;
 }
 
 static void qcow1_describe(VdImage *img, VdInfo *info)
@@ -457,6 +489,7 @@ const VdDriver vd_qcow_driver = {
     .probe = qcow1_probe,
     .open = qcow1_open,
     .close = qcow1_close,
+    .peek = qcow1_peek,
     .pread = qcow1_pread,
     .pwrite = qcow1_pwrite,
     .block_status = qcow1_block_status,

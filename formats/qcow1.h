@@ -10,6 +10,7 @@
 
 #include "formats/qed-table.h"
 #include "src/vd-image.h"
+#include "src/vd-metamap.h"
 
 #define QCOW1_HEADER_SIZE  48
 #define QCOW1_SECTOR       512
@@ -57,8 +58,9 @@ typedef struct {
      * Atomic; stored by the writer only. */
     uint64_t file_end;
     QedTableCache l2; /* L2 tables (big-endian on disk) */
-    /* Host offsets of the L2 tables, sorted; open and writer only. */
-    GArray *tables;
+    /* Read-write opens: header, backing file name, L1 and every L2 table,
+     * which no data write may touch (the writer adds the tables it makes). */
+    VdMetaMap *meta;
     /* Decompressed clusters, round robin. Guarded by dec_lock. */
     GMutex dec_lock;
     Qcow1Decoded dec[QCOW1_DECODE_SLOTS];
@@ -83,8 +85,6 @@ bool qcow1_decompress(VdImage *img, uint64_t ci, const Qcow1Cluster *c, uint64_t
 /* AES-CBC over whole 512-byte sectors; the IV is the guest sector number. */
 bool qcow1_crypt(VdImage *img, uint8_t *buf, size_t len, uint64_t guest_offset, bool encrypt,
                  GError **error);
-/* True when [host, host + len) overlaps the header, the L1 or an L2 table. */
-bool qcow1_overlaps_metadata(const Qcow1State *s, uint64_t host, uint64_t len);
 
 /* qcow1-write.c */
 bool qcow1_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);

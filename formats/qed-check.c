@@ -107,8 +107,7 @@ bool qed_check_repair(VdImage *img, GError **error)
     for (uint64_t k = s->header_size; k < c.nclusters; k++)
         leaks += !(c.used[k / 64] & (1ull << (k % 64)));
     /* The fixes reach the disk before the flag goes. */
-    if (!vd_host_fdatasync(img->fd, img->name, error) ||
-        !qed_write_features(img, s->features & ~QED_F_NEED_CHECK, error) ||
+    if (!vd_host_fdatasync(img->fd, img->name, error) || !qed_set_need_check(img, false, error) ||
         !vd_host_fdatasync(img->fd, img->name, error))
         goto out;
     s->check_report = g_strdup_printf("repaired at open: %" PRIu64

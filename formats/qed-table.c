@@ -227,21 +227,6 @@ done:
     return true;
 }
 
-bool qed_tables_hit(const GArray *sorted, uint64_t table_bytes, uint64_t host, uint64_t len)
-{
-    uint64_t end = host + len;
-    /* Only the table with the largest offset below end can overlap. */
-    guint lo = 0, hi = sorted->len;
-    while (lo < hi) {
-        guint mid = lo + (hi - lo) / 2;
-        if (g_array_index(sorted, uint64_t, mid) < end)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo > 0 && g_array_index(sorted, uint64_t, lo - 1) + table_bytes > host;
-}
-
 static gint cmp_u64(gconstpointer a, gconstpointer b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

@@ -76,9 +76,6 @@ typedef struct {
 bool qed_map_status(VdImage *img, const QedMap *map, uint64_t offset, uint64_t length,
                     VdExtent *ext, GError **error);
 
-/* Sorted table offsets: is [host, host + len) inside one of the tables
- * of table_bytes each? */
-bool qed_tables_hit(const GArray *sorted, uint64_t table_bytes, uint64_t host, uint64_t len);
 /* Sort the offsets; false (and *clash, the first table of an overlapping
  * pair) when two of them overlap, or one is listed twice. */
 bool qed_tables_sort(GArray *tables, uint64_t table_bytes, uint64_t *clash);

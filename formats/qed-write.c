@@ -16,6 +16,11 @@
  * to unwritten space except references past the end of the file, which
  * the check drops; at worst space leaks. flush() syncs, then clears
  * NEED_CHECK (synced again), so a flushed image needs no check.
+ *
+ * Every data write is first looked up in the metadata map (s->meta): a
+ * reference into the header, the L1 or an L2 table is corruption, and the
+ * write is refused before it lands (vd_image_guard_write: EIO, the image
+ * marked corrupt, NEED_CHECK left set).
  */
 #include "config.h"
 
@@ -34,8 +39,7 @@ static bool mark_dirty(VdImage *img, GError **error)
     QedState *s = img->opaque;
     if (s->dirty)
         return true;
-    if (!qed_write_features(img, s->features | QED_F_NEED_CHECK, error) ||
-        !vd_host_fdatasync(img->fd, img->name, error))
+    if (!qed_set_need_check(img, true, error) || !vd_host_fdatasync(img->fd, img->name, error))
         return false;
     s->dirty = true;
     return true;
@@ -43,6 +47,10 @@ static bool mark_dirty(VdImage *img, GError **error)
 
 static bool bad_cluster(VdImage *img, uint64_t ci, uint64_t e, GError **error)
 {
+    QedState *s = img->opaque;
+    /* Into the header or a table: corruption, not just a bad reference. */
+    if (!vd_image_guard_write(img, s->meta, e, 1, error))
+        return false;
     vd_set_error(error, EIO,
                  "%s: cluster %" PRIu64 " at 0x%" PRIx64
                  " is misaligned or lies beyond the end of the file",
@@ -72,6 +80,8 @@ static bool set_entries(VdImage *img, uint64_t ci, uint64_t k, const uint64_t *v
         vd_set_error(error, EFBIG, "%s: the file is too large for another L2 table", img->name);
         return false;
     }
+    if (!vd_meta_map_add(s->meta, table, s->table_bytes, "L2 table", error))
+        return false;
     g_autofree uint64_t *t = g_new0(uint64_t, s->table_entries);
     memcpy(t + l2i, values, k * 8);
     g_autofree uint8_t *raw = g_malloc(s->table_bytes);
@@ -86,7 +96,6 @@ static bool set_entries(VdImage *img, uint64_t ci, uint64_t k, const uint64_t *v
     vd_put_le64(e, table);
     if (!vd_host_pwrite(img->fd, img->name, e, 8, s->l1_offset + l1i * 8, error))
         return false;
-    g_array_append_val(s->tables, table); /* the highest offset yet: stays sorted */
     __atomic_store_n(&s->l1[l1i], table, __ATOMIC_RELEASE);
     return true;
 }
@@ -117,23 +126,11 @@ static bool allocate_run(VdImage *img, uint64_t ci, uint64_t k, const uint64_t *
     uint64_t values[RUN_MAX];
     for (uint64_t j = 0; j < k; j++)
         values[j] = host + j * cs;
-    if (!mark_dirty(img, error) || !vd_host_pwrite(img->fd, img->name, data, k * cs, host, error))
+    if (!vd_image_guard_write(img, s->meta, host, k * cs, error) || !mark_dirty(img, error) ||
+        !vd_host_pwrite(img->fd, img->name, data, k * cs, host, error))
         return false;
     __atomic_store_n(&s->file_end, end, __ATOMIC_RELEASE);
     return set_entries(img, ci, k, values, l2_host, &end, error);
-}
-
-static bool in_place(VdImage *img, uint64_t ci, uint64_t host, uint64_t len, GError **error)
-{
-    QedState *s = img->opaque;
-    if (qed_overlaps_metadata(s, host, len)) {
-        vd_set_error(error, EIO,
-                     "%s: cluster %" PRIu64 " at 0x%" PRIx64
-                     " overlaps the image's metadata; refusing to write it",
-                     img->name, ci, host);
-        return false;
-    }
-    return true;
 }
 
 /* One lookup's worth: the run of clusters from ci handled alike. */
@@ -177,7 +174,7 @@ bool qed_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GErr
         k = (within + bytes + cs - 1) >> s->cluster_bits;
         bool ok;
         if (entries[0] > QED_ZERO_CLUSTER) {
-            ok = in_place(img, ci, entries[0], k * cs, error) &&
+            ok = vd_image_guard_write(img, s->meta, entries[0] + within, bytes, error) &&
                  vd_host_pwrite(img->fd, img->name, p, bytes, entries[0] + within, error);
         } else if (vd_buffer_is_zero(p, bytes) &&
                    (qed_entries_all(entries, k, QED_ZERO_CLUSTER) ||
@@ -241,7 +238,7 @@ bool qed_write_zeroes(VdImage *img, uint64_t offset, uint64_t length, unsigned f
             return false;
         bool ok = true;
         if (entries[0] > QED_ZERO_CLUSTER) {
-            ok = in_place(img, ci, entries[0], k * cs, error) &&
+            ok = vd_image_guard_write(img, s->meta, entries[0], k * cs, error) &&
                  zero_in_place(img, entries[0], k * cs, flags, error);
         } else if (img->backing != NULL && !qed_entries_all(entries, k, QED_ZERO_CLUSTER)) {
             /* Zero clusters hide the backing file (QEMU writes them too). */
@@ -297,8 +294,7 @@ bool qed_flush(VdImage *img, GError **error)
         return false;
     if (!s->dirty)
         return true;
-    if (!qed_write_features(img, s->features & ~QED_F_NEED_CHECK, error) ||
-        !vd_host_fdatasync(img->fd, img->name, error))
+    if (!qed_set_need_check(img, false, error) || !vd_host_fdatasync(img->fd, img->name, error))
         return false;
     s->dirty = false;
     return true;

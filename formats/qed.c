@@ -45,21 +45,49 @@ bool qed_table_valid(const QedState *s, uint64_t off)
     return qed_cluster_valid(s, off) && vd_range_within(off, s->table_bytes, file_end(s));
 }
 
-bool qed_overlaps_metadata(const QedState *s, uint64_t host, uint64_t len)
-{
-    return host < s->header_end ||
-           (host < s->l1_offset + s->table_bytes && s->l1_offset < host + len) ||
-           qed_tables_hit(s->tables, s->table_bytes, host, len);
-}
-
-bool qed_write_features(VdImage *img, uint64_t features, GError **error)
+bool qed_set_need_check(VdImage *img, bool set, GError **error)
 {
     QedState *s = img->opaque;
+    g_mutex_lock(&s->features_lock);
+    uint64_t features =
+        set || s->marked_corrupt ? s->features | QED_F_NEED_CHECK : s->features & ~QED_F_NEED_CHECK;
     uint8_t f[8];
     vd_put_le64(f, features);
-    if (!vd_host_pwrite(img->fd, img->name, f, sizeof f, 16, error))
+    bool ok = vd_host_pwrite(img->fd, img->name, f, sizeof f, 16, error);
+    if (ok)
+        s->features = features;
+    g_mutex_unlock(&s->features_lock);
+    return ok;
+}
+
+/* NEED_CHECK is QED's way to say "do not trust this image before a check":
+ * QEMU checks (and repairs what it can) on its next read-write open, and
+ * so do we (qed-check.c), which refuses the open while a cluster is also
+ * a table. Best effort: the session refuses writes anyway. */
+static void qed_mark_corrupt(VdImage *img)
+{
+    QedState *s = img->opaque;
+    g_mutex_lock(&s->features_lock);
+    s->marked_corrupt = true;
+    g_mutex_unlock(&s->features_lock);
+    g_autoptr(GError) err = NULL;
+    if (!qed_set_need_check(img, true, &err) || !vd_host_fdatasync(img->fd, img->name, &err))
+        g_warning("%s: could not set the need-check flag: %s", img->name, err->message);
+}
+
+/* The metadata a data write must not touch, from the sorted L2 tables. */
+static bool build_meta(VdImage *img, const GArray *tables, GError **error)
+{
+    QedState *s = img->opaque;
+    g_autoptr(VdMetaMap) m = vd_meta_map_new(img->name);
+    vd_meta_map_add(m, 0, s->header_end, "header", NULL);
+    vd_meta_map_add(m, s->l1_offset, s->table_bytes, "L1 table", NULL);
+    for (guint i = 0; i < tables->len; i++)
+        vd_meta_map_add(m, g_array_index(tables, uint64_t, i), s->table_bytes, "L2 table", NULL);
+    if (!vd_meta_map_seal(m, error))
         return false;
-    s->features = features;
+    g_clear_pointer(&s->meta, vd_meta_map_free);
+    s->meta = g_steal_pointer(&m);
     return true;
 }
 
@@ -99,8 +127,8 @@ bool qed_load_l1(VdImage *img, uint64_t n, GError **error)
                      img->name, clash);
         return false;
     }
-    g_clear_pointer(&s->tables, g_array_unref);
-    s->tables = g_steal_pointer(&tables);
+    if (!img->read_only && !build_meta(img, tables, error))
+        return false;
     if (s->l1 != NULL)
         g_ptr_array_add(s->l1_retired, s->l1);
     __atomic_store_n(&s->l1, g_steal_pointer(&l1), __ATOMIC_RELEASE);
@@ -171,15 +199,16 @@ static void qed_close(VdImage *img)
     g_free(s->l1);
     g_clear_pointer(&s->l1_retired, g_ptr_array_unref);
     qed_tcache_clear(&s->l2);
-    g_clear_pointer(&s->tables, g_array_unref);
+    g_clear_pointer(&s->meta, vd_meta_map_free);
+    g_mutex_clear(&s->features_lock);
     g_free(s->check_report);
     g_free(s);
     img->opaque = NULL;
 }
 
-static bool parse_header(VdImage *img, const uint8_t *h, uint64_t file_size, GError **error)
+static bool parse_header(VdImage *img, QedState *s, const uint8_t *h, uint64_t file_size,
+                         GError **error)
 {
-    QedState *s = img->opaque;
     s->cluster_size = vd_le32(h + 4);
     s->table_size = vd_le32(h + 8);
     s->header_size = vd_le32(h + 12);
@@ -262,7 +291,9 @@ static bool open_backing(VdImage *img, GError **error)
     return true;
 }
 
-static bool qed_open(VdImage *img, GError **error)
+/* The header of img->fd into s, checked, and the number of L1 entries
+ * the virtual size needs. Reads nothing else. */
+static bool read_header(VdImage *img, QedState *s, uint64_t *l1_entries, GError **error)
 {
     uint64_t file_size;
     uint8_t h[QED_HEADER_SIZE];
@@ -278,12 +309,27 @@ static bool qed_open(VdImage *img, GError **error)
         vd_set_error(error, EIO, "%s: no QED magic", img->name);
         return false;
     }
+    if (!parse_header(img, s, h, file_size, error))
+        return false;
+    uint64_t span_bits = s->table_bits + s->cluster_bits;
+    uint64_t n = span_bits >= 64 ? 1 : (s->image_size + (1ull << span_bits) - 1) >> span_bits;
+    if (n > s->table_entries || n * 8 > QED_MAX_L1_MEMORY) {
+        vd_set_error(error, EIO, "%s: image size needs %" PRIu64 " L1 entries", img->name, n);
+        return false;
+    }
+    *l1_entries = n;
+    return true;
+}
+
+static bool qed_open(VdImage *img, GError **error)
+{
     QedState *s = g_new0(QedState, 1);
     img->opaque = s;
-    s->tables = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    g_mutex_init(&s->features_lock);
     s->l1_retired = g_ptr_array_new_with_free_func(g_free);
     bool ok = false;
-    if (!parse_header(img, h, file_size, error))
+    uint64_t n;
+    if (!read_header(img, s, &n, error))
         goto out;
     qed_tcache_init(&s->l2, false, s->table_entries, img->ctx->metadata_cache_bytes);
     if (!open_backing(img, error))
@@ -301,12 +347,6 @@ static bool qed_open(VdImage *img, GError **error)
         else if (!qed_check_repair(img, error))
             goto out;
     }
-    uint64_t span_bits = s->table_bits + s->cluster_bits;
-    uint64_t n = span_bits >= 64 ? 1 : (s->image_size + (1ull << span_bits) - 1) >> span_bits;
-    if (n > s->table_entries || n * 8 > QED_MAX_L1_MEMORY) {
-        vd_set_error(error, EIO, "%s: image size needs %" PRIu64 " L1 entries", img->name, n);
-        goto out;
-    }
     if (!qed_load_l1(img, n, error))
         goto out;
     img->size = s->image_size;
@@ -315,6 +355,18 @@ out:
     if (!ok)
         qed_close(img);
     return ok;
+}
+
+/* The size is in the header; QED images have no other files, and the L1
+ * table stays on disk. */
+static bool qed_peek(VdImage *img, GError **error)
+{
+    QedState s = {0};
+    uint64_t n;
+    if (!read_header(img, &s, &n, error))
+        return false;
+    img->size = s.image_size;
+    return true;
 }
 
 static void qed_describe(VdImage *img, VdInfo *info)
@@ -363,10 +415,12 @@ const VdDriver vd_qed_driver = {
     .probe = qed_probe,
     .open = qed_open,
     .close = qed_close,
+    .peek = qed_peek,
     .pwrite = qed_pwrite,
     .block_status = qed_block_status,
     .flush = qed_flush,
     .write_zeroes = qed_write_zeroes,
     .truncate = qed_truncate,
     .describe = qed_describe,
+    .mark_corrupt = qed_mark_corrupt,
 };

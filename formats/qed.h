@@ -10,6 +10,7 @@
 
 #include "formats/qed-table.h"
 #include "src/vd-image.h"
+#include "src/vd-metamap.h"
 
 #define QED_HEADER_SIZE               64
 #define QED_F_BACKING_FILE            UINT64_C(0x1)
@@ -49,7 +50,9 @@ typedef struct {
      * Atomic; stored by the writer only. */
     uint64_t file_end;
     QedTableCache l2;
-    GArray *tables; /* sorted L2 table offsets; open and writer only */
+    /* Read-write opens: the header, the L1 and every L2 table, so that no
+     * data write lands on them (the writer adds the tables it makes). */
+    VdMetaMap *meta;
 
     /* NEED_CHECK was set at open on a read-only image: references that
      * a check would drop read as unallocated instead of failing. */
@@ -57,6 +60,11 @@ typedef struct {
     /* Writer only: NEED_CHECK is set in the file by us (allocations
      * since the last flush). */
     bool dirty;
+    /* Guards the features field on disk and corrupt: mark_corrupt may run
+     * outside the writer. */
+    GMutex features_lock;
+    /* NEED_CHECK was set because a data write was refused: it stays. */
+    bool marked_corrupt;
     char *check_report; /* what the repair at open did, or NULL */
 } QedState;
 
@@ -67,10 +75,9 @@ bool qed_entries(VdImage *img, uint64_t ci, size_t max, uint64_t *out, size_t *n
 bool qed_cluster_valid(const QedState *s, uint64_t off);
 /* A table offset: every cluster of the table valid. */
 bool qed_table_valid(const QedState *s, uint64_t off);
-/* True when [host, host + len) overlaps the header, the L1 or an L2 table. */
-bool qed_overlaps_metadata(const QedState *s, uint64_t host, uint64_t len);
-/* Rewrite the features field of the header. */
-bool qed_write_features(VdImage *img, uint64_t features, GError **error);
+/* Set or clear NEED_CHECK in the header (never clears it once the image
+ * was marked corrupt). */
+bool qed_set_need_check(VdImage *img, bool set, GError **error);
 
 /* qed-check.c: QEMU's consistency check with repair (read-write open). */
 bool qed_check_repair(VdImage *img, GError **error);

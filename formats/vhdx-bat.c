@@ -26,7 +26,7 @@
 #define BAT_CHUNK_ENTRIES (BAT_CHUNK_BYTES / 8)
 #define MERGE_MAX_BLOCKS  65536
 
-bool vhdx_bat_init(VdImage *img, GError **error)
+bool vhdx_bat_geometry(VdImage *img, GError **error)
 {
     VhdxState *s = img->opaque;
     s->chunk_ratio = ((uint64_t)1 << 23) * s->logical_sector / s->block_size;
@@ -41,6 +41,14 @@ bool vhdx_bat_init(VdImage *img, GError **error)
                      s->n_bat, need);
         return false;
     }
+    return true;
+}
+
+bool vhdx_bat_init(VdImage *img, GError **error)
+{
+    VhdxState *s = img->opaque;
+    if (!vhdx_bat_geometry(img, error))
+        return false;
     s->n_bat_chunks = (s->n_bat + BAT_CHUNK_ENTRIES - 1) / BAT_CHUNK_ENTRIES;
     s->bat_chunks = g_new0(uint64_t *, s->n_bat_chunks);
     uint64_t cap = img->ctx->metadata_cache_bytes / BAT_CHUNK_BYTES;

@@ -12,10 +12,8 @@
  * (an overlay consulted by every metadata read); read-write opens apply it
  * to the file and then mark the log empty.
  *
- * Writing: each metadata update is one entry whose Tail is itself. The
- * entry is written and synced, then the pages go in place; the next entry
- * is only written after those in-place writes are synced, so the newest
- * valid entry is always the only one a replay needs.
+ * We never write log entries (see vhdx-write.c for why): logs come from
+ * other implementations, after a crash.
  */
 #include "config.h"
 
@@ -341,84 +339,4 @@ bool vhdx_log_replay(VdImage *img, GError **error)
 out:
     g_hash_table_unref(ls.entries);
     return ok;
-}
-
-bool vhdx_log_pages(VdImage *img, const VhdxPage *pages, size_t n, GError **error)
-{
-    VhdxState *s = img->opaque;
-    uint64_t desc_sectors =
-        (LOG_HEADER_SIZE + n * LOG_DESC_SIZE + VHDX_LOG_SECTOR - 1) / VHDX_LOG_SECTOR;
-    uint64_t length = (desc_sectors + n) * VHDX_LOG_SECTOR;
-    if (n == 0)
-        return true;
-    if (length > s->log_length) {
-        vd_set_error(error, ENOSPC, "%s: log of %" PRIu32 " bytes cannot hold an update", img->name,
-                     s->log_length);
-        return false;
-    }
-    if (!s->log_open) {
-        vhd_random_guid(s->log_guid);
-        if (!vhdx_write_header(img, error))
-            return false;
-        s->log_open = true;
-        s->log_pos = 0;
-        s->log_seq = 1;
-        s->need_sync = false; /* write_header synced */
-    }
-    if (s->need_sync && !vd_host_fdatasync(img->fd, img->name, error))
-        return false;
-    s->need_sync = false;
-    if (s->log_pos + length > s->log_length)
-        s->log_pos = 0;
-    g_autofree uint8_t *b = g_malloc0(length);
-    memcpy(b, "loge", 4);
-    vd_put_le32(b + 8, (uint32_t)length);
-    vd_put_le32(b + 12, (uint32_t)s->log_pos);
-    vd_put_le64(b + 16, s->log_seq);
-    vd_put_le32(b + 24, (uint32_t)n);
-    memcpy(b + 32, s->log_guid, 16);
-    uint64_t size = __atomic_load_n(&s->file_size, __ATOMIC_ACQUIRE);
-    vd_put_le64(b + 48, size);
-    vd_put_le64(b + 56, size);
-    for (size_t i = 0; i < n; i++) {
-        uint8_t *d = b + LOG_HEADER_SIZE + i * LOG_DESC_SIZE;
-        memcpy(d, "desc", 4);
-        memcpy(d + 4, pages[i].data + VHDX_LOG_SECTOR - 4, 4);
-        memcpy(d + 8, pages[i].data, 8);
-        vd_put_le64(d + 16, pages[i].offset);
-        vd_put_le64(d + 24, s->log_seq);
-        uint8_t *ds = b + (desc_sectors + i) * VHDX_LOG_SECTOR;
-        memcpy(ds, "data", 4);
-        vd_put_le32(ds + 4, (uint32_t)(s->log_seq >> 32));
-        memcpy(ds + 8, pages[i].data + 8, VHDX_LOG_SECTOR - 12);
-        vd_put_le32(ds + 4092, (uint32_t)s->log_seq);
-    }
-    vd_put_le32(b + 4, vhd_crc32c(b, length));
-    if (!vd_host_pwrite(img->fd, img->name, b, length, s->log_offset + s->log_pos, error) ||
-        !vd_host_fdatasync(img->fd, img->name, error))
-        return false;
-    s->log_pos += length;
-    s->log_seq++;
-    for (size_t i = 0; i < n; i++) {
-        if (!vd_host_pwrite(img->fd, img->name, pages[i].data, VHDX_LOG_SECTOR, pages[i].offset,
-                            error))
-            return false;
-    }
-    s->need_sync = true;
-    return true;
-}
-
-bool vhdx_log_close(VdImage *img, GError **error)
-{
-    VhdxState *s = img->opaque;
-    if (!s->log_open)
-        return true;
-    if (s->need_sync && !vd_host_fdatasync(img->fd, img->name, error))
-        return false;
-    s->need_sync = false;
-    memset(s->log_guid, 0, 16);
-    if (!vhdx_write_header(img, error))
-        return false;
-    s->log_open = false;
-    return true;
 }

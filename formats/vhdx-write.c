@@ -2,15 +2,34 @@
 /*
  * VHDX writes. The first write of a session gives the file new
  * FileWriteGuid and DataWriteGuid values (the headers are updated in
- * place, never through the log). Data is written in place into fully or
- * partially present blocks. A block is allocated at the end of the file
+ * place, as the specification wants). Data is written in place into fully
+ * or partially present blocks. A block is allocated at the end of the file
  * (1 MiB aligned; the file is extended over the whole block, whose unused
  * parts are holes and read as zeros), its data written and synced, and
  * only then are the BAT entry and, for differencing disks, the sector
- * bitmap bits changed, through the log (vhdx-log.c). A crash leaves either
- * the old metadata or, after replay, the new; never an entry pointing at
- * unwritten data. flush() syncs and marks the log empty again, so that
- * the image is clean for other readers (qemu-img check) afterwards.
+ * bitmap bits changed.
+ *
+ * Those metadata updates are written in place, ordered, never through the
+ * log. MS-VHDX asks for the log, but a log entry is live from the moment it
+ * is written until the header says the log is empty, and a process killed
+ * in between leaves an image that QEMU will not open read-only (qemu-img
+ * check, info and convert refuse it until something replays the log): no
+ * ordering of log writes closes that window. In place, each step is one
+ * page write that changes what that step changes and is synced before the
+ * next step: the bitmap pages (whose bits mean nothing while the block is
+ * not present, and are only ever set for data already synced), the chunk's
+ * sector bitmap entry, then the block's entry. A BAT update changes one
+ * 8-byte entry, inside one sector, so even a torn page write leaves the old
+ * entry or the new one: the same guarantee qcow2's L2 updates rely on. A
+ * kill or crash at any point leaves the old metadata or the new, a leaked
+ * block at worst, and a log that is empty. A dirty log found at open (from
+ * Hyper-V or QEMU) is still replayed (vhdx-log.c).
+ *
+ * Every data write is first looked up in the metadata map (s->meta): a BAT
+ * entry that points a block at the header region, the log, the BAT, the
+ * metadata region or a sector bitmap block is corruption, and the write is
+ * refused before it lands (vd_image_guard_write: EIO, the image marked
+ * corrupt).
  */
 #include "config.h"
 
@@ -59,23 +78,18 @@ static bool grow_file(VdImage *img, uint64_t len, uint64_t *where, GError **erro
     return true;
 }
 
-/* Add (or find) the BAT page holding idx in pages, with idx set to value. */
-static bool page_set_entry(VdImage *img, VhdxPage *pages, size_t *n, uint64_t idx, uint64_t value,
-                           GError **error)
+/* After a sync of everything before it (the data or bitmap the entry
+ * will point at), BAT entry idx becomes value: its page rewritten in place,
+ * one entry changed. */
+static bool set_entry(VdImage *img, uint64_t idx, uint64_t value, GError **error)
 {
-    VhdxState *s = img->opaque;
-    uint64_t off = s->bat_offset + idx / 512 * 512 * 8;
-    VhdxPage *pg = NULL;
-    for (size_t i = 0; i < *n && pg == NULL; i++) {
-        if (pages[i].offset == off)
-            pg = &pages[i];
-    }
-    if (pg == NULL) {
-        pg = &pages[(*n)++];
-        if (!vhdx_bat_page(img, idx, pg, error))
-            return false;
-    }
-    vd_put_le64(pg->data + (idx % 512) * 8, value);
+    VhdxPage page;
+    if (!vd_host_fdatasync(img->fd, img->name, error) || !vhdx_bat_page(img, idx, &page, error))
+        return false;
+    vd_put_le64(page.data + (idx % 512) * 8, value);
+    if (!vd_host_pwrite(img->fd, img->name, page.data, VHDX_LOG_SECTOR, page.offset, error))
+        return false;
+    vhdx_bat_set(img, idx, value);
     return true;
 }
 
@@ -84,20 +98,10 @@ static bool allocate_full(VdImage *img, uint64_t block, const uint8_t *buf, uint
 {
     VhdxState *s = img->opaque;
     uint64_t start;
-    if (!grow_file(img, s->block_size, &start, error) ||
-        !vd_host_pwrite(img->fd, img->name, buf, n, start + within, error) ||
-        !vd_host_fdatasync(img->fd, img->name, error))
-        return false;
-    s->need_sync = false;
-    VhdxPage page;
-    size_t np = 0;
-    uint64_t idx = vhdx_payload_index(s, block);
-    uint64_t entry = start | VHDX_PAYLOAD_FULLY_PRESENT;
-    if (!page_set_entry(img, &page, &np, idx, entry, error) ||
-        !vhdx_log_pages(img, &page, np, error))
-        return false;
-    vhdx_bat_set(img, idx, entry);
-    return true;
+    return grow_file(img, s->block_size, &start, error) &&
+           vd_image_guard_write(img, s->meta, start + within, n, error) &&
+           vd_host_pwrite(img->fd, img->name, buf, n, start + within, error) &&
+           set_entry(img, vhdx_payload_index(s, block), start | VHDX_PAYLOAD_FULLY_PRESENT, error);
 }
 
 /* A write into a differencing disk's block that is not (or only partly)
@@ -114,20 +118,23 @@ static bool write_partial(VdImage *img, uint64_t block, uint64_t entry, const ui
         return false;
     bool new_sb = VHDX_BAT_STATE(sbe) != VHDX_SB_PRESENT;
     bool new_block = VHDX_BAT_STATE(entry) != VHDX_PAYLOAD_PARTIALLY_PRESENT;
+    uint64_t sb_off = VHDX_BAT_OFFSET(sbe), pay_off = VHDX_BAT_OFFSET(entry);
+    uint64_t a0 = within / lsec * lsec;
+    uint64_t a1 = MIN((within + n + lsec - 1) / lsec * lsec, bs);
     if (!new_sb && !vhdx_check_block(img, sbe, VHDX_SB_BLOCK_SIZE, "sector bitmap", chunk, error))
         return false;
-    if (!new_block &&
-        !vhdx_check_block(img, entry, MIN(bs, s->disk_size - block * bs), "payload", block, error))
+    if (!new_block && (!vd_image_guard_write(img, s->meta, pay_off + a0, a1 - a0, error) ||
+                       !vhdx_check_block(img, entry, MIN(bs, s->disk_size - block * bs), "payload",
+                                         block, error)))
         return false;
-    uint64_t sb_off = VHDX_BAT_OFFSET(sbe), pay_off = VHDX_BAT_OFFSET(entry);
-    if (new_sb && !grow_file(img, VHDX_SB_BLOCK_SIZE, &sb_off, error))
+    if (new_sb &&
+        (!grow_file(img, VHDX_SB_BLOCK_SIZE, &sb_off, error) ||
+         !vd_meta_map_add(s->meta, sb_off, VHDX_SB_BLOCK_SIZE, "sector bitmap block", error)))
         return false;
     if (new_block && !grow_file(img, bs, &pay_off, error))
         return false;
 
     /* The bitmap pages covering the written sectors. */
-    uint64_t a0 = within / lsec * lsec;
-    uint64_t a1 = MIN((within + n + lsec - 1) / lsec * lsec, bs);
     uint64_t base = (block % s->chunk_ratio) * bs / lsec; /* first sector of the block */
     uint64_t k0 = base + a0 / lsec, k1 = base + a1 / lsec - 1;
     /* A new block takes all its bitmap pages, to clear any stale bits. */
@@ -135,7 +142,7 @@ static bool write_partial(VdImage *img, uint64_t block, uint64_t entry, const ui
     uint64_t p0 = kb0 / 8 / VHDX_LOG_SECTOR, p1 = kb1 / 8 / VHDX_LOG_SECTOR;
     VhdxPage pages[MAX_PAGES];
     size_t np = (size_t)(p1 - p0 + 1);
-    if (np + 2 > MAX_PAGES) {
+    if (np > MAX_PAGES) {
         vd_set_error(error, EIO, "%s: internal: write spans too many bitmap pages", img->name);
         return false;
     }
@@ -174,7 +181,8 @@ static bool write_partial(VdImage *img, uint64_t block, uint64_t entry, const ui
             return false;
     }
     memcpy(out + (within - a0), buf, n);
-    if (!vd_host_pwrite(img->fd, img->name, out, a1 - a0, pay_off + a0, error))
+    if ((new_block && !vd_image_guard_write(img, s->meta, pay_off + a0, a1 - a0, error)) ||
+        !vd_host_pwrite(img->fd, img->name, out, a1 - a0, pay_off + a0, error))
         return false;
 
     bool changed = false;
@@ -186,24 +194,18 @@ static bool write_partial(VdImage *img, uint64_t block, uint64_t entry, const ui
         }
     }
 #undef BIT_BYTE
-    if (!changed && !new_block) {
-        s->need_sync = true;
+    if (!changed && !new_block)
         return true;
-    }
+    /* In the order the top of this file explains, each step synced first. */
     if (!vd_host_fdatasync(img->fd, img->name, error))
         return false;
-    s->need_sync = false;
-    uint64_t new_pe = pay_off | VHDX_PAYLOAD_PARTIALLY_PRESENT;
-    uint64_t new_se = sb_off | VHDX_SB_PRESENT;
-    if ((new_block && !page_set_entry(img, pages, &np, pi, new_pe, error)) ||
-        (new_sb && !page_set_entry(img, pages, &np, sbi, new_se, error)) ||
-        !vhdx_log_pages(img, pages, np, error))
-        return false;
-    if (new_block)
-        vhdx_bat_set(img, pi, new_pe);
-    if (new_sb)
-        vhdx_bat_set(img, sbi, new_se);
-    return true;
+    for (size_t i = 0; i < np; i++) {
+        if (!vd_host_pwrite(img->fd, img->name, pages[i].data, VHDX_LOG_SECTOR, pages[i].offset,
+                            error))
+            return false;
+    }
+    return (!new_sb || set_entry(img, sbi, sb_off | VHDX_SB_PRESENT, error)) &&
+           (!new_block || set_entry(img, pi, pay_off | VHDX_PAYLOAD_PARTIALLY_PRESENT, error));
 }
 
 bool vhdx_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
@@ -222,10 +224,11 @@ bool vhdx_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GEr
         unsigned st = VHDX_BAT_STATE(e);
         bool ok;
         if (st == VHDX_PAYLOAD_FULLY_PRESENT) {
-            ok = vhdx_check_block(img, e, MIN(bs, s->disk_size - block * bs), "payload", block,
+            uint64_t host = VHDX_BAT_OFFSET(e) + within;
+            ok = vd_image_guard_write(img, s->meta, host, n, error) &&
+                 vhdx_check_block(img, e, MIN(bs, s->disk_size - block * bs), "payload", block,
                                   error) &&
-                 vd_host_pwrite(img->fd, img->name, p, n, VHDX_BAT_OFFSET(e) + within, error);
-            s->need_sync = true;
+                 vd_host_pwrite(img->fd, img->name, p, n, host, error);
         } else if (st == VHDX_PAYLOAD_PARTIALLY_PRESENT ||
                    (st == VHDX_PAYLOAD_NOT_PRESENT && s->has_parent)) {
             if (!s->has_parent) {
@@ -254,9 +257,44 @@ bool vhdx_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GEr
 
 bool vhdx_flush(VdImage *img, GError **error)
 {
+    return vd_host_fdatasync(img->fd, img->name, error);
+}
+
+bool vhdx_write_init(VdImage *img, GError **error)
+{
     VhdxState *s = img->opaque;
-    if (!vd_host_fdatasync(img->fd, img->name, error))
+    g_autoptr(VdMetaMap) m = vd_meta_map_new(img->name);
+    vd_meta_map_add(m, 0, VHDX_MiB, "header region", NULL);
+    vd_meta_map_add(m, s->log_offset, s->log_length, "log", NULL);
+    vd_meta_map_add(m, s->bat_offset, s->bat_length, "BAT", NULL);
+    vd_meta_map_add(m, s->meta_offset, s->meta_length, "metadata region", NULL);
+    guint bitmaps = 0;
+    /* One sector bitmap entry per chunk (at most 16384: a chunk covers
+     * 2^23 sectors), read once here so that writes only look them up. */
+    for (uint64_t c = 0; s->has_parent && c * s->chunk_ratio < s->n_payload; c++) {
+        uint64_t idx = vhdx_sb_index(s, c);
+        uint8_t raw[8];
+        if (idx >= s->n_bat)
+            break;
+        if (!vd_host_pread(img->fd, img->name, raw, 8, s->bat_offset + idx * 8, false, error))
+            return false;
+        uint64_t e = vd_le64(raw);
+        if (VHDX_BAT_STATE(e) == VHDX_SB_PRESENT) {
+            vd_meta_map_add(m, VHDX_BAT_OFFSET(e), VHDX_SB_BLOCK_SIZE, "sector bitmap block", NULL);
+            bitmaps++;
+        }
+    }
+    if (!vd_meta_map_seal(m, error))
         return false;
-    s->need_sync = false;
-    return vhdx_log_close(img, error);
+    /* The map merges identical ranges: a bitmap block that is exactly the
+     * BAT, or another chunk's bitmap block. */
+    if (vd_meta_map_count(m) != 3u + (s->log_length != 0) + bitmaps) {
+        vd_set_error(error, EIO,
+                     "%s: a sector bitmap block is another chunk's or lies on the BAT, the log "
+                     "or the metadata region",
+                     img->name);
+        return false;
+    }
+    s->meta = g_steal_pointer(&m);
+    return true;
 }

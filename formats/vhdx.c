@@ -381,6 +381,7 @@ static void vhdx_close(VdImage *img)
     if (s == NULL)
         return;
     vhdx_bat_free(s);
+    vd_meta_map_free(s->meta);
     if (s->overlay != NULL) {
         for (guint i = 0; i < s->overlay->len; i++)
             g_free(g_array_index(s->overlay, VhdxOverlay, i).data);
@@ -394,30 +395,45 @@ static void vhdx_close(VdImage *img)
     img->opaque = NULL;
 }
 
-static bool vhdx_open(VdImage *img, GError **error)
+/* The file up to its metadata items: identifier, headers, the log (replayed,
+ * in memory when read-only), region tables, metadata region. */
+static bool read_layout(VdImage *img, GError **error)
+{
+    VhdxState *s = img->opaque;
+    uint8_t ident[520];
+    if (!vd_host_size(img->fd, img->name, &s->file_size, error))
+        return false;
+    s->overlay_end = s->file_size;
+    if (s->file_size < VHDX_REGION2_OFFSET + VHDX_REGION_SIZE) {
+        vd_set_error(error, EIO, "%s: too small for a VHDX file", img->name);
+        return false;
+    }
+    if (!vd_host_pread(img->fd, img->name, ident, sizeof ident, 0, false, error))
+        return false;
+    if (memcmp(ident, "vhdxfile", 8) != 0) {
+        vd_set_error(error, EIO, "%s: no VHDX file type identifier", img->name);
+        return false;
+    }
+    s->creator = vhd_utf16_to_utf8(ident + 8, 512, false);
+    return read_headers(img, error) && vhdx_log_replay(img, error) && read_regions(img, error) &&
+           read_metadata(img, error);
+}
+
+static VhdxState *state_new(VdImage *img)
 {
     VhdxState *s = g_new0(VhdxState, 1);
     img->opaque = s;
     vd_brlock_init(&s->bat_lock);
     s->log_state = "clean";
+    return s;
+}
+
+static bool vhdx_open(VdImage *img, GError **error)
+{
+    VhdxState *s = state_new(img);
     bool ok = false;
-    uint8_t ident[520];
-    if (!vd_host_size(img->fd, img->name, &s->file_size, error))
-        goto out;
-    s->overlay_end = s->file_size;
-    if (s->file_size < VHDX_REGION2_OFFSET + VHDX_REGION_SIZE) {
-        vd_set_error(error, EIO, "%s: too small for a VHDX file", img->name);
-        goto out;
-    }
-    if (!vd_host_pread(img->fd, img->name, ident, sizeof ident, 0, false, error))
-        goto out;
-    if (memcmp(ident, "vhdxfile", 8) != 0) {
-        vd_set_error(error, EIO, "%s: no VHDX file type identifier", img->name);
-        goto out;
-    }
-    s->creator = vhd_utf16_to_utf8(ident + 8, 512, false);
-    if (!read_headers(img, error) || !vhdx_log_replay(img, error) || !read_regions(img, error) ||
-        !read_metadata(img, error) || !vhdx_bat_init(img, error))
+    if (!read_layout(img, error) || !vhdx_bat_init(img, error) ||
+        (!img->read_only && !vhdx_write_init(img, error)))
         goto out;
     img->size = s->disk_size;
     if (s->has_parent && !set_parent(img, error))
@@ -426,6 +442,19 @@ static bool vhdx_open(VdImage *img, GError **error)
 out:
     if (!ok)
         vhdx_close(img);
+    return ok;
+}
+
+/* The size from the metadata region, as an open reads it (a dirty log is
+ * replayed in memory, as on any read-only open); the BAT is not loaded and
+ * the parent not looked for. The state lives only during the call. */
+static bool vhdx_peek(VdImage *img, GError **error)
+{
+    VhdxState *s = state_new(img);
+    bool ok = read_layout(img, error) && vhdx_bat_geometry(img, error);
+    if (ok)
+        img->size = s->disk_size;
+    vhdx_close(img);
     return ok;
 }
 
@@ -511,6 +540,7 @@ const VdDriver vd_vhdx_driver = {
     .probe = vhdx_probe,
     .open = vhdx_open,
     .close = vhdx_close,
+    .peek = vhdx_peek,
     .pread = vhdx_pread,
     .pwrite = vhdx_pwrite,
     .block_status = vhdx_block_status,

@@ -10,6 +10,7 @@
 
 #include "src/vd-brlock.h"
 #include "src/vd-image.h"
+#include "src/vd-metamap.h"
 
 #define VHDX_MiB              (1024u * 1024u)
 #define VHDX_HEADER1_OFFSET   (64u * 1024u)
@@ -47,7 +48,7 @@ typedef struct {
     uint8_t *data; /* NULL: zeros */
 } VhdxOverlay;
 
-/* A 4 KiB metadata page to be updated through the log. */
+/* A 4 KiB metadata page to be written. */
 typedef struct {
     uint64_t offset;
     uint8_t data[VHDX_LOG_SECTOR];
@@ -105,10 +106,10 @@ typedef struct {
 
     /* Writer state (serialised by VD_CAP_SERIAL_WRITES). */
     bool session_started; /* FileWriteGuid/DataWriteGuid changed */
-    bool log_open;        /* LogGuid set in the header: entries may be live */
-    bool need_sync;       /* in-place writes since the last fdatasync */
-    uint64_t log_pos;     /* next entry's offset in the log */
-    uint64_t log_seq;
+    /* Read-write opens: the header region, log, BAT, metadata region and
+     * sector bitmap blocks, which no data write may touch (new bitmap
+     * blocks are added by the writer). */
+    VdMetaMap *meta;
 } VhdxState;
 
 /* vhdx.c */
@@ -120,12 +121,11 @@ bool vhdx_meta_read(VdImage *img, void *buf, size_t len, uint64_t off, GError **
 bool vhdx_overlay_hits(const VhdxState *s, uint64_t off, uint64_t len);
 /* Replay a dirty log: in memory when read-only, on disk otherwise. */
 bool vhdx_log_replay(VdImage *img, GError **error);
-/* Write pages through the log: entry, sync, then in place. */
-bool vhdx_log_pages(VdImage *img, const VhdxPage *pages, size_t n, GError **error);
-/* Mark the log empty in the header (after a flush). */
-bool vhdx_log_close(VdImage *img, GError **error);
 
 /* vhdx-bat.c */
+/* Chunk ratio and entry counts, checked against the BAT region's size. */
+bool vhdx_bat_geometry(VdImage *img, GError **error);
+/* The geometry and an empty cache. */
 bool vhdx_bat_init(VdImage *img, GError **error);
 void vhdx_bat_free(VhdxState *s);
 bool vhdx_bat_get(VdImage *img, uint64_t idx, uint64_t *entry, GError **error);
@@ -148,6 +148,8 @@ bool vhdx_check_block(VdImage *img, uint64_t entry, uint64_t need, const char *w
                       GError **error);
 
 /* vhdx-write.c */
+/* For a read-write open, once the BAT geometry is known: s->meta. */
+bool vhdx_write_init(VdImage *img, GError **error);
 bool vhdx_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);
 bool vhdx_flush(VdImage *img, GError **error);
 

@@ -66,6 +66,7 @@ void vmdk_extent_free(VmdkExtent *e)
     g_free(e->line);
     g_free(e->gd);
     g_free(e->rgd);
+    vd_meta_map_free(e->meta);
     if (e->gd_pending != NULL)
         g_array_unref(e->gd_pending);
     g_free(e);
@@ -85,50 +86,47 @@ void vmdk_extent_grew(VmdkExtent *e, uint64_t end)
 
 /* ---- grain directory ---- */
 
-typedef struct {
-    uint64_t off, len;
-    const char *what;
-} Range;
-
-static gint range_cmp(gconstpointer a, gconstpointer b)
+static void layout_add(VdMetaMap *m, guint *added, uint64_t off, uint64_t len, const char *what)
 {
-    const Range *x = a, *y = b;
-    return x->off < y->off ? -1 : x->off > y->off;
+    if (len == 0)
+        return;
+    vd_meta_map_add(m, off, len, what, NULL);
+    (*added)++;
 }
 
 /* Metadata must not overlap: a grain table that shares space with another
- * one, the directory or the header is corruption (or a loop). */
+ * one, the directory, the descriptor or the header is corruption (or a
+ * loop). The map is kept where writes may come, so that a grain table
+ * entry pointing a grain at metadata cannot overwrite it. */
 bool vmdk_check_layout(VdImage *img, VmdkExtent *e, GError **error)
 {
     uint64_t gt_bytes = (uint64_t)e->gtes * e->gte_size;
-    g_autoptr(GArray) r = g_array_new(FALSE, FALSE, sizeof(Range));
-    Range hdr = {0, VMDK_SECTOR, "the header"};
-    g_array_append_val(r, hdr);
-    Range gd = {e->gd_offset, (uint64_t)e->gd_count * e->gte_size, "the grain directory"};
-    g_array_append_val(r, gd);
-    if (e->rgd != NULL) {
-        Range rgd = {e->rgd_offset, gd.len, "the redundant grain directory"};
-        g_array_append_val(r, rgd);
-    }
+    uint64_t gd_bytes = (uint64_t)e->gd_count * e->gte_size;
+    g_autofree char *name = e->fd == img->fd ? g_strdup(img->name)
+                                             : g_strdup_printf("%s: extent %s", img->name, e->path);
+    g_autoptr(VdMetaMap) m = vd_meta_map_new(name);
+    guint added = 0;
+    layout_add(m, &added, 0, VMDK_SECTOR, "header");
+    if (vd_range_within(e->desc_offset, e->desc_len, e->file_size))
+        layout_add(m, &added, e->desc_offset, e->desc_len, "embedded descriptor");
+    layout_add(m, &added, e->gd_offset, gd_bytes, "grain directory");
+    if (e->rgd != NULL)
+        layout_add(m, &added, e->rgd_offset, gd_bytes, "redundant grain directory");
     for (uint32_t i = 0; i < e->gd_count; i++) {
-        if (e->gd[i] != 0) {
-            Range t = {e->gd[i], gt_bytes, "a grain table"};
-            g_array_append_val(r, t);
-        }
-        if (e->rgd != NULL && e->rgd[i] != 0) {
-            Range t = {e->rgd[i], gt_bytes, "a redundant grain table"};
-            g_array_append_val(r, t);
-        }
+        if (e->gd[i] != 0)
+            layout_add(m, &added, e->gd[i], gt_bytes, "grain table");
+        if (e->rgd != NULL && e->rgd[i] != 0)
+            layout_add(m, &added, e->rgd[i], gt_bytes, "redundant grain table");
     }
-    g_array_sort(r, range_cmp);
-    for (guint i = 1; i < r->len; i++) {
-        const Range *a = &g_array_index(r, Range, i - 1), *b = &g_array_index(r, Range, i);
-        if (a->len > 0 && b->len > 0 && a->off + a->len > b->off) {
-            vd_set_error(error, EIO, "%s: %s at 0x%" G_GINT64_MODIFIER "x overlaps %s (%s)",
-                         img->name, b->what, b->off, a->what, e->path);
-            return false;
-        }
+    if (!vd_meta_map_seal(m, error))
+        return false;
+    /* Identical ranges are merged: two entries naming one table. */
+    if (vd_meta_map_count(m) != added) {
+        vd_set_error(error, EIO, "%s: two grain directory entries name the same grain table", name);
+        return false;
     }
+    if (e->kind == VMDK_EXT_SPARSE && !e->compressed && e->version != 3 && !img->read_only)
+        e->meta = g_steal_pointer(&m);
     return true;
 }
 
@@ -201,7 +199,8 @@ bool vmdk_sparse_set_geometry(VdImage *img, VmdkExtent *e, uint64_t capacity_sec
 
 /* ---- headers ---- */
 
-static bool open_cowd(VdImage *img, VmdkExtent *e, const uint8_t *h, GError **error)
+/* A COWD header into e: everything but the directory. */
+static bool cowd_header(VdImage *img, VmdkExtent *e, const uint8_t *h, GError **error)
 {
     e->kind = VMDK_EXT_COWD;
     e->version = vd_le32(h + 4);
@@ -219,7 +218,12 @@ static bool open_cowd(VdImage *img, VmdkExtent *e, const uint8_t *h, GError **er
         return false;
     }
     e->gd_count = entries;
-    if (!vmdk_sparse_set_geometry(img, e, vd_le32(h + 12), vd_le32(h + 16), error))
+    return vmdk_sparse_set_geometry(img, e, vd_le32(h + 12), vd_le32(h + 16), error);
+}
+
+static bool open_cowd(VdImage *img, VmdkExtent *e, const uint8_t *h, GError **error)
+{
+    if (!cowd_header(img, e, h, error))
         return false;
     if (e->gd_count > 0 &&
         !check_gd_location(img, e, vd_le32(h + 20), "grain directory", &e->gd_offset, error))
@@ -259,10 +263,13 @@ static bool read_footer(VdImage *img, VmdkExtent *e, uint8_t *hdr, GError **erro
     return true;
 }
 
-static bool open_kdmv(VdImage *img, VmdkExtent *e, const uint8_t *head, GError **error)
+/* A KDMV header into e (from the footer where the header says the
+ * directory is at the end; h gets the one used): everything but the
+ * directories. */
+static bool kdmv_header(VdImage *img, VmdkExtent *e, const uint8_t *head, uint8_t *h,
+                        GError **error)
 {
-    uint8_t h[VMDK_SECTOR];
-    memcpy(h, head, sizeof h);
+    memcpy(h, head, VMDK_SECTOR);
     e->kind = VMDK_EXT_SPARSE;
     if (vd_le64(h + 56) == GD_AT_END && !read_footer(img, e, h, error))
         return false;
@@ -298,6 +305,15 @@ static bool open_kdmv(VdImage *img, VmdkExtent *e, const uint8_t *head, GError *
     }
     if (!vmdk_sparse_set_geometry(img, e, vd_le64(h + 12), vd_le64(h + 20), error))
         return false;
+    vmdk_sparse_desc_location(h, &e->desc_offset, &e->desc_len);
+    return true;
+}
+
+static bool open_kdmv(VdImage *img, VmdkExtent *e, const uint8_t *head, GError **error)
+{
+    uint8_t h[VMDK_SECTOR];
+    if (!kdmv_header(img, e, head, h, error))
+        return false;
     uint64_t overhead = vd_le64(h + 64);
     e->overhead = overhead <= INT64_MAX / VMDK_SECTOR ? overhead * VMDK_SECTOR : 0;
     if (!check_gd_location(img, e, vd_le64(h + 56), "grain directory", &e->gd_offset, error) ||
@@ -321,6 +337,17 @@ static bool open_kdmv(VdImage *img, VmdkExtent *e, const uint8_t *head, GError *
     if (e->gd_count == 0)
         e->gd = g_renew(uint64_t, e->gd, 1);
     return vmdk_check_layout(img, e, error);
+}
+
+bool vmdk_sparse_peek(VdImage *img, VmdkExtent *e, const uint8_t *head, GError **error)
+{
+    uint8_t h[VMDK_SECTOR];
+    if (memcmp(head, "COWD", 4) == 0)
+        return cowd_header(img, e, head, error);
+    if (memcmp(head, "KDMV", 4) == 0)
+        return kdmv_header(img, e, head, h, error);
+    vd_set_error(error, EIO, "%s: %s is not a sparse extent", img->name, e->path);
+    return false;
 }
 
 bool vmdk_sparse_open(VdImage *img, VmdkExtent *e, const uint8_t *head, GError **error)
@@ -604,6 +631,14 @@ bool vmdk_gte_set(VdImage *img, VmdkExtent *e, uint64_t grain, uint32_t value, G
             vd_brlock_wrunlock(&c->lock);
             vd_set_error(error, ENOSPC, "%s: %s is full (grain tables address 2 TiB)", img->name,
                          e->path);
+            return false;
+        }
+        uint64_t gt_bytes = (uint64_t)e->gtes * 4;
+        if (e->meta != NULL &&
+            (!vd_meta_map_add(e->meta, off, gt_bytes, "grain table", error) ||
+             (e->rgd != NULL &&
+              !vd_meta_map_add(e->meta, roff, gt_bytes, "redundant grain table", error)))) {
+            vd_brlock_wrunlock(&c->lock);
             return false;
         }
         gt = gt_insert_locked(c, e, (uint32_t)gdi, g_malloc0((size_t)e->gtes * 4), true);

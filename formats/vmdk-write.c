@@ -10,6 +10,12 @@
  * points an entry at unwritten space. The first write of a session gives
  * the image a new CID, as VMware and QEMU do, so that children made over
  * the old content notice.
+ *
+ * Every data write into a sparse extent is first looked up in the
+ * extent's metadata map (e->meta): a grain table entry that points a grain
+ * at the header, the embedded descriptor, a directory or a grain table is
+ * corruption, and the write is refused before it lands
+ * (vd_image_guard_write: EIO, the image marked corrupt).
  */
 #include "config.h"
 
@@ -89,6 +95,8 @@ static bool write_grain(VdImage *img, VmdkExtent *e, const uint8_t *buf, size_t 
     bool zeroed = v == 1 && e->zero_grain;
     if (v != 0 && !zeroed) {
         uint64_t host = v * VMDK_SECTOR;
+        if (!vd_image_guard_write(img, e->meta, host + in, n, error))
+            return false;
         if (host < VMDK_SECTOR || host >= e->next_alloc) {
             vd_set_error(error, EIO,
                          "%s: grain %" G_GUINT64_FORMAT " at 0x%" G_GINT64_MODIFIER
@@ -123,7 +131,8 @@ static bool write_grain(VdImage *img, VmdkExtent *e, const uint8_t *buf, size_t 
                      e->path);
         return false;
     }
-    if (!vd_host_pwrite(e->fd, e->path, data, e->grain, host, error))
+    if (!vd_image_guard_write(img, e->meta, host, e->grain, error) ||
+        !vd_host_pwrite(e->fd, e->path, data, e->grain, host, error))
         return false;
     e->next_alloc = end;
     e->data_dirty = true;

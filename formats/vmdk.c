@@ -158,24 +158,37 @@ static bool same_file(const struct stat *a, const struct stat *b)
     return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
-/* One extent of a descriptor, opened and checked. */
-static bool open_desc_extent(VdImage *img, VmdkState *s, const VmdkDescExtent *x,
-                             const struct stat *self, GArray *sparse_ids, uint64_t *start,
-                             GError **error)
+/* A descriptor's extent line, checked: its kind, and where it ends when it
+ * starts at start. Writes are refused for what cannot be written. */
+static bool desc_extent_kind(VdImage *img, const VmdkDescExtent *x, uint64_t start,
+                             VmdkExtentKind *kind, uint64_t *end, GError **error)
 {
-    VmdkExtentKind kind;
-    if (!kind_from_type(img, x->type, &kind, error))
+    if (!kind_from_type(img, x->type, kind, error))
         return false;
     bool rw = strcmp(x->access, "RW") == 0;
     if (!rw && strcmp(x->access, "RDONLY") != 0 && strcmp(x->access, "NOACCESS") != 0) {
         vd_set_error(error, EIO, "%s: invalid extent access mode %s", img->name, x->access);
         return false;
     }
-    uint64_t length = x->sectors * VMDK_SECTOR, end;
-    if (__builtin_add_overflow(*start, length, &end) || end > INT64_MAX) {
+    if (__builtin_add_overflow(start, x->sectors * VMDK_SECTOR, end) || *end > INT64_MAX) {
         vd_set_error(error, EIO, "%s: the extents add up to more than 8 EiB", img->name);
         return false;
     }
+    if (!rw || *kind == VMDK_EXT_COWD || *kind == VMDK_EXT_SESPARSE)
+        vd_image_refuse_writes(img);
+    return true;
+}
+
+/* One extent of a descriptor, opened and checked. */
+static bool open_desc_extent(VdImage *img, VmdkState *s, const VmdkDescExtent *x,
+                             const struct stat *self, GArray *sparse_ids, uint64_t *start,
+                             GError **error)
+{
+    VmdkExtentKind kind;
+    uint64_t end;
+    if (!desc_extent_kind(img, x, *start, &kind, &end, error))
+        return false;
+    uint64_t length = end - *start;
     g_autoptr(GPtrArray) hold = g_ptr_array_new_with_free_func((GDestroyNotify)vmdk_extent_free);
     VmdkExtent *e = g_new0(VmdkExtent, 1);
     g_ptr_array_add(hold, e);
@@ -188,8 +201,6 @@ static bool open_desc_extent(VdImage *img, VmdkState *s, const VmdkDescExtent *x
                   ? g_strdup_printf("%s %" G_GUINT64_FORMAT " %s \"%s\"", x->access, x->sectors,
                                     x->type, x->filename)
                   : g_strdup_printf("%s %" G_GUINT64_FORMAT " %s", x->access, x->sectors, x->type);
-    if (!rw || kind == VMDK_EXT_COWD || kind == VMDK_EXT_SESPARSE)
-        vd_image_refuse_writes(img);
     if (kind != VMDK_EXT_ZERO) {
         /* Relative to the descriptor. */
         e->path = vd_image_sibling_path(img, x->filename);
@@ -265,6 +276,13 @@ static bool open_descriptor(VdImage *img, VmdkState *s, const struct stat *self,
     return true;
 }
 
+/* Only uncompressed hosted sparse files of versions 1 and 2 are written. */
+static void self_extent_rules(VdImage *img, const VmdkExtent *e)
+{
+    if (e->kind != VMDK_EXT_SPARSE || e->compressed || e->version == 3)
+        vd_image_refuse_writes(img);
+}
+
 /* The first sector of a hosted sparse file, as a one-extent image. */
 static bool open_self_extent(VdImage *img, VmdkState *s, const uint8_t *head, uint64_t fsize,
                              GError **error)
@@ -280,8 +298,7 @@ static bool open_self_extent(VdImage *img, VmdkState *s, const uint8_t *head, ui
     e->line = g_strdup_printf("RW %" G_GUINT64_FORMAT " %s \"%s\"", e->capacity / VMDK_SECTOR,
                               e->kind == VMDK_EXT_COWD ? "VMFSSPARSE" : "SPARSE",
                               strrchr(img->path, '/') ? strrchr(img->path, '/') + 1 : img->path);
-    if (e->kind != VMDK_EXT_SPARSE || e->compressed || e->version == 3)
-        vd_image_refuse_writes(img);
+    self_extent_rules(img, e);
     img->size = e->length;
     return true;
 }
@@ -314,22 +331,26 @@ static void set_parent(VdImage *img, const char *hint)
         vd_image_add_backing_candidate(img, base);
 }
 
-static bool open_internal(VdImage *img, VmdkState *s, GError **error)
+/* The image's first sector into head and its descriptor, if any (embedded,
+ * or the whole file), into s; *self_extent when the file is a sparse
+ * extent itself (KDMV with data of its own, or COWD). */
+static bool read_start(VdImage *img, VmdkState *s, struct stat *st, uint8_t *head,
+                       bool *self_extent, GError **error)
 {
-    struct stat st;
     uint64_t fsize;
-    if (fstat(img->fd, &st) < 0 || !vd_host_size(img->fd, img->name, &fsize, error)) {
+    if (fstat(img->fd, st) < 0 || !vd_host_size(img->fd, img->name, &fsize, error)) {
         if (error != NULL && *error == NULL)
             vd_set_error_errno(error, errno, "%s", img->name);
         return false;
     }
-    uint8_t head[VMDK_SECTOR] = {0};
+    memset(head, 0, VMDK_SECTOR);
     if (fsize < 4 ||
-        !vd_host_pread(img->fd, img->name, head, vd_min_u64(fsize, sizeof head), 0, true, error)) {
+        !vd_host_pread(img->fd, img->name, head, vd_min_u64(fsize, VMDK_SECTOR), 0, true, error)) {
         if (error != NULL && *error == NULL)
             vd_set_error(error, EIO, "%s: too short for a VMDK", img->name);
         return false;
     }
+    *self_extent = true;
     if (memcmp(head, "KDMV", 4) == 0) {
         uint64_t doff, dlen;
         vmdk_sparse_desc_location(head, &doff, &dlen);
@@ -342,24 +363,30 @@ static bool open_internal(VdImage *img, VmdkState *s, GError **error)
             return false;
         s->desc_embedded = true;
         s->desc_space = dlen;
-        if (vd_le64(head + 12) == 0 && s->desc != NULL) {
-            /* No data of its own: a descriptor in a sparse header's clothing. */
-            if (!open_descriptor(img, s, &st, error))
-                return false;
-        } else if (!open_self_extent(img, s, head, fsize, error)) {
-            return false;
-        }
-    } else if (memcmp(head, "COWD", 4) == 0) {
-        if (!open_self_extent(img, s, head, fsize, error))
-            return false;
-    } else {
+        /* No data of its own: a descriptor in a sparse header's clothing. */
+        *self_extent = vd_le64(head + 12) != 0 || s->desc == NULL;
+    } else if (memcmp(head, "COWD", 4) != 0) {
         if (fsize > VMDK_DESC_MAX) {
             vd_set_error(error, EIO, "%s: too large for a VMDK descriptor", img->name);
             return false;
         }
-        if (!read_descriptor(img, s, 0, fsize, error) || !open_descriptor(img, s, &st, error))
+        if (!read_descriptor(img, s, 0, fsize, error))
             return false;
+        *self_extent = false;
     }
+    return true;
+}
+
+static bool open_internal(VdImage *img, VmdkState *s, GError **error)
+{
+    struct stat st;
+    uint8_t head[VMDK_SECTOR];
+    bool self;
+    if (!read_start(img, s, &st, head, &self, error))
+        return false;
+    if (self ? !open_self_extent(img, s, head, (uint64_t)st.st_size, error)
+             : !open_descriptor(img, s, &st, error))
+        return false;
 
     VmdkDescriptor *d = s->desc;
     if (d != NULL) {
@@ -402,6 +429,57 @@ static bool vmdk_open(VdImage *img, GError **error)
 static void vmdk_close(VdImage *img)
 {
     g_clear_pointer(&img->opaque, state_free);
+}
+
+/* Size and members from a descriptor alone: the extent files are named,
+ * not opened (a split streamOptimized image is told by its createType). */
+static bool peek_descriptor(VdImage *img, const VmdkDescriptor *d, GError **error)
+{
+    if (d->extents->len == 0) {
+        vd_set_error(error, EIO, "%s: descriptor lists no extents", img->name);
+        return false;
+    }
+    uint64_t size = 0;
+    for (guint i = 0; i < d->extents->len; i++) {
+        const VmdkDescExtent *x = g_ptr_array_index(d->extents, i);
+        VmdkExtentKind kind;
+        if (!desc_extent_kind(img, x, size, &kind, &size, error))
+            return false;
+        if (kind == VMDK_EXT_ZERO)
+            continue;
+        char *path = vd_image_resolve_file(img, x->filename, "extent file", error);
+        if (path == NULL)
+            return false;
+        add_member_once(img, path);
+        free(path);
+    }
+    if (d->create_type != NULL && g_ascii_strcasecmp(d->create_type, "streamOptimized") == 0)
+        vd_image_refuse_writes(img);
+    img->size = size;
+    return true;
+}
+
+/* The descriptor and the sparse header only: no grain directory, no
+ * extent file opened. */
+static bool vmdk_peek(VdImage *img, GError **error)
+{
+    VmdkState s = {0};
+    struct stat st;
+    uint8_t head[VMDK_SECTOR];
+    bool self, ok = read_start(img, &s, &st, head, &self, error);
+    if (ok && self) {
+        VmdkExtent e = {.fd = img->fd, .path = img->path, .file_size = (uint64_t)st.st_size};
+        ok = vmdk_sparse_peek(img, &e, head, error);
+        if (ok) {
+            self_extent_rules(img, &e);
+            img->size = e.capacity;
+        }
+    } else if (ok) {
+        ok = peek_descriptor(img, s.desc, error);
+    }
+    vmdk_descriptor_free(s.desc);
+    g_free(s.desc_text);
+    return ok;
 }
 
 /* ---- reads ---- */
@@ -569,6 +647,7 @@ const VdDriver vd_vmdk_driver = {
     .probe = vmdk_probe,
     .open = vmdk_open,
     .close = vmdk_close,
+    .peek = vmdk_peek,
     .pread = vmdk_pread,
     .pwrite = vmdk_pwrite,
     .block_status = vmdk_block_status,

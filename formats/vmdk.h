@@ -22,6 +22,7 @@
 
 #include "src/vd-brlock.h"
 #include "src/vd-image.h"
+#include "src/vd-metamap.h"
 
 #define VMDK_SECTOR 512u
 /* Descriptors are small text files; anything bigger is not one. */
@@ -100,6 +101,7 @@ typedef struct {
     unsigned gte_size;              /* 4, or 8 for seSparse */
     uint32_t gd_count;              /* grain directory entries */
     uint64_t gd_offset, rgd_offset; /* bytes; rgd_offset 0 when none */
+    uint64_t desc_offset, desc_len; /* embedded descriptor (KDMV); 0 length: none */
     /* Host byte offsets of the grain tables (0: none). Entries change
      * (0 -> allocated) only under the grain table cache lock. */
     uint64_t *gd;
@@ -109,6 +111,11 @@ typedef struct {
     uint64_t se_grains;  /* seSparse: byte offset of grain number 0 */
     uint64_t se_gt_base; /* seSparse: byte offset of grain table number 0 */
     uint64_t file_size;  /* host size as last known (atomic; grows under writes) */
+
+    /* Writable hosted sparse extents: the header, embedded descriptor,
+     * directories and every grain table, which no data write may touch;
+     * new tables are added under the grain table cache lock. */
+    VdMetaMap *meta;
 
     /* Writer state (VD_CAP_SERIAL_WRITES serialises all of it). */
     uint64_t next_alloc; /* where the next grain or table goes */
@@ -165,6 +172,8 @@ VmdkExtent *vmdk_find_extent(VmdkState *s, uint64_t offset);
 /* vmdk-sparse.c */
 /* Read and check a KDMV or COWD header in e->fd (head: its first sector). */
 bool vmdk_sparse_open(VdImage *img, VmdkExtent *e, const uint8_t *head, GError **error);
+/* The same, header only (geometry and flags; no directory read): for peek. */
+bool vmdk_sparse_peek(VdImage *img, VmdkExtent *e, const uint8_t *head, GError **error);
 /* The embedded descriptor location of a KDMV header (0 length: none). */
 void vmdk_sparse_desc_location(const uint8_t *head, uint64_t *offset, uint64_t *len);
 void vmdk_extent_free(VmdkExtent *e);
@@ -172,7 +181,8 @@ void vmdk_extent_free(VmdkExtent *e);
  * e->gtes must be set. */
 bool vmdk_sparse_set_geometry(VdImage *img, VmdkExtent *e, uint64_t capacity_sectors,
                               uint64_t grain_sectors, GError **error);
-/* Metadata ranges (header, directories, tables) must not overlap. */
+/* Metadata ranges (header, descriptor, directories, tables) must not
+ * overlap; for an extent that can be written they become e->meta. */
 bool vmdk_check_layout(VdImage *img, VmdkExtent *e, GError **error);
 /* The writer extended the extent's file to end (at least). */
 void vmdk_extent_grew(VmdkExtent *e, uint64_t end);

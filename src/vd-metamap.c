@@ -186,12 +186,13 @@ bool vd_meta_map_find(VdMetaMap *m, uint64_t start, uint64_t len, VdMetaRange *h
     const MetaEntry *e = NULL;
     g_rw_lock_reader_lock(&m->lock);
     if (m->sealed) {
-        /* Sorted and disjoint: only the last range starting before end
-         * can reach into [start, end). */
-        guint i = lower_bound(m->entries, end);
-        if (i > 0) {
+        /* Sorted and disjoint: the ranges touching [start, end) are the
+         * run that ends with the last one starting before end; report the
+         * first of them (the structure the write would reach first). */
+        for (guint i = lower_bound(m->entries, end);
+             i > 0 && g_array_index(m->entries, MetaEntry, i - 1).end > start; i--) {
             e = &g_array_index(m->entries, MetaEntry, i - 1);
-            found = e->end > start;
+            found = true;
         }
     } else {
         for (guint i = 0; i < m->entries->len && !found; i++) {

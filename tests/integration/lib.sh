@@ -120,6 +120,25 @@ wait_gone() {
     done
 }
 
+# kill_while_writing IMAGEDIR MOUNTPOINT ROUND COMMAND [ARGS...]: mount
+# IMAGEDIR read-write, run COMMAND in the background, SIGKILL the daemon
+# at a random moment 50 to 800 ms later (ROUND varies it), then wait for
+# COMMAND to give up and for the daemon to be gone, the mount detached.
+kill_while_writing() {
+    local dir=$1 mnt=$2 round=$3 pid wpid
+    shift 3
+    mount_vdiskfs "$dir" "$mnt" -o rw
+    pid=$(pgrep -f "vdiskfs -o rw $dir $mnt\$" | head -n1)
+    [ -n "$pid" ] || fail "no vdiskfs process for $mnt"
+    "$@" &
+    wpid=$!
+    sleep "0.$(printf '%03d' $(( (round * 7919 + 1$(date +%N | cut -c1-4)) % 750 + 50 )))"
+    kill -9 "$pid"
+    wait $wpid 2>/dev/null || true
+    umount -l "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.02; done
+}
+
 # same_bytes EXPECTED_FILE GOT_FILE WHAT
 same_bytes() {
     if ! cmp "$1" "$2" >"$T/cmp.out" 2>&1; then

@@ -129,6 +129,21 @@ static int cmd_errno(char **argv, int argc)
         r = fd < 0 ? -1 : fallocate(fd, mode, atoll(argv[2]), atoll(argv[3]));
         if (fd >= 0)
             close(fd);
+    } else if (strcmp(op, "pwrite") == 0) {
+        /* pwrite OFFSET LENGTH: that many bytes of 0xee, then fsync. */
+        if (argc < 4)
+            return 2;
+        static char buf[1 << 20];
+        size_t len = (size_t)atoll(argv[3]);
+        if (len > sizeof buf)
+            return 2;
+        memset(buf, 0xee, len);
+        int fd = open(path, O_RDWR);
+        r = -1;
+        if (fd >= 0 && pwrite(fd, buf, len, atoll(argv[2])) == (ssize_t)len && fsync(fd) == 0)
+            r = 0;
+        if (fd >= 0)
+            close(fd);
     } else if (strcmp(op, "truncate") == 0) {
         if (argc < 3)
             return 2;
@@ -178,6 +193,93 @@ static int cmd_torn(const char *newp, const char *gotp, const char *unitp)
     return n_torn > 0;
 }
 
+/* fsyncwriter FILE SIZE BS SEED LOG: until a write fails, BS bytes of one
+ * value at a pseudo-random BS-aligned offset below SIZE, then fsync; LOG
+ * gets "try OFF VALUE" before each write and "done OFF VALUE" once its
+ * fsync returned (unbuffered, so that a kill of the daemon loses no line). */
+static int cmd_fsyncwriter(char **argv)
+{
+    int fd = open(argv[0], O_RDWR);
+    uint64_t size = strtoull(argv[1], NULL, 0), bs = strtoull(argv[2], NULL, 0);
+    uint64_t x = strtoull(argv[3], NULL, 0) * 0x9e3779b97f4a7c15ull + 1;
+    int log = open(argv[4], O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd < 0 || log < 0 || bs == 0 || bs > 65536 || size < bs)
+        return 2;
+    static unsigned char buf[65536];
+    for (uint64_t i = 0;; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t off = x % (size / bs) * bs;
+        int val = (int)(i % 255) + 1;
+        char line[64];
+        int n = snprintf(line, sizeof line, "try %" PRIu64 " %d\n", off, val);
+        if (write(log, line, (size_t)n) != n)
+            return 2;
+        memset(buf, val, bs);
+        if (pwrite(fd, buf, bs, (off_t)off) != (ssize_t)bs || fsync(fd) != 0)
+            return 0;
+        n = snprintf(line, sizeof line, "done %" PRIu64 " %d\n", off, val);
+        if (write(log, line, (size_t)n) != n)
+            return 2;
+    }
+}
+
+typedef struct {
+    uint64_t off;
+    size_t seq;
+    int val;
+    int done;
+} LogLine;
+
+static int cmp_logline(const void *a, const void *b)
+{
+    const LogLine *x = a, *y = b;
+    if (x->off != y->off)
+        return x->off < y->off ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* fsyncexpect LOG: for every offset with a "done" line in LOG (see
+ * fsyncwriter), "OFF V..." on stdout: what it may hold now, the value of
+ * its last "done" and those of any "try" after it (writes in flight when
+ * the daemon died). */
+static int cmd_fsyncexpect(const char *logp)
+{
+    FILE *log = fopen(logp, "r");
+    if (log == NULL)
+        return 2;
+    size_t n = 0, cap = 1024;
+    LogLine *e = malloc(cap * sizeof *e);
+    char word[8];
+    uint64_t off;
+    int val;
+    while (e != NULL && fscanf(log, "%7s %" SCNu64 " %d", word, &off, &val) == 3) {
+        if (n == cap)
+            e = realloc(e, (cap *= 2) * sizeof *e);
+        if (e == NULL)
+            return 2;
+        e[n] = (LogLine){off, n, val, strcmp(word, "done") == 0};
+        n++;
+    }
+    qsort(e, n, sizeof *e, cmp_logline);
+    for (size_t i = 0; i < n;) {
+        size_t end = i, last = n;
+        while (end < n && e[end].off == e[i].off) {
+            if (e[end].done)
+                last = end;
+            end++;
+        }
+        if (last < n) {
+            printf("%" PRIu64, e[last].off);
+            for (size_t k = last; k < end; k++)
+                printf(" %d", e[k].val);
+            printf("\n");
+        }
+        i = end;
+    }
+    free(e);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 5 && strcmp(argv[1], "torn") == 0)
@@ -190,7 +292,12 @@ int main(int argc, char **argv)
         return cmd_parread(argv + 2);
     if (argc >= 4 && strcmp(argv[1], "errno") == 0)
         return cmd_errno(argv + 2, argc - 2);
+    if (argc >= 7 && strcmp(argv[1], "fsyncwriter") == 0)
+        return cmd_fsyncwriter(argv + 2);
+    if (argc >= 3 && strcmp(argv[1], "fsyncexpect") == 0)
+        return cmd_fsyncexpect(argv[2]);
     fprintf(stderr, "usage: vdtest seekmap FILE | parread GOT EXPECT THREADS ITER |"
-                    " errno FILE OP [ARGS] | pattern BYTE COUNT\n");
+                    " errno FILE OP [ARGS] | pattern BYTE COUNT |"
+                    " fsyncwriter FILE SIZE BS SEED LOG | fsyncexpect LOG\n");
     return 2;
 }

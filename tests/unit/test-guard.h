@@ -33,4 +33,15 @@ void guard_expect_refused(VdContext *ctx, const char *path, const char *why, con
 void guard_expect_refused_in(VdContext *ctx, const char *path, const char *watch, const char *why,
                              const uint64_t *offs, size_t n);
 
+/* A driver-level check (for tests that build the image state by hand):
+ * write len bytes at guest offset guest_off of rw (opened read-write from
+ * host_path, where the image maps that offset onto metadata at meta_off,
+ * meta_len bytes) and check: EIO, one log line naming the refusal, the
+ * metadata bytes in the file unchanged, a later write at good_off (a
+ * block that is fine) refused too, reads at good_off still working. */
+void guard_expect_write_refused(VdImage *rw, const char *host_path, uint64_t guest_off, size_t len,
+                          uint64_t meta_off, size_t meta_len, uint64_t good_off);
+/* The bytes [off, off + len) of a host file. */
+uint8_t *guard_read_host(const char *path, uint64_t off, size_t len);
+
 #endif

@@ -26,6 +26,10 @@ static void test_find_after_seal(void)
     g_assert_false(vd_meta_map_find(m, 0x40000, 0x100000, NULL));
     g_assert_true(vd_meta_map_find(m, 0, UINT64_MAX, NULL)); /* end overflows: clamped */
     g_assert_false(vd_meta_map_find(m, 0x5000, 0, NULL));
+    /* A write over several: the first one it reaches is named. */
+    g_assert_true(vd_meta_map_find(m, 0x8000, 0x30000, &hit));
+    g_assert_cmpstr(hit.what, ==, "header");
+    g_assert_cmpuint(hit.start, ==, 0);
 }
 
 static void test_overlap_refused(void)

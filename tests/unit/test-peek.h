@@ -7,6 +7,8 @@
 #ifndef TEST_PEEK_H
 #define TEST_PEEK_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "src/vd-image.h"
@@ -24,5 +26,18 @@ void peek_assert_bounded(VdContext *ctx, const char *path, uint64_t want_size, u
 
 /* Make path a sparse file of size bytes that starts with head. */
 void peek_write_sparse(const char *path, const void *head, size_t head_len, uint64_t size);
+
+/* Peeking at path gives what a read-only open without the backing chain
+ * gives: the same driver, virtual size, members (in order) and whether the
+ * format forbids writing; and no driver state is left behind. */
+void peek_expect_same(VdContext *ctx, const char *path);
+/* Peeking at path (whose header claims a table of table_bytes) succeeds
+ * with virtual size size and keeps less than a sixteenth of that on the
+ * heap while the peeked image lives; with open_loads, a full open keeps
+ * at least half of it (so that the measure is seen to tell them apart).
+ * Heap statistics come from glibc; where the allocator gives none
+ * (sanitizers), only the size is checked. */
+void peek_expect_small(VdContext *ctx, const char *path, uint64_t size, size_t table_bytes,
+                       bool open_loads);
 
 #endif

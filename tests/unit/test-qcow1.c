@@ -20,6 +20,8 @@
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
+#include "tests/unit/test-guard.h"
+#include "tests/unit/test-peek.h"
 #include "tests/unit/test-qed-gen.h"
 
 #define CS       4096u
@@ -419,9 +421,89 @@ static void test_hostile_clusters(QFixture *f, gconstpointer data)
         /* Writing into it fails too, rather than corrupting anything. */
         g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
         g_assert_no_error(err);
+        bool in_header = cases[i].entry > 0 && cases[i].entry < 48;
+        if (in_header)
+            g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, "*refused a data write*");
         g_assert_false(vd_image_pwrite(rw, buf, 10, cases[i].ci * CS + 7, &err));
+        g_test_assert_expected_messages();
         g_clear_error(&err);
     }
+}
+
+/* A guest cluster mapped onto each kind of metadata: the write is refused
+ * before it lands and every later write of the session too; qcow has no
+ * flag to record it, so the next session refuses that write again. */
+static void test_write_over_metadata(QFixture *f, gconstpointer data)
+{
+    enum { HEADER, BACKING, L1, OWN_L2, OTHER_L2, NEW_L2 };
+    static const char *const what[] = {"the header",       "the backing file name",
+                                       "the L1 table",     "its own L2 table",
+                                       "another L2 table", "an L2 table made this session"};
+    g_autofree uint8_t *base = qfix_base_file(f, "base.raw", DISK);
+    for (int c = HEADER; c <= NEW_L2; c++) {
+        g_test_message("cluster 5 over %s", what[c]);
+        g_autofree uint8_t *expect = g_malloc(DISK);
+        g_autoptr(TGen) g = sample("base.raw", NULL, expect, base);
+        uint64_t end = (g->b->len + CS - 1) / CS * CS;
+        /* A write under L1 entry 2 (no table yet) puts a data cluster at
+         * the end of the file and its new L2 table right after it. */
+        const uint64_t fresh = 1100;
+        uint64_t target[] = {16, 48, g->l1_offset, tgen_l2(g, 5), tgen_l2(g, 601), end + CS};
+        size_t meta_len[] = {48 - 16, 8, g->l1_entries * 8, 4096, 4096, 4096};
+        tgen_put64(g, tgen_entry_offset(g, 5), target[c]);
+        g_autofree char *p = qfix_write(f, "meta.qcow", g);
+        for (int session = 0; session < 2; session++) {
+            g_autoptr(GError) err = NULL;
+            g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
+            g_assert_no_error(err);
+            if (c == NEW_L2 && session == 0) {
+                qfix_write_both(rw, expect, fresh * CS, CS, 0x77);
+                g_assert_true(vd_image_flush(rw, &err));
+            }
+            if (c != HEADER) {
+                /* The mapping looks valid: reading it shows the metadata. */
+                g_autofree uint8_t *got = g_malloc(meta_len[c]);
+                g_autofree uint8_t *meta = guard_read_host(p, target[c], meta_len[c]);
+                g_assert_true(vd_image_pread(rw, got, meta_len[c], 5 * CS, &err));
+                g_assert_cmpmem(got, meta_len[c], meta, meta_len[c]);
+            }
+            guard_expect_write_refused(rw, p, 5 * CS + 7, 10, target[c], meta_len[c], 0);
+            g_autofree uint8_t *got = g_malloc(CS);
+            g_assert_true(vd_image_pread(rw, got, CS, 601 * CS, &err));
+            g_assert_cmpmem(got, CS, expect + 601 * CS, CS);
+        }
+    }
+}
+
+/* Peek reads the header only: the same size as an open (plain, backed,
+ * encrypted: no key needed), and a 32 MiB L1 table is not loaded. */
+static void test_peek(QFixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *base = qfix_base_file(f, "base.raw", DISK);
+    g_autofree uint8_t *expect = g_malloc(DISK);
+    g_autoptr(TGen) plain = sample(NULL, NULL, expect, NULL);
+    g_autoptr(TGen) backed = sample("base.raw", NULL, expect, base);
+    g_autoptr(TGen) enc = sample(NULL, PASS, expect, NULL);
+    const TGen *gens[] = {plain, backed, enc};
+    for (size_t i = 0; i < G_N_ELEMENTS(gens); i++) {
+        g_autofree char *name = g_strdup_printf("peek%zu.qcow", i);
+        g_autofree char *p = qfix_write(f, name, gens[i]);
+        if (gens[i] == enc) {
+            /* The key is not needed to peek; the open to compare with needs it. */
+            g_autoptr(GError) err = NULL;
+            g_autoptr(VdImage) img = vd_image_peek(f->ctx, p, &err);
+            g_assert_no_error(err);
+            g_autofree char *kp = keyfile(f, name, PASS);
+            g_assert_true(vd_context_load_keyfile(f->ctx, kp, &err));
+        }
+        peek_expect_same(f->ctx, p);
+    }
+    /* 4 KiB clusters, 512-entry tables: 4M L1 entries for 8 TiB. */
+    const uint64_t size = UINT64_C(1) << 43;
+    g_autoptr(TGen) huge = tgen_qcow1(size, 12, 9, NULL, NULL);
+    g_assert_cmpuint(huge->l1_entries, ==, 1u << 22);
+    g_autofree char *p = qfix_write(f, "huge.qcow", huge);
+    peek_expect_small(f->ctx, p, size, huge->l1_entries * 8, true);
 }
 
 int main(int argc, char *argv[])
@@ -439,6 +521,8 @@ int main(int argc, char *argv[])
     ADD("/qcow/hostile/header", test_hostile_header);
     ADD("/qcow/hostile/tables", test_hostile_tables);
     ADD("/qcow/hostile/clusters", test_hostile_clusters);
+    ADD("/qcow/write-over-metadata", test_write_over_metadata);
+    ADD("/qcow/peek", test_peek);
 #undef ADD
     return g_test_run();
 }

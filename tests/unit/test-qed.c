@@ -20,12 +20,15 @@
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
+#include "tests/unit/test-guard.h"
+#include "tests/unit/test-peek.h"
 #include "tests/unit/test-qed-gen.h"
 
-#define CS       4096u
-#define DISK     (6u * 1024 * 1024 + 3 * CS)
-#define CLUSTERS (DISK / CS)
-#define SPAN     (512u * CS) /* one L2 table (table_size 1) */
+#define CS         4096u
+#define DISK       (6u * 1024 * 1024 + 3 * CS)
+#define CLUSTERS   (DISK / CS)
+#define NEED_CHECK 2           /* QED feature bit */
+#define SPAN       (512u * CS) /* one L2 table (table_size 1) */
 
 static const struct {
     uint64_t ci;
@@ -522,10 +525,106 @@ static void test_hostile_clusters(QFixture *f, gconstpointer data)
         g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
         g_assert_no_error(err);
         memset(buf, 0xee, sizeof buf);
+        if (!cases[i].read_fails)
+            g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, "*refused a data write*");
         g_assert_false(vd_image_pwrite(rw, buf, 10, 5 * CS + 7, &err));
+        g_test_assert_expected_messages();
         g_test_message("%s (write): %s", cases[i].what, err->message);
         g_assert_error(err, VD_ERROR, EIO);
     }
+}
+
+/* A guest cluster mapped onto each kind of metadata: the write is refused
+ * before it lands, the image is marked (NEED_CHECK, writes refused for the
+ * rest of the session), and the next read-write open checks it: a cluster
+ * that is also a table cannot be repaired, one in the header is dropped. */
+static void test_write_over_metadata(QFixture *f, gconstpointer data)
+{
+    enum { HEADER, L1, OWN_L2, OTHER_L2, NEW_L2 };
+    static const char *const what[] = {"header", "L1 table", "its own L2 table", "another L2 table",
+                                       "an L2 table made this session"};
+    for (int c = HEADER; c <= NEW_L2; c++) {
+        g_test_message("cluster 5 over %s", what[c]);
+        g_autofree uint8_t *expect = g_malloc(DISK);
+        g_autoptr(TGen) g = sample(NULL, 0, expect, NULL);
+        uint64_t end = g->b->len / CS * CS;
+        /* A write under L1 entry 2 (no table yet) puts a data cluster at
+         * the end of the file and its new L2 table right after it. */
+        const uint64_t fresh = 1100;
+        uint64_t target[] = {0x800, g->l1_offset, tgen_l2(g, 5), tgen_l2(g, 600), end + CS};
+        tgen_put64(g, tgen_entry_offset(g, 5), target[c]);
+        g_autofree char *p = qfix_write(f, "meta.qed", g);
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
+        g_assert_no_error(err);
+        if (c == NEW_L2) {
+            qfix_write_both(rw, expect, fresh * CS, CS, 0x77);
+            g_assert_true(vd_image_flush(rw, &err));
+            g_assert_cmpuint(file_u64(p, g->l1_offset + 2 * 8), ==, end + CS);
+        }
+        if (c != HEADER) {
+            /* The mapping looks valid: reading it shows the table. */
+            g_autofree uint8_t *got = g_malloc(CS);
+            g_autofree uint8_t *meta = guard_read_host(p, target[c], CS);
+            g_assert_true(vd_image_pread(rw, got, CS, 5 * CS, &err));
+            g_assert_cmpmem(got, CS, meta, CS);
+        }
+        /* The header's features change (NEED_CHECK); the rest must not. */
+        uint64_t meta_off = c == HEADER ? 24 : target[c];
+        size_t meta_len = c == HEADER ? CS - 24 : CS;
+        g_autofree uint8_t *head = guard_read_host(p, 0, 16);
+        guard_expect_write_refused(rw, p, 5 * CS + 7, 10, meta_off, meta_len, 0);
+        g_autofree uint8_t *head2 = guard_read_host(p, 0, 16);
+        g_assert_cmpmem(head2, 16, head, 16);
+        g_assert_true(file_features(p) & NEED_CHECK);
+        /* Closing does not clear it. */
+        g_clear_pointer(&rw, vd_image_unref);
+        g_assert_true(file_features(p) & NEED_CHECK);
+
+        /* The other clusters still read as before. */
+        {
+            g_autoptr(VdImage) ro = qfix_open(f, p, NULL, false, &err);
+            g_assert_no_error(err);
+            g_autofree uint8_t *got = g_malloc(CS);
+            g_assert_true(vd_image_pread(ro, got, CS, 0, &err));
+            g_assert_cmpmem(got, CS, expect, CS);
+            g_assert_true(vd_image_pread(ro, got, CS, 600 * CS, &err));
+            g_assert_cmpmem(got, CS, expect + 600 * CS, CS);
+        }
+
+        g_autoptr(VdImage) again = qfix_open(f, p, NULL, true, &err);
+        if (c == HEADER) {
+            g_assert_no_error(err);
+            g_assert_false(file_features(p) & NEED_CHECK);
+        } else {
+            g_assert_null(again);
+            g_test_message("reopened read-write: %s", err->message);
+            g_assert_error(err, VD_ERROR, EIO);
+        }
+    }
+}
+
+/* Peek reads the header only: the same size as an open (plain, backed,
+ * needing a check), and a 16 MiB L1 table is not loaded. */
+static void test_peek(QFixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *base = qfix_base_file(f, "base.raw", DISK);
+    g_autofree uint8_t *expect = g_malloc(DISK);
+    g_autoptr(TGen) plain = sample(NULL, 0, expect, NULL);
+    g_autoptr(TGen) backed = sample("base.raw", 0, expect, base);
+    g_autoptr(TGen) crash = crashed(expect);
+    const TGen *gens[] = {plain, backed, crash};
+    for (size_t i = 0; i < G_N_ELEMENTS(gens); i++) {
+        g_autofree char *name = g_strdup_printf("peek%zu.qed", i);
+        g_autofree char *p = qfix_write(f, name, gens[i]);
+        peek_expect_same(f->ctx, p);
+    }
+    /* 1 MiB clusters, 16-cluster tables: 2M L1 entries for 4 EiB. */
+    const uint64_t size = UINT64_C(1) << 62;
+    g_autoptr(TGen) huge = tgen_qed(size, 1u << 20, 16, NULL, 0);
+    g_assert_cmpuint(huge->l1_entries, ==, 1u << 21);
+    g_autofree char *p = qfix_write(f, "huge.qed", huge);
+    peek_expect_small(f->ctx, p, size, huge->l1_entries * 8, true);
 }
 
 int main(int argc, char *argv[])
@@ -545,6 +644,8 @@ int main(int argc, char *argv[])
     ADD("/qed/hostile/header", test_hostile_header);
     ADD("/qed/hostile/tables", test_hostile_tables);
     ADD("/qed/hostile/clusters", test_hostile_clusters);
+    ADD("/qed/write-over-metadata", test_write_over_metadata);
+    ADD("/qed/peek", test_peek);
 #undef ADD
     return g_test_run();
 }

@@ -8,9 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
+#include "tests/unit/test-guard.h"
+#include "tests/unit/test-peek.h"
 #include "tests/unit/test-vhdx.h"
 
 /* ---- hostile headers ---- */
@@ -215,6 +218,131 @@ static void test_hostile_blocks(Fixture *f, gconstpointer data)
     g_assert_error(err, VD_ERROR, EIO);
 }
 
+/* ---- writes over metadata ---- */
+
+/* A differencing disk with one fully present block (3) and no sector
+ * bitmap yet. */
+static unsigned bare_child_block(void *ctx, uint64_t idx, uint8_t *data)
+{
+    if (idx != 3)
+        return 0;
+    memset(data, 0x33, BLOCK);
+    return 6;
+}
+
+/* A BAT entry pointing a block at each kind of metadata: the write is
+ * refused before it lands and every later write of the session too. VHDX
+ * has no flag to record it on disk. */
+static void test_write_over_metadata(Fixture *f, gconstpointer data)
+{
+    enum { HEADER, LOG, META, BAT, BITMAP, NEW_BITMAP };
+    static const char *const what[] = {"the header region",     "the log",
+                                       "the metadata region",   "the BAT",
+                                       "a sector bitmap block", "a bitmap block made this session"};
+    VhdxGen pg = parent_gen();
+    g_autofree char *pp = write_gen(f->dir, "parent.vhdx", &pg);
+    for (int c = HEADER; c <= NEW_BITMAP; c++) {
+        g_test_message("block 1 over %s", what[c]);
+        VhdxGen g = c < BITMAP ? parent_gen() : child_gen();
+        if (c == NEW_BITMAP)
+            g.block = bare_child_block, g.sector = NULL;
+        g_autoptr(GByteArray) b = vhdxgen_build(&g);
+        uint64_t end = ((uint64_t)b->len + MiB - 1) / MiB * MiB;
+        /* child.vhdx: block 0 is partially present, its bitmap after the
+         * three present blocks. A write to block 5 of the bare child makes
+         * a bitmap block at the end of the file (and the block after it). */
+        uint64_t target[] = {0,
+                             VHDXGEN_LOG_OFFSET,
+                             VHDXGEN_META_OFFSET,
+                             VHDXGEN_BAT_OFFSET,
+                             VHDXGEN_DATA_OFFSET + 3 * MiB,
+                             end};
+        put_le64_at(b->data + VHDXGEN_BAT_OFFSET + 8 * 1, target[c] | 6);
+        g_autofree char *p = write_bytes(f->dir, "meta.vhdx", b);
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VdImage) rw = gen_open(f, p, true, &err);
+        g_assert_no_error(err);
+        /* A good write first: the session's first write updates the
+         * headers, as it should. */
+        uint8_t d[4096];
+        memset(d, 0x77, sizeof d);
+        uint64_t good = c < BITMAP ? 0 : 3 * MiB;
+        g_assert_true(vd_image_pwrite(rw, d, sizeof d, c == NEW_BITMAP ? 5 * MiB : good, &err));
+        g_assert_true(vd_image_flush(rw, &err));
+        if (c != HEADER) {
+            /* The mapping looks valid: reading it shows the metadata. */
+            g_autofree uint8_t *got = g_malloc(4096);
+            g_autofree uint8_t *meta = guard_read_host(p, target[c], 4096);
+            g_assert_true(vd_image_pread(rw, got, 4096, 1 * MiB, &err));
+            g_assert_cmpmem(got, 4096, meta, 4096);
+        }
+        guard_expect_write_refused(rw, p, 1 * MiB + 7, 10, target[c], 64 * 1024, good);
+    }
+}
+
+/* A sector bitmap block that is also the BAT: a read-write open refuses it. */
+static void test_bitmap_over_bat(Fixture *f, gconstpointer data)
+{
+    VhdxGen pg = parent_gen(), cg = child_gen();
+    g_autofree char *pp = write_gen(f->dir, "parent.vhdx", &pg);
+    g_autoptr(GByteArray) b = vhdxgen_build(&cg);
+    uint64_t cr = ((uint64_t)1 << 23) * 512 / BLOCK;
+    put_le64_at(b->data + VHDXGEN_BAT_OFFSET + 8 * cr, VHDXGEN_BAT_OFFSET | 6);
+    g_autofree char *p = write_bytes(f->dir, "child.vhdx", b);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = gen_open(f, p, true, &err);
+    g_assert_null(img);
+    g_test_message("%s", err->message);
+    g_assert_error(err, VD_ERROR, EIO);
+}
+
+/* ---- peek ---- */
+
+/* Peek reads the headers, the log and the metadata region: the same size
+ * as an open, also when only a dirty log's replay gives it; a 32 MiB BAT
+ * region is not read. */
+static void test_peek(Fixture *f, gconstpointer data)
+{
+    VhdxGen pg = parent_gen(), cg = child_gen();
+    g_autofree char *pp = write_gen(f->dir, "parent.vhdx", &pg);
+    g_autofree char *cp = write_gen(f->dir, "child.vhdx", &cg);
+    peek_expect_same(f->ctx, pp);
+    peek_expect_same(f->ctx, cp);
+
+    /* A log that halves the disk: the size on disk is not the size. */
+    g_autoptr(GByteArray) before = vhdxgen_build(&pg);
+    g_autoptr(GByteArray) after = g_byte_array_new();
+    g_byte_array_append(after, before->data, before->len);
+    bool found = false;
+    for (uint64_t o = VHDXGEN_META_OFFSET + 65536; o < VHDXGEN_META_OFFSET + MiB && !found;
+         o += 8) {
+        if (vd_le64(after->data + o) == DISK_SIZE) {
+            put_le64_at(after->data + o, DISK_SIZE / 2);
+            found = true;
+        }
+    }
+    g_assert_true(found);
+    vhdxgen_make_dirty(before, after, 100, 0, 7, false);
+    g_autofree char *dp = write_bytes(f->dir, "dirty.vhdx", before);
+    peek_expect_same(f->ctx, dp);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = vd_image_peek(f->ctx, dp, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(vd_image_size(img), ==, DISK_SIZE / 2);
+
+    /* No blocks, and a BAT region of 32 MiB. */
+    VhdxGen eg = {.size = DISK_SIZE, .block_size = BLOCK, .logical_sector = 512};
+    g_autoptr(GByteArray) e = vhdxgen_build(&eg);
+    for (unsigned w = 0; w < 2; w++) {
+        set_le32(e->data + (w ? 0x40000 : 0x30000) + 40, 32 * MiB);
+        vhdxgen_fix_region(e, w);
+    }
+    g_byte_array_set_size(e, VHDXGEN_BAT_OFFSET + 32 * MiB);
+    memset(e->data + VHDXGEN_DATA_OFFSET, 0, VHDXGEN_BAT_OFFSET + 32 * MiB - VHDXGEN_DATA_OFFSET);
+    g_autofree char *hp = write_bytes(f->dir, "bigbat.vhdx", e);
+    peek_expect_small(f->ctx, hp, DISK_SIZE, 32 * MiB, false);
+}
+
 /* ---- SIGKILL during writes ---- */
 
 static void check_stamps(VdImage *img, uint64_t size, const char *what)
@@ -377,6 +505,9 @@ void vhdx_add_more_tests(void)
 #define ADD(path, fn) g_test_add(path, Fixture, NULL, gen_fixture_setup, fn, gen_fixture_teardown)
     ADD("/vhdx/hostile/open", test_hostile_open);
     ADD("/vhdx/hostile/blocks", test_hostile_blocks);
+    ADD("/vhdx/write-over-metadata", test_write_over_metadata);
+    ADD("/vhdx/bitmap-over-bat", test_bitmap_over_bat);
+    ADD("/vhdx/peek", test_peek);
     ADD("/vhdx/sigkill", test_sigkill);
     ADD("/vhdx/concurrent-read-write", test_concurrent);
 #undef ADD

@@ -18,6 +18,7 @@
 #include "src/vd-chain.h"
 #include "src/vd-error.h"
 #include "src/vd-image.h"
+#include "tests/unit/test-guard.h"
 #include "tests/unit/test-vmdk-gen.h"
 
 static const char hostile_desc[] = "# Disk DescriptorFile\nversion=1\nCID=11112222\n"
@@ -164,6 +165,73 @@ static void test_hostile_gte(Fixture *f, gconstpointer data)
     uint64_t len;
     g_assert_cmpint(state_at(img, 65536, &len), ==, VD_EXTENT_UNALLOCATED);
     g_assert_cmpuint(len, ==, 65536);
+}
+
+/* A grain table entry pointing a grain at each kind of metadata of a
+ * monolithicSparse file (and of a split extent): the write is refused
+ * before it lands and every later write of the session too. VMDK has no
+ * flag to record it on disk. */
+static void test_write_over_metadata(Fixture *f, gconstpointer data)
+{
+    enum { DESC, GD, RGD, OWN_GT, OTHER_GT, RGT, NEW_GT, SPLIT_GT };
+    static const char *const what[] = {
+        "the embedded descriptor",   "the grain directory",         "the redundant grain directory",
+        "its own grain table",       "another grain table",         "a redundant grain table",
+        "a table made this session", "a split extent's grain table"};
+    const uint64_t grain = 128 * SECTOR; /* bytes */
+    for (int c = DESC; c <= SPLIT_GT; c++) {
+        g_test_message("grain 5 over %s", what[c]);
+        GenBuf b = {0};
+        GenKdmv k = {.version = 1,
+                     .flags = 1,
+                     .capacity = 16384,
+                     .grain = 128,
+                     .gtes = 16,
+                     .rgd = true,
+                     .prealloc_gts = true,
+                     .desc = c == SPLIT_GT ? NULL : hostile_desc};
+        gen_kdmv(&b, &k);
+        uint8_t g[128 * SECTOR];
+        gen_fill(g, sizeof g, 0, 1);
+        gen_kdmv_grain(&b, &k, 0, g);
+        /* Table 7 is missing: the first write under it allocates a grain at
+         * the end of the file, then the table and its copy after it. */
+        gen_le32(&b, k.gd_off + 7 * 4, 0);
+        gen_le32(&b, k.rgd_off + 7 * 4, 0);
+        uint64_t end = (b.len + SECTOR - 1) / SECTOR * SECTOR;
+        uint64_t target[] = {SECTOR,    k.gd_off,    k.rgd_off, k.gt_off, k.gt_off + 3 * SECTOR,
+                             k.rgt_off, end + grain, k.gt_off};
+        size_t meta_len[] = {20 * SECTOR, 32, 32, 64, 64, 64, 64, 64};
+        gen_kdmv_gte(&b, &k, 5, (uint32_t)(target[c] / SECTOR));
+        const char *name = "meta.vmdk", *host = "meta.vmdk";
+        put_gen(f, host, &b);
+        if (c == SPLIT_GT) {
+            g_autofree char *from = fpath(f, "meta.vmdk"), *to = fpath(f, "meta-s001.vmdk");
+            g_assert_cmpint(g_rename(from, to), ==, 0);
+            put_file(f, "split.vmdk",
+                     "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
+                     "createType=\"twoGbMaxExtentSparse\"\nRW 16384 SPARSE \"meta-s001.vmdk\"\n");
+            name = "split.vmdk";
+            host = "meta-s001.vmdk";
+        }
+        g_autofree char *hp = fpath(f, host);
+        g_autoptr(VdImage) rw = open_rw(f, name);
+        g_autoptr(GError) err = NULL;
+        /* A good write first: the session's new CID changes the descriptor. */
+        uint8_t d[4096] = {0x77};
+        g_assert_true(vd_image_pwrite(rw, d, sizeof d, c == NEW_GT ? 7 * 16 * grain : 0, &err));
+        g_assert_true(vd_image_flush(rw, &err));
+        /* The mapping looks valid: reading it shows the metadata. */
+        g_autofree uint8_t *got = g_malloc(meta_len[c]);
+        g_autofree uint8_t *meta = guard_read_host(hp, target[c], meta_len[c]);
+        g_assert_true(vd_image_pread(rw, got, meta_len[c], 5 * grain, &err));
+        g_assert_cmpmem(got, meta_len[c], meta, meta_len[c]);
+        guard_expect_write_refused(rw, hp, 5 * grain + 7, 10, target[c], meta_len[c], 0);
+        g_clear_pointer(&rw, vd_image_unref);
+        g_autofree uint8_t *after = guard_read_host(hp, target[c], meta_len[c]);
+        g_assert_cmpmem(after, meta_len[c], meta, meta_len[c]);
+        g_assert_cmpint(g_unlink(hp), ==, 0);
+    }
 }
 
 static void test_hostile_descriptor(Fixture *f, gconstpointer data)
@@ -349,6 +417,7 @@ int main(int argc, char *argv[])
 #define ADD(path, fn) g_test_add(path, Fixture, NULL, setup, fn, teardown)
     ADD("/vmdk/hostile/sparse-headers", test_hostile_sparse);
     ADD("/vmdk/hostile/grain-entry", test_hostile_gte);
+    ADD("/vmdk/hostile/write-over-metadata", test_write_over_metadata);
     ADD("/vmdk/hostile/descriptor", test_hostile_descriptor);
     ADD("/vmdk/hostile/cowd-sesparse", test_hostile_cowd_sesparse);
     ADD("/vmdk/hostile/fuzz", test_fuzz);

@@ -18,6 +18,7 @@
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
+#include "tests/unit/test-peek.h"
 #include "tests/unit/test-vmdk-gen.h"
 
 /* ---- descriptor ---- */
@@ -475,6 +476,47 @@ static void test_sesparse(Fixture *f, gconstpointer data)
     g_assert_cmpuint(len, ==, 16 * MiB); /* no table at all */
 }
 
+/* ---- peek ---- */
+
+/* Every kind of image peeks as it opens; a grain directory of 4M entries
+ * (32 MiB in memory) is not read. */
+static void test_peek(Fixture *f, gconstpointer data)
+{
+    make_mono(f, "mono.vmdk", mono_desc);
+    make_mono(f, "bare.vmdk", NULL);
+    make_split(f);
+    GenBuf st = {0};
+    uint64_t grains[] = {3, 0};
+    gen_stream(&st, 131072, grains, G_N_ELEMENTS(grains), 7,
+               "version=1\nCID=1\nparentCID=ffffffff\ncreateType=\"streamOptimized\"\n");
+    put_gen(f, "stream.vmdk", &st);
+    GenBuf cw = {0};
+    gen_cowd(&cw, 8192, 1, grains, G_N_ELEMENTS(grains), 3);
+    put_gen(f, "vm-000001-delta.vmdk", &cw);
+    put_file(f, "vm-000001.vmdk",
+             "version=1\nCID=12345678\nparentCID=0badcafe\ncreateType=\"vmfsSparse\"\n"
+             "parentFileNameHint=\"vm.vmdk\"\nRW 8192 VMFSSPARSE \"vm-000001-delta.vmdk\"\n");
+    put_file(f, "rdonly.vmdk",
+             "version=1\ncreateType=\"monolithicFlat\"\nRDONLY 2048 FLAT \"split-flat.bin\" 8\n"
+             "RW 2048 FLAT \"split-flat.bin\" 0\n");
+    const char *names[] = {"mono.vmdk",       "bare.vmdk",   "split.vmdk",
+                           "split-s001.vmdk", "stream.vmdk", "vm-000001-delta.vmdk",
+                           "vm-000001.vmdk",  "rdonly.vmdk"};
+    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+        g_autofree char *p = fpath(f, names[i]);
+        peek_expect_same(f->ctx, p);
+    }
+
+    GenBuf b = {0};
+    GenKdmv k = {
+        .version = 1, .flags = 1, .capacity = UINT64_C(1) << 38, .grain = 128, .gtes = 512};
+    gen_kdmv(&b, &k);
+    g_assert_cmpuint(k.gd_count, ==, 1u << 22);
+    put_gen(f, "huge.vmdk", &b);
+    g_autofree char *p = fpath(f, "huge.vmdk");
+    peek_expect_small(f->ctx, p, (UINT64_C(1) << 38) * 512, (size_t)k.gd_count * 8, true);
+}
+
 /* ---- parents ---- */
 
 static void test_backing_cid(Fixture *f, gconstpointer data)
@@ -573,6 +615,7 @@ int main(int argc, char *argv[])
     ADD("/vmdk/cowd/snapshot-chain", test_cowd_snapshot);
     ADD("/vmdk/sesparse/read", test_sesparse);
     ADD("/vmdk/backing/cid", test_backing_cid);
+    ADD("/vmdk/peek", test_peek);
 #undef ADD
     return g_test_run();
 }
