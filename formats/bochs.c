@@ -218,6 +218,8 @@ static bool bochs_open(VdImage *img, GError **error)
     if (!read_header(img, s, &parent, error))
         goto out;
     uint64_t cat_bytes = (uint64_t)s->catalog_len * 4;
+    if (!vd_image_mem_reserve(img, cat_bytes, "catalog", error))
+        goto out;
     raw = g_malloc(cat_bytes);
     if (!vd_host_pread(img->fd, img->name, raw, cat_bytes, s->header_size, false, error))
         goto out;

@@ -106,6 +106,8 @@ static bool cloop_open(VdImage *img, GError **error)
     if (!read_header(img, s, &file_size, error))
         goto out;
     uint64_t table = ((uint64_t)s->n_blocks + 1) * 8;
+    if (!vd_image_mem_reserve(img, table, "block index", error))
+        goto out;
     raw = g_malloc(table);
     if (!vd_host_pread(img->fd, img->name, raw, table, CLOOP_HEADER, false, error))
         goto out;

@@ -431,6 +431,8 @@ static bool qcow1_open(VdImage *img, GError **error)
         goto out;
     {
         uint64_t l1 = s->l1_entries;
+        if (!vd_image_mem_reserve(img, l1 * 8, "L1 table", error))
+            goto out;
         g_autofree uint8_t *raw = g_malloc(l1 * 8 + 1);
         if (!vd_host_pread(img->fd, img->name, raw, l1 * 8, s->l1_offset, false, error))
             goto out;

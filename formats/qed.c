@@ -94,6 +94,8 @@ static bool build_meta(VdImage *img, const GArray *tables, GError **error)
 bool qed_load_l1(VdImage *img, uint64_t n, GError **error)
 {
     QedState *s = img->opaque;
+    if (!vd_image_mem_reserve(img, n * 8, "L1 table", error))
+        return false;
     g_autofree uint8_t *raw = g_malloc(n * 8 + 1);
     if (!vd_host_pread(img->fd, img->name, raw, n * 8, s->l1_offset, false, error))
         return false;

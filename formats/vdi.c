@@ -159,6 +159,8 @@ static bool check_header(VdImage *img, VdiState *s, const uint8_t *h, uint64_t f
 static bool load_block_map(VdImage *img, VdiState *s, uint64_t file_size, GError **error)
 {
     size_t map_bytes = (size_t)s->blocks * 4;
+    if (!vd_image_mem_reserve(img, map_bytes, "block map", error))
+        return false;
     g_autofree uint8_t *raw = g_malloc(map_bytes ? map_bytes : 1);
     if (!vd_host_pread(img->fd, img->name, raw, map_bytes, s->off_blocks, false, error))
         return false;

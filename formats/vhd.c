@@ -265,6 +265,8 @@ static bool read_dynamic_header(VdImage *img, VhdState *s, uint64_t file_size,
 static bool load_bat(VdImage *img, VhdState *s, GError **error)
 {
     uint64_t n = s->n_blocks;
+    if (!vd_image_mem_reserve(img, n * 4, "BAT", error))
+        return false;
     g_autofree uint8_t *raw = g_malloc(n * 4 + 1);
     if (!vd_host_pread(img->fd, img->name, raw, n * 4, s->bat_offset, false, error))
         return false;

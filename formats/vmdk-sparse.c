@@ -134,6 +134,8 @@ bool vmdk_check_layout(VdImage *img, VmdkExtent *e, GError **error)
 static bool load_gd32(VdImage *img, VmdkExtent *e, uint64_t off, uint64_t **out, GError **error)
 {
     size_t bytes = (size_t)e->gd_count * 4;
+    if (!vd_image_mem_reserve(img, (uint64_t)e->gd_count * 8, "grain directory", error))
+        return false;
     g_autofree uint8_t *raw = g_malloc(bytes);
     if (!vd_host_pread(e->fd, e->path, raw, bytes, off, false, error))
         return false;

@@ -447,11 +447,9 @@ static bool peek_descriptor(VdImage *img, const VmdkDescriptor *d, GError **erro
             return false;
         if (kind == VMDK_EXT_ZERO)
             continue;
-        char *path = vd_image_resolve_file(img, x->filename, "extent file", error);
-        if (path == NULL)
-            return false;
-        add_member_once(img, path);
-        free(path);
+        /* Named as open names it; whether it may be opened is open's to say. */
+        g_autofree char *path = vd_image_sibling_path(img, x->filename);
+        vd_image_add_member(img, path);
     }
     if (d->create_type != NULL && g_ascii_strcasecmp(d->create_type, "streamOptimized") == 0)
         vd_image_refuse_writes(img);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "vd-chain.h"
+#include "vd-dispatch.h"
 #include "vd-error.h"
 #include "vd-io.h"
 #include "vd-source.h"
@@ -28,14 +29,9 @@ bool vd_chain_status(VdImage *img, uint64_t offset, uint64_t length, unsigned fl
             return true;
         }
         length = vd_min_u64(length, size - offset);
-        VdExtent ext = {.fd = -1};
-        if (!layer->driver->block_status(layer, offset, length, flags, &ext, error))
+        VdExtent ext;
+        if (!vd_drv_block_status(layer, offset, length, flags, &ext, error))
             return false;
-        if (ext.length == 0 || ext.length > length) {
-            vd_set_error(error, EIO, "%s: invalid block status at 0x%" G_GINT64_MODIFIER "x",
-                         layer->name, offset);
-            return false;
-        }
         length = ext.length;
         if (ext.state != VD_EXTENT_UNALLOCATED || layer->backing == NULL) {
             *out = (VdChainExtent){.length = length,

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "vd-decode.h"
+#include "vd-dispatch.h"
 #include "vd-error.h"
 
 typedef struct {
@@ -40,7 +41,7 @@ static void job_record(VdDecodeBatch *b, GError *e)
 static void job_run(DecodeJob *j)
 {
     GError *e = NULL;
-    if (!j->img->driver->pread(j->img, j->buf, j->len, j->offset, &e) && e == NULL)
+    if (!vd_drv_pread(j->img, j->buf, j->len, j->offset, &e) && e == NULL)
         e = g_error_new(VD_ERROR, EIO, "%s: decoding failed", j->img->name);
     job_record(j->batch, e);
 }

@@ -9,6 +9,7 @@
 
 #include "vd-container.h"
 #include "vd-decode.h"
+#include "vd-dispatch.h"
 #include "vd-error.h"
 #include "vd-file.h"
 #include "vd-image.h"
@@ -669,19 +670,6 @@ uint64_t vd_image_host_bytes(VdImage *img)
     return total;
 }
 
-/* Checked extent from the driver: a bad one is a driver bug or corruption. */
-static bool extent_valid(VdImage *img, const VdExtent *ext, uint64_t asked, uint64_t offset,
-                         GError **error)
-{
-    if (ext->length == 0 || ext->length > asked || (ext->state == VD_EXTENT_DATA && ext->fd < 0) ||
-        (ext->state == VD_EXTENT_DATA_DECODE && img->driver->pread == NULL)) {
-        vd_set_error(error, EIO, "%s: invalid block status at 0x%" G_GINT64_MODIFIER "x", img->name,
-                     offset);
-        return false;
-    }
-    return true;
-}
-
 bool vd_image_read_backing(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error)
 {
     if (img->backing == NULL) {
@@ -732,9 +720,8 @@ bool vd_image_pread_direct(VdImage *img, void *buf, size_t len, uint64_t offset,
     VdDecodeBatch *batch = NULL;
     bool ok = true;
     while (len > 0 && ok) {
-        VdExtent ext = {0};
-        if (!img->driver->block_status(img, offset, len, 0, &ext, error) ||
-            !extent_valid(img, &ext, len, offset, error)) {
+        VdExtent ext;
+        if (!vd_drv_block_status(img, offset, len, 0, &ext, error)) {
             ok = false;
             break;
         }
@@ -750,7 +737,7 @@ bool vd_image_pread_direct(VdImage *img, void *buf, size_t len, uint64_t offset,
             uint64_t unit = img->decode_unit ? img->decode_unit : 65536;
             uint64_t piece = MAX(unit, (n / g_get_num_processors() + unit - 1) / unit * unit);
             if (batch == NULL && n == len && n <= unit) {
-                ok = img->driver->pread(img, p, n, offset, error);
+                ok = vd_drv_pread(img, p, n, offset, error);
                 break;
             }
             if (batch == NULL)
@@ -917,13 +904,13 @@ static bool image_pwrite(VdImage *img, const void *buf, size_t len, uint64_t off
         /* Overwrites of allocated data run side by side; anything that
          * changes metadata waits for them and runs alone. */
         g_rw_lock_reader_lock(&img->write_lock);
-        int r = img->driver->pwrite_fast(img, buf, len, offset, error);
+        int r = vd_drv_pwrite_fast(img, buf, len, offset, error);
         g_rw_lock_reader_unlock(&img->write_lock);
         if (r != VD_FAST_SLOW)
             return r == VD_FAST_DONE;
     }
     write_begin(img);
-    bool ok = img->driver->pwrite(img, buf, len, offset, error);
+    bool ok = vd_drv_pwrite(img, buf, len, offset, error);
     write_end(img);
     return ok;
 }
@@ -937,7 +924,7 @@ static bool image_write_zeroes(VdImage *img, uint64_t offset, uint64_t len, unsi
         return true;
     if (img->driver->write_zeroes != NULL) {
         write_begin(img);
-        bool ok = img->driver->write_zeroes(img, offset, len, flags, error);
+        bool ok = vd_drv_write_zeroes(img, offset, len, flags, error);
         write_end(img);
         return ok;
     }
@@ -947,7 +934,7 @@ static bool image_write_zeroes(VdImage *img, uint64_t offset, uint64_t len, unsi
     while (len > 0) {
         size_t n = (size_t)vd_min_u64(len, chunk);
         write_begin(img);
-        bool ok = img->driver->pwrite(img, zeros, n, offset, error);
+        bool ok = vd_drv_pwrite(img, zeros, n, offset, error);
         write_end(img);
         if (!ok)
             return false;
@@ -1021,7 +1008,7 @@ bool vd_image_flush(VdImage *img, GError **error)
     if (img->read_only)
         return true;
     write_begin(img);
-    bool ok = img->driver->flush != NULL ? img->driver->flush(img, error)
+    bool ok = img->driver->flush != NULL ? vd_drv_flush(img, error)
                                          : vd_host_fdatasync(img->fd, img->name, error);
     write_end(img);
     return ok;

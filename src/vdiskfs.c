@@ -17,6 +17,7 @@
 
 #include "fuse/vfs.h"
 #include "vd-context.h"
+#include "vd-dispatch.h"
 #include "vd-error.h"
 #include "vd-log.h"
 
@@ -396,6 +397,7 @@ int main(int argc, char *argv[])
     if (!check_dirs(cfg.imagedir, cmd.mountpoint))
         goto out;
     vd_log_init("vdiskfs", cmd.debug);
+    vd_dispatch_set_trace(cmd.debug); /* -d: every driver call, too */
     raise_fd_limit();
 
     /* Copying beat splice at every request size measured on Linux 6.18
