@@ -20,6 +20,7 @@
 #include "formats/vhd-util.h"
 #include "formats/vhd.h"
 #include "src/vd-endian.h"
+#include "src/vd-bits.h"
 #include "src/vd-error.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
@@ -473,14 +474,7 @@ static bool bitmap_run(VdImage *img, uint64_t bitmap_host, uint32_t first, uint3
     g_autofree uint8_t *bits = g_malloc(n);
     if (!vd_host_pread(img->fd, img->name, bits, n, bitmap_host + b0, false, error))
         return false;
-    uint32_t i = first;
-    bool v = (bits[0] >> (7 - i % 8)) & 1;
-    for (i = first + 1; i < first + count; i++) {
-        if ((bool)((bits[i / 8 - b0] >> (7 - i % 8)) & 1) != v)
-            break;
-    }
-    *set = v;
-    *run = i - first;
+    *run = (uint32_t)vd_bit_run(bits, first % 8, count, false, set);
     return true;
 }
 

@@ -19,6 +19,7 @@
 
 #include "formats/vhdx.h"
 #include "src/vd-endian.h"
+#include "src/vd-bits.h"
 #include "src/vd-error.h"
 #include "src/vd-io.h"
 
@@ -208,10 +209,8 @@ static bool partial_status(VdImage *img, uint64_t block, uint64_t entry, uint64_
     g_autofree uint8_t *bits = g_malloc(nb);
     if (!vhdx_meta_read(img, bits, nb, VHDX_BAT_OFFSET(sbe) + b0, error))
         return false;
-    bool set = (bits[0] >> (first % 8)) & 1;
-    uint64_t k = first + 1;
-    while (k <= last && (bool)((bits[k / 8 - b0] >> (k % 8)) & 1) == set)
-        k++;
+    bool set;
+    uint64_t k = first + vd_bit_run(bits, first % 8, last - first + 1, true, &set);
     uint64_t run_end = k * lsec - (block % s->chunk_ratio) * s->block_size; /* within block */
     ext->length = MIN(n, run_end - within);
     if (set) {
