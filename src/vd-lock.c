@@ -53,8 +53,18 @@ bool vd_lock_fd(int fd, const char *name, bool writable, bool force_share, GErro
                 continue;
             if (ofd_lock(fd, F_OFD_SETLK, F_RDLCK, bytes[k], NULL) < 0) {
                 if (errno == EINVAL || errno == ENOLCK || errno == EOPNOTSUPP) {
-                    /* The host filesystem has no OFD locks (some network ones). */
-                    g_debug("%s: no byte-range locks here: %s", name, g_strerror(errno));
+                    /* The host filesystem has no OFD locks (some network
+                     * ones): go on unlocked, as QEMU's locking=auto does.
+                     * Said once per process, which is one mount: a
+                     * message per image or per open would flood the log. */
+                    static gint warned;
+                    if (g_atomic_int_compare_and_exchange(&warned, 0, 1))
+                        g_warning("%s: the host filesystem refuses byte-range locks (%s): images "
+                                  "are used without QEMU-compatible locking, so a QEMU using one "
+                                  "at the same time goes unnoticed (said once)",
+                                  name, g_strerror(errno));
+                    else
+                        g_debug("%s: no byte-range locks here: %s", name, g_strerror(errno));
                     return true;
                 }
                 vd_set_error_errno(error, errno == EAGAIN ? EBUSY : errno,

@@ -178,6 +178,22 @@ static int cmd_torn(const char *newp, const char *gotp, const char *unitp)
     return n_torn > 0;
 }
 
+/* ofdlock FILE: an OFD read lock on byte 100 (as QEMU's first lock byte);
+ * prints OK or the errno's name. */
+static int cmd_ofdlock(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        perror(path);
+        return 1;
+    }
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 1};
+    int r = fcntl(fd, F_OFD_SETLK, &fl);
+    printf("%s\n", r == 0 ? "OK" : strerrorname_np(errno));
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 5 && strcmp(argv[1], "torn") == 0)
@@ -190,7 +206,9 @@ int main(int argc, char **argv)
         return cmd_parread(argv + 2);
     if (argc >= 4 && strcmp(argv[1], "errno") == 0)
         return cmd_errno(argv + 2, argc - 2);
+    if (argc >= 3 && strcmp(argv[1], "ofdlock") == 0)
+        return cmd_ofdlock(argv[2]);
     fprintf(stderr, "usage: vdtest seekmap FILE | parread GOT EXPECT THREADS ITER |"
-                    " errno FILE OP [ARGS] | pattern BYTE COUNT\n");
+                    " errno FILE OP [ARGS] | pattern BYTE COUNT | ofdlock FILE\n");
     return 2;
 }
