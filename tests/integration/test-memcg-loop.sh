@@ -93,11 +93,11 @@ capeff=$(awk '/^CapEff:/ { print $2 }' /proc/self/status)
 if [ $((flags & 0x80000)) != 0 ]; then
     note "the daemon is an I/O flusher: it shares the writer's cgroup"
     echo "$VP" >"$CG/cgroup.procs" || fail "cannot move the daemon into $CG"
+elif [ "${MEMCG_FORCE_DAEMON:-0}" = 1 ]; then
+    note "the daemon is no I/O flusher, in the writer's cgroup all the same"
+    echo "$VP" >"$CG/cgroup.procs" || fail "cannot move the daemon into $CG"
 elif [ $(((0x$capeff >> 24) & 1)) = 1 ]; then
     fail "root with CAP_SYS_RESOURCE, yet the daemon is no I/O flusher (flags $flags)"
-elif [ "${MEMCG_FORCE_DAEMON:-0}" = 1 ]; then
-    note "the daemon is no I/O flusher (no CAP_SYS_RESOURCE), in the writer's cgroup all the same"
-    echo "$VP" >"$CG/cgroup.procs" || fail "cannot move the daemon into $CG"
 else
     note "no CAP_SYS_RESOURCE here (CapEff $capeff): the daemon cannot be an I/O flusher," \
         "so only the writer is memory-limited, as vdiskfs(1) advises"
