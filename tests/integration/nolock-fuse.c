@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *under;
+static char *under;
 static int lock_errno = ENOLCK;
 
 static int host_path(const char *path, char *out)
@@ -121,5 +121,7 @@ int main(int argc, char **argv)
         return 1;
     }
     char *fargs[] = {argv[0], "-f", "-s", "-o", "ro,default_permissions", argv[a + 1], NULL};
-    return fuse_main(6, fargs, &nl_ops, NULL);
+    int ret = fuse_main(6, fargs, &nl_ops, NULL);
+    free(under);
+    return ret;
 }

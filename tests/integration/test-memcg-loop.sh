@@ -21,6 +21,8 @@ for c in mkfs.ext4 e2fsck losetup; do
 done
 
 LIMIT_MB=${MEMCG_LIMIT_MB:-64}
+# A sanitizer build's daemon needs far more than the writer: more room.
+if ldd "$VDISKFS" 2>/dev/null | grep -Eq 'lib(asan|tsan)'; then LIMIT_MB=${MEMCG_LIMIT_MB:-384}; fi
 TIME_LIMIT=${MEMCG_TIME_LIMIT:-120} # seconds before the watchdog aborts
 D=$T/images M=$T/mnt G=$T/guest
 mkdir -p "$D" "$M" "$G"
