@@ -195,8 +195,8 @@ static void raise_fd_limit(void)
  * trims or maps, and 1 MiB thread stacks still hung within 11 s, in
  * reclaim for the host image's page cache (filemap_add_folio), which no
  * lock or pool can hold in advance; and it started with 18 MiB resident
- * instead of 5. The flag covers every allocation and costs nothing on
- * the hot path.
+ * instead of 5. The flag covers every allocation and changes nothing
+ * on the read or write path.
  *
  * It needs CAP_SYS_RESOURCE: an unprivileged daemon goes on without it
  * (logged at debug level), and then must not run in a memory-limited
