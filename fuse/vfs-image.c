@@ -284,11 +284,11 @@ VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err)
         gpointer snap;
         g_hash_table_iter_init(&it, vi->snap_images);
         while (g_hash_table_iter_next(&it, NULL, &snap)) {
-            if (g_atomic_int_get(&((VdImage *)snap)->refcount) == 1)
+            if (!vd_image_in_use(snap))
                 g_hash_table_iter_remove(&it);
         }
     }
-    if (g_atomic_int_get(&vi->img->refcount) != 1) {
+    if (vd_image_in_use(vi->img)) {
         g_message("%s: open for reading (or a snapshot of it is); close it before writing",
                   vi->relpath);
         *err = -EBUSY;
@@ -358,7 +358,7 @@ static VdImage *snapshot_open_locked(VfsFs *fs, VfsImage *vi, VdImage *base,
         return vd_image_ref(cur);
     if (cur != NULL) {
         /* Becoming writable replaces the view: only when nobody reads it. */
-        if (g_atomic_int_get(&cur->refcount) != 1) {
+        if (vd_image_in_use(cur)) {
             vd_set_error(error, EBUSY, "%s: snapshot %s is open for reading", vi->relpath,
                          snap_name);
             return NULL;
@@ -473,13 +473,13 @@ static void image_reap(VfsImage *vi, gint64 now, gint64 idle_us, bool try)
         gpointer snap;
         g_hash_table_iter_init(&it, vi->snap_images);
         while (g_hash_table_iter_next(&it, NULL, &snap)) {
-            if (g_atomic_int_get(&((VdImage *)snap)->refcount) == 1)
+            if (!vd_image_in_use(snap))
                 g_hash_table_iter_remove(&it);
         }
         if (g_hash_table_size(vi->snap_images) > 0)
             goto out;
     }
-    if (vi->img != NULL && g_atomic_int_get(&vi->img->refcount) != 1)
+    if (vi->img != NULL && vd_image_in_use(vi->img))
         goto out;
     /* vi->lock is held, so no one can take a new reference meanwhile. */
     g_clear_pointer(&vi->img, vd_image_unref);

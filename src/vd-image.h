@@ -124,6 +124,11 @@ VdImage *vd_image_open(VdContext *ctx, const char *path, const VdOpenOptions *op
  * unreferenced. No locks are taken (like qemu-img info -U). */
 VdImage *vd_image_peek(VdContext *ctx, const char *path, GError **error);
 VdImage *vd_image_ref(VdImage *img);
+/* Whether anyone but the one caller holding a reference uses img. */
+static inline bool vd_image_in_use(VdImage *img)
+{
+    return g_atomic_int_get(&img->refcount) > 1;
+}
 void vd_image_unref(VdImage *img);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VdImage, vd_image_unref)
 
