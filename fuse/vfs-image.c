@@ -207,11 +207,20 @@ static void image_open_locked(VfsImage *vi)
         /* EACCES for a missing key; EIO for every other reason, which is in
          * the log and user.vdiskfs.error (a listed file is not ENOENT). */
         vi->error_errno = vd_error_errno(err) == EACCES ? EACCES : EIO;
+        /* Logged once per distinct reason, however often it is retried. */
+        if (g_strcmp0(vi->error, err->message) != 0)
+            g_warning("%s", err->message);
+        g_free(vi->error);
         vi->error = g_strdup(err->message);
-        g_warning("%s", err->message);
+        /* No room in the memory budget passes when other images close:
+         * the next open tries again. */
+        if (vd_error_errno(err) == ENOMEM)
+            vi->opened = false;
         g_error_free(err);
         return;
     }
+    g_clear_pointer(&vi->error, g_free);
+    vi->error_errno = 0;
     register_members(fs, vi->img);
     vi->snapshots = vd_image_snapshots(vfs_image_underneath(vi->img), &err);
     if (vi->snapshots == NULL) {
@@ -486,8 +495,7 @@ static void image_reap(VfsImage *vi, gint64 now, gint64 idle_us, bool try)
     g_clear_pointer(&vi->snap_images, g_hash_table_unref);
     g_clear_pointer(&vi->snapshots, g_ptr_array_unref);
     g_clear_pointer(&vi->snap_names, g_ptr_array_unref);
-    g_clear_pointer(&vi->error, g_free);
-    vi->error_errno = 0;
+    /* The error stays, so that a retry failing the same way logs nothing. */
     vi->opened = false;
 out:
     g_mutex_unlock(&vi->lock);
