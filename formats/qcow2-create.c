@@ -26,7 +26,8 @@ static size_t put_ext(uint8_t *h, size_t pos, uint32_t type, const void *data, u
 {
     vd_put_be32(h + pos, type);
     vd_put_be32(h + pos + 4, len);
-    memcpy(h + pos + 8, data, len);
+    if (len > 0)
+        memcpy(h + pos + 8, data, len);
     return pos + 8 + ((len + 7) & ~7u);
 }
 
