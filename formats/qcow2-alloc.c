@@ -29,6 +29,13 @@ static uint64_t round_down(uint64_t v, uint64_t a)
     return v & ~(a - 1);
 }
 
+/* Guest data bound for the qcow2 file itself must not land on its
+ * metadata (an external data file holds none). */
+static bool guard_data(VdImage *img, Qcow2State *s, uint64_t host, uint64_t len, GError **error)
+{
+    return s->data_fd != s->fd || vd_image_guard_write(img, s->meta, host, len, error);
+}
+
 /* Before the first change: drop the autoclear bits we do not maintain. */
 static bool prepare_write(Qcow2State *s, GError **error)
 {
@@ -85,7 +92,8 @@ static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
         qcow2_cache_unpin(s->l2_cache, ot);
     }
     uint64_t noff, got;
-    if (!qcow2_alloc_clusters(s, 1, &noff, &got, error))
+    if (!qcow2_alloc_clusters(s, 1, &noff, &got, error) ||
+        !qcow2_meta_claim(s, noff, s->cluster_size, "L2 table", error))
         return NULL;
     qcow2_cache_wrlock(s->l2_cache);
     Qcow2Table *t = qcow2_cache_insert_new(s->l2_cache, noff, copy);
@@ -93,8 +101,11 @@ static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
     s->l1[l1i] = noff | QCOW2_OFLAG_COPIED;
     qcow2_cache_wrunlock(s->l2_cache);
     l1_mark_dirty(s, l1i);
-    if (old != 0)
+    if (old != 0) {
+        /* The shared table stays a snapshot's, which the map leaves out. */
+        qcow2_meta_release(s, old);
         qcow2_free_later(s, old, s->cluster_size);
+    }
     return t;
 }
 
@@ -186,6 +197,8 @@ static bool write_in_place(VdImage *img, Qcow2State *s, Qcow2Table *t, uint64_t 
         if (!(alloc & (1u << sb)))
             g1 = qcow2_round_up(d1, scs);
     }
+    if (!guard_data(img, s, host + (g0 - cstart), g1 - g0, error))
+        return false;
     if (g0 == d0 && g1 == d1 && s->crypto == NULL) {
         if (!vd_host_pwrite(s->data_fd, s->name, data, d1 - d0, host + (d0 - cstart), error))
             return false;
@@ -238,6 +251,8 @@ static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_
                 g1 = MIN(run_end, qcow2_round_up(d1, scs));
         }
         uint64_t w0 = MAX(d0, g0), w1 = MIN(d1, g1);
+        if (!guard_data(img, s, host + (g0 - c), g1 - g0, error))
+            return false;
         if (w0 == g0 && w1 == g1 && s->crypto == NULL) {
             /* Whole clusters from the caller's buffer: no copy. */
             if (!vd_host_pwrite(s->data_fd, s->name, data + (w0 - d0), g1 - g0, host + (g0 - c),
@@ -338,6 +353,9 @@ int qcow2_pwrite_fast(VdImage *img, const void *buf, size_t len, uint64_t offset
         if (!(e & QCOW2_OFLAG_COPIED) || (e & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFLAG_ZERO)) ||
             host == 0 || (host & (cs - 1)))
             return VD_FAST_SLOW;
+        uint64_t w0 = MAX(c, offset), w1 = MIN(c + cs, end);
+        if (!vd_image_guard_write(img, s->meta, host + (w0 - c), w1 - w0, error))
+            return VD_FAST_ERROR;
         hosts[n++] = host;
     }
     const uint8_t *p = buf;
@@ -451,6 +469,12 @@ static bool zero_subclusters(VdImage *img, Qcow2State *s, uint64_t a, uint64_t b
     uint32_t m = touched_mask(s, cstart, a, b);
     uint64_t nbm = (bm & ~(uint64_t)m) | ((uint64_t)m << 32);
     uint64_t host = entry_host(s, e, cstart);
+    /* Punching a hole is a write of zeros. */
+    if (host != 0 && (e & QCOW2_OFLAG_COPIED) &&
+        !guard_data(img, s, host + (a - cstart), b - a, error)) {
+        qcow2_cache_unpin(s->l2_cache, t);
+        return false;
+    }
     if (nbm != bm) {
         qcow2_cache_wrlock(s->l2_cache);
         qcow2_l2_set(s, t->data, idx, e, nbm);
@@ -521,7 +545,8 @@ static bool grow_l1(Qcow2State *s, uint64_t entries, GError **error)
     if (!qcow2_metadata_writeback(s, error))
         return false;
     uint64_t bytes = qcow2_round_up(entries * 8, s->cluster_size), off;
-    if (!qcow2_alloc_contiguous(s, bytes >> s->cluster_bits, &off, error))
+    if (!qcow2_alloc_contiguous(s, bytes >> s->cluster_bits, &off, error) ||
+        !qcow2_meta_claim(s, off, bytes, "L1 table", error))
         return false;
     g_autofree uint8_t *raw = g_malloc0(bytes);
     uint64_t *l1 = g_new0(uint64_t, entries);
@@ -536,10 +561,13 @@ static bool grow_l1(Qcow2State *s, uint64_t entries, GError **error)
               vd_host_pwrite(s->fd, s->name, hdr, sizeof hdr, 36, error) &&
               vd_host_fdatasync(s->fd, s->name, error);
     if (!ok) {
+        qcow2_meta_release(s, off);
         g_free(l1);
         return false;
     }
     uint64_t old_off = s->l1_offset, old_bytes = (uint64_t)s->l1_entries * 8;
+    if (old_bytes > 0)
+        qcow2_meta_release(s, old_off);
     qcow2_cache_wrlock(s->l2_cache);
     uint64_t *old = s->l1;
     s->l1 = l1;

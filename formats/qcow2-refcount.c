@@ -207,14 +207,17 @@ uint64_t qcow2_refcount_block_at(const Qcow2State *s, uint64_t region)
     return region < s->rc->table_entries ? s->rc->table[region] & QCOW2_REFT_OFFSET_MASK : 0;
 }
 
-void qcow2_refcount_new_block(Qcow2State *s, uint64_t region, uint64_t offset)
+bool qcow2_refcount_new_block(Qcow2State *s, uint64_t region, uint64_t offset, GError **error)
 {
     Qcow2Refcounts *rc = s->rc;
+    if (!qcow2_meta_claim(s, offset, s->cluster_size, "refcount block", error))
+        return false;
     qcow2_cache_wrlock(rc->blocks);
     qcow2_cache_insert_new(rc->blocks, offset, NULL);
     qcow2_cache_wrunlock(rc->blocks);
     table_set(rc, region, offset);
     rc->end = MAX(rc->end, (offset >> s->cluster_bits) + 1);
+    return true;
 }
 
 uint64_t qcow2_refcount_max(const Qcow2State *s)
@@ -290,6 +293,8 @@ static bool alloc_append(Qcow2State *s, uint64_t n, uint64_t *first, GError **er
             if (rc->table[r] != 0)
                 continue;
             uint64_t boff = b++ << s->cluster_bits;
+            if (!qcow2_meta_claim(s, boff, s->cluster_size, "refcount block", error))
+                return false;
             qcow2_cache_wrlock(rc->blocks);
             qcow2_cache_insert_new(rc->blocks, boff, NULL);
             qcow2_cache_wrunlock(rc->blocks);
@@ -391,7 +396,16 @@ static bool grow_table(Qcow2State *s, uint64_t need_entries, GError **error)
             continue;
         table[r] = b++ << s->cluster_bits;
     }
-    bool ok = true;
+    /* The new table and blocks are metadata from here on. */
+    bool table_claimed =
+        qcow2_meta_claim(s, p << s->cluster_bits, tab << s->cluster_bits, "refcount table", error);
+    bool ok = table_claimed;
+    uint64_t claimed = first_new;
+    while (ok && claimed < b) {
+        ok = qcow2_meta_claim(s, claimed << s->cluster_bits, s->cluster_size, "refcount block",
+                              error);
+        claimed += ok;
+    }
     g_autofree uint8_t *blk = g_malloc(s->cluster_size);
     /* Write each new block: refcount 1 for the new clusters in its region. */
     for (uint64_t r = p / E; ok && r <= (p + tab + nb - 1) / E; r++) {
@@ -425,10 +439,15 @@ static bool grow_table(Qcow2State *s, uint64_t need_entries, GError **error)
          vd_host_pwrite(s->fd, s->name, hdr, sizeof hdr, 48, error) &&
          vd_host_fdatasync(s->fd, s->name, error);
     if (!ok) {
+        for (uint64_t c = first_new; c < claimed; c++)
+            qcow2_meta_release(s, c << s->cluster_bits);
+        if (table_claimed)
+            qcow2_meta_release(s, p << s->cluster_bits);
         g_free(table);
         return false;
     }
     uint64_t old_off = s->refcount_table_offset, old_len = rc->table_entries * 8;
+    qcow2_meta_release(s, old_off);
     g_free(rc->table);
     rc->table = table;
     rc->table_entries = entries;
@@ -483,43 +502,6 @@ static bool alloc_scan(Qcow2State *s, uint64_t n, uint64_t *first, uint64_t *got
     return true;
 }
 
-static bool ranges_meet(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
-{
-    return alen > 0 && blen > 0 && a < b + blen && b < a + alen;
-}
-
-/*
- * A cluster the refcounts call free must not hold fixed metadata; if it
- * does, the refcounts are corrupt and writing would make it worse.
- */
-static bool check_not_metadata(Qcow2State *s, uint64_t off, uint64_t len, GError **error)
-{
-    const char *what = NULL;
-    if (ranges_meet(off, len, 0, s->cluster_size))
-        what = "the header";
-    else if (ranges_meet(off, len, s->l1_offset, (uint64_t)s->l1_entries * 8))
-        what = "the L1 table";
-    else if (ranges_meet(off, len, s->refcount_table_offset,
-                         (uint64_t)s->refcount_table_clusters << s->cluster_bits))
-        what = "the refcount table";
-    else if (ranges_meet(off, len, s->snapshots_offset, s->snapshots_size))
-        what = "the snapshot table";
-    else if (ranges_meet(off, len, s->crypto_offset, s->crypto_length))
-        what = "the encryption header";
-    for (guint i = 0; what == NULL && s->snapshots != NULL && i < s->snapshots->len; i++) {
-        const Qcow2Snapshot *sn = s->snapshots->pdata[i];
-        if (ranges_meet(off, len, sn->l1_offset, (uint64_t)sn->l1_size * 8))
-            what = "a snapshot's L1 table";
-    }
-    if (what == NULL)
-        return true;
-    vd_set_error(error, EIO,
-                 "%s: refcounts say cluster 0x%" G_GINT64_MODIFIER "x is free but it holds %s; "
-                 "the image is corrupt (qemu-img check -r all)",
-                 s->name, off, what);
-    return false;
-}
-
 bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t *got,
                           GError **error)
 {
@@ -532,7 +514,7 @@ bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t 
         *got = n;
     }
     *offset = first << s->cluster_bits;
-    return check_not_metadata(s, *offset, *got << s->cluster_bits, error);
+    return qcow2_meta_check_free(s, *offset, *got << s->cluster_bits, error);
 }
 
 bool qcow2_alloc_contiguous(Qcow2State *s, uint64_t n, uint64_t *offset, GError **error)
@@ -541,7 +523,7 @@ bool qcow2_alloc_contiguous(Qcow2State *s, uint64_t n, uint64_t *offset, GError 
     if (!alloc_append(s, n, &first, error))
         return false;
     *offset = first << s->cluster_bits;
-    return check_not_metadata(s, *offset, n << s->cluster_bits, error);
+    return qcow2_meta_check_free(s, *offset, n << s->cluster_bits, error);
 }
 
 void qcow2_free_later(Qcow2State *s, uint64_t start, uint64_t len)
@@ -580,6 +562,16 @@ bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error)
             if (v == 0) {
                 g_warning("%s: freeing cluster %" G_GUINT64_FORMAT " whose refcount is already 0",
                           s->name, c);
+                continue;
+            }
+            VdMetaRange hit;
+            if (v == 1 && qcow2_meta_find(s, c << s->cluster_bits, s->cluster_size, &hit)) {
+                /* Only a data reference that pointed at metadata gets here:
+                 * freeing would let the next allocation overwrite it. */
+                vd_image_set_corrupt(s->img,
+                                     "%s: a data cluster reference pointed at the %s at "
+                                     "0x%" G_GINT64_MODIFIER "x; it is not freed",
+                                     s->name, hit.what, hit.start);
                 continue;
             }
             if (!qcow2_refcount_set(s, c, v - 1, error))

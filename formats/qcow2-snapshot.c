@@ -125,6 +125,7 @@ bool qcow2_snapshot_open(VdImage *img, const char *id, VdImage *snap, GError **e
     /* Scalars (geometry, feature bits) are the image's; tables are the snapshot's. */
     *v = *s;
     v->name = snap->name;
+    v->img = snap;
     v->fd = snap->fd;
     v->is_snapshot = true;
     v->own_data_fd = false;
@@ -137,6 +138,7 @@ bool qcow2_snapshot_open(VdImage *img, const char *id, VdImage *snap, GError **e
     v->l2_cache = NULL;
     v->decode = NULL;
     v->rc = NULL;
+    v->meta = NULL;
     v->virtual_size = sn->virtual_size;
     if (s->own_data_fd) {
         v->data_fd = fcntl(s->data_fd, F_DUPFD_CLOEXEC, 0);

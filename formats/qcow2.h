@@ -14,6 +14,7 @@
 
 #include "src/vd-endian.h"
 #include "src/vd-image.h"
+#include "src/vd-metamap.h"
 
 #define QCOW2_MAGIC 0x514649fbu
 
@@ -96,6 +97,7 @@ typedef enum {
 typedef struct Qcow2State {
     /* Immutable after open. */
     const char *name; /* the image's name for messages (owned by the VdImage) */
+    VdImage *img;     /* the image this state belongs to (not a reference) */
     int fd;           /* the qcow2 file (owned by the VdImage) */
     int data_fd;      /* guest data: fd, or the external data file */
     bool own_data_fd;
@@ -121,7 +123,9 @@ typedef struct Qcow2State {
     uint64_t snapshots_offset;
     uint64_t snapshots_size; /* bytes the table spans */
     uint64_t crypto_offset, crypto_length;
-    uint64_t bitmaps_offset;
+    uint64_t bitmaps_offset; /* of the bitmap directory */
+    uint64_t bitmaps_dir_size;
+    uint32_t bitmaps_count;
     bool has_bitmaps_ext;
     char *backing_file;
     char *backing_format;
@@ -144,12 +148,17 @@ typedef struct Qcow2State {
 
     /* Write side: only touched under img->write_lock. */
     Qcow2Refcounts *rc;
+    /* Where the metadata lies in the qcow2 file (qcow2-meta.c), with rc.
+     * Changed under img->write_lock held for writing; looked up by
+     * pwrite_fast too (the map has its own lock). */
+    VdMetaMap *meta;
     uint32_t l1_dirty_lo, l1_dirty_hi; /* dirty L1 index range [lo, hi) */
     bool write_ready;                  /* header prepared for writing */
 } Qcow2State;
 
 /* ---- qcow2.c ---- */
 void qcow2_state_free(Qcow2State *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Qcow2State, qcow2_state_free)
 /* Read and validate an L1 table (or a snapshot's) into host byte order. */
 bool qcow2_load_l1(Qcow2State *s, uint64_t offset, uint32_t entries, uint64_t file_size,
                    uint64_t **out, GError **error);
@@ -266,10 +275,27 @@ bool qcow2_refcount_set(Qcow2State *s, uint64_t cluster, uint64_t value, GError 
 uint64_t qcow2_refcount_block_entries(const Qcow2State *s);
 uint64_t qcow2_refcount_table_entries(const Qcow2State *s);
 uint64_t qcow2_refcount_block_at(const Qcow2State *s, uint64_t region);
-void qcow2_refcount_new_block(Qcow2State *s, uint64_t region, uint64_t offset);
+bool qcow2_refcount_new_block(Qcow2State *s, uint64_t region, uint64_t offset, GError **error);
 uint64_t qcow2_refcount_max(const Qcow2State *s);
 /* Rebuild refcounts from the metadata (dirty / lazy-refcount images). */
 bool qcow2_repair(Qcow2State *s, GError **error);
+
+/* ---- qcow2-meta.c: the metadata's host ranges (read-write opens) ---- */
+/* Map every structure (header, L1 and its L2 tables, refcount table and
+ * blocks, snapshot table and L1 tables, LUKS header, bitmaps) into
+ * s->meta: EIO naming them when one lies outside the file, is unaligned,
+ * or overlaps another. */
+bool qcow2_meta_build(Qcow2State *s, GError **error);
+/* Freshly allocated clusters [off, off + len) must hold no metadata: if
+ * they do, the refcounts lie, and the image is marked corrupt (EIO). */
+bool qcow2_meta_check_free(Qcow2State *s, uint64_t off, uint64_t len, GError **error);
+/* [off, off + len) becomes metadata (a static what), or EIO (image marked
+ * corrupt) when it would overlap some. */
+bool qcow2_meta_claim(Qcow2State *s, uint64_t off, uint64_t len, const char *what, GError **error);
+/* The structure starting at off is no longer metadata of the active image. */
+void qcow2_meta_release(Qcow2State *s, uint64_t off);
+/* The metadata range [off, off + len) touches, if any. */
+bool qcow2_meta_find(Qcow2State *s, uint64_t off, uint64_t len, VdMetaRange *hit);
 
 /* ---- qcow2-alloc.c ---- */
 bool qcow2_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);
