@@ -64,6 +64,30 @@ static void l1_mark_dirty(Qcow2State *s, uint64_t i)
     s->l1_dirty_hi = (uint32_t)MAX(s->l1_dirty_hi, i + 1);
 }
 
+/* The table an L1 entry marks COPIED: ours alone if its refcount says so
+ * (and then its entries checked, qcow2-trust.c), else NULL, error unset. */
+static Qcow2Table *own_table(Qcow2State *s, uint64_t l1i, uint64_t off, GError **error)
+{
+    Qcow2Table *t = qcow2_cache_get_pinned(s, s->l2_cache, s->fd, off, error);
+    if (t == NULL || t->trusted)
+        return t;
+    uint64_t v;
+    if (!qcow2_refcount_get(s, off >> s->cluster_bits, &v, error) ||
+        (v == 1 && !qcow2_trust_table(s, t, error))) {
+        qcow2_cache_unpin(s->l2_cache, t);
+        return NULL;
+    }
+    if (v == 1)
+        return t;
+    /* Shared after all: copied like any shared table. */
+    qcow2_cache_unpin(s->l2_cache, t);
+    qcow2_cache_wrlock(s->l2_cache);
+    s->l1[l1i] &= ~QCOW2_OFLAG_COPIED;
+    qcow2_cache_wrunlock(s->l2_cache);
+    l1_mark_dirty(s, l1i);
+    return NULL;
+}
+
 /* The L2 table covering guest, allocated and ours alone (pinned). */
 static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
 {
@@ -80,8 +104,16 @@ static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
                      s->name, old);
         return NULL;
     }
-    if (old != 0 && (e & QCOW2_OFLAG_COPIED))
-        return qcow2_cache_get_pinned(s, s->l2_cache, s->fd, old, error);
+    if (old != 0 && (e & QCOW2_OFLAG_COPIED)) {
+        g_autoptr(GError) err = NULL;
+        Qcow2Table *t = own_table(s, l1i, old, &err);
+        if (err != NULL) {
+            g_propagate_error(error, g_steal_pointer(&err));
+            return NULL;
+        }
+        if (t != NULL)
+            return t;
+    }
     /* New table: empty, or a private copy of a shared one. */
     g_autofree uint8_t *copy = NULL;
     if (old != 0) {
@@ -105,6 +137,12 @@ static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
         /* The shared table stays a snapshot's, which the map leaves out. */
         qcow2_meta_release(s, old);
         qcow2_free_later(s, old, s->cluster_size);
+        if (!qcow2_trust_table(s, t, error)) {
+            qcow2_cache_unpin(s->l2_cache, t);
+            return NULL;
+        }
+    } else {
+        qcow2_trust_new_table(s, t);
     }
     return t;
 }
@@ -282,6 +320,7 @@ static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_
                 nbm = alloc | ((bm & ~(alloc << 32)) & 0xffffffff00000000ull);
             }
             qcow2_l2_set(s, t->data, idx, (host + i * cs) | QCOW2_OFLAG_COPIED, nbm);
+            qcow2_trust_update(s, e, (host + i * cs) | QCOW2_OFLAG_COPIED);
             g_array_append_val(old, e);
         }
         qcow2_cache_mark_dirty(s->l2_cache, t);
@@ -333,6 +372,24 @@ static bool maybe_writeback(Qcow2State *s, GError **error)
     return true;
 }
 
+/* The L2 entry for guest from a cached table the write side trusts
+ * (qcow2-trust.c); false when there is none: the slow path loads it. */
+static bool trusted_entry(Qcow2State *s, uint64_t guest, uint64_t *entry)
+{
+    uint64_t l1i = guest >> (s->cluster_bits + s->l2_bits);
+    uint64_t i = (guest >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+    bool found = false;
+    qcow2_cache_rdlock(s->l2_cache);
+    uint64_t l2 = l1i < s->l1_entries ? s->l1[l1i] & QCOW2_OFFSET_MASK : 0;
+    Qcow2Table *t = l2 != 0 ? qcow2_cache_find(s->l2_cache, l2) : NULL;
+    if (t != NULL && t->trusted) {
+        *entry = qcow2_l2_word(s, t->data, i);
+        found = true;
+    }
+    qcow2_cache_rdunlock(s->l2_cache);
+    return found;
+}
+
 int qcow2_pwrite_fast(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
 {
     Qcow2State *s = qcow2_state(img);
@@ -346,9 +403,9 @@ int qcow2_pwrite_fast(VdImage *img, const void *buf, size_t len, uint64_t offset
     uint64_t hosts[16];
     unsigned n = 0;
     for (uint64_t c = round_down(offset, cs); c < end; c += cs) {
-        uint64_t e, bm;
-        if (n == G_N_ELEMENTS(hosts) || !qcow2_get_entry(s, c, &e, &bm, error))
-            return n == G_N_ELEMENTS(hosts) ? VD_FAST_SLOW : VD_FAST_ERROR;
+        uint64_t e;
+        if (n == G_N_ELEMENTS(hosts) || !trusted_entry(s, c, &e))
+            return VD_FAST_SLOW;
         uint64_t host = e & QCOW2_OFFSET_MASK;
         if (!(e & QCOW2_OFLAG_COPIED) || (e & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFLAG_ZERO)) ||
             host == 0 || (host & (cs - 1)))
@@ -440,6 +497,7 @@ static bool zero_clusters(VdImage *img, Qcow2State *s, uint64_t off, uint64_t n,
         else if (e & (QCOW2_OFLAG_COPIED | QCOW2_OFFSET_MASK))
             g_array_append_val(old, g); /* data file offsets are guest offsets */
         qcow2_l2_set(s, t->data, idx, ne, nbm);
+        qcow2_trust_update(s, e, ne);
         qcow2_cache_mark_dirty(s->l2_cache, t);
     }
     qcow2_cache_wrunlock(s->l2_cache);

@@ -162,6 +162,35 @@ bool qcow2_refcount_get(Qcow2State *s, uint64_t cluster, uint64_t *value, GError
     return true;
 }
 
+bool qcow2_refcount_read(Qcow2State *s, Qcow2RcCursor *cur, uint64_t cluster, uint64_t *value,
+                         GError **error)
+{
+    Qcow2Refcounts *rc = s->rc;
+    uint64_t ti = cluster / rc->block_entries, off;
+    if (cur->block == NULL || cur->index != ti) {
+        qcow2_refcount_cursor_end(s, cur);
+        if (!block_offset(s, ti, &off, error))
+            return false;
+        if (off == 0) {
+            *value = 0;
+            return true;
+        }
+        cur->block = get_block(s, off, error);
+        if (cur->block == NULL)
+            return false;
+        cur->index = ti;
+    }
+    *value = rc_get(s, cur->block->data, cluster % rc->block_entries);
+    return true;
+}
+
+void qcow2_refcount_cursor_end(Qcow2State *s, Qcow2RcCursor *cur)
+{
+    if (cur->block != NULL)
+        qcow2_cache_unpin(s->rc->blocks, cur->block);
+    cur->block = NULL;
+}
+
 /* Set a refcount; its block must exist. */
 bool qcow2_refcount_set(Qcow2State *s, uint64_t cluster, uint64_t value, GError **error)
 {
@@ -366,6 +395,13 @@ static bool grow_table(Qcow2State *s, uint64_t need_entries, GError **error)
         MAX(rc->end, qcow2_round_up(qcow2_file_size(s), s->cluster_size) >> s->cluster_bits);
     uint64_t entries = MAX(need_entries, rc->table_entries * 2), tab, nb = 0;
     for (;;) {
+        /* Before counting regions: a huge (sparse) file must not make
+         * that loop run for ages only to find the table too large. */
+        if (entries > QCOW2_MAX_REFTABLE_BYTES / 8) {
+            vd_set_error(error, EFBIG, "%s: the refcount table would exceed %u MiB", s->name,
+                         QCOW2_MAX_REFTABLE_BYTES >> 20);
+            return false;
+        }
         tab = (entries + per_cluster - 1) / per_cluster;
         entries = tab * per_cluster;
         uint64_t want = regions_without_block(rc, p / E, (p + tab + nb - 1) / E);
@@ -374,11 +410,6 @@ static bool grow_table(Qcow2State *s, uint64_t need_entries, GError **error)
             break;
         nb = want;
         entries = MAX(entries, last_region + 1);
-    }
-    if (tab * s->cluster_size > QCOW2_MAX_REFTABLE_BYTES) {
-        vd_set_error(error, EFBIG, "%s: the refcount table would exceed %u MiB", s->name,
-                     QCOW2_MAX_REFTABLE_BYTES >> 20);
-        return false;
     }
     uint64_t used;
     if (!first_used(s, p, p + tab + nb, &used, error))
@@ -502,6 +533,26 @@ static bool alloc_scan(Qcow2State *s, uint64_t n, uint64_t *first, uint64_t *got
     return true;
 }
 
+/* Fresh clusters hold no metadata and no data a trusted entry names:
+ * otherwise the refcounts lie, and writing them would lose something. */
+static bool check_free(Qcow2State *s, uint64_t first, uint64_t n, GError **error)
+{
+    uint64_t c;
+    if (!qcow2_meta_check_free(s, first << s->cluster_bits, n << s->cluster_bits, error))
+        return false;
+    if (!qcow2_trust_is_claimed(s, first, n, &c))
+        return true;
+    vd_image_set_corrupt(s->img,
+                         "%s: refcounts say cluster 0x%" G_GINT64_MODIFIER
+                         "x is free but an L2 entry uses it",
+                         s->name, c << s->cluster_bits);
+    vd_set_error(error, EIO,
+                 "%s: refcounts say cluster 0x%" G_GINT64_MODIFIER
+                 "x is free but an L2 entry uses it; the image is corrupt (qemu-img check -r all)",
+                 s->name, c << s->cluster_bits);
+    return false;
+}
+
 bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t *got,
                           GError **error)
 {
@@ -514,7 +565,7 @@ bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t 
         *got = n;
     }
     *offset = first << s->cluster_bits;
-    return qcow2_meta_check_free(s, *offset, *got << s->cluster_bits, error);
+    return check_free(s, first, *got, error);
 }
 
 bool qcow2_alloc_contiguous(Qcow2State *s, uint64_t n, uint64_t *offset, GError **error)
@@ -523,7 +574,7 @@ bool qcow2_alloc_contiguous(Qcow2State *s, uint64_t n, uint64_t *offset, GError 
     if (!alloc_append(s, n, &first, error))
         return false;
     *offset = first << s->cluster_bits;
-    return qcow2_meta_check_free(s, *offset, n << s->cluster_bits, error);
+    return check_free(s, first, n, error);
 }
 
 void qcow2_free_later(Qcow2State *s, uint64_t start, uint64_t len)

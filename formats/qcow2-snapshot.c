@@ -139,6 +139,7 @@ bool qcow2_snapshot_open(VdImage *img, const char *id, VdImage *snap, GError **e
     v->decode = NULL;
     v->rc = NULL;
     v->meta = NULL;
+    v->trust = NULL;
     v->virtual_size = sn->virtual_size;
     if (s->own_data_fd) {
         v->data_fd = fcntl(s->data_fd, F_DUPFD_CLOEXEC, 0);

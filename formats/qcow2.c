@@ -40,6 +40,7 @@ void qcow2_state_free(Qcow2State *s)
         return;
     qcow2_refcount_free(s->rc);
     vd_meta_map_free(s->meta);
+    qcow2_trust_free(s->trust);
     qcow2_cache_free(s->l2_cache);
     qcow2_decode_cache_free(s->decode);
     qcow2_crypto_unref(s->crypto);
@@ -482,6 +483,7 @@ static bool open_write_side(VdImage *img, Qcow2State *s, GError **error)
         vd_image_refuse_writes(img);
         return true;
     }
+    s->trust = qcow2_trust_new();
     bool needs_repair = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
     return !needs_repair || qcow2_repair(s, error);
 }

@@ -67,6 +67,7 @@ typedef struct Qcow2Crypto Qcow2Crypto;
 typedef struct Qcow2Cache Qcow2Cache;
 typedef struct Qcow2DecodeCache Qcow2DecodeCache;
 typedef struct Qcow2Refcounts Qcow2Refcounts;
+typedef struct Qcow2Trust Qcow2Trust;
 
 typedef struct {
     uint8_t type; /* 0 incompatible, 1 compatible, 2 autoclear */
@@ -152,6 +153,7 @@ typedef struct Qcow2State {
      * Changed under img->write_lock held for writing; looked up by
      * pwrite_fast too (the map has its own lock). */
     VdMetaMap *meta;
+    Qcow2Trust *trust;                 /* which COPIED flags hold (qcow2-trust.c), with rc */
     uint32_t l1_dirty_lo, l1_dirty_hi; /* dirty L1 index range [lo, hi) */
     bool write_ready;                  /* header prepared for writing */
 } Qcow2State;
@@ -171,6 +173,9 @@ typedef struct {
     gint64 last_use;
     unsigned pins;
     bool dirty;
+    /* L2 tables: the write side checked that every COPIED entry's cluster
+     * has a refcount of 1 (qcow2-alloc.c), so fast writes may trust it. */
+    bool trusted;
 } Qcow2Table;
 
 Qcow2Cache *qcow2_cache_new(const Qcow2State *s, uint64_t max_bytes);
@@ -269,6 +274,15 @@ bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error);
 bool qcow2_refcount_has_pending(const Qcow2State *s);
 bool qcow2_refcount_dirty(const Qcow2State *s);
 bool qcow2_refcount_pressure(const Qcow2State *s);
+/* Refcounts of many clusters that mostly share a block: the cursor keeps
+ * that block pinned between calls (start it zeroed, end it once). */
+typedef struct {
+    Qcow2Table *block;
+    uint64_t index; /* refcount table index of block */
+} Qcow2RcCursor;
+bool qcow2_refcount_read(Qcow2State *s, Qcow2RcCursor *cur, uint64_t cluster, uint64_t *value,
+                         GError **error);
+void qcow2_refcount_cursor_end(Qcow2State *s, Qcow2RcCursor *cur);
 /* Low-level access for the repair code. */
 bool qcow2_refcount_get(Qcow2State *s, uint64_t cluster, uint64_t *value, GError **error);
 bool qcow2_refcount_set(Qcow2State *s, uint64_t cluster, uint64_t value, GError **error);
@@ -296,6 +310,20 @@ bool qcow2_meta_claim(Qcow2State *s, uint64_t off, uint64_t len, const char *wha
 void qcow2_meta_release(Qcow2State *s, uint64_t off);
 /* The metadata range [off, off + len) touches, if any. */
 bool qcow2_meta_find(Qcow2State *s, uint64_t off, uint64_t len, VdMetaRange *hit);
+
+/* ---- qcow2-trust.c: which COPIED flags the write side believes ---- */
+Qcow2Trust *qcow2_trust_new(void);
+void qcow2_trust_free(Qcow2Trust *tr);
+/* Check a pinned L2 table's COPIED entries once per session (dropping the
+ * flag where a snapshot shares the cluster); EIO, image marked corrupt,
+ * where the refcount is 0 or another trusted entry names the cluster. */
+bool qcow2_trust_table(Qcow2State *s, Qcow2Table *t, GError **error);
+/* A table the write side just made empty: trusted as it is. */
+void qcow2_trust_new_table(Qcow2State *s, Qcow2Table *t);
+/* An entry of a trusted table changes from old_entry to new_entry. */
+void qcow2_trust_update(Qcow2State *s, uint64_t old_entry, uint64_t new_entry);
+/* Whether a trusted entry names one of the clusters [first, first + n). */
+bool qcow2_trust_is_claimed(Qcow2State *s, uint64_t first, uint64_t n, uint64_t *which);
 
 /* ---- qcow2-alloc.c ---- */
 bool qcow2_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);

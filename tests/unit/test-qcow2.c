@@ -996,6 +996,104 @@ static void test_peek_big_l1(Fixture *f, gconstpointer data)
     g_assert_cmpint(max_rss_kib() - after_peek, >, 24 * 1024);
 }
 
+/* COPIED promises a refcount of 1 and a single reference. A snapshot
+ * sharing the cluster (refcount 2): copied on write, the snapshot's bytes
+ * untouched, qemu-img check clean. */
+static void test_copied_shared(Fixture *f, gconstpointer data)
+{
+    f->len += 2 * CS;
+    f->img = g_realloc(f->img, f->len);
+    memset(f->img + f->len - 2 * CS, 0x99, 2 * CS);
+    vd_put_be64(f->img + L2_OFF + 8, (6 * CS) | QCOW2_OFLAG_COPIED);
+    vd_put_be16(f->img + 2 * CS + 2 * 6, 2);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_image(f, true, &err);
+    g_assert_no_error(err);
+    uint8_t a[CS], b[CS], got[CS];
+    memset(a, 0xaa, sizeof a);
+    memset(b, 0xbb, sizeof b);
+    for (int round = 0; round < 2; round++) { /* slow path, then fast */
+        g_assert_true(vd_image_pwrite(img, a, sizeof a, CS, &err));
+        g_assert_true(vd_image_pwrite(img, b, sizeof b, (2 + round) * CS, &err));
+        g_assert_true(vd_image_flush(img, &err));
+        g_assert_true(vd_image_pread(img, got, sizeof got, CS, &err));
+        g_assert_no_error(err);
+        g_assert_cmpmem(got, sizeof got, a, sizeof a);
+    }
+    g_assert_false(g_atomic_int_get(&img->corrupt));
+    int fd = open(f->path, O_RDONLY);
+    g_assert_cmpint(pread(fd, got, CS, 6 * CS), ==, CS);
+    close(fd);
+    for (unsigned i = 0; i < CS; i++)
+        g_assert_cmpuint(got[i], ==, 0x99);
+}
+
+/* A COPIED cluster whose refcount is 0 would be allocated again, and one
+ * that two entries name is written through both: either way a write
+ * would be lost. The write is refused and the image marked corrupt. */
+static void test_copied_lies(Fixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *orig = g_memdup2(f->img, f->len);
+    for (int k = 0; k < 2; k++) {
+        memcpy(f->img, orig, f->len);
+        if (k == 0) {
+            vd_put_be64(f->img + L2_OFF + 8, (6 * CS) | QCOW2_OFLAG_COPIED); /* past the end */
+        } else {
+            vd_put_be64(f->img + L2_OFF + 16, DAT_OFF | QCOW2_OFLAG_COPIED); /* guest 0's too */
+        }
+        g_autoptr(GError) err = NULL;
+        take_warnings("");
+        g_autoptr(VdImage) img = open_image(f, true, &err);
+        g_assert_no_error(err);
+        uint8_t a[CS];
+        memset(a, 0xaa, sizeof a);
+        g_assert_false(vd_image_pwrite(img, a, sizeof a, CS, &err));
+        g_assert_error(err, VD_ERROR, EIO);
+        g_assert_true(g_atomic_int_get(&img->corrupt));
+        g_assert_cmpuint(take_warnings(k == 0 ? "refcount is 0" : "another L2 entry"), ==, 1);
+    }
+}
+
+/* The same across two L2 tables: the first is written through, the
+ * second names the same cluster. The first write stays; the second is
+ * refused. */
+static void test_copied_twice(Fixture *f, gconstpointer data)
+{
+    g_autofree char *args =
+        g_strdup_printf("create -q -f qcow2 -o cluster_size=512 %s 1M", f->path);
+    run_qemu_img(args, "");
+    g_autofree char *io = g_strdup_printf(
+        "qemu-io -f qcow2 -c 'write -P 0x11 0 512' -c 'write -P 0x22 64k 512' %s", f->path);
+    int status;
+    g_autofree char *out = NULL;
+    g_assert_true(g_spawn_command_line_sync(io, &out, NULL, &status, NULL));
+    g_assert_cmpint(status, ==, 0);
+    uint64_t l1 = file_be64(f->path, 40);
+    uint64_t l2a = file_be64(f->path, l1) & QCOW2_OFFSET_MASK;
+    uint64_t l2b = file_be64(f->path, l1 + 16) & QCOW2_OFFSET_MASK; /* guest 64 KiB */
+    g_assert_cmpuint(l2b, !=, 0);
+    uint8_t e[8];
+    vd_put_be64(e, file_be64(f->path, l2a));
+    int fd = open(f->path, O_WRONLY);
+    g_assert_cmpint(pwrite(fd, e, 8, (off_t)l2b), ==, 8);
+    close(fd);
+    g_autoptr(GError) err = NULL;
+    VdOpenOptions o = {.read_only = false};
+    g_autoptr(VdImage) img = vd_image_open(f->ctx, f->path, &o, &err);
+    g_assert_no_error(err);
+    uint8_t a[512], b[512], got[512];
+    memset(a, 0xaa, sizeof a);
+    memset(b, 0xbb, sizeof b);
+    take_warnings("");
+    g_assert_true(vd_image_pwrite(img, a, sizeof a, 0, &err));
+    g_assert_false(vd_image_pwrite(img, b, sizeof b, 65536, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    g_clear_error(&err);
+    g_assert_cmpuint(take_warnings("another L2 entry"), ==, 1);
+    g_assert_true(vd_image_pread(img, got, sizeof got, 0, &err));
+    g_assert_cmpmem(got, sizeof got, a, sizeof a);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1028,6 +1126,9 @@ int main(int argc, char **argv)
     ADD("misplaced-metadata", test_misplaced_metadata);
     ADD("corrupt-bit-set", test_corrupt_bit_set);
     ADD("free-metadata", test_free_metadata);
+    ADD("copied-shared", test_copied_shared);
+    ADD("copied-lies", test_copied_lies);
+    ADD("copied-twice", test_copied_twice);
     ADD("peek", test_peek);
     ADD("peek-big-l1", test_peek_big_l1);
 #undef ADD
