@@ -602,6 +602,7 @@ bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error)
     g_autoptr(GArray) todo = g_steal_pointer(&rc->pending);
     rc->pending = g_array_new(FALSE, FALSE, sizeof(FreeRange));
     rc->pending_bytes = 0;
+    uint64_t n_zero = 0, first_zero = 0;
     for (guint i = 0; i < todo->len; i++) {
         const FreeRange *r = &g_array_index(todo, FreeRange, i);
         uint64_t c0 = r->start >> s->cluster_bits;
@@ -611,8 +612,8 @@ bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error)
             if (!qcow2_refcount_get(s, c, &v, error))
                 return false;
             if (v == 0) {
-                g_warning("%s: freeing cluster %" G_GUINT64_FORMAT " whose refcount is already 0",
-                          s->name, c);
+                if (n_zero++ == 0)
+                    first_zero = c;
                 continue;
             }
             VdMetaRange hit;
@@ -623,6 +624,17 @@ bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error)
                                      "%s: a data cluster reference pointed at the %s at "
                                      "0x%" G_GINT64_MODIFIER "x; it is not freed",
                                      s->name, hit.what, hit.start);
+                continue;
+            }
+            uint64_t user;
+            if (v == 1 && qcow2_trust_is_claimed(s, c, 1, &user)) {
+                /* A hostile reference (a compressed range reaching into
+                 * it, say) would free a cluster that holds live data. */
+                vd_image_set_corrupt(s->img,
+                                     "%s: cluster 0x%" G_GINT64_MODIFIER
+                                     "x holds live data but its last reference was freed; it is "
+                                     "kept",
+                                     s->name, c << s->cluster_bits);
                 continue;
             }
             if (!qcow2_refcount_set(s, c, v - 1, error))
@@ -638,5 +650,10 @@ bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error)
             }
         }
     }
+    /* Once per write-back, not per cluster: a hostile table can name many. */
+    if (n_zero > 0)
+        g_warning("%s: freed %" G_GUINT64_FORMAT " references to clusters whose refcount was "
+                  "already 0 (the first: cluster %" G_GUINT64_FORMAT ")",
+                  s->name, n_zero, first_zero);
     return true;
 }

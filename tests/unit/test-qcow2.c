@@ -1094,6 +1094,37 @@ static void test_copied_twice(Fixture *f, gconstpointer data)
     g_assert_cmpmem(got, sizeof got, a, sizeof a);
 }
 
+/* A compressed entry whose bytes lie in guest 0's cluster: rewriting it
+ * frees "its" cluster, which would punch guest 0's data away. Found by
+ * the write-mode fuzzer. The cluster is kept and the image marked
+ * corrupt; guest 0 keeps what was written. */
+static void test_free_live_data(Fixture *f, gconstpointer data)
+{
+    uint64_t csize_shift = 62 - (12 - 8);
+    vd_put_be64(f->img + L2_OFF + 8, QCOW2_OFLAG_COMPRESSED | DAT_OFF | (0ull << csize_shift));
+    g_autoptr(GError) err = NULL;
+    take_warnings("");
+    g_autoptr(VdImage) img = open_image(f, true, &err);
+    g_assert_no_error(err);
+    uint8_t a[CS], b[CS], got[CS];
+    memset(a, 0xaa, sizeof a);
+    memset(b, 0xbb, sizeof b);
+    g_assert_true(vd_image_pwrite(img, a, sizeof a, 0, &err));
+    g_assert_true(vd_image_pwrite(img, b, sizeof b, CS, &err));
+    g_assert_true(vd_image_flush(img, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(take_warnings("holds live data"), ==, 1);
+    g_assert_true(g_atomic_int_get(&img->corrupt));
+    g_clear_pointer(&img, vd_image_unref);
+    VdOpenOptions o = {.read_only = true};
+    img = vd_image_open(f->ctx, f->path, &o, &err);
+    g_assert_no_error(err);
+    g_assert_true(vd_image_pread(img, got, sizeof got, 0, &err));
+    g_assert_cmpmem(got, sizeof got, a, sizeof a);
+    g_assert_true(vd_image_pread(img, got, sizeof got, CS, &err));
+    g_assert_cmpmem(got, sizeof got, b, sizeof b);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1129,6 +1160,7 @@ int main(int argc, char **argv)
     ADD("copied-shared", test_copied_shared);
     ADD("copied-lies", test_copied_lies);
     ADD("copied-twice", test_copied_twice);
+    ADD("free-live-data", test_free_live_data);
     ADD("peek", test_peek);
     ADD("peek-big-l1", test_peek_big_l1);
 #undef ADD
