@@ -49,20 +49,28 @@ append_script() {
 }
 
 pass=0 fail=0
+# run_target LABEL LOG COMMAND...: one libFuzzer run, reported and counted.
+run_target() {
+    label=$1 log=$2
+    shift 2
+    if "$@" -print_final_stats=0 >"$log" 2>&1; then
+        echo "PASS: fuzz $label"
+        pass=$((pass + 1))
+    else
+        echo "FAIL: fuzz $label (artifacts in $crashdir)"
+        tail -n 30 "$log"
+        fail=$((fail + 1))
+    fi
+}
+
 for fmt in $("$VDISK" formats | awk '{print $1}'); do
     corpus=$work/$fmt
     mkdir -p "$corpus"
     seed "$fmt" "$corpus"
     [ -n "$(ls "$corpus")" ] || printf 'x' >"$corpus/empty"
-    if VD_FUZZ_FORMAT=$fmt "$FUZZ" -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=262144 \
-        -artifact_prefix="$crashdir/$fmt-" -print_final_stats=0 "$corpus" >"$work/$fmt.log" 2>&1; then
-        echo "PASS: fuzz $fmt"
-        pass=$((pass + 1))
-    else
-        echo "FAIL: fuzz $fmt (artifacts in $crashdir)"
-        tail -n 30 "$work/$fmt.log"
-        fail=$((fail + 1))
-    fi
+    run_target "$fmt" "$work/$fmt.log" env VD_FUZZ_FORMAT="$fmt" "$FUZZ" \
+        -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=262144 \
+        -artifact_prefix="$crashdir/$fmt-" "$corpus"
 done
 # Write mode: hostile images opened read-write, written, reopened, read back.
 for fmt in $("$VDISK" formats | awk '$2 == "rw" {print $1}'); do
@@ -75,16 +83,10 @@ for fmt in $("$VDISK" formats | awk '$2 == "rw" {print $1}'); do
     # Inputs that once crashed or hung, kept as they were found.
     [ -d "$regress/$fmt-write" ] && cp "$regress/$fmt-write"/* "$corpus"/
     [ -n "$(ls "$corpus")" ] || printf 'x' >"$corpus/empty"
-    if TMPDIR=$wtmp VD_FUZZ_MODE=write VD_FUZZ_FORMAT=$fmt "$FUZZ" -max_total_time="$WSECS" \
-        -timeout=20 -rss_limit_mb=2048 -max_len=262144 -artifact_prefix="$crashdir/$fmt-write-" \
-        -print_final_stats=0 "$corpus" >"$work/write-$fmt.log" 2>&1; then
-        echo "PASS: fuzz $fmt (write)"
-        pass=$((pass + 1))
-    else
-        echo "FAIL: fuzz $fmt (write) (artifacts in $crashdir)"
-        tail -n 30 "$work/write-$fmt.log"
-        fail=$((fail + 1))
-    fi
+    run_target "$fmt (write)" "$work/write-$fmt.log" \
+        env TMPDIR="$wtmp" VD_FUZZ_MODE=write VD_FUZZ_FORMAT="$fmt" "$FUZZ" \
+        -max_total_time="$WSECS" -timeout=20 -rss_limit_mb=2048 -max_len=262144 \
+        -artifact_prefix="$crashdir/$fmt-write-" "$corpus"
 done
 # The text parsers, seeded with descriptors qemu-img writes (VMDK) and
 # small hand-written documents.
@@ -120,16 +122,9 @@ XML
 XML
             ;;
         esac
-        if VD_FUZZ_PARSER=$parser "$PFUZZ" -max_total_time="$SECS" -rss_limit_mb=2048 \
-            -max_len=65536 -artifact_prefix="$crashdir/$parser-" -print_final_stats=0 \
-            "$corpus" >"$work/$parser.log" 2>&1; then
-            echo "PASS: fuzz $parser"
-            pass=$((pass + 1))
-        else
-            echo "FAIL: fuzz $parser (artifacts in $crashdir)"
-            tail -n 30 "$work/$parser.log"
-            fail=$((fail + 1))
-        fi
+        run_target "$parser" "$work/$parser.log" env VD_FUZZ_PARSER="$parser" "$PFUZZ" \
+            -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=65536 \
+            -artifact_prefix="$crashdir/$parser-" "$corpus"
     done
 fi
 echo "# fuzz PASS: $pass"
