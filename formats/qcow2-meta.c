@@ -55,8 +55,13 @@ static uint64_t cluster_len(const Qcow2State *s, uint64_t len)
     return qcow2_round_up(len, s->cluster_size);
 }
 
-/* One structure: aligned, inside the file, then into the map (whole clusters). */
-static bool put(MetaWalk *w, uint64_t start, uint64_t len, const char *what, GError **error)
+/* One structure: aligned, inside the file, then into the map (whole
+ * clusters). The file may end inside a structure's last cluster (QEMU
+ * does not pad the snapshot table; allocations start past that cluster),
+ * except for L2 tables and refcount blocks (whole: reads of a table cut
+ * short by the end of the file fail, so writes must not use it either). */
+static bool put_table(MetaWalk *w, uint64_t start, uint64_t len, const char *what, bool whole,
+                      GError **error)
 {
     Qcow2State *s = w->s;
     if (len == 0)
@@ -66,9 +71,8 @@ static bool put(MetaWalk *w, uint64_t start, uint64_t len, const char *what, GEr
                      s->name, what, start);
         return false;
     }
-    /* The file may end inside a structure's last cluster (QEMU does not
-     * pad the snapshot table); allocations start past that cluster. */
-    if (start != 0 && !vd_range_within(start, len, cluster_len(s, w->file_size))) {
+    uint64_t end = whole ? w->file_size : cluster_len(s, w->file_size);
+    if (start != 0 && !vd_range_within(start, len, end)) {
         vd_set_error(error, EIO,
                      "%s: %s at 0x%" G_GINT64_MODIFIER "x lies beyond the end of the file", s->name,
                      what, start);
@@ -89,6 +93,11 @@ static bool put(MetaWalk *w, uint64_t start, uint64_t len, const char *what, GEr
     }
     w->added++;
     return vd_meta_map_add(w->map, start, len, what, error);
+}
+
+static bool put(MetaWalk *w, uint64_t start, uint64_t len, const char *what, GError **error)
+{
+    return put_table(w, start, len, what, false, error);
 }
 
 /* The bitmap directory and each bitmap's table (only while they are valid). */
@@ -156,12 +165,12 @@ static bool walk(MetaWalk *w, GError **error)
         return false;
     for (uint32_t i = 0; i < s->l1_entries; i++) {
         uint64_t l2 = s->l1[i] & QCOW2_OFFSET_MASK;
-        if (l2 != 0 && !put(w, l2, s->cluster_size, "L2 table", error))
+        if (l2 != 0 && !put_table(w, l2, s->cluster_size, "L2 table", true, error))
             return false;
     }
     for (uint64_t r = 0; r < qcow2_refcount_table_entries(s); r++) {
         uint64_t b = qcow2_refcount_block_at(s, r);
-        if (b != 0 && !put(w, b, s->cluster_size, "refcount block", error))
+        if (b != 0 && !put_table(w, b, s->cluster_size, "refcount block", true, error))
             return false;
     }
     return true;

@@ -838,6 +838,14 @@ static void test_misplaced_metadata(Fixture *f, gconstpointer data)
         vd_put_be64(f->img + cases[i].at, cases[i].value);
         expect_served_read_only(f, cases[i].why);
     }
+    /* An L2 table the end of the file cuts short: reads of it fail, so
+     * writes must not use it (found by the write-mode fuzzer). */
+    size_t len = f->len;
+    memcpy(f->img, orig, f->len);
+    vd_put_be64(f->img + L1_OFF, DAT_OFF | QCOW2_OFLAG_COPIED);
+    f->len = DAT_OFF + 100;
+    expect_served_read_only(f, "L2 table at 0x5000 lies beyond the end");
+    f->len = len;
     /* The unchanged image (with its two-entry L1) is writable. */
     memcpy(f->img, orig, f->len);
     vd_put_be32(f->img + 36, 2);
