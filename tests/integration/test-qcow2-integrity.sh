@@ -83,6 +83,26 @@ got=$("$VDTEST" errno "$M/a.qcow2" open-rw)
 [ "$got" = EROFS ] || fail "reopening the corrupt-flagged image for writing: expected EROFS, got $got"
 stop_daemon
 
+note "the same after a first write: the overwrite takes the fast path, and is refused there"
+rm -f "$D"/*
+qemu-img create -q -f qcow2 "$D/a.qcow2" 64M
+qemu-io -f qcow2 -c "write -P 0x5a 0 64k" -c "write -P 0x6b 1M 64k" "$D/a.qcow2" >/dev/null
+l1=$(low56 "$D/a.qcow2" 40)
+l2=$(($(low56 "$D/a.qcow2" "$l1") & ~511))
+put_be64 "$D/a.qcow2" $((l2 + 64 * 8)) "$l1" 80
+start_daemon "$T/log04c" -o rw
+exec 3<>"$M/a.qcow2" # keeps the image open read-write between the writes
+got=$("$VDTEST" errno "$M/a.qcow2" pwrite 4096 4096 90)
+[ "$got" = OK ] || fail "a sound overwrite at 4 KiB: $got"
+got=$("$VDTEST" errno "$M/a.qcow2" pwrite $((4 << 20)) 4096 238)
+[ "$got" = EIO ] || fail "fast write over the L1 table: expected EIO, got $got"
+exec 3>&-
+stop_daemon
+qemu-img convert -O raw "$D/a.qcow2" "$T/a.raw" || fail "qemu-img convert after the refused fast write"
+[ "$(byte_at "$T/a.raw" 0)" = 5a ] && [ "$(byte_at "$T/a.raw" 4096)" = 5a ] &&
+    [ "$(byte_at "$T/a.raw" 1048576)" = 6b ] || fail "the L1 table did not survive the fast write"
+[ "$(grep -c "L1 table" "$T/log04c")" = 1 ] || fail "log: $(cat "$T/log04c")"
+
 note "a refcount table entry that points at the refcount table: read-only, nothing lost"
 rm -f "$D"/*
 qemu-img create -q -f qcow2 "$D/b.qcow2" 64M
