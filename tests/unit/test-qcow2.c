@@ -11,6 +11,7 @@
 #include <glib/gstdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "formats/qcow2.h"
@@ -1181,6 +1182,45 @@ static void test_bitmaps_in_map(Fixture *f, gconstpointer data)
     expect_write_refused(img, table);
 }
 
+/* LUKS: the header area (key slots) is metadata; a write aimed at it is
+ * refused, and writing elsewhere still works. */
+static void test_luks_in_map(Fixture *f, gconstpointer data)
+{
+    g_autofree char *cmd = g_strdup_printf(
+        "qemu-img create -q -f qcow2 --object secret,id=s0,data=sesame -o "
+        "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10,cluster_size=4096 %s 1M",
+        f->path);
+    g_autofree char *io = g_strdup_printf(
+        "qemu-io --object secret,id=s0,data=sesame --image-opts "
+        "driver=qcow2,file.filename=%s,encrypt.key-secret=s0 -c 'write -P 0x11 0 4k'",
+        f->path);
+    g_autofree char *out = NULL;
+    int status;
+    g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, &status, NULL));
+    g_assert_cmpint(status, ==, 0);
+    g_assert_true(g_spawn_command_line_sync(io, &out, NULL, &status, NULL));
+    g_assert_cmpint(status, ==, 0);
+    g_autofree char *keys = g_build_filename(f->dir, "keys", NULL);
+    g_assert_true(g_file_set_contents(keys, "[t.qcow2]\npassphrase=sesame\n", -1, NULL));
+    g_assert_cmpint(chmod(keys, 0600), ==, 0);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(vd_context_load_keyfile(f->ctx, keys, &err));
+    VdOpenOptions o = {.read_only = false};
+    g_autoptr(VdImage) img = vd_image_open(f->ctx, f->path, &o, &err);
+    g_assert_no_error(err);
+    Qcow2State *s = qcow2_state(img);
+    g_assert_cmpuint(s->crypto_length, >, 0);
+    expect_meta(s, s->crypto_offset, "LUKS header");
+    take_warnings("");
+    expect_write_refused(img, s->crypto_offset);
+    uint8_t b[4096], got[4096];
+    memset(b, 0x42, sizeof b);
+    g_assert_true(vd_image_pwrite(img, b, sizeof b, 8192, &err));
+    g_assert_true(vd_image_pread(img, got, sizeof got, 8192, &err));
+    g_assert_no_error(err);
+    g_assert_cmpmem(got, sizeof got, b, sizeof b);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1211,6 +1251,7 @@ int main(int argc, char **argv)
     ADD("refcount-lies", test_refcount_lies);
     ADD("meta-upkeep", test_meta_upkeep);
     ADD("bitmaps-in-map", test_bitmaps_in_map);
+    ADD("luks-in-map", test_luks_in_map);
     ADD("misplaced-metadata", test_misplaced_metadata);
     ADD("corrupt-bit-set", test_corrupt_bit_set);
     ADD("free-metadata", test_free_metadata);
