@@ -334,6 +334,22 @@ static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_
     return true;
 }
 
+/* An entry the read path rejects (extended L2 bits that contradict each
+ * other, a compressed cluster with a bitmap) is not written through
+ * either: half of the cluster would change and the rest stay unreadable. */
+static bool check_entry(Qcow2State *s, Qcow2Table *t, uint64_t idx, uint64_t guest, GError **error)
+{
+    uint64_t e = qcow2_l2_word(s, t->data, idx), bm = qcow2_l2_bitmap(s, t->data, idx);
+    if (qcow2_sc_type(s, e, bm, 0) != QCOW2_SC_INVALID)
+        return true;
+    vd_set_error(error, EIO,
+                 "%s: invalid L2 entry 0x%016" G_GINT64_MODIFIER
+                 "x (bitmap 0x%016" G_GINT64_MODIFIER "x) for guest offset 0x%" G_GINT64_MODIFIER
+                 "x",
+                 s->name, e, bm, guest);
+    return false;
+}
+
 /* Write guest [off, end) that lies within one L2 table. */
 static bool write_table_range(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_t *data,
                               uint64_t off, uint64_t end, GError **error)
@@ -344,13 +360,15 @@ static bool write_table_range(VdImage *img, Qcow2State *s, Qcow2Table *t, const 
         uint64_t cend = MIN(round_down(off, cs) + cs, end);
         uint64_t e = qcow2_l2_word(s, t->data, idx);
         bool ok;
+        if (!check_entry(s, t, idx, off, error))
+            return false;
         if (writes_in_place(s, e, round_down(off, cs))) {
             ok = write_in_place(img, s, t, idx, data, off, cend, error);
         } else {
             /* Gather the following clusters that also need new ones. */
             while (cend < end) {
-                uint64_t ne = qcow2_l2_word(s, t->data, (cend >> s->cluster_bits) & mask);
-                if (writes_in_place(s, ne, cend))
+                uint64_t ni = (cend >> s->cluster_bits) & mask, ne = qcow2_l2_word(s, t->data, ni);
+                if (writes_in_place(s, ne, cend) || !check_entry(s, t, ni, cend, NULL))
                     break;
                 cend = MIN(cend + cs, end);
             }
@@ -520,6 +538,10 @@ static bool zero_subclusters(VdImage *img, Qcow2State *s, uint64_t a, uint64_t b
         return false;
     uint64_t idx = (a >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
     uint64_t e = qcow2_l2_word(s, t->data, idx), bm = qcow2_l2_bitmap(s, t->data, idx);
+    if (!check_entry(s, t, idx, a, error)) {
+        qcow2_cache_unpin(s->l2_cache, t);
+        return false;
+    }
     if (e & QCOW2_OFLAG_COMPRESSED) {
         qcow2_cache_unpin(s->l2_cache, t);
         return write_zero_data(img, a, b - a, error);
