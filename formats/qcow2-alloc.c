@@ -340,14 +340,8 @@ static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_
 static bool check_entry(Qcow2State *s, Qcow2Table *t, uint64_t idx, uint64_t guest, GError **error)
 {
     uint64_t e = qcow2_l2_word(s, t->data, idx), bm = qcow2_l2_bitmap(s, t->data, idx);
-    if (qcow2_sc_type(s, e, bm, 0) != QCOW2_SC_INVALID)
-        return true;
-    vd_set_error(error, EIO,
-                 "%s: invalid L2 entry 0x%016" G_GINT64_MODIFIER
-                 "x (bitmap 0x%016" G_GINT64_MODIFIER "x) for guest offset 0x%" G_GINT64_MODIFIER
-                 "x",
-                 s->name, e, bm, guest);
-    return false;
+    return qcow2_sc_type(s, e, bm, 0) != QCOW2_SC_INVALID ||
+           qcow2_entry_error(s, guest, e, bm, error);
 }
 
 /* Write guest [off, end) that lies within one L2 table. */

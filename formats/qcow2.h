@@ -222,6 +222,9 @@ void qcow2_l2_set(const Qcow2State *s, uint8_t *t, uint64_t i, uint64_t entry, u
 Qcow2ScType qcow2_sc_type(const Qcow2State *s, uint64_t entry, uint64_t bitmap, unsigned sc);
 /* Host bytes [start, start + len) of a compressed descriptor. */
 void qcow2_compressed_range(const Qcow2State *s, uint64_t entry, uint64_t *start, uint64_t *len);
+/* EIO for an L2 entry that contradicts itself; false. */
+bool qcow2_entry_error(Qcow2State *s, uint64_t guest, uint64_t entry, uint64_t bitmap,
+                       GError **error);
 /* The L2 entry (and bitmap) for a guest offset: false with error on
  * corruption; entry 0 when no L2 table is allocated. */
 bool qcow2_get_entry(Qcow2State *s, uint64_t guest, uint64_t *entry, uint64_t *bitmap,

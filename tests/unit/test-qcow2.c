@@ -334,15 +334,22 @@ static void test_bad_l2_entries(Fixture *f, gconstpointer data)
     expect_read_error(f);
 }
 
-static void test_extended_l2(Fixture *f, gconstpointer data)
+/* The image rebuilt with 16 KiB clusters and extended L2 entries; guest
+ * cluster 0's bitmap is bitmap. */
+static void build_xl2_image(Fixture *f, uint64_t bitmap)
 {
-    /* Rebuild with 16 KiB clusters and extended L2 entries. */
     g_free(f->img);
     const uint64_t cs = 16384;
     f->len = 6 * cs;
     f->img = g_malloc0(f->len);
     put_header(f->img, 14, 1ull << 4);
-    vd_put_be64(f->img + 4 * cs + 8, 0xf0); /* subclusters 4..7 allocated */
+    vd_put_be64(f->img + 4 * cs + 8, bitmap);
+}
+
+static void test_extended_l2(Fixture *f, gconstpointer data)
+{
+    const uint64_t cs = 16384;
+    build_xl2_image(f, 0xf0); /* subclusters 4..7 allocated */
     memset(f->img + 5 * cs, 0xab, cs);
     g_autoptr(GError) err = NULL;
     {
@@ -1226,12 +1233,8 @@ static void test_luks_in_map(Fixture *f, gconstpointer data)
  * acknowledged and then unreadable (found by the write-mode fuzzer). */
 static void test_write_invalid_entry(Fixture *f, gconstpointer data)
 {
-    g_free(f->img);
     const uint64_t cs = 16384;
-    f->len = 6 * cs;
-    f->img = g_malloc0(f->len);
-    put_header(f->img, 14, 1ull << 4);
-    vd_put_be64(f->img + 4 * cs + 8, 0x000000f0000000f0ull); /* 4..7 allocated and zero */
+    build_xl2_image(f, 0x000000f0000000f0ull); /* 4..7 allocated and zero */
     g_autoptr(GError) err = NULL;
     g_autoptr(VdImage) img = open_image(f, true, &err);
     g_assert_no_error(err);
