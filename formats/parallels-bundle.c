@@ -17,6 +17,7 @@
 
 #include "formats/parallels.h"
 #include "src/vd-error.h"
+#include "src/vd-file.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
@@ -57,8 +58,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(PrlBundle, bundle_free)
 static PrlDescriptor *read_descriptor(int dirfd, const char *path, const char *name, GError **error)
 {
     g_autofree char *xml_name = g_strdup_printf("%s/" DESCRIPTOR, name);
-    int fd = dirfd >= 0 ? openat(dirfd, DESCRIPTOR, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-                        : open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO in its place must be refused, not waited on. */
+    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+    int fd = dirfd >= 0 ? openat(dirfd, DESCRIPTOR, flags) : open(path, flags);
     if (fd < 0) {
         vd_set_error_errno(error, errno, "%s", xml_name);
         return NULL;
@@ -109,7 +111,7 @@ static const PrlDescImage *storage_image(const PrlDescStorage *s, const char *gu
     return NULL;
 }
 
-static bool open_layer(VdImage *img, int dirfd, const PrlDescImage *im, bool writable, PrlHds *h,
+static bool open_layer(VdImage *img, const PrlDescImage *im, bool writable, PrlHds *h,
                        GError **error)
 {
     g_autofree char *name = g_strdup_printf("%s/%s", img->name, im->file);
@@ -123,23 +125,13 @@ static bool open_layer(VdImage *img, int dirfd, const PrlDescImage *im, bool wri
         vd_set_error(error, ENOTSUP, "%s: image type \"%s\" is not supported", name, im->type);
         return false;
     }
-    int fd = openat(dirfd, im->file, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        vd_set_error_errno(error, errno, "%s", name);
+    /* The top layer is written, the layers below are only read and must
+     * not change: QEMU's locks say so. A top layer the host will not let us
+     * write makes the image read-only. */
+    g_autofree char *path = vd_image_sibling_path(img, im->file);
+    int fd = vd_image_open_member(img, path, "layer", writable ? VD_FILE_WRITE : 0, error);
+    if (fd < 0)
         return false;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        vd_set_error(error, EIO, "%s: not a regular file", name);
-        close(fd);
-        return false;
-    }
-    /* QEMU's locks, as on any image file: the top layer is written, the
-     * layers below are only read and must not change. */
-    if (!vd_lock_fd(fd, name, writable, img->ctx->force_share, error)) {
-        close(fd);
-        return false;
-    }
     if (plain)
         return prl_hds_open_plain(h, fd, true, name, error);
     return prl_hds_open(h, fd, true, name, error);
@@ -203,21 +195,13 @@ static PrlBundle *bundle_load(VdImage *img, int dirfd, const char *top_guid, boo
                              (char *)g_ptr_array_index(chain, j));
                 return NULL;
             }
-            GError *local = NULL;
             bool rw = j == 0 && *writable;
-            bool ok = open_layer(img, dirfd, im, rw, &s->layers[j], &local);
-            if (!ok && rw && vd_error_errno(local) == EACCES) {
-                /* The host says read-only: serve it read-only. */
-                g_clear_error(&local);
-                prl_hds_clear(&s->layers[j]);
+            bool ok = open_layer(img, im, rw, &s->layers[j], error);
+            if (rw && img->read_only)
                 *writable = false;
-                ok = open_layer(img, dirfd, im, false, &s->layers[j], &local);
-            }
             s->nlayers = j + 1;
-            if (!ok) {
-                g_propagate_error(error, local);
+            if (!ok)
                 return NULL;
-            }
         }
         /* A top layer smaller than its storage cannot take every write. */
         if (s->layers[0].size < s->end - s->start)

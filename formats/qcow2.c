@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include "formats/qcow2.h"
+#include "formats/qcow2-create.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
+#include "src/vd-file.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
 #include "src/vd-log.h"
@@ -51,6 +53,7 @@ void qcow2_state_free(Qcow2State *s)
     g_free(s->backing_format);
     g_free(s->data_file);
     g_free(s->data_file_path);
+    g_clear_pointer(&s->origin, g_bytes_unref);
     if (s->features != NULL)
         g_array_unref(s->features);
     if (s->snapshots != NULL)
@@ -186,6 +189,10 @@ static bool parse_extensions(Qcow2State *s, const uint8_t *hdr, uint64_t hdr_len
                 s->bitmaps_offset = vd_be64(d + 16);
             }
             break;
+        case QCOW2_EXT_ORIGIN:
+            g_clear_pointer(&s->origin, g_bytes_unref);
+            s->origin = g_bytes_new(d, len);
+            break;
         default:
             break; /* unknown extensions are skipped */
         }
@@ -222,43 +229,13 @@ static bool open_data_file(Qcow2State *s, VdImage *img, GError **error)
                      "%s: uses an external data file but does not name it in the header", s->name);
         return false;
     }
-    g_autofree char *joined = NULL;
-    if (g_path_is_absolute(s->data_file)) {
-        joined = g_strdup(s->data_file);
-    } else {
-        g_autofree char *dir = g_path_get_dirname(img->path);
-        joined = g_build_filename(dir, s->data_file, NULL);
-    }
-    char *real = realpath(joined, NULL);
-    if (real == NULL) {
-        vd_set_error_errno(error, errno, "%s: data file %s", s->name, s->data_file);
+    /* Confined like backing files, never blocking, locked like the image. */
+    s->data_file_path = vd_image_sibling_path(img, s->data_file);
+    int fd = vd_image_open_member(img, s->data_file_path, "data file", VD_FILE_WRITE, error);
+    if (fd < 0)
         return false;
-    }
-    s->data_file_path = g_strdup(real);
-    free(real);
-    VdContext *ctx = img->ctx;
-    if (ctx->backing_policy == VD_BACKING_CONFINED && ctx->root != NULL) {
-        size_t n = strlen(ctx->root);
-        if (!(strncmp(s->data_file_path, ctx->root, n) == 0 && s->data_file_path[n] == '/')) {
-            vd_set_error(error, EACCES,
-                         "%s: data file %s resolves outside the image directory "
-                         "(use -o backing=any to allow it)",
-                         s->name, s->data_file);
-            return false;
-        }
-    }
-    int fd = open(s->data_file_path, (img->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (fd < 0 && !img->read_only && (errno == EACCES || errno == EROFS || errno == EPERM)) {
-        img->read_only = true;
-        fd = open(s->data_file_path, O_RDONLY | O_CLOEXEC);
-    }
-    if (fd < 0) {
-        vd_set_error_errno(error, errno, "%s: data file %s", s->name, s->data_file);
-        return false;
-    }
     s->data_fd = fd;
     s->own_data_fd = true;
-    vd_image_add_member(img, s->data_file_path);
     return true;
 }
 
@@ -531,6 +508,8 @@ static bool qcow2_open(VdImage *img, GError **error)
     img->opaque = s;
     img->size = s->virtual_size;
     img->decode_unit = s->cluster_size;
+    if (s->origin != NULL)
+        img->origin = g_bytes_ref(s->origin);
     if (s->backing_file != NULL)
         vd_image_set_backing(img, s->backing_file, s->backing_format);
     if (!img->read_only && !open_write_side(img, s, error)) {
@@ -658,6 +637,7 @@ const VdDriver vd_qcow2_driver = {
     .caps = VD_CAP_WRITE | VD_CAP_BACKING | VD_CAP_SNAPSHOTS | VD_CAP_SERIAL_WRITES,
     .probe = qcow2_probe,
     .open = qcow2_open,
+    .create = qcow2_create,
     .close = qcow2_close,
     .peek = qcow2_peek,
     .pread = qcow2_pread,

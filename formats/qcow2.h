@@ -36,6 +36,9 @@
 #define QCOW2_EXT_BITMAPS     0x23852875u
 #define QCOW2_EXT_CRYPTO      0x0537be77u
 #define QCOW2_EXT_DATA_FILE   0x44415441u
+/* vdiskfs's own: what an overlay recorded about its original (QEMU keeps
+ * unknown extensions and ignores them). */
+#define QCOW2_EXT_ORIGIN 0x76644f72u
 
 #define QCOW2_CRYPT_NONE 0
 #define QCOW2_CRYPT_AES  1
@@ -128,6 +131,7 @@ typedef struct Qcow2State {
     uint64_t bitmaps_dir_size;
     uint32_t bitmaps_count;
     bool has_bitmaps_ext;
+    GBytes *origin; /* QCOW2_EXT_ORIGIN's contents, or NULL */
     char *backing_file;
     char *backing_format;
     char *data_file;      /* as recorded in the header extension */

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "src/vd-error.h"
+#include "src/vd-file.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
@@ -181,14 +182,9 @@ static bool split_open(VdImage *img, GError **error)
                 g_free(seg.path);
                 goto out;
             }
-            seg.fd = open(seg.path, (img->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-            if (seg.fd < 0 && !img->read_only && (errno == EACCES || errno == EROFS)) {
-                /* One segment the host will not let us write: serve the set read-only. */
-                img->read_only = true;
-                seg.fd = open(seg.path, O_RDONLY | O_CLOEXEC);
-            }
+            /* One segment the host will not let us write: the set is read-only. */
+            seg.fd = vd_image_open_member(img, seg.path, "segment", VD_FILE_WRITE, error);
             if (seg.fd < 0) {
-                vd_set_error_errno(error, errno, "%s: segment %s", img->name, seg.path);
                 g_free(seg.path);
                 goto out;
             }
@@ -203,12 +199,6 @@ static bool split_open(VdImage *img, GError **error)
         seg.start = total;
         seg.size = (uint64_t)st.st_size;
         g_array_append_val(segs, seg);
-        if (k > 0) {
-            vd_image_add_member(img, seg.path);
-            g_autofree char *shown = g_path_get_basename(seg.path);
-            if (!vd_image_lock_member(img, seg.fd, shown, error))
-                goto out;
-        }
         if (__builtin_add_overflow(total, seg.size, &total) || total > INT64_MAX) {
             vd_set_error(error, EIO, "%s: segments add up to more than 2^63 bytes", img->name);
             goto out;

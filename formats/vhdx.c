@@ -347,6 +347,7 @@ static bool read_metadata(VdImage *img, GError **error)
         vd_set_error(error, EIO, "%s: invalid virtual disk size %" PRIu64, img->name, s->disk_size);
         return false;
     }
+    img->logical_sector = s->logical_sector;
     if (s->has_parent && !(seen & 16)) {
         vd_set_error(error, EIO, "%s: differencing disk without a parent locator", img->name);
         return false;

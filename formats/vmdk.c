@@ -20,6 +20,7 @@
 #include "formats/vmdk.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
+#include "src/vd-file.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
 
@@ -108,30 +109,24 @@ VmdkExtent *vmdk_find_extent(VmdkState *s, uint64_t offset)
 
 /* ---- extent files ---- */
 
-static bool open_extent_fd(VdImage *img, VmdkExtent *e, bool want_write, struct stat *st,
+static bool open_extent_fd(VdImage *img, GPtrArray *extents, VmdkExtent *e, struct stat *st,
                            GError **error)
 {
-    /* O_NONBLOCK: a FIFO named by a hostile descriptor must not hang us. */
-    int flags = O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-    e->fd = open(e->path, (want_write ? O_RDWR : O_RDONLY) | flags);
-    if (e->fd < 0 && want_write && (errno == EACCES || errno == EROFS || errno == EPERM)) {
-        img->read_only = true;
-        e->fd = open(e->path, O_RDONLY | flags);
+    /* Flat extents may share a file: one open (and one set of locks) for
+     * them all. */
+    for (guint i = 0; i < extents->len && e->fd < 0; i++) {
+        VmdkExtent *o = g_ptr_array_index(extents, i);
+        if (o->own_fd && o->path != NULL && strcmp(o->path, e->path) == 0)
+            e->fd = o->fd;
     }
     if (e->fd < 0) {
-        vd_set_error_errno(error, errno, "%s: extent file %s", img->name, e->path);
-        return false;
+        /* Confined like backing files, never blocking, locked like the image. */
+        e->fd = vd_image_open_member(img, e->path, "extent file", VD_FILE_WRITE, error);
+        if (e->fd < 0)
+            return false;
+        e->own_fd = true;
     }
-    e->own_fd = true;
     if (fstat(e->fd, st) < 0) {
-        vd_set_error_errno(error, errno, "%s: extent file %s", img->name, e->path);
-        return false;
-    }
-    if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
-        vd_set_error(error, EIO, "%s: extent %s is not a regular file", img->name, e->path);
-        return false;
-    }
-    if (fcntl(e->fd, F_SETFL, fcntl(e->fd, F_GETFL) & ~O_NONBLOCK) < 0) {
         vd_set_error_errno(error, errno, "%s: extent file %s", img->name, e->path);
         return false;
     }
@@ -164,15 +159,6 @@ static bool kind_from_type(VdImage *img, const char *type, VmdkExtentKind *kind,
 }
 
 /* Flat extents may share a file; it is one member. */
-static void add_member_once(VdImage *img, const char *path)
-{
-    for (guint i = 0; img->members != NULL && i < img->members->len; i++) {
-        if (strcmp(g_ptr_array_index(img->members, i), path) == 0)
-            return;
-    }
-    vd_image_add_member(img, path);
-}
-
 static bool same_file(const struct stat *a, const struct stat *b)
 {
     return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
@@ -211,12 +197,10 @@ static bool open_desc_extent(VdImage *img, VmdkState *s, const VmdkDescExtent *x
     if (!rw || kind == VMDK_EXT_COWD || kind == VMDK_EXT_SESPARSE)
         vd_image_refuse_writes(img);
     if (kind != VMDK_EXT_ZERO) {
-        /* Relative to the descriptor; confined to IMAGEDIR like backing files. */
-        e->path = vd_image_resolve_file(img, x->filename, "extent file", error);
-        if (e->path == NULL)
-            return false;
+        /* Relative to the descriptor. */
+        e->path = vd_image_sibling_path(img, x->filename);
         struct stat st;
-        if (!open_extent_fd(img, e, !img->read_only, &st, error))
+        if (!open_extent_fd(img, s->extents, e, &st, error))
             return false;
         if (same_file(&st, self)) {
             vd_set_error(error, EIO, "%s: extent %s is the descriptor itself", img->name,
@@ -235,7 +219,6 @@ static bool open_desc_extent(VdImage *img, VmdkState *s, const VmdkDescExtent *x
             }
             g_array_append_val(sparse_ids, st);
         }
-        add_member_once(img, e->path);
     }
     if (kind == VMDK_EXT_SPARSE || kind == VMDK_EXT_COWD) {
         uint8_t head[VMDK_SECTOR] = {0};

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "src/vd-error.h"
+#include "src/vd-overlay.h"
 #include "vfs.h"
 
 typedef struct {
@@ -25,6 +26,8 @@ static void image_free(VfsImage *vi)
     g_clear_pointer(&vi->snapshots, g_ptr_array_unref);
     g_clear_pointer(&vi->snap_names, g_ptr_array_unref);
     g_free(vi->error);
+    g_clear_pointer(&vi->peek_members, g_ptr_array_unref);
+    g_free(vi->peek_error);
     g_free(vi->relpath);
     g_mutex_clear(&vi->lock);
     g_free(vi);
@@ -115,6 +118,74 @@ static void register_members(VfsFs *fs, VdImage *img)
     g_mutex_unlock(&fs->lock);
 }
 
+void vfs_image_peek_locked(VfsImage *vi)
+{
+    VfsFs *fs = ((VfsImagePriv *)vi)->fs;
+    g_autofree char *host = vfs_host_path(fs, vi->relpath);
+    struct stat st;
+    if (stat(host, &st) < 0)
+        return;
+    if (vi->peeked && vi->peek_fsize == st.st_size && vi->peek_mtime.tv_sec == st.st_mtim.tv_sec &&
+        vi->peek_mtime.tv_nsec == st.st_mtim.tv_nsec)
+        return;
+    vi->peeked = true;
+    vi->peek_mtime = st.st_mtim;
+    vi->peek_fsize = st.st_size;
+    g_clear_pointer(&vi->peek_members, g_ptr_array_unref);
+    GError *err = NULL;
+    VdImage *img = vd_image_peek(fs->ctx, host, &err);
+    if (img == NULL) {
+        /* Logged once per change of the file, not once per listing. */
+        if (g_strcmp0(vi->peek_error, err->message) != 0)
+            g_warning("%s", err->message);
+        g_free(vi->peek_error);
+        vi->peek_error = g_strdup(err->message);
+        vi->peek_size = 0;
+        vi->peek_read_only = true;
+        g_error_free(err);
+        return;
+    }
+    g_clear_pointer(&vi->peek_error, g_free);
+    vi->peek_size = vd_image_size(img);
+    vi->peek_read_only = img->format_read_only;
+    if (img->members != NULL)
+        vi->peek_members = g_ptr_array_ref(img->members);
+    register_members(fs, img);
+    vd_image_unref(img);
+}
+
+static void reap_unused_now(VfsFs *fs, VfsImage *except);
+
+/* Overlays this mount uses, for -o overlay_discard. */
+static void note_overlay(VfsFs *fs, VdImage *img)
+{
+    g_mutex_lock(&fs->lock);
+    g_hash_table_add(fs->overlays, g_strdup(img->path));
+    g_mutex_unlock(&fs->lock);
+}
+
+/* The image as this mount shows it: under -o overlay, its overlay over it
+ * when there is one (made by the first open for writing), else the image
+ * itself, which is then only ever read. */
+static VdImage *open_shown(VfsFs *fs, VfsImage *vi, const char *host, bool rw, GError **error)
+{
+    VdOpenOptions o = {.read_only = !rw || fs->opts.overlay};
+    if (!fs->opts.overlay)
+        return vd_image_open(fs->ctx, host, &o, error);
+    GError *e = NULL;
+    VdImage *img = vd_overlay_open(fs->ctx, vi->relpath, host, NULL, rw, &e);
+    if (img == NULL && e == NULL)
+        img = rw ? vd_overlay_create(fs->ctx, vi->relpath, host, &e)
+                 : vd_image_open(fs->ctx, host, &o, &e);
+    if (img == NULL) {
+        g_propagate_error(error, e);
+        return NULL;
+    }
+    if (img->overlay)
+        note_overlay(fs, img);
+    return img;
+}
+
 /* Called with vi->lock held. */
 static void image_open_locked(VfsImage *vi)
 {
@@ -124,9 +195,14 @@ static void image_open_locked(VfsImage *vi)
     /* Read-only even on rw mounts until someone opens the file for writing
      * (vfs_image_acquire_rw): a read-only open takes QEMU's read locks, which
      * let the same file be the backing image of another image here. */
-    VdOpenOptions o = {.read_only = true};
     GError *err = NULL;
-    vi->img = vd_image_open(fs->ctx, host, &o, &err);
+    vi->img = open_shown(fs, vi, host, false, &err);
+    if (vi->img == NULL && vd_error_errno(err) == ENOMEM) {
+        /* Over the memory budget: make room by closing idle images. */
+        g_clear_error(&err);
+        reap_unused_now(fs, vi);
+        vi->img = open_shown(fs, vi, host, false, &err);
+    }
     if (vi->img == NULL) {
         /* EACCES for a missing key; EIO for every other reason, which is in
          * the log and user.vdiskfs.error (a listed file is not ENOENT). */
@@ -137,7 +213,7 @@ static void image_open_locked(VfsImage *vi)
         return;
     }
     register_members(fs, vi->img);
-    vi->snapshots = vd_image_snapshots(vi->img, &err);
+    vi->snapshots = vd_image_snapshots(vfs_image_underneath(vi->img), &err);
     if (vi->snapshots == NULL) {
         g_warning("%s: cannot list snapshots: %s", vi->relpath, err->message);
         g_clear_error(&err);
@@ -218,16 +294,15 @@ VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err)
         *err = -EBUSY;
         goto out;
     }
-    VdOpenOptions o = {.read_only = false};
     GError *e = NULL;
     g_clear_pointer(&vi->img, vd_image_unref);
-    img = vd_image_open(fs->ctx, host, &o, &e);
+    img = open_shown(fs, vi, host, true, &e);
     if (img == NULL && vd_error_errno(e) == EBUSY) {
         /* Perhaps only idle images of this mount with this one in their
          * backing chain stand in the way: close those and try again. */
         g_clear_error(&e);
         reap_unused_now(fs, vi);
-        img = vd_image_open(fs->ctx, host, &o, &e);
+        img = open_shown(fs, vi, host, true, &e);
     }
     if (img != NULL && img->read_only) {
         /* The format or the host file cannot be written. */
@@ -241,8 +316,7 @@ VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err)
         *err = -(vd_error_errno(e) == EBUSY ? EBUSY : EIO);
         g_error_free(e);
         /* Back to read-only, as before. */
-        VdOpenOptions ro = {.read_only = true};
-        vi->img = vd_image_open(fs->ctx, host, &ro, NULL);
+        vi->img = open_shown(fs, vi, host, false, NULL);
         if (vi->img == NULL)
             vi->opened = false;
         goto out;
@@ -264,8 +338,61 @@ static int snapshot_index(VfsImage *vi, const char *snap_name)
     return -1;
 }
 
-VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_name, int *err)
+/* Where a snapshot's overlay lives below the overlay directory. */
+static char *snapshot_overlay_key(const char *relpath, const char *snap_name)
 {
+    return g_build_filename(VFS_SNAPSHOT_DIR, relpath, snap_name, NULL);
+}
+
+/* The view of snapshot s of vi's image, as this mount shows it: under -o
+ * overlay, its overlay when there is one (rw: made, or reopened, for
+ * writing). Called with vi->lock held; returns a new reference. */
+static VdImage *snapshot_open_locked(VfsFs *fs, VfsImage *vi, VdImage *base,
+                                     const VdSnapshotInfo *s, const char *snap_name, bool rw,
+                                     GError **error)
+{
+    g_autofree char *host = vfs_host_path(fs, vi->relpath);
+    g_autofree char *key = snapshot_overlay_key(vi->relpath, snap_name);
+    VdImage *cur = g_hash_table_lookup(vi->snap_images, s->id);
+    if (cur != NULL && (!rw || (cur->overlay && !cur->read_only)))
+        return vd_image_ref(cur);
+    if (cur != NULL) {
+        /* Becoming writable replaces the view: only when nobody reads it. */
+        if (g_atomic_int_get(&cur->refcount) != 1) {
+            vd_set_error(error, EBUSY, "%s: snapshot %s is open for reading", vi->relpath,
+                         snap_name);
+            return NULL;
+        }
+        g_hash_table_remove(vi->snap_images, s->id);
+    }
+    VdImage *snap = NULL;
+    GError *e = NULL;
+    if (fs->opts.overlay)
+        snap = vd_overlay_open(fs->ctx, key, host, s->id, rw, &e);
+    if (snap == NULL && e == NULL) {
+        g_autoptr(VdImage) view = vd_image_open_snapshot(vfs_image_underneath(base), s->id, &e);
+        if (view != NULL && rw)
+            snap = vd_overlay_create_copy(fs->ctx, key, host, s->id, view, &e);
+        else if (view != NULL)
+            snap = g_steal_pointer(&view);
+    }
+    if (snap == NULL) {
+        g_propagate_error(error, e);
+        return NULL;
+    }
+    if (snap->overlay)
+        note_overlay(fs, snap);
+    g_hash_table_insert(vi->snap_images, g_strdup(s->id), vd_image_ref(snap));
+    return snap;
+}
+
+static VdImage *snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_name, bool rw,
+                                 int *err)
+{
+    if (rw && !fs->opts.overlay) {
+        *err = -EROFS;
+        return NULL;
+    }
     VfsImage *vi = vfs_image_get(fs, relpath);
     if (vi == NULL) {
         *err = -ENOENT;
@@ -279,27 +406,30 @@ VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_n
         if (idx < 0) {
             *err = -ENOENT;
         } else {
-            VdSnapshotInfo *s = g_ptr_array_index(vi->snapshots, idx);
-            snap = g_hash_table_lookup(vi->snap_images, s->id);
+            GError *e = NULL;
+            snap = snapshot_open_locked(fs, vi, base, g_ptr_array_index(vi->snapshots, idx),
+                                        snap_name, rw, &e);
             if (snap == NULL) {
-                GError *e = NULL;
-                snap = vd_image_open_snapshot(base, s->id, &e);
-                if (snap == NULL) {
-                    g_warning("%s", e->message);
-                    *err = -EIO;
-                    g_error_free(e);
-                } else {
-                    g_hash_table_insert(vi->snap_images, g_strdup(s->id), snap);
-                }
+                g_warning("%s", e->message);
+                *err = vd_error_errno(e) == EBUSY ? -EBUSY : -EIO;
+                g_error_free(e);
             }
-            if (snap != NULL)
-                vd_image_ref(snap);
         }
         g_mutex_unlock(&vi->lock);
         vd_image_unref(base);
     }
     vfs_image_unref(vi);
     return snap;
+}
+
+VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_name, int *err)
+{
+    return snapshot_acquire(fs, relpath, snap_name, false, err);
+}
+
+VdImage *vfs_snapshot_acquire_rw(VfsFs *fs, const char *relpath, const char *snap_name, int *err)
+{
+    return snapshot_acquire(fs, relpath, snap_name, true, err);
 }
 
 bool vfs_snapshot_info(VfsFs *fs, const char *relpath, const char *snap_name, int64_t *date,

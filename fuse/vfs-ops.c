@@ -14,6 +14,13 @@
 
 #define VFS_MAX_IO (1u << 20)
 
+/* The image whose write handles a handle on img counts among: a partition
+ * file's writes are its disk's. */
+static VdImage *written_image(VdImage *img)
+{
+    return img->view_of != NULL ? img->view_of : img;
+}
+
 /* An open file (img) or directory (entries). */
 typedef struct {
     VdImage *img;
@@ -36,11 +43,15 @@ static VfsFs *req_fs(fuse_req_t req)
     return fuse_req_userdata(req);
 }
 
-/* errno for a failed block-layer call; the message goes to the debug log
- * only, since a bad request must not flood the log. */
-static int error_to_errno(GError *err)
+/* errno for a failed block-layer call on img. A bad request (ENOSPC,
+ * EINVAL...) goes to the debug log only, so that it cannot flood the log;
+ * corruption and host I/O errors are kept as the image's error
+ * (user.vdiskfs.error) and logged once per distinct message. */
+static int image_error_to_errno(VdImage *img, GError *err)
 {
     int e = vd_error_errno(err);
+    if (img != NULL)
+        vd_image_record_error(img, err);
     g_debug("%s", err->message);
     g_error_free(err);
     return e;
@@ -87,8 +98,8 @@ static int lookup_child(VfsFs *fs, fuse_ino_t parent, const char *name, struct f
     int r = vfs_find_child(fs, dir, name, &child);
     if (r < 0)
         return r;
-    VfsNode *n = vfs_node_lookup(fs, &child, child.kind == VFS_NODE_SNAPFILE ? name : NULL);
-    g_free(child.relpath);
+    VfsNode *n = vfs_node_lookup(fs, &child);
+    vfs_child_clear(&child);
     struct stat st;
     r = vfs_node_stat(fs, n, NULL, &st);
     if (r < 0) {
@@ -168,7 +179,7 @@ static void vfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
         if (!ok) {
             /* A refused resize is worth a log line: the caller sees only EINVAL. */
             g_message("%s", e->message);
-            err = error_to_errno(e);
+            err = image_error_to_errno(img, e);
         }
         vd_image_unref(img);
         if (!ok) {
@@ -224,7 +235,7 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     h->img = img;
     h->writable = want_write;
     if (want_write)
-        vfs_writer_add(fs, img);
+        vfs_writer_add(fs, written_image(img));
     fi->fh = (uint64_t)(uintptr_t)h;
     /* On a read-only mount the kernel may keep its page cache between opens,
      * unless the host file changed in place since the cache was filled. */
@@ -239,21 +250,29 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     vfs_handle_add(fs, h);
     if (fuse_reply_open(req, fi) == -ENOENT) {
         if (want_write)
-            vfs_writer_remove(fs, img);
+            vfs_writer_remove(fs, written_image(img));
         vfs_handle_remove(fs, h);
         vfs_handle_free(h);
+    }
+}
+
+/* The last write handle of img is going (or its last close came): flush,
+ * and give the write permission's locks back, so that a child of this
+ * image, or a QEMU reading it, can open it at once. */
+static void release_write(VdImage *img)
+{
+    g_autoptr(GError) e = NULL;
+    if (!vd_image_release_write(img, &e)) {
+        vd_image_record_error(img, e);
+        g_warning("%s", e->message);
     }
 }
 
 static void vfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     VfsHandle *h = (VfsHandle *)(uintptr_t)fi->fh;
-    if (h->writable) {
-        g_autoptr(GError) e = NULL;
-        if (!vd_image_flush(h->img, &e))
-            g_warning("%s", e->message);
-        vfs_writer_remove(req_fs(req), h->img);
-    }
+    if (h->writable && vfs_writer_remove(req_fs(req), written_image(h->img)) == 0)
+        release_write(written_image(h->img));
     vfs_handle_remove(req_fs(req), h);
     vfs_handle_free(h);
     fuse_reply_err(req, 0);
@@ -265,7 +284,7 @@ static void reply_read_vec(fuse_req_t req, VdImage *img, uint64_t off, size_t le
     vd_read_vec_init(&vec, len);
     GError *e = NULL;
     if (!vd_chain_read_vec(img, off, len, &vec, &e)) {
-        fuse_reply_err(req, error_to_errno(e));
+        fuse_reply_err(req, image_error_to_errno(img, e));
         vd_read_vec_clear(&vec);
         return;
     }
@@ -307,7 +326,7 @@ static void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     g_autofree uint8_t *buf = g_malloc(len);
     GError *e = NULL;
     if (!vd_image_pread(img, buf, len, (uint64_t)off, &e))
-        fuse_reply_err(req, error_to_errno(e));
+        fuse_reply_err(req, image_error_to_errno(img, e));
     else
         fuse_reply_buf(req, (const char *)buf, len);
 }
@@ -322,14 +341,27 @@ static void vfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
         return;
     }
     if (!vd_image_pwrite(h->img, buf, size, (uint64_t)off, &e))
-        fuse_reply_err(req, error_to_errno(e));
+        fuse_reply_err(req, image_error_to_errno(h->img, e));
     else
         fuse_reply_write(req, size);
 }
 
+/* close(2) of a write handle: synchronous, unlike RELEASE, so that a
+ * program that writes, closes and exits (dd, then `qemu-img check`, or an
+ * unmount) finds the data flushed and the write locks given back. A later
+ * write through another descriptor of the same handle takes them again. */
 static void vfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    fuse_reply_err(req, 0);
+    VfsHandle *h = (VfsHandle *)(uintptr_t)fi->fh;
+    int err = 0;
+    if (h->writable) {
+        GError *e = NULL;
+        if (vfs_writer_count(req_fs(req), written_image(h->img)) <= 1)
+            release_write(written_image(h->img));
+        else if (!vd_image_flush(h->img, &e))
+            err = image_error_to_errno(h->img, e);
+    }
+    fuse_reply_err(req, err);
 }
 
 static void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -337,7 +369,7 @@ static void vfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_
     VfsHandle *h = (VfsHandle *)(uintptr_t)fi->fh;
     GError *e = NULL;
     if (!vd_image_flush(h->img, &e))
-        fuse_reply_err(req, error_to_errno(e));
+        fuse_reply_err(req, image_error_to_errno(h->img, e));
     else
         fuse_reply_err(req, 0);
 }
@@ -357,7 +389,7 @@ static void vfs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
     uint64_t result;
     GError *e = NULL;
     if (!vd_chain_seek(img, (uint64_t)off, whence, &result, &e))
-        fuse_reply_err(req, error_to_errno(e));
+        fuse_reply_err(req, image_error_to_errno(img, e));
     else
         fuse_reply_lseek(req, (off_t)result);
 }
@@ -392,7 +424,7 @@ static void vfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, o
             }
             length = vd_min_u64(length, size - start);
         } else if (start + length > size && !vd_image_truncate(h->img, start + length, &e)) {
-            fuse_reply_err(req, error_to_errno(e));
+            fuse_reply_err(req, image_error_to_errno(h->img, e));
             return;
         }
         ok = vd_image_write_zeroes(h->img, start, length, 0, &e);
@@ -401,7 +433,7 @@ static void vfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, o
         fuse_reply_err(req, EOPNOTSUPP);
         return;
     }
-    fuse_reply_err(req, ok ? 0 : error_to_errno(e));
+    fuse_reply_err(req, ok ? 0 : image_error_to_errno(h->img, e));
 }
 
 static void vfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -430,7 +462,7 @@ static void vfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 static mode_t kind_dtype(VfsNodeKind kind)
 {
-    return (kind == VFS_NODE_IMAGE || kind == VFS_NODE_SNAPFILE) ? S_IFREG : S_IFDIR;
+    return vfs_kind_is_file(kind) ? S_IFREG : S_IFDIR;
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

@@ -39,13 +39,20 @@ static void dir_cache_free(gpointer p)
     g_free(dc);
 }
 
-static char *node_key(const VfsChild *c, const char *snap_name)
+static char *node_key(const VfsChild *c)
 {
-    static const char tag[] = {'d', 'i', 's', 't', 'u'};
+    static const char tag[] = {'d', 'i', 's', 't', 'u', 'P', 'Q', 'R', 'S', 'T'};
+    G_STATIC_ASSERT(G_N_ELEMENTS(tag) == VFS_NODE_PARTFILE + 1);
     if (c->kind == VFS_NODE_IMAGE)
         return g_strdup_printf("i:%s\x01%ju:%ju", c->relpath, (uintmax_t)c->dev, (uintmax_t)c->ino);
-    return g_strdup_printf("%c:%s%s%s", tag[c->kind], c->relpath, snap_name ? "\x01" : "",
-                           snap_name ? snap_name : "");
+    return g_strdup_printf("%c:%s%s%s\x01%u", tag[c->kind], c->relpath, c->snap_name ? "\x01" : "",
+                           c->snap_name ? c->snap_name : "", c->part);
+}
+
+void vfs_child_clear(VfsChild *c)
+{
+    g_clear_pointer(&c->relpath, g_free);
+    g_clear_pointer(&c->snap_name, g_free);
 }
 
 static void node_free(gpointer p)
@@ -80,6 +87,8 @@ VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
     fs->writers = g_hash_table_new(g_direct_hash, g_direct_equal);
     fs->handles = g_hash_table_new_full(g_direct_hash, g_direct_equal, vfs_handle_free, NULL);
     fs->dirs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, dir_cache_free);
+    fs->part_errors = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    fs->overlays = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     fs->next_ino = FUSE_ROOT_ID + 1;
 
     VfsNode *root = g_new0(VfsNode, 1);
@@ -87,7 +96,7 @@ VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
     root->kind = VFS_NODE_DIR;
     root->relpath = g_strdup("");
     VfsChild root_child = {.kind = VFS_NODE_DIR, .relpath = ""};
-    root->key = node_key(&root_child, NULL);
+    root->key = node_key(&root_child);
     root->nlookup = 1;
     g_hash_table_insert(fs->by_ino, &root->ino, root);
     g_hash_table_insert(fs->by_key, root->key, root);
@@ -102,7 +111,7 @@ void vfs_writer_add(VfsFs *fs, VdImage *img)
     g_mutex_unlock(&fs->lock);
 }
 
-void vfs_writer_remove(VfsFs *fs, VdImage *img)
+guint vfs_writer_remove(VfsFs *fs, VdImage *img)
 {
     g_mutex_lock(&fs->lock);
     guint n = GPOINTER_TO_UINT(g_hash_table_lookup(fs->writers, img));
@@ -111,6 +120,15 @@ void vfs_writer_remove(VfsFs *fs, VdImage *img)
     else
         g_hash_table_insert(fs->writers, img, GUINT_TO_POINTER(n - 1));
     g_mutex_unlock(&fs->lock);
+    return n > 0 ? n - 1 : 0;
+}
+
+guint vfs_writer_count(VfsFs *fs, VdImage *img)
+{
+    g_mutex_lock(&fs->lock);
+    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(fs->writers, img));
+    g_mutex_unlock(&fs->lock);
+    return n;
 }
 
 void vfs_handle_add(VfsFs *fs, gpointer handle)
@@ -163,6 +181,18 @@ void vfs_close_all(VfsFs *fs)
     g_mutex_lock(&fs->lock);
     g_hash_table_remove_all(fs->images);
     g_mutex_unlock(&fs->lock);
+    if (fs->opts.overlay_discard) {
+        /* -o overlay_discard: this mount's writes end with it. */
+        g_mutex_lock(&fs->lock);
+        GHashTableIter oit;
+        g_hash_table_iter_init(&oit, fs->overlays);
+        while (g_hash_table_iter_next(&oit, &k, NULL)) {
+            if (unlink(k) < 0 && errno != ENOENT)
+                g_warning("overlay %s: cannot remove it: %s", (char *)k, g_strerror(errno));
+        }
+        g_hash_table_remove_all(fs->overlays);
+        g_mutex_unlock(&fs->lock);
+    }
 }
 
 void vfs_free(VfsFs *fs)
@@ -177,6 +207,8 @@ void vfs_free(VfsFs *fs)
     g_hash_table_unref(fs->handles); /* after the writers were flushed */
     g_hash_table_unref(fs->writers);
     g_hash_table_unref(fs->dirs);
+    g_hash_table_unref(fs->part_errors);
+    g_hash_table_unref(fs->overlays);
     g_mutex_clear(&fs->lock);
     g_mutex_clear(&fs->reaper_lock);
     g_cond_clear(&fs->reaper_cond);
@@ -194,9 +226,9 @@ VfsNode *vfs_node_get(VfsFs *fs, fuse_ino_t ino)
     return n;
 }
 
-VfsNode *vfs_node_lookup(VfsFs *fs, const VfsChild *child, const char *snap_name)
+VfsNode *vfs_node_lookup(VfsFs *fs, const VfsChild *child)
 {
-    g_autofree char *key = node_key(child, snap_name);
+    g_autofree char *key = node_key(child);
     g_mutex_lock(&fs->lock);
     VfsNode *n = g_hash_table_lookup(fs->by_key, key);
     if (n == NULL) {
@@ -204,7 +236,8 @@ VfsNode *vfs_node_lookup(VfsFs *fs, const VfsChild *child, const char *snap_name
         n->ino = fs->next_ino++;
         n->kind = child->kind;
         n->relpath = g_strdup(child->relpath);
-        n->snap_name = g_strdup(snap_name);
+        n->snap_name = g_strdup(child->snap_name);
+        n->part = child->part;
         n->dev = child->dev;
         n->ino_host = child->ino;
         n->key = g_steal_pointer(&key);
@@ -322,7 +355,8 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
     }
     closedir(d);
 
-    /* Open the images so that the files they consist of can be hidden. */
+    /* Read the images' headers (never their tables or backing chains) to
+     * learn which files they consist of, so that those can be hidden. */
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, dc->entries);
@@ -333,10 +367,9 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
         g_autofree char *rel = child_relpath(relpath, k);
         VfsImage *vi = vfs_image_get(fs, rel);
         if (vi != NULL) {
-            int e2;
-            VdImage *img = vfs_image_acquire(vi, &e2);
-            if (img != NULL)
-                vd_image_unref(img);
+            g_mutex_lock(&vi->lock);
+            vfs_image_peek_locked(vi);
+            g_mutex_unlock(&vi->lock);
             vfs_image_unref(vi);
         }
     }
@@ -433,6 +466,8 @@ static unsigned image_snapshot_count(VfsFs *fs, const char *relpath)
 
 GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err)
 {
+    if (dir->kind >= VFS_NODE_PARTDIR)
+        return vfs_part_list_dir(fs, dir, err);
     GPtrArray *out = g_ptr_array_new_with_free_func(dir_entry_free);
     *err = 0;
     if (dir->kind == VFS_NODE_SNAPIMG) {
@@ -483,8 +518,10 @@ GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err)
         }
     }
     g_mutex_unlock(&fs->lock);
-    if (dir->kind == VFS_NODE_DIR && *dir->relpath == '\0')
+    if (dir->kind == VFS_NODE_DIR && *dir->relpath == '\0') {
         list_add(out, VFS_SNAPSHOT_DIR, VFS_NODE_SNAPDIR);
+        list_add(out, VFS_PARTITION_DIR, VFS_NODE_PARTDIR);
+    }
     for (guint i = 0; i < images->len; i++) {
         const char *name = g_ptr_array_index(images, i);
         g_autofree char *rel = child_relpath(dir->relpath, name);
@@ -505,6 +542,14 @@ int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *ch
         child->relpath = g_strdup("");
         return 0;
     }
+    if (dir->kind == VFS_NODE_DIR && *dir->relpath == '\0' &&
+        strcmp(name, VFS_PARTITION_DIR) == 0) {
+        child->kind = VFS_NODE_PARTDIR;
+        child->relpath = g_strdup("");
+        return 0;
+    }
+    if (dir->kind >= VFS_NODE_PARTDIR)
+        return vfs_part_find_child(fs, dir, name, child);
     if (dir->kind == VFS_NODE_SNAPIMG) {
         int64_t date;
         uint32_t nsec;
@@ -513,6 +558,7 @@ int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *ch
             return -ENOENT;
         child->kind = VFS_NODE_SNAPFILE;
         child->relpath = g_strdup(dir->relpath);
+        child->snap_name = g_strdup(name);
         return 0;
     }
     if (dir->kind != VFS_NODE_DIR && dir->kind != VFS_NODE_SNAPDIR)
@@ -578,6 +624,8 @@ VdImage *vfs_node_image(VfsFs *fs, VfsNode *node, int *err)
 {
     if (node->kind == VFS_NODE_SNAPFILE)
         return vfs_snapshot_acquire(fs, node->relpath, node->snap_name, err);
+    if (node->kind == VFS_NODE_PARTFILE)
+        return vfs_part_open(fs, node, false, err);
     if (node->kind != VFS_NODE_IMAGE) {
         *err = -EISDIR;
         return NULL;
@@ -599,8 +647,12 @@ static void stat_times_from(struct stat *st, const struct stat *host)
 
 VdImage *vfs_node_image_rw(VfsFs *fs, VfsNode *node, int *err)
 {
+    if (node->kind == VFS_NODE_PARTFILE)
+        return vfs_part_open(fs, node, true, err);
+    if (node->kind == VFS_NODE_SNAPFILE)
+        return vfs_snapshot_acquire_rw(fs, node->relpath, node->snap_name, err);
     if (node->kind != VFS_NODE_IMAGE) {
-        *err = node->kind == VFS_NODE_SNAPFILE ? -EROFS : -EISDIR;
+        *err = -EISDIR;
         return NULL;
     }
     VfsImage *vi = vfs_node_vfs_image(fs, node, err);
@@ -611,21 +663,66 @@ VdImage *vfs_node_image_rw(VfsFs *fs, VfsNode *node, int *err)
     return img;
 }
 
+/* What the stat of an image node that no handle holds shows: the opened
+ * image when it is open, else what its header says (a listing opens no
+ * image). Host bytes are those of the image file and its members. */
+typedef struct {
+    bool have;
+    uint64_t size;
+    bool read_only;
+    uint64_t host_bytes;
+} VfsPeekStat;
+
+static int image_node_peek(VfsFs *fs, VfsNode *node, VdImage **img, VfsPeekStat *ps)
+{
+    int err = 0;
+    VfsImage *vi = vfs_node_vfs_image(fs, node, &err);
+    if (vi == NULL)
+        return err;
+    g_mutex_lock(&vi->lock);
+    if (vi->img != NULL) {
+        *img = vd_image_ref(vi->img);
+    } else {
+        vfs_image_peek_locked(vi);
+        ps->have = true;
+        ps->size = vi->peek_size;
+        ps->read_only = vi->peek_read_only;
+        g_autofree char *host = vfs_host_path(fs, vi->relpath);
+        struct stat st;
+        if (stat(host, &st) == 0 && !S_ISDIR(st.st_mode))
+            ps->host_bytes += (uint64_t)st.st_blocks * 512;
+        for (guint i = 0; vi->peek_members != NULL && i < vi->peek_members->len; i++) {
+            if (stat(g_ptr_array_index(vi->peek_members, i), &st) == 0 && S_ISREG(st.st_mode))
+                ps->host_bytes += (uint64_t)st.st_blocks * 512;
+        }
+    }
+    g_mutex_unlock(&vi->lock);
+    vfs_image_unref(vi);
+    return 0;
+}
+
 int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
 {
+    if (node->kind >= VFS_NODE_PARTDIR)
+        return vfs_part_stat(fs, node, open_img, st);
     g_autofree char *host = vfs_host_path(fs, node->relpath);
     struct stat hst;
     g_autoptr(VdImage) img = NULL;
-    int err = 0;
+    VfsPeekStat ps = {0};
     if (node->kind == VFS_NODE_IMAGE) {
         /* The attributes of the file the image was opened from: the path
          * may name a replacement by now. */
-        img = open_img ? vd_image_ref(open_img) : vfs_node_image(fs, node, &err);
-        if (img == NULL && err == -ESTALE)
-            return err;
+        if (open_img != NULL) {
+            img = vd_image_ref(open_img);
+        } else {
+            int err = image_node_peek(fs, node, &img, &ps);
+            if (err == -ESTALE)
+                return err;
+        }
     }
     if (img != NULL) {
-        if (fstat(img->fd, &hst) < 0)
+        /* Under an overlay, the attributes of the image it covers. */
+        if (fstat(vfs_image_underneath(img)->fd, &hst) < 0)
             return -errno;
     } else if (stat(host, &hst) < 0) {
         return -errno;
@@ -652,17 +749,22 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
     case VFS_NODE_IMAGE: {
         /* On rw mounts images stay open read-only until written, so
          * "writable" is what the driver could do. */
-        bool writable = img != NULL && !fs->opts.read_only && !img->format_read_only;
+        bool writable =
+            !fs->opts.read_only &&
+            (fs->opts.overlay || (img != NULL ? !img->format_read_only : ps.have && !ps.read_only));
         if (S_ISDIR(hst.st_mode))
             perm &= ~0111; /* a bundle directory shown as a file */
         st->st_mode = S_IFREG | (writable ? perm : (perm & ~0222));
         st->st_nlink = 1;
         if (img != NULL) {
             st->st_size = (off_t)vd_image_size(img);
-            st->st_blocks = (blkcnt_t)((vd_image_host_bytes(img) + 511) / 512);
+            uint64_t bytes = vd_image_host_bytes(img);
+            if (img->overlay && img->backing != NULL)
+                bytes += vd_image_host_bytes(img->backing);
+            st->st_blocks = (blkcnt_t)((bytes + 511) / 512);
         } else {
-            st->st_size = 0;
-            st->st_blocks = 0;
+            st->st_size = (off_t)ps.size;
+            st->st_blocks = (blkcnt_t)((ps.host_bytes + 511) / 512);
         }
         break;
     }
@@ -672,7 +774,8 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
         uint64_t size;
         if (!vfs_snapshot_info(fs, node->relpath, node->snap_name, &date, &nsec, &size))
             return -ENOENT;
-        st->st_mode = S_IFREG | (perm & 0444);
+        /* Writable only through an overlay (-o overlay). */
+        st->st_mode = S_IFREG | (fs->opts.overlay ? perm : (perm & 0444));
         st->st_nlink = 1;
         st->st_size = (off_t)size;
         st->st_mtim.tv_sec = date;
@@ -680,6 +783,8 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
         st->st_ctim = st->st_mtim;
         break;
     }
+    default: /* .partitions/: vfs_part_stat */
+        return -EIO;
     }
     return 0;
 }

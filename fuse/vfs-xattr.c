@@ -26,19 +26,26 @@ static GPtrArray *image_xattrs(VfsFs *fs, VfsNode *node)
         img = vi ? vfs_image_acquire(vi, &err) : NULL;
     } else if (node->kind == VFS_NODE_SNAPFILE) {
         img = vfs_snapshot_acquire(fs, node->relpath, node->snap_name, &err);
+    } else {
+        vfs_part_xattrs(fs, node, kv);
+        return kv;
     }
     if (img != NULL) {
-        ADD("format", "%s", img->driver->name);
+        /* Under an overlay, what it covers describes the image. */
+        VdImage *under = vfs_image_underneath(img);
+        ADD("format", "%s", under->driver->name);
         ADD("virtual_size", "%" G_GUINT64_FORMAT, vd_image_size(img));
-        if (img->backing_name != NULL)
-            ADD("backing", "%s", img->backing_name);
+        if (img->overlay)
+            ADD("overlay", "%s", img->path);
+        if (under->backing_name != NULL)
+            ADD("backing", "%s", under->backing_name);
         GString *chain = g_string_new(NULL);
-        for (VdImage *b = img->backing; b != NULL; b = b->backing)
+        for (VdImage *b = under->backing; b != NULL; b = b->backing)
             g_string_append_printf(chain, "%s%s", chain->len ? "\n" : "", b->name);
         if (chain->len > 0)
             ADD("backing_chain", "%s", chain->str);
         g_string_free(chain, TRUE);
-        g_autoptr(VdInfo) info = vd_info_describe(img);
+        g_autoptr(VdInfo) info = vd_info_describe(under);
         const VdInfoEntry *cs = vd_info_get(info, "cluster_size");
         if (cs != NULL) {
             g_autofree char *v = vd_info_entry_to_string(cs);
@@ -49,11 +56,16 @@ static GPtrArray *image_xattrs(VfsFs *fs, VfsNode *node)
             ADD("snapshot_count", "%u", vi->snap_names ? vi->snap_names->len : 0);
             g_mutex_unlock(&vi->lock);
         }
+        /* Corruption met while serving reads or writes. */
+        g_autofree char *io_error = vd_image_last_error(img);
+        if (io_error != NULL)
+            ADD("error", "%s", io_error);
         vd_image_unref(img);
     } else if (vi != NULL) {
         g_mutex_lock(&vi->lock);
-        if (vi->error != NULL)
-            ADD("error", "%s", vi->error);
+        const char *why = vi->error ? vi->error : vi->peek_error;
+        if (why != NULL)
+            ADD("error", "%s", why);
         g_mutex_unlock(&vi->lock);
     }
 #undef ADD

@@ -19,13 +19,16 @@
 #include "src/vd-context.h"
 #include "src/vd-image.h"
 
-#define VFS_SNAPSHOT_DIR ".snapshots"
+#define VFS_SNAPSHOT_DIR  ".snapshots"
+#define VFS_PARTITION_DIR ".partitions"
 
 typedef struct {
     bool read_only;        /* -o ro (default) / rw */
     double attr_timeout;   /* seconds the kernel may cache attributes and entries */
     size_t splice_min;     /* reads at least this large hand fds to the kernel; 0 = never */
     unsigned idle_timeout; /* seconds before an unused image is closed; 0 = never */
+    bool overlay;          /* writes go to overlays (ctx->overlay_dir): every image is writable */
+    bool overlay_discard;  /* and the overlays are removed at unmount */
 } VfsOptions;
 
 /* One image file in IMAGEDIR, opened (or failed) once per host file. */
@@ -45,6 +48,15 @@ typedef struct VfsImage {
     GPtrArray *snapshots;    /* VdSnapshotInfo, in table order; NULL until listed */
     GPtrArray *snap_names;   /* unique display names, parallel to snapshots */
     GHashTable *snap_images; /* snapshot id -> VdImage* */
+    /* What listings show without opening the image (vfs_image_peek), for
+     * the host file as it was at peek_mtime/peek_fsize. */
+    bool peeked;
+    struct timespec peek_mtime;
+    off_t peek_fsize;
+    uint64_t peek_size;      /* virtual size */
+    bool peek_read_only;     /* the format forbids writing it */
+    GPtrArray *peek_members; /* host paths (char *), or NULL */
+    char *peek_error;        /* why the header could not be read */
 } VfsImage;
 
 typedef enum {
@@ -53,13 +65,26 @@ typedef enum {
     VFS_NODE_SNAPDIR,  /* .snapshots/ or a directory below it */
     VFS_NODE_SNAPIMG,  /* .snapshots/<image>/: the image's snapshots */
     VFS_NODE_SNAPFILE, /* one snapshot */
+    /* .partitions/ (fuse/vfs-partitions.c) */
+    VFS_NODE_PARTDIR,     /* .partitions/ or a directory below it */
+    VFS_NODE_PARTSNAPDIR, /* .partitions/.snapshots/ or a directory below it */
+    VFS_NODE_PARTSNAPIMG, /* .partitions/.snapshots/<image>/: one directory per snapshot */
+    VFS_NODE_PARTIMG,     /* .partitions/<image>/ (or of a snapshot): its pN files */
+    VFS_NODE_PARTFILE,    /* one partition */
 } VfsNodeKind;
+
+/* Whether a node kind is a file (not a directory). */
+static inline bool vfs_kind_is_file(VfsNodeKind k)
+{
+    return k == VFS_NODE_IMAGE || k == VFS_NODE_SNAPFILE || k == VFS_NODE_PARTFILE;
+}
 
 typedef struct {
     fuse_ino_t ino;
     VfsNodeKind kind;
     char *relpath;   /* path below IMAGEDIR ("" = root); for snapshot nodes, of the dir or image */
-    char *snap_name; /* VFS_NODE_SNAPFILE: display name */
+    char *snap_name; /* SNAPFILE, and PARTIMG/PARTFILE of a snapshot: its display name */
+    unsigned part;   /* PARTFILE: the partition's number */
     char *key;       /* lookup key in VfsFs.by_key */
     dev_t dev;       /* VFS_NODE_IMAGE: the host file; a replaced file is a new node */
     ino_t ino_host;
@@ -71,10 +96,14 @@ typedef struct {
 /* What a name in a directory is. */
 typedef struct {
     VfsNodeKind kind;
-    char *relpath; /* of the child (of the image, for snapshot files) */
+    char *relpath; /* of the child (of the image, for snapshot and partition nodes) */
     dev_t dev;     /* VFS_NODE_IMAGE: host identity */
     ino_t ino;
+    char *snap_name; /* snapshot nodes: the snapshot's display name (owned) */
+    unsigned part;   /* PARTFILE */
 } VfsChild;
+
+void vfs_child_clear(VfsChild *c);
 
 typedef struct {
     char *name;
@@ -93,14 +122,16 @@ typedef struct {
     GCond reaper_cond;
     bool reaper_stop;
     VfsOptions opts;
-    GMutex lock;         /* guards the tables below */
-    GHashTable *by_ino;  /* fuse_ino_t -> VfsNode* (owns) */
-    GHashTable *by_key;  /* key -> VfsNode* */
-    GHashTable *images;  /* relpath -> VfsImage* (owns a ref) */
-    GHashTable *members; /* "dev:ino" of files that belong to an image -> image name */
-    GHashTable *dirs;    /* relpath -> scan of that directory (vfs-tree.c) */
-    GHashTable *writers; /* VdImage* -> number of open write handles */
-    GHashTable *handles; /* every open file handle (owned), freed at unmount */
+    GMutex lock;             /* guards the tables below */
+    GHashTable *by_ino;      /* fuse_ino_t -> VfsNode* (owns) */
+    GHashTable *by_key;      /* key -> VfsNode* */
+    GHashTable *images;      /* relpath -> VfsImage* (owns a ref) */
+    GHashTable *members;     /* "dev:ino" of files that belong to an image -> image name */
+    GHashTable *dirs;        /* relpath -> scan of that directory (vfs-tree.c) */
+    GHashTable *writers;     /* VdImage* -> number of open write handles */
+    GHashTable *handles;     /* every open file handle (owned), freed at unmount */
+    GHashTable *part_errors; /* "relpath\1snapshot" -> last partition table error logged */
+    GHashTable *overlays;    /* overlay paths this mount used (for overlay_discard) */
     fuse_ino_t next_ino;
 } VfsFs;
 
@@ -112,7 +143,9 @@ void vfs_close_all(VfsFs *fs);
 /* Write handles, so that unmount and SIGTERM flush images that open files
  * still hold (perhaps replaced on the host and so no longer in images). */
 void vfs_writer_add(VfsFs *fs, VdImage *img);
-void vfs_writer_remove(VfsFs *fs, VdImage *img);
+/* Returns how many write handles of img are left. */
+guint vfs_writer_remove(VfsFs *fs, VdImage *img);
+guint vfs_writer_count(VfsFs *fs, VdImage *img);
 /* Open file handles: an unmount (or SIGTERM) can come before the kernel's
  * RELEASE of the last ones; vfs_free() frees what is left. */
 void vfs_handle_add(VfsFs *fs, gpointer handle);
@@ -121,7 +154,7 @@ void vfs_handle_free(gpointer handle); /* fuse/vfs-ops.c */
 
 /* Nodes. vfs_node_lookup takes one lookup reference (for a FUSE entry reply). */
 VfsNode *vfs_node_get(VfsFs *fs, fuse_ino_t ino);
-VfsNode *vfs_node_lookup(VfsFs *fs, const VfsChild *child, const char *snap_name);
+VfsNode *vfs_node_lookup(VfsFs *fs, const VfsChild *child);
 void vfs_node_forget(VfsFs *fs, fuse_ino_t ino, uint64_t n);
 /* Whether the kernel's cached pages of node still match a host file with
  * this mtime; records it for next time. */
@@ -141,8 +174,21 @@ void vfs_image_unref(VfsImage *vi);
 VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err);
 /* The opened image, referenced, or NULL and -errno. */
 VdImage *vfs_image_acquire(VfsImage *vi, int *err);
+/* Where an image's snapshots and host attributes come from: under an
+ * overlay, the image it covers. */
+static inline VdImage *vfs_image_underneath(VdImage *img)
+{
+    return img->overlay && img->backing != NULL ? img->backing : img;
+}
+/* Learn what a listing needs from the image's header (vd_image_peek),
+ * once per change of the host file; its members are hidden from then on.
+ * Called with vi->lock held. */
+void vfs_image_peek_locked(VfsImage *vi);
 /* The snapshot view with this display name, referenced, or NULL and -errno. */
 VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_name, int *err);
+/* The same, writable: under -o overlay, the snapshot's overlay (made at the
+ * first write as a copy of the snapshot); EROFS otherwise. */
+VdImage *vfs_snapshot_acquire_rw(VfsFs *fs, const char *relpath, const char *snap_name, int *err);
 /* The snapshot's table entry (copied) for attributes; false if none. */
 bool vfs_snapshot_info(VfsFs *fs, const char *relpath, const char *snap_name, int64_t *date,
                        uint32_t *date_nsec, uint64_t *size);
@@ -159,6 +205,17 @@ VfsImage *vfs_node_vfs_image(VfsFs *fs, VfsNode *node, int *err);
  * so a file replaced on the host still stats as what the handle reads.
  * -errno on failure. */
 int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st);
+
+/* .partitions/ (fuse/vfs-partitions.c): the same jobs for its nodes. */
+GPtrArray *vfs_part_list_dir(VfsFs *fs, const VfsNode *dir, int *err);
+int vfs_part_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *child);
+int vfs_part_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st);
+/* The partition as an image (a slice of its disk), opened for writing
+ * when rw (live images on rw mounts only), referenced; NULL and -errno. */
+VdImage *vfs_part_open(VfsFs *fs, VfsNode *node, bool rw, int *err);
+/* user.vdiskfs.partition.* of a PARTFILE, user.vdiskfs.error and
+ * .partition.table of a PARTIMG: name/value pairs added to kv. */
+void vfs_part_xattrs(VfsFs *fs, VfsNode *node, GPtrArray *kv);
 
 /* Host path of a relpath. */
 char *vfs_host_path(VfsFs *fs, const char *relpath);

@@ -26,13 +26,33 @@ typedef struct VdContext {
     uint64_t metadata_cache_bytes; /* per image, for L2/BAT/grain caches */
     uint64_t decode_cache_bytes;   /* per image, decompressed clusters */
     unsigned max_chain_depth;
-    bool force_share; /* take no QEMU-compatible locks (qemu-img -U) */
+    /* Read-only opens take no QEMU-compatible locks (qemu-img -U); writers
+     * always do. */
+    bool force_share;
+    int root_fd; /* O_PATH of root, for confined opens (vd-file.c), or -1 */
+    /* -o overlay=DIR (vd-overlay.c): realpath of DIR and its O_PATH fd;
+     * NULL and -1 without overlays. */
+    char *overlay_dir;
+    int overlay_fd;
+    /* Images of IMAGEDIR that are symlinks resolving outside it: hidden
+     * (confined, the default) or followed (any). */
+    VdBackingPolicy symlink_policy;
+    /* What the tables of all open images (L1 tables, BATs, block maps,
+     * refcount tables) may take together, in bytes (0: no bound), so that
+     * hostile headers cannot make a directory of images exhaust the host.
+     * mem_used is atomic (vd_context_mem_reserve). */
+    uint64_t mem_budget;
+    gint64 mem_used;
+    GMutex lock_lock;         /* guards locked_files */
+    GHashTable *locked_files; /* "dev:ino" -> number of our locked opens (vd-lock.c) */
+    gint lock_warned;         /* the host refused locks: warned once */
 } VdContext;
 
 #define VD_DEFAULT_RAW_EXTENSIONS "img,raw,iso,dd,bin"
 #define VD_DEFAULT_METADATA_CACHE (32u << 20)
 #define VD_DEFAULT_DECODE_CACHE   (8u << 20)
 #define VD_DEFAULT_CHAIN_DEPTH    64
+#define VD_DEFAULT_MEM_BUDGET     (1024ull << 20)
 
 VdContext *vd_context_new(const char *root, GError **error);
 VdContext *vd_context_ref(VdContext *ctx);
@@ -45,6 +65,17 @@ bool vd_context_set_raw_extensions(VdContext *ctx, const char *list, GError **er
 /* Load a passphrase file; refused unless owned by the caller (or root) and
  * neither group- nor world-readable. */
 bool vd_context_load_keyfile(VdContext *ctx, const char *path, GError **error);
+
+/* Send every write to overlays in dir (created if missing), which must not
+ * lie inside root. */
+bool vd_context_set_overlay_dir(VdContext *ctx, const char *dir, GError **error);
+
+/* Reserve bytes of the memory budget for a table of name's (what: "L1
+ * table"): ENOMEM with a message giving the budget when they do not fit.
+ * Give them back with vd_context_mem_release(). */
+bool vd_context_mem_reserve(VdContext *ctx, uint64_t bytes, const char *name, const char *what,
+                            GError **error);
+void vd_context_mem_release(VdContext *ctx, uint64_t bytes);
 
 /* The file name has one of the raw extensions. */
 bool vd_context_is_raw_name(const VdContext *ctx, const char *basename);

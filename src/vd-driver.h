@@ -113,6 +113,14 @@ typedef struct {
 void vd_snapshot_info_free(VdSnapshotInfo *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VdSnapshotInfo, vd_snapshot_info_free)
 
+/* What create makes. */
+typedef struct {
+    uint64_t size;              /* virtual size */
+    const char *backing;        /* backing file as it is to be recorded, or NULL */
+    const char *backing_format; /* its driver name, or NULL */
+    GBytes *origin;             /* kept in the image for open to give back (img->origin) */
+} VdCreateOptions;
+
 typedef struct VdDriver {
     const char *name;        /* "qcow2"; also the backing-format name */
     const char *description; /* one line, for vdisk and man pages */
@@ -176,6 +184,9 @@ typedef struct VdDriver {
     bool (*check_backing)(VdImage *img, VdImage *backing, GError **error);
     /* This image's identity, for children that name their parent by UUID. */
     bool (*get_uuid)(VdImage *img, uint8_t uuid[16]);
+    /* Optional: make a new, empty image of this format at path (which must
+     * not exist yet), durable when it returns. name is for messages. */
+    bool (*create)(const char *path, const char *name, const VdCreateOptions *opts, GError **error);
     /* Optional: record in the image itself that it is corrupt (qcow2's
      * corrupt bit), best effort. Called once, by vd_image_set_corrupt(),
      * possibly from inside one of this driver's write callbacks. */

@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include <glib.h>
+
 static inline uint16_t vd_be16(const uint8_t *p)
 {
     return (uint16_t)((p[0] << 8) | p[1]);
@@ -76,6 +78,15 @@ static inline void vd_put_le64(uint8_t *p, uint64_t v)
 {
     vd_put_le32(p, (uint32_t)v);
     vd_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* A GUID as text, the way EFI, GPT, VHD(X) and VDI store it: the first
+ * three fields little-endian, the rest as bytes. out: 37 bytes. */
+static inline void vd_guid_format(const uint8_t g[16], char out[37])
+{
+    g_snprintf(out, 37, "%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x", vd_le32(g),
+               vd_le16(g + 4), vd_le16(g + 6), g[8], g[9], g[10], g[11], g[12], g[13], g[14],
+               g[15]);
 }
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "vd-decode.h"
 #include "vd-error.h"
+#include "vd-file.h"
 #include "vd-image.h"
 #include "vd-io.h"
 #include "vd-lock.h"
@@ -24,6 +25,12 @@ typedef struct {
     dev_t dev;
     ino_t ino;
 } VdFileId;
+
+/* One entry of VdImage.files. */
+typedef struct {
+    VdFile f;
+    char *name;
+} VdImageFile;
 
 static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOpenOptions *opts,
                                     unsigned depth, VdChainWalk *walk, GError **error);
@@ -102,26 +109,24 @@ static const VdDriver *probe_fd(int fd, const char *path, const struct stat *st,
     return probe_best(&probe);
 }
 
+/* flags: VD_FILE_MEMBER for a backing file (confined by -o backing=). */
+static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned flags, GError **error)
+{
+    VdFile f;
+    if (!vd_file_open(ctx, path, path, VD_FILE_PROBE | flags, &f, error))
+        return NULL;
+    const VdDriver *drv = probe_fd(f.fd, path, &f.st, error);
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    if (drv == NULL && !S_ISDIR(f.st.st_mode) && (error == NULL || *error == NULL) &&
+        vd_context_is_raw_name(ctx, base))
+        drv = vd_driver_find("raw");
+    close(f.fd);
+    return drv;
+}
+
 const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) {
-        vd_set_error_errno(error, errno, "%s", path);
-        return NULL;
-    }
-    struct stat st;
-    const VdDriver *drv = NULL;
-    if (fstat(fd, &st) < 0) {
-        vd_set_error_errno(error, errno, "%s", path);
-    } else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) {
-        drv = probe_fd(fd, path, &st, error);
-        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-        if (drv == NULL && !S_ISDIR(st.st_mode) && (error == NULL || *error == NULL) &&
-            vd_context_is_raw_name(ctx, base))
-            drv = vd_driver_find("raw");
-    }
-    close(fd);
-    return drv;
+    return probe_path(ctx, path, 0, error);
 }
 
 void vd_image_refuse_writes(VdImage *img)
@@ -146,15 +151,104 @@ void vd_image_add_backing_candidate(VdImage *img, const char *host_path)
     g_ptr_array_add(img->backing_candidates, g_strdup(host_path));
 }
 
-bool vd_image_lock_member(VdImage *img, int fd, const char *name, GError **error)
+/* Keep f (opened for this image) so that its locks follow the image. */
+static void image_keep_file(VdImage *img, const VdFile *f, const char *name)
 {
-    return vd_lock_fd(fd, name, !img->read_only, img->ctx->force_share, error);
+    VdImageFile entry = {.f = *f, .name = g_strdup(name)};
+    g_mutex_lock(&img->files_lock);
+    g_array_append_val(img->files, entry);
+    g_mutex_unlock(&img->files_lock);
+}
+
+char *vd_image_sibling_path(VdImage *img, const char *recorded)
+{
+    if (g_path_is_absolute(recorded))
+        return g_strdup(recorded);
+    if (img->driver->caps & VD_CAP_DIRECTORY)
+        return g_build_filename(img->path, recorded, NULL);
+    g_autofree char *dir = g_path_get_dirname(img->path);
+    return g_build_filename(dir, recorded, NULL);
+}
+
+int vd_image_open_member(VdImage *img, const char *path, const char *what, unsigned flags,
+                         GError **error)
+{
+    g_autofree char *name = g_strdup_printf("%s: %s %s", img->name, what, path);
+    if (img->read_only)
+        flags &= ~VD_FILE_WRITE;
+    VdFile f;
+    if (!vd_file_open(img->ctx, path, name, flags | VD_FILE_MEMBER, &f, error))
+        return -1;
+    if ((flags & VD_FILE_WRITE) && !f.writable)
+        img->read_only = true; /* the host will not let us write this part */
+    image_keep_file(img, &f, name);
+    vd_image_add_member(img, path);
+    return f.fd;
+}
+
+bool vd_image_mem_reserve(VdImage *img, uint64_t bytes, const char *what, GError **error)
+{
+    if (!vd_context_mem_reserve(img->ctx, bytes, img->name, what, error))
+        return false;
+    __atomic_add_fetch(&img->mem_reserved, (gint64)bytes, __ATOMIC_RELAXED);
+    return true;
+}
+
+/* Put every file's locks in the reader's or the writer's state; a writer
+ * that cannot be one stays a reader entirely. Called with files_lock. */
+static bool files_set_writer(VdImage *img, bool writer, GError **error)
+{
+    for (guint i = 0; i < img->files->len; i++) {
+        VdImageFile *e = &g_array_index(img->files, VdImageFile, i);
+        if (!e->f.writable || !e->f.locked)
+            continue;
+        if (!vd_lock_fd(img->ctx, e->f.fd, &e->f.st, e->name, writer, error)) {
+            for (guint j = 0; writer && j < i; j++) {
+                VdImageFile *u = &g_array_index(img->files, VdImageFile, j);
+                if (u->f.writable && u->f.locked)
+                    vd_lock_fd(img->ctx, u->f.fd, &u->f.st, u->name, false, NULL);
+            }
+            return false;
+        }
+    }
+    g_atomic_int_set(&img->write_locked, writer);
+    return true;
+}
+
+bool vd_image_release_write(VdImage *img, GError **error)
+{
+    if (img->read_only)
+        return true;
+    if (!vd_image_flush(img, error))
+        return false;
+    g_rw_lock_writer_lock(&img->write_lock);
+    g_mutex_lock(&img->files_lock);
+    bool ok = !g_atomic_int_get(&img->write_locked) || files_set_writer(img, false, error);
+    g_mutex_unlock(&img->files_lock);
+    g_rw_lock_writer_unlock(&img->write_lock);
+    return ok;
+}
+
+/* Before a change: the writer's locks, taken back if they were given up. */
+static bool image_take_write_locks(VdImage *img, GError **error)
+{
+    if (g_atomic_int_get(&img->write_locked))
+        return true;
+    g_mutex_lock(&img->files_lock);
+    bool ok = g_atomic_int_get(&img->write_locked) || files_set_writer(img, true, error);
+    g_mutex_unlock(&img->files_lock);
+    return ok;
 }
 
 void vd_image_add_member(VdImage *img, const char *host_path)
 {
     if (img->members == NULL)
         img->members = g_ptr_array_new_with_free_func(g_free);
+    /* Once each: a descriptor may list one extent file several times. */
+    for (guint i = 0; i < img->members->len; i++) {
+        if (strcmp(g_ptr_array_index(img->members, i), host_path) == 0)
+            return;
+    }
     g_ptr_array_add(img->members, g_strdup(host_path));
 }
 
@@ -169,6 +263,8 @@ static VdImage *image_alloc(VdContext *ctx, const VdDriver *drv, const char *pat
     img->fd = -1;
     g_rw_lock_init(&img->write_lock);
     g_mutex_init(&img->error_lock);
+    g_mutex_init(&img->files_lock);
+    img->files = g_array_new(FALSE, FALSE, sizeof(VdImageFile));
     img->readahead = vd_readahead_new();
     return img;
 }
@@ -176,10 +272,21 @@ static VdImage *image_alloc(VdContext *ctx, const VdDriver *drv, const char *pat
 /* Free everything but the driver state (used directly when open failed). */
 static void image_free(VdImage *img)
 {
+    /* The driver closed its members' fds; the image file is ours. */
+    for (guint i = 0; i < img->files->len; i++) {
+        VdImageFile *e = &g_array_index(img->files, VdImageFile, i);
+        vd_file_forget(img->ctx, &e->f);
+        g_free(e->name);
+    }
+    g_array_unref(img->files);
+    g_mutex_clear(&img->files_lock);
+    vd_context_mem_release(img->ctx, (uint64_t)img->mem_reserved);
     if (img->fd >= 0)
         close(img->fd);
     g_clear_pointer(&img->backing, vd_image_unref);
     g_clear_pointer(&img->snapshot_of, vd_image_unref);
+    g_clear_pointer(&img->view_of, vd_image_unref);
+    g_clear_pointer(&img->origin, g_bytes_unref);
     g_clear_pointer(&img->backing_candidates, g_ptr_array_unref);
     g_clear_pointer(&img->members, g_ptr_array_unref);
     g_free(img->backing_name);
@@ -375,7 +482,7 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
         }
     } else {
         GError *perr = NULL;
-        drv = vd_probe_path(ctx, path, &perr);
+        drv = probe_path(ctx, path, depth > 0 ? VD_FILE_MEMBER : 0, &perr);
         if (perr != NULL) {
             g_propagate_error(error, perr);
             return NULL;
@@ -392,45 +499,39 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
     img->depth = depth;
     img->read_only = opts->read_only || !(drv->caps & VD_CAP_WRITE) || drv->pwrite == NULL;
     img->format_read_only = !(drv->caps & VD_CAP_WRITE) || drv->pwrite == NULL;
-    int dirflag = (drv->caps & VD_CAP_DIRECTORY) ? O_DIRECTORY : 0;
-    /* O_NONBLOCK until the type is known: a FIFO named as a backing file
-     * (or extent) must fail, not hang the opener. */
-    int flags = O_CLOEXEC | O_NONBLOCK | dirflag;
-    img->fd = open(path, (img->read_only || dirflag ? O_RDONLY : O_RDWR) | flags);
-    if (img->fd < 0 && !img->read_only && (errno == EACCES || errno == EROFS || errno == EPERM)) {
-        /* The host says read-only: serve it read-only rather than not at all. */
+    /* The top of a chain is an image of IMAGEDIR (-o symlinks=); the layers
+     * below are backing files (-o backing=). Locked after the loop check,
+     * so that a chain looping back to a writer reports the loop. */
+    unsigned fflags = (img->read_only ? 0 : VD_FILE_WRITE) | VD_FILE_NO_LOCK |
+                      ((drv->caps & VD_CAP_DIRECTORY) ? VD_FILE_DIRECTORY : 0) |
+                      (depth > 0 ? VD_FILE_MEMBER : 0);
+    VdFile f;
+    if (!vd_file_open(ctx, path, img->name, fflags, &f, error)) {
+        image_free(img);
+        return NULL;
+    }
+    img->fd = f.fd;
+    if (!f.writable)
         img->read_only = true;
-        img->fd = open(path, O_RDONLY | flags);
-    }
-    if (img->fd < 0) {
-        vd_set_error_errno(error, errno, "%s", img->name);
+    if (!walk_enter(walk, img->name, &f.st, error) || !vd_file_lock(ctx, &f, img->name, error)) {
         image_free(img);
         return NULL;
     }
-    struct stat st;
-    if (fstat(img->fd, &st) < 0 || fcntl(img->fd, F_SETFL, fcntl(img->fd, F_GETFL) & ~O_NONBLOCK)) {
-        vd_set_error_errno(error, errno, "%s", img->name);
-        image_free(img);
-        return NULL;
-    }
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode) && !S_ISDIR(st.st_mode)) {
-        vd_set_error(error, EIO, "%s: not a regular file, block device or directory", img->name);
-        image_free(img);
-        return NULL;
-    }
-    if (!walk_enter(walk, img->name, &st, error) ||
-        !vd_lock_fd(img->fd, img->name, !img->read_only, ctx->force_share, error)) {
-        image_free(img);
-        return NULL;
-    }
+    image_keep_file(img, &f, img->name);
+    g_atomic_int_set(&img->write_locked, !img->read_only);
     bool asked_read_only = img->read_only;
     if (!drv->open(img, error)) {
         image_free(img);
         return NULL;
     }
-    /* A driver that refused a read-write open for a format reason. */
-    if (!asked_read_only && img->read_only)
+    /* A driver that refused a read-write open for a format reason, or a
+     * member the host will not let us write: no writer's locks then. */
+    if (!asked_read_only && img->read_only) {
         img->format_read_only = true;
+        g_mutex_lock(&img->files_lock);
+        files_set_writer(img, false, NULL);
+        g_mutex_unlock(&img->files_lock);
+    }
     bool has_backing = img->backing_by_uuid ||
                        (img->backing_candidates != NULL && img->backing_candidates->len > 0);
     if (has_backing && !opts->no_backing && !open_backing(img, opts, walk, error)) {
@@ -469,24 +570,35 @@ VdImage *vd_image_peek(VdContext *ctx, const char *path, GError **error)
     img->read_only = true;
     img->peeked = true;
     img->format_read_only = !(drv->caps & VD_CAP_WRITE) || drv->pwrite == NULL;
-    int dirflag = (drv->caps & VD_CAP_DIRECTORY) ? O_DIRECTORY : 0;
-    img->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | dirflag);
-    struct stat st;
-    if (img->fd < 0 || fstat(img->fd, &st) < 0) {
-        vd_set_error_errno(error, errno, "%s", img->name);
+    VdFile f;
+    unsigned fflags = VD_FILE_NO_LOCK | ((drv->caps & VD_CAP_DIRECTORY) ? VD_FILE_DIRECTORY : 0);
+    if (!vd_file_open(ctx, path, img->name, fflags, &f, error)) {
         image_free(img);
         return NULL;
     }
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode) && !S_ISDIR(st.st_mode)) {
-        vd_set_error(error, EIO, "%s: not a regular file, block device or directory", img->name);
-        image_free(img);
-        return NULL;
-    }
+    img->fd = f.fd;
     if (!drv->peek(img, error)) {
         image_free(img);
         return NULL;
     }
     return img;
+}
+
+VdImage *vd_image_new_view(VdImage *of, const VdDriver *drv, const char *name, GError **error)
+{
+    VdImage *v = image_alloc(of->ctx, drv, of->path);
+    g_free(v->name);
+    v->name = g_strdup(name);
+    v->read_only = true;
+    v->format_read_only = true;
+    v->depth = of->depth;
+    v->fd = fcntl(of->fd, F_DUPFD_CLOEXEC, 0);
+    if (v->fd < 0) {
+        vd_set_error_errno(error, errno, "%s", v->name);
+        image_free(v);
+        return NULL;
+    }
+    return v;
 }
 
 VdImage *vd_image_open_snapshot(VdImage *img, const char *id, GError **error)
@@ -495,21 +607,13 @@ VdImage *vd_image_open_snapshot(VdImage *img, const char *id, GError **error)
         vd_set_error(error, ENOENT, "%s: format %s has no snapshots", img->name, img->driver->name);
         return NULL;
     }
-    g_autofree char *path = g_strdup(img->path);
-    VdImage *snap = image_alloc(img->ctx, img->driver, path);
-    g_free(snap->name);
-    snap->name = g_strdup_printf("%s@%s", img->name, id);
-    snap->read_only = true;
-    snap->depth = img->depth;
+    g_autofree char *name = g_strdup_printf("%s@%s", img->name, id);
+    VdImage *snap = vd_image_new_view(img, img->driver, name, error);
+    if (snap == NULL)
+        return NULL;
     snap->snapshot_of = vd_image_ref(img);
     if (img->backing != NULL)
         snap->backing = vd_image_ref(img->backing);
-    snap->fd = fcntl(img->fd, F_DUPFD_CLOEXEC, 0);
-    if (snap->fd < 0) {
-        vd_set_error_errno(error, errno, "%s", snap->name);
-        image_free(snap);
-        return NULL;
-    }
     if (!img->driver->snapshot_open(img, id, snap, error)) {
         image_free(snap);
         return NULL;
@@ -559,13 +663,22 @@ bool vd_image_read_backing(VdImage *img, void *buf, size_t len, uint64_t offset,
     return vd_image_pread(img->backing, buf, len, offset, error);
 }
 
+/* Views over another image (partitions) have no read-ahead of their own. */
+static void ra_invalidate(VdImage *img)
+{
+    if (img->readahead != NULL)
+        vd_readahead_invalidate(img);
+}
+
 bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error)
 {
+    bool decoded = false;
+    if (img->readahead == NULL)
+        return vd_image_pread_direct(img, buf, len, offset, &decoded, error);
     if (vd_readahead_take(img, buf, len, offset)) {
         vd_readahead_note(img, len, offset, true);
         return true;
     }
-    bool decoded = false;
     if (!vd_image_pread_direct(img, buf, len, offset, &decoded, error))
         return false;
     vd_readahead_note(img, len, offset, decoded);
@@ -731,7 +844,7 @@ static bool check_writable(VdImage *img, GError **error)
                      why ? why : "see the log");
         return false;
     }
-    return true;
+    return image_take_write_locks(img, error);
 }
 
 static void write_begin(VdImage *img)
@@ -848,26 +961,26 @@ static bool image_truncate(VdImage *img, uint64_t new_size, GError **error)
  * read-ahead started meanwhile may have seen half of it. */
 bool vd_image_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
 {
-    vd_readahead_invalidate(img);
+    ra_invalidate(img);
     bool ok = image_pwrite(img, buf, len, offset, error);
-    vd_readahead_invalidate(img);
+    ra_invalidate(img);
     return ok;
 }
 
 bool vd_image_write_zeroes(VdImage *img, uint64_t offset, uint64_t len, unsigned flags,
                            GError **error)
 {
-    vd_readahead_invalidate(img);
+    ra_invalidate(img);
     bool ok = image_write_zeroes(img, offset, len, flags, error);
-    vd_readahead_invalidate(img);
+    ra_invalidate(img);
     return ok;
 }
 
 bool vd_image_truncate(VdImage *img, uint64_t new_size, GError **error)
 {
-    vd_readahead_invalidate(img);
+    ra_invalidate(img);
     bool ok = image_truncate(img, new_size, error);
-    vd_readahead_invalidate(img);
+    ra_invalidate(img);
     return ok;
 }
 

@@ -44,7 +44,13 @@ struct VdImage {
      * cluster or grain), set by open; reads split decoding at its
      * boundaries to spread it over cores. 0: 64 KiB. */
     uint64_t decode_unit;
+    /* The disk's logical sector size where the format records one (VHDX:
+     * 512 or 4096), else 0; partition tables are read in its units. */
+    unsigned logical_sector;
     VdImage *snapshot_of; /* for a snapshot view: the image it belongs to */
+    VdImage *view_of;     /* for a partition view: the disk it is a slice of */
+    GBytes *origin;       /* what create was given as opts->origin, where the image keeps it */
+    bool overlay;         /* an overlay (vd-overlay.c): backing is the image it shows */
     unsigned depth;       /* 0 for the top of a chain */
     bool peeked;          /* made by vd_image_peek: no driver state */
 
@@ -52,6 +58,16 @@ struct VdImage {
      * and truncate, for reading around pwrite_fast. */
     GRWLock write_lock;
     struct VdReadahead *readahead; /* vd-readahead.c; its own lock */
+
+    /* Every host file of this image that holds QEMU's locks (the image
+     * file, extents, data files, layers): VdImageFile, so that the locks can
+     * follow the image from writer to reader and back. files_lock guards
+     * it and write_locked (true while the writable files hold the writer's
+     * locks; read atomically on the write path). */
+    GMutex files_lock;
+    GArray *files;
+    gint write_locked;
+    gint64 mem_reserved; /* of ctx's budget (vd_image_mem_reserve); atomic */
 
     /* Set once corruption was found at I/O time (vd_image_set_corrupt):
      * writes fail with EIO from then on. Atomic. */
@@ -95,14 +111,36 @@ void vd_image_refuse_writes(VdImage *img);
 void vd_image_set_backing(VdImage *img, const char *recorded_name, const char *format);
 void vd_image_add_backing_candidate(VdImage *img, const char *host_path);
 void vd_image_add_member(VdImage *img, const char *host_path);
-/* Take QEMU's locks on a member file the driver opened (extent, data file),
- * as the block layer does on img->fd. EBUSY when QEMU is using it. */
-bool vd_image_lock_member(VdImage *img, int fd, const char *name, GError **error);
+/* Open a file named inside the image (an extent, the external data file, a
+ * bundle layer, a split part) through the one opener (src/vd-file.h):
+ * confined to IMAGEDIR under -o backing=confined, never blocking on a
+ * FIFO, refused when not a regular file or block device, read-write when
+ * flags has VD_FILE_WRITE and the host allows it (else the image becomes
+ * read-only), locked like the image, and added to the members. path is a
+ * host path (see vd_image_sibling_path); what names it in messages
+ * ("extent file"). Returns the fd, the driver's to close in close(), or
+ * -1 with error. */
+int vd_image_open_member(VdImage *img, const char *path, const char *what, unsigned flags,
+                         GError **error);
+/* Reserve memory for one of this image's tables from the mount's budget
+ * (vd_context_mem_reserve), released when the image is freed. Drivers call
+ * it before allocating a table whose size an image header gives. */
+bool vd_image_mem_reserve(VdImage *img, uint64_t bytes, const char *what, GError **error);
+/* A file name recorded in the image, as a host path: absolute names as
+ * they are, relative ones against the image's directory (for a directory
+ * image, the bundle itself). */
+char *vd_image_sibling_path(VdImage *img, const char *recorded);
 /* A file name recorded in the image (backing file, extent, data file):
  * resolved against the image's directory, and under backing=confined
  * required to lie inside IMAGEDIR. The realpath (free()), or NULL with
  * error ("<image>: <what> <recorded>: ..."; EACCES when outside). */
 char *vd_image_resolve_file(VdImage *img, const char *recorded, const char *what, GError **error);
+
+/* The last writer is gone: flush, and give up the write permission's locks
+ * (keeping the reader's) so that other images of this mount, or a QEMU
+ * reader, can open the file at once. The next write takes them back, or
+ * fails with EBUSY if a reader came meanwhile. */
+bool vd_image_release_write(VdImage *img, GError **error);
 
 /* Corruption found while serving I/O (a mapping that points at metadata,
  * a table past the end of the file): logged once, kept for
@@ -143,6 +181,11 @@ bool vd_image_flush(VdImage *img, GError **error);
 
 /* Host space used by the image's own files (not its backing), in bytes. */
 uint64_t vd_image_host_bytes(VdImage *img);
+
+/* A read-only image object that shows something of another one (a
+ * partition, a snapshot): drv's, sharing of's file (a dup of its fd) and
+ * context, with no driver state yet. The caller sets opaque and size. */
+VdImage *vd_image_new_view(VdImage *of, const VdDriver *drv, const char *name, GError **error);
 
 /* Snapshots: a GPtrArray of VdSnapshotInfo (empty when the format has none). */
 GPtrArray *vd_image_snapshots(VdImage *img, GError **error);

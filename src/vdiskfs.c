@@ -26,7 +26,11 @@ typedef struct {
     char *raw_ext;
     char *keyfile;
     char *backing;
+    char *symlinks;
     char *cache_size;
+    char *mem_budget;
+    char *overlay;
+    int overlay_discard;
     char *splice_min;
     double attr_timeout;
     int force_share;
@@ -47,7 +51,11 @@ static const struct fuse_opt vdfs_opts[] = {
     VDFS_OPT("raw_ext=%s", raw_ext, 0),
     VDFS_OPT("keyfile=%s", keyfile, 0),
     VDFS_OPT("backing=%s", backing, 0),
+    VDFS_OPT("symlinks=%s", symlinks, 0),
     VDFS_OPT("cache_size=%s", cache_size, 0),
+    VDFS_OPT("mem_budget=%s", mem_budget, 0),
+    VDFS_OPT("overlay=%s", overlay, 0),
+    VDFS_OPT("overlay_discard", overlay_discard, 1),
     VDFS_OPT("splice_min=%s", splice_min, 0),
     VDFS_OPT("attr_timeout=%lf", attr_timeout, 0),
     VDFS_OPT("force_share", force_share, 1),
@@ -83,10 +91,17 @@ static void usage(const char *prog)
     printf("usage: %s [options] IMAGEDIR MOUNTPOINT\n\n"
            "Shows every disk image in IMAGEDIR (qcow2, VMDK, VHD, VHDX, VDI, raw, ...)\n"
            "as a flat raw file under MOUNTPOINT; internal snapshots appear read-only\n"
-           "under MOUNTPOINT/.snapshots/.\n\n"
+           "under MOUNTPOINT/.snapshots/, and each partition of an image as\n"
+           "MOUNTPOINT/.partitions/IMAGE/pN (pN numbered as Linux does; snapshots'\n"
+           "under .partitions/.snapshots/IMAGE/SNAPSHOT/pN).\n\n"
            "vdiskfs options:\n"
            "    -o ro                  read-only (the default)\n"
            "    -o rw                  allow writes to images that can be written\n"
+           "    -o overlay=DIR         writable, but the images are never written:\n"
+           "                           the first write to an image makes\n"
+           "                           DIR/<path of image>.qcow2 over it and every\n"
+           "                           write goes there (kept for the next mount)\n"
+           "    -o overlay_discard     remove the overlays at unmount instead\n"
            "    -o allow_other         let other users in (the kernel checks each\n"
            "                           image's own owner and mode)\n"
            "    -o raw_ext=EXT,...     extensions of raw images without a signature\n"
@@ -94,9 +109,18 @@ static void usage(const char *prog)
            "    -o keyfile=PATH        passphrases for encrypted images: a key file\n"
            "                           with one [image/path] group and passphrase=\n"
            "                           per image; must be mode 0600\n"
-           "    -o backing=confined|any  backing files must lie inside IMAGEDIR\n"
-           "                           (confined, the default) or anywhere\n"
+           "    -o backing=confined|any  backing files and the files named inside\n"
+           "                           images (extents, data files) must lie inside\n"
+           "                           IMAGEDIR (confined, the default) or anywhere\n"
+           "    -o symlinks=confined|any  images that are symlinks resolving outside\n"
+           "                           IMAGEDIR are hidden (confined, the default) or\n"
+           "                           shown (any: other users may then read files\n"
+           "                           outside IMAGEDIR through allow_other)\n"
            "    -o cache_size=BYTES    metadata cache per image (default %u)\n"
+           "    -o mem_budget=BYTES    tables (L1, BAT, block maps) of all open\n"
+           "                           images together (default 1G; 0 unbounded):\n"
+           "                           idle images close to make room, and an image\n"
+           "                           that still does not fit fails to open\n"
            "    -o splice_min=BYTES    hand host file ranges to the kernel (splice)\n"
            "                           for reads of at least BYTES; 0 (default)\n"
            "                           always copies\n"
@@ -104,8 +128,9 @@ static void usage(const char *prog)
            "    -o idle_timeout=SECS   close images unused for SECS seconds (60; 0 never)\n"
            "    -o read_ahead=KB       the mount's kernel read-ahead (1024; 0 leaves the\n"
            "                           kernel's 128)\n"
-           "    -o force_share         take no QEMU-compatible image locks (like\n"
-           "                           qemu-img -U): read images QEMU is writing\n\n",
+           "    -o force_share         read without QEMU-compatible image locks (like\n"
+           "                           qemu-img -U): read images QEMU is writing;\n"
+           "                           writing still needs the locks\n\n",
            prog, VD_DEFAULT_RAW_EXTENSIONS, VD_DEFAULT_METADATA_CACHE);
 }
 
@@ -191,9 +216,37 @@ static VdContext *make_context(VdfsConfig *cfg)
             goto fail;
         }
     }
+    if (cfg->symlinks != NULL) {
+        if (strcmp(cfg->symlinks, "confined") == 0) {
+            ctx->symlink_policy = VD_BACKING_CONFINED;
+        } else if (strcmp(cfg->symlinks, "any") == 0) {
+            ctx->symlink_policy = VD_BACKING_ANY;
+        } else {
+            vd_set_error(&err, EINVAL, "-o symlinks=%s: expected 'confined' or 'any'",
+                         cfg->symlinks);
+            goto fail;
+        }
+    }
     if (cfg->cache_size && !parse_size("cache_size", cfg->cache_size, &ctx->metadata_cache_bytes)) {
         vd_context_unref(ctx);
         return NULL;
+    }
+    if (cfg->mem_budget && !parse_size("mem_budget", cfg->mem_budget, &ctx->mem_budget)) {
+        vd_context_unref(ctx);
+        return NULL;
+    }
+    if (cfg->overlay != NULL) {
+        if (cfg->rw) {
+            vd_set_error(&err, EINVAL,
+                         "-o overlay and -o rw exclude each other: with an overlay the images "
+                         "are never written (writes go to the overlay)");
+            goto fail;
+        }
+        if (!vd_context_set_overlay_dir(ctx, cfg->overlay, &err))
+            goto fail;
+    } else if (cfg->overlay_discard) {
+        vd_set_error(&err, EINVAL, "-o overlay_discard needs -o overlay=DIR");
+        goto fail;
     }
     ctx->force_share = cfg->force_share;
     if (cfg->keyfile && !vd_context_load_keyfile(ctx, cfg->keyfile, &err))
@@ -275,7 +328,12 @@ int main(int argc, char *argv[])
     /* Copying beat splice at every request size measured on Linux 6.18
      * (1 MiB sequential: 2.8 GB/s copy vs 0.9 GB/s splice; 4 KiB random:
      * equal or worse), so splicing is opt-in. */
-    VfsOptions vopts = {.read_only = !cfg.rw, .attr_timeout = cfg.attr_timeout, .splice_min = 0};
+    bool writable = cfg.rw || cfg.overlay != NULL;
+    VfsOptions vopts = {.read_only = !writable,
+                        .attr_timeout = cfg.attr_timeout,
+                        .splice_min = 0,
+                        .overlay = cfg.overlay != NULL,
+                        .overlay_discard = cfg.overlay_discard};
     vopts.idle_timeout = cfg.idle_timeout;
     if (cfg.splice_min) {
         uint64_t v;
@@ -289,7 +347,7 @@ int main(int argc, char *argv[])
 
     /* The kernel checks every image's own owner and mode, always. */
     fuse_opt_add_arg(&args, "-odefault_permissions");
-    if (!cfg.rw)
+    if (!writable)
         fuse_opt_add_arg(&args, "-oro");
     fsname = g_strdup_printf("-ofsname=%s", ctx->root);
     /* fsname is parsed by libfuse as a comma list: commas would split it. */
@@ -345,7 +403,10 @@ out:
     g_free(cfg.raw_ext);
     g_free(cfg.keyfile);
     g_free(cfg.backing);
+    g_free(cfg.symlinks);
     g_free(cfg.cache_size);
+    g_free(cfg.mem_budget);
+    g_free(cfg.overlay);
     g_free(cfg.splice_min);
     fuse_opt_free_args(&args);
     return ret;

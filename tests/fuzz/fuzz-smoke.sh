@@ -91,7 +91,7 @@ done
 # The text parsers, seeded with descriptors qemu-img writes (VMDK) and
 # small hand-written documents.
 if [ -n "$PFUZZ" ]; then
-    for parser in vmdk-descriptor parallels-xml dmg-plist; do
+    for parser in vmdk-descriptor parallels-xml dmg-plist partition-table; do
         corpus=$work/$parser
         mkdir -p "$corpus"
         case $parser in
@@ -113,6 +113,15 @@ if [ -n "$PFUZZ" ]; then
 </Parallels_disk_image>
 XML
             ;;
+        partition-table)
+            # Small disks as sfdisk writes them: MBR with logicals, and GPT.
+            truncate -s 256K "$corpus/mbr" "$corpus/gpt"
+            printf 'label: dos\nstart=8,size=64,type=83,bootable\nstart=80,size=300,type=5\nstart=88,size=40,type=83\nstart=136,size=40,type=7\n' |
+                sfdisk -q "$corpus/mbr" >/dev/null 2>&1 || rm -f "$corpus/mbr"
+            printf 'label: gpt\nstart=40,size=64,name=one\nstart=120,size=64,name=two\n' |
+                sfdisk -q "$corpus/gpt" >/dev/null 2>&1 || rm -f "$corpus/gpt"
+            [ -n "$(ls "$corpus")" ] || printf 'x' >"$corpus/empty"
+            ;;
         dmg-plist)
             cat >"$corpus/seed" <<'XML'
 <?xml version="1.0" encoding="UTF-8"?>
@@ -123,7 +132,7 @@ XML
             ;;
         esac
         run_target "$parser" "$work/$parser.log" env VD_FUZZ_PARSER="$parser" "$PFUZZ" \
-            -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=65536 \
+            -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=262144 \
             -artifact_prefix="$crashdir/$parser-" "$corpus"
     done
 fi

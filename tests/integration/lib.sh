@@ -72,6 +72,16 @@ unmount_vdiskfs() {
     done
 }
 
+# wait_gone PID: until a (killed) daemon has really exited. kill returns at
+# once; the dying process holds its files, and their locks, a while longer.
+wait_gone() {
+    local i=0
+    while kill -0 "$1" 2>/dev/null && [ $i -lt 200 ]; do
+        sleep 0.02
+        i=$((i + 1))
+    done
+}
+
 # same_bytes EXPECTED_FILE GOT_FILE WHAT
 same_bytes() {
     if ! cmp "$1" "$2" >"$T/cmp.out" 2>&1; then

@@ -31,6 +31,7 @@ for fmt in vdi parallels; do
     running=no
     kill -0 "$ddpid" 2>/dev/null && running=yes
     kill -9 "$pid"
+    wait_gone "$pid"
     wait "$ddpid" 2>/dev/null || true
     [ "$running" = yes ] || fail "$fmt: the writer had finished before the daemon was killed"
     umount -l "$M" 2>/dev/null || fusermount3 -u -z "$M" 2>/dev/null || true

@@ -203,6 +203,7 @@ sleep 0.7
 pid=$(pgrep -f "vdiskfs.* $T/kmnt\$" | head -n 1)
 [ -n "$pid" ] || fail "no daemon to kill"
 kill -KILL "$pid"
+wait_gone "$pid"
 wait "$writer" 2>/dev/null || true
 fusermount3 -uz "$T/kmnt" 2>/dev/null || umount -l "$T/kmnt" 2>/dev/null || true
 "$VDISK" info "$K/kill.vhdx" >"$T/kinfo" || fail "vdisk info after SIGKILL: $(cat "$T/kinfo")"

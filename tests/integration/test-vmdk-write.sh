@@ -157,6 +157,7 @@ awk 'BEGIN { srand(99); for (i = 0; i < 400; i++) printf "%d\n", 100 + int(rand(
 writer=$!
 sleep 0.3
 kill -9 "$pid"
+wait_gone "$pid"
 wait "$writer" || true
 umount -l "$K" 2>/dev/null || fusermount3 -uz "$K" 2>/dev/null || true
 qemu-img check "$T/kill/k.vmdk" >"$T/check" 2>&1 ||
