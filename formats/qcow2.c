@@ -450,24 +450,10 @@ static bool read_header(Qcow2State *s, VdImage *img, uint64_t file_size, GError 
  * overwrite metadata, and acknowledged writes vanish: such an image is
  * served read-only (writers get EROFS) and the reason is logged.
  */
-/* An external data file that is the qcow2 file itself: guest data would
- * land on metadata and allocated tables on guest data. */
-static bool check_data_file_apart(Qcow2State *s, GError **error)
-{
-    struct stat a, b;
-    if (s->data_fd == s->fd || fstat(s->fd, &a) < 0 || fstat(s->data_fd, &b) < 0 ||
-        a.st_dev != b.st_dev || a.st_ino != b.st_ino)
-        return true;
-    vd_set_error(error, EIO, "%s: the external data file %s is the image itself", s->name,
-                 s->data_file);
-    return false;
-}
-
 static bool open_write_side(VdImage *img, Qcow2State *s, GError **error)
 {
     g_autoptr(GError) err = NULL;
-    if (!check_data_file_apart(s, &err) || !qcow2_refcount_init(s, &err) ||
-        !qcow2_meta_build(s, &err)) {
+    if (!qcow2_refcount_init(s, &err) || !qcow2_meta_build(s, &err)) {
         g_warning("%s; serving the image read-only", err->message);
         g_clear_pointer(&s->rc, qcow2_refcount_free);
         g_clear_pointer(&s->meta, vd_meta_map_free);
@@ -539,11 +525,9 @@ static bool qcow2_peek(VdImage *img, GError **error)
                          s->name);
             return false;
         }
-        char *path = vd_image_resolve_file(img, s->data_file, "data file", error);
-        if (path == NULL)
-            return false;
+        /* Named as open names it; not opened (nor its confinement checked). */
+        g_autofree char *path = vd_image_sibling_path(img, s->data_file);
         vd_image_add_member(img, path);
-        free(path);
     }
     img->size = s->virtual_size;
     return true;
