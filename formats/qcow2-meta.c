@@ -29,6 +29,7 @@
  */
 #include "config.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 #include "formats/qcow2.h"
@@ -197,20 +198,26 @@ bool qcow2_meta_build(Qcow2State *s, GError **error)
     return true;
 }
 
+bool qcow2_corrupt(Qcow2State *s, GError **error, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    vd_image_set_corrupt(s->img, "%s", msg);
+    vd_set_error(error, EIO, "%s", msg);
+    return false;
+}
+
 bool qcow2_meta_check_free(Qcow2State *s, uint64_t off, uint64_t len, GError **error)
 {
     VdMetaRange hit;
     if (s->meta == NULL || !vd_meta_map_find(s->meta, off, len, &hit))
         return true;
-    vd_image_set_corrupt(s->img,
+    return qcow2_corrupt(s, error,
                          "%s: refcounts say cluster 0x%" G_GINT64_MODIFIER
                          "x is free but it holds the %s at 0x%" G_GINT64_MODIFIER "x",
                          s->name, off, hit.what, hit.start);
-    vd_set_error(error, EIO,
-                 "%s: refcounts say cluster 0x%" G_GINT64_MODIFIER
-                 "x is free but it holds the %s; the image is corrupt (qemu-img check -r all)",
-                 s->name, off, hit.what);
-    return false;
 }
 
 bool qcow2_meta_claim(Qcow2State *s, uint64_t off, uint64_t len, const char *what, GError **error)
@@ -220,15 +227,11 @@ bool qcow2_meta_claim(Qcow2State *s, uint64_t off, uint64_t len, const char *wha
     len = cluster_len(s, len);
     /* The map would count an identical range as shared: look first. */
     VdMetaRange hit;
-    if (vd_meta_map_find(s->meta, off, len, &hit)) {
-        vd_image_set_corrupt(s->img,
+    if (vd_meta_map_find(s->meta, off, len, &hit))
+        return qcow2_corrupt(s, error,
                              "%s: a new %s at 0x%" G_GINT64_MODIFIER
                              "x would overwrite the %s at 0x%" G_GINT64_MODIFIER "x",
                              s->name, what, off, hit.what, hit.start);
-        vd_set_error(error, EIO, "%s: a new %s at 0x%" G_GINT64_MODIFIER "x would overwrite the %s",
-                     s->name, what, off, hit.what);
-        return false;
-    }
     return vd_meta_map_add(s->meta, off, len, what, error);
 }
 

@@ -542,15 +542,10 @@ static bool check_free(Qcow2State *s, uint64_t first, uint64_t n, GError **error
         return false;
     if (!qcow2_trust_is_claimed(s, first, n, &c))
         return true;
-    vd_image_set_corrupt(s->img,
+    return qcow2_corrupt(s, error,
                          "%s: refcounts say cluster 0x%" G_GINT64_MODIFIER
                          "x is free but an L2 entry uses it",
                          s->name, c << s->cluster_bits);
-    vd_set_error(error, EIO,
-                 "%s: refcounts say cluster 0x%" G_GINT64_MODIFIER
-                 "x is free but an L2 entry uses it; the image is corrupt (qemu-img check -r all)",
-                 s->name, c << s->cluster_bits);
-    return false;
 }
 
 bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t *got,

@@ -147,14 +147,11 @@ bool qcow2_trust_table(Qcow2State *s, Qcow2Table *t, GError **error)
         }
         const char *why = v == 0 ? "whose refcount is 0" : "that another L2 entry also names";
         if (v == 0 || claimed(tr, c)) {
-            vd_image_set_corrupt(s->img,
-                                 "%s: the L2 table at 0x%" G_GINT64_MODIFIER
-                                 "x (entry %" G_GUINT64_FORMAT
-                                 ") names cluster 0x%" G_GINT64_MODIFIER "x %s",
-                                 s->name, t->offset, i, c << s->cluster_bits, why);
-            vd_set_error(error, EIO, "%s: an L2 entry names cluster 0x%" G_GINT64_MODIFIER "x %s",
-                         s->name, c << s->cluster_bits, why);
-            ok = false;
+            ok = qcow2_corrupt(s, error,
+                               "%s: the L2 table at 0x%" G_GINT64_MODIFIER
+                               "x (entry %" G_GUINT64_FORMAT ") names cluster 0x%" G_GINT64_MODIFIER
+                               "x %s",
+                               s->name, t->offset, i, c << s->cluster_bits, why);
             break;
         }
         *claim_word(tr, c, true) |= 1ull << (c % 64);

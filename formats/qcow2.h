@@ -302,6 +302,10 @@ uint64_t qcow2_refcount_max(const Qcow2State *s);
 bool qcow2_repair(Qcow2State *s, GError **error);
 
 /* ---- qcow2-meta.c: the metadata's host ranges (read-write opens) ---- */
+/* Corruption found while writing: the image marked corrupt (logged once,
+ * QEMU's corrupt bit) and EIO with the same text, so that recording the
+ * error at the FUSE boundary logs nothing more. False. */
+bool qcow2_corrupt(Qcow2State *s, GError **error, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 /* Map every structure (header, L1 and its L2 tables, refcount table and
  * blocks, snapshot table and L1 tables, LUKS header, bitmaps) into
  * s->meta: EIO naming them when one lies outside the file, is unaligned,
