@@ -340,8 +340,12 @@ static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_
 static bool check_entry(Qcow2State *s, Qcow2Table *t, uint64_t idx, uint64_t guest, GError **error)
 {
     uint64_t e = qcow2_l2_word(s, t->data, idx), bm = qcow2_l2_bitmap(s, t->data, idx);
-    return qcow2_sc_type(s, e, bm, 0) != QCOW2_SC_INVALID ||
-           qcow2_entry_error(s, guest, e, bm, error);
+    Qcow2ScType type = qcow2_sc_type(s, e, bm, 0);
+    uint64_t host = e & QCOW2_OFFSET_MASK;
+    /* As the read path has it: with extended L2 any offset must be aligned. */
+    bool misaligned = (type == QCOW2_SC_NORMAL || (s->ext_l2 && host != 0)) &&
+                      type != QCOW2_SC_COMPRESSED && (host & (s->cluster_size - 1));
+    return (type != QCOW2_SC_INVALID && !misaligned) || qcow2_entry_error(s, guest, e, bm, error);
 }
 
 /* Write guest [off, end) that lies within one L2 table. */

@@ -1258,6 +1258,14 @@ static void test_write_invalid_entry(Fixture *f, gconstpointer data)
     /* The next cluster is sound and written. */
     g_assert_true(vd_image_pwrite(img, b, sizeof b, cs, &err));
     g_assert_no_error(err);
+    g_clear_pointer(&img, vd_image_unref);
+    /* An unaligned offset, nothing allocated yet: reads fail, so must writes. */
+    build_xl2_image(f, 0);
+    vd_put_be64(f->img + 4 * cs, (5 * cs + 512) | QCOW2_OFLAG_COPIED);
+    img = open_image(f, true, &err);
+    g_assert_no_error(err);
+    g_assert_false(vd_image_write_zeroes(img, 0, 1024, VD_ZERO_MAY_UNMAP, &err));
+    g_assert_error(err, VD_ERROR, EIO);
 }
 
 int main(int argc, char **argv)
