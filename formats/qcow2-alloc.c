@@ -29,6 +29,13 @@ static uint64_t round_down(uint64_t v, uint64_t a)
     return v & ~(a - 1);
 }
 
+/* Guest data bound for the qcow2 file itself must not land on its
+ * metadata (an external data file holds none). */
+static bool guard_data(VdImage *img, Qcow2State *s, uint64_t host, uint64_t len, GError **error)
+{
+    return s->data_fd != s->fd || vd_image_guard_write(img, s->meta, host, len, error);
+}
+
 /* Before the first change: drop the autoclear bits we do not maintain. */
 static bool prepare_write(Qcow2State *s, GError **error)
 {
@@ -57,6 +64,30 @@ static void l1_mark_dirty(Qcow2State *s, uint64_t i)
     s->l1_dirty_hi = (uint32_t)MAX(s->l1_dirty_hi, i + 1);
 }
 
+/* The table an L1 entry marks COPIED: ours alone if its refcount says so
+ * (and then its entries checked, qcow2-trust.c), else NULL, error unset. */
+static Qcow2Table *own_table(Qcow2State *s, uint64_t l1i, uint64_t off, GError **error)
+{
+    Qcow2Table *t = qcow2_cache_get_pinned(s, s->l2_cache, s->fd, off, error);
+    if (t == NULL || t->trusted)
+        return t;
+    uint64_t v;
+    if (!qcow2_refcount_get(s, off >> s->cluster_bits, &v, error) ||
+        (v == 1 && !qcow2_trust_table(s, t, error))) {
+        qcow2_cache_unpin(s->l2_cache, t);
+        return NULL;
+    }
+    if (v == 1)
+        return t;
+    /* Shared after all: copied like any shared table. */
+    qcow2_cache_unpin(s->l2_cache, t);
+    qcow2_cache_wrlock(s->l2_cache);
+    s->l1[l1i] &= ~QCOW2_OFLAG_COPIED;
+    qcow2_cache_wrunlock(s->l2_cache);
+    l1_mark_dirty(s, l1i);
+    return NULL;
+}
+
 /* The L2 table covering guest, allocated and ours alone (pinned). */
 static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
 {
@@ -73,8 +104,16 @@ static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
                      s->name, old);
         return NULL;
     }
-    if (old != 0 && (e & QCOW2_OFLAG_COPIED))
-        return qcow2_cache_get_pinned(s, s->l2_cache, s->fd, old, error);
+    if (old != 0 && (e & QCOW2_OFLAG_COPIED)) {
+        g_autoptr(GError) err = NULL;
+        Qcow2Table *t = own_table(s, l1i, old, &err);
+        if (err != NULL) {
+            g_propagate_error(error, g_steal_pointer(&err));
+            return NULL;
+        }
+        if (t != NULL)
+            return t;
+    }
     /* New table: empty, or a private copy of a shared one. */
     g_autofree uint8_t *copy = NULL;
     if (old != 0) {
@@ -85,7 +124,8 @@ static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
         qcow2_cache_unpin(s->l2_cache, ot);
     }
     uint64_t noff, got;
-    if (!qcow2_alloc_clusters(s, 1, &noff, &got, error))
+    if (!qcow2_alloc_clusters(s, 1, &noff, &got, error) ||
+        !qcow2_meta_claim(s, noff, s->cluster_size, "L2 table", error))
         return NULL;
     qcow2_cache_wrlock(s->l2_cache);
     Qcow2Table *t = qcow2_cache_insert_new(s->l2_cache, noff, copy);
@@ -93,8 +133,17 @@ static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
     s->l1[l1i] = noff | QCOW2_OFLAG_COPIED;
     qcow2_cache_wrunlock(s->l2_cache);
     l1_mark_dirty(s, l1i);
-    if (old != 0)
+    if (old != 0) {
+        /* The shared table stays a snapshot's, which the map leaves out. */
+        qcow2_meta_release(s, old);
         qcow2_free_later(s, old, s->cluster_size);
+        if (!qcow2_trust_table(s, t, error)) {
+            qcow2_cache_unpin(s->l2_cache, t);
+            return NULL;
+        }
+    } else {
+        qcow2_trust_new_table(s, t);
+    }
     return t;
 }
 
@@ -186,6 +235,8 @@ static bool write_in_place(VdImage *img, Qcow2State *s, Qcow2Table *t, uint64_t 
         if (!(alloc & (1u << sb)))
             g1 = qcow2_round_up(d1, scs);
     }
+    if (!guard_data(img, s, host + (g0 - cstart), g1 - g0, error))
+        return false;
     if (g0 == d0 && g1 == d1 && s->crypto == NULL) {
         if (!vd_host_pwrite(s->data_fd, s->name, data, d1 - d0, host + (d0 - cstart), error))
             return false;
@@ -238,6 +289,8 @@ static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_
                 g1 = MIN(run_end, qcow2_round_up(d1, scs));
         }
         uint64_t w0 = MAX(d0, g0), w1 = MIN(d1, g1);
+        if (!guard_data(img, s, host + (g0 - c), g1 - g0, error))
+            return false;
         if (w0 == g0 && w1 == g1 && s->crypto == NULL) {
             /* Whole clusters from the caller's buffer: no copy. */
             if (!vd_host_pwrite(s->data_fd, s->name, data + (w0 - d0), g1 - g0, host + (g0 - c),
@@ -267,6 +320,7 @@ static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_
                 nbm = alloc | ((bm & ~(alloc << 32)) & 0xffffffff00000000ull);
             }
             qcow2_l2_set(s, t->data, idx, (host + i * cs) | QCOW2_OFLAG_COPIED, nbm);
+            qcow2_trust_update(s, e, (host + i * cs) | QCOW2_OFLAG_COPIED);
             g_array_append_val(old, e);
         }
         qcow2_cache_mark_dirty(s->l2_cache, t);
@@ -280,6 +334,20 @@ static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_
     return true;
 }
 
+/* An entry the read path rejects (extended L2 bits that contradict each
+ * other, a compressed cluster with a bitmap) is not written through
+ * either: half of the cluster would change and the rest stay unreadable. */
+static bool check_entry(Qcow2State *s, Qcow2Table *t, uint64_t idx, uint64_t guest, GError **error)
+{
+    uint64_t e = qcow2_l2_word(s, t->data, idx), bm = qcow2_l2_bitmap(s, t->data, idx);
+    Qcow2ScType type = qcow2_sc_type(s, e, bm, 0);
+    uint64_t host = e & QCOW2_OFFSET_MASK;
+    /* As the read path has it: with extended L2 any offset must be aligned. */
+    bool misaligned = (type == QCOW2_SC_NORMAL || (s->ext_l2 && host != 0)) &&
+                      type != QCOW2_SC_COMPRESSED && (host & (s->cluster_size - 1));
+    return (type != QCOW2_SC_INVALID && !misaligned) || qcow2_entry_error(s, guest, e, bm, error);
+}
+
 /* Write guest [off, end) that lies within one L2 table. */
 static bool write_table_range(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_t *data,
                               uint64_t off, uint64_t end, GError **error)
@@ -290,13 +358,15 @@ static bool write_table_range(VdImage *img, Qcow2State *s, Qcow2Table *t, const 
         uint64_t cend = MIN(round_down(off, cs) + cs, end);
         uint64_t e = qcow2_l2_word(s, t->data, idx);
         bool ok;
+        if (!check_entry(s, t, idx, off, error))
+            return false;
         if (writes_in_place(s, e, round_down(off, cs))) {
             ok = write_in_place(img, s, t, idx, data, off, cend, error);
         } else {
             /* Gather the following clusters that also need new ones. */
             while (cend < end) {
-                uint64_t ne = qcow2_l2_word(s, t->data, (cend >> s->cluster_bits) & mask);
-                if (writes_in_place(s, ne, cend))
+                uint64_t ni = (cend >> s->cluster_bits) & mask, ne = qcow2_l2_word(s, t->data, ni);
+                if (writes_in_place(s, ne, cend) || !check_entry(s, t, ni, cend, NULL))
                     break;
                 cend = MIN(cend + cs, end);
             }
@@ -318,6 +388,24 @@ static bool maybe_writeback(Qcow2State *s, GError **error)
     return true;
 }
 
+/* The L2 entry for guest from a cached table the write side trusts
+ * (qcow2-trust.c); false when there is none: the slow path loads it. */
+static bool trusted_entry(Qcow2State *s, uint64_t guest, uint64_t *entry)
+{
+    uint64_t l1i = guest >> (s->cluster_bits + s->l2_bits);
+    uint64_t i = (guest >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+    bool found = false;
+    qcow2_cache_rdlock(s->l2_cache);
+    uint64_t l2 = l1i < s->l1_entries ? s->l1[l1i] & QCOW2_OFFSET_MASK : 0;
+    Qcow2Table *t = l2 != 0 ? qcow2_cache_find(s->l2_cache, l2) : NULL;
+    if (t != NULL && t->trusted) {
+        *entry = qcow2_l2_word(s, t->data, i);
+        found = true;
+    }
+    qcow2_cache_rdunlock(s->l2_cache);
+    return found;
+}
+
 int qcow2_pwrite_fast(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
 {
     Qcow2State *s = qcow2_state(img);
@@ -331,13 +419,16 @@ int qcow2_pwrite_fast(VdImage *img, const void *buf, size_t len, uint64_t offset
     uint64_t hosts[16];
     unsigned n = 0;
     for (uint64_t c = round_down(offset, cs); c < end; c += cs) {
-        uint64_t e, bm;
-        if (n == G_N_ELEMENTS(hosts) || !qcow2_get_entry(s, c, &e, &bm, error))
-            return n == G_N_ELEMENTS(hosts) ? VD_FAST_SLOW : VD_FAST_ERROR;
+        uint64_t e;
+        if (n == G_N_ELEMENTS(hosts) || !trusted_entry(s, c, &e))
+            return VD_FAST_SLOW;
         uint64_t host = e & QCOW2_OFFSET_MASK;
         if (!(e & QCOW2_OFLAG_COPIED) || (e & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFLAG_ZERO)) ||
             host == 0 || (host & (cs - 1)))
             return VD_FAST_SLOW;
+        uint64_t w0 = MAX(c, offset), w1 = MIN(c + cs, end);
+        if (!vd_image_guard_write(img, s->meta, host + (w0 - c), w1 - w0, error))
+            return VD_FAST_ERROR;
         hosts[n++] = host;
     }
     const uint8_t *p = buf;
@@ -422,6 +513,7 @@ static bool zero_clusters(VdImage *img, Qcow2State *s, uint64_t off, uint64_t n,
         else if (e & (QCOW2_OFLAG_COPIED | QCOW2_OFFSET_MASK))
             g_array_append_val(old, g); /* data file offsets are guest offsets */
         qcow2_l2_set(s, t->data, idx, ne, nbm);
+        qcow2_trust_update(s, e, ne);
         qcow2_cache_mark_dirty(s->l2_cache, t);
     }
     qcow2_cache_wrunlock(s->l2_cache);
@@ -444,6 +536,10 @@ static bool zero_subclusters(VdImage *img, Qcow2State *s, uint64_t a, uint64_t b
         return false;
     uint64_t idx = (a >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
     uint64_t e = qcow2_l2_word(s, t->data, idx), bm = qcow2_l2_bitmap(s, t->data, idx);
+    if (!check_entry(s, t, idx, a, error)) {
+        qcow2_cache_unpin(s->l2_cache, t);
+        return false;
+    }
     if (e & QCOW2_OFLAG_COMPRESSED) {
         qcow2_cache_unpin(s->l2_cache, t);
         return write_zero_data(img, a, b - a, error);
@@ -451,6 +547,12 @@ static bool zero_subclusters(VdImage *img, Qcow2State *s, uint64_t a, uint64_t b
     uint32_t m = touched_mask(s, cstart, a, b);
     uint64_t nbm = (bm & ~(uint64_t)m) | ((uint64_t)m << 32);
     uint64_t host = entry_host(s, e, cstart);
+    /* Punching a hole is a write of zeros. */
+    if (host != 0 && (e & QCOW2_OFLAG_COPIED) &&
+        !guard_data(img, s, host + (a - cstart), b - a, error)) {
+        qcow2_cache_unpin(s->l2_cache, t);
+        return false;
+    }
     if (nbm != bm) {
         qcow2_cache_wrlock(s->l2_cache);
         qcow2_l2_set(s, t->data, idx, e, nbm);
@@ -521,7 +623,8 @@ static bool grow_l1(Qcow2State *s, uint64_t entries, GError **error)
     if (!qcow2_metadata_writeback(s, error))
         return false;
     uint64_t bytes = qcow2_round_up(entries * 8, s->cluster_size), off;
-    if (!qcow2_alloc_contiguous(s, bytes >> s->cluster_bits, &off, error))
+    if (!qcow2_alloc_contiguous(s, bytes >> s->cluster_bits, &off, error) ||
+        !qcow2_meta_claim(s, off, bytes, "L1 table", error))
         return false;
     g_autofree uint8_t *raw = g_malloc0(bytes);
     uint64_t *l1 = g_new0(uint64_t, entries);
@@ -536,10 +639,13 @@ static bool grow_l1(Qcow2State *s, uint64_t entries, GError **error)
               vd_host_pwrite(s->fd, s->name, hdr, sizeof hdr, 36, error) &&
               vd_host_fdatasync(s->fd, s->name, error);
     if (!ok) {
+        qcow2_meta_release(s, off);
         g_free(l1);
         return false;
     }
     uint64_t old_off = s->l1_offset, old_bytes = (uint64_t)s->l1_entries * 8;
+    if (old_bytes > 0)
+        qcow2_meta_release(s, old_off);
     qcow2_cache_wrlock(s->l2_cache);
     uint64_t *old = s->l1;
     s->l1 = l1;

@@ -165,8 +165,8 @@ static bool run_add(Run *r, VdExtentState st, uint64_t host, uint64_t n)
     return true;
 }
 
-static bool corrupt_entry(Qcow2State *s, uint64_t guest, uint64_t entry, uint64_t bitmap,
-                          GError **error)
+bool qcow2_entry_error(Qcow2State *s, uint64_t guest, uint64_t entry, uint64_t bitmap,
+                       GError **error)
 {
     vd_set_error(error, EIO,
                  "%s: invalid L2 entry 0x%016" G_GINT64_MODIFIER
@@ -204,7 +204,7 @@ static bool run_table(Qcow2State *s, const Qcow2Table *t, uint64_t *pos, uint64_
         uint64_t host_base = entry & QCOW2_OFFSET_MASK;
         Qcow2ScType first = qcow2_sc_type(s, entry, bitmap, 0);
         if (first == QCOW2_SC_INVALID)
-            return corrupt_entry(s, guest, entry, bitmap, error);
+            return qcow2_entry_error(s, guest, entry, bitmap, error);
         if ((first == QCOW2_SC_NORMAL || (s->ext_l2 && host_base != 0)) &&
             (host_base & (s->cluster_size - 1))) {
             vd_set_error(error, EIO,
@@ -312,10 +312,10 @@ bool qcow2_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **
         bool ok = true;
         switch (type) {
         case QCOW2_SC_INVALID:
-            return corrupt_entry(s, offset, entry, bitmap, error);
+            return qcow2_entry_error(s, offset, entry, bitmap, error);
         case QCOW2_SC_NORMAL:
             if ((entry & QCOW2_OFFSET_MASK) & (s->cluster_size - 1))
-                return corrupt_entry(s, offset, entry, bitmap, error);
+                return qcow2_entry_error(s, offset, entry, bitmap, error);
             ok = s->crypto ? read_encrypted(s, p, n, host, offset, error)
                            : vd_host_pread(s->data_fd, s->name, p, n, host, true, error);
             break;

@@ -14,6 +14,7 @@
 
 #include "formats/qcow2.h"
 #include "src/vd-error.h"
+#include "src/vd-inflate.h"
 #include "src/vd-io.h"
 
 typedef struct {
@@ -105,35 +106,11 @@ bool qcow2_compression_supported(uint8_t type)
     return false;
 }
 
-/* One inflate state per thread, reset between clusters: setting one up
- * costs two allocations, a noticeable share of a 64 KiB cluster's time. */
-static void inflate_state_free(gpointer p)
-{
-    inflateEnd(p);
-    g_free(p);
-}
-
-static GPrivate inflate_state = G_PRIVATE_INIT(inflate_state_free);
-
+/* A whole cluster of raw deflate, which must fill it (src/vd-inflate.c). */
 static bool inflate_raw(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
 {
-    z_stream *z = g_private_get(&inflate_state);
-    if (z == NULL) {
-        z = g_new0(z_stream, 1);
-        if (inflateInit2(z, -15) != Z_OK) {
-            g_free(z);
-            return false;
-        }
-        g_private_set(&inflate_state, z);
-    } else if (inflateReset(z) != Z_OK) {
-        return false;
-    }
-    z->next_in = (Bytef *)in;
-    z->avail_in = (uInt)in_len;
-    z->next_out = out;
-    z->avail_out = (uInt)out_len;
-    int ret = inflate(z, Z_FINISH);
-    return (ret == Z_STREAM_END || ret == Z_BUF_ERROR || ret == Z_OK) && z->avail_out == 0;
+    size_t got = 0;
+    return vd_inflate(VD_DEFLATE_RAW, in, in_len, out, out_len, &got) && got == out_len;
 }
 
 #ifdef HAVE_ZSTD

@@ -162,6 +162,35 @@ bool qcow2_refcount_get(Qcow2State *s, uint64_t cluster, uint64_t *value, GError
     return true;
 }
 
+bool qcow2_refcount_read(Qcow2State *s, Qcow2RcCursor *cur, uint64_t cluster, uint64_t *value,
+                         GError **error)
+{
+    Qcow2Refcounts *rc = s->rc;
+    uint64_t ti = cluster / rc->block_entries, off;
+    if (cur->block == NULL || cur->index != ti) {
+        qcow2_refcount_cursor_end(s, cur);
+        if (!block_offset(s, ti, &off, error))
+            return false;
+        if (off == 0) {
+            *value = 0;
+            return true;
+        }
+        cur->block = get_block(s, off, error);
+        if (cur->block == NULL)
+            return false;
+        cur->index = ti;
+    }
+    *value = rc_get(s, cur->block->data, cluster % rc->block_entries);
+    return true;
+}
+
+void qcow2_refcount_cursor_end(Qcow2State *s, Qcow2RcCursor *cur)
+{
+    if (cur->block != NULL)
+        qcow2_cache_unpin(s->rc->blocks, cur->block);
+    cur->block = NULL;
+}
+
 /* Set a refcount; its block must exist. */
 bool qcow2_refcount_set(Qcow2State *s, uint64_t cluster, uint64_t value, GError **error)
 {
@@ -207,14 +236,17 @@ uint64_t qcow2_refcount_block_at(const Qcow2State *s, uint64_t region)
     return region < s->rc->table_entries ? s->rc->table[region] & QCOW2_REFT_OFFSET_MASK : 0;
 }
 
-void qcow2_refcount_new_block(Qcow2State *s, uint64_t region, uint64_t offset)
+bool qcow2_refcount_new_block(Qcow2State *s, uint64_t region, uint64_t offset, GError **error)
 {
     Qcow2Refcounts *rc = s->rc;
+    if (!qcow2_meta_claim(s, offset, s->cluster_size, "refcount block", error))
+        return false;
     qcow2_cache_wrlock(rc->blocks);
     qcow2_cache_insert_new(rc->blocks, offset, NULL);
     qcow2_cache_wrunlock(rc->blocks);
     table_set(rc, region, offset);
     rc->end = MAX(rc->end, (offset >> s->cluster_bits) + 1);
+    return true;
 }
 
 uint64_t qcow2_refcount_max(const Qcow2State *s)
@@ -290,6 +322,8 @@ static bool alloc_append(Qcow2State *s, uint64_t n, uint64_t *first, GError **er
             if (rc->table[r] != 0)
                 continue;
             uint64_t boff = b++ << s->cluster_bits;
+            if (!qcow2_meta_claim(s, boff, s->cluster_size, "refcount block", error))
+                return false;
             qcow2_cache_wrlock(rc->blocks);
             qcow2_cache_insert_new(rc->blocks, boff, NULL);
             qcow2_cache_wrunlock(rc->blocks);
@@ -361,6 +395,13 @@ static bool grow_table(Qcow2State *s, uint64_t need_entries, GError **error)
         MAX(rc->end, qcow2_round_up(qcow2_file_size(s), s->cluster_size) >> s->cluster_bits);
     uint64_t entries = MAX(need_entries, rc->table_entries * 2), tab, nb = 0;
     for (;;) {
+        /* Before counting regions: a huge (sparse) file must not make
+         * that loop run for ages only to find the table too large. */
+        if (entries > QCOW2_MAX_REFTABLE_BYTES / 8) {
+            vd_set_error(error, EFBIG, "%s: the refcount table would exceed %u MiB", s->name,
+                         QCOW2_MAX_REFTABLE_BYTES >> 20);
+            return false;
+        }
         tab = (entries + per_cluster - 1) / per_cluster;
         entries = tab * per_cluster;
         uint64_t want = regions_without_block(rc, p / E, (p + tab + nb - 1) / E);
@@ -369,11 +410,6 @@ static bool grow_table(Qcow2State *s, uint64_t need_entries, GError **error)
             break;
         nb = want;
         entries = MAX(entries, last_region + 1);
-    }
-    if (tab * s->cluster_size > QCOW2_MAX_REFTABLE_BYTES) {
-        vd_set_error(error, EFBIG, "%s: the refcount table would exceed %u MiB", s->name,
-                     QCOW2_MAX_REFTABLE_BYTES >> 20);
-        return false;
     }
     uint64_t used;
     if (!first_used(s, p, p + tab + nb, &used, error))
@@ -391,7 +427,16 @@ static bool grow_table(Qcow2State *s, uint64_t need_entries, GError **error)
             continue;
         table[r] = b++ << s->cluster_bits;
     }
-    bool ok = true;
+    /* The new table and blocks are metadata from here on. */
+    bool table_claimed =
+        qcow2_meta_claim(s, p << s->cluster_bits, tab << s->cluster_bits, "refcount table", error);
+    bool ok = table_claimed;
+    uint64_t claimed = first_new;
+    while (ok && claimed < b) {
+        ok = qcow2_meta_claim(s, claimed << s->cluster_bits, s->cluster_size, "refcount block",
+                              error);
+        claimed += ok;
+    }
     g_autofree uint8_t *blk = g_malloc(s->cluster_size);
     /* Write each new block: refcount 1 for the new clusters in its region. */
     for (uint64_t r = p / E; ok && r <= (p + tab + nb - 1) / E; r++) {
@@ -425,10 +470,15 @@ static bool grow_table(Qcow2State *s, uint64_t need_entries, GError **error)
          vd_host_pwrite(s->fd, s->name, hdr, sizeof hdr, 48, error) &&
          vd_host_fdatasync(s->fd, s->name, error);
     if (!ok) {
+        for (uint64_t c = first_new; c < claimed; c++)
+            qcow2_meta_release(s, c << s->cluster_bits);
+        if (table_claimed)
+            qcow2_meta_release(s, p << s->cluster_bits);
         g_free(table);
         return false;
     }
     uint64_t old_off = s->refcount_table_offset, old_len = rc->table_entries * 8;
+    qcow2_meta_release(s, old_off);
     g_free(rc->table);
     rc->table = table;
     rc->table_entries = entries;
@@ -483,41 +533,19 @@ static bool alloc_scan(Qcow2State *s, uint64_t n, uint64_t *first, uint64_t *got
     return true;
 }
 
-static bool ranges_meet(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+/* Fresh clusters hold no metadata and no data a trusted entry names:
+ * otherwise the refcounts lie, and writing them would lose something. */
+static bool check_free(Qcow2State *s, uint64_t first, uint64_t n, GError **error)
 {
-    return alen > 0 && blen > 0 && a < b + blen && b < a + alen;
-}
-
-/*
- * A cluster the refcounts call free must not hold fixed metadata; if it
- * does, the refcounts are corrupt and writing would make it worse.
- */
-static bool check_not_metadata(Qcow2State *s, uint64_t off, uint64_t len, GError **error)
-{
-    const char *what = NULL;
-    if (ranges_meet(off, len, 0, s->cluster_size))
-        what = "the header";
-    else if (ranges_meet(off, len, s->l1_offset, (uint64_t)s->l1_entries * 8))
-        what = "the L1 table";
-    else if (ranges_meet(off, len, s->refcount_table_offset,
-                         (uint64_t)s->refcount_table_clusters << s->cluster_bits))
-        what = "the refcount table";
-    else if (ranges_meet(off, len, s->snapshots_offset, s->snapshots_size))
-        what = "the snapshot table";
-    else if (ranges_meet(off, len, s->crypto_offset, s->crypto_length))
-        what = "the encryption header";
-    for (guint i = 0; what == NULL && s->snapshots != NULL && i < s->snapshots->len; i++) {
-        const Qcow2Snapshot *sn = s->snapshots->pdata[i];
-        if (ranges_meet(off, len, sn->l1_offset, (uint64_t)sn->l1_size * 8))
-            what = "a snapshot's L1 table";
-    }
-    if (what == NULL)
+    uint64_t c;
+    if (!qcow2_meta_check_free(s, first << s->cluster_bits, n << s->cluster_bits, error))
+        return false;
+    if (!qcow2_trust_is_claimed(s, first, n, &c))
         return true;
-    vd_set_error(error, EIO,
-                 "%s: refcounts say cluster 0x%" G_GINT64_MODIFIER "x is free but it holds %s; "
-                 "the image is corrupt (qemu-img check -r all)",
-                 s->name, off, what);
-    return false;
+    return qcow2_corrupt(s, error,
+                         "%s: refcounts say cluster 0x%" G_GINT64_MODIFIER
+                         "x is free but an L2 entry uses it",
+                         s->name, c << s->cluster_bits);
 }
 
 bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t *got,
@@ -532,7 +560,7 @@ bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t 
         *got = n;
     }
     *offset = first << s->cluster_bits;
-    return check_not_metadata(s, *offset, *got << s->cluster_bits, error);
+    return check_free(s, first, *got, error);
 }
 
 bool qcow2_alloc_contiguous(Qcow2State *s, uint64_t n, uint64_t *offset, GError **error)
@@ -541,7 +569,7 @@ bool qcow2_alloc_contiguous(Qcow2State *s, uint64_t n, uint64_t *offset, GError 
     if (!alloc_append(s, n, &first, error))
         return false;
     *offset = first << s->cluster_bits;
-    return check_not_metadata(s, *offset, n << s->cluster_bits, error);
+    return check_free(s, first, n, error);
 }
 
 void qcow2_free_later(Qcow2State *s, uint64_t start, uint64_t len)
@@ -569,6 +597,7 @@ bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error)
     g_autoptr(GArray) todo = g_steal_pointer(&rc->pending);
     rc->pending = g_array_new(FALSE, FALSE, sizeof(FreeRange));
     rc->pending_bytes = 0;
+    uint64_t n_zero = 0, first_zero = 0;
     for (guint i = 0; i < todo->len; i++) {
         const FreeRange *r = &g_array_index(todo, FreeRange, i);
         uint64_t c0 = r->start >> s->cluster_bits;
@@ -578,8 +607,29 @@ bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error)
             if (!qcow2_refcount_get(s, c, &v, error))
                 return false;
             if (v == 0) {
-                g_warning("%s: freeing cluster %" G_GUINT64_FORMAT " whose refcount is already 0",
-                          s->name, c);
+                if (n_zero++ == 0)
+                    first_zero = c;
+                continue;
+            }
+            VdMetaRange hit;
+            if (v == 1 && qcow2_meta_find(s, c << s->cluster_bits, s->cluster_size, &hit)) {
+                /* Only a data reference that pointed at metadata gets here:
+                 * freeing would let the next allocation overwrite it. */
+                vd_image_set_corrupt(s->img,
+                                     "%s: a data cluster reference pointed at the %s at "
+                                     "0x%" G_GINT64_MODIFIER "x; it is not freed",
+                                     s->name, hit.what, hit.start);
+                continue;
+            }
+            uint64_t user;
+            if (v == 1 && qcow2_trust_is_claimed(s, c, 1, &user)) {
+                /* A hostile reference (a compressed range reaching into
+                 * it, say) would free a cluster that holds live data. */
+                vd_image_set_corrupt(s->img,
+                                     "%s: cluster 0x%" G_GINT64_MODIFIER
+                                     "x holds live data but its last reference was freed; it is "
+                                     "kept",
+                                     s->name, c << s->cluster_bits);
                 continue;
             }
             if (!qcow2_refcount_set(s, c, v - 1, error))
@@ -595,5 +645,10 @@ bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error)
             }
         }
     }
+    /* Once per write-back, not per cluster: a hostile table can name many. */
+    if (n_zero > 0)
+        g_warning("%s: freed %" G_GUINT64_FORMAT " references to clusters whose refcount was "
+                  "already 0 (the first: cluster %" G_GUINT64_FORMAT ")",
+                  s->name, n_zero, first_zero);
     return true;
 }

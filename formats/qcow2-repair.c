@@ -161,7 +161,9 @@ static bool add_blocks(Counter *c, GError **error)
     for (guint k = 0; k < need->len; k++) {
         uint64_t cl = p + k;
         c->counts[cl] = 1;
-        qcow2_refcount_new_block(s, g_array_index(need, uint64_t, k), cl << s->cluster_bits);
+        if (!qcow2_refcount_new_block(s, g_array_index(need, uint64_t, k), cl << s->cluster_bits,
+                                      error))
+            return false;
     }
     c->n = p + nb;
     return true;

@@ -125,6 +125,7 @@ bool qcow2_snapshot_open(VdImage *img, const char *id, VdImage *snap, GError **e
     /* Scalars (geometry, feature bits) are the image's; tables are the snapshot's. */
     *v = *s;
     v->name = snap->name;
+    v->img = snap;
     v->fd = snap->fd;
     v->is_snapshot = true;
     v->own_data_fd = false;
@@ -137,6 +138,8 @@ bool qcow2_snapshot_open(VdImage *img, const char *id, VdImage *snap, GError **e
     v->l2_cache = NULL;
     v->decode = NULL;
     v->rc = NULL;
+    v->meta = NULL;
+    v->trust = NULL;
     v->virtual_size = sn->virtual_size;
     if (s->own_data_fd) {
         v->data_fd = fcntl(s->data_fd, F_DUPFD_CLOEXEC, 0);
@@ -149,7 +152,8 @@ bool qcow2_snapshot_open(VdImage *img, const char *id, VdImage *snap, GError **e
         v->own_data_fd = true;
     }
     uint64_t file_size = qcow2_file_size(v);
-    if (!qcow2_load_l1(v, sn->l1_offset, sn->l1_size, file_size, &v->l1, error)) {
+    if (!vd_image_mem_reserve(snap, (uint64_t)sn->l1_size * 8, "snapshot L1 table", error) ||
+        !qcow2_load_l1(v, sn->l1_offset, sn->l1_size, file_size, &v->l1, error)) {
         qcow2_state_free(v);
         return false;
     }

@@ -39,6 +39,8 @@ void qcow2_state_free(Qcow2State *s)
     if (s == NULL)
         return;
     qcow2_refcount_free(s->rc);
+    vd_meta_map_free(s->meta);
+    qcow2_trust_free(s->trust);
     qcow2_cache_free(s->l2_cache);
     qcow2_decode_cache_free(s->decode);
     qcow2_crypto_unref(s->crypto);
@@ -179,8 +181,11 @@ static bool parse_extensions(Qcow2State *s, const uint8_t *hdr, uint64_t hdr_len
             break;
         case QCOW2_EXT_BITMAPS:
             s->has_bitmaps_ext = true;
-            if (len >= 24)
+            if (len >= 24) {
+                s->bitmaps_count = vd_be32(d);
+                s->bitmaps_dir_size = vd_be64(d + 8);
                 s->bitmaps_offset = vd_be64(d + 16);
+            }
             break;
         case QCOW2_EXT_ORIGIN:
             g_clear_pointer(&s->origin, g_bytes_unref);
@@ -406,29 +411,69 @@ static bool check_tables(Qcow2State *s, uint64_t file_size, GError **error)
     return check_overlaps(s, areas, G_N_ELEMENTS(areas), error);
 }
 
-static bool qcow2_open(VdImage *img, GError **error)
+/* What the header alone decides, for open and peek alike: its fields, and
+ * whether the image may be written. */
+static bool read_header(Qcow2State *s, VdImage *img, uint64_t file_size, GError **error)
 {
-    Qcow2State *s = g_new0(Qcow2State, 1);
-    s->name = img->name;
-    s->fd = img->fd;
-    s->data_fd = img->fd;
-    uint64_t file_size;
-    bool ok = vd_host_size(img->fd, img->name, &file_size, error) &&
-              parse_header(s, img, file_size, error);
-    if (ok && (s->incompat & QCOW2_INCOMPAT_CORRUPT)) {
+    if (!parse_header(s, img, file_size, error))
+        return false;
+    if (s->incompat & QCOW2_INCOMPAT_CORRUPT) {
         if (!img->read_only)
             g_warning("%s: image is marked corrupt; opening it read-only", img->name);
         vd_image_refuse_writes(img);
     }
-    if (ok && s->crypt_method == QCOW2_CRYPT_LUKS && s->crypto_length == 0) {
+    if (s->crypt_method == QCOW2_CRYPT_LUKS && s->crypto_length == 0) {
         vd_set_error(error, EIO, "%s: LUKS encryption without its header extension", img->name);
-        ok = false;
+        return false;
     }
-    if (ok && s->crypt_method != QCOW2_CRYPT_LUKS && s->crypto_length != 0) {
+    if (s->crypt_method != QCOW2_CRYPT_LUKS && s->crypto_length != 0) {
         vd_set_error(error, EIO, "%s: encryption header extension without LUKS encryption",
                      img->name);
-        ok = false;
+        return false;
     }
+    if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && s->has_bitmaps_ext) {
+        if (!img->read_only)
+            g_warning("%s: image is dirty and has persistent bitmaps, which vdiskfs cannot "
+                      "account for in a refcount repair; opening it read-only",
+                      img->name);
+        vd_image_refuse_writes(img);
+    }
+    return true;
+}
+
+/*
+ * The write side: refcounts, and where every structure lies. Refcount
+ * structures or tables that are misplaced (outside the file, unaligned,
+ * on top of each other or of another table) would make allocations
+ * overwrite metadata, and acknowledged writes vanish: such an image is
+ * served read-only (writers get EROFS) and the reason is logged.
+ */
+static bool open_write_side(VdImage *img, Qcow2State *s, GError **error)
+{
+    g_autoptr(GError) err = NULL;
+    if (!qcow2_refcount_init(s, &err) || !qcow2_meta_build(s, &err)) {
+        g_warning("%s; serving the image read-only", err->message);
+        g_clear_pointer(&s->rc, qcow2_refcount_free);
+        g_clear_pointer(&s->meta, vd_meta_map_free);
+        vd_image_refuse_writes(img);
+        return true;
+    }
+    s->trust = qcow2_trust_new();
+    bool needs_repair = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
+    return !needs_repair || qcow2_repair(s, error);
+}
+
+static bool qcow2_open(VdImage *img, GError **error)
+{
+    Qcow2State *s = g_new0(Qcow2State, 1);
+    s->name = img->name;
+    s->img = img;
+    s->fd = img->fd;
+    s->data_fd = img->fd;
+    uint64_t file_size;
+    bool ok = vd_host_size(img->fd, img->name, &file_size, error) &&
+              read_header(s, img, file_size, error);
+    ok = ok && vd_image_mem_reserve(img, (uint64_t)s->l1_entries * 8, "L1 table", error);
     ok = ok && qcow2_load_l1(s, s->l1_offset, s->l1_entries, file_size, &s->l1, error);
     ok = ok && qcow2_read_snapshots(s, file_size, error);
     ok = ok && check_tables(s, file_size, error);
@@ -452,23 +497,58 @@ static bool qcow2_open(VdImage *img, GError **error)
         img->origin = g_bytes_ref(s->origin);
     if (s->backing_file != NULL)
         vd_image_set_backing(img, s->backing_file, s->backing_format);
-
-    if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && s->has_bitmaps_ext) {
-        if (!img->read_only)
-            g_warning("%s: image is dirty and has persistent bitmaps, which vdiskfs cannot "
-                      "account for in a refcount repair; opening it read-only",
-                      img->name);
-        vd_image_refuse_writes(img);
-    }
-    if (!img->read_only) {
-        bool needs_repair = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
-        if (!qcow2_refcount_init(s, error) || (needs_repair && !qcow2_repair(s, error))) {
-            img->opaque = NULL;
-            qcow2_state_free(s);
-            return false;
-        }
+    if (!img->read_only && !open_write_side(img, s, error)) {
+        img->opaque = NULL;
+        qcow2_state_free(s);
+        return false;
     }
     return true;
+}
+
+/* The header only: no L1 or refcount table, no snapshot table, no key. */
+static bool qcow2_peek(VdImage *img, GError **error)
+{
+    g_autoptr(Qcow2State) s = g_new0(Qcow2State, 1);
+    s->name = img->name;
+    s->img = img;
+    s->fd = img->fd;
+    s->data_fd = -1;
+    uint64_t file_size;
+    if (!vd_host_size(img->fd, img->name, &file_size, error) ||
+        !read_header(s, img, file_size, error))
+        return false;
+    if (s->incompat & QCOW2_INCOMPAT_DATA_FILE) {
+        if (s->data_file == NULL) {
+            vd_set_error(error, ENOTSUP,
+                         "%s: uses an external data file but does not name it in the header",
+                         s->name);
+            return false;
+        }
+        /* Named as open names it; not opened (nor its confinement checked). */
+        g_autofree char *path = vd_image_sibling_path(img, s->data_file);
+        vd_image_add_member(img, path);
+    }
+    img->size = s->virtual_size;
+    return true;
+}
+
+/* As QEMU does: the corrupt bit, durable, so that no later open writes it. */
+static void qcow2_mark_corrupt(VdImage *img)
+{
+    Qcow2State *s = qcow2_state(img);
+    if (s == NULL || s->is_snapshot)
+        return;
+    if (s->version < 3) {
+        g_warning("%s: a version 2 image has no corrupt flag to set", s->name);
+        return;
+    }
+    /* s->incompat stays as it is: fast writers read it concurrently. */
+    uint8_t b[8];
+    vd_put_be64(b, s->incompat | QCOW2_INCOMPAT_CORRUPT);
+    g_autoptr(GError) err = NULL;
+    if (!vd_host_pwrite(s->fd, s->name, b, sizeof b, 72, &err) ||
+        !vd_host_fdatasync(s->fd, s->name, &err))
+        g_warning("%s: could not set the corrupt flag: %s", s->name, err->message);
 }
 
 static void qcow2_close(VdImage *img)
@@ -542,6 +622,7 @@ const VdDriver vd_qcow2_driver = {
     .open = qcow2_open,
     .create = qcow2_create,
     .close = qcow2_close,
+    .peek = qcow2_peek,
     .pread = qcow2_pread,
     .pwrite = qcow2_pwrite,
     .pwrite_fast = qcow2_pwrite_fast,
@@ -552,4 +633,5 @@ const VdDriver vd_qcow2_driver = {
     .describe = qcow2_describe,
     .snapshot_list = qcow2_snapshot_list,
     .snapshot_open = qcow2_snapshot_open,
+    .mark_corrupt = qcow2_mark_corrupt,
 };

@@ -14,6 +14,7 @@
 
 #include "src/vd-endian.h"
 #include "src/vd-image.h"
+#include "src/vd-metamap.h"
 
 #define QCOW2_MAGIC 0x514649fbu
 
@@ -69,6 +70,7 @@ typedef struct Qcow2Crypto Qcow2Crypto;
 typedef struct Qcow2Cache Qcow2Cache;
 typedef struct Qcow2DecodeCache Qcow2DecodeCache;
 typedef struct Qcow2Refcounts Qcow2Refcounts;
+typedef struct Qcow2Trust Qcow2Trust;
 
 typedef struct {
     uint8_t type; /* 0 incompatible, 1 compatible, 2 autoclear */
@@ -99,6 +101,7 @@ typedef enum {
 typedef struct Qcow2State {
     /* Immutable after open. */
     const char *name; /* the image's name for messages (owned by the VdImage) */
+    VdImage *img;     /* the image this state belongs to (not a reference) */
     int fd;           /* the qcow2 file (owned by the VdImage) */
     int data_fd;      /* guest data: fd, or the external data file */
     bool own_data_fd;
@@ -124,7 +127,9 @@ typedef struct Qcow2State {
     uint64_t snapshots_offset;
     uint64_t snapshots_size; /* bytes the table spans */
     uint64_t crypto_offset, crypto_length;
-    uint64_t bitmaps_offset;
+    uint64_t bitmaps_offset; /* of the bitmap directory */
+    uint64_t bitmaps_dir_size;
+    uint32_t bitmaps_count;
     bool has_bitmaps_ext;
     GBytes *origin; /* QCOW2_EXT_ORIGIN's contents, or NULL */
     char *backing_file;
@@ -148,12 +153,18 @@ typedef struct Qcow2State {
 
     /* Write side: only touched under img->write_lock. */
     Qcow2Refcounts *rc;
+    /* Where the metadata lies in the qcow2 file (qcow2-meta.c), with rc.
+     * Changed under img->write_lock held for writing; looked up by
+     * pwrite_fast too (the map has its own lock). */
+    VdMetaMap *meta;
+    Qcow2Trust *trust;                 /* which COPIED flags hold (qcow2-trust.c), with rc */
     uint32_t l1_dirty_lo, l1_dirty_hi; /* dirty L1 index range [lo, hi) */
     bool write_ready;                  /* header prepared for writing */
 } Qcow2State;
 
 /* ---- qcow2.c ---- */
 void qcow2_state_free(Qcow2State *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Qcow2State, qcow2_state_free)
 /* Read and validate an L1 table (or a snapshot's) into host byte order. */
 bool qcow2_load_l1(Qcow2State *s, uint64_t offset, uint32_t entries, uint64_t file_size,
                    uint64_t **out, GError **error);
@@ -166,6 +177,9 @@ typedef struct {
     gint64 last_use;
     unsigned pins;
     bool dirty;
+    /* L2 tables: the write side checked that every COPIED entry's cluster
+     * has a refcount of 1 (qcow2-alloc.c), so fast writes may trust it. */
+    bool trusted;
 } Qcow2Table;
 
 Qcow2Cache *qcow2_cache_new(const Qcow2State *s, uint64_t max_bytes);
@@ -212,6 +226,9 @@ void qcow2_l2_set(const Qcow2State *s, uint8_t *t, uint64_t i, uint64_t entry, u
 Qcow2ScType qcow2_sc_type(const Qcow2State *s, uint64_t entry, uint64_t bitmap, unsigned sc);
 /* Host bytes [start, start + len) of a compressed descriptor. */
 void qcow2_compressed_range(const Qcow2State *s, uint64_t entry, uint64_t *start, uint64_t *len);
+/* EIO for an L2 entry that contradicts itself; false. */
+bool qcow2_entry_error(Qcow2State *s, uint64_t guest, uint64_t entry, uint64_t bitmap,
+                       GError **error);
 /* The L2 entry (and bitmap) for a guest offset: false with error on
  * corruption; entry 0 when no L2 table is allocated. */
 bool qcow2_get_entry(Qcow2State *s, uint64_t guest, uint64_t *entry, uint64_t *bitmap,
@@ -264,16 +281,60 @@ bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error);
 bool qcow2_refcount_has_pending(const Qcow2State *s);
 bool qcow2_refcount_dirty(const Qcow2State *s);
 bool qcow2_refcount_pressure(const Qcow2State *s);
+/* Refcounts of many clusters that mostly share a block: the cursor keeps
+ * that block pinned between calls (start it zeroed, end it once). */
+typedef struct {
+    Qcow2Table *block;
+    uint64_t index; /* refcount table index of block */
+} Qcow2RcCursor;
+bool qcow2_refcount_read(Qcow2State *s, Qcow2RcCursor *cur, uint64_t cluster, uint64_t *value,
+                         GError **error);
+void qcow2_refcount_cursor_end(Qcow2State *s, Qcow2RcCursor *cur);
 /* Low-level access for the repair code. */
 bool qcow2_refcount_get(Qcow2State *s, uint64_t cluster, uint64_t *value, GError **error);
 bool qcow2_refcount_set(Qcow2State *s, uint64_t cluster, uint64_t value, GError **error);
 uint64_t qcow2_refcount_block_entries(const Qcow2State *s);
 uint64_t qcow2_refcount_table_entries(const Qcow2State *s);
 uint64_t qcow2_refcount_block_at(const Qcow2State *s, uint64_t region);
-void qcow2_refcount_new_block(Qcow2State *s, uint64_t region, uint64_t offset);
+bool qcow2_refcount_new_block(Qcow2State *s, uint64_t region, uint64_t offset, GError **error);
 uint64_t qcow2_refcount_max(const Qcow2State *s);
 /* Rebuild refcounts from the metadata (dirty / lazy-refcount images). */
 bool qcow2_repair(Qcow2State *s, GError **error);
+
+/* ---- qcow2-meta.c: the metadata's host ranges (read-write opens) ---- */
+/* Corruption found while writing: the image marked corrupt (logged once,
+ * QEMU's corrupt bit) and EIO with the same text, so that recording the
+ * error at the FUSE boundary logs nothing more. False. */
+bool qcow2_corrupt(Qcow2State *s, GError **error, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+/* Map every structure (header, L1 and its L2 tables, refcount table and
+ * blocks, snapshot table and L1 tables, LUKS header, bitmaps) into
+ * s->meta: EIO naming them when one lies outside the file, is unaligned,
+ * or overlaps another. */
+bool qcow2_meta_build(Qcow2State *s, GError **error);
+/* Freshly allocated clusters [off, off + len) must hold no metadata: if
+ * they do, the refcounts lie, and the image is marked corrupt (EIO). */
+bool qcow2_meta_check_free(Qcow2State *s, uint64_t off, uint64_t len, GError **error);
+/* [off, off + len) becomes metadata (a static what), or EIO (image marked
+ * corrupt) when it would overlap some. */
+bool qcow2_meta_claim(Qcow2State *s, uint64_t off, uint64_t len, const char *what, GError **error);
+/* The structure starting at off is no longer metadata of the active image. */
+void qcow2_meta_release(Qcow2State *s, uint64_t off);
+/* The metadata range [off, off + len) touches, if any. */
+bool qcow2_meta_find(Qcow2State *s, uint64_t off, uint64_t len, VdMetaRange *hit);
+
+/* ---- qcow2-trust.c: which COPIED flags the write side believes ---- */
+Qcow2Trust *qcow2_trust_new(void);
+void qcow2_trust_free(Qcow2Trust *tr);
+/* Check a pinned L2 table's COPIED entries once per session (dropping the
+ * flag where a snapshot shares the cluster); EIO, image marked corrupt,
+ * where the refcount is 0 or another trusted entry names the cluster. */
+bool qcow2_trust_table(Qcow2State *s, Qcow2Table *t, GError **error);
+/* A table the write side just made empty: trusted as it is. */
+void qcow2_trust_new_table(Qcow2State *s, Qcow2Table *t);
+/* An entry of a trusted table changes from old_entry to new_entry. */
+void qcow2_trust_update(Qcow2State *s, uint64_t old_entry, uint64_t new_entry);
+/* Whether a trusted entry names one of the clusters [first, first + n). */
+bool qcow2_trust_is_claimed(Qcow2State *s, uint64_t first, uint64_t n, uint64_t *which);
 
 /* ---- qcow2-alloc.c ---- */
 bool qcow2_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);

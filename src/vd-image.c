@@ -806,14 +806,13 @@ bool vd_image_guard_write(VdImage *img, VdMetaMap *map, uint64_t host_offset, ui
     VdMetaRange hit;
     if (map == NULL || !vd_meta_map_find(map, host_offset, len, &hit))
         return true;
-    vd_image_set_corrupt(img,
-                         "%s: refused a data write at host offset 0x%" G_GINT64_MODIFIER
-                         "x+0x%" G_GINT64_MODIFIER
-                         "x: it would overwrite the %s at 0x%" G_GINT64_MODIFIER "x",
-                         img->name, host_offset, len, hit.what, hit.start);
-    vd_set_error(error, EIO,
-                 "%s: data write at host offset 0x%" G_GINT64_MODIFIER "x overlaps the %s",
-                 img->name, host_offset, hit.what);
+    g_autofree char *msg = g_strdup_printf(
+        "%s: refused a data write at host offset 0x%" G_GINT64_MODIFIER "x+0x%" G_GINT64_MODIFIER
+        "x: it would overwrite the %s at 0x%" G_GINT64_MODIFIER "x",
+        img->name, host_offset, len, hit.what, hit.start);
+    vd_image_set_corrupt(img, "%s", msg);
+    /* The logged text itself: recording it at the FUSE boundary adds no line. */
+    vd_set_error(error, EIO, "%s", msg);
     return false;
 }
 
@@ -858,9 +857,12 @@ static bool check_writable(VdImage *img, GError **error)
         return false;
     }
     if (g_atomic_int_get(&img->corrupt)) {
+        /* Why, as logged once already: recording it again logs nothing. */
         g_autofree char *why = vd_image_last_error(img);
-        vd_set_error(error, EIO, "%s: image is marked corrupt (%s)", img->name,
-                     why ? why : "see the log");
+        if (why != NULL)
+            vd_set_error(error, EIO, "%s", why);
+        else
+            vd_set_error(error, EIO, "%s: image is marked corrupt", img->name);
         return false;
     }
     return image_take_write_locks(img, error);

@@ -1,14 +1,24 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Run the fuzz target for every format for a bounded time, with seed
-# corpora made by qemu-img where QEMU can make the format.
-#   fuzz-smoke.sh FUZZ_BINARY VDISK_BINARY SECONDS_PER_FORMAT [PARSER_FUZZ_BINARY]
+# corpora made by qemu-img where QEMU can make the format; then its write
+# mode (VD_FUZZ_MODE=write) for every writable format, for a shorter time.
+#   fuzz-smoke.sh FUZZ_BINARY VDISK_BINARY SECONDS_PER_FORMAT [PARSER_FUZZ_BINARY
+#                 [WRITE_SECONDS_PER_FORMAT]]
 # Prints one "PASS: fuzz <format>" / "FAIL: fuzz <format>" line per format.
 set -u
-FUZZ=$1 VDISK=$2 SECS=${3:-20} PFUZZ=${4:-}
+FUZZ=$1 VDISK=$2 SECS=${3:-20} PFUZZ=${4:-} WSECS=${5:-5}
 work=$(mktemp -d "${TMPDIR:-/tmp}/vdfuzz-smoke.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# The write mode flushes after every input: on tmpfs that costs nothing.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    wtmp=$(mktemp -d /dev/shm/vdfuzz-write.XXXXXX)
+else
+    wtmp=$work/tmp
+    mkdir -p "$wtmp"
+fi
+trap 'rm -rf "$work" "$wtmp"' EXIT
 crashdir=${FUZZ_CRASH_DIR:-$PWD/fuzz-crashes}
+regress=$(dirname "$0")/regress
 mkdir -p "$crashdir"
 
 seed() {
@@ -28,21 +38,55 @@ seed() {
     return 0
 }
 
+# append_script FILE: a write-mode script (see fuzz-image.c) after the
+# image: an aligned 4 KiB write at the start, an unaligned one at a
+# quarter, a 64 KiB zeroing at an eighth, a 64 KiB write near the end, a
+# flush, an unmapping zeroing at a quarter; then the count (6).
+append_script() {
+    printf '\200\000\000\000\000\017\377\021\001\100\000\000\000\040\000\042' >>"$1"
+    printf '\302\040\000\000\000\377\377\000\040\160\000\000\000\037\377\063' >>"$1"
+    printf '\004\000\000\000\000\000\000\000\203\100\000\000\000\017\377\000\006' >>"$1"
+}
+
 pass=0 fail=0
+# run_target LABEL LOG COMMAND...: one libFuzzer run, reported and counted.
+run_target() {
+    label=$1 log=$2
+    shift 2
+    if "$@" -print_final_stats=0 >"$log" 2>&1; then
+        echo "PASS: fuzz $label"
+        pass=$((pass + 1))
+    else
+        echo "FAIL: fuzz $label (artifacts in $crashdir)"
+        tail -n 30 "$log"
+        fail=$((fail + 1))
+    fi
+}
+
 for fmt in $("$VDISK" formats | awk '{print $1}'); do
     corpus=$work/$fmt
     mkdir -p "$corpus"
     seed "$fmt" "$corpus"
     [ -n "$(ls "$corpus")" ] || printf 'x' >"$corpus/empty"
-    if VD_FUZZ_FORMAT=$fmt "$FUZZ" -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=262144 \
-        -artifact_prefix="$crashdir/$fmt-" -print_final_stats=0 "$corpus" >"$work/$fmt.log" 2>&1; then
-        echo "PASS: fuzz $fmt"
-        pass=$((pass + 1))
-    else
-        echo "FAIL: fuzz $fmt (artifacts in $crashdir)"
-        tail -n 30 "$work/$fmt.log"
-        fail=$((fail + 1))
-    fi
+    run_target "$fmt" "$work/$fmt.log" env VD_FUZZ_FORMAT="$fmt" "$FUZZ" \
+        -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=262144 \
+        -artifact_prefix="$crashdir/$fmt-" "$corpus"
+done
+# Write mode: hostile images opened read-write, written, reopened, read back.
+for fmt in $("$VDISK" formats | awk '$2 == "rw" {print $1}'); do
+    corpus=$work/write-$fmt
+    mkdir -p "$corpus"
+    seed "$fmt" "$corpus"
+    for f in "$corpus"/*; do
+        [ -f "$f" ] && append_script "$f"
+    done
+    # Inputs that once crashed or hung, kept as they were found.
+    [ -d "$regress/$fmt-write" ] && cp "$regress/$fmt-write"/* "$corpus"/
+    [ -n "$(ls "$corpus")" ] || printf 'x' >"$corpus/empty"
+    run_target "$fmt (write)" "$work/write-$fmt.log" \
+        env TMPDIR="$wtmp" VD_FUZZ_MODE=write VD_FUZZ_FORMAT="$fmt" "$FUZZ" \
+        -max_total_time="$WSECS" -timeout=20 -rss_limit_mb=2048 -max_len=262144 \
+        -artifact_prefix="$crashdir/$fmt-write-" "$corpus"
 done
 # The text parsers, seeded with descriptors qemu-img writes (VMDK) and
 # small hand-written documents.
@@ -87,16 +131,9 @@ XML
 XML
             ;;
         esac
-        if VD_FUZZ_PARSER=$parser "$PFUZZ" -max_total_time="$SECS" -rss_limit_mb=2048 \
-            -max_len=262144 -artifact_prefix="$crashdir/$parser-" -print_final_stats=0 \
-            "$corpus" >"$work/$parser.log" 2>&1; then
-            echo "PASS: fuzz $parser"
-            pass=$((pass + 1))
-        else
-            echo "FAIL: fuzz $parser (artifacts in $crashdir)"
-            tail -n 30 "$work/$parser.log"
-            fail=$((fail + 1))
-        fi
+        run_target "$parser" "$work/$parser.log" env VD_FUZZ_PARSER="$parser" "$PFUZZ" \
+            -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=262144 \
+            -artifact_prefix="$crashdir/$parser-" "$corpus"
     done
 fi
 echo "# fuzz PASS: $pass"

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,21 +130,34 @@ static int cmd_errno(char **argv, int argc)
         r = fd < 0 ? -1 : fallocate(fd, mode, atoll(argv[2]), atoll(argv[3]));
         if (fd >= 0)
             close(fd);
-    } else if (strcmp(op, "pwrite") == 0) {
-        /* pwrite OFFSET LENGTH: that many bytes of 0xee, then fsync. */
+    } else if (strcmp(op, "pwrite") == 0 || strcmp(op, "writeback") == 0) {
+        /* pwrite OFF LEN [BYTE]: write (0xee by default) and fsync;
+         * writeback also reads the range back through the same handle
+         * ("WRONG" when it differs). */
         if (argc < 4)
             return 2;
-        static char buf[1 << 20];
         size_t len = (size_t)atoll(argv[3]);
-        if (len > sizeof buf)
+        off_t off = (off_t)atoll(argv[2]);
+        char *buf = malloc(len), *got = malloc(len);
+        if (buf == NULL || got == NULL)
             return 2;
-        memset(buf, 0xee, len);
+        memset(buf, argc >= 5 ? atoi(argv[4]) : 0xee, len);
         int fd = open(path, O_RDWR);
-        r = -1;
-        if (fd >= 0 && pwrite(fd, buf, len, atoll(argv[2])) == (ssize_t)len && fsync(fd) == 0)
-            r = 0;
+        r = fd < 0 ? -1 : pwrite(fd, buf, len, off) == (ssize_t)len ? 0 : -1;
+        r = r < 0 ? -1 : fsync(fd);
+        bool wrong = false;
+        if (r == 0 && strcmp(op, "writeback") == 0) {
+            r = pread(fd, got, len, off) == (ssize_t)len ? 0 : -1;
+            wrong = r == 0 && memcmp(buf, got, len) != 0;
+        }
         if (fd >= 0)
             close(fd);
+        free(buf);
+        free(got);
+        if (wrong) {
+            printf("WRONG\n");
+            return 0;
+        }
     } else if (strcmp(op, "truncate") == 0) {
         if (argc < 3)
             return 2;

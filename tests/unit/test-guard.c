@@ -97,7 +97,7 @@ uint8_t *guard_read_host(const char *path, uint64_t off, size_t len)
 }
 
 void guard_expect_write_refused(VdImage *rw, const char *host_path, uint64_t guest_off, size_t len,
-                          uint64_t meta_off, size_t meta_len, uint64_t good_off)
+                                uint64_t meta_off, size_t meta_len, uint64_t good_off)
 {
     g_autofree uint8_t *before = guard_read_host(host_path, meta_off, meta_len);
     g_autofree uint8_t *buf = g_malloc(len);

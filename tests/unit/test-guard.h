@@ -40,7 +40,7 @@ void guard_expect_refused_in(VdContext *ctx, const char *path, const char *watch
  * metadata bytes in the file unchanged, a later write at good_off (a
  * block that is fine) refused too, reads at good_off still working. */
 void guard_expect_write_refused(VdImage *rw, const char *host_path, uint64_t guest_off, size_t len,
-                          uint64_t meta_off, size_t meta_len, uint64_t good_off);
+                                uint64_t meta_off, size_t meta_len, uint64_t good_off);
 /* The bytes [off, off + len) of a host file. */
 uint8_t *guard_read_host(const char *path, uint64_t off, size_t len);
 
