@@ -17,6 +17,7 @@
 #include "vd-lock.h"
 #include "vd-metamap.h"
 #include "vd-readahead.h"
+#include "vd-source.h"
 
 /* Per vd_image_open() call: guards against loops and runaway depth. */
 typedef struct {
@@ -159,6 +160,14 @@ const VdDriver *vd_probe_path_shown(VdContext *ctx, const char *path, char **sho
     return probe_path(ctx, path, 0, shown, error);
 }
 
+/* The other files of a container the image is read from (EWF's later
+ * segments) are the image's members. */
+static void add_source_members(VdImage *img, int fd)
+{
+    for (const char *const *m = vd_source_members(fd); m != NULL && *m != NULL; m++)
+        vd_image_add_member(img, *m);
+}
+
 void vd_image_refuse_writes(VdImage *img)
 {
     img->read_only = true;
@@ -213,6 +222,7 @@ int vd_image_open_member(VdImage *img, const char *path, const char *what, unsig
         img->read_only = true; /* the host will not let us write this part */
     image_keep_file(img, &f, name);
     vd_image_add_member(img, path);
+    add_source_members(img, f.fd);
     return f.fd;
 }
 
@@ -547,6 +557,7 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
         return NULL;
     }
     image_keep_file(img, &f, img->name);
+    add_source_members(img, f.fd);
     g_atomic_int_set(&img->write_locked, !img->read_only);
     bool asked_read_only = img->read_only;
     if (!drv->open(img, error)) {
@@ -606,6 +617,7 @@ VdImage *vd_image_peek(VdContext *ctx, const char *path, GError **error)
         return NULL;
     }
     img->fd = f.fd;
+    add_source_members(img, f.fd);
     if (!drv->peek(img, error)) {
         image_free(img);
         return NULL;

@@ -34,6 +34,15 @@ typedef struct {
     /* Optional: where [off, off+len) lies as it is in a host file: that
      * file's descriptor and *host_off, or -1. */
     int (*host_range)(void *opaque, uint64_t off, uint64_t len, uint64_t *host_off);
+    /* Optional: the host paths of the other files the source reads (EWF's
+     * later segments), NULL-terminated, kept while the source is. The
+     * image read from it lists them as its members: hidden from
+     * listings, counted in its host bytes. */
+    const char *const *(*members)(void *opaque);
+    /* Optional: take QEMU's reader locks on those files, when the
+     * container's own file is locked (vd_file_lock); they go with the
+     * source. */
+    bool (*lock)(void *opaque, GError **error);
     void (*close)(void *opaque);
 } VdSourceOps;
 
@@ -54,5 +63,9 @@ bool vd_source_size(int fd, uint64_t *size);
 /* SEEK_DATA/SEEK_HOLE over a source: -1 with errno (ENXIO) like lseek. */
 bool vd_source_seek(int fd, uint64_t offset, int whence, int64_t *result);
 int vd_source_host_range(int fd, uint64_t off, uint64_t len, uint64_t *host_off);
+/* The source's members (NULL when fd is no source's or it has none), and
+ * its locks (true when there is nothing to lock). */
+const char *const *vd_source_members(int fd);
+bool vd_source_lock(int fd, GError **error);
 
 #endif
