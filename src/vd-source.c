@@ -145,3 +145,12 @@ bool vd_source_lock(int fd, GError **error)
     Source *s = lookup(fd);
     return s == NULL || s->ops->lock == NULL || s->ops->lock(s->opaque, error);
 }
+
+bool vd_source_describe(int fd, struct VdInfo *info)
+{
+    Source *s = lookup(fd);
+    if (s == NULL || s->ops->describe == NULL)
+        return false;
+    s->ops->describe(s->opaque, info);
+    return true;
+}

@@ -24,6 +24,8 @@
 
 #include <glib.h>
 
+struct VdInfo;
+
 typedef struct {
     const char *name; /* "xz", "tar member"... */
     /* Read len bytes at off (< size, off + len <= size). */
@@ -43,6 +45,11 @@ typedef struct {
      * container's own file is locked (vd_file_lock); they go with the
      * source. */
     bool (*lock)(void *opaque, GError **error);
+    /* Optional: what the container records about what it holds (EWF's
+     * hashes and acquisition metadata), keys prefixed with its name
+     * ("ewf.md5"): vdisk info shows them, and the mount as
+     * user.vdiskfs.<key>. */
+    void (*describe)(void *opaque, struct VdInfo *info);
     void (*close)(void *opaque);
 } VdSourceOps;
 
@@ -63,9 +70,11 @@ bool vd_source_size(int fd, uint64_t *size);
 /* SEEK_DATA/SEEK_HOLE over a source: -1 with errno (ENXIO) like lseek. */
 bool vd_source_seek(int fd, uint64_t offset, int whence, int64_t *result);
 int vd_source_host_range(int fd, uint64_t off, uint64_t len, uint64_t *host_off);
-/* The source's members (NULL when fd is no source's or it has none), and
- * its locks (true when there is nothing to lock). */
+/* The source's members (NULL when fd is no source's or it has none), its
+ * locks (true when there is nothing to lock), its description (false when
+ * it has none). */
 const char *const *vd_source_members(int fd);
 bool vd_source_lock(int fd, GError **error);
+bool vd_source_describe(int fd, struct VdInfo *info);
 
 #endif
