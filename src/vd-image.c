@@ -139,10 +139,12 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
     }
     g_autofree char *inner = f.container ? vd_container_shown_name(f.container, base_name) : NULL;
     const VdDriver *drv = probe_fd(f.fd, path, &f.st, error);
-    /* A raw disk in a container goes by the name inside: disk.img.xz. */
+    /* A raw disk in a container goes by the name inside: disk.img.xz; an
+     * evidence file holds a disk whatever its name. */
     const char *base = inner ? inner : base_name;
     if (drv == NULL && !S_ISDIR(f.st.st_mode) && (error == NULL || *error == NULL) &&
-        (vd_context_is_raw_name(ctx, base) || (f.container != NULL && inner == NULL)))
+        (vd_context_is_raw_name(ctx, base) ||
+         (f.container != NULL && (inner == NULL || f.container->holds_disk))))
         drv = vd_driver_find("raw");
     vd_file_close(f.fd);
     if (shown != NULL && drv != NULL)
