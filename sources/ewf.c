@@ -52,9 +52,7 @@ static bool ewf_probe(const uint8_t *head, size_t len, uint64_t file_size)
     return len >= 16 && memcmp(head, EWF2_MAGIC, 8) == 0 && vd_le32(head + 12) == 1;
 }
 
-/* The extension of segment n after the first's letter: E01..E99, then
- * EAA..EZZ, FAA.. up to ZZZ (s01.., saa.. up to zzz for SMART). */
-static bool segment_ext(char letter, unsigned n, char ext[4])
+bool ewf_segment_ext(char letter, unsigned n, char ext[4])
 {
     bool lower = g_ascii_islower(letter);
     if (n <= 99) {
@@ -78,7 +76,7 @@ static bool io_segment(void *user, unsigned n, uint64_t *size, GError **error)
     if (n == 1)
         return vd_host_size(g_array_index(x->segs, EwfSegment, 0).f.fd, x->name, size, error);
     char ext[4];
-    if (x->stem == NULL || !segment_ext(x->letter, n, ext)) {
+    if (x->stem == NULL || !ewf_segment_ext(x->letter, n, ext)) {
         vd_set_error(error, EIO,
                      "%s: segment %u cannot be named (the first segment's name must end in .E01 "
                      "or .s01, and names end at .ZZZ)",

@@ -92,6 +92,11 @@ GBytes *ewf_chunk_read(EwfSet *s, uint64_t i, GError **error);
  * hole query does not read the media). Remembered. */
 bool ewf_chunk_is_zero(EwfSet *s, uint64_t i, bool *zero, GError **error);
 
+/* The extension of segment n (sources/ewf.c) after the first one's
+ * letter (E, e, S or s), in its case: E01..E99, then EAA..EZZ, FAA.. up
+ * to ZZZ (s01.., saa.. up to zzz). False past the last name. */
+bool ewf_segment_ext(char letter, unsigned n, char ext[4]);
+
 /* Metadata parsing (sources/ewf-meta.c), for ewf_set_open. */
 void ewf_meta_init(EwfMeta *m);
 void ewf_meta_clear(EwfMeta *m);
