@@ -138,11 +138,21 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
         return vd_driver_find("raw");
     }
     g_autofree char *inner = f.container ? vd_container_shown_name(f.container, base_name) : NULL;
-    const VdDriver *drv = probe_fd(f.fd, path, &f.st, error);
+    const VdDriver *drv = probe_fd(f.fd, path, &f.st, &local);
+    if (drv == NULL && local != NULL && f.container != NULL) {
+        /* Nor one whose contents do not read (an EWF chunk table read on
+         * first use): its reads will fail with the reason. */
+        g_debug("%s", local->message);
+        g_clear_error(&local);
+        drv = vd_driver_find("raw");
+    }
+    bool unreadable = local != NULL;
+    if (unreadable)
+        g_propagate_error(error, local);
     /* A raw disk in a container goes by the name inside: disk.img.xz; an
      * evidence file holds a disk whatever its name. */
     const char *base = inner ? inner : base_name;
-    if (drv == NULL && !S_ISDIR(f.st.st_mode) && (error == NULL || *error == NULL) &&
+    if (drv == NULL && !S_ISDIR(f.st.st_mode) && !unreadable &&
         (vd_context_is_raw_name(ctx, base) ||
          (f.container != NULL && (inner == NULL || f.container->holds_disk))))
         drv = vd_driver_find("raw");
