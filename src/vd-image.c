@@ -725,6 +725,18 @@ bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError
     return true;
 }
 
+/* glibc reads /sys for each g_get_num_processors(): once is enough. */
+static unsigned cores(void)
+{
+    static gsize once;
+    static unsigned n;
+    if (g_once_init_enter(&once)) {
+        n = MAX(g_get_num_processors(), 1u);
+        g_once_init_leave(&once, 1);
+    }
+    return n;
+}
+
 bool vd_image_pread_direct(VdImage *img, void *buf, size_t len, uint64_t offset, bool *decoded,
                            GError **error)
 {
@@ -759,7 +771,7 @@ bool vd_image_pread_direct(VdImage *img, void *buf, size_t len, uint64_t offset,
             /* Pieces aligned to the format's decoding unit (its cluster),
              * one per core at least, never two sharing a unit. */
             uint64_t unit = img->decode_unit ? img->decode_unit : 65536;
-            uint64_t piece = MAX(unit, (n / g_get_num_processors() + unit - 1) / unit * unit);
+            uint64_t piece = MAX(unit, (n / cores() + unit - 1) / unit * unit);
             if (batch == NULL && n == len && n <= unit) {
                 ok = vd_drv_pread(img, p, n, offset, error);
                 break;
