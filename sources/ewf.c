@@ -214,6 +214,12 @@ static void ewf_describe(void *opaque, VdInfo *info)
         vd_info_add_list_item(info, "ewf.acquiry_errors", "%s", (char *)m->errors->pdata[i]);
 }
 
+static uint64_t ewf_unit(void *opaque)
+{
+    EwfSource *x = opaque;
+    return ewf_chunk_size(x->set);
+}
+
 static void ewf_close(void *opaque)
 {
     EwfSource *x = opaque;
@@ -245,6 +251,7 @@ static const VdSourceOps ewf_ops = {
     .members = ewf_members,
     .lock = ewf_lock,
     .describe = ewf_describe,
+    .unit = ewf_unit,
     .close = ewf_close,
 };
 

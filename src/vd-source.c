@@ -154,3 +154,9 @@ bool vd_source_describe(int fd, struct VdInfo *info)
     s->ops->describe(s->opaque, info);
     return true;
 }
+
+uint64_t vd_source_unit(int fd)
+{
+    Source *s = lookup(fd);
+    return s != NULL && s->ops->unit != NULL ? s->ops->unit(s->opaque) : 0;
+}

@@ -50,6 +50,9 @@ typedef struct {
      * ("ewf.md5"): vdisk info shows them, and the mount as
      * user.vdiskfs.<key>. */
     void (*describe)(void *opaque, struct VdInfo *info);
+    /* Optional: the unit the source decodes in (EWF's chunk), so that the
+     * image on top splits reads at it to decode them side by side. */
+    uint64_t (*unit)(void *opaque);
     void (*close)(void *opaque);
 } VdSourceOps;
 
@@ -76,5 +79,7 @@ int vd_source_host_range(int fd, uint64_t off, uint64_t len, uint64_t *host_off)
 const char *const *vd_source_members(int fd);
 bool vd_source_lock(int fd, GError **error);
 bool vd_source_describe(int fd, struct VdInfo *info);
+/* The source's decoding unit, 0 when fd is no source's or it says none. */
+uint64_t vd_source_unit(int fd);
 
 #endif
