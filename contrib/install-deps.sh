@@ -6,6 +6,8 @@ PKGS="gcc clang make autoconf automake libtool pkg-config libfuse3-dev fuse3 lib
 zlib1g-dev libssl-dev libzstd-dev qemu-utils attr util-linux procps e2fsprogs groff-base
 xz-utils gzip binutils mount fdisk fuse2fs"
 PKGS="$PKGS libbz2-dev liblzma-dev bximage cloop-utils"
+# EWF: libdeflate for its chunks, ewf-tools to make and verify evidence files.
+PKGS="$PKGS libdeflate-dev ewf-tools"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
