@@ -122,6 +122,7 @@ GBytes *ewf_chunk_read(EwfSet *s, uint64_t i, GError **error)
             chunk_error(s, i, &c, "fails its checksum", error);
             return NULL;
         }
+        g_atomic_int_or((guint *)&s->verified[i / 32], 1u << (i % 32));
         return g_bytes_new_take(g_steal_pointer(&in), c.len);
     }
     uint8_t *out = g_try_malloc(s->chunk_size);
@@ -135,6 +136,12 @@ GBytes *ewf_chunk_read(EwfSet *s, uint64_t i, GError **error)
         return NULL;
     }
     return g_bytes_new_take(out, c.len);
+}
+
+bool ewf_chunk_in_place(EwfSet *s, uint64_t i, EwfChunk *c)
+{
+    return i < s->chunks && (g_atomic_int_get(&s->verified[i / 32]) >> (i % 32) & 1) &&
+           ewf_chunk_locate(s, i, c, NULL);
 }
 
 /* What zlib writes for a zero chunk: levels 1-3 and 4-9 differ in their

@@ -54,6 +54,7 @@ struct EwfSet {
     GMutex load_lock;      /* loading tables' entries */
     uint64_t reserved;     /* of the budget; written at open and under load_lock */
     gint *zstate;          /* 2 bits a chunk: 0 not known, 1 data, 2 zeros (atomic) */
+    gint *verified;        /* a bit a chunk: stored as it is, its checksum found right (atomic) */
     GPtrArray *zero_forms; /* GBytes: zlib's forms of a zero chunk (g_once) */
     EwfMeta meta;
 };

@@ -480,11 +480,14 @@ EwfSet *ewf_set_open(const EwfIo *io, void *user, const char *name, GError **err
         EwfTable *t = &g_array_index(s->tables, EwfTable, s->tables->len - 1);
         t->used = (uint32_t)(s->chunks - t->first);
     }
-    uint64_t zbytes = (s->chunks / 16 + 1) * sizeof(gint);
-    if (io->reserve != NULL && !io->reserve(user, zbytes, "zero chunk map", error))
+    /* 2 bits a chunk for zeros, 1 for checked in place, in one block. */
+    uint64_t zwords = s->chunks / 16 + 1, vwords = s->chunks / 32 + 1;
+    uint64_t zbytes = (zwords + vwords) * sizeof(gint);
+    if (io->reserve != NULL && !io->reserve(user, zbytes, "chunk map", error))
         return NULL;
     s->reserved += zbytes;
     s->zstate = g_try_malloc0(zbytes);
+    s->verified = s->zstate ? s->zstate + zwords : NULL;
     if (s->zstate == NULL) {
         vd_set_error(error, ENOMEM, "%s: no memory for the map of %" G_GUINT64_FORMAT " chunks",
                      name, s->chunks);

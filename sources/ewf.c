@@ -144,7 +144,19 @@ static bool ewf_pread(void *opaque, void *buf, size_t len, uint64_t off, GError 
     while (len > 0) {
         uint64_t i = off / cs, in = off - i * cs;
         size_t n = (size_t)MIN((uint64_t)len, cs - in);
-        g_autoptr(GBytes) chunk = ro_cache_fetch(x->cache, i, decode_chunk, x->set, error);
+        /* Cached, or stored as it is and checked before: read in place. */
+        g_autoptr(GBytes) chunk = ro_cache_get(x->cache, i);
+        EwfChunk c;
+        if (chunk == NULL && ewf_chunk_in_place(x->set, i, &c)) {
+            if (!io_read(x, c.seg, p, n, c.off + in, error))
+                return false;
+            p += n;
+            off += n;
+            len -= n;
+            continue;
+        }
+        if (chunk == NULL)
+            chunk = ro_cache_fetch(x->cache, i, decode_chunk, x->set, error);
         if (chunk == NULL)
             return false;
         gsize have;
@@ -159,6 +171,19 @@ static bool ewf_pread(void *opaque, void *buf, size_t len, uint64_t off, GError 
         len -= n;
     }
     return true;
+}
+
+/* Bytes of a chunk stored as it is and checked once: its segment's, so
+ * that the kernel copies them from there. */
+static int ewf_host_range(void *opaque, uint64_t off, uint64_t len, uint64_t *host_off)
+{
+    EwfSource *x = opaque;
+    uint64_t cs = ewf_chunk_size(x->set), i = off / cs;
+    EwfChunk c;
+    if (len == 0 || (off + len - 1) / cs != i || !ewf_chunk_in_place(x->set, i, &c))
+        return -1;
+    *host_off = c.off + (off - i * cs);
+    return g_array_index(x->segs, EwfSegment, c.seg - 1).f.fd;
 }
 
 static bool ewf_is_zero(void *opaque, uint64_t off, uint64_t len, bool *zero, uint64_t *run)
@@ -248,6 +273,7 @@ static const VdSourceOps ewf_ops = {
     .name = "EWF",
     .pread = ewf_pread,
     .is_zero = ewf_is_zero,
+    .host_range = ewf_host_range,
     .members = ewf_members,
     .lock = ewf_lock,
     .describe = ewf_describe,

@@ -86,6 +86,10 @@ bool ewf_chunk_locate(EwfSet *s, uint64_t i, EwfChunk *c, GError **error);
 /* Chunk i decoded: its len bytes, checksums checked (zlib's own, or the
  * Adler-32 after an uncompressed chunk). EIO for anything wrong. */
 GBytes *ewf_chunk_read(EwfSet *s, uint64_t i, GError **error);
+/* Where chunk i's media bytes lie as they are, once ewf_chunk_read found
+ * it stored uncompressed with a right checksum: true and c filled, else
+ * false (read it with ewf_chunk_read). */
+bool ewf_chunk_in_place(EwfSet *s, uint64_t i, EwfChunk *c);
 /* Whether chunk i reads as zeros, from its stored form alone: a
  * compressed chunk small enough to be one, compared with the forms zlib
  * gives a zero chunk or else decoded. Uncompressed chunks are data (a

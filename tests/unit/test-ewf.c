@@ -155,9 +155,30 @@ static void roundtrip(EwfGenOpts o, unsigned want_segs)
     g_assert_no_error(err);
     g_assert_cmpuint(ewf_segment_count(s), ==, want_segs);
     g_assert_cmpuint(ewf_chunk_size(s), ==, CS);
+    for (uint64_t i = 0; i < ewf_chunk_count(s); i++) {
+        EwfChunk c;
+        g_assert_false(ewf_chunk_in_place(s, i, &c)); /* not checked yet */
+    }
     g_assert_true(read_all(s, &err));
     g_assert_no_error(err);
     check_zero_map(s, o.level >= 0);
+    /* Chunks stored as they are, once checked, are read in place. */
+    for (uint64_t i = 0; i < ewf_chunk_count(s); i++) {
+        EwfChunk c;
+        if (!ewf_chunk_in_place(s, i, &c))
+            continue;
+        g_assert_false(c.compressed);
+        GByteArray *b = segs->pdata[c.seg - 1];
+        g_assert_cmpuint(c.off + c.len, <=, b->len);
+        g_assert_cmpmem(b->data + c.off, c.len, media + i * CS, c.len);
+        if (o.level < 0)
+            continue;
+        g_assert_false(memcmp(media + i * CS, media + 3 * CS, MIN(c.len, CS)) == 0);
+    }
+    if (o.level < 0) {
+        EwfChunk c;
+        g_assert_true(ewf_chunk_in_place(s, 0, &c));
+    }
 }
 
 static void test_roundtrip(void)
