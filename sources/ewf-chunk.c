@@ -108,34 +108,58 @@ static uint8_t *read_stored(EwfSet *s, const EwfChunk *c, GError **error)
     return in;
 }
 
+/* Chunk i (at c) decoded into out, cap bytes: at least chunk_size, and
+ * at least the bytes of an uncompressed one before its checksum. */
+static bool chunk_decode(EwfSet *s, uint64_t i, const EwfChunk *c, uint8_t *out, size_t cap,
+                         GError **error)
+{
+    if (!c->compressed) {
+        uint32_t n = c->stored - 4;
+        uint8_t sum[4];
+        g_assert(cap >= n);
+        if (!ewf_read(s, c->seg, out, n, c->off, error) ||
+            !ewf_read(s, c->seg, sum, 4, c->off + n, error))
+            return false;
+        if (adler(out, n) != vd_le32(sum) && (n == c->len || !checksum_ok(out, c->len))) {
+            chunk_error(s, i, c, "fails its checksum", error);
+            return false;
+        }
+        g_atomic_int_or((guint *)&s->verified[i / 32], 1u << (i % 32));
+        return true;
+    }
+    g_autofree uint8_t *in = read_stored(s, c, error);
+    return in != NULL && inflate_chunk(s, i, c, in, out, error);
+}
+
 GBytes *ewf_chunk_read(EwfSet *s, uint64_t i, GError **error)
 {
     EwfChunk c;
     if (!ewf_chunk_locate(s, i, &c, error))
         return NULL;
-    g_autofree uint8_t *in = read_stored(s, &c, error);
-    if (in == NULL)
-        return NULL;
-    if (!c.compressed) {
-        uint32_t n = c.stored - 4;
-        if (!checksum_ok(in, n) && (n == c.len || !checksum_ok(in, c.len))) {
-            chunk_error(s, i, &c, "fails its checksum", error);
-            return NULL;
-        }
-        g_atomic_int_or((guint *)&s->verified[i / 32], 1u << (i % 32));
-        return g_bytes_new_take(g_steal_pointer(&in), c.len);
-    }
-    uint8_t *out = g_try_malloc(s->chunk_size);
+    size_t cap = MAX((size_t)s->chunk_size, (size_t)c.stored);
+    uint8_t *out = g_try_malloc(cap);
     if (out == NULL) {
         vd_set_error(error, ENOMEM, "%s: no memory for a chunk of %u bytes", s->name,
                      s->chunk_size);
         return NULL;
     }
-    if (!inflate_chunk(s, i, &c, in, out, error)) {
+    if (!chunk_decode(s, i, &c, out, cap, error)) {
         g_free(out);
         return NULL;
     }
     return g_bytes_new_take(out, c.len);
+}
+
+bool ewf_chunk_read_whole(EwfSet *s, uint64_t i, uint8_t *buf, GError **error)
+{
+    EwfChunk c;
+    if (!ewf_chunk_locate(s, i, &c, error))
+        return false;
+    if (c.len != s->chunk_size) {
+        vd_set_error(error, EINVAL, "%s: chunk %" G_GUINT64_FORMAT " is not whole", s->name, i);
+        return false;
+    }
+    return chunk_decode(s, i, &c, buf, s->chunk_size, error);
 }
 
 bool ewf_chunk_in_place(EwfSet *s, uint64_t i, EwfChunk *c)

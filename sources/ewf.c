@@ -155,6 +155,16 @@ static bool ewf_pread(void *opaque, void *buf, size_t len, uint64_t off, GError 
             len -= n;
             continue;
         }
+        /* A whole chunk asked for (sequential reads) is decoded where it
+         * goes: the cache is for the chunks read piece by piece. */
+        if (chunk == NULL && in == 0 && n == cs && (i + 1) * cs <= ewf_media_size(x->set)) {
+            if (!ewf_chunk_read_whole(x->set, i, p, error))
+                return false;
+            p += n;
+            off += n;
+            len -= n;
+            continue;
+        }
         if (chunk == NULL)
             chunk = ro_cache_fetch(x->cache, i, decode_chunk, x->set, error);
         if (chunk == NULL)

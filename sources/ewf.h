@@ -86,6 +86,9 @@ bool ewf_chunk_locate(EwfSet *s, uint64_t i, EwfChunk *c, GError **error);
 /* Chunk i decoded: its len bytes, checksums checked (zlib's own, or the
  * Adler-32 after an uncompressed chunk). EIO for anything wrong. */
 GBytes *ewf_chunk_read(EwfSet *s, uint64_t i, GError **error);
+/* The same into buf (chunk_size bytes), for a chunk of chunk_size bytes
+ * (not the media's last when that one is shorter). */
+bool ewf_chunk_read_whole(EwfSet *s, uint64_t i, uint8_t *buf, GError **error);
 /* Where chunk i's media bytes lie as they are, once ewf_chunk_read found
  * it stored uncompressed with a right checksum: true and c filled, else
  * false (read it with ewf_chunk_read). */

@@ -91,6 +91,14 @@ static void fuzz_ewf(const uint8_t *data, size_t size)
         if (b != NULL && g_bytes_get_size(b) !=
                              MIN(ewf_chunk_size(s), ewf_media_size(s) - i * ewf_chunk_size(s)))
             abort();
+        EwfChunk c;
+        if (b != NULL && ewf_chunk_in_place(s, i, &c)) {
+            /* Read in place from now on: the same bytes. */
+            g_autofree uint8_t *again = g_malloc(c.len + 1);
+            if (c.len != g_bytes_get_size(b) || !set_read(&f, c.seg, again, c.len, c.off, NULL) ||
+                memcmp(again, g_bytes_get_data(b, NULL), c.len) != 0)
+                abort();
+        }
         if (ewf_chunk_is_zero(s, i, &z, NULL) && z && b != NULL) {
             const uint8_t *p = g_bytes_get_data(b, NULL);
             for (gsize k = 0; k < g_bytes_get_size(b); k++) {

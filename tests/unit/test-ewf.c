@@ -58,6 +58,14 @@ static bool read_all(EwfSet *s, GError **error)
         g_assert_cmpuint(n, ==, MIN((uint64_t)CS, sizeof media - i * CS));
         if (memcmp(d, media + i * CS, n) != 0)
             g_error("chunk %" G_GUINT64_FORMAT " read without error but differs", i);
+        /* Decoded where it goes: the same. */
+        uint8_t whole[CS];
+        if (n == CS) {
+            g_assert_true(ewf_chunk_read_whole(s, i, whole, error));
+            g_assert_cmpmem(whole, CS, d, CS);
+        } else {
+            g_assert_false(ewf_chunk_read_whole(s, i, whole, NULL));
+        }
     }
     return true;
 }
