@@ -5,9 +5,11 @@ set -eu
 PKGS="gcc clang make autoconf automake libtool pkg-config libfuse3-dev fuse3 libglib2.0-dev
 zlib1g-dev libssl-dev libzstd-dev qemu-utils attr util-linux procps e2fsprogs groff-base
 xz-utils gzip binutils mount fdisk fuse2fs"
-PKGS="$PKGS libbz2-dev liblzma-dev bximage cloop-utils"
-# EWF: libdeflate for its chunks, ewf-tools to make and verify evidence files.
-PKGS="$PKGS libdeflate-dev ewf-tools"
+PKGS="$PKGS libdeflate-dev libbz2-dev liblzma-dev bximage cloop-utils"
+# tests/integration/test-netfs.sh: IMAGEDIR on a FUSE view changed underneath.
+PKGS="$PKGS bindfs"
+# EWF: ewf-tools to make and verify evidence files.
+PKGS="$PKGS ewf-tools"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

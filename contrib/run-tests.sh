@@ -1,10 +1,12 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
-# The test command: builds and runs the whole test suite, three ways:
+# The test command: builds and runs the whole test suite, four ways:
 #   1. build/        the normal build: make check (unit + real mounts)
 #   2. build-asan/   the same suite under ASan + UBSan (sanitizer reports,
 #                    leaks included, from any process count as failures)
-#   3. build-fuzz/   clang libFuzzer targets, each format for FUZZ_SECONDS
+#   3. build-tsan/   the threaded tests under ThreadSanitizer (any report,
+#                    from any process, daemons included, is a failure)
+#   4. build-fuzz/   clang libFuzzer targets, each format for FUZZ_SECONDS
 # The last line is always "N passed, N failed".
 #   contrib/run-tests.sh [--quick]     (--quick: stage 1 only)
 set -u
@@ -36,6 +38,19 @@ finish() {
 if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then
     autoreconf -fi || { total_fail=1; finish; }
 fi
+
+# check_reports DIR WHAT: every file in DIR is a report (of any process,
+# daemons included) and fails the run; none is one pass.
+check_reports() {
+    if [ -n "$(ls "$1")" ]; then
+        echo "FAIL: $2 reports:"
+        head -n 80 "$1"/*
+        total_fail=$((total_fail + $(ls "$1" | wc -l)))
+    else
+        total_pass=$((total_pass + 1))
+        echo "PASS: no $2 reports"
+    fi
+}
 
 # stage DIR CONFIGURE_ARGS...: configure (once) and build in DIR
 stage_build() {
@@ -72,20 +87,61 @@ if stage_build build-asan --enable-sanitizers; then
         make -C build-asan -j"$jobs" check >build-asan/check.out 2>&1
     grep -E '^(FAIL|ERROR|XPASS)' build-asan/check.out || true
     count build-asan/test-suite.log
-    if [ -n "$(ls "$logs")" ]; then
-        echo "FAIL: sanitizer reports:"
-        head -n 60 "$logs"/* 
-        total_fail=$((total_fail + $(ls "$logs" | wc -l)))
-    else
-        total_pass=$((total_pass + 1))
-        echo "PASS: no sanitizer reports"
-    fi
+    check_reports "$logs" "sanitizer"
 else
     echo "FAIL: sanitizer build"
     total_fail=$((total_fail + 1))
 fi
 
-echo "== stage 3: fuzz smoke"
+echo "== stage 3: threaded tests under ThreadSanitizer"
+# What has threads: the big-reader lock, the caches under it, the decode
+# pool and read-ahead (the unit tests with concurrent readers and
+# writers, by GTest path), and a mount read and written by many threads at
+# once. Not the whole suite: TSan costs 5-15x, and the single-threaded
+# rest is covered above.
+tsan_units="test-brlock
+test-cloop -p /cloop/parallel
+test-qed -p /qed/concurrent
+test-vhdx -p /vhdx/concurrent-read-write
+test-vmdk-write -p /vmdk/write/concurrent-readers
+test-qcow2 -p /qcow2/fast-write -p /qcow2/readahead-invalidation
+test-dmg -p /dmg/all-types"
+tsan_integration="tests/integration/test-threads.sh"
+if stage_build build-tsan --enable-tsan && make -C build-tsan -j"$jobs" check TESTS= >/dev/null; then
+    rm -rf build-tsan/test-suite.log build-tsan/tsan-logs build-tsan/tsan-test-*.log
+    mkdir -p build-tsan/tsan-logs
+    logs=$top/build-tsan/tsan-logs
+    # hard_rss_limit_mb: a test that allocates much must not take the
+    # machine down with TSan's shadow memory on top.
+    TSAN_OPTIONS="log_path=$logs/tsan:second_deadlock_stack=1:hard_rss_limit_mb=4096"
+    export TSAN_OPTIONS
+    echo "$tsan_units" | while read -r prog args; do
+        # shellcheck disable=SC2086
+        (cd build-tsan && G_TEST_SRCDIR="$top/tests" "tests/unit/$prog" $args) \
+            >"build-tsan/tsan-$prog.log" 2>&1
+        echo "exit $?" >>"build-tsan/tsan-$prog.log"
+    done
+    for f in build-tsan/tsan-test-*.log; do
+        p=$(grep -c '^ok ' "$f")
+        n=$(grep -c '^not ok ' "$f")
+        if [ "$n" -gt 0 ] || ! grep -q '^exit 0$' "$f" || [ "$p" = 0 ]; then
+            echo "FAIL: $f"
+            n=$((n > 0 ? n : 1))
+        fi
+        total_pass=$((total_pass + p))
+        total_fail=$((total_fail + n))
+    done
+    make -C build-tsan -j"$jobs" check TESTS="$tsan_integration" >build-tsan/check.out 2>&1
+    grep -E '^(FAIL|ERROR|XPASS)' build-tsan/check.out || true
+    count build-tsan/test-suite.log
+    unset TSAN_OPTIONS
+    check_reports "$logs" "ThreadSanitizer"
+else
+    echo "FAIL: ThreadSanitizer build"
+    total_fail=$((total_fail + 1))
+fi
+
+echo "== stage 4: fuzz smoke"
 if command -v clang >/dev/null && stage_build build-fuzz CC=clang --enable-fuzzing; then
     make -C build-fuzz fuzz-smoke FUZZ_SECONDS="${FUZZ_SECONDS:-10}" >build-fuzz/fuzz.out 2>&1
     cat build-fuzz/fuzz.out | grep -E '^(PASS|FAIL): fuzz' || true

@@ -22,6 +22,7 @@
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
+#include "src/vd-inflate.h"
 #include "src/vd-io.h"
 
 #define CLOOP_PREAMBLE   128
@@ -171,25 +172,14 @@ static GBytes *decode_block(VdImage *img, uint32_t idx, GError **error)
     if (!vd_host_pread(img->fd, img->name, in, clen, start, false, error))
         return NULL;
     uint8_t *out = g_malloc(s->block_size);
-    z_stream z = {0};
-    int ret = inflateInit(&z);
-    if (ret == Z_OK) {
-        z.next_in = in;
-        z.avail_in = (uInt)clen;
-        z.next_out = out;
-        z.avail_out = s->block_size;
-        ret = inflate(&z, Z_FINISH);
-        if (ret == Z_STREAM_END && z.total_out != s->block_size)
-            ret = Z_DATA_ERROR;
-        inflateEnd(&z);
-    }
-    if (ret != Z_STREAM_END) {
+    size_t got = 0;
+    if (!vd_inflate(VD_DEFLATE_ZLIB, in, clen, out, s->block_size, &got) || got != s->block_size) {
         g_free(out);
         vd_set_error(error, EIO,
                      "%s: block %" PRIu32 " at 0x%" PRIx64 " does not inflate to %" PRIu32
                      " bytes (%s)",
                      img->name, idx, start, s->block_size,
-                     ret == Z_BUF_ERROR ? "too much or truncated data" : "corrupt stream");
+                     got == s->block_size ? "corrupt stream" : "too much or truncated data");
         return NULL;
     }
     return g_bytes_new_take(out, s->block_size);

@@ -18,6 +18,7 @@
 
 #include "formats/dmg.h"
 #include "src/vd-error.h"
+#include "src/vd-inflate.h"
 
 #define LZMA_MEMLIMIT (256u << 20)
 
@@ -36,19 +37,8 @@ bool dmg_chunk_type_supported(uint32_t type)
 
 static size_t inflate_zlib(const uint8_t *in, size_t in_len, uint8_t *out, size_t cap, bool *ok)
 {
-    z_stream z = {0};
-    if (inflateInit(&z) != Z_OK || in_len > UINT32_MAX || cap > UINT32_MAX) {
-        *ok = false;
-        return 0;
-    }
-    z.next_in = (Bytef *)in;
-    z.avail_in = (uInt)in_len;
-    z.next_out = out;
-    z.avail_out = (uInt)cap;
-    int ret = inflate(&z, Z_FINISH);
-    *ok = ret == Z_STREAM_END;
-    size_t n = (size_t)z.total_out;
-    inflateEnd(&z);
+    size_t n = 0;
+    *ok = vd_inflate(VD_DEFLATE_ZLIB, in, in_len, out, cap, &n);
     return n;
 }
 

@@ -26,6 +26,7 @@
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-info.h"
+#include "src/vd-inflate.h"
 #include "src/vd-io.h"
 
 static int qcow1_probe(const VdProbe *probe)
@@ -109,22 +110,11 @@ bool qcow1_cluster(VdImage *img, uint64_t ci, uint64_t entry, Qcow1Cluster *c, G
 static bool inflate_cluster(VdImage *img, const uint8_t *in, size_t in_len, uint8_t *out,
                             size_t out_len, uint64_t ci, GError **error)
 {
-    z_stream z = {0};
-    /* Raw deflate; QEMU writes a 4 KiB window, the largest reads any. */
-    if (inflateInit2(&z, -15) != Z_OK) {
-        vd_set_error(error, ENOMEM, "%s: cannot set up zlib", img->name);
-        return false;
-    }
-    z.next_in = (Bytef *)in;
-    z.avail_in = (uInt)in_len;
-    z.next_out = out;
-    z.avail_out = (uInt)out_len;
-    int r = inflate(&z, Z_FINISH);
-    size_t got = out_len - z.avail_out;
-    inflateEnd(&z);
-    if ((r != Z_STREAM_END && r != Z_BUF_ERROR) || got != out_len) {
+    /* Raw deflate, which must fill the cluster. */
+    size_t got = 0;
+    if (!vd_inflate(VD_DEFLATE_RAW, in, in_len, out, out_len, &got) || got != out_len) {
         vd_set_error(error, EIO, "%s: compressed cluster %" PRIu64 " does not inflate (%s)",
-                     img->name, ci, r == Z_DATA_ERROR ? "corrupt stream" : "short stream");
+                     img->name, ci, got == out_len ? "corrupt stream" : "short stream");
         return false;
     }
     return true;

@@ -14,6 +14,7 @@
 #include "formats/vmdk.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
+#include "src/vd-inflate.h"
 #include "src/vd-io.h"
 
 /* Compressed grains never need more room than this. */
@@ -81,17 +82,8 @@ static void decode_cache_put(VmdkDecodeCache *dc, VmdkExtent *e, uint64_t host, 
 static bool inflate_grain(const uint8_t *src, size_t src_len, uint8_t *out, size_t out_len,
                           bool raw)
 {
-    z_stream z = {0};
-    if (inflateInit2(&z, raw ? -MAX_WBITS : MAX_WBITS) != Z_OK)
-        return false;
-    z.next_in = (Bytef *)src;
-    z.avail_in = (uInt)src_len;
-    z.next_out = out;
-    z.avail_out = (uInt)out_len;
-    int r = inflate(&z, Z_FINISH);
-    size_t produced = out_len - z.avail_out;
-    inflateEnd(&z);
-    if (r != Z_STREAM_END)
+    size_t produced = 0;
+    if (!vd_inflate(raw ? VD_DEFLATE_RAW : VD_DEFLATE_ZLIB, src, src_len, out, out_len, &produced))
         return false;
     memset(out + produced, 0, out_len - produced);
     return true;

@@ -207,11 +207,20 @@ static void image_open_locked(VfsImage *vi)
         /* EACCES for a missing key; EIO for every other reason, which is in
          * the log and user.vdiskfs.error (a listed file is not ENOENT). */
         vi->error_errno = vd_error_errno(err) == EACCES ? EACCES : EIO;
+        /* Logged once per distinct reason, however often it is retried. */
+        if (g_strcmp0(vi->error, err->message) != 0)
+            g_warning("%s", err->message);
+        g_free(vi->error);
         vi->error = g_strdup(err->message);
-        g_warning("%s", err->message);
+        /* No room in the memory budget passes when other images close:
+         * the next open tries again. */
+        if (vd_error_errno(err) == ENOMEM)
+            vi->opened = false;
         g_error_free(err);
         return;
     }
+    g_clear_pointer(&vi->error, g_free);
+    vi->error_errno = 0;
     register_members(fs, vi->img);
     vi->snapshots = vd_image_snapshots(vfs_image_underneath(vi->img), &err);
     if (vi->snapshots == NULL) {
@@ -284,11 +293,11 @@ VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err)
         gpointer snap;
         g_hash_table_iter_init(&it, vi->snap_images);
         while (g_hash_table_iter_next(&it, NULL, &snap)) {
-            if (g_atomic_int_get(&((VdImage *)snap)->refcount) == 1)
+            if (!vd_image_in_use(snap))
                 g_hash_table_iter_remove(&it);
         }
     }
-    if (g_atomic_int_get(&vi->img->refcount) != 1) {
+    if (vd_image_in_use(vi->img)) {
         g_message("%s: open for reading (or a snapshot of it is); close it before writing",
                   vi->relpath);
         *err = -EBUSY;
@@ -358,7 +367,7 @@ static VdImage *snapshot_open_locked(VfsFs *fs, VfsImage *vi, VdImage *base,
         return vd_image_ref(cur);
     if (cur != NULL) {
         /* Becoming writable replaces the view: only when nobody reads it. */
-        if (g_atomic_int_get(&cur->refcount) != 1) {
+        if (vd_image_in_use(cur)) {
             vd_set_error(error, EBUSY, "%s: snapshot %s is open for reading", vi->relpath,
                          snap_name);
             return NULL;
@@ -473,21 +482,20 @@ static void image_reap(VfsImage *vi, gint64 now, gint64 idle_us, bool try)
         gpointer snap;
         g_hash_table_iter_init(&it, vi->snap_images);
         while (g_hash_table_iter_next(&it, NULL, &snap)) {
-            if (g_atomic_int_get(&((VdImage *)snap)->refcount) == 1)
+            if (!vd_image_in_use(snap))
                 g_hash_table_iter_remove(&it);
         }
         if (g_hash_table_size(vi->snap_images) > 0)
             goto out;
     }
-    if (vi->img != NULL && g_atomic_int_get(&vi->img->refcount) != 1)
+    if (vi->img != NULL && vd_image_in_use(vi->img))
         goto out;
     /* vi->lock is held, so no one can take a new reference meanwhile. */
     g_clear_pointer(&vi->img, vd_image_unref);
     g_clear_pointer(&vi->snap_images, g_hash_table_unref);
     g_clear_pointer(&vi->snapshots, g_ptr_array_unref);
     g_clear_pointer(&vi->snap_names, g_ptr_array_unref);
-    g_clear_pointer(&vi->error, g_free);
-    vi->error_errno = 0;
+    /* The error stays, so that a retry failing the same way logs nothing. */
     vi->opened = false;
 out:
     g_mutex_unlock(&vi->lock);

@@ -3,14 +3,13 @@
 #include "config.h"
 
 #include <string.h>
-#include <zlib.h>
-#ifdef HAVE_LIBDEFLATE
 #include <libdeflate.h>
-#endif
+#include <zlib.h>
 
 #include "sources/ewf-internal.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
+#include "src/vd-inflate.h"
 #include "src/vd-io.h"
 
 enum { ZSTATE_UNKNOWN, ZSTATE_DATA, ZSTATE_ZERO };
@@ -22,58 +21,9 @@ static void chunk_error(EwfSet *s, uint64_t i, const EwfChunk *c, const char *wh
                  s->name, i, c->seg, c->off, what);
 }
 
-#ifdef HAVE_LIBDEFLATE
-/* One decompressor per thread: it holds no data between calls. */
-static GPrivate decompressor = G_PRIVATE_INIT((GDestroyNotify)libdeflate_free_decompressor);
-#endif
-
-/* Inflate the zlib stream at in (n bytes, perhaps followed by others)
- * into out (cap bytes): NULL, or why it cannot be. libdeflate (whole
- * buffers, checksum included) where the build has it: about 1.6 times
- * zlib's speed. */
-static const char *zinflate(const uint8_t *in, size_t n, uint8_t *out, size_t cap, size_t *produced)
-{
-#ifdef HAVE_LIBDEFLATE
-    struct libdeflate_decompressor *d = g_private_get(&decompressor);
-    if (d == NULL) {
-        if ((d = libdeflate_alloc_decompressor()) == NULL)
-            return "cannot be decoded (no memory)";
-        g_private_set(&decompressor, d);
-    }
-    size_t used;
-    switch (libdeflate_zlib_decompress_ex(d, in, n, out, cap, &used, produced)) {
-    case LIBDEFLATE_SUCCESS:
-        return NULL;
-    case LIBDEFLATE_INSUFFICIENT_SPACE:
-        return "decodes to more than a chunk";
-    default:
-        return "is not valid zlib data, or is cut short";
-    }
-#else
-    z_stream z = {0};
-    if (inflateInit(&z) != Z_OK)
-        return "cannot be decoded (no memory)";
-    z.next_in = (Bytef *)in;
-    z.avail_in = (uInt)n;
-    z.next_out = out;
-    z.avail_out = (uInt)cap;
-    int r = inflate(&z, Z_FINISH);
-    *produced = z.total_out;
-    inflateEnd(&z);
-    return r == Z_STREAM_END                      ? NULL
-           : r == Z_BUF_ERROR && *produced == cap ? "decodes to more than a chunk"
-           : r == Z_BUF_ERROR                     ? "is cut short"
-                                                  : "is not valid zlib data";
-#endif
-}
-
 static uint32_t adler(const uint8_t *p, size_t n)
 {
-#ifdef HAVE_LIBDEFLATE
     return libdeflate_adler32(1, p, n);
-#else
-    return (uint32_t)adler32(adler32(0, NULL, 0), p, (uInt)n);
-#endif
 }
 
 /* Inflate the stored form into out (chunk_size bytes): c->len or more. */
@@ -81,8 +31,11 @@ static bool inflate_chunk(EwfSet *s, uint64_t i, const EwfChunk *c, const uint8_
                           GError **error)
 {
     size_t produced = 0;
-    const char *why = zinflate(in, c->stored, out, s->chunk_size, &produced);
-    if (why == NULL && produced >= c->len)
+    const char *why = NULL;
+    if (!vd_inflate(VD_DEFLATE_ZLIB, in, c->stored, out, s->chunk_size, &produced))
+        why = produced == s->chunk_size ? "decodes to more than a chunk"
+                                        : "is not valid zlib data, or is cut short";
+    else if (produced >= c->len)
         return true;
     g_autofree char *what =
         why ? g_strdup(why) : g_strdup_printf("decodes to %zu bytes, not %u", produced, c->len);

@@ -3,6 +3,30 @@
  * An opened image: host file descriptors, driver state and its backing
  * image (another VdImage: the chain). Reference counted; every function
  * here is safe to call from several threads at once.
+ *
+ * Lock order, outermost first: a thread holding one of these takes only
+ * those below it.
+ *  1. The filesystem's (fuse/vfs.h): VfsImage.lock, then VfsFs.lock; a
+ *     second VfsImage.lock only with g_mutex_trylock. Both may be held
+ *     across opening and closing images (the last unref), hence above
+ *     everything here. VfsFs.reaper_lock is held alone.
+ *  2. VdImage.write_lock, of one image at a time (backing images are
+ *     read-only and never written through their child).
+ *  3. A driver's metadata locks: the table caches' big-reader locks
+ *     (qcow2 L2 and refcount blocks, VMDK grain tables, VHDX BAT, QED and
+ *     qcow v1 tables), VDI's meta_lock, the decoded-data caches (qcow2,
+ *     VMDK stream, qcow v1, ro-cache). One at a time, around the cache's
+ *     own data and host reads of what it loads; writers that need a
+ *     table across calls pin it instead of keeping the lock. A cache's
+ *     read lock is never held while waiting for another thread (the
+ *     decode pool, read-ahead): big-reader read locks must not nest.
+ *  4. Leaves, under which nothing else is taken: VdImage.error_lock,
+ *     VdMetaMap.lock, VdReadahead.lock (its waiters hold nothing else),
+ *     VdDecodeBatch.lock (jobs run outside it; the caller waiting for
+ *     them holds nothing of 1-3 that they need).
+ * Functions that take a lock and return with it held do so only when they
+ * succeed (dir_get_locked, qcow2_cache_load_wrlocked); the ones called
+ * with a lock held return with it held either way (gt_get_locked).
  */
 #ifndef VD_IMAGE_H
 #define VD_IMAGE_H
@@ -100,6 +124,11 @@ VdImage *vd_image_open(VdContext *ctx, const char *path, const VdOpenOptions *op
  * unreferenced. No locks are taken (like qemu-img info -U). */
 VdImage *vd_image_peek(VdContext *ctx, const char *path, GError **error);
 VdImage *vd_image_ref(VdImage *img);
+/* Whether anyone but the one caller holding a reference uses img. */
+static inline bool vd_image_in_use(VdImage *img)
+{
+    return g_atomic_int_get(&img->refcount) > 1;
+}
 void vd_image_unref(VdImage *img);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VdImage, vd_image_unref)
 

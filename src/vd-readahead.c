@@ -95,7 +95,9 @@ bool vd_readahead_take(VdImage *img, void *buf, size_t len, uint64_t offset)
     if ((ra->running || ra->valid) && ra->off == offset && len <= ra->len) {
         while (ra->running)
             g_cond_wait(&ra->done, &ra->lock);
-        if (ra->valid && ra->off == offset) {
+        /* Another reader may have started a shorter read-ahead of the
+         * same start while this one waited: check the length again. */
+        if (ra->valid && ra->off == offset && len <= ra->len) {
             memcpy(buf, ra->buf, len);
             hit = true;
         }

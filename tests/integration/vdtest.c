@@ -310,6 +310,58 @@ static int cmd_fsyncexpect(const char *logp)
     return 0;
 }
 
+/* rwseq FILE CHUNK: read FILE in order, CHUNK bytes at a time, and after
+ * each read write the next chunk (which read-ahead may hold already) with
+ * a byte of its own, then check that the next read returns it. */
+static int cmd_rwseq(const char *path, const char *chunkp)
+{
+    size_t chunk = (size_t)atol(chunkp);
+    int fd = open(path, O_RDWR);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || chunk == 0) {
+        perror(path);
+        return 1;
+    }
+    uint8_t *buf = malloc(chunk), *want = malloc(chunk);
+    int bad = 0;
+    for (off_t off = 0; !bad && off + (off_t)(2 * chunk) <= st.st_size; off += (off_t)chunk) {
+        if (pread(fd, buf, chunk, off) != (ssize_t)chunk) {
+            perror("pread");
+            bad = 1;
+            break;
+        }
+        if (off > 0 && memcmp(buf, want, chunk) != 0) {
+            printf("offset %jd: read the data from before the write\n", (intmax_t)off);
+            bad = 1;
+        }
+        memset(want, (int)((off / (off_t)chunk) % 250 + 1), chunk);
+        if (pwrite(fd, want, chunk, off + (off_t)chunk) != (ssize_t)chunk) {
+            perror("pwrite");
+            bad = 1;
+        }
+    }
+    free(buf);
+    free(want);
+    close(fd);
+    return bad;
+}
+
+/* ofdlock FILE: an OFD read lock on byte 100 (as QEMU's first lock byte);
+ * prints OK or the errno's name. */
+static int cmd_ofdlock(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        perror(path);
+        return 1;
+    }
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 1};
+    int r = fcntl(fd, F_OFD_SETLK, &fl);
+    printf("%s\n", r == 0 ? "OK" : strerrorname_np(errno));
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 5 && strcmp(argv[1], "torn") == 0)
@@ -328,9 +380,14 @@ int main(int argc, char **argv)
         return cmd_fsyncwriter(argv + 2);
     if (argc >= 3 && strcmp(argv[1], "fsyncexpect") == 0)
         return cmd_fsyncexpect(argv[2]);
+    if (argc >= 4 && strcmp(argv[1], "rwseq") == 0)
+        return cmd_rwseq(argv[2], argv[3]);
+    if (argc >= 3 && strcmp(argv[1], "ofdlock") == 0)
+        return cmd_ofdlock(argv[2]);
     fprintf(stderr,
             "usage: vdtest seekmap FILE | zeromap FILE UNIT | parread GOT EXPECT THREADS ITER |"
             " errno FILE OP [ARGS] | pattern BYTE COUNT |"
-            " fsyncwriter FILE SIZE BS SEED LOG | fsyncexpect LOG\n");
+            " fsyncwriter FILE SIZE BS SEED LOG | fsyncexpect LOG | ofdlock FILE |"
+            " rwseq FILE CHUNK\n");
     return 2;
 }

@@ -437,13 +437,13 @@ typedef struct {
     uint64_t size;
     gint done;
     gint bad;
-    guint32 seed;
+    gint next_seed; /* each reader takes its own */
 } Race;
 
 static gpointer race_reader(gpointer data)
 {
     Race *r = data;
-    GRand *rnd = g_rand_new_with_seed(r->seed);
+    GRand *rnd = g_rand_new_with_seed((guint32)g_atomic_int_add(&r->next_seed, 1));
     g_autofree uint8_t *buf = g_malloc(GEN_STAMP_CHUNK);
     while (!g_atomic_int_get(&r->done)) {
         /* Half the reads near the start, where the writer is busy. */
@@ -475,10 +475,9 @@ static void test_concurrent(Fixture *f, gconstpointer data)
     g_autoptr(GError) err = NULL;
     g_autoptr(VdImage) img = gen_open(f, p, true, &err);
     g_assert_no_error(err);
-    Race r = {.img = img, .size = size};
+    Race r = {.img = img, .size = size, .next_seed = 100};
     GThread *th[4];
     for (int i = 0; i < 4; i++) {
-        r.seed = 100 + i;
         th[i] = g_thread_new("reader", race_reader, &r);
         g_usleep(1000);
     }

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include "config.h"
+
+#include <libdeflate.h>
+#include <zlib.h>
+
+#include <glib.h>
+
+#include "vd-inflate.h"
+
+/* Setting up a decompressor costs more than inflating a small cluster:
+ * one per thread, kept. */
+static void decompressor_free(gpointer p)
+{
+    libdeflate_free_decompressor(p);
+}
+
+static GPrivate decompressor = G_PRIVATE_INIT(decompressor_free);
+
+/* zlib, for what libdeflate refuses: a stream that fills the output
+ * exactly but whose end is cut off (QEMU accepts those in qcow clusters). */
+static bool inflate_zlib(VdDeflateWrap wrap, const uint8_t *in, size_t in_len, uint8_t *out,
+                         size_t cap, size_t *out_len)
+{
+    z_stream z = {0};
+    if (in_len > UINT32_MAX || cap > UINT32_MAX ||
+        inflateInit2(&z, wrap == VD_DEFLATE_RAW ? -MAX_WBITS : MAX_WBITS) != Z_OK)
+        return false;
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)in_len;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    int r = inflate(&z, Z_FINISH);
+    *out_len = cap - z.avail_out;
+    inflateEnd(&z);
+    return r == Z_STREAM_END || (r == Z_BUF_ERROR && z.avail_out == 0);
+}
+
+bool vd_inflate(VdDeflateWrap wrap, const uint8_t *in, size_t in_len, uint8_t *out, size_t cap,
+                size_t *out_len)
+{
+    struct libdeflate_decompressor *d = g_private_get(&decompressor);
+    if (d == NULL) {
+        d = libdeflate_alloc_decompressor();
+        if (d == NULL)
+            return false;
+        g_private_set(&decompressor, d);
+    }
+    size_t used = 0, made = 0;
+    enum libdeflate_result r =
+        wrap == VD_DEFLATE_RAW
+            ? libdeflate_deflate_decompress_ex(d, in, in_len, out, cap, &used, &made)
+            : libdeflate_zlib_decompress_ex(d, in, in_len, out, cap, &used, &made);
+    *out_len = made;
+    if (r == LIBDEFLATE_SUCCESS)
+        return true;
+    if (r == LIBDEFLATE_INSUFFICIENT_SPACE) {
+        *out_len = cap; /* more than fits: as far as the caller can tell, cap and more */
+        return false;
+    }
+    return r == LIBDEFLATE_BAD_DATA && inflate_zlib(wrap, in, in_len, out, cap, out_len);
+}
