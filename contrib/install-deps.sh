@@ -8,6 +8,8 @@ xz-utils gzip binutils mount fdisk fuse2fs"
 PKGS="$PKGS libdeflate-dev libbz2-dev liblzma-dev bximage cloop-utils fio"
 # tests/integration/test-netfs.sh: IMAGEDIR on a FUSE view changed underneath.
 PKGS="$PKGS bindfs"
+# EWF: ewf-tools to make and verify evidence files.
+PKGS="$PKGS ewf-tools"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

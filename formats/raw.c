@@ -14,6 +14,7 @@
 #include "src/vd-image.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
+#include "src/vd-source.h"
 
 static int raw_probe(const VdProbe *probe)
 {
@@ -28,6 +29,7 @@ static bool raw_open(VdImage *img, GError **error)
     if (!vd_host_size(img->fd, img->name, &size, error))
         return false;
     img->size = size;
+    img->decode_unit = vd_source_unit(img->fd);
     return true;
 }
 
@@ -59,6 +61,12 @@ static bool raw_block_status(VdImage *img, uint64_t offset, uint64_t length, uns
     ext->host_offset = offset;
     ext->state = VD_EXTENT_DATA;
     ext->length = length;
+    /* A container that keeps its bytes encoded (a compressed stream, EWF
+     * chunks): read through raw_pread, so that the block layer decodes a
+     * large read's pieces side by side and reads ahead of sequential ones. */
+    uint64_t host;
+    if (vd_source_is(img->fd) && vd_source_host_range(img->fd, offset, length, &host) < 0)
+        ext->state = VD_EXTENT_DATA_DECODE;
     if (!(flags & VD_STATUS_WANT_ZERO))
         return true;
 

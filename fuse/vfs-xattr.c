@@ -51,6 +51,13 @@ static GPtrArray *image_xattrs(VfsFs *fs, VfsNode *node)
             g_autofree char *v = vd_info_entry_to_string(cs);
             ADD("cluster_size", "%s", v);
         }
+        /* What the container records (EWF's hashes and case metadata). */
+        g_autoptr(VdInfo) held = vd_info_describe_source(under);
+        for (guint i = 0; held != NULL && i < held->entries->len; i++) {
+            const VdInfoEntry *e = g_ptr_array_index(held->entries, i);
+            g_ptr_array_add(kv, g_strconcat(XATTR_PREFIX, e->key, NULL));
+            g_ptr_array_add(kv, vd_info_entry_to_string(e));
+        }
         if (vi != NULL) {
             g_mutex_lock(&vi->lock);
             ADD("snapshot_count", "%u", vi->snap_names ? vi->snap_names->len : 0);

@@ -5,3 +5,4 @@
  * Included twice by src/vd-container.c, so no include guard.
  */
 VD_CONTAINER(xz)
+VD_CONTAINER(ewf)

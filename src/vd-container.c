@@ -25,10 +25,18 @@ const VdContainer *vd_container_probe(const uint8_t *head, size_t len, uint64_t 
     return NULL;
 }
 
-char *vd_container_shown_name(const VdContainer *c, const char *basename)
+static char *strip_suffix(const char *basename, const char *suffix)
 {
-    size_t n = strlen(basename), k = c->suffix ? strlen(c->suffix) : 0;
-    if (k == 0 || n <= k || g_ascii_strcasecmp(basename + n - k, c->suffix) != 0)
+    size_t n = strlen(basename), k = suffix ? strlen(suffix) : 0;
+    if (k == 0 || n <= k || g_ascii_strcasecmp(basename + n - k, suffix) != 0)
         return NULL;
     return g_strndup(basename, n - k);
+}
+
+char *vd_container_shown_name(const VdContainer *c, const char *basename)
+{
+    char *shown = strip_suffix(basename, c->suffix);
+    for (const char *const *s = c->more_suffixes; shown == NULL && s != NULL && *s != NULL; s++)
+        shown = strip_suffix(basename, *s);
+    return shown;
 }

@@ -25,6 +25,11 @@
 typedef struct VdContainer {
     const char *name;   /* "xz" */
     const char *suffix; /* ".xz": the image is shown without it, where that name is free */
+    const char *const *more_suffixes; /* optional, NULL-terminated: others treated alike */
+    /* What it holds is a disk (EWF's media): raw unless its content is an
+     * image format, whatever the name inside. Else, as for a compressed
+     * stream, a name inside without a raw extension is not an image. */
+    bool holds_disk;
     /* Whether the first bytes (up to VD_CONTAINER_HEAD) are this container's. */
     bool (*probe)(const uint8_t *head, size_t len, uint64_t file_size);
     /* Take fd (read-only, the container file at path) and describe what it

@@ -222,7 +222,9 @@ bool vd_file_lock(VdContext *ctx, VdFile *f, const char *name, GError **error)
 {
     vd_lock_note(ctx, &f->st, true);
     f->locked = true;
-    if (!vd_lock_fd(ctx, f->lock_fd, &f->st, name, f->writable, error)) {
+    /* A container's other files (EWF segments) are read as it is. */
+    if (!vd_lock_fd(ctx, f->lock_fd, &f->st, name, f->writable, error) ||
+        (f->container != NULL && !vd_source_lock(f->fd, error))) {
         vd_file_forget(ctx, f);
         return false;
     }

@@ -17,6 +17,7 @@
 #include "vd-lock.h"
 #include "vd-metamap.h"
 #include "vd-readahead.h"
+#include "vd-source.h"
 
 /* Per vd_image_open() call: guards against loops and runaway depth. */
 typedef struct {
@@ -137,11 +138,23 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
         return vd_driver_find("raw");
     }
     g_autofree char *inner = f.container ? vd_container_shown_name(f.container, base_name) : NULL;
-    const VdDriver *drv = probe_fd(f.fd, path, &f.st, error);
-    /* A raw disk in a container goes by the name inside: disk.img.xz. */
+    const VdDriver *drv = probe_fd(f.fd, path, &f.st, &local);
+    if (drv == NULL && local != NULL && f.container != NULL) {
+        /* Nor one whose contents do not read (an EWF chunk table read on
+         * first use): its reads will fail with the reason. */
+        g_debug("%s", local->message);
+        g_clear_error(&local);
+        drv = vd_driver_find("raw");
+    }
+    bool unreadable = local != NULL;
+    if (unreadable)
+        g_propagate_error(error, local);
+    /* A raw disk in a container goes by the name inside: disk.img.xz; an
+     * evidence file holds a disk whatever its name. */
     const char *base = inner ? inner : base_name;
-    if (drv == NULL && !S_ISDIR(f.st.st_mode) && (error == NULL || *error == NULL) &&
-        (vd_context_is_raw_name(ctx, base) || (f.container != NULL && inner == NULL)))
+    if (drv == NULL && !S_ISDIR(f.st.st_mode) && !unreadable &&
+        (vd_context_is_raw_name(ctx, base) ||
+         (f.container != NULL && (inner == NULL || f.container->holds_disk))))
         drv = vd_driver_find("raw");
     vd_file_close(f.fd);
     if (shown != NULL && drv != NULL)
@@ -157,6 +170,14 @@ const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error)
 const VdDriver *vd_probe_path_shown(VdContext *ctx, const char *path, char **shown, GError **error)
 {
     return probe_path(ctx, path, 0, shown, error);
+}
+
+/* The other files of a container the image is read from (EWF's later
+ * segments) are the image's members. */
+static void add_source_members(VdImage *img, int fd)
+{
+    for (const char *const *m = vd_source_members(fd); m != NULL && *m != NULL; m++)
+        vd_image_add_member(img, *m);
 }
 
 void vd_image_refuse_writes(VdImage *img)
@@ -213,6 +234,7 @@ int vd_image_open_member(VdImage *img, const char *path, const char *what, unsig
         img->read_only = true; /* the host will not let us write this part */
     image_keep_file(img, &f, name);
     vd_image_add_member(img, path);
+    add_source_members(img, f.fd);
     return f.fd;
 }
 
@@ -547,6 +569,7 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
         return NULL;
     }
     image_keep_file(img, &f, img->name);
+    add_source_members(img, f.fd);
     g_atomic_int_set(&img->write_locked, !img->read_only);
     bool asked_read_only = img->read_only;
     if (!drv->open(img, error)) {
@@ -606,6 +629,7 @@ VdImage *vd_image_peek(VdContext *ctx, const char *path, GError **error)
         return NULL;
     }
     img->fd = f.fd;
+    add_source_members(img, f.fd);
     if (!drv->peek(img, error)) {
         image_free(img);
         return NULL;
@@ -701,6 +725,18 @@ bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError
     return true;
 }
 
+/* glibc reads /sys for each g_get_num_processors(): once is enough. */
+static unsigned cores(void)
+{
+    static gsize once;
+    static unsigned n;
+    if (g_once_init_enter(&once)) {
+        n = MAX(g_get_num_processors(), 1u);
+        g_once_init_leave(&once, 1);
+    }
+    return n;
+}
+
 bool vd_image_pread_direct(VdImage *img, void *buf, size_t len, uint64_t offset, bool *decoded,
                            GError **error)
 {
@@ -735,7 +771,7 @@ bool vd_image_pread_direct(VdImage *img, void *buf, size_t len, uint64_t offset,
             /* Pieces aligned to the format's decoding unit (its cluster),
              * one per core at least, never two sharing a unit. */
             uint64_t unit = img->decode_unit ? img->decode_unit : 65536;
-            uint64_t piece = MAX(unit, (n / g_get_num_processors() + unit - 1) / unit * unit);
+            uint64_t piece = MAX(unit, (n / cores() + unit - 1) / unit * unit);
             if (batch == NULL && n == len && n <= unit) {
                 ok = vd_drv_pread(img, p, n, offset, error);
                 break;

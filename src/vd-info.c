@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vd-info.h"
+#include "vd-source.h"
 
 static void entry_free(gpointer p)
 {
@@ -103,6 +104,15 @@ VdInfo *vd_info_describe(VdImage *img)
     VdInfo *info = vd_info_new();
     if (img->driver->describe != NULL)
         img->driver->describe(img, info);
+    vd_source_describe(img->fd, info);
+    return info;
+}
+
+VdInfo *vd_info_describe_source(VdImage *img)
+{
+    VdInfo *info = vd_info_new();
+    if (!vd_source_describe(img->fd, info))
+        g_clear_pointer(&info, vd_info_free);
     return info;
 }
 

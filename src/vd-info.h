@@ -43,8 +43,11 @@ const VdInfoEntry *vd_info_get(const VdInfo *info, const char *key);
 /* The value as one line of text ("a, b" for lists). */
 char *vd_info_entry_to_string(const VdInfoEntry *e);
 
-/* The driver's description of one image (format-specific keys only). */
+/* The driver's description of one image (format-specific keys only),
+ * and that of the container it is read from, if any. */
 VdInfo *vd_info_describe(VdImage *img);
+/* The container's description alone ("ewf.md5"...), or NULL. */
+VdInfo *vd_info_describe_source(VdImage *img);
 
 /* JSON helpers for vdisk's output. */
 void vd_json_string(GString *out, const char *s);

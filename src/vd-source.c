@@ -133,3 +133,30 @@ int vd_source_host_range(int fd, uint64_t off, uint64_t len, uint64_t *host_off)
         return -1;
     return s->ops->host_range(s->opaque, off, len, host_off);
 }
+
+const char *const *vd_source_members(int fd)
+{
+    Source *s = lookup(fd);
+    return s != NULL && s->ops->members != NULL ? s->ops->members(s->opaque) : NULL;
+}
+
+bool vd_source_lock(int fd, GError **error)
+{
+    Source *s = lookup(fd);
+    return s == NULL || s->ops->lock == NULL || s->ops->lock(s->opaque, error);
+}
+
+bool vd_source_describe(int fd, struct VdInfo *info)
+{
+    Source *s = lookup(fd);
+    if (s == NULL || s->ops->describe == NULL)
+        return false;
+    s->ops->describe(s->opaque, info);
+    return true;
+}
+
+uint64_t vd_source_unit(int fd)
+{
+    Source *s = lookup(fd);
+    return s != NULL && s->ops->unit != NULL ? s->ops->unit(s->opaque) : 0;
+}

@@ -24,6 +24,8 @@
 
 #include <glib.h>
 
+struct VdInfo;
+
 typedef struct {
     const char *name; /* "xz", "tar member"... */
     /* Read len bytes at off (< size, off + len <= size). */
@@ -34,6 +36,23 @@ typedef struct {
     /* Optional: where [off, off+len) lies as it is in a host file: that
      * file's descriptor and *host_off, or -1. */
     int (*host_range)(void *opaque, uint64_t off, uint64_t len, uint64_t *host_off);
+    /* Optional: the host paths of the other files the source reads (EWF's
+     * later segments), NULL-terminated, kept while the source is. The
+     * image read from it lists them as its members: hidden from
+     * listings, counted in its host bytes. */
+    const char *const *(*members)(void *opaque);
+    /* Optional: take QEMU's reader locks on those files, when the
+     * container's own file is locked (vd_file_lock); they go with the
+     * source. */
+    bool (*lock)(void *opaque, GError **error);
+    /* Optional: what the container records about what it holds (EWF's
+     * hashes and acquisition metadata), keys prefixed with its name
+     * ("ewf.md5"): vdisk info shows them, and the mount as
+     * user.vdiskfs.<key>. */
+    void (*describe)(void *opaque, struct VdInfo *info);
+    /* Optional: the unit the source decodes in (EWF's chunk), so that the
+     * image on top splits reads at it to decode them side by side. */
+    uint64_t (*unit)(void *opaque);
     void (*close)(void *opaque);
 } VdSourceOps;
 
@@ -54,5 +73,13 @@ bool vd_source_size(int fd, uint64_t *size);
 /* SEEK_DATA/SEEK_HOLE over a source: -1 with errno (ENXIO) like lseek. */
 bool vd_source_seek(int fd, uint64_t offset, int whence, int64_t *result);
 int vd_source_host_range(int fd, uint64_t off, uint64_t len, uint64_t *host_off);
+/* The source's members (NULL when fd is no source's or it has none), its
+ * locks (true when there is nothing to lock), its description (false when
+ * it has none). */
+const char *const *vd_source_members(int fd);
+bool vd_source_lock(int fd, GError **error);
+bool vd_source_describe(int fd, struct VdInfo *info);
+/* The source's decoding unit, 0 when fd is no source's or it says none. */
+uint64_t vd_source_unit(int fd);
 
 #endif

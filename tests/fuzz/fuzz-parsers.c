@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * libFuzzer target for the text parsers that take a whole buffer: the
- * VMDK descriptor, Parallels' DiskDescriptor.xml and DMG's plist, and the
- * partition table reader (the input is a whole small disk). The parser
- * comes from VD_FUZZ_PARSER (vmdk-descriptor, parallels-xml, dmg-plist,
- * partition-table); make fuzz-smoke runs each.
+ * VMDK descriptor, Parallels' DiskDescriptor.xml and DMG's plist, the
+ * partition table reader (the input is a whole small disk), and EWF
+ * evidence sets (the input is the segment files one after the other, cut
+ * where a segment's magic starts). The parser comes from VD_FUZZ_PARSER
+ * (vmdk-descriptor, parallels-xml, dmg-plist, partition-table, ewf); make
+ * fuzz-smoke runs each.
  */
 #include "config.h"
 
@@ -15,12 +17,13 @@
 #include "formats/dmg.h"
 #include "formats/parallels.h"
 #include "formats/vmdk.h"
+#include "sources/ewf.h"
 #include "src/vd-partition.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static enum { P_VMDK, P_PARALLELS, P_DMG, P_PARTITION } parser;
+static enum { P_VMDK, P_PARALLELS, P_DMG, P_PARTITION, P_EWF } parser;
 
 typedef struct {
     const uint8_t *data;
@@ -36,6 +39,78 @@ static bool disk_read(void *opaque, void *buf, size_t len, uint64_t offset, GErr
     return true;
 }
 
+/* The input cut into segments where the EWF magic starts again. */
+typedef struct {
+    const uint8_t *data;
+    size_t size;
+    GArray *starts; /* size_t, and size at the end */
+} FuzzSet;
+
+static bool set_segment(void *user, unsigned n, uint64_t *size, GError **error)
+{
+    FuzzSet *f = user;
+    if (n + 1 > f->starts->len) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_NOENT, "segment %u is missing", n);
+        return false;
+    }
+    *size = g_array_index(f->starts, size_t, n) - g_array_index(f->starts, size_t, n - 1);
+    return true;
+}
+
+static bool set_read(void *user, unsigned n, void *buf, size_t len, uint64_t off, GError **error)
+{
+    FuzzSet *f = user;
+    size_t start = g_array_index(f->starts, size_t, n - 1);
+    size_t end = g_array_index(f->starts, size_t, n);
+    if (off > end - start || len > end - start - off) {
+        g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_IO, "read past the segment");
+        return false;
+    }
+    memcpy(buf, f->data + start + off, len);
+    return true;
+}
+
+static void fuzz_ewf(const uint8_t *data, size_t size)
+{
+    static const EwfIo io = {.segment = set_segment, .read = set_read};
+    FuzzSet f = {data, size, g_array_new(FALSE, FALSE, sizeof(size_t))};
+    size_t zero = 0;
+    g_array_append_val(f.starts, zero);
+    for (size_t i = 1; i + 8 <= size; i++) {
+        if (memcmp(data + i, EWF_MAGIC, 8) == 0)
+            g_array_append_val(f.starts, i);
+    }
+    g_array_append_val(f.starts, size);
+    g_autoptr(GError) err = NULL;
+    EwfSet *s = ewf_set_open(&io, &f, "fuzz", &err);
+    /* Every chunk, unless they are too large to go through quickly. */
+    for (uint64_t i = 0; s != NULL && ewf_chunk_size(s) <= (1u << 20) && i < ewf_chunk_count(s);
+         i++) {
+        bool z;
+        g_autoptr(GBytes) b = ewf_chunk_read(s, i, NULL);
+        if (b != NULL && g_bytes_get_size(b) !=
+                             MIN(ewf_chunk_size(s), ewf_media_size(s) - i * ewf_chunk_size(s)))
+            abort();
+        EwfChunk c;
+        if (b != NULL && ewf_chunk_in_place(s, i, &c)) {
+            /* Read in place from now on: the same bytes. */
+            g_autofree uint8_t *again = g_malloc(c.len + 1);
+            if (c.len != g_bytes_get_size(b) || !set_read(&f, c.seg, again, c.len, c.off, NULL) ||
+                memcmp(again, g_bytes_get_data(b, NULL), c.len) != 0)
+                abort();
+        }
+        if (ewf_chunk_is_zero(s, i, &z, NULL) && z && b != NULL) {
+            const uint8_t *p = g_bytes_get_data(b, NULL);
+            for (gsize k = 0; k < g_bytes_get_size(b); k++) {
+                if (p[k] != 0)
+                    abort(); /* a hole that reads as data */
+            }
+        }
+    }
+    ewf_set_free(s);
+    g_array_unref(f.starts);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *p = getenv("VD_FUZZ_PARSER");
@@ -47,9 +122,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         parser = P_DMG;
     else if (p != NULL && strcmp(p, "partition-table") == 0)
         parser = P_PARTITION;
+    else if (p != NULL && strcmp(p, "ewf") == 0)
+        parser = P_EWF;
     else {
-        fprintf(stderr, "set VD_FUZZ_PARSER to vmdk-descriptor, parallels-xml, dmg-plist or "
-                        "partition-table\n");
+        fprintf(stderr, "set VD_FUZZ_PARSER to vmdk-descriptor, parallels-xml, dmg-plist, "
+                        "partition-table or ewf\n");
         exit(2);
     }
     return 0;
@@ -85,6 +162,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         vd_partition_table_free(t);
         break;
     }
+    case P_EWF:
+        fuzz_ewf(data, size);
+        break;
     case P_DMG: {
         GPtrArray *blobs = NULL;
         if (dmg_plist_blkx("fuzz", (const char *)data, size, &blobs, &err) && blobs != NULL)

@@ -91,7 +91,7 @@ done
 # The text parsers, seeded with descriptors qemu-img writes (VMDK) and
 # small hand-written documents.
 if [ -n "$PFUZZ" ]; then
-    for parser in vmdk-descriptor parallels-xml dmg-plist partition-table; do
+    for parser in vmdk-descriptor parallels-xml dmg-plist partition-table ewf; do
         corpus=$work/$parser
         mkdir -p "$corpus"
         case $parser in
@@ -121,6 +121,18 @@ XML
             printf 'label: gpt\nstart=40,size=64,name=one\nstart=120,size=64,name=two\n' |
                 sfdisk -q "$corpus/gpt" >/dev/null 2>&1 || rm -f "$corpus/gpt"
             [ -n "$(ls "$corpus")" ] || printf 'x' >"$corpus/empty"
+            ;;
+        ewf)
+            # Small sets as ewfacquire writes them (segments one after the
+            # other), or an empty corpus without ewf-tools.
+            head -c 96K /dev/urandom >"$work/ewf.raw"
+            truncate -s 256K "$work/ewf.raw"
+            for f in encase6:fast smart:best ftk:none linen7:empty-block; do
+                ewfacquire -u -q -f "${f%%:*}" -c "${f#*:}" -b 16 -t "$work/ewf-${f%%:*}" \
+                    "$work/ewf.raw" >/dev/null 2>&1 || continue
+                cat "$work/ewf-${f%%:*}".[Ees]0* >"$corpus/${f%%:*}"
+            done
+            [ -n "$(ls "$corpus")" ] || printf 'EVF\011\015\012\377\000\001\001\000\000\000' >"$corpus/empty"
             ;;
         dmg-plist)
             cat >"$corpus/seed" <<'XML'

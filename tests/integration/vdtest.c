@@ -42,6 +42,35 @@ static int cmd_seekmap(const char *path)
     return 0;
 }
 
+/* zeromap FILE UNIT: the data ranges of FILE if every UNIT-byte piece
+ * that holds only zeros a hole, merged, as seekmap prints them. */
+static int cmd_zeromap(const char *path, const char *unitp)
+{
+    FILE *f = fopen(path, "rb");
+    size_t unit = (size_t)atol(unitp);
+    if (f == NULL || unit == 0 || unit > (64u << 20))
+        return 2;
+    unsigned char *buf = malloc(unit), *zero = calloc(1, unit);
+    long long off = 0, start = -1;
+    size_t n;
+    while (buf != NULL && zero != NULL && (n = fread(buf, 1, unit, f)) > 0) {
+        bool data = memcmp(buf, zero, n) != 0;
+        if (data && start < 0)
+            start = off;
+        if (!data && start >= 0) {
+            printf("%lld %lld\n", start, off - start);
+            start = -1;
+        }
+        off += (long long)n;
+    }
+    if (start >= 0)
+        printf("%lld %lld\n", start, off - start);
+    free(buf);
+    free(zero);
+    fclose(f);
+    return 0;
+}
+
 typedef struct {
     const char *got, *expect;
     unsigned seed;
@@ -354,6 +383,8 @@ int main(int argc, char **argv)
         return cmd_pattern(argv[2], argv[3]);
     if (argc >= 3 && strcmp(argv[1], "seekmap") == 0)
         return cmd_seekmap(argv[2]);
+    if (argc >= 4 && strcmp(argv[1], "zeromap") == 0)
+        return cmd_zeromap(argv[2], argv[3]);
     if (argc >= 6 && strcmp(argv[1], "parread") == 0)
         return cmd_parread(argv + 2);
     if (argc >= 4 && strcmp(argv[1], "errno") == 0)
@@ -366,9 +397,10 @@ int main(int argc, char **argv)
         return cmd_rwseq(argv[2], argv[3]);
     if (argc >= 3 && strcmp(argv[1], "ofdlock") == 0)
         return cmd_ofdlock(argv[2]);
-    fprintf(stderr, "usage: vdtest seekmap FILE | parread GOT EXPECT THREADS ITER |"
-                    " errno FILE OP [ARGS] | pattern BYTE COUNT |"
-                    " fsyncwriter FILE SIZE BS SEED LOG | fsyncexpect LOG | ofdlock FILE |"
-                    " rwseq FILE CHUNK\n");
+    fprintf(stderr,
+            "usage: vdtest seekmap FILE | zeromap FILE UNIT | parread GOT EXPECT THREADS ITER |"
+            " errno FILE OP [ARGS] | pattern BYTE COUNT |"
+            " fsyncwriter FILE SIZE BS SEED LOG | fsyncexpect LOG | ofdlock FILE |"
+            " rwseq FILE CHUNK\n");
     return 2;
 }
