@@ -246,6 +246,12 @@ bool vd_image_mem_reserve(VdImage *img, uint64_t bytes, const char *what, GError
     return true;
 }
 
+void vd_image_mem_release(VdImage *img, uint64_t bytes)
+{
+    __atomic_sub_fetch(&img->mem_reserved, (gint64)bytes, __ATOMIC_RELAXED);
+    vd_context_mem_release(img->ctx, bytes);
+}
+
 /* Put every file's locks in the reader's or the writer's state; a writer
  * that cannot be one stays a reader entirely. Called with files_lock. */
 static bool files_set_writer(VdImage *img, bool writer, GError **error)
@@ -896,7 +902,7 @@ static bool check_writable(VdImage *img, GError **error)
         /* Why, as logged once already: recording it again logs nothing. */
         g_autofree char *why = vd_image_last_error(img);
         if (why != NULL)
-            vd_set_error(error, EIO, "%s", why);
+            vd_set_error(error, EIO, "%s; the image is marked corrupt", why);
         else
             vd_set_error(error, EIO, "%s: image is marked corrupt", img->name);
         return false;

@@ -158,6 +158,8 @@ int vd_image_open_member(VdImage *img, const char *path, const char *what, unsig
  * (vd_context_mem_reserve), released when the image is freed. Drivers call
  * it before allocating a table whose size an image header gives. */
 bool vd_image_mem_reserve(VdImage *img, uint64_t bytes, const char *what, GError **error);
+/* Give back what a table that is freed before the image reserved. */
+void vd_image_mem_release(VdImage *img, uint64_t bytes);
 /* A file name recorded in the image, as a host path: absolute names as
  * they are, relative ones against the image's directory (for a directory
  * image, the bundle itself). */

@@ -75,7 +75,7 @@ unmount_vdiskfs() {
 # create_luks FILE [OPTIONS]: a 4M LUKS-encrypted qcow2 whose passphrase is
 # the secret s0 of $SECRET (--object secret,id=s0,...), key slots timed for
 # ${LUKS_ITER_TIME:-10} ms. qemu-img benchmarks PBKDF2 and now and then fails
-# to time it; retry.
+# to time it (often for sha1 on a fast host: QEMU reads 0 ms); retry.
 create_luks() {
     local i
     for i in 1 2 3 4 5 6; do

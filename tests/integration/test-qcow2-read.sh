@@ -161,7 +161,7 @@ qemu-img create -q -f qcow2 -b "$T/outside/far.qcow2" -F qcow2 "$D/escape.qcow2"
 
 note "encryption: LUKS (several ciphers) and legacy AES"
 create_luks "$D/luks.qcow2" ""
-create_luks "$D/luks-cbc.qcow2" "encrypt.cipher-alg=aes-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=sha256,encrypt.hash-alg=sha1"
+create_luks "$D/luks-cbc.qcow2" "encrypt.cipher-alg=aes-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=sha256,encrypt.hash-alg=sha512"
 create_luks "$D/sub/nokey.qcow2" ""
 # shellcheck disable=SC2086
 qemu-img create -q -f qcow2 $SECRET -o encrypt.format=aes,encrypt.key-secret=s0 "$D/aes.qcow2" 4M
