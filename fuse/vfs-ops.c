@@ -12,8 +12,6 @@
 #include "src/vd-io.h"
 #include "vfs.h"
 
-#define VFS_MAX_IO (1u << 20)
-
 /* The image whose write handles a handle on img counts among: a partition
  * file's writes are its disk's. */
 static VdImage *written_image(VdImage *img)

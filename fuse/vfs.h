@@ -22,6 +22,9 @@
 #define VFS_SNAPSHOT_DIR  ".snapshots"
 #define VFS_PARTITION_DIR ".partitions"
 
+/* The largest READ/WRITE and the connection's max_readahead. */
+#define VFS_MAX_IO (1u << 20)
+
 typedef struct {
     bool read_only;        /* -o ro (default) / rw */
     double attr_timeout;   /* seconds the kernel may cache attributes and entries */

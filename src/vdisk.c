@@ -18,6 +18,7 @@ static char *opt_keyfile;
 static char *opt_format;
 static gboolean opt_confined;
 static gboolean opt_force_share;
+static gboolean opt_version;
 
 static const GOptionEntry entries[] = {
     {"json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "Machine-readable output (JSON)", NULL},
@@ -28,6 +29,7 @@ static const GOptionEntry entries[] = {
      "Open images that another process (QEMU) is writing", NULL},
     {"confined", 0, 0, G_OPTION_ARG_NONE, &opt_confined,
      "Backing files must lie in the image's directory", NULL},
+    {"version", 'V', 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit", NULL},
     G_OPTION_ENTRY_NULL,
 };
 
@@ -282,6 +284,10 @@ int main(int argc, char *argv[])
     if (!g_option_context_parse(oc, &argc, &argv, &err)) {
         fprintf(stderr, "vdisk: %s\n", err->message);
         return 2;
+    }
+    if (opt_version) {
+        printf("vdisk %s\n", PACKAGE_VERSION);
+        return 0;
     }
     vd_log_init("vdisk", false);
     if (argc == 2 && strcmp(argv[1], "formats") == 0)

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,15 +39,17 @@ typedef struct {
     char *overlay;
     int overlay_discard;
     char *splice_min;
-    double attr_timeout;
+    char *attr_timeout;
     int force_share;
-    unsigned idle_timeout;
-    unsigned read_ahead;
+    char *idle_timeout;
+    char *read_ahead;
     char *kdf_max_iterations;
     int nonopt_count;
 } VdfsConfig;
 
 enum { KEY_RO, KEY_RW };
+
+#define VDFS_MAX_TIMEOUT (365 * 86400)
 
 #define VDFS_OPT(t, f, v)                                                                          \
     {                                                                                              \
@@ -64,10 +67,10 @@ static const struct fuse_opt vdfs_opts[] = {
     VDFS_OPT("overlay=%s", overlay, 0),
     VDFS_OPT("overlay_discard", overlay_discard, 1),
     VDFS_OPT("splice_min=%s", splice_min, 0),
-    VDFS_OPT("attr_timeout=%lf", attr_timeout, 0),
+    VDFS_OPT("attr_timeout=%s", attr_timeout, 0),
     VDFS_OPT("force_share", force_share, 1),
-    VDFS_OPT("idle_timeout=%u", idle_timeout, 0),
-    VDFS_OPT("read_ahead=%u", read_ahead, 0),
+    VDFS_OPT("idle_timeout=%s", idle_timeout, 0),
+    VDFS_OPT("read_ahead=%s", read_ahead, 0),
     VDFS_OPT("kdf_max_iterations=%s", kdf_max_iterations, 0),
     FUSE_OPT_END,
 };
@@ -166,18 +169,43 @@ static bool parse_size(const char *name, const char *s, uint64_t *out)
     return true;
 }
 
-/* A whole number from 1 to max, digits only. */
-static bool parse_count(const char *name, const char *s, uint64_t max, uint32_t *out)
+/* A whole number from min to max, digits only (no sign, no suffix). */
+static bool parse_number(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     char *end;
     errno = 0;
     unsigned long long v = g_ascii_isdigit(*s) ? strtoull(s, &end, 10) : 0;
-    if (!g_ascii_isdigit(*s) || errno != 0 || *end != '\0' || v == 0 || v > max) {
-        fprintf(stderr, "vdiskfs: -o %s=%s: not a whole number from 1 to %" G_GUINT64_FORMAT "\n",
-                name, s, max);
+    if (!g_ascii_isdigit(*s) || errno != 0 || *end != '\0' || v < min || v > max) {
+        fprintf(stderr,
+                "vdiskfs: -o %s=%s: not a whole number from %" G_GUINT64_FORMAT
+                " to %" G_GUINT64_FORMAT "\n",
+                name, s, min, max);
         return false;
     }
+    *out = v;
+    return true;
+}
+
+static bool parse_count(const char *name, const char *s, uint64_t max, uint32_t *out)
+{
+    uint64_t v;
+    if (!parse_number(name, s, 1, max, &v))
+        return false;
     *out = (uint32_t)v;
+    return true;
+}
+
+/* Seconds, fractions allowed, from 0 to max. */
+static bool parse_seconds(const char *name, const char *s, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = g_ascii_strtod(s, &end);
+    if (!g_ascii_isdigit(*s) || errno != 0 || *end != '\0' || !isfinite(v) || v > max) {
+        fprintf(stderr, "vdiskfs: -o %s=%s: not a number of seconds from 0 to %.0f\n", name, s, max);
+        return false;
+    }
+    *out = v;
     return true;
 }
 
@@ -399,7 +427,9 @@ static bool check_dirs(const char *imagedir, const char *mountpoint)
 int main(int argc, char *argv[])
 {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-    VdfsConfig cfg = {.attr_timeout = 1.0, .idle_timeout = 60, .read_ahead = 1024};
+    VdfsConfig cfg = {0};
+    double attr_timeout = 1.0;
+    uint64_t idle_timeout = 60, read_ahead_kb = 1024;
     struct fuse_cmdline_opts cmd = {0};
     struct fuse_session *se = NULL;
     VfsFs *fs = NULL;
@@ -426,6 +456,16 @@ int main(int argc, char *argv[])
         ret = 0;
         goto out;
     }
+    /* Ranges: a year of seconds for the timeouts; the read-ahead no more
+     * than the FUSE connection's max_readahead, to which the kernel would
+     * silently clamp it. */
+    if ((cfg.attr_timeout != NULL &&
+         !parse_seconds("attr_timeout", cfg.attr_timeout, VDFS_MAX_TIMEOUT, &attr_timeout)) ||
+        (cfg.idle_timeout != NULL &&
+         !parse_number("idle_timeout", cfg.idle_timeout, 0, VDFS_MAX_TIMEOUT, &idle_timeout)) ||
+        (cfg.read_ahead != NULL &&
+         !parse_number("read_ahead", cfg.read_ahead, 0, VFS_MAX_IO / 1024, &read_ahead_kb)))
+        goto out;
     if (cfg.imagedir == NULL || cmd.mountpoint == NULL) {
         fprintf(stderr, "vdiskfs: usage: vdiskfs [options] IMAGEDIR MOUNTPOINT (see --help)\n");
         goto out;
@@ -445,11 +485,11 @@ int main(int argc, char *argv[])
      * equal or worse), so splicing is opt-in. */
     bool writable = cfg.rw || cfg.overlay != NULL;
     VfsOptions vopts = {.read_only = !writable,
-                        .attr_timeout = cfg.attr_timeout,
+                        .attr_timeout = attr_timeout,
                         .splice_min = 0,
                         .overlay = cfg.overlay != NULL,
                         .overlay_discard = cfg.overlay_discard};
-    vopts.idle_timeout = cfg.idle_timeout;
+    vopts.idle_timeout = (unsigned)idle_timeout;
     if (cfg.splice_min) {
         uint64_t v;
         if (!parse_size("splice_min", cfg.splice_min, &v))
@@ -479,7 +519,7 @@ int main(int argc, char *argv[])
     chain_stop_signals(ctx);
     if (fuse_session_mount(se, cmd.mountpoint) != 0)
         goto out_signals;
-    set_read_ahead(cmd.mountpoint, cfg.read_ahead);
+    set_read_ahead(cmd.mountpoint, (unsigned)read_ahead_kb);
     if (fuse_daemonize(cmd.foreground) != 0)
         goto out_unmount;
     if (!cmd.foreground)

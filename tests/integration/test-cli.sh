@@ -8,10 +8,19 @@ D=$T/images M=$T/mnt
 mkdir -p "$D" "$M"
 truncate -s 1M "$D/a.img"
 
-"$VDISKFS" --help >"$T/help" || fail "--help exits non-zero"
+"$VDISKFS" --help >"$T/help" 2>&1 || fail "--help exits non-zero"
 grep -q "IMAGEDIR MOUNTPOINT" "$T/help" || fail "--help lacks the usage line"
 grep -q "raw_ext" "$T/help" || fail "--help lacks raw_ext"
 "$VDISKFS" --version | grep -q "^vdiskfs " || fail "--version"
+"$VDISK" --version | grep -q "^vdisk [0-9]" || fail "vdisk --version"
+
+note "every -o option --help prints is in vdiskfs(1), and the other way round"
+man1=$(dirname "$TESTLIB")/../../man/vdiskfs.1
+grep -o -- '-o [a-z_]*' "$T/help" | sed 's/-o //' | sort -u >"$T/help.opts"
+grep -o '^\.B[IR]* "*\\-o [a-z_]*' "$man1" | sed 's/.*o //' | sort -u >"$T/man.opts"
+[ -s "$T/help.opts" ] || fail "no options found in --help"
+diff "$T/help.opts" "$T/man.opts" >"$T/opts.diff" ||
+    fail "--help and vdiskfs(1) list different options (< help, > man): $(cat "$T/opts.diff")"
 
 # expect_refusal WHAT PATTERN ARGS...: non-zero exit, one line naming the problem.
 expect_refusal() {
@@ -30,6 +39,14 @@ expect_refusal "missing mountpoint" "mount.?point" "$D" "$T/nomnt"
 expect_refusal "unknown option" "unknown option" -o frobnicate "$D" "$M"
 expect_refusal "bad backing policy" "backing" -o backing=sometimes "$D" "$M"
 expect_refusal "mountpoint inside IMAGEDIR" "inside" "$D" "$D"
+# Values are range-checked, the limit in the message, never wrapped or clamped.
+expect_refusal "negative idle_timeout" "idle_timeout=-1: .*0 to 31536000" -o idle_timeout=-1 "$D" "$M"
+expect_refusal "negative read_ahead" "read_ahead=-5" -o read_ahead=-5 "$D" "$M"
+expect_refusal "read_ahead past the FUSE limit" "read_ahead=4096: .*to 1024" -o read_ahead=4096 "$D" "$M"
+expect_refusal "negative attr_timeout" "attr_timeout=-3" -o attr_timeout=-3 "$D" "$M"
+expect_refusal "attr_timeout not a number" "attr_timeout=nan" -o attr_timeout=nan "$D" "$M"
+expect_refusal "cache_size not a size" "cache_size=abc: not a size" -o cache_size=abc "$D" "$M"
+expect_refusal "kdf_max_iterations=0" "kdf_max_iterations=0" -o kdf_max_iterations=0 "$D" "$M"
 expect_refusal "no arguments" "usage"
 chmod 644 "$D/a.img"
 printf '[a.img]\npassphrase=x\n' >"$T/keys"
