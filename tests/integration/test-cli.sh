@@ -53,6 +53,31 @@ printf '[a.img]\npassphrase=x\n' >"$T/keys"
 chmod 644 "$T/keys"
 expect_refusal "keyfile readable by others" "readable by group or others" -o keyfile="$T/keys" "$D" "$M"
 
+note "bash completion offers every option and command"
+comp=$(dirname "$TESTLIB")/../../contrib/bash-completion/vdiskfs
+if command -v bash >/dev/null; then
+    # complete WORDS...: what the completion function offers for the last word.
+    complete_words() {
+        local fn=$1
+        shift
+        bash -c '. "$1"; fn=$2; shift 2; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); compopt() { :; }; $fn; printf "%s\n" "${COMPREPLY[@]}"' \
+            _ "$comp" "$fn" "$@"
+    }
+    while read -r opt; do
+        complete_words _vdiskfs vdiskfs -o "$opt" | grep -q "^$opt" || fail "completion lacks -o $opt"
+    done <"$T/help.opts"
+    complete_words _vdiskfs vdiskfs -o ro,idle | grep -qx "ro,idle_timeout=" ||
+        fail "completion of the last of several options: $(complete_words _vdiskfs vdiskfs -o ro,idle)"
+    mkdir -p "$T/key dir"
+    touch "$T/key dir/keys.ini"
+    complete_words _vdiskfs vdiskfs -o "keyfile=$T/key d" | grep -qx "keyfile=$T/key dir" ||
+        fail "keyfile= does not complete paths with spaces"
+    for c in info map snapshots cat formats; do
+        complete_words _vdisk vdisk "${c%??}" | grep -qx "$c" || fail "completion lacks vdisk $c"
+    done
+    complete_words _vdisk "$VDISK" info -f qc | grep -qx qcow2 || fail "vdisk -f does not complete formats"
+fi
+
 note "raw_ext decides which signature-less files are images"
 truncate -s 1M "$D/disk.dsk"
 mount_vdiskfs "$D" "$M" -o raw_ext=dsk
