@@ -202,7 +202,16 @@ static bool keyfile_read(int fd, const char *path, GKeyFile *kf, GError **error)
     explicit_bzero(buf, len + 1);
     g_free(buf);
     if (!ok) {
-        vd_set_error(error, EINVAL, "keyfile %s: %s", path, local ? local->message : "short read");
+        /* GLib's message quotes the offending line, which may be a
+         * passphrase: keys are never logged, so only the kind of fault. */
+        const char *why = "short read";
+        if (local != NULL && local->domain == G_KEY_FILE_ERROR)
+            why = local->code == G_KEY_FILE_ERROR_UNKNOWN_ENCODING
+                      ? "not UTF-8 text"
+                      : "not a key file (expected [image] groups with passphrase= lines)";
+        else if (local != NULL)
+            why = "not a key file";
+        vd_set_error(error, EINVAL, "keyfile %s: %s", path, why);
         g_clear_error(&local);
     }
     return ok;

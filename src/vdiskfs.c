@@ -38,6 +38,7 @@ typedef struct {
     char *mem_budget;
     char *overlay;
     int overlay_discard;
+    int nonempty;
     char *splice_min;
     char *attr_timeout;
     int force_share;
@@ -66,6 +67,7 @@ static const struct fuse_opt vdfs_opts[] = {
     VDFS_OPT("mem_budget=%s", mem_budget, 0),
     VDFS_OPT("overlay=%s", overlay, 0),
     VDFS_OPT("overlay_discard", overlay_discard, 1),
+    VDFS_OPT("nonempty", nonempty, 1),
     VDFS_OPT("splice_min=%s", splice_min, 0),
     VDFS_OPT("attr_timeout=%s", attr_timeout, 0),
     VDFS_OPT("force_share", force_share, 1),
@@ -113,6 +115,8 @@ static void usage(const char *prog)
            "                           DIR/<path of image>.qcow2 over it and every\n"
            "                           write goes there (kept for the next mount)\n"
            "    -o overlay_discard     remove the overlays at unmount instead\n"
+           "    -o nonempty            mount over a directory that is not empty or\n"
+           "                           is a mount point already (refused otherwise)\n"
            "    -o allow_other         let other users in (the kernel checks each\n"
            "                           image's own owner and mode)\n"
            "    -o raw_ext=EXT,...     extensions of raw images without a signature\n"
@@ -202,7 +206,8 @@ static bool parse_seconds(const char *name, const char *s, double max, double *o
     errno = 0;
     double v = g_ascii_strtod(s, &end);
     if (!g_ascii_isdigit(*s) || errno != 0 || *end != '\0' || !isfinite(v) || v > max) {
-        fprintf(stderr, "vdiskfs: -o %s=%s: not a number of seconds from 0 to %.0f\n", name, s, max);
+        fprintf(stderr, "vdiskfs: -o %s=%s: not a number of seconds from 0 to %.0f\n", name, s,
+                max);
         return false;
     }
     *out = v;
@@ -263,26 +268,44 @@ static void unchain_stop_signals(void)
  * would wait for this very daemon. Only root may write it; others keep
  * the kernel's default.
  */
+/* The fields of the last /proc/self/mountinfo line mounted on the
+ * directory real (a realpath), of type fstype when that is not NULL: the
+ * last one is the mount on top. NULL when there is none. */
+static char **mountinfo_entry(const char *real, const char *fstype)
+{
+    g_autofree char *info = NULL;
+    if (!g_file_get_contents("/proc/self/mountinfo", &info, NULL, NULL))
+        return NULL;
+    g_auto(GStrv) lines = g_strsplit(info, "\n", -1);
+    char **found = NULL;
+    for (char **l = lines; *l != NULL; l++) {
+        g_auto(GStrv) f = g_strsplit(*l, " ", 6);
+        if (g_strv_length(f) < 5)
+            continue;
+        /* Spaces, tabs, newlines and backslashes are octal escapes there. */
+        g_autofree char *dir = g_strcompress(f[4]);
+        if (strcmp(dir, real) != 0)
+            continue;
+        if (fstype != NULL) {
+            g_autofree char *type = g_strdup_printf(" - %s ", fstype);
+            if (strstr(*l, type) == NULL)
+                continue;
+        }
+        g_strfreev(found);
+        found = g_steal_pointer(&f);
+    }
+    return found;
+}
+
 static void set_read_ahead(const char *mountpoint, unsigned kb)
 {
     g_autofree char *real = realpath(mountpoint, NULL);
-    g_autofree char *info = NULL;
-    if (kb == 0 || real == NULL || !g_file_get_contents("/proc/self/mountinfo", &info, NULL, NULL))
+    if (kb == 0 || real == NULL)
         return;
-    g_auto(GStrv) lines = g_strsplit(info, "\n", -1);
-    const char *devno = NULL;
-    g_auto(GStrv) found = NULL;
-    for (char **l = lines; *l != NULL; l++) {
-        g_auto(GStrv) f = g_strsplit(*l, " ", 6);
-        if (g_strv_length(f) >= 5 && strcmp(f[4], real) == 0 && strstr(*l, " fuse.vdiskfs ")) {
-            g_clear_pointer(&found, g_strfreev);
-            found = g_steal_pointer(&f); /* the last one: our mount on top */
-        }
-    }
+    g_auto(GStrv) found = mountinfo_entry(real, "fuse.vdiskfs");
     if (found == NULL)
         return;
-    devno = found[2];
-    g_autofree char *path = g_strdup_printf("/sys/class/bdi/%s/read_ahead_kb", devno);
+    g_autofree char *path = g_strdup_printf("/sys/class/bdi/%s/read_ahead_kb", found[2]);
     g_autofree char *value = g_strdup_printf("%u", kb);
     g_autoptr(GError) err = NULL;
     if (!g_file_set_contents_full(path, value, -1, G_FILE_SET_CONTENTS_NONE, 0644, &err))
@@ -396,7 +419,7 @@ fail:
     return NULL;
 }
 
-static bool check_dirs(const char *imagedir, const char *mountpoint)
+static bool check_dirs(const char *imagedir, const char *mountpoint, bool nonempty)
 {
     struct stat st;
     if (stat(imagedir, &st) < 0) {
@@ -419,6 +442,21 @@ static bool check_dirs(const char *imagedir, const char *mountpoint)
     g_autofree char *rm = realpath(mountpoint, NULL);
     if (ri && rm && (strcmp(ri, rm) == 0 || (g_str_has_prefix(rm, ri) && rm[strlen(ri)] == '/'))) {
         fprintf(stderr, "vdiskfs: MOUNTPOINT %s lies inside IMAGEDIR %s\n", mountpoint, imagedir);
+        return false;
+    }
+    /* Mounting over a mount or over files hides them until the unmount,
+     * which is seldom what was meant: as mount(8) users expect from
+     * fuse2's checks, refuse unless asked. */
+    g_auto(GStrv) mounted = rm != NULL ? mountinfo_entry(rm, NULL) : NULL;
+    if (mounted != NULL && !nonempty) {
+        fprintf(stderr, "vdiskfs: MOUNTPOINT %s is already a mount point (unmount it first)\n",
+                mountpoint);
+        return false;
+    }
+    g_autoptr(GDir) dir = g_dir_open(mountpoint, 0, NULL);
+    if (dir != NULL && g_dir_read_name(dir) != NULL && !nonempty) {
+        fprintf(stderr, "vdiskfs: MOUNTPOINT %s is not empty (-o nonempty mounts over it)\n",
+                mountpoint);
         return false;
     }
     return true;
@@ -470,7 +508,7 @@ int main(int argc, char *argv[])
         fprintf(stderr, "vdiskfs: usage: vdiskfs [options] IMAGEDIR MOUNTPOINT (see --help)\n");
         goto out;
     }
-    if (!check_dirs(cfg.imagedir, cmd.mountpoint))
+    if (!check_dirs(cfg.imagedir, cmd.mountpoint, cfg.nonempty))
         goto out;
     vd_log_init("vdiskfs", cmd.debug);
     vd_dispatch_set_trace(cmd.debug); /* -d: every driver call, too */
