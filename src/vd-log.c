@@ -2,7 +2,9 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include <glib.h>
 
@@ -11,6 +13,7 @@
 static const char *log_program = "vdisk";
 static bool log_debug;
 static bool log_syslog;
+static bool log_journal;
 
 /* Messages quote names read from images (backing files, extents,
  * snapshot names): a newline there must not start a forged log line, nor
@@ -72,15 +75,31 @@ static GLogWriterOutput vd_log_writer(GLogLevelFlags level, const GLogField *fie
     }
     if (log_syslog)
         syslog(prio, "%s", message);
+    else if (log_journal)
+        fprintf(stderr, "<%d>%s: %s: %s\n", prio, log_program, tag, message);
     else
         fprintf(stderr, "%s: %s: %s\n", log_program, tag, message);
     return G_LOG_WRITER_HANDLED;
+}
+
+/* stderr is the journal's stream (systemd sets JOURNAL_STREAM to its
+ * device:inode): lines then carry a syslog priority prefix ("<4>"), which
+ * journald turns into the entry's priority. */
+static bool stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    struct stat st;
+    unsigned long long dev, ino;
+    if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
 void vd_log_init(const char *program, bool debug)
 {
     log_program = program;
     log_debug = debug;
+    log_journal = stderr_is_journal();
     g_log_set_writer_func(vd_log_writer, NULL, NULL);
 }
 

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -312,6 +314,31 @@ static void set_read_ahead(const char *mountpoint, unsigned kb)
         g_debug("read-ahead not raised: %s", err->message);
 }
 
+/*
+ * systemd's readiness protocol (Type=notify): one datagram to the socket
+ * NOTIFY_SOCKET names ("@..." for the abstract namespace). Written here
+ * rather than linking libsystemd for one sendto. Without NOTIFY_SOCKET,
+ * nothing.
+ */
+static void notify_service_manager(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = path != NULL ? strlen(path) : 0;
+    if (n < 2 || n >= sizeof sa.sun_path || (path[0] != '/' && path[0] != '@'))
+        return;
+    memcpy(sa.sun_path, path, n);
+    if (path[0] == '@')
+        sa.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
+        g_debug("NOTIFY_SOCKET %s: %s", path, g_strerror(errno));
+    close(fd);
+}
+
 static void raise_fd_limit(void)
 {
     struct rlimit rl;
@@ -565,6 +592,7 @@ int main(int argc, char *argv[])
     /* After daemonising: threads do not survive fork. */
     vfs_watch_start(fs, se);
     vfs_reaper_start(fs);
+    notify_service_manager("READY=1");
 
     if (cmd.singlethread) {
         ret = fuse_session_loop(se);
@@ -579,6 +607,7 @@ int main(int argc, char *argv[])
     }
     /* A loop ended by SIGTERM/SIGINT/SIGHUP reports the signal: a clean exit. */
     ret = (ret == 0 || ret == SIGTERM || ret == SIGINT || ret == SIGHUP) ? 0 : 1;
+    notify_service_manager("STOPPING=1");
     vfs_watch_stop(fs);
     vfs_reaper_stop(fs);
 
