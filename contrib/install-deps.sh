@@ -10,6 +10,8 @@ PKGS="$PKGS libdeflate-dev libbz2-dev liblzma-dev bximage cloop-utils fio"
 PKGS="$PKGS bindfs"
 # EWF: ewf-tools to make and verify evidence files.
 PKGS="$PKGS ewf-tools"
+# The Debian package (CI builds it and runs lintian).
+PKGS="$PKGS debhelper dpkg-dev lintian"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,12 +1,14 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
-# The test command: builds and runs the whole test suite, four ways:
+# The test command: builds and runs the whole test suite, four ways, and
+# the Debian package:
 #   1. build/        the normal build: make check (unit + real mounts)
 #   2. build-asan/   the same suite under ASan + UBSan (sanitizer reports,
 #                    leaks included, from any process count as failures)
 #   3. build-tsan/   the threaded tests under ThreadSanitizer (any report,
 #                    from any process, daemons included, is a failure)
 #   4. build-fuzz/   clang libFuzzer targets, each format for FUZZ_SECONDS
+#   5. build-deb/    dpkg-buildpackage -b and lintian (no errors allowed)
 # The last line is always "N passed, N failed".
 #   contrib/run-tests.sh [--quick]     (--quick: stage 1 only)
 set -u
@@ -152,6 +154,30 @@ if command -v clang >/dev/null && stage_build build-fuzz CC=clang --enable-fuzzi
     total_fail=$((total_fail + ${f:-0}))
 else
     echo "FAIL: fuzz build (needs clang)"
+    total_fail=$((total_fail + 1))
+fi
+echo "== stage 5: Debian package"
+# dpkg-buildpackage -b on a copy of the tree (it writes next to the tree),
+# then lintian: the .deb must build and lintian report no errors.
+pkg=$top/build-deb
+rm -rf "$pkg"
+mkdir -p "$pkg/src"
+if command -v dpkg-buildpackage >/dev/null && command -v lintian >/dev/null &&
+    (git ls-files -co --exclude-standard 2>/dev/null | grep -v '^build' |
+        tar -cf - -T - | tar -xf - -C "$pkg/src") &&
+    (cd "$pkg/src" && dpkg-buildpackage -b -us -uc >"$pkg/build.log" 2>&1); then
+    lintian --fail-on error "$pkg"/*.changes >"$pkg/lintian.log" 2>&1
+    if [ $? -eq 0 ]; then
+        echo "PASS: Debian package ($(cd "$pkg" && ls vdiskfs_*.deb))"
+        total_pass=$((total_pass + 1))
+    else
+        echo "FAIL: lintian reports errors:"
+        grep '^E:' "$pkg/lintian.log" | head -20
+        total_fail=$((total_fail + 1))
+    fi
+else
+    echo "FAIL: Debian package build (see build-deb/build.log)"
+    tail -20 "$pkg/build.log" 2>/dev/null
     total_fail=$((total_fail + 1))
 fi
 finish
