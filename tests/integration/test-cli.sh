@@ -112,6 +112,20 @@ grep -q '"start": 131072, "length": 65536, "depth": 0, "present": true, "zero": 
     fail "vdisk map --json: $(cat "$T/map.json")"
 if "$VDISK" info "$T/nope.img" 2>"$T/err"; then fail "vdisk info on a missing file"; fi
 grep -q "nope.img" "$T/err" || fail "vdisk error does not name the file"
+note "vdiskfs-formats(7) names the drivers vdisk formats prints and -f accepts, in 80 columns"
+man7=$(dirname "$TESTLIB")/../../man/vdiskfs-formats.7
+"$VDISK" formats | awk '{ print $1 }' | sort >"$T/drivers"
+[ -s "$T/drivers" ] || fail "vdisk formats printed nothing"
+sed -n '/^\.TS/,/^\.TE/p' "$man7" | grep ';' | sed -n '3,$p' | cut -d';' -f1 | sort >"$T/man.drivers"
+diff "$T/drivers" "$T/man.drivers" >"$T/drivers.diff" ||
+    fail "the format table's drivers differ from vdisk formats (< vdisk, > man): $(cat "$T/drivers.diff")"
+while read -r d; do
+    grep -qE "^\.BR? $d( |\$)" "$man7" || fail "vdiskfs-formats(7) has no section for $d"
+done <"$T/drivers"
+if command -v man >/dev/null; then
+    w=$(MANWIDTH=80 man --warnings -l "$man7" 2>&1 >/dev/null)
+    [ -z "$w" ] || fail "vdiskfs-formats(7) at 80 columns: $w"
+fi
 note "man pages render without warnings"
 for page in "$(dirname "$TESTLIB")"/../../man/*.[0-9]; do
     out=$(groff -t -man -ww -z "$page" 2>&1) || fail "groff failed on $page"
