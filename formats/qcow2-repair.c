@@ -1,14 +1,19 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * qcow2: refcount repair for dirty images (lazy refcounts, or a crash of
- * a writer that used them), as `qemu-img check -r all` would do it: count
- * every reference from the metadata (header, L1 tables, L2 tables, data
- * and compressed clusters, snapshot table, refcount structures, encryption
- * header), rewrite the refcount blocks to match, fix the COPIED flags of
- * the active tables, then clear the dirty bit.
+ * qcow2: count every reference from the metadata (header, L1 tables, L2
+ * tables, data and compressed clusters, snapshot table, refcount
+ * structures, encryption header), then either
+ * - repair a dirty image (lazy refcounts, or a crash of a writer that used
+ *   them), as `qemu-img check -r all` would do it: rewrite the refcount
+ *   blocks to match, fix the COPIED flags of the active tables, clear the
+ *   dirty bit; or
+ * - check it read-only (vdisk check): compare the counts with the stored
+ *   refcounts and the COPIED flags, reporting corruptions and leaks as
+ *   `qemu-img check` does.
  */
 #include "config.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 #include "formats/qcow2.h"
@@ -20,9 +25,20 @@
 
 typedef struct {
     Qcow2State *s;
-    uint32_t *counts; /* references per host cluster */
-    uint64_t n;       /* clusters counted */
+    uint32_t *counts;      /* references per host cluster */
+    uint64_t n;            /* clusters counted */
+    VdCheckReport *report; /* checking: faults are reported, the count goes on */
 } Counter;
+
+G_GNUC_PRINTF(3, 4)
+static void report_line(VdCheckReport *r, uint64_t *counter, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_ptr_array_add(r->lines, g_strdup_vprintf(fmt, ap));
+    va_end(ap);
+    (*counter)++;
+}
 
 static bool count(Counter *c, uint64_t start, uint64_t len, const char *what, GError **error)
 {
@@ -30,6 +46,14 @@ static bool count(Counter *c, uint64_t start, uint64_t len, const char *what, GE
     if (len == 0)
         return true;
     uint64_t c0 = start >> s->cluster_bits, c1 = (start + len - 1) >> s->cluster_bits;
+    if (c->report != NULL && (c1 >= c->n || start + len < start)) {
+        report_line(c->report, &c->report->corruptions,
+                    "ERROR: counting reference for region exceeding the end of the file by one "
+                    "cluster or more: offset 0x%" G_GINT64_MODIFIER "x size 0x%" G_GINT64_MODIFIER
+                    "x",
+                    start, len);
+        return true;
+    }
     if (c1 >= c->n || start + len < start) {
         vd_set_error(error, EIO,
                      "%s: %s at 0x%" G_GINT64_MODIFIER "x lies beyond the end of the file; "
@@ -58,6 +82,13 @@ static bool count_l1(Counter *c, const uint64_t *l1, uint64_t entries, GError **
         uint64_t l2 = l1[i] & QCOW2_OFFSET_MASK;
         if (l2 == 0)
             continue;
+        if (c->report != NULL && ((l2 & (s->cluster_size - 1)) || l2 >= c->n << s->cluster_bits)) {
+            report_line(c->report, &c->report->corruptions,
+                        "ERROR L2 table at offset 0x%" G_GINT64_MODIFIER
+                        "x is unaligned or beyond the end of the image",
+                        l2);
+            continue;
+        }
         if ((l2 & (s->cluster_size - 1)) || !count(c, l2, s->cluster_size, "L2 table", error) ||
             !vd_host_pread(s->fd, s->name, t, s->cluster_size, l2, false, error)) {
             if (error && !*error)
@@ -267,4 +298,151 @@ bool qcow2_repair(Qcow2State *s, GError **error)
     s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
     g_message("%s: repaired the refcounts of a dirty image", s->name);
     return true;
+}
+
+/* Stored refcounts against the counted references, cluster by cluster,
+ * for the clusters of the file (refcounts past its end are not looked at,
+ * as qemu-img check does not). */
+static bool compare_refcounts(Counter *c, GError **error)
+{
+    Qcow2State *s = c->s;
+    VdCheckReport *r = c->report;
+    uint64_t E = qcow2_refcount_block_entries(s);
+    uint64_t last = qcow2_refcount_table_entries(s) * E;
+    for (uint64_t i = 0; i < c->n; i++) {
+        uint64_t have = 0, want = c->counts[i];
+        if (i < last) {
+            if (i % E == 0 && qcow2_refcount_block_at(s, i / E) == 0) {
+                /* A region without a block: every refcount in it is 0. */
+                for (uint64_t k = i; k < MIN(i + E, c->n); k++) {
+                    if (c->counts[k] != 0)
+                        r->image_end_offset = (k + 1) << s->cluster_bits;
+                    if (c->counts[k] != 0)
+                        report_line(r, &r->corruptions,
+                                    "ERROR cluster %" G_GUINT64_FORMAT " refcount=0 reference=%u",
+                                    k, c->counts[k]);
+                }
+                i += E - 1;
+                continue;
+            }
+            g_autoptr(GError) err = NULL;
+            if (!qcow2_refcount_get(s, i, &have, &err)) {
+                report_line(r, &r->check_errors,
+                            "ERROR reading the refcount of cluster %" G_GUINT64_FORMAT ": %s", i,
+                            err->message);
+                continue;
+            }
+        }
+        /* The end of the image: its last cluster in use or counted so. */
+        if (have != 0 || want != 0)
+            r->image_end_offset = (i + 1) << s->cluster_bits;
+        if (have == want)
+            continue;
+        if (have < want)
+            report_line(r, &r->corruptions,
+                        "ERROR cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
+                        " reference=%" G_GUINT64_FORMAT,
+                        i, have, want);
+        else
+            report_line(r, &r->leaks,
+                        "Leaked cluster %" G_GUINT64_FORMAT " refcount=%" G_GUINT64_FORMAT
+                        " reference=%" G_GUINT64_FORMAT,
+                        i, have, want);
+    }
+    (void)error;
+    return true;
+}
+
+/* The active tables' COPIED flags must say "refcount is exactly 1";
+ * also the allocation statistics qemu-img check prints. */
+static bool check_copied(Counter *c, GError **error)
+{
+    Qcow2State *s = c->s;
+    VdCheckReport *r = c->report;
+    bool data_file = (s->incompat & QCOW2_INCOMPAT_DATA_FILE) != 0;
+    uint64_t n = 1ull << s->l2_bits;
+    g_autofree uint8_t *t = g_malloc(s->cluster_size);
+    for (uint64_t i = 0; i < s->l1_entries; i++) {
+        /* Contiguity is judged within one L2 table, as qemu-img does. */
+        uint64_t prev_host = 0;
+        uint64_t l2 = s->l1[i] & QCOW2_OFFSET_MASK;
+        if (l2 == 0 || (l2 & (s->cluster_size - 1)) || l2 >= c->n << s->cluster_bits)
+            continue;
+        bool copied = (s->l1[i] & QCOW2_OFLAG_COPIED) != 0;
+        uint64_t rc;
+        g_autoptr(GError) err = NULL;
+        if (!qcow2_refcount_get(s, l2 >> s->cluster_bits, &rc, &err)) {
+            report_line(r, &r->check_errors, "ERROR reading a refcount: %s", err->message);
+            continue;
+        }
+        if (copied != (rc == 1))
+            report_line(r, &r->corruptions,
+                        "ERROR OFLAG_COPIED L2 cluster: l1_index=%" G_GUINT64_FORMAT
+                        " l1_entry=%" G_GINT64_MODIFIER "x refcount=%" G_GUINT64_FORMAT,
+                        i, s->l1[i], rc);
+        if (!vd_host_pread(s->fd, s->name, t, s->cluster_size, l2, false, &err)) {
+            report_line(r, &r->check_errors, "ERROR reading L2 table %" G_GUINT64_FORMAT ": %s", i,
+                        err->message);
+            continue;
+        }
+        for (uint64_t j = 0; j < n; j++) {
+            uint64_t e = qcow2_l2_word(s, t, j);
+            if (e & QCOW2_OFLAG_COMPRESSED) {
+                /* Fragmented by nature, as qemu-img counts them: adjacent
+                 * compressed clusters share sectors that are read twice. */
+                r->allocated_clusters++;
+                r->compressed_clusters++;
+                r->fragmented_clusters++;
+                continue;
+            }
+            uint64_t host = e & QCOW2_OFFSET_MASK;
+            if (host == 0)
+                continue;
+            r->allocated_clusters++;
+            if (prev_host != 0 && host != prev_host + s->cluster_size)
+                r->fragmented_clusters++;
+            prev_host = host;
+            if (data_file)
+                continue;
+            bool e_copied = (e & QCOW2_OFLAG_COPIED) != 0;
+            if (!qcow2_refcount_get(s, host >> s->cluster_bits, &rc, &err)) {
+                report_line(r, &r->check_errors, "ERROR reading a refcount: %s", err->message);
+                g_clear_error(&err);
+                continue;
+            }
+            if (e_copied != (rc == 1))
+                report_line(r, &r->corruptions,
+                            "ERROR OFLAG_COPIED data cluster: l2_entry=%" G_GINT64_MODIFIER
+                            "x refcount=%" G_GUINT64_FORMAT,
+                            e, rc);
+        }
+    }
+    (void)error;
+    return true;
+}
+
+bool qcow2_check(VdImage *img, VdCheckReport *report, GError **error)
+{
+    Qcow2State *s = img->opaque;
+    uint64_t fsize = qcow2_file_size(s);
+    Counter c = {
+        .s = s, .n = qcow2_round_up(fsize, s->cluster_size) >> s->cluster_bits, .report = report};
+    if (c.n > REPAIR_MAX_CLUSTERS) {
+        vd_set_error(error, ENOTSUP, "%s: too large to check here (more than %llu clusters)",
+                     s->name, REPAIR_MAX_CLUSTERS);
+        return false;
+    }
+    /* A read-only open has no refcount state: load it for the check. */
+    bool own_rc = s->rc == NULL;
+    if (own_rc && !qcow2_refcount_init(s, error)) {
+        g_clear_pointer(&s->rc, qcow2_refcount_free);
+        return false;
+    }
+    c.counts = g_new0(uint32_t, MAX(c.n, 1));
+    report->total_clusters = (img->size + s->cluster_size - 1) >> s->cluster_bits;
+    bool ok = count_all(&c, error) && compare_refcounts(&c, error) && check_copied(&c, error);
+    g_free(c.counts);
+    if (own_rc)
+        g_clear_pointer(&s->rc, qcow2_refcount_free);
+    return ok;
 }

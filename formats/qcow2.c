@@ -634,4 +634,5 @@ const VdDriver vd_qcow2_driver = {
     .snapshot_list = qcow2_snapshot_list,
     .snapshot_open = qcow2_snapshot_open,
     .mark_corrupt = qcow2_mark_corrupt,
+    .check = qcow2_check,
 };

@@ -300,6 +300,8 @@ bool qcow2_refcount_new_block(Qcow2State *s, uint64_t region, uint64_t offset, G
 uint64_t qcow2_refcount_max(const Qcow2State *s);
 /* Rebuild refcounts from the metadata (dirty / lazy-refcount images). */
 bool qcow2_repair(Qcow2State *s, GError **error);
+/* vdisk check: counts against refcounts and COPIED flags, read-only. */
+bool qcow2_check(VdImage *img, VdCheckReport *report, GError **error);
 
 /* ---- qcow2-meta.c: the metadata's host ranges (read-write opens) ---- */
 /* Corruption found while writing: the image marked corrupt (logged once,

@@ -121,6 +121,19 @@ typedef struct {
     GBytes *origin;             /* kept in the image for open to give back (img->origin) */
 } VdCreateOptions;
 
+/* What a read-only consistency check found, in qemu-img check's terms:
+ * corruptions (references the metadata cannot back: a refcount below the
+ * references, a cluster outside the file, a wrong COPIED flag), leaks
+ * (space counted as used that nothing references), and check errors
+ * (metadata the check could not read). lines: one message each, as
+ * qemu-img prints them ("ERROR cluster 5 refcount=0 reference=1"). */
+typedef struct {
+    uint64_t corruptions, leaks, check_errors;
+    uint64_t image_end_offset;
+    uint64_t total_clusters, allocated_clusters, fragmented_clusters, compressed_clusters;
+    GPtrArray *lines; /* char *, owned */
+} VdCheckReport;
+
 typedef struct VdDriver {
     const char *name;        /* "qcow2"; also the backing-format name */
     const char *description; /* one line, for vdisk and man pages */
@@ -191,6 +204,10 @@ typedef struct VdDriver {
      * corrupt bit), best effort. Called once, by vd_image_set_corrupt(),
      * possibly from inside one of this driver's write callbacks. */
     void (*mark_corrupt)(VdImage *img);
+    /* Optional: a read-only consistency check of this image (not its
+     * backing chain), filling report (lines already allocated). False only
+     * when the check could not run at all. */
+    bool (*check)(VdImage *img, VdCheckReport *report, GError **error);
 } VdDriver;
 
 /* The table (src/vd-registry.c), NULL-terminated, in probe priority order. */

@@ -884,6 +884,26 @@ void vd_image_record_error(VdImage *img, const GError *err)
         g_warning("%s", err->message);
 }
 
+bool vd_image_check(VdImage *img, VdCheckReport *report, GError **error)
+{
+    memset(report, 0, sizeof *report);
+    report->lines = g_ptr_array_new_with_free_func(g_free);
+    if (img->driver->check == NULL) {
+        vd_set_error(error, ENOTSUP, "%s: the %s format has no consistency check", img->name,
+                     img->driver->name);
+        return false;
+    }
+    g_rw_lock_writer_lock(&img->write_lock);
+    bool ok = img->driver->check(img, report, error);
+    g_rw_lock_writer_unlock(&img->write_lock);
+    return ok;
+}
+
+void vd_check_report_clear(VdCheckReport *report)
+{
+    g_clear_pointer(&report->lines, g_ptr_array_unref);
+}
+
 char *vd_image_last_error(VdImage *img)
 {
     g_mutex_lock(&img->error_lock);

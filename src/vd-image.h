@@ -196,6 +196,12 @@ void vd_image_record_error(VdImage *img, const GError *err);
 /* The last recorded error, or NULL (g_free). */
 char *vd_image_last_error(VdImage *img);
 
+/* A read-only consistency check of img alone (vdisk check), into report
+ * (zeroed here; free with vd_check_report_clear). False with ENOTSUP for
+ * formats that have no check, or with the reason the check could not run. */
+bool vd_image_check(VdImage *img, VdCheckReport *report, GError **error);
+void vd_check_report_clear(VdCheckReport *report);
+
 /* Reads: any range; past the virtual size reads as zeros. */
 bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error);
 /* The same without read-ahead; *decoded tells whether any of it needed

@@ -12,6 +12,7 @@
 #include "vd-error.h"
 #include "vd-info.h"
 #include "vd-log.h"
+#include "vdisk-cmds.h"
 
 static gboolean opt_json;
 static char *opt_keyfile;
@@ -277,6 +278,7 @@ int main(int argc, char *argv[])
             "  info IMAGE        format, sizes, backing chain, format details, snapshots\n"
             "  map IMAGE         allocation map (like qemu-img map)\n"
             "  snapshots IMAGE   the internal snapshot table\n"
+            "  check IMAGE       read-only consistency check (like qemu-img check)\n"
             "  cat IMAGE [SNAP]  the raw disk (or one snapshot) on stdout\n"
             "  formats           the supported formats");
     g_option_context_add_main_entries(oc, entries, NULL);
@@ -299,8 +301,8 @@ int main(int argc, char *argv[])
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "info") && strcmp(cmd, "map") && strcmp(cmd, "snapshots") &&
-        strcmp(cmd, "cat")) {
-        fprintf(stderr, "vdisk: unknown command '%s' (info, map, snapshots, cat)\n", cmd);
+        strcmp(cmd, "cat") && strcmp(cmd, "check")) {
+        fprintf(stderr, "vdisk: unknown command '%s' (info, map, snapshots, check, cat)\n", cmd);
         return 2;
     }
     g_autoptr(VdImage) img = open_image(argv[2], &err);
@@ -314,6 +316,8 @@ int main(int argc, char *argv[])
         return cmd_map(img);
     if (strcmp(cmd, "snapshots") == 0)
         return cmd_snapshots(img);
+    if (strcmp(cmd, "check") == 0)
+        return vdisk_cmd_check(img);
     if (argc == 4) {
         g_autoptr(GPtrArray) snaps = vd_image_snapshots(img, &err);
         const char *id = NULL;

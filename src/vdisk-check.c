@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* vdisk check: a read-only consistency report in qemu-img check's shape
+ * and exit codes (0 clean, 1 check errors, 2 corruptions, 3 leaks only,
+ * 63 no check for this format). */
+#include "config.h"
+
+#include <stdio.h>
+
+#include "vd-error.h"
+#include "vd-image.h"
+#include "vdisk-cmds.h"
+
+static void print_text(const VdCheckReport *r)
+{
+    for (guint i = 0; i < r->lines->len; i++)
+        printf("%s\n", (const char *)g_ptr_array_index(r->lines, i));
+    if (r->corruptions == 0 && r->leaks == 0 && r->check_errors == 0)
+        printf("No errors were found on the image.\n");
+    if (r->corruptions > 0)
+        printf("\n%" G_GUINT64_FORMAT " errors were found on the image.\n"
+               "Data may be corrupted, or further writes to the image may corrupt it.\n",
+               r->corruptions);
+    if (r->leaks > 0)
+        printf("\n%" G_GUINT64_FORMAT " leaked clusters were found on the image.\n"
+               "This means waste of disk space, but no harm to data.\n",
+               r->leaks);
+    if (r->check_errors > 0)
+        printf("\n%" G_GUINT64_FORMAT " internal errors have occurred during the check.\n",
+               r->check_errors);
+    if (r->total_clusters > 0) {
+        double t = (double)r->total_clusters;
+        double a = r->allocated_clusters ? (double)r->allocated_clusters : 1;
+        printf("%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
+               " = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters\n",
+               r->allocated_clusters, r->total_clusters, 100.0 * (double)r->allocated_clusters / t,
+               100.0 * (double)r->fragmented_clusters / a,
+               100.0 * (double)r->compressed_clusters / a);
+    }
+    if (r->image_end_offset > 0)
+        printf("Image end offset: %" G_GUINT64_FORMAT "\n", r->image_end_offset);
+}
+
+int vdisk_cmd_check(VdImage *img)
+{
+    VdCheckReport r;
+    g_autoptr(GError) err = NULL;
+    bool ok = vd_image_check(img, &r, &err);
+    int ret;
+    if (!ok) {
+        fprintf(stderr, "vdisk: %s\n", err->message);
+        ret = vd_error_errno(err) == ENOTSUP ? 63 : 1;
+    } else {
+        print_text(&r);
+        ret = r.check_errors ? 1 : r.corruptions ? 2 : r.leaks ? 3 : 0;
+    }
+    vd_check_report_clear(&r);
+    return ret;
+}

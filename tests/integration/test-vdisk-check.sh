@@ -1,0 +1,94 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+# vdisk check against qemu-img check on the same qcow2 images, clean and
+# damaged: the same report, line for line, and the same exit code (0
+# clean, 2 corruptions, 3 leaks); 63 for a format without a check.
+. "$TESTLIB"
+require_qemu
+command -v python3 >/dev/null || fail "python3 is missing"
+
+D=$T/images
+mkdir -p "$D"
+mk() { # NAME OPTIONS [nosnap]: a qcow2 with data, a compressed cluster, a snapshot and a rewrite after it
+    qemu-img create -q -f qcow2 ${2:+-o "$2"} "$D/$1.qcow2" 64M
+    qemu-io -c "write -P 1 0 1M" -c "write -P 2 10M 64k" -c "write -c 20M 128k" "$D/$1.qcow2" >/dev/null
+    [ -n "${3:-}" ] || qemu-img snapshot -c s1 "$D/$1.qcow2"
+    qemu-io -c "write -P 3 0 64k" -c "write -z 12M 64k" "$D/$1.qcow2" >/dev/null
+}
+mk clean ""
+mk small "cluster_size=4096"
+mk rc1 "refcount_bits=1" nosnap # a refcount of 2 does not fit
+mk rc64 "refcount_bits=64"
+mk v2 "compat=0.10"
+mk ext "extended_l2=on,cluster_size=128k"
+qemu-img create -q -f qcow2 -b clean.qcow2 -F qcow2 "$D/child.qcow2" 64M
+qemu-io -c "write -P 9 4M 64k" "$D/child.qcow2" >/dev/null
+
+# Damage copies of clean.qcow2 (16-bit refcounts, 64 KiB clusters).
+python3 - "$D" <<'EOF'
+import struct, sys
+d = sys.argv[1]
+b = bytearray(open(d + '/clean.qcow2', 'rb').read())
+rt = struct.unpack_from('>Q', b, 48)[0]
+rb = struct.unpack_from('>Q', b, rt)[0]
+l1 = struct.unpack_from('>Q', b, 40)[0]
+n = len(b) // 65536
+def save(name, data):
+    open('%s/%s.qcow2' % (d, name), 'wb').write(data)
+# leaks: refcounts for two clusters past the data, which nothing uses
+c = bytearray(b) + bytearray(2 * 65536)
+struct.pack_into('>H', c, rb + 2 * n, 1)
+struct.pack_into('>H', c, rb + 2 * (n + 1), 3)
+save('leak', c)
+# a used cluster with refcount 0 (an L2 table's, say) and one too low
+c = bytearray(b)
+l2 = struct.unpack_from('>Q', c, l1)[0] & 0x00fffffffffffe00
+struct.pack_into('>H', c, rb + 2 * (l2 >> 16), 0)
+save('refzero', c)
+# the active L1 entry without COPIED although its L2 table's refcount is
+# 1 (copied on the write after the snapshot); a data cluster the same way
+c = bytearray(b)
+e = struct.unpack_from('>Q', c, l1)[0]
+assert e & (1 << 63)
+struct.pack_into('>Q', c, l1, e ^ (1 << 63))
+e = struct.unpack_from('>Q', c, l2)[0]
+assert e & (1 << 63)
+struct.pack_into('>Q', c, l2, e ^ (1 << 63))
+save('copied', c)
+# an L2 entry pointing past the end of the file
+c = bytearray(b)
+struct.pack_into('>Q', c, l2 + 8 * 100, (1 << 63) | (len(c) + (1 << 24)))
+save('beyond', c)
+EOF
+
+for f in clean small rc1 rc64 v2 ext child leak refzero copied beyond; do
+    q=0 v=0
+    qemu-img check "$D/$f.qcow2" >"$T/q.out" 2>&1 || q=$?
+    "$VDISK" check "$D/$f.qcow2" >"$T/v.out" 2>&1 || v=$?
+    note "$f: qemu-img check $q, vdisk check $v"
+    case $f in leak) [ $q = 3 ] ;; refzero | copied | beyond) [ $q = 2 ] ;; *) [ $q = 0 ] ;; esac ||
+        fail "$f: qemu-img check exits $q: the damage is not what this test means"
+    [ "$q" = "$v" ] || fail "$f: exit code $v, qemu-img check's is $q: $(cat "$T/v.out")"
+    diff "$T/q.out" "$T/v.out" >"$T/diff" || fail "$f: the report differs from qemu-img check's: $(cat "$T/diff")"
+done
+grep -q . "$T/q.out" || fail "no report at all"
+
+note "images vdiskfs wrote are clean for both"
+if [ -e /dev/fuse ]; then
+    M=$T/mnt
+    cp "$D/clean.qcow2" "$D/written.qcow2"
+    mount_vdiskfs "$D" "$M" -o rw
+    dd if=/dev/urandom of="$M/written.qcow2" bs=64k count=40 seek=100 conv=notrunc,fsync status=none
+    unmount_vdiskfs "$M"
+    qemu-img check -q "$D/written.qcow2" || fail "qemu-img check after vdiskfs wrote"
+    "$VDISK" check "$D/written.qcow2" >"$T/v.out" || fail "vdisk check after vdiskfs wrote: $(cat "$T/v.out")"
+fi
+
+note "a format without a check: exit 63, as qemu-img"
+qemu-img create -q -f vdi "$D/a.vdi" 1M
+"$VDISK" check "$D/a.vdi" 2>"$T/err" && fail "vdisk check of a VDI succeeded"
+r=0
+"$VDISK" check "$D/a.vdi" 2>/dev/null || r=$?
+[ $r = 63 ] || fail "vdisk check of a VDI: not exit 63"
+grep -q "no consistency check" "$T/err" || fail "no reason given: $(cat "$T/err")"
+echo PASS
