@@ -93,6 +93,7 @@ typedef struct {
     uint64_t start;       /* first virtual byte */
     uint64_t length;      /* virtual bytes */
     uint64_t flat_offset; /* FLAT: byte offset of the extent's start in the file */
+    uint64_t dev, ino;    /* which host file (descriptor extents; 0 for ZERO) */
 
     /* Sparse kinds. Fixed after open unless noted. */
     uint32_t version, flags;

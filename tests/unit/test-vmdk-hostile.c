@@ -369,6 +369,53 @@ static void test_rw_walk(Fixture *f, gconstpointer data)
     }
 }
 
+/* Extents of a descriptor on the same bytes of one file: two flat ones
+ * that overlap, a flat one inside a sparse extent's file. Served
+ * read-only with the reason; flat extents side by side stay writable. */
+static void test_shared_extent_files(Fixture *f, gconstpointer data)
+{
+    static const struct {
+        const char *desc;
+        bool writable;
+    } cases[] = {
+        {"RW 1024 FLAT \"f.bin\" 0\nRW 1024 FLAT \"f.bin\" 1024\n", true},
+        {"RW 1024 FLAT \"f.bin\" 0\nRW 1024 FLAT \"f.bin\" 512\n", false},
+        {"RW 64 FLAT \"f.bin\" 0\nRW 1024 FLAT \"f.bin\" 2048\nRW 64 FLAT \"f.bin\" 32\n", false},
+        {"RW 8192 SPARSE \"s.vmdk\"\nRW 16 FLAT \"s.vmdk\" 0\n", false},
+    };
+    GenBuf fl = {0};
+    uint8_t z[4096] = {1};
+    gen_put(&fl, MiB - sizeof z, z, sizeof z);
+    put_gen(f, "f.bin", &fl);
+    make_plain(f, "s.vmdk");
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *text =
+            g_strdup_printf("# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
+                            "createType=\"monolithicFlat\"\n%s",
+                            cases[i].desc);
+        put_file(f, "d.vmdk", text);
+        if (!cases[i].writable)
+            g_test_expect_message(
+                NULL, G_LOG_LEVEL_WARNING,
+                "*d.vmdk: extent * and extent * use the same bytes of *; opening it read-only");
+        g_autoptr(VdImage) img = open_rw(f, "d.vmdk");
+        g_test_assert_expected_messages();
+        g_autoptr(GError) err = NULL;
+        uint8_t buf[4096] = {0x42};
+        bool wrote = vd_image_pwrite(img, buf, sizeof buf, 0, &err);
+        g_assert_true(wrote == cases[i].writable);
+        if (!cases[i].writable) {
+            g_assert_error(err, VD_ERROR, EROFS);
+            g_autofree char *why = vd_image_last_error(img);
+            g_assert_nonnull(why);
+            g_test_message("%s", why);
+        }
+        g_clear_error(&err);
+        g_assert_true(vd_image_pread(img, buf, sizeof buf, 0, &err));
+        g_assert_no_error(err);
+    }
+}
+
 static void test_hostile_descriptor(Fixture *f, gconstpointer data)
 {
     GenBuf fl = {0};
@@ -554,6 +601,7 @@ int main(int argc, char *argv[])
     ADD("/vmdk/hostile/grain-entry", test_hostile_gte);
     ADD("/vmdk/hostile/write-over-metadata", test_write_over_metadata);
     ADD("/vmdk/hostile/rw-walk", test_rw_walk);
+    ADD("/vmdk/hostile/shared-extent-files", test_shared_extent_files);
     ADD("/vmdk/hostile/descriptor", test_hostile_descriptor);
     ADD("/vmdk/hostile/cowd-sesparse", test_hostile_cowd_sesparse);
     ADD("/vmdk/hostile/fuzz", test_fuzz);
