@@ -125,8 +125,10 @@ bool vmdk_check_layout(VdImage *img, VmdkExtent *e, GError **error)
         vd_set_error(error, EIO, "%s: two grain directory entries name the same grain table", name);
         return false;
     }
-    if (e->kind == VMDK_EXT_SPARSE && !e->compressed && e->version != 3 && !img->read_only)
+    if (e->kind == VMDK_EXT_SPARSE && !e->compressed && e->version != 3 && !img->read_only) {
         e->meta = g_steal_pointer(&m);
+        return vmdk_check_allocations(img, e, error);
+    }
     return true;
 }
 

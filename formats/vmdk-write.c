@@ -15,7 +15,12 @@
  * extent's metadata map (e->meta): a grain table entry that points a grain
  * at the header, the embedded descriptor, a directory or a grain table is
  * corruption, and the write is refused before it lands
- * (vd_image_guard_write: EIO, the image marked corrupt).
+ * (vd_image_guard_write: EIO, the image marked corrupt). That is the
+ * last line of defence: the walk of the read-write open (vmdk-check.c)
+ * serves an image read-only when an entry shares sectors with anything
+ * else or reaches past the end of the file (e->next_alloc, where new
+ * grains and tables go), so a guard refusal means the file changed
+ * under us.
  */
 #include "config.h"
 

@@ -207,6 +207,8 @@ static bool open_desc_extent(VdImage *img, VmdkState *s, const VmdkDescExtent *x
         struct stat st;
         if (!open_extent_fd(img, s->extents, e, &st, error))
             return false;
+        e->dev = (uint64_t)st.st_dev;
+        e->ino = (uint64_t)st.st_ino;
         if (same_file(&st, self)) {
             vd_set_error(error, EIO, "%s: extent %s is the descriptor itself", img->name,
                          x->filename);
@@ -259,6 +261,72 @@ static bool open_desc_extent(VdImage *img, VmdkState *s, const VmdkDescExtent *x
     return true;
 }
 
+/* The host bytes an extent may write: a flat extent its range, a sparse
+ * one (which allocates at the end) its whole file. */
+typedef struct {
+    uint64_t dev, ino, lo, hi;
+    const VmdkExtent *e;
+} HostUse;
+
+static gint cmp_host_use(gconstpointer a, gconstpointer b)
+{
+    const HostUse *x = a, *y = b;
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    if (x->ino != y->ino)
+        return x->ino < y->ino ? -1 : 1;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static char *describe_use(const HostUse *u)
+{
+    if (u->e->kind == VMDK_EXT_FLAT)
+        return g_strdup_printf("extent %u (%s, from byte 0x%" G_GINT64_MODIFIER "x)",
+                               u->e->index + 1, u->e->line, u->lo);
+    return g_strdup_printf("extent %u (%s)", u->e->index + 1, u->e->line);
+}
+
+/* Flat extents may share a file, each in its own part of it; two that
+ * overlap, or a flat extent in a sparse extent's file, would make a write
+ * to one guest range change another (or a sparse extent's metadata).
+ * Only a writer cares: such an image is served read-only, saying why. */
+static void check_shared_files(VdImage *img, VmdkState *s)
+{
+    if (img->read_only)
+        return;
+    g_autoptr(GArray) uses = g_array_new(FALSE, FALSE, sizeof(HostUse));
+    for (guint i = 0; i < s->extents->len; i++) {
+        const VmdkExtent *e = g_ptr_array_index(s->extents, i);
+        if (e->kind == VMDK_EXT_ZERO)
+            continue;
+        HostUse u = {.dev = e->dev, .ino = e->ino, .hi = UINT64_MAX, .e = e};
+        if (e->kind == VMDK_EXT_FLAT) {
+            u.lo = e->flat_offset;
+            if (__builtin_add_overflow(e->flat_offset, e->length, &u.hi))
+                u.hi = UINT64_MAX;
+        }
+        g_array_append_val(uses, u);
+    }
+    g_array_sort(uses, cmp_host_use);
+    const HostUse *reach = NULL; /* of this file so far, the one that ends last */
+    for (guint i = 0; i < uses->len; i++) {
+        const HostUse *u = &g_array_index(uses, HostUse, i);
+        if (reach != NULL && (reach->dev != u->dev || reach->ino != u->ino))
+            reach = NULL;
+        if (reach != NULL && u->lo < reach->hi) {
+            g_autoptr(GError) err = NULL;
+            g_autofree char *a = describe_use(reach), *b = describe_use(u);
+            vd_set_error(&err, EIO, "%s: %s and %s use the same bytes of %s; opening it read-only",
+                         img->name, a, b, u->e->path);
+            img->read_only = true;
+            vd_image_record_error(img, err);
+            return;
+        }
+        if (reach == NULL || u->hi > reach->hi)
+            reach = u;
+    }
+}
+
 static bool open_descriptor(VdImage *img, VmdkState *s, const struct stat *self, GError **error)
 {
     VmdkDescriptor *d = s->desc;
@@ -273,6 +341,7 @@ static bool open_descriptor(VdImage *img, VmdkState *s, const struct stat *self,
             return false;
     }
     img->size = size;
+    check_shared_files(img, s);
     return true;
 }
 

@@ -9,7 +9,8 @@
  * vmdk-descriptor.c (the text parser), vmdk-sparse.c (KDMV and COWD
  * headers, grain directories, the grain table cache and its write-back),
  * vmdk-sesparse.c (seSparse headers and entries), vmdk-stream.c
- * (compressed grains), vmdk-write.c (writes, grain allocation, flush).
+ * (compressed grains), vmdk-write.c (writes, grain allocation, flush),
+ * vmdk-check.c (the consistency walk of a read-write open).
  */
 #ifndef VMDK_H
 #define VMDK_H
@@ -92,6 +93,7 @@ typedef struct {
     uint64_t start;       /* first virtual byte */
     uint64_t length;      /* virtual bytes */
     uint64_t flat_offset; /* FLAT: byte offset of the extent's start in the file */
+    uint64_t dev, ino;    /* which host file (descriptor extents; 0 for ZERO) */
 
     /* Sparse kinds. Fixed after open unless noted. */
     uint32_t version, flags;
@@ -204,6 +206,13 @@ bool vmdk_gte_set(VdImage *img, VmdkExtent *e, uint64_t grain, uint32_t value, G
  * then the directory entries of new tables. Writer only. */
 bool vmdk_gt_writeback(VdImage *img, GError **error);
 unsigned vmdk_gt_dirty_count(VmdkState *s);
+
+/* vmdk-check.c */
+/* Before a writable hosted sparse extent (e->meta set) is written: every
+ * grain inside the file and used once, by nothing else. When not, the
+ * image becomes read-only and the reason is recorded (true all the same);
+ * false only when a table cannot be read. */
+bool vmdk_check_allocations(VdImage *img, VmdkExtent *e, GError **error);
 
 /* vmdk-stream.c */
 void vmdk_decode_cache_init(VmdkDecodeCache *dc, uint64_t limit, uint64_t grain);

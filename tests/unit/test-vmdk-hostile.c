@@ -16,6 +16,7 @@
 
 #include "formats/vmdk.h"
 #include "src/vd-chain.h"
+#include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "tests/unit/test-guard.h"
@@ -168,9 +169,12 @@ static void test_hostile_gte(Fixture *f, gconstpointer data)
 }
 
 /* A grain table entry pointing a grain at each kind of metadata of a
- * monolithicSparse file (and of a split extent): the write is refused
- * before it lands and every later write of the session too. VMDK has no
- * flag to record it on disk. */
+ * monolithicSparse file (and of a split extent). Found at a read-write
+ * open (the consistency walk), the image is served read-only and says
+ * why. Written into the file behind our back after the open (so that
+ * only the write path can see it), the write is refused before it lands
+ * and every later write of the session too. VMDK has no flag to record
+ * it on disk. */
 static void test_write_over_metadata(Fixture *f, gconstpointer data)
 {
     enum { DESC, GD, RGD, OWN_GT, OTHER_GT, RGT, NEW_GT, SPLIT_GT };
@@ -202,12 +206,11 @@ static void test_write_over_metadata(Fixture *f, gconstpointer data)
         uint64_t target[] = {SECTOR,    k.gd_off,    k.rgd_off, k.gt_off, k.gt_off + 3 * SECTOR,
                              k.rgt_off, end + grain, k.gt_off};
         size_t meta_len[] = {20 * SECTOR, 32, 32, 64, 64, 64, 64, 64};
-        gen_kdmv_gte(&b, &k, 5, (uint32_t)(target[c] / SECTOR));
+        GenBuf bad = {0};
+        gen_put(&bad, 0, b.data, b.len);
+        gen_kdmv_gte(&bad, &k, 5, (uint32_t)(target[c] / SECTOR));
         const char *name = "meta.vmdk", *host = "meta.vmdk";
-        put_gen(f, host, &b);
         if (c == SPLIT_GT) {
-            g_autofree char *from = fpath(f, "meta.vmdk"), *to = fpath(f, "meta-s001.vmdk");
-            g_assert_cmpint(g_rename(from, to), ==, 0);
             put_file(f, "split.vmdk",
                      "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
                      "createType=\"twoGbMaxExtentSparse\"\nRW 16384 SPARSE \"meta-s001.vmdk\"\n");
@@ -215,10 +218,30 @@ static void test_write_over_metadata(Fixture *f, gconstpointer data)
             host = "meta-s001.vmdk";
         }
         g_autofree char *hp = fpath(f, host);
-        g_autoptr(VdImage) rw = open_rw(f, name);
         g_autoptr(GError) err = NULL;
-        /* A good write first: the session's new CID changes the descriptor. */
+
+        /* Seen at open: read-only, with the reason. */
+        gen_write_file(&bad, hp);
+        g_test_expect_message(NULL, G_LOG_LEVEL_WARNING,
+                              c == NEW_GT ? "*grain 5 at * lies beyond the end of the file*"
+                                          : "*grain 5 at * overlaps the *; opening it read-only");
+        g_autoptr(VdImage) ro = open_rw(f, name);
+        g_test_assert_expected_messages();
         uint8_t d[4096] = {0x77};
+        g_assert_false(vd_image_pwrite(ro, d, sizeof d, 0, &err));
+        g_assert_error(err, VD_ERROR, EROFS);
+        g_clear_error(&err);
+        g_autofree char *why = vd_image_last_error(ro);
+        g_assert_nonnull(strstr(why, "grain 5 at"));
+        g_clear_pointer(&ro, vd_image_unref);
+
+        /* Made after the open: the guard. */
+        put_gen(f, host, &b);
+        g_autoptr(VdImage) rw = open_rw(f, name);
+        g_assert_null(vd_image_last_error(rw));
+        guard_patch(hp, 0, bad.data, bad.len);
+        gen_free(&bad);
+        /* A good write first: the session's new CID changes the descriptor. */
         g_assert_true(vd_image_pwrite(rw, d, sizeof d, c == NEW_GT ? 7 * 16 * grain : 0, &err));
         g_assert_true(vd_image_flush(rw, &err));
         /* The mapping looks valid: reading it shows the metadata. */
@@ -231,6 +254,165 @@ static void test_write_over_metadata(Fixture *f, gconstpointer data)
         g_autofree uint8_t *after = guard_read_host(hp, target[c], meta_len[c]);
         g_assert_cmpmem(after, meta_len[c], meta, meta_len[c]);
         g_assert_cmpint(g_unlink(hp), ==, 0);
+    }
+}
+
+static uint64_t host_le(const char *path, uint64_t off, unsigned n)
+{
+    g_autofree uint8_t *b = guard_read_host(path, off, n);
+    return n == 8 ? vd_le64(b) : vd_le32(b);
+}
+
+static void run_cmd(const char *cmd)
+{
+    g_autofree char *out = NULL, *err = NULL;
+    int status = 0;
+    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
+    if (!g_spawn_check_wait_status(status, NULL))
+        g_error("%s failed: %s%s", cmd, out, err);
+}
+
+/* The primary grain table of a qemu-img monolithicSparse image (the
+ * first; 1 MiB needs only one) and where its redundant copy is. */
+static void qemu_tables(const char *path, uint64_t *gt, uint64_t *rgt)
+{
+    *gt = host_le(path, host_le(path, 56, 8) * SECTOR, 4) * SECTOR;
+    *rgt = host_le(path, host_le(path, 48, 8) * SECTOR, 4) * SECTOR;
+}
+
+/*
+ * The consistency walk of a read-write open, on images qemu-img made and
+ * qemu-io wrote (grains 0 and 4 of 64 KiB), then damaged: two grain
+ * table entries naming one grain, an entry at the end of the file (where
+ * the next grain would go), an entry on the grain directory. Each opens
+ * (read-write asked), but writes get EROFS, the last error says why, and
+ * reads show what they showed; the clean image stays writable.
+ */
+static void test_rw_walk(Fixture *f, gconstpointer data)
+{
+    g_autofree char *qemu_img = g_find_program_in_path("qemu-img");
+    g_autofree char *qemu_io = g_find_program_in_path("qemu-io");
+    if (qemu_img == NULL || qemu_io == NULL) {
+        g_test_skip("qemu-img or qemu-io not found");
+        return;
+    }
+    enum { CLEAN, SHARED, PAST_EOF, ON_GD, N_CASES };
+    static const char *const why[] = {NULL, "*grains 0 and 4 share host sectors at*",
+                                      "*grain 8 at * lies beyond the end of the file*",
+                                      "*grain 8 at * overlaps the grain directory*"};
+    g_autofree char *p = fpath(f, "q.vmdk");
+    for (int c = CLEAN; c < N_CASES; c++) {
+        g_autofree char *create = g_strdup_printf("qemu-img create -q -f vmdk %s 1M", p);
+        g_autofree char *io = g_strdup_printf(
+            "qemu-io -f vmdk -c 'write -P 0x5a 0 64k' -c 'write -P 0x6b 256k 64k' %s", p);
+        run_cmd(create);
+        run_cmd(io);
+        uint64_t gt, rgt;
+        qemu_tables(p, &gt, &rgt);
+        struct stat st;
+        g_assert_cmpint(stat(p, &st), ==, 0);
+        uint64_t size = (uint64_t)st.st_size;
+        uint32_t g0 = (uint32_t)host_le(p, gt, 4);
+        g_assert_cmpuint(g0, !=, 0);
+        for (int copy = 0; copy < 2; copy++) {
+            uint64_t t = copy ? rgt : gt;
+            if (c == SHARED)
+                guard_patch_le32(p, t + 4 * 4, g0);
+            else if (c == PAST_EOF)
+                guard_patch_le32(p, t + 8 * 4, (uint32_t)(size / SECTOR));
+            else if (c == ON_GD)
+                guard_patch_le32(p, t + 8 * 4, (uint32_t)host_le(p, 56, 8));
+        }
+        g_autoptr(GBytes) before = guard_file_bytes(p);
+        uint8_t old4[4096], old0[4096], buf[4096];
+        g_autoptr(GError) err = NULL;
+        {
+            g_autoptr(VdImage) ro = open_img(f, "q.vmdk", &err);
+            g_assert_no_error(err);
+            g_assert_true(vd_image_pread(ro, old0, sizeof old0, 0, &err));
+            g_assert_true(vd_image_pread(ro, old4, sizeof old4, 256 * 1024, &err));
+        }
+        g_assert_cmpuint(old0[0], ==, 0x5a);
+        g_assert_cmpuint(old4[0], ==, c == SHARED ? 0x5a : 0x6b);
+
+        if (why[c] != NULL)
+            g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, why[c]);
+        g_autoptr(VdImage) img = open_rw(f, "q.vmdk");
+        g_test_assert_expected_messages();
+        g_autofree char *last = vd_image_last_error(img);
+        memset(buf, 0xee, sizeof buf);
+        bool wrote = vd_image_pwrite(img, buf, sizeof buf, 512 * 1024, &err);
+        if (c == CLEAN) {
+            g_assert_no_error(err);
+            g_assert_true(wrote);
+            g_assert_null(last);
+            g_assert_true(vd_image_flush(img, &err));
+            g_assert_true(vd_image_pread(img, buf, sizeof buf, 512 * 1024, &err));
+            g_assert_cmpuint(buf[0], ==, 0xee);
+            continue;
+        }
+        g_assert_false(wrote);
+        g_assert_error(err, VD_ERROR, EROFS);
+        g_clear_error(&err);
+        g_assert_nonnull(last);
+        g_test_message("%s", last);
+        g_assert_true(g_pattern_match_simple(why[c], last));
+        g_assert_nonnull(strstr(last, "q.vmdk"));
+        g_assert_true(vd_image_pread(img, buf, sizeof buf, 0, &err));
+        g_assert_cmpmem(buf, sizeof buf, old0, sizeof old0);
+        g_assert_true(vd_image_pread(img, buf, sizeof buf, 256 * 1024, &err));
+        g_assert_cmpmem(buf, sizeof buf, old4, sizeof old4);
+        g_assert_no_error(err);
+        g_clear_pointer(&img, vd_image_unref);
+        g_autoptr(GBytes) after = guard_file_bytes(p);
+        g_assert_true(g_bytes_equal(before, after));
+    }
+}
+
+/* Extents of a descriptor on the same bytes of one file: two flat ones
+ * that overlap, a flat one inside a sparse extent's file. Served
+ * read-only with the reason; flat extents side by side stay writable. */
+static void test_shared_extent_files(Fixture *f, gconstpointer data)
+{
+    static const struct {
+        const char *desc;
+        bool writable;
+    } cases[] = {
+        {"RW 1024 FLAT \"f.bin\" 0\nRW 1024 FLAT \"f.bin\" 1024\n", true},
+        {"RW 1024 FLAT \"f.bin\" 0\nRW 1024 FLAT \"f.bin\" 512\n", false},
+        {"RW 64 FLAT \"f.bin\" 0\nRW 1024 FLAT \"f.bin\" 2048\nRW 64 FLAT \"f.bin\" 32\n", false},
+        {"RW 8192 SPARSE \"s.vmdk\"\nRW 16 FLAT \"s.vmdk\" 0\n", false},
+    };
+    GenBuf fl = {0};
+    uint8_t z[4096] = {1};
+    gen_put(&fl, MiB - sizeof z, z, sizeof z);
+    put_gen(f, "f.bin", &fl);
+    make_plain(f, "s.vmdk");
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *text =
+            g_strdup_printf("# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
+                            "createType=\"monolithicFlat\"\n%s",
+                            cases[i].desc);
+        put_file(f, "d.vmdk", text);
+        if (!cases[i].writable)
+            g_test_expect_message(
+                NULL, G_LOG_LEVEL_WARNING,
+                "*d.vmdk: extent * and extent * use the same bytes of *; opening it read-only");
+        g_autoptr(VdImage) img = open_rw(f, "d.vmdk");
+        g_test_assert_expected_messages();
+        g_autoptr(GError) err = NULL;
+        uint8_t buf[4096] = {0x42};
+        bool wrote = vd_image_pwrite(img, buf, sizeof buf, 0, &err);
+        g_assert_true(wrote == cases[i].writable);
+        if (!cases[i].writable) {
+            g_assert_error(err, VD_ERROR, EROFS);
+            g_autofree char *why = vd_image_last_error(img);
+            g_assert_nonnull(why);
+            g_test_message("%s", why);
+        }
+        g_clear_error(&err);
+        g_assert_true(vd_image_pread(img, buf, sizeof buf, 0, &err));
+        g_assert_no_error(err);
     }
 }
 
@@ -418,6 +600,8 @@ int main(int argc, char *argv[])
     ADD("/vmdk/hostile/sparse-headers", test_hostile_sparse);
     ADD("/vmdk/hostile/grain-entry", test_hostile_gte);
     ADD("/vmdk/hostile/write-over-metadata", test_write_over_metadata);
+    ADD("/vmdk/hostile/rw-walk", test_rw_walk);
+    ADD("/vmdk/hostile/shared-extent-files", test_shared_extent_files);
     ADD("/vmdk/hostile/descriptor", test_hostile_descriptor);
     ADD("/vmdk/hostile/cowd-sesparse", test_hostile_cowd_sesparse);
     ADD("/vmdk/hostile/fuzz", test_fuzz);
