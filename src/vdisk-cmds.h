@@ -7,5 +7,6 @@
 #include "vd-image.h"
 
 int vdisk_cmd_check(VdImage *img);
+int vdisk_cmd_partitions(VdImage *img);
 
 #endif

@@ -279,6 +279,7 @@ int main(int argc, char *argv[])
             "  map IMAGE         allocation map (like qemu-img map)\n"
             "  snapshots IMAGE   the internal snapshot table\n"
             "  check IMAGE       read-only consistency check (like qemu-img check)\n"
+            "  partitions IMAGE  the partition table, numbered as .partitions/ shows it\n"
             "  cat IMAGE [SNAP]  the raw disk (or one snapshot) on stdout\n"
             "  formats           the supported formats");
     g_option_context_add_main_entries(oc, entries, NULL);
@@ -301,8 +302,10 @@ int main(int argc, char *argv[])
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "info") && strcmp(cmd, "map") && strcmp(cmd, "snapshots") &&
-        strcmp(cmd, "cat") && strcmp(cmd, "check")) {
-        fprintf(stderr, "vdisk: unknown command '%s' (info, map, snapshots, check, cat)\n", cmd);
+        strcmp(cmd, "cat") && strcmp(cmd, "check") && strcmp(cmd, "partitions")) {
+        fprintf(stderr,
+                "vdisk: unknown command '%s' (info, map, snapshots, check, partitions, cat)\n",
+                cmd);
         return 2;
     }
     g_autoptr(VdImage) img = open_image(argv[2], &err);
@@ -318,6 +321,8 @@ int main(int argc, char *argv[])
         return cmd_snapshots(img);
     if (strcmp(cmd, "check") == 0)
         return vdisk_cmd_check(img);
+    if (strcmp(cmd, "partitions") == 0)
+        return vdisk_cmd_partitions(img);
     if (argc == 4) {
         g_autoptr(GPtrArray) snaps = vd_image_snapshots(img, &err);
         const char *id = NULL;

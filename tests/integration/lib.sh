@@ -47,6 +47,16 @@ require_fuse() {
     fi
 }
 
+# require_user_fuse: an ordinary user can open /dev/fuse, as Debian's udev
+# rule (mode 0666) makes it on a real system; a container's /dev may have
+# it 0600, which root here puts right.
+require_user_fuse() {
+    if [ "$(stat -c %a /dev/fuse)" != 666 ]; then
+        [ "$(id -u)" = 0 ] || skip "/dev/fuse is not usable by ordinary users"
+        chmod 0666 /dev/fuse || fail "chmod /dev/fuse"
+    fi
+}
+
 require_qemu() {
     command -v qemu-img >/dev/null || fail "qemu-img is missing (apt-get install qemu-utils)"
 }

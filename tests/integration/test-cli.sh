@@ -90,7 +90,7 @@ if command -v bash >/dev/null; then
     touch "$T/key dir/keys.ini"
     complete_words _vdiskfs vdiskfs -o "keyfile=$T/key d" | grep -qx "keyfile=$T/key dir" ||
         fail "keyfile= does not complete paths with spaces"
-    for c in info map snapshots check cat formats; do
+    for c in info map snapshots check partitions cat formats; do
         complete_words _vdisk vdisk "${c%??}" | grep -qx "$c" || fail "completion lacks vdisk $c"
     done
     complete_words _vdisk "$VDISK" info -f qc | grep -qx qcow2 || fail "vdisk -f does not complete formats"

@@ -35,6 +35,26 @@ done
 qemu-img convert -O qcow2 "$R/bare.raw" "$D/bare.qcow2"
 qemu-img snapshot -c before "$D/gpt.qcow2"
 
+note "vdisk partitions lists what sfdisk sees, numbered the same"
+for img in mbr.vmdk gpt.qcow2; do
+    "$VDISK" partitions "$D/$img" >"$T/vp.out" || fail "vdisk partitions $img failed"
+    sfdisk -J "$R/${img%.*}.raw" | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["partitiontable"]
+ss = t.get("sectorsize", 512)
+for p in t["partitions"]:
+    if t["label"] == "dos" and p["type"] in ("5", "f", "85"):
+        continue  # the extended container is not shown
+    n = int(p["node"][len(t["device"]):])
+    print("p%d %d %d" % (n, p["start"] * ss, p["size"] * ss))
+' | sort >"$T/sf.parts"
+    awk '/^p[0-9]/ { print $1, $2, $3 }' "$T/vp.out" | sort >"$T/vp.parts"
+    diff "$T/sf.parts" "$T/vp.parts" >"$T/parts.diff" ||
+        fail "vdisk partitions $img differs from sfdisk (< sfdisk, > vdisk): $(cat "$T/parts.diff")"
+done
+grep -q "^p3 .*café$" "$T/vp.out" || fail "vdisk partitions: the GPT name café: $(cat "$T/vp.out")"
+"$VDISK" partitions "$D/bare.qcow2" | grep -qx "No partition table." || fail "vdisk partitions of a bare filesystem"
+
 mount_vdiskfs "$D" "$M" -o allow_other
 [ -d "$M/.partitions" ] || fail ".partitions is missing"
 # check_table IMAGE RAW: every pN against the raw slice and sfdisk --json.
@@ -98,6 +118,7 @@ note "a bare filesystem has no partition table: an empty directory"
 
 note "an ordinary user mounts a partition with fuse2fs, no root, no loop device"
 id vdtestuser >/dev/null 2>&1 || useradd -M -s /bin/sh vdtestuser 2>/dev/null || fail "useradd"
+require_user_fuse
 mkdir -p "$T/guest" "$T/guest-snap"
 chown vdtestuser "$T/guest" "$T/guest-snap"
 runuser -u vdtestuser -- fuse2fs -o ro,fakeroot "$M/.partitions/gpt.qcow2/p2" "$T/guest" ||
