@@ -42,6 +42,7 @@ struct Qcow2Crypto {
     unsigned key_bits;
     int slot;
     uint32_t active_slots;
+    bool locked; /* header read, no key: vdisk without a key file */
 };
 
 Qcow2Crypto *qcow2_crypto_ref(Qcow2Crypto *c)
@@ -118,6 +119,10 @@ static bool crypt_sectors(const EVP_CIPHER *cipher, const uint8_t *key, IvGen iv
 bool qcow2_crypto_run(Qcow2Crypto *c, bool encrypt, uint64_t sector, uint8_t *buf, size_t len,
                       const char *name, GError **error)
 {
+    if (c->locked) {
+        vd_set_error(error, EACCES, "%s: image is encrypted and no keyfile was given", name);
+        return false;
+    }
     if (len % QCOW2_SECTOR != 0 ||
         !crypt_sectors(c->cipher, c->key, c->ivgen, c, encrypt, sector, buf, len)) {
         vd_set_error(error, EIO, "%s: %s failed at sector %" G_GUINT64_FORMAT, name,
@@ -336,6 +341,13 @@ static bool luks_open(Qcow2State *s, VdImage *img, Qcow2Crypto *c, const char *p
         return false;
     const char *essiv_hash = c->ivgen == IV_ESSIV ? strchr(c->cipher_mode, ':') + 1 : NULL;
     c->key_len = key_bytes;
+    if (pass == NULL) {
+        /* The header only, for a description: the active slots. */
+        for (int i = 0; i < LUKS_SLOTS; i++)
+            if (vd_be32(h + 208 + i * 48) == LUKS_SLOT_ACTIVE)
+                c->active_slots |= 1u << i;
+        return true;
+    }
     /* Every slot's check ends with the digest: past the cap, none can open. */
     g_autofree char *digest_what = g_strdup_printf("%s: LUKS master key digest", s->name);
     if (!vd_kdf_check_iterations(img->ctx, digest_what, mk_iter, error))
@@ -405,17 +417,28 @@ bool qcow2_crypto_open(Qcow2State *s, VdImage *img, GError **error)
         vd_set_error(error, EIO, "%s: LUKS-encrypted but no encryption header extension", s->name);
         return false;
     }
-    char *pass = vd_context_passphrase(img->ctx, img->name, error);
-    if (pass == NULL)
+    /* Without a passphrase, and where the opener allows it (vdisk): the
+     * header is read and described, every read of data fails with EACCES,
+     * and the image is never written. */
+    GError *nokey = NULL;
+    char *pass = vd_context_passphrase(img->ctx, img->name, &nokey);
+    if (pass == NULL && !(img->ctx->open_locked && vd_error_errno(nokey) == EACCES)) {
+        g_propagate_error(error, nokey);
         return false;
+    }
+    g_clear_error(&nokey);
+    if (pass == NULL)
+        vd_image_refuse_writes(img);
     Qcow2Crypto *c = g_new0(Qcow2Crypto, 1);
+    c->locked = pass == NULL;
     c->ref = 1;
     c->method = s->crypt_method;
     c->slot = -1;
     bool ok;
     if (s->crypt_method == QCOW2_CRYPT_AES) {
-        size_t n = MIN(strlen(pass), 16);
-        memcpy(c->key, pass, n);
+        size_t n = pass != NULL ? MIN(strlen(pass), 16) : 0;
+        if (n > 0)
+            memcpy(c->key, pass, n);
         c->key_len = 16;
         c->key_bits = 128;
         c->cipher = EVP_aes_128_cbc();
@@ -450,7 +473,7 @@ void qcow2_crypto_describe(const Qcow2State *s, VdInfo *info)
         vd_info_add_bool(info, "encryption_unlocked", false);
         return;
     }
-    vd_info_add_bool(info, "encryption_unlocked", true);
+    vd_info_add_bool(info, "encryption_unlocked", !c->locked);
     vd_info_add_str(info, "encryption_cipher", "%s-%u", c->cipher_name, c->key_bits);
     vd_info_add_str(info, "encryption_mode", "%s", c->cipher_mode);
     if (s->crypt_method == QCOW2_CRYPT_LUKS) {

@@ -29,6 +29,9 @@ typedef struct VdContext {
     /* Read-only opens take no QEMU-compatible locks (qemu-img -U); writers
      * always do. */
     bool force_share;
+    /* Encrypted images without a passphrase still open (vdisk info):
+     * described from their headers, read-only, every data read EACCES. */
+    bool open_locked;
     int root_fd; /* O_PATH of root, for confined opens (vd-file.c), or -1 */
     /* -o overlay=DIR (vd-overlay.c): realpath of DIR and its O_PATH fd;
      * NULL and -1 without overlays. */

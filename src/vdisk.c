@@ -42,6 +42,7 @@ static VdImage *open_image(const char *path, GError **error)
         return NULL;
     ctx->backing_policy = opt_confined ? VD_BACKING_CONFINED : VD_BACKING_ANY;
     ctx->force_share = opt_force_share;
+    ctx->open_locked = true; /* like qemu-img info: no key needed to look */
     if (opt_keyfile && !vd_context_load_keyfile(ctx, opt_keyfile, error))
         return NULL;
     VdOpenOptions o = {.read_only = true, .format = opt_format};

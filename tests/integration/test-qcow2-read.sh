@@ -331,6 +331,18 @@ for pat in "compat: 1.1" "cluster_size: 65536" "backing file: sub/mid.qcow2" "ba
 done
 "$VDISK" info -k "$T/keys" "$D/luks.qcow2" | grep -q "encryption: luks" || fail "vdisk info: luks"
 "$VDISK" info -k "$T/keys" "$D/luks.qcow2" | grep -q "encryption_cipher: aes-256" || fail "vdisk info: cipher"
+# As qemu-img info: no key needed to describe; the data stays out of reach.
+"$VDISK" info "$D/luks-cbc.qcow2" >"$T/info" || fail "vdisk info without a key: $(cat "$T/info")"
+for pat in "encryption: luks" "encryption_unlocked: false" "encryption_cipher: aes-128" \
+    "encryption_mode: cbc-essiv" "encryption_hash: sha512" "encryption_active_slots: 0"; do
+    grep -q "$pat" "$T/info" || fail "vdisk info without a key lacks '$pat': $(cat "$T/info")"
+done
+"$VDISK" info -k "$T/keys" "$D/luks-cbc.qcow2" | grep -q "encryption_unlocked: true" || fail "vdisk info with the key"
+if "$VDISK" cat "$D/luks-cbc.qcow2" >"$T/ciphertext" 2>"$T/err"; then
+    fail "vdisk cat read an encrypted image without a key"
+fi
+grep -q "no keyfile" "$T/err" || fail "vdisk cat without a key: $(cat "$T/err")"
+[ ! -s "$T/ciphertext" ] || fail "vdisk cat without a key wrote $(stat -c %s "$T/ciphertext") bytes"
 "$VDISK" info "$D/comp-zstd.qcow2" | grep -q "compression_type: zstd" || fail "vdisk info: zstd"
 "$VDISK" info "$D/xl2-65536.qcow2" | grep -q "extended_l2: true" || fail "vdisk info: extended_l2"
 "$VDISK" info "$D/v0.10-c512.qcow2" | grep -q "compat: 0.10" || fail "vdisk info: compat 0.10"
