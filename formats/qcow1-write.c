@@ -133,12 +133,16 @@ static bool allocate_run(VdImage *img, uint64_t ci, uint64_t k, const uint64_t *
     }
 
     if (!vd_image_guard_write(img, s->meta, host, k * cs, error) ||
-        (table != 0 && !vd_meta_map_add(s->meta, table, table_bytes, "L2 table", error)) ||
-        !vd_host_pwrite(img->fd, img->name, data, k * cs, host, error) ||
-        (table != 0 && !vd_host_pwrite(img->fd, img->name, raw, table_bytes, table, error)))
+        (table != 0 && !vd_meta_map_add(s->meta, table, table_bytes, "L2 table", error)))
         return false;
+    /* The space is taken before a byte lands: should a write below fail,
+     * the next allocation goes after it rather than over a range the
+     * metadata map already calls an L2 table (or over bytes half
+     * written). The space is leaked, as after a crash. */
     __atomic_store_n(&s->file_end, new_end, __ATOMIC_RELEASE);
-    if (!vd_host_fdatasync(img->fd, img->name, error))
+    if (!vd_host_pwrite(img->fd, img->name, data, k * cs, host, error) ||
+        (table != 0 && !vd_host_pwrite(img->fd, img->name, raw, table_bytes, table, error)) ||
+        !vd_host_fdatasync(img->fd, img->name, error))
         return false;
     if (table != 0) {
         uint8_t e[8];

@@ -23,6 +23,7 @@
 #include <zlib.h>
 
 #include "formats/qcow1.h"
+#include "src/vd-claims.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-info.h"
@@ -307,6 +308,244 @@ static bool check_tables(VdImage *img, uint64_t file_size, GError **error)
     return img->read_only || build_meta(img, tables, error);
 }
 
+/*
+ * The consistency walk of a read-write open. qcow keeps no refcounts: the
+ * writer trusts that the host bytes an entry names are that entry's alone,
+ * writes allocated clusters in place and puts new ones at the end of the
+ * file. Two entries on one cluster, an entry on a table, the L1 or the
+ * header, or an entry past the end of the file (where the next allocation
+ * goes) would let a write to one guest range silently change another, so
+ * such an image is served read-only, the reason kept as its error.
+ *
+ * Claims are in host clusters. QEMU puts tables and data clusters on
+ * cluster boundaries; an unaligned one claims every cluster it touches,
+ * so unaligned neighbours closer than a cluster count as a collision:
+ * that costs writability, never data. Compressed streams are packed
+ * several to a cluster and never written in place (a write replaces them
+ * with a new cluster), so they may share clusters with each other (a map
+ * of their own), but not with anything that is written.
+ */
+typedef enum { USE_HEADER, USE_BACKING, USE_L1, USE_L2, USE_DATA, USE_COMPRESSED } UseKind;
+
+typedef struct {
+    UseKind kind;
+    uint64_t index; /* USE_L2: its L1 entry; USE_DATA, USE_COMPRESSED: the guest cluster */
+    uint64_t host, len;
+} Use;
+
+typedef struct Walk Walk;
+/* false: stop the walk there. */
+typedef bool (*UseFn)(Walk *w, const Use *u);
+
+struct Walk {
+    VdImage *img;
+    Qcow1State *s;
+    uint64_t file_size;
+    uint64_t guest_clusters; /* of the disk: entries past it are never read or written */
+    uint8_t *table;          /* one L2 table, as on disk */
+    VdClaims *used;          /* written in place: header, backing name, L1, L2 tables, data */
+    VdClaims *packed;        /* compressed streams */
+    uint64_t end;            /* the furthest byte a table or an entry covers */
+    char *problem;           /* why the image cannot be written */
+    /* The owner search: the use to find a rival of, and the one found. */
+    const Use *self;
+    uint64_t unit;
+    bool want_packed;
+    bool bytewise;
+    Use found;
+    bool have_found;
+};
+
+/* Every use of the file in a fixed order (header, backing file name, L1,
+ * the L2 tables, their entries), until fn says stop. False on a host I/O
+ * error only. */
+static bool each_use(Walk *w, UseFn fn, GError **error)
+{
+    Qcow1State *s = w->s;
+    uint64_t table_bytes = s->l2_entries * 8;
+    Use fixed[] = {
+        {USE_HEADER, 0, 0, QCOW1_HEADER_SIZE},
+        {USE_BACKING, 0, s->backing_offset, s->backing_offset != 0 ? s->backing_size : 0},
+        {USE_L1, 0, s->l1_offset, s->l1_entries * 8},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(fixed); i++)
+        if (fixed[i].len > 0 && !fn(w, &fixed[i]))
+            return true;
+    for (uint64_t i = 0; i < s->l1_entries; i++) {
+        Use u = {USE_L2, i, s->l1[i], table_bytes};
+        if (u.host != 0 && !fn(w, &u))
+            return true;
+    }
+    unsigned shift = 63 - s->cluster_bits;
+    for (uint64_t i = 0; i < s->l1_entries; i++) {
+        if (s->l1[i] == 0)
+            continue;
+        if (!vd_host_pread(w->img->fd, w->img->name, w->table, table_bytes, s->l1[i], false, error))
+            return false;
+        for (uint64_t j = 0; j < s->l2_entries; j++) {
+            uint64_t ci = (i << s->l2_bits) + j;
+            uint64_t e = vd_be64(w->table + 8 * j);
+            if (ci >= w->guest_clusters)
+                break;
+            if (e == 0)
+                continue;
+            Use u = {USE_DATA, ci, e, s->cluster_size};
+            if (e & QCOW1_COMPRESSED)
+                u = (Use){USE_COMPRESSED, ci, e & ((1ull << shift) - 1),
+                          (e >> shift) & (s->cluster_size - 1)};
+            if (!fn(w, &u))
+                return true;
+        }
+    }
+    return true;
+}
+
+static char *describe(const Walk *w, const Use *u)
+{
+    switch (u->kind) {
+    case USE_HEADER:
+        return g_strdup("the header");
+    case USE_BACKING:
+        return g_strdup("the backing file name");
+    case USE_L1:
+        return g_strdup("the L1 table");
+    case USE_L2:
+        return g_strdup_printf("L2 table %" PRIu64 " (at 0x%" PRIx64 ")", u->index, u->host);
+    case USE_DATA:
+        return g_strdup_printf("guest cluster 0x%" PRIx64, u->index << w->s->cluster_bits);
+    case USE_COMPRESSED:
+        break;
+    }
+    return g_strdup_printf("compressed guest cluster 0x%" PRIx64, u->index << w->s->cluster_bits);
+}
+
+/* The host clusters [*first, *end) that u touches. */
+static void units_of(const Walk *w, const Use *u, uint64_t *first, uint64_t *end)
+{
+    *first = u->host >> w->s->cluster_bits;
+    *end = (u->host + u->len + w->s->cluster_size - 1) >> w->s->cluster_bits;
+}
+
+/* Owner search: the first use (other than w->self) of the kind looked
+ * for that touches w->unit or, with w->bytewise, shares bytes with
+ * w->self (the header and the L1 share a cluster: name the right one). */
+static bool find_rival(Walk *w, const Use *u)
+{
+    const Use *me = w->self;
+    uint64_t first, end;
+    if (u->kind == me->kind && u->index == me->index)
+        return true;
+    if ((u->kind == USE_COMPRESSED) != w->want_packed)
+        return true;
+    units_of(w, u, &first, &end);
+    if (w->unit < first || w->unit >= end)
+        return true;
+    if (w->bytewise && (u->host >= me->host + me->len || me->host >= u->host + u->len))
+        return true;
+    w->found = *u;
+    w->have_found = true;
+    return false;
+}
+
+/* u collides with an earlier use on host cluster unit: say which. */
+static bool collision(Walk *w, const Use *u, uint64_t unit, bool in_packed)
+{
+    w->self = u;
+    w->unit = unit;
+    w->want_packed = in_packed;
+    w->have_found = false;
+    for (int pass = 0; pass < 2 && !w->have_found; pass++) {
+        g_autoptr(GError) ignored = NULL; /* read before: cannot fail now but for the host */
+        w->bytewise = pass == 0;
+        each_use(w, find_rival, &ignored);
+    }
+    g_autofree char *mine = describe(w, u);
+    g_autofree char *theirs = w->have_found ? describe(w, &w->found) : g_strdup("another use");
+    w->problem = g_strdup_printf("%s: %s and %s share host cluster 0x%" PRIx64, w->img->name, mine,
+                                 theirs, unit << w->s->cluster_bits);
+    return false;
+}
+
+static bool claim(Walk *w, const Use *u)
+{
+    if (u->kind == USE_DATA && u->host >= w->file_size) {
+        g_autofree char *d = describe(w, u);
+        w->problem = g_strdup_printf("%s: %s maps to host 0x%" PRIx64
+                                     ", past the end of the file (%" PRIu64 " bytes)",
+                                     w->img->name, d, u->host, w->file_size);
+        return false;
+    }
+    if (u->kind == USE_COMPRESSED &&
+        (u->len == 0 || !vd_range_within(u->host, u->len, w->file_size))) {
+        g_autofree char *d = describe(w, u);
+        w->problem = g_strdup_printf("%s: %s (%" PRIu64 " bytes at 0x%" PRIx64
+                                     ") is empty or lies outside the file (%" PRIu64 " bytes)",
+                                     w->img->name, d, u->len, u->host, w->file_size);
+        return false;
+    }
+    /* Tables, the header and the L1 were checked against the file. A data
+     * cluster may start in the file's last bytes and end past them: what
+     * it covers is the end new clusters must go after. */
+    w->end = MAX(w->end, u->host + u->len);
+    uint64_t first, end;
+    units_of(w, u, &first, &end);
+    for (uint64_t k = first; k < end; k++) {
+        if (u->kind == USE_COMPRESSED) {
+            if (vd_claims_is_taken(w->used, k))
+                return collision(w, u, k, false);
+            vd_claims_take(w->packed, k, 1);
+        } else if (vd_claims_is_taken(w->packed, k)) {
+            return collision(w, u, k, true);
+        } else if (!vd_claims_take(w->used, k, 1) && u->kind != USE_HEADER &&
+                   u->kind != USE_BACKING && u->kind != USE_L1) {
+            /* The header, the backing file name and the L1 may share
+             * clusters: they are never written over each other. */
+            return collision(w, u, k, false);
+        }
+    }
+    return true;
+}
+
+/* Read-write opens: the walk above, once. An image that fails it is
+ * served read-only, the open succeeding so that reads go on; the claims
+ * are dropped afterwards, as no entry points past the end it leaves in
+ * s->file_end. False only when a table cannot be read. */
+static bool check_layout(VdImage *img, uint64_t file_size, GError **error)
+{
+    Qcow1State *s = img->opaque;
+    uint64_t disk = s->size_field / QCOW1_SECTOR * QCOW1_SECTOR;
+    /* A data cluster starting in the file's last byte ends a cluster later. */
+    uint64_t units = file_size / s->cluster_size + 2;
+    Walk w = {.img = img, .s = s, .file_size = file_size, .end = file_size};
+    w.guest_clusters = (disk + s->cluster_size - 1) >> s->cluster_bits;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdClaims) used = vd_claims_new(img, units, &err);
+    g_autoptr(VdClaims) packed = used != NULL ? vd_claims_new(img, units, &err) : NULL;
+    g_autofree uint8_t *table = g_malloc(s->l2_entries * 8);
+    if (packed == NULL) {
+        w.problem = g_strdup_printf("%s; its tables cannot be checked", err->message);
+    } else {
+        w.used = used;
+        w.packed = packed;
+        w.table = table;
+        if (!each_use(&w, claim, error)) {
+            g_free(w.problem);
+            return false;
+        }
+    }
+    if (w.problem == NULL) {
+        s->file_end = w.end;
+        return true;
+    }
+    g_autoptr(GError) why = NULL;
+    vd_set_error(&why, EIO, "%s; serving the image read-only", w.problem);
+    g_free(w.problem);
+    vd_image_record_error(img, why);
+    g_clear_pointer(&s->meta, vd_meta_map_free);
+    vd_image_refuse_writes(img);
+    return true;
+}
+
 static bool open_backing(VdImage *img, uint64_t file_size, GError **error)
 {
     Qcow1State *s = img->opaque;
@@ -431,7 +670,8 @@ static bool qcow1_open(VdImage *img, GError **error)
             s->l1[i] = vd_be64(raw + 8 * i);
     }
     qed_tcache_init(&s->l2, true, s->l2_entries, img->ctx->metadata_cache_bytes);
-    if (!open_backing(img, file_size, error) || !check_tables(img, file_size, error))
+    if (!open_backing(img, file_size, error) || !check_tables(img, file_size, error) ||
+        (!img->read_only && !check_layout(img, file_size, error)))
         goto out;
     if (qcow1_encrypted(s) && !load_key(img, error))
         goto out;

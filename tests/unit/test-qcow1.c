@@ -274,31 +274,36 @@ static void test_write_encrypted(QFixture *f, gconstpointer data)
 
 /* The file ends inside its last data cluster, which is not even aligned
  * (QEMU writes whole aligned clusters; other writers need not): the
- * missing part reads as zeros, and once it is written in place, new
- * clusters must go after it, not over it. */
+ * missing part reads as zeros, and new clusters must go after it, not
+ * over it, whether it was written in place first or not. */
 static void test_write_partial_last(QFixture *f, gconstpointer data)
 {
-    g_autofree uint8_t *model = g_malloc(DISK);
-    g_autoptr(TGen) g = sample(NULL, NULL, model, NULL);
-    uint64_t at = g->b->len + 3000;
-    g_byte_array_set_size(g->b, (guint)(at + 100)); /* 100 bytes of cluster 601 in the file */
-    tgen_fill(g->b->data + at, 100, 0, 0x55);
-    tgen_put64(g, tgen_entry_offset(g, 601), at);
-    memcpy(model + 601 * CS, g->b->data + at, 100);
-    memset(model + 601 * CS + 100, 0, CS - 100);
-    g_autofree char *p = qfix_write(f, "short.qcow", g);
-    g_autoptr(GError) err = NULL;
-    {
-        g_autoptr(VdImage) img = qfix_open(f, p, NULL, true, &err);
+    for (int in_place_first = 1; in_place_first >= 0; in_place_first--) {
+        g_autofree uint8_t *model = g_malloc(DISK);
+        g_autoptr(TGen) g = sample(NULL, NULL, model, NULL);
+        uint64_t at = g->b->len + 3000;
+        g_byte_array_set_size(g->b, (guint)(at + 100)); /* 100 bytes of cluster 601 in the file */
+        tgen_fill(g->b->data + at, 100, 0, 0x55);
+        tgen_put64(g, tgen_entry_offset(g, 601), at);
+        memcpy(model + 601 * CS, g->b->data + at, 100);
+        memset(model + 601 * CS + 100, 0, CS - 100);
+        g_autofree char *p = qfix_write(f, "short.qcow", g);
+        g_autoptr(GError) err = NULL;
+        {
+            g_autoptr(VdImage) img = qfix_open(f, p, NULL, true, &err);
+            g_assert_no_error(err);
+            qfix_assert_disk(img, model, DISK);
+            if (in_place_first) /* in place, past the file's end */
+                qfix_write_both(img, model, 601 * CS + 2000, 200, 0x61);
+            qfix_write_both(img, model, 300 * CS, 2 * CS, 0x62); /* new clusters */
+            if (!in_place_first)
+                qfix_write_both(img, model, 601 * CS + CS - 300, 300, 0x63);
+            qfix_assert_disk(img, model, DISK);
+        }
+        g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
         g_assert_no_error(err);
         qfix_assert_disk(img, model, DISK);
-        qfix_write_both(img, model, 601 * CS + 2000, 200, 0x61); /* in place, past the file's end */
-        qfix_write_both(img, model, 300 * CS, 2 * CS, 0x62);     /* new clusters */
-        qfix_assert_disk(img, model, DISK);
     }
-    g_autoptr(VdImage) img = qfix_open(f, p, NULL, false, &err);
-    g_assert_no_error(err);
-    qfix_assert_disk(img, model, DISK);
 }
 
 /* Header fields that must make the open fail. */
@@ -418,27 +423,70 @@ static void test_hostile_clusters(QFixture *f, gconstpointer data)
         g_assert_no_error(err);
         g_assert_cmpuint(e.length, ==, CS);
         vd_image_unref(img);
-        /* Writing into it fails too, rather than corrupting anything. */
+        /* Writing into it fails too, rather than corrupting anything: a
+         * bad entry makes a read-write open serve the image read-only; a
+         * stream that merely does not inflate fails the write. */
+        bool bad_entry = cases[i].entry != 0;
+        if (bad_entry)
+            g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, "*; serving the image read-only");
         g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
-        g_assert_no_error(err);
-        bool in_header = cases[i].entry > 0 && cases[i].entry < 48;
-        if (in_header)
-            g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, "*refused a data write*");
-        g_assert_false(vd_image_pwrite(rw, buf, 10, cases[i].ci * CS + 7, &err));
         g_test_assert_expected_messages();
+        g_assert_no_error(err);
+        g_assert_false(vd_image_pwrite(rw, buf, 10, cases[i].ci * CS + 7, &err));
+        int code = bad_entry ? EROFS : EIO;
+        g_assert_error(err, VD_ERROR, code);
         g_clear_error(&err);
     }
 }
 
-/* A guest cluster mapped onto each kind of metadata: the write is refused
- * before it lands and every later write of the session too; qcow has no
- * flag to record it, so the next session refuses that write again. */
+/* The read-write open of meta.qcow finds cluster 5 on metadata: it
+ * succeeds, says why once (pattern why), and serves the image read-only:
+ * writes fail with EROFS and change nothing, reads go on. */
+static void expect_served_read_only(QFixture *f, const char *p, const char *why,
+                                    const uint8_t *expect)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GBytes) before = guard_file_bytes(p);
+    g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, why);
+    g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
+    g_test_assert_expected_messages();
+    g_assert_no_error(err);
+    g_autofree char *last = vd_image_last_error(rw);
+    g_assert_nonnull(last);
+    g_test_message("open: %s", last);
+    g_assert_true(g_pattern_match_simple(why, last));
+    uint8_t buf[CS];
+    memset(buf, 0xee, sizeof buf);
+    g_assert_false(vd_image_pwrite(rw, buf, 10, 5 * CS + 7, &err));
+    g_assert_error(err, VD_ERROR, EROFS);
+    g_clear_error(&err);
+    g_assert_false(vd_image_pwrite(rw, buf, CS, 1500 * CS, &err)); /* a hole elsewhere */
+    g_assert_error(err, VD_ERROR, EROFS);
+    g_clear_error(&err);
+    g_assert_true(vd_image_pread(rw, buf, CS, 601 * CS, &err));
+    g_assert_cmpmem(buf, CS, expect + 601 * CS, CS);
+    g_autoptr(GBytes) after = guard_file_bytes(p);
+    g_assert_true(g_bytes_equal(before, after));
+}
+
+/* A guest cluster mapped onto each kind of metadata. The read-write open
+ * finds it (the consistency walk) and serves the image read-only; should
+ * the file change under an open image, the metadata guard still refuses
+ * the write before it lands and every later write of the session too. */
 static void test_write_over_metadata(QFixture *f, gconstpointer data)
 {
     enum { HEADER, BACKING, L1, OWN_L2, OTHER_L2, NEW_L2 };
     static const char *const what[] = {"the header",       "the backing file name",
                                        "the L1 table",     "its own L2 table",
                                        "another L2 table", "an L2 table made this session"};
+    static const char *const why[] = {
+        "*guest cluster 0x5000 and the header share host cluster 0x0; *",
+        "*guest cluster 0x5000 and the backing file name share host cluster 0x0; *",
+        "*guest cluster 0x5000 and the L1 table share host cluster 0x*",
+        "*guest cluster 0x5000 and L2 table 0 (at 0x*) share host cluster 0x*",
+        "*guest cluster 0x5000 and L2 table 1 (at 0x*) share host cluster 0x*",
+        "*guest cluster 0x5000 and L2 table 2 (at 0x*) share host cluster 0x*",
+    };
     g_autofree uint8_t *base = qfix_base_file(f, "base.raw", DISK);
     for (int c = HEADER; c <= NEW_L2; c++) {
         g_test_message("cluster 5 over %s", what[c]);
@@ -450,16 +498,20 @@ static void test_write_over_metadata(QFixture *f, gconstpointer data)
         const uint64_t fresh = 1100;
         uint64_t target[] = {16, 48, g->l1_offset, tgen_l2(g, 5), tgen_l2(g, 601), end + CS};
         size_t meta_len[] = {48 - 16, 8, g->l1_entries * 8, 4096, 4096, 4096};
-        tgen_put64(g, tgen_entry_offset(g, 5), target[c]);
+        uint64_t entry = tgen_entry_offset(g, 5);
         g_autofree char *p = qfix_write(f, "meta.qcow", g);
-        for (int session = 0; session < 2; session++) {
+        {
+            /* The image is sound at the open; the entry changes after it. */
             g_autoptr(GError) err = NULL;
             g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
             g_assert_no_error(err);
-            if (c == NEW_L2 && session == 0) {
+            if (c == NEW_L2) {
                 qfix_write_both(rw, expect, fresh * CS, CS, 0x77);
                 g_assert_true(vd_image_flush(rw, &err));
             }
+            uint8_t be[8];
+            vd_put_be64(be, target[c]);
+            guard_patch(p, entry, be, 8);
             if (c != HEADER) {
                 /* The mapping looks valid: reading it shows the metadata. */
                 g_autofree uint8_t *got = g_malloc(meta_len[c]);
@@ -471,6 +523,143 @@ static void test_write_over_metadata(QFixture *f, gconstpointer data)
             g_autofree uint8_t *got = g_malloc(CS);
             g_assert_true(vd_image_pread(rw, got, CS, 601 * CS, &err));
             g_assert_cmpmem(got, CS, expect + 601 * CS, CS);
+        }
+        /* qcow has no flag to record it: the next open finds it again. */
+        expect_served_read_only(f, p, why[c], expect);
+    }
+}
+
+/* Compressed streams are packed, several to a cluster (the sample's
+ * clusters 6 and 7 share one, and its images are writable), but one on a
+ * cluster that is written in place, or under one, makes the open serve
+ * the image read-only. */
+static void test_write_compressed_shared(QFixture *f, gconstpointer data)
+{
+    for (int c = 0; c < 2; c++) {
+        g_autofree uint8_t *expect = g_malloc(DISK);
+        g_autoptr(TGen) g = sample(NULL, NULL, expect, NULL);
+        uint64_t data1 = tgen_get64(g, tgen_entry_offset(g, 1));
+        uint64_t comp2 = tgen_get64(g, tgen_entry_offset(g, 2));
+        const char *why;
+        if (c == 0) {
+            /* Cluster 6's stream moved into cluster 1's data. */
+            uint64_t e6 = tgen_get64(g, tgen_entry_offset(g, 6));
+            uint64_t off6 = e6 & ((1ull << 51) - 1);
+            tgen_put64(g, tgen_entry_offset(g, 6), e6 - off6 + data1 + 100);
+            why = "*compressed guest cluster 0x6000 and guest cluster 0x1000 share host cluster *";
+        } else {
+            /* Cluster 601's data over cluster 2's stream. */
+            tgen_put64(g, tgen_entry_offset(g, 601), (comp2 & ((1ull << 51) - 1)) / CS * CS);
+            why =
+                "*guest cluster 0x259000 and compressed guest cluster 0x2000 share host cluster *";
+        }
+        g_autofree char *p = qfix_write(f, "packed.qcow", g);
+        g_autoptr(GBytes) before = guard_file_bytes(p);
+        g_autoptr(GError) err = NULL;
+        g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, why);
+        g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
+        g_test_assert_expected_messages();
+        g_assert_no_error(err);
+        uint8_t buf[CS];
+        memset(buf, 0x5c, CS);
+        g_assert_false(vd_image_pwrite(rw, buf, CS, CS, &err));
+        g_assert_error(err, VD_ERROR, EROFS);
+        g_clear_error(&err);
+        g_assert_true(vd_image_pread(rw, buf, CS, CS, &err));
+        g_assert_cmpmem(buf, CS, expect + CS, CS);
+        g_autoptr(GBytes) after = guard_file_bytes(p);
+        g_assert_true(g_bytes_equal(before, after));
+    }
+}
+
+/* The first L2 table of a qcow image qemu-img made, and the offset of
+ * guest cluster ci's entry in it. */
+static uint64_t qemu_entry_offset(const char *p, uint64_t ci, unsigned *cluster_bits)
+{
+    g_autofree uint8_t *h = guard_read_host(p, 0, 48);
+    *cluster_bits = h[32];
+    g_autofree uint8_t *l1 = guard_read_host(p, vd_be64(h + 40), 8);
+    return vd_be64(l1) + ci * 8;
+}
+
+/* Images qemu-img made and wrote, then patched so that two entries share
+ * a cluster, or one points past the end of the file (where the next new
+ * cluster would go): a read-write open succeeds, serves the image
+ * read-only with the reason as its error, and reads what it did. */
+static void test_write_inconsistent(QFixture *f, gconstpointer data)
+{
+    if (g_find_program_in_path("qemu-img") == NULL || g_find_program_in_path("qemu-io") == NULL) {
+        g_test_skip("no qemu-img or qemu-io");
+        return;
+    }
+    enum { SHARED, PAST_END, CLEAN };
+    for (int c = SHARED; c <= CLEAN; c++) {
+        g_autofree char *p = g_build_filename(f->dir, "q.qcow", NULL);
+        g_autofree char *cmd = g_strdup_printf(
+            "sh -c 'qemu-img create -q -f qcow %s 1M && qemu-io -f qcow -c \"write -P 0x11 0 64k\" "
+            "-c \"write -P 0x22 512k 4k\" %s >/dev/null'",
+            p, p);
+        gint status;
+        g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, &status, NULL));
+        g_assert_true(g_spawn_check_wait_status(status, NULL));
+        unsigned bits;
+        uint64_t e1 = qemu_entry_offset(p, 1, &bits);
+        uint64_t cs = 1ull << bits, ci = (512 * 1024) >> bits;
+        uint64_t e = qemu_entry_offset(p, ci, &bits);
+        g_autoptr(GBytes) file = guard_file_bytes(p);
+        uint64_t size = g_bytes_get_size(file);
+        const uint8_t *fb = g_bytes_get_data(file, NULL);
+        uint64_t host1 = vd_be64(fb + e1);
+        uint8_t be[8];
+        const char *why = NULL;
+        if (c == SHARED) {
+            vd_put_be64(be, host1); /* cluster ci onto cluster 1's data */
+            guard_patch(p, e, be, 8);
+            why = "*guest cluster 0x80000 and guest cluster 0x1000 share host cluster 0x*";
+        } else if (c == PAST_END) {
+            vd_put_be64(be, (size + cs - 1) / cs * cs); /* where a new cluster would go */
+            guard_patch(p, e, be, 8);
+            why = "*guest cluster 0x80000 maps to host 0x*, past the end of the file*";
+        }
+        g_autoptr(GBytes) before = guard_file_bytes(p);
+        g_autoptr(GError) err = NULL;
+        if (why != NULL)
+            g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, why);
+        g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
+        g_test_assert_expected_messages();
+        g_assert_no_error(err);
+        g_autofree uint8_t *buf = g_malloc(cs), *want = g_malloc(cs);
+        memset(buf, 0x99, cs);
+        if (why != NULL) {
+            g_autofree char *last = vd_image_last_error(rw);
+            g_assert_nonnull(last);
+            g_test_message("%s", last);
+            g_assert_true(g_pattern_match_simple(why, last));
+            /* A hole, the shared cluster, its twin: all refused. */
+            uint64_t offs[] = {300 * 1024, 512 * 1024, cs};
+            for (size_t i = 0; i < G_N_ELEMENTS(offs); i++) {
+                g_assert_false(vd_image_pwrite(rw, buf, cs, offs[i], &err));
+                g_assert_error(err, VD_ERROR, EROFS);
+                g_clear_error(&err);
+            }
+            g_assert_true(vd_image_flush(rw, &err));
+            g_autoptr(GBytes) after = guard_file_bytes(p);
+            g_assert_true(g_bytes_equal(before, after));
+        } else {
+            g_assert_null(vd_image_last_error(rw));
+            g_assert_true(vd_image_pwrite(rw, buf, cs, 300 * 1024, &err));
+            g_assert_no_error(err);
+            g_assert_true(vd_image_pread(rw, want, cs, 300 * 1024, &err));
+            g_assert_cmpmem(want, cs, buf, cs);
+        }
+        /* The old contents read as before. */
+        memset(want, 0x11, cs);
+        g_assert_true(vd_image_pread(rw, buf, cs, cs, &err));
+        g_assert_cmpmem(buf, cs, want, cs);
+        if (c != PAST_END) {
+            memset(want, c == SHARED ? 0x11 : 0x22, cs);
+            g_assert_true(vd_image_pread(rw, buf, cs, 512 * 1024, &err));
+            g_assert_cmpmem(buf, cs, want, cs);
         }
     }
 }
@@ -522,6 +711,8 @@ int main(int argc, char *argv[])
     ADD("/qcow/hostile/tables", test_hostile_tables);
     ADD("/qcow/hostile/clusters", test_hostile_clusters);
     ADD("/qcow/write-over-metadata", test_write_over_metadata);
+    ADD("/qcow/write/inconsistent", test_write_inconsistent);
+    ADD("/qcow/write/compressed-shared", test_write_compressed_shared);
     ADD("/qcow/peek", test_peek);
 #undef ADD
     return g_test_run();
