@@ -83,6 +83,8 @@ fi
 
 note "make install: binaries, man pages, unit, completion, mount helpers"
 top_build=$(dirname "$VDISKFS")
+# Not the make that runs this test: its MAKEFLAGS would print directories.
+unset MAKEFLAGS MFLAGS MAKELEVEL
 make -s -C "$top_build" install DESTDIR="$T/root" >"$T/install.log" 2>&1 || fail "make install: $(tail -5 "$T/install.log")"
 unit=$(sed -n 's/^systemdsystemunitdir = //p' "$top_build/Makefile")
 sbin=$(make -s --no-print-directory -C "$top_build" -f Makefile -f - print-mounthelperdir <<'EOF' 2>/dev/null
