@@ -845,6 +845,46 @@ static void test_bundle_layout(Fixture *f, gconstpointer data)
                             G_N_ELEMENTS(offs));
 }
 
+/* A top layer whose BAT is unsafe to write (a cluster used twice): the
+ * read-write open serves the bundle read-only, with the reason. */
+static void test_bundle_unsafe(Fixture *f, gconstpointer data)
+{
+    make_bundle(f, "b.hdd", "<TopGUID>{C}</TopGUID>", "");
+    g_autofree char *lp = g_build_filename(f->dir, "b.hdd", "s0.hds.{C}", NULL);
+    g_autofree uint8_t *bat = guard_read_host(lp, 64, 8);
+    guard_patch_le32(lp, 64 + 2 * 4, vd_le32(bat + 4)); /* cluster 2 on cluster 1's */
+    g_autoptr(GError) err = NULL;
+    g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, "*serving the image read-only*");
+    g_autoptr(VdImage) img = open_img(f, "b.hdd", true, &err);
+    g_test_assert_expected_messages();
+    g_assert_no_error(err);
+    uint8_t buf[512] = {0x77};
+    g_assert_false(vd_image_pwrite(img, buf, sizeof buf, 3 * 64 * KiB, &err));
+    g_assert_error(err, VD_ERROR, EROFS);
+    g_autofree char *why = vd_image_last_error(img);
+    g_test_message("%s", why);
+    g_assert_true(g_pattern_match_simple("*s0.hds.{C}: clusters 1 and 2 both map to 0x*", why));
+    assert_bytes(img, 64 * KiB, 64 * KiB, cluster_byte(0));
+    assert_bytes(img, 2 * 64 * KiB, 64 * KiB, cluster_byte(0));
+    assert_bytes(img, 2 * MiB, 64 * KiB, cluster_byte(0));
+}
+
+/* Two storages naming one file as their top layer would allocate at the
+ * same end of the file and share its BAT: the file locks refuse the open
+ * (the second opener of the file for writing). */
+static void test_bundle_shared_file(Fixture *f, gconstpointer data)
+{
+    make_bundle(f, "b.hdd", "<TopGUID>{C}</TopGUID>", "");
+    g_autofree char *xp = g_build_filename(f->dir, "b.hdd", "DiskDescriptor.xml", NULL);
+    replace_in_file(xp, "<File>s1.hds.{C}</File>", "<File>s0.hds.{C}</File>");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "b.hdd", true, &err);
+    g_assert_null(img);
+    g_assert_nonnull(err);
+    g_test_message("%s", err->message);
+    g_assert_nonnull(strstr(err->message, "s0.hds.{C}"));
+}
+
 static void test_bundle_peek(Fixture *f, gconstpointer data)
 {
     make_bundle(f, "b.hdd", "<TopGUID>{C}</TopGUID>", "");
@@ -924,6 +964,8 @@ int main(int argc, char *argv[])
     ADD("/parallels/bundle-top-inferred", test_bundle_top_inferred);
     ADD("/parallels/bundle-hostile", test_bundle_hostile);
     ADD("/parallels/bundle-layout", test_bundle_layout);
+    ADD("/parallels/bundle-unsafe", test_bundle_unsafe);
+    ADD("/parallels/bundle-shared-file", test_bundle_shared_file);
     ADD("/parallels/bundle-peek", test_bundle_peek);
     ADD("/parallels/real-expanding", test_real_expanding);
     return g_test_run();
