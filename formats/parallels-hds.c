@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "formats/parallels.h"
+#include "src/vd-claims.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-file.h"
@@ -51,16 +52,11 @@ static void note_layout(PrlHds *h, char *why)
         g_free(why);
 }
 
-static int cmp_u32(const void *a, const void *b)
+/* Every allocated cluster inside the data area and on its cluster grid.
+ * Clusters past the end of the file or used twice read as the BAT says;
+ * whether the image can be written is prl_hds_check_layout's question. */
+static bool check_bat(PrlHds *h, GError **error)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Every allocated cluster inside the data area and the file, aligned, used once. */
-static bool check_bat(PrlHds *h, uint64_t file_size, GError **error)
-{
-    g_autofree uint32_t *sorted = g_new(uint32_t, h->bat_entries ? h->bat_entries : 1);
     uint32_t n = 0;
     for (uint32_t i = 0; i < h->bat_entries; i++) {
         uint32_t e = h->bat[i];
@@ -73,30 +69,14 @@ static bool check_bat(PrlHds *h, uint64_t file_size, GError **error)
             note_layout(h, g_strdup_printf("%s: cluster %u at 0x%" G_GINT64_MODIFIER
                                            "x overlaps the %s",
                                            h->name, i, host, hit.what));
-        } else if (host < h->data_off || (host - h->data_off) % h->cluster != 0) {
+        } else if (host < h->data_off || (host - h->grid) % h->cluster != 0) {
             vd_set_error(error, EIO,
                          "%s: cluster %u at 0x%" G_GINT64_MODIFIER "x is outside the data area "
                          "or not aligned to a cluster",
                          h->name, i, host);
             return false;
         }
-        if (!vd_range_within(host, h->cluster, file_size)) {
-            vd_set_error(error, EIO,
-                         "%s: cluster %u at 0x%" G_GINT64_MODIFIER "x lies beyond the end of "
-                         "the file",
-                         h->name, i, host);
-            return false;
-        }
-        sorted[n++] = e;
-    }
-    qsort(sorted, n, sizeof *sorted, cmp_u32);
-    for (uint32_t i = 1; i < n; i++) {
-        if (sorted[i] == sorted[i - 1]) {
-            vd_set_error(error, EIO,
-                         "%s: the cluster at 0x%" G_GINT64_MODIFIER "x is used more than once",
-                         h->name, (uint64_t)sorted[i] * h->unit);
-            return false;
-        }
+        n++;
     }
     h->allocated = n;
     return true;
@@ -154,6 +134,10 @@ static bool read_header(PrlHds *h, uint64_t *file_size, GError **error)
     h->data_off = (uint64_t)vd_le32(hd + PRL_OFF_DATA_OFF) * 512;
     if (h->data_off == 0)
         h->data_off = (bat_end + 511) / 512 * 512;
+    /* Entries of the extended magic count clusters from the start of the
+     * file, so their grid starts there even when the data area does not;
+     * sector entries are kept on the data area's own grid. */
+    h->grid = h->ext_magic ? 0 : h->data_off;
     h->meta = vd_meta_map_new(name);
     vd_meta_map_add(h->meta, 0, PRL_HEADER_SIZE, "header", NULL);
     vd_meta_map_add(h->meta, PRL_HEADER_SIZE, bat_end - PRL_HEADER_SIZE, "BAT", NULL);
@@ -187,12 +171,14 @@ bool prl_hds_open(PrlHds *h, int fd, bool owns_fd, const char *name, GError **er
     h->bat = g_new(uint32_t, h->bat_entries ? h->bat_entries : 1);
     for (uint32_t i = 0; i < h->bat_entries; i++)
         h->bat[i] = vd_le32(raw + (size_t)i * 4);
-    if (!check_bat(h, file_size, error))
+    if (!check_bat(h, error))
         return false;
 
-    /* New clusters go after everything, on the cluster grid of the data area. */
-    uint64_t from = MAX(file_size, h->data_off) - h->data_off;
-    h->data_end = h->data_off + (from + h->cluster - 1) / h->cluster * h->cluster;
+    /* New clusters go after everything, on the cluster grid: at or past the
+     * end of the file, so never where an entry already points. */
+    h->file_size = file_size;
+    uint64_t from = MAX(file_size, h->data_off) - h->grid;
+    h->data_end = h->grid + (from + h->cluster - 1) / h->cluster * h->cluster;
     return true;
 }
 
@@ -205,10 +191,65 @@ bool prl_hds_peek(PrlHds *h, int fd, const char *name, GError **error)
     return read_header(h, &file_size, error);
 }
 
+/* Claim the header, the BAT and every allocated cluster on the cluster
+ * grid: false with the first cluster that lies past the end of the file
+ * (a new cluster would land under it) or that is claimed twice (a write
+ * through one entry would change the other's data). */
+static bool claim_clusters(const PrlHds *h, VdImage *img, GError **error)
+{
+    g_autoptr(VdClaims) c = vd_claims_new(img, (h->data_end - h->grid) / h->cluster, error);
+    if (c == NULL)
+        return false;
+    uint64_t bat_end = PRL_HEADER_SIZE + (uint64_t)h->bat_entries * 4;
+    if (bat_end > h->grid)
+        vd_claims_take(c, 0, (bat_end - h->grid + h->cluster - 1) / h->cluster);
+    for (uint32_t i = 0; i < h->bat_entries; i++) {
+        uint32_t e = h->bat[i];
+        if (e == 0)
+            continue;
+        uint64_t host = (uint64_t)e * h->unit;
+        if (!vd_range_within(host, h->cluster, h->file_size)) {
+            vd_set_error(error, EIO,
+                         "%s: cluster %u at 0x%" G_GINT64_MODIFIER "x lies beyond the end of "
+                         "the file",
+                         h->name, i, host);
+            return false;
+        }
+        if (vd_claims_take(c, (host - h->grid) / h->cluster, 1))
+            continue;
+        /* Find the other user only now, for the message. */
+        uint32_t first = 0;
+        while (first < i && h->bat[first] != e)
+            first++;
+        if (first < i)
+            vd_set_error(error, EIO, "%s: clusters %u and %u both map to 0x%" G_GINT64_MODIFIER "x",
+                         h->name, first, i, host);
+        else
+            vd_set_error(error, EIO,
+                         "%s: cluster %u at 0x%" G_GINT64_MODIFIER "x overlaps the header or "
+                         "the BAT",
+                         h->name, i, host);
+        return false;
+    }
+    return true;
+}
+
 void prl_hds_check_layout(const PrlHds *h, VdImage *img)
 {
-    if (h->layout_error != NULL)
+    if (h->plain)
+        return;
+    if (h->layout_error != NULL) {
         vd_image_set_corrupt(img, "%s", h->layout_error);
+        return;
+    }
+    g_autoptr(GError) why = NULL;
+    if (claim_clusters(h, img, &why))
+        return;
+    /* Reads keep working; a write could change other data. */
+    g_autoptr(GError) err = NULL;
+    vd_set_error(&err, EIO, "%s; serving the image read-only", why->message);
+    img->read_only = true;
+    vd_image_record_error(img, err);
 }
 
 bool prl_hds_open_plain(PrlHds *h, int fd, bool owns_fd, const char *name, GError **error)

@@ -57,6 +57,7 @@ typedef struct {
     uint64_t unit;    /* bytes per BAT unit: 512 or the cluster size */
     uint32_t bat_entries;
     uint64_t data_off;
+    uint64_t grid; /* where the cluster grid starts: 0 or data_off */
     uint32_t heads, cylinders;
     bool was_in_use; /* opened read-write elsewhere and not closed */
     uint32_t flags;
@@ -66,8 +67,9 @@ typedef struct {
     uint32_t allocated; /* write side; for describe */
 
     /* Write side only. */
-    uint64_t data_end; /* where the next cluster goes */
-    uint64_t ext_off;  /* format extension (dirty bitmaps), dropped on first write */
+    uint64_t file_size; /* at open */
+    uint64_t data_end;  /* where the next cluster goes */
+    uint64_t ext_off;   /* format extension (dirty bitmaps), dropped on first write */
     uint8_t header[PRL_HEADER_SIZE];
 
     /* Expanding only: the header and the BAT, where no data write may
@@ -90,7 +92,9 @@ bool prl_hds_open(PrlHds *h, int fd, bool owns_fd, const char *name, GError **er
  * and the layout; no BAT. prl_hds_clear() it afterwards. */
 bool prl_hds_peek(PrlHds *h, int fd, const char *name, GError **error);
 /* For a layer opened to be written: mark img corrupt when h's data would
- * land on its metadata. */
+ * land on its metadata; serve it read-only (the reason recorded) when a
+ * cluster lies past the end of the file or is used twice, where writes
+ * would change other data. */
 void prl_hds_check_layout(const PrlHds *h, VdImage *img);
 /* A plain .hds: raw bytes, size from the file. */
 bool prl_hds_open_plain(PrlHds *h, int fd, bool owns_fd, const char *name, GError **error);

@@ -343,13 +343,18 @@ static bool qed_open(VdImage *img, GError **error)
             goto out;
         s->autoclear_features = 0;
     }
+    bool repaired = false;
     if (s->features & QED_F_NEED_CHECK) {
         if (img->read_only)
             s->lenient = true;
-        else if (!qed_check_repair(img, error))
+        else if (!(repaired = qed_check(img, true, error)))
             goto out;
     }
     if (!qed_load_l1(img, n, error))
+        goto out;
+    /* A flagged image was repaired above; a clean one is checked without
+     * rewriting its tables, once the L1 is known to be sound. */
+    if (!img->read_only && !repaired && !qed_check(img, false, error))
         goto out;
     img->size = s->image_size;
     ok = true;

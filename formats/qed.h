@@ -79,8 +79,11 @@ bool qed_table_valid(const QedState *s, uint64_t off);
  * was marked corrupt). */
 bool qed_set_need_check(VdImage *img, bool set, GError **error);
 
-/* qed-check.c: QEMU's consistency check with repair (read-write open). */
-bool qed_check_repair(VdImage *img, GError **error);
+/* qed-check.c: the consistency walk of a read-write open. With repair
+ * (NEED_CHECK set): QEMU's check, invalid references dropped, duplicates
+ * fatal. Without: nothing rewritten; invalid references or clusters used
+ * twice make img read-only, the reason recorded. */
+bool qed_check(VdImage *img, bool repair, GError **error);
 
 /* qed-write.c */
 bool qed_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);

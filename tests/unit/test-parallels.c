@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -236,15 +237,9 @@ static void test_hds_hostile(Fixture *f, gconstpointer data)
     s.sectors = UINT64_MAX;
     expect_open_error(f, &s, map, 4, EIO, "disk of 2^64-1 sectors");
 
-    /* BAT entry past the end of the file. */
-    s = hds_default(true, 128, 4);
-    write_named(f, "bad.hds", &s, map);
-    patch_le32(f, "bad.hds", 64 + 4, 1000);
+    /* Entries past the end of the file or used twice are readable (see
+     * test_hds_unsafe for writing them). */
     g_autoptr(GError) err = NULL;
-    g_assert_null(open_img(f, "bad.hds", false, &err));
-    g_assert_error(err, VD_ERROR, EIO);
-    g_test_message("entry past EOF: %s", err->message);
-    g_clear_error(&err);
 
     /* BAT entry inside the header/BAT area (old magic: sectors). */
     s = hds_default(false, 128, 4);
@@ -263,16 +258,101 @@ static void test_hds_hostile(Fixture *f, gconstpointer data)
     g_assert_error(err, VD_ERROR, EIO);
     g_clear_error(&err);
 
-    /* Duplicate entries. */
-    s = hds_default(true, 128, 4);
-    uint32_t dup[4] = {1, 1, 2, 0};
-    expect_open_error(f, &s, dup, 4, EIO, "duplicate BAT entries");
-
     /* Too short for a header. */
     g_autofree char *p = fpath(f, "bad.hds");
     g_assert_true(g_file_set_contents(p, PRL_MAGIC_EXT "\x02", 17, NULL));
     g_assert_null(open_img(f, "bad.hds", false, &err));
     g_assert_nonnull(err);
+}
+
+static void run_cmd(const char *cmd)
+{
+    g_autofree char *out = NULL, *err = NULL;
+    int status = 0;
+    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
+    if (!g_spawn_check_wait_status(status, NULL))
+        g_error("%s failed: %s%s", cmd, out, err);
+}
+
+/* An image qemu-img made and qemu-io wrote (4 KiB clusters: 0x11 in
+ * cluster 0, 0x22 in cluster 2), patched with bat2 as cluster 2's entry
+ * (0: left alone; BAT_ENTRY0: cluster 0's; BAT_FILE_END: where the next
+ * new cluster goes). A read-write open that finds it unsafe to write serves
+ * it read-only with the reason: writes fail with EROFS, reads show what
+ * the BAT says, the file stays as it was. */
+enum { BAT_ENTRY0 = -1, BAT_FILE_END = -2 };
+
+static void check_unsafe(Fixture *f, const char *name, int64_t bat2, const char *why,
+                         uint8_t cluster2)
+{
+    g_autofree char *p = fpath(f, name);
+    g_autofree char *create =
+        g_strdup_printf("qemu-img create -q -f parallels -o cluster_size=4096 %s 64K", p);
+    run_cmd(create);
+    g_autofree char *io = g_strdup_printf(
+        "qemu-io -f parallels -c 'write -P 0x11 0 4k' -c 'write -P 0x22 8k 4k' %s", p);
+    run_cmd(io);
+    g_autofree uint8_t *head = guard_read_host(p, 0, 64 + 16 * 4);
+    g_assert_cmpuint(vd_le32(head + 64), !=, 0);
+    g_assert_cmpuint(vd_le32(head + 64 + 8), !=, 0);
+    struct stat st;
+    g_assert_cmpint(stat(p, &st), ==, 0);
+    if (bat2 == BAT_ENTRY0)
+        bat2 = vd_le32(head + 64);
+    else if (bat2 == BAT_FILE_END)
+        bat2 = (st.st_size + 4095) / 4096;
+    if (bat2 != 0)
+        patch_le32(f, name, 64 + 2 * 4, (uint32_t)bat2);
+    g_autofree char *before = NULL;
+    gsize before_len;
+    g_assert_true(g_file_get_contents(p, &before, &before_len, NULL));
+
+    g_autoptr(GError) err = NULL;
+    if (why != NULL)
+        g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, "*serving the image read-only*");
+    g_autoptr(VdImage) img = open_img(f, name, true, &err);
+    g_test_assert_expected_messages();
+    g_assert_no_error(err);
+    uint8_t buf[4096];
+    memset(buf, 0x77, sizeof buf);
+    if (why == NULL) {
+        g_assert_true(vd_image_pwrite(img, buf, sizeof buf, 4 * 4096, &err));
+        g_assert_no_error(err);
+        assert_bytes(img, 4 * 4096, 4096, 0x77);
+        return;
+    }
+    g_assert_false(vd_image_pwrite(img, buf, sizeof buf, 2 * 4096, &err));
+    g_assert_error(err, VD_ERROR, EROFS);
+    g_clear_error(&err);
+    g_assert_false(vd_image_pwrite(img, buf, sizeof buf, 4 * 4096, &err));
+    g_assert_error(err, VD_ERROR, EROFS);
+    g_autofree char *last = vd_image_last_error(img);
+    g_test_message("%s: %s", name, last);
+    g_assert_nonnull(last);
+    g_assert_true(g_pattern_match_simple(why, last));
+    assert_bytes(img, 0, 4096, 0x11);
+    assert_bytes(img, 2 * 4096, 4096, cluster2);
+    g_clear_pointer(&img, vd_image_unref);
+    g_autofree char *after = NULL;
+    gsize after_len;
+    g_assert_true(g_file_get_contents(p, &after, &after_len, NULL));
+    g_assert_cmpmem(after, after_len, before, before_len);
+}
+
+static void test_hds_unsafe(Fixture *f, gconstpointer data)
+{
+    g_autofree char *qemu_img = g_find_program_in_path("qemu-img");
+    g_autofree char *qemu_io = g_find_program_in_path("qemu-io");
+    if (qemu_img == NULL || qemu_io == NULL) {
+        g_test_skip("qemu-img or qemu-io not found");
+        return;
+    }
+    check_unsafe(f, "clean.hds", 0, NULL, 0x22);
+    check_unsafe(f, "shared.hds", BAT_ENTRY0, "*shared.hds: clusters 0 and 2 both map to 0x*",
+                 0x11);
+    /* Where the next new cluster would go, and far past it. */
+    check_unsafe(f, "end.hds", BAT_FILE_END, "*end.hds: cluster 2 at 0x* lies beyond the end*", 0);
+    check_unsafe(f, "far.hds", 100, "*far.hds: cluster 2 at 0x64000 lies beyond the end*", 0);
 }
 
 static void test_hds_write(Fixture *f, gconstpointer data)
@@ -316,6 +396,36 @@ static void test_hds_write(Fixture *f, gconstpointer data)
     g_autoptr(VdImage) img = open_img(f, "w.hds", false, &err);
     g_assert_no_error(err);
     assert_bytes(img, 3 * 64 * KiB - 1000, 3000, 0xab);
+}
+
+/* An extended-magic image whose data area starts off the cluster grid
+ * (BAT entries count clusters from the start of the file): new clusters
+ * go on that grid, so their entries say where the data went. */
+static void test_hds_write_offgrid(Fixture *f, gconstpointer data)
+{
+    HdsSpec s = hds_default(true, 8, 16); /* 4 KiB clusters */
+    s.data_off = 0;                       /* computed: 0x200 */
+    uint32_t map[16] = {0};
+    write_named(f, "off.hds", &s, map);
+    g_autoptr(GError) err = NULL;
+    uint8_t pat[4096];
+    memset(pat, 0x5a, sizeof pat);
+    {
+        g_autoptr(VdImage) img = open_img(f, "off.hds", true, &err);
+        g_assert_no_error(err);
+        g_assert_true(vd_image_pwrite(img, pat, sizeof pat, 3 * 4096, &err));
+        g_assert_true(vd_image_pwrite(img, pat, 100, 5 * 4096 + 7, &err));
+        g_assert_no_error(err);
+    }
+    g_autofree char *p = fpath(f, "off.hds");
+    g_autofree uint8_t *bat = guard_read_host(p, 64, 16 * 4);
+    g_assert_cmpuint(vd_le32(bat + 3 * 4), ==, 1); /* 0x1000: the first cluster past 0x200 */
+    g_assert_cmpuint(vd_le32(bat + 5 * 4), ==, 2);
+    g_autoptr(VdImage) img = open_img(f, "off.hds", false, &err);
+    g_assert_no_error(err);
+    assert_bytes(img, 3 * 4096, 4096, 0x5a);
+    assert_bytes(img, 5 * 4096, 7, 0);
+    assert_bytes(img, 5 * 4096 + 7, 100, 0x5a);
 }
 
 /* 512-byte clusters and 200 entries: the BAT (0x40 to 0x360) spans
@@ -735,6 +845,46 @@ static void test_bundle_layout(Fixture *f, gconstpointer data)
                             G_N_ELEMENTS(offs));
 }
 
+/* A top layer whose BAT is unsafe to write (a cluster used twice): the
+ * read-write open serves the bundle read-only, with the reason. */
+static void test_bundle_unsafe(Fixture *f, gconstpointer data)
+{
+    make_bundle(f, "b.hdd", "<TopGUID>{C}</TopGUID>", "");
+    g_autofree char *lp = g_build_filename(f->dir, "b.hdd", "s0.hds.{C}", NULL);
+    g_autofree uint8_t *bat = guard_read_host(lp, 64, 8);
+    guard_patch_le32(lp, 64 + 2 * 4, vd_le32(bat + 4)); /* cluster 2 on cluster 1's */
+    g_autoptr(GError) err = NULL;
+    g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, "*serving the image read-only*");
+    g_autoptr(VdImage) img = open_img(f, "b.hdd", true, &err);
+    g_test_assert_expected_messages();
+    g_assert_no_error(err);
+    uint8_t buf[512] = {0x77};
+    g_assert_false(vd_image_pwrite(img, buf, sizeof buf, 3 * 64 * KiB, &err));
+    g_assert_error(err, VD_ERROR, EROFS);
+    g_autofree char *why = vd_image_last_error(img);
+    g_test_message("%s", why);
+    g_assert_true(g_pattern_match_simple("*s0.hds.{C}: clusters 1 and 2 both map to 0x*", why));
+    assert_bytes(img, 64 * KiB, 64 * KiB, cluster_byte(0));
+    assert_bytes(img, 2 * 64 * KiB, 64 * KiB, cluster_byte(0));
+    assert_bytes(img, 2 * MiB, 64 * KiB, cluster_byte(0));
+}
+
+/* Two storages naming one file as their top layer would allocate at the
+ * same end of the file and share its BAT: the file locks refuse the open
+ * (the second opener of the file for writing). */
+static void test_bundle_shared_file(Fixture *f, gconstpointer data)
+{
+    make_bundle(f, "b.hdd", "<TopGUID>{C}</TopGUID>", "");
+    g_autofree char *xp = g_build_filename(f->dir, "b.hdd", "DiskDescriptor.xml", NULL);
+    replace_in_file(xp, "<File>s1.hds.{C}</File>", "<File>s0.hds.{C}</File>");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "b.hdd", true, &err);
+    g_assert_null(img);
+    g_assert_nonnull(err);
+    g_test_message("%s", err->message);
+    g_assert_nonnull(strstr(err->message, "s0.hds.{C}"));
+}
+
 static void test_bundle_peek(Fixture *f, gconstpointer data)
 {
     make_bundle(f, "b.hdd", "<TopGUID>{C}</TopGUID>", "");
@@ -803,6 +953,8 @@ int main(int argc, char *argv[])
     ADD("/parallels/hds-read", test_hds_read);
     ADD("/parallels/hds-hostile", test_hds_hostile);
     ADD("/parallels/hds-write", test_hds_write);
+    ADD("/parallels/hds-write-offgrid", test_hds_write_offgrid);
+    ADD("/parallels/hds-unsafe", test_hds_unsafe);
     ADD("/parallels/hds-layout", test_hds_layout);
     ADD("/parallels/hds-guard-paths", test_hds_guard_paths);
     ADD("/parallels/hds-peek", test_hds_peek);
@@ -812,6 +964,8 @@ int main(int argc, char *argv[])
     ADD("/parallels/bundle-top-inferred", test_bundle_top_inferred);
     ADD("/parallels/bundle-hostile", test_bundle_hostile);
     ADD("/parallels/bundle-layout", test_bundle_layout);
+    ADD("/parallels/bundle-unsafe", test_bundle_unsafe);
+    ADD("/parallels/bundle-shared-file", test_bundle_shared_file);
     ADD("/parallels/bundle-peek", test_bundle_peek);
     ADD("/parallels/real-expanding", test_real_expanding);
     return g_test_run();

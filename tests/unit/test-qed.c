@@ -494,11 +494,14 @@ static void test_hostile_clusters(QFixture *f, gconstpointer data)
         const char *what;
         int64_t entry;   /* -1: cluster 5's own L2 table */
         bool read_fails; /* else only writes are refused (the bytes are there) */
+        const char *why; /* the read-write open's reason */
     } cases[] = {
-        {"data misaligned", 3 * CS + 16, true},
-        {"data past the end", 1ll << 40, true},
-        {"data is the L1 table", CS, false},
-        {"data over its L2 table", -1, false},
+        {"data misaligned", 3 * CS + 16, true, "*guest cluster 5 at 0x3010 is misaligned*"},
+        {"data past the end", 1ll << 40, true, "*guest cluster 5 at 0x10000000000 is misaligned*"},
+        {"data is the L1 table", CS, false,
+         "*the L1 table and guest cluster 5 both use the cluster at 0x1000*"},
+        {"data over its L2 table", -1, false,
+         "*the L2 table of L1 entry 0 and guest cluster 5 both use the cluster at 0x*"},
     };
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree uint8_t *expect = g_malloc(DISK);
@@ -521,17 +524,128 @@ static void test_hostile_clusters(QFixture *f, gconstpointer data)
             g_assert_true(vd_image_pread(img, buf, CS, 0, &err));
             g_assert_cmpmem(buf, CS, expect, CS);
         }
-        /* Writes never go through a bad reference, nor over metadata. */
+        /* The read-write open's walk finds it: read-only, with the reason. */
+        g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, "*serving the image read-only*");
         g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
+        g_test_assert_expected_messages();
         g_assert_no_error(err);
         memset(buf, 0xee, sizeof buf);
-        if (!cases[i].read_fails)
-            g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, "*refused a data write*");
         g_assert_false(vd_image_pwrite(rw, buf, 10, 5 * CS + 7, &err));
-        g_test_assert_expected_messages();
-        g_test_message("%s (write): %s", cases[i].what, err->message);
-        g_assert_error(err, VD_ERROR, EIO);
+        g_assert_error(err, VD_ERROR, EROFS);
+        g_autofree char *why = vd_image_last_error(rw);
+        g_test_message("%s (write): %s", cases[i].what, why);
+        g_assert_true(g_pattern_match_simple(cases[i].why, why));
+        g_clear_pointer(&rw, vd_image_unref);
+        g_assert_cmpuint(file_features(p) & NEED_CHECK, ==, 0);
     }
+}
+
+static void run_cmd(const char *cmd)
+{
+    g_autofree char *out = NULL, *err = NULL;
+    int status = 0;
+    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
+    if (!g_spawn_check_wait_status(status, NULL))
+        g_error("%s failed: %s%s", cmd, out, err);
+}
+
+enum { L2_ENTRY0 = -1, L2_FILE_END = -2 };
+
+/* An image qemu-img made and qemu-io wrote (4 KiB clusters: 0x11 in
+ * cluster 0, 0x22 in cluster 2), cluster 2's L2 entry patched to entry
+ * (0: left alone; L2_ENTRY0: cluster 0's; L2_FILE_END: where the next new
+ * cluster goes). Unsafe to write: a read-write open serves it read-only
+ * with the reason, writes fail with EROFS, reads show what the tables
+ * say, the file stays as it was (NEED_CHECK clear: nothing repaired). */
+static void check_unsafe(QFixture *f, const char *name, int64_t entry, const char *why,
+                         bool cluster2_reads, uint8_t cluster2)
+{
+    g_autofree char *p = g_build_filename(f->dir, name, NULL);
+    g_autofree char *create =
+        g_strdup_printf("qemu-img create -q -f qed -o cluster_size=4096 %s 1M", p);
+    run_cmd(create);
+    g_autofree char *io =
+        g_strdup_printf("qemu-io -f qed -c 'write -P 0x11 0 4k' -c 'write -P 0x22 8k 4k' %s", p);
+    run_cmd(io);
+    uint64_t l2 = file_u64(p, file_u64(p, 40));
+    g_assert_cmpuint(l2, !=, 0);
+    g_assert_cmpuint(file_u64(p, l2 + 2 * 8), !=, 0);
+    struct stat st;
+    g_assert_cmpint(stat(p, &st), ==, 0);
+    if (entry == L2_ENTRY0)
+        entry = (int64_t)file_u64(p, l2);
+    else if (entry == L2_FILE_END)
+        entry = st.st_size / CS * CS;
+    if (entry != 0) {
+        uint8_t b[8];
+        vd_put_le64(b, (uint64_t)entry);
+        guard_patch(p, l2 + 2 * 8, b, sizeof b);
+    }
+    g_autofree char *before = NULL;
+    gsize before_len;
+    g_assert_true(g_file_get_contents(p, &before, &before_len, NULL));
+
+    g_autoptr(GError) err = NULL;
+    if (why != NULL)
+        g_test_expect_message(NULL, G_LOG_LEVEL_WARNING, "*serving the image read-only*");
+    g_autoptr(VdImage) img = qfix_open(f, p, NULL, true, &err);
+    g_test_assert_expected_messages();
+    g_assert_no_error(err);
+    uint8_t buf[CS], got[CS];
+    memset(buf, 0x77, sizeof buf);
+    if (why == NULL) {
+        g_assert_true(vd_image_pwrite(img, buf, CS, 4 * CS, &err));
+        g_assert_no_error(err);
+        g_assert_true(vd_image_pread(img, got, CS, 4 * CS, &err));
+        g_assert_cmpmem(got, CS, buf, CS);
+        return;
+    }
+    g_assert_false(vd_image_pwrite(img, buf, CS, 2 * CS, &err));
+    g_assert_error(err, VD_ERROR, EROFS);
+    g_clear_error(&err);
+    g_assert_false(vd_image_pwrite(img, buf, CS, 4 * CS, &err));
+    g_assert_error(err, VD_ERROR, EROFS);
+    g_clear_error(&err);
+    g_autofree char *last = vd_image_last_error(img);
+    g_test_message("%s: %s", name, last);
+    g_assert_nonnull(last);
+    g_assert_true(g_pattern_match_simple(why, last));
+    memset(buf, 0x11, CS);
+    g_assert_true(vd_image_pread(img, got, CS, 0, &err));
+    g_assert_cmpmem(got, CS, buf, CS);
+    bool ok = vd_image_pread(img, got, CS, 2 * CS, &err);
+    g_assert_true(ok == cluster2_reads);
+    g_clear_error(&err);
+    memset(buf, cluster2, CS);
+    if (ok)
+        g_assert_cmpmem(got, CS, buf, CS);
+    g_clear_pointer(&img, vd_image_unref);
+    g_autofree char *after = NULL;
+    gsize after_len;
+    g_assert_true(g_file_get_contents(p, &after, &after_len, NULL));
+    g_assert_cmpmem(after, after_len, before, before_len);
+}
+
+static void test_unsafe_qemu(QFixture *f, gconstpointer data)
+{
+    g_autofree char *qemu_img = g_find_program_in_path("qemu-img");
+    g_autofree char *qemu_io = g_find_program_in_path("qemu-io");
+    if (qemu_img == NULL || qemu_io == NULL) {
+        g_test_skip("qemu-img or qemu-io not found");
+        return;
+    }
+    check_unsafe(f, "clean.qed", 0, NULL, true, 0x22);
+    check_unsafe(f, "shared.qed", L2_ENTRY0,
+                 "*shared.qed: guest cluster 0 and guest cluster 2 both use the cluster at 0x*",
+                 true, 0x11);
+    /* Where the next new cluster would go, and far past it: reading them
+     * fails (EIO), as without a write. */
+    check_unsafe(f, "end.qed", L2_FILE_END,
+                 "*end.qed: guest cluster 2 at 0x* is misaligned or lies beyond the end*", false,
+                 0);
+    check_unsafe(f, "far.qed", 1ll << 30,
+                 "*far.qed: guest cluster 2 at 0x40000000 is misaligned or lies beyond the end*",
+                 false, 0);
 }
 
 /* A guest cluster mapped onto each kind of metadata: the write is refused
@@ -552,7 +666,6 @@ static void test_write_over_metadata(QFixture *f, gconstpointer data)
          * the end of the file and its new L2 table right after it. */
         const uint64_t fresh = 1100;
         uint64_t target[] = {0x800, g->l1_offset, tgen_l2(g, 5), tgen_l2(g, 600), end + CS};
-        tgen_put64(g, tgen_entry_offset(g, 5), target[c]);
         g_autofree char *p = qfix_write(f, "meta.qed", g);
         g_autoptr(GError) err = NULL;
         g_autoptr(VdImage) rw = qfix_open(f, p, NULL, true, &err);
@@ -562,6 +675,12 @@ static void test_write_over_metadata(QFixture *f, gconstpointer data)
             g_assert_true(vd_image_flush(rw, &err));
             g_assert_cmpuint(file_u64(p, g->l1_offset + 2 * 8), ==, end + CS);
         }
+        /* Pointed there behind the driver's back (its table not yet
+         * cached), as a driver bug would: an open would have found it
+         * (test_hostile_clusters), the guard is what is left. */
+        uint8_t ent[8];
+        vd_put_le64(ent, target[c]);
+        guard_patch(p, tgen_entry_offset(g, 5), ent, sizeof ent);
         if (c != HEADER) {
             /* The mapping looks valid: reading it shows the table. */
             g_autofree uint8_t *got = g_malloc(CS);
@@ -644,6 +763,7 @@ int main(int argc, char *argv[])
     ADD("/qed/hostile/header", test_hostile_header);
     ADD("/qed/hostile/tables", test_hostile_tables);
     ADD("/qed/hostile/clusters", test_hostile_clusters);
+    ADD("/qed/hostile/unsafe-to-write", test_unsafe_qemu);
     ADD("/qed/write-over-metadata", test_write_over_metadata);
     ADD("/qed/peek", test_peek);
 #undef ADD
