@@ -15,7 +15,10 @@
  * than one spacing of output before what it wants.
  *
  * The pass is synchronous, at open, the cost of reading a gzip file at
- * all: the size has to be known before the file can be listed. Reads
+ * all: the size has to be known before the file can be listed. The index
+ * is shared by the opens of the same file (same device, inode, size and
+ * times), and kept a minute after the last one closes, since a listing's
+ * probe and stat and the open after them come in a row. Reads
  * after it decode from the nearest point before them, in windows of
  * GZ_WINDOW kept in the decoded-chunk cache (formats/ro-cache.h), with
  * the decoder left where the last read stopped so that sequential reads
@@ -31,6 +34,7 @@
 #include "config.h"
 
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -46,6 +50,8 @@
 #define GZ_WINDOW     (1u << 20)
 #define GZ_INPUT      (256u << 10)
 #define GZ_MAX_SIZE   (1ull << 62)
+#define GZ_KEEP       2
+#define GZ_KEEP_USEC  (60 * G_USEC_PER_SEC)
 
 typedef struct {
     uint64_t in;  /* first whole compressed byte not consumed */
@@ -66,16 +72,34 @@ typedef struct {
     uint8_t *buf;
 } GzStream;
 
+/* What the first pass learns, shared by the opens of one file (the
+ * probe, the open, the stat of a listing each open it): immutable once
+ * built, reference-counted under index_lock. */
 typedef struct {
-    VdContext *ctx;
-    int fd;
-    char *name;
+    gint refs;       /* under index_lock */
+    gint64 released; /* monotonic time the last reference went, under index_lock */
+    VdContext *ctx;  /* whose budget reserved is charged to */
+    dev_t dev;       /* the file it was built from, as fstat saw it */
+    ino_t ino;
+    off_t file_size;
+    struct timespec mtime, ctime;
+    /* The file's last bytes (the last member's CRC and length, usually):
+     * file times are coarse, an inode number is reused. */
+    uint8_t tail[16];
     uint64_t data_end; /* end of the last member */
     uint64_t size;
     uint64_t members;
     uint64_t spacing;
-    GArray *points; /* GzPoint, by out; immutable after open */
+    GArray *points; /* GzPoint, by out */
     uint64_t reserved;
+} GzIndex;
+
+typedef struct {
+    VdContext *ctx;
+    int fd;
+    char *name;
+    GzIndex *ix;
+    bool shared;    /* ix is published (index_unref), not this source's alone */
     RoCache *cache; /* windows, by uncompressed offset */
     GMutex lock;    /* guards strm and strm_pos */
     GzStream strm;
@@ -91,7 +115,7 @@ static bool gz_probe(const uint8_t *head, size_t len, uint64_t file_size)
 
 static const GzPoint *point_at(const GzSource *x, guint i)
 {
-    return &g_array_index(x->points, GzPoint, i);
+    return &g_array_index(x->ix->points, GzPoint, i);
 }
 
 static void zlib_error(GzSource *x, const GzStream *s, int r, GError **error)
@@ -160,7 +184,7 @@ static void member_next(GzSource *x, GzStream *s)
         s->in += 8 - k;
         s->raw = false;
     }
-    if (s->in - s->zs.avail_in >= x->data_end)
+    if (s->in - s->zs.avail_in >= x->ix->data_end)
         s->ended = true;
     else
         inflateReset2(&s->zs, 15 + 16);
@@ -178,8 +202,8 @@ static bool stream_decode(GzSource *x, GzStream *s, uint8_t *out, uint64_t len, 
         uInt want = (uInt)(out ? MIN(len, (uint64_t)UINT32_MAX) : MIN(len, sizeof skip));
         s->zs.next_out = out ? out : skip;
         s->zs.avail_out = want;
-        if (s->zs.avail_in == 0 && s->in < x->data_end) {
-            size_t n = (size_t)MIN((uint64_t)GZ_INPUT, x->data_end - s->in);
+        if (s->zs.avail_in == 0 && s->in < x->ix->data_end) {
+            size_t n = (size_t)MIN((uint64_t)GZ_INPUT, x->ix->data_end - s->in);
             if (!vd_host_pread(x->fd, x->name, s->buf, n, s->in, false, error))
                 return false;
             s->zs.next_in = s->buf;
@@ -190,7 +214,7 @@ static bool stream_decode(GzSource *x, GzStream *s, uint8_t *out, uint64_t len, 
         uInt done = want - s->zs.avail_out;
         if (r == Z_STREAM_END)
             member_next(x, s);
-        else if (r == Z_BUF_ERROR && s->zs.avail_in == 0 && s->in >= x->data_end) {
+        else if (r == Z_BUF_ERROR && s->zs.avail_in == 0 && s->in >= x->ix->data_end) {
             vd_set_error(error, EIO, "%s: the gzip data is cut short", x->name);
             return false;
         } else if (r != Z_OK && r != Z_BUF_ERROR) {
@@ -207,7 +231,7 @@ static bool stream_decode(GzSource *x, GzStream *s, uint8_t *out, uint64_t len, 
 /* The restart point at or before off. */
 static guint point_find(const GzSource *x, uint64_t off)
 {
-    guint lo = 0, hi = x->points->len;
+    guint lo = 0, hi = x->ix->points->len;
     while (hi - lo > 1) {
         guint mid = lo + (hi - lo) / 2;
         if (point_at(x, mid)->out <= off)
@@ -223,7 +247,7 @@ static guint point_find(const GzSource *x, uint64_t off)
 static GBytes *decode_window(gpointer user, uint64_t key, GError **error)
 {
     GzSource *x = user;
-    uint64_t wlen = MIN((uint64_t)GZ_WINDOW, x->size - key);
+    uint64_t wlen = MIN((uint64_t)GZ_WINDOW, x->ix->size - key);
     uint8_t *data = g_malloc(wlen);
     g_mutex_lock(&x->lock);
     const GzPoint *p = point_at(x, point_find(x, key));
@@ -269,9 +293,9 @@ static void gz_describe(void *opaque, VdInfo *info)
 {
     GzSource *x = opaque;
     vd_info_add_str(info, "container", "gzip");
-    vd_info_add_u64(info, "gzip.members", x->members);
-    vd_info_add_u64(info, "gzip.restart_points", x->points->len);
-    vd_info_add_u64(info, "gzip.restart_spacing", x->spacing);
+    vd_info_add_u64(info, "gzip.members", x->ix->members);
+    vd_info_add_u64(info, "gzip.restart_points", x->ix->points->len);
+    vd_info_add_u64(info, "gzip.restart_spacing", x->ix->spacing);
 }
 
 static void points_free(GArray *points)
@@ -281,15 +305,96 @@ static void points_free(GArray *points)
     g_array_unref(points);
 }
 
+static void index_free(GzIndex *ix)
+{
+    points_free(ix->points);
+    if (ix->reserved > 0)
+        vd_context_mem_release(ix->ctx, ix->reserved);
+    vd_context_unref(ix->ctx);
+    g_free(ix);
+}
+
+/* The indexes built: referenced ones, and up to GZ_KEEP that no open
+ * holds, kept GZ_KEEP_USEC for the open that often follows a probe or a
+ * stat (each a full pass otherwise). Still charged to their budget. */
+static GMutex index_lock;
+static GList *indexes; /* GzIndex, most recently released first; under index_lock */
+
+/* Drop the unreferenced indexes past GZ_KEEP or GZ_KEEP_USEC; under
+ * index_lock. */
+static void index_expire(void)
+{
+    gint64 now = g_get_monotonic_time();
+    unsigned kept = 0;
+    for (GList *l = indexes, *next; l != NULL; l = next) {
+        GzIndex *ix = l->data;
+        next = l->next;
+        if (ix->refs > 0)
+            continue;
+        if (++kept > GZ_KEEP || now - ix->released > GZ_KEEP_USEC) {
+            indexes = g_list_delete_link(indexes, l);
+            index_free(ix);
+        }
+    }
+}
+
+static bool index_matches(const GzIndex *ix, VdContext *ctx, const struct stat *st,
+                          const uint8_t *tail)
+{
+    return ix->ctx == ctx && memcmp(ix->tail, tail, sizeof ix->tail) == 0 &&
+           ix->dev == st->st_dev && ix->ino == st->st_ino && ix->file_size == st->st_size &&
+           ix->mtime.tv_sec == st->st_mtim.tv_sec && ix->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+           ix->ctime.tv_sec == st->st_ctim.tv_sec && ix->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+/* A reference to the index built from the file st describes, if any. */
+static GzIndex *index_lookup(VdContext *ctx, const struct stat *st, const uint8_t *tail)
+{
+    GzIndex *found = NULL;
+    g_mutex_lock(&index_lock);
+    index_expire();
+    for (GList *l = indexes; l != NULL && found == NULL; l = l->next) {
+        GzIndex *ix = l->data;
+        if (index_matches(ix, ctx, st, tail)) {
+            ix->refs++;
+            found = ix;
+        }
+    }
+    g_mutex_unlock(&index_lock);
+    return found;
+}
+
+/* Share a new index (one reference, the caller's). */
+static void index_publish(GzIndex *ix)
+{
+    g_mutex_lock(&index_lock);
+    indexes = g_list_prepend(indexes, ix);
+    g_mutex_unlock(&index_lock);
+}
+
+static void index_unref(GzIndex *ix)
+{
+    g_mutex_lock(&index_lock);
+    if (--ix->refs == 0) {
+        ix->released = g_get_monotonic_time();
+        /* Most recently released first, so that the oldest go. */
+        indexes = g_list_remove(indexes, ix);
+        indexes = g_list_prepend(indexes, ix);
+    }
+    index_expire();
+    g_mutex_unlock(&index_lock);
+}
+
 static void gz_close(void *opaque)
 {
     GzSource *x = opaque;
     if (x->cache != NULL)
         ro_cache_free(x->cache);
     stream_clear(&x->strm);
-    points_free(x->points);
-    if (x->reserved > 0)
-        vd_context_mem_release(x->ctx, x->reserved);
+    if (x->ix != NULL && x->shared)
+        index_unref(x->ix);
+    else if (x->ix != NULL)
+        index_free(x->ix);
     vd_context_unref(x->ctx);
     g_mutex_clear(&x->lock);
     g_free(x->name);
@@ -313,18 +418,18 @@ static uint64_t point_cost(const GzPoint *p)
 static void points_thin(GzSource *x)
 {
     guint k = 0;
-    for (guint i = 0; i < x->points->len; i++) {
-        GzPoint *p = &g_array_index(x->points, GzPoint, i);
+    for (guint i = 0; i < x->ix->points->len; i++) {
+        GzPoint *p = &g_array_index(x->ix->points, GzPoint, i);
         if (i % 2 == 0) {
-            g_array_index(x->points, GzPoint, k++) = *p;
+            g_array_index(x->ix->points, GzPoint, k++) = *p;
             continue;
         }
         vd_context_mem_release(x->ctx, point_cost(p));
-        x->reserved -= point_cost(p);
+        x->ix->reserved -= point_cost(p);
         g_free(p->dict);
     }
-    g_array_set_size(x->points, k);
-    x->spacing *= 2;
+    g_array_set_size(x->ix->points, k);
+    x->ix->spacing *= 2;
 }
 
 /* Record a restart point: the last dict_len bytes of output are the
@@ -334,20 +439,20 @@ static bool point_add(GzSource *x, GzPoint p, const uint8_t *ring, size_t ring_p
 {
     p.dict_len = p.member ? 0 : full ? GZ_DICT : (uint32_t)ring_pos;
     for (;;) {
-        if (x->points->len >= GZ_MAX_POINTS)
+        if (x->ix->points->len >= GZ_MAX_POINTS)
             points_thin(x);
         g_autoptr(GError) local = NULL;
         if (vd_context_mem_reserve(x->ctx, point_cost(&p), x->name, "gzip restart points", &local))
             break;
         /* The budget is spent: fewer points, farther apart, while there
          * are points to thin. */
-        if (x->points->len < 2) {
+        if (x->ix->points->len < 2) {
             g_propagate_error(error, g_steal_pointer(&local));
             return false;
         }
         points_thin(x);
     }
-    x->reserved += point_cost(&p);
+    x->ix->reserved += point_cost(&p);
     if (p.dict_len > 0) {
         p.dict = g_malloc(p.dict_len);
         if (full) {
@@ -356,7 +461,7 @@ static bool point_add(GzSource *x, GzPoint p, const uint8_t *ring, size_t ring_p
         } else
             memcpy(p.dict, ring, ring_pos);
     }
-    g_array_append_val(x->points, p);
+    g_array_append_val(x->ix->points, p);
     return true;
 }
 
@@ -371,7 +476,7 @@ static bool build_index(GzSource *x, uint64_t file_size, GError **error)
     uint64_t out = 0, last = 0, calls = 0;
     s.in = 0;
     ok = ok && point_add(x, (GzPoint){.member = true}, ring, 0, false, error);
-    x->members = 1;
+    x->ix->members = 1;
     while (ok) {
         if (s.zs.avail_in == 0) {
             size_t n = (size_t)MIN((uint64_t)GZ_INPUT, file_size - s.in);
@@ -408,7 +513,7 @@ static bool build_index(GzSource *x, uint64_t file_size, GError **error)
              * follows, or the data ends. */
             uint64_t at = s.in - s.zs.avail_in;
             uint8_t magic[3];
-            x->data_end = at;
+            x->ix->data_end = at;
             if (at + 18 > file_size)
                 break;
             if (!(ok = vd_host_pread(x->fd, x->name, magic, sizeof magic, at, false, error)))
@@ -416,8 +521,8 @@ static bool build_index(GzSource *x, uint64_t file_size, GError **error)
             if (magic[0] != 0x1f || magic[1] != 0x8b || magic[2] != 8)
                 break;
             inflateReset(&s.zs);
-            x->members++;
-            if (out - last >= x->spacing) {
+            x->ix->members++;
+            if (out - last >= x->ix->spacing) {
                 ok = point_add(x, (GzPoint){.in = at, .out = out, .member = true}, ring, ring_pos,
                                full, error);
                 last = out;
@@ -425,14 +530,15 @@ static bool build_index(GzSource *x, uint64_t file_size, GError **error)
         } else if (r != Z_OK && r != Z_BUF_ERROR) {
             zlib_error(x, &s, r, error);
             ok = false;
-        } else if ((s.zs.data_type & 128) && !(s.zs.data_type & 64) && out - last >= x->spacing) {
+        } else if ((s.zs.data_type & 128) && !(s.zs.data_type & 64) &&
+                   out - last >= x->ix->spacing) {
             GzPoint p = {.in = s.in - s.zs.avail_in, .out = out, .bits = s.zs.data_type & 7};
             ok = point_add(x, p, ring, ring_pos, full, error);
             last = out;
         }
     }
     stream_clear(&s);
-    x->size = out;
+    x->ix->size = out;
     return ok;
 }
 
@@ -443,15 +549,40 @@ static bool gz_open(VdContext *ctx, int fd, const char *path, const char *name,
     x->ctx = vd_context_ref(ctx);
     x->fd = fd;
     x->name = g_strdup(name);
-    x->spacing = GZ_SPACING;
-    x->points = g_array_new(FALSE, FALSE, sizeof(GzPoint));
     g_mutex_init(&x->lock);
-    uint64_t file_size;
-    bool ok = vd_host_size(fd, name, &file_size, error) && build_index(x, file_size, error) &&
-              stream_init(x, &x->strm, error);
-    if (ok && x->size == 0) {
-        vd_set_error(error, EIO, "%s: the gzip file holds no data", name);
+    struct stat st;
+    uint8_t tail[16] = {0};
+    bool ok = stream_init(x, &x->strm, error);
+    if (ok && fstat(fd, &st) != 0) {
+        vd_set_error_errno(error, errno, "%s", name);
         ok = false;
+    }
+    size_t tail_len = ok ? (size_t)MIN((uint64_t)st.st_size, sizeof tail) : 0;
+    ok = ok &&
+         vd_host_pread(fd, name, tail, tail_len, (uint64_t)st.st_size - tail_len, false, error);
+    if (ok && (x->ix = index_lookup(ctx, &st, tail)) != NULL)
+        x->shared = true;
+    else if (ok) {
+        GzIndex *ix = x->ix = g_new0(GzIndex, 1);
+        ix->refs = 1;
+        ix->ctx = vd_context_ref(ctx);
+        ix->dev = st.st_dev;
+        ix->ino = st.st_ino;
+        ix->file_size = st.st_size;
+        ix->mtime = st.st_mtim;
+        ix->ctime = st.st_ctim;
+        memcpy(ix->tail, tail, sizeof tail);
+        ix->spacing = GZ_SPACING;
+        ix->points = g_array_new(FALSE, FALSE, sizeof(GzPoint));
+        ok = build_index(x, (uint64_t)st.st_size, error);
+        if (ok && ix->size == 0) {
+            vd_set_error(error, EIO, "%s: the gzip file holds no data", name);
+            ok = false;
+        }
+        if (ok) {
+            index_publish(ix);
+            x->shared = true;
+        }
     }
     if (!ok) {
         gz_close(x);
@@ -460,7 +591,7 @@ static bool gz_open(VdContext *ctx, int fd, const char *path, const char *name,
     x->cache = ro_cache_new(ctx->decode_cache_bytes, GZ_WINDOW);
     *ops = &gz_ops;
     *opaque = x;
-    *size = x->size;
+    *size = x->ix->size;
     return true;
 }
 

@@ -196,6 +196,34 @@ static void test_gzip_thinned(void)
     ctx->mem_budget = budget;
 }
 
+/* Opens of one file share its index; a file rewritten is indexed anew. */
+static void test_gzip_shared(void)
+{
+    size_t n = 3 * MiB;
+    g_autofree uint8_t *a = make_data(n, 40), *b = make_data(n, 41);
+    g_autoptr(GByteArray) ga = gz_member(a, n, 6);
+    g_autoptr(GByteArray) gb = gz_member(b, n, 6);
+    Opened o1, o2;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("shared.img.gz", ga->data, ga->len, &o1, &err));
+    g_assert_no_error(err);
+    g_autofree char *path = g_build_filename(dir, "shared.img.gz", NULL);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    gint64 used = ctx->mem_used;
+    g_assert_true(o1.c->open(ctx, fd, path, "again", &o2.ops, &o2.opaque, &o2.size, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(ctx->mem_used, ==, used); /* nothing built again */
+    check_reads(&o2, a, n);
+    o2.ops->close(o2.opaque);
+    check_reads(&o1, a, n);
+    o1.ops->close(o1.opaque);
+    /* Rewritten (g_file_set_contents: another inode, other times). */
+    g_assert_true(open_bytes("shared.img.gz", gb->data, gb->len, &o1, &err));
+    g_assert_no_error(err);
+    check_reads(&o1, b, n);
+    o1.ops->close(o1.opaque);
+}
+
 static void test_gzip_hostile(void)
 {
     size_t n = 2 * MiB;
@@ -434,6 +462,7 @@ int main(int argc, char **argv)
     g_test_add_func("/gzip/single", test_gzip_single);
     g_test_add_func("/gzip/members", test_gzip_members);
     g_test_add_func("/gzip/thinned", test_gzip_thinned);
+    g_test_add_func("/gzip/shared", test_gzip_shared);
     g_test_add_func("/gzip/hostile", test_gzip_hostile);
 #ifdef HAVE_ZSTD
     g_test_add_func("/zstd/frames", test_zstd_frames);
@@ -442,8 +471,9 @@ int main(int argc, char **argv)
     g_test_add_func("/zstd/hostile", test_zstd_hostile);
 #endif
     int r = g_test_run();
-    /* Every source gave back what it reserved. */
-    g_assert_cmpint(ctx->mem_used, ==, 0);
+    /* Every source gave back what it reserved, but for the last gzip
+     * indexes, kept for the next open (small here). */
+    g_assert_cmpint(ctx->mem_used, <, 2 * MiB);
     vd_context_unref(ctx);
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);
     if (system(cmd) != 0)
