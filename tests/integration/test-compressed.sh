@@ -41,6 +41,8 @@ gzip -c "$T/disk.raw" >"$D/taken.img.gz"
 head -c 3M "$D/one.qcow2.gz" >"$D/cutgz.qcow2.gz"
 head -c 3M "$D/single.qcow2.zst" >"$D/cutzst.qcow2.zst"
 cp "$D/frames.qcow2.zst" "$D/bad.qcow2.zst"
+cp "$D/members.qcow2.gz" "$D/badgz.qcow2.gz"
+head -c 4096 /dev/zero | dd of="$D/badgz.qcow2.gz" bs=1 seek=2000000 conv=notrunc status=none
 sz=$(stat -c %s "$D/bad.qcow2.zst")
 head -c 4096 /dev/urandom | dd of="$D/bad.qcow2.zst" bs=1 seek=$((sz - 100000)) conv=notrunc status=none
 mount_vdiskfs "$D" "$M"
@@ -48,7 +50,7 @@ mount_vdiskfs "$D" "$M"
 note "shown under the name inside when it is free, with the suffix when not"
 ls "$M" >"$T/ls"
 for n in frames.qcow2 single.qcow2 pipe.qcow2 rawzst.img one.qcow2 members.qcow2 rawgz.img \
-    taken.img taken.img.gz cutgz.qcow2 cutzst.qcow2 bad.qcow2; do
+    taken.img taken.img.gz cutgz.qcow2 cutzst.qcow2 bad.qcow2 badgz.qcow2; do
     grep -qx "$n" "$T/ls" || fail "$n is not listed: $(cat "$T/ls")"
 done
 for n in frames.qcow2 single.qcow2 pipe.qcow2 one.qcow2 members.qcow2; do
@@ -91,7 +93,7 @@ cmp "$T/disk.raw" "$M/members.qcow2" || fail "members.qcow2 with concurrent read
 wait
 
 note "damaged files: listed, EIO, a reason; the rest unharmed"
-for n in cutgz.qcow2 cutzst.qcow2 bad.qcow2; do
+for n in cutgz.qcow2 cutzst.qcow2 bad.qcow2 badgz.qcow2; do
     r=$("$VDTEST" errno "$M/$n" read)
     if [ "$r" = OK ]; then
         # Opened (the damage is past the header): reading it all fails.
@@ -106,6 +108,8 @@ for n in cutgz.qcow2 cutzst.qcow2; do
 done
 getfattr -n user.vdiskfs.error --only-values "$M/bad.qcow2" 2>/dev/null | grep -q zstd ||
     fail "no reason for bad.qcow2: $(getfattr -n user.vdiskfs.error --only-values "$M/bad.qcow2" 2>&1)"
+getfattr -n user.vdiskfs.error --only-values "$M/badgz.qcow2" 2>/dev/null | grep -q gzip ||
+    fail "no reason for badgz.qcow2: $(getfattr -n user.vdiskfs.error --only-values "$M/badgz.qcow2" 2>&1)"
 cmp "$T/disk.raw" "$M/frames.qcow2" || fail "frames.qcow2 after the damaged ones"
 cmp "$T/disk.raw" "$M/one.qcow2" || fail "one.qcow2 after the damaged ones"
 unmount_vdiskfs "$M"
