@@ -6,3 +6,7 @@
  */
 VD_CONTAINER(xz)
 VD_CONTAINER(ewf)
+VD_CONTAINER(gzip)
+#ifdef HAVE_ZSTD /* configure --without-zstd leaves it out */
+VD_CONTAINER(zstd)
+#endif

@@ -18,6 +18,7 @@
 
 #include "src/vd-container.h"
 #include "src/vd-error.h"
+#include "src/vd-info.h"
 #include "src/vd-io.h"
 
 #define XZ_MAGIC                                                                                   \
@@ -312,9 +313,19 @@ static void xz_close(void *opaque)
     g_free(x);
 }
 
+/* What vdisk info and user.vdiskfs.container say the image is read from,
+ * as the other compressed containers do. */
+static void xz_describe(void *opaque, VdInfo *info)
+{
+    XzSource *x = opaque;
+    vd_info_add_str(info, "container", "xz");
+    vd_info_add_u64(info, "xz.blocks", lzma_index_block_count(x->index));
+}
+
 static const VdSourceOps xz_ops = {
     .name = "xz",
     .pread = xz_pread,
+    .describe = xz_describe,
     .close = xz_close,
 };
 

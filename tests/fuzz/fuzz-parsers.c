@@ -2,28 +2,37 @@
 /*
  * libFuzzer target for the text parsers that take a whole buffer: the
  * VMDK descriptor, Parallels' DiskDescriptor.xml and DMG's plist, the
- * partition table reader (the input is a whole small disk), and EWF
+ * partition table reader (the input is a whole small disk), EWF
  * evidence sets (the input is the segment files one after the other, cut
- * where a segment's magic starts). The parser comes from VD_FUZZ_PARSER
- * (vmdk-descriptor, parallels-xml, dmg-plist, partition-table, ewf); make
- * fuzz-smoke runs each.
+ * where a segment's magic starts), and the gzip and zstd containers (the
+ * input is the compressed file). The parser comes from VD_FUZZ_PARSER
+ * (vmdk-descriptor, parallels-xml, dmg-plist, partition-table, ewf, gzip,
+ * zstd); make fuzz-smoke runs each.
  */
 #include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "formats/dmg.h"
 #include "formats/parallels.h"
 #include "formats/vmdk.h"
 #include "sources/ewf.h"
+#include "src/vd-container.h"
 #include "src/vd-partition.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static enum { P_VMDK, P_PARALLELS, P_DMG, P_PARTITION, P_EWF } parser;
+static enum { P_VMDK, P_PARALLELS, P_DMG, P_PARTITION, P_EWF, P_GZIP, P_ZSTD } parser;
+static VdContext *fuzz_ctx;
+extern const VdContainer vd_gzip_container;
+#ifdef HAVE_ZSTD
+extern const VdContainer vd_zstd_container;
+#endif
 
 typedef struct {
     const uint8_t *data;
@@ -111,6 +120,38 @@ static void fuzz_ewf(const uint8_t *data, size_t size)
     g_array_unref(f.starts);
 }
 
+/* A compressed file as its container opens and reads it: what opens
+ * reads within its size, the same twice (the second time from the cache
+ * or a restarted decoder), at its start, its middle and its end. */
+static void fuzz_container(const VdContainer *c, const uint8_t *data, size_t size)
+{
+    int fd = memfd_create("fuzz", MFD_CLOEXEC);
+    if (fd < 0 || (size > 0 && write(fd, data, size) != (ssize_t)size))
+        abort();
+    const VdSourceOps *ops;
+    void *opaque;
+    uint64_t n;
+    g_autoptr(GError) err = NULL;
+    if (!c->open(fuzz_ctx, fd, "fuzz", "fuzz", &ops, &opaque, &n, &err)) {
+        if (err == NULL)
+            abort(); /* a failure must say why */
+        return;
+    }
+    if (n == 0)
+        abort();
+    enum { PIECE = 1 << 20 };
+    g_autofree uint8_t *a = g_malloc(PIECE), *b = g_malloc(PIECE);
+    uint64_t offs[] = {0, PIECE, n > PIECE ? n - PIECE : 0, n / 2};
+    for (unsigned i = 0; i < G_N_ELEMENTS(offs); i++) {
+        uint64_t off = MIN(offs[i], n - 1);
+        size_t len = (size_t)MIN((uint64_t)PIECE, n - off);
+        bool ok = ops->pread(opaque, a, len, off, NULL);
+        if (ok != ops->pread(opaque, b, len, off, NULL) || (ok && memcmp(a, b, len) != 0))
+            abort(); /* the same bytes, or the same failure */
+    }
+    ops->close(opaque);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *p = getenv("VD_FUZZ_PARSER");
@@ -124,11 +165,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         parser = P_PARTITION;
     else if (p != NULL && strcmp(p, "ewf") == 0)
         parser = P_EWF;
+    else if (p != NULL && strcmp(p, "gzip") == 0)
+        parser = P_GZIP;
+#ifdef HAVE_ZSTD
+    else if (p != NULL && strcmp(p, "zstd") == 0)
+        parser = P_ZSTD;
+#endif
     else {
         fprintf(stderr, "set VD_FUZZ_PARSER to vmdk-descriptor, parallels-xml, dmg-plist, "
-                        "partition-table or ewf\n");
+                        "partition-table, ewf, gzip or zstd\n");
         exit(2);
     }
+    g_autoptr(GError) err = NULL;
+    fuzz_ctx = vd_context_new("/", &err);
+    if (fuzz_ctx == NULL)
+        exit(2);
     return 0;
 }
 
@@ -164,6 +215,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     case P_EWF:
         fuzz_ewf(data, size);
+        break;
+    case P_GZIP:
+        fuzz_container(&vd_gzip_container, data, size);
+        break;
+    case P_ZSTD:
+#ifdef HAVE_ZSTD
+        fuzz_container(&vd_zstd_container, data, size);
+#endif
         break;
     case P_DMG: {
         GPtrArray *blobs = NULL;

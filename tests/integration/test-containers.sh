@@ -36,6 +36,8 @@ grep -q '\.xz$' "$T/ls" && fail "a .xz name is listed: $(cat "$T/ls")"
 [ "$(stat -c %s "$M/disk.qcow2")" = $((96 << 20)) ] || fail "disk.qcow2 (in xz): size"
 [ "$(getfattr -n user.vdiskfs.format --only-values "$M/disk.qcow2")" = qcow2 ] ||
     fail "disk.qcow2.xz is not read as qcow2"
+[ "$(getfattr -n user.vdiskfs.container --only-values "$M/disk.qcow2")" = xz ] ||
+    fail "disk.qcow2: user.vdiskfs.container is not xz"
 
 note "reads equal the image: qcow2 in a multi-block xz, raw in a single-block xz"
 cmp "$T/data" "$M/disk.qcow2" || fail "qcow2 inside xz"

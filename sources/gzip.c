@@ -1,0 +1,603 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * gzip: random access by restart points. A gzip file (one member or
+ * several, concatenated) records its size only modulo 2^32, so the first
+ * open decodes it all: that pass learns the size, checks every member's
+ * CRC and length, and records restart points on the way: at a deflate
+ * block boundary every GZ_SPACING or more of output, where it is in the
+ * file (to the bit) and the 32 KiB of output before it, which is all a
+ * raw inflate needs to go on from there (inflatePrime, then
+ * inflateSetDictionary). The index is kept in memory while the file is
+ * open, charged to the mount's memory budget and bounded: past
+ * GZ_MAX_POINTS points (or when the budget says no) every other point is
+ * dropped and the spacing doubles, so the index never takes more than
+ * about GZ_MAX_POINTS * 32 KiB (128 MiB) and a read never decodes more
+ * than one spacing of output before what it wants.
+ *
+ * The pass is synchronous, at open, the cost of reading a gzip file at
+ * all: the size has to be known before the file can be listed. The index
+ * is shared by the opens of the same file (same device, inode, size and
+ * times), and kept a minute after the last one closes, since a listing's
+ * probe and stat and the open after them come in a row. Reads
+ * after it decode from the nearest point before them, in windows of
+ * GZ_WINDOW kept in the decoded-chunk cache (formats/ro-cache.h), with
+ * the decoder left where the last read stopped so that sequential reads
+ * cost one pass.
+ *
+ * Hostile files: a member that does not inflate, fails its CRC or
+ * length, or is cut short makes the open fail with the reason; the pass
+ * allocates nothing from what the file says; inflating to terabytes costs
+ * time (deflate expands at most about 1032 times) but no memory. Bytes
+ * after the last member that do not start another are ignored, as gzip
+ * does.
+ */
+#include "config.h"
+
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "formats/ro-cache.h"
+#include "src/vd-container.h"
+#include "src/vd-error.h"
+#include "src/vd-info.h"
+#include "src/vd-io.h"
+
+#define GZ_DICT       32768u
+#define GZ_SPACING    (1u << 20) /* at the start: doubles as points are thinned */
+#define GZ_MAX_POINTS 4096u
+#define GZ_WINDOW     (1u << 20)
+#define GZ_INPUT      (256u << 10)
+#define GZ_MAX_SIZE   (1ull << 62)
+#define GZ_KEEP       2
+#define GZ_KEEP_USEC  (60 * G_USEC_PER_SEC)
+
+typedef struct {
+    uint64_t in;  /* first whole compressed byte not consumed */
+    uint64_t out; /* uncompressed offset */
+    uint8_t bits; /* unused bits of the byte before in, still to read */
+    bool member;  /* the start of a member (its gzip header at in): no window */
+    uint32_t dict_len;
+    uint8_t *dict; /* the output before out, dict_len bytes (up to 32 KiB) */
+} GzPoint;
+
+/* An inflate running from a restart point on. */
+typedef struct {
+    z_stream zs;
+    bool inited;
+    bool raw;    /* inside a member started mid-way: its trailer is ours to skip */
+    bool ended;  /* past the last member */
+    uint64_t in; /* next compressed byte to read */
+    uint8_t *buf;
+} GzStream;
+
+/* What the first pass learns, shared by the opens of one file (the
+ * probe, the open, the stat of a listing each open it): immutable once
+ * built, reference-counted under index_lock. */
+typedef struct {
+    gint refs;       /* under index_lock */
+    gint64 released; /* monotonic time the last reference went, under index_lock */
+    VdContext *ctx;  /* whose budget reserved is charged to */
+    dev_t dev;       /* the file it was built from, as fstat saw it */
+    ino_t ino;
+    off_t file_size;
+    struct timespec mtime, ctime;
+    /* The file's last bytes (the last member's CRC and length, usually):
+     * file times are coarse, an inode number is reused. */
+    uint8_t tail[16];
+    uint64_t data_end; /* end of the last member */
+    uint64_t size;
+    uint64_t members;
+    uint64_t spacing;
+    GArray *points; /* GzPoint, by out */
+    uint64_t reserved;
+} GzIndex;
+
+typedef struct {
+    VdContext *ctx;
+    int fd;
+    char *name;
+    GzIndex *ix;
+    bool shared;    /* ix is published (index_unref), not this source's alone */
+    RoCache *cache; /* windows, by uncompressed offset */
+    GMutex lock;    /* guards strm and strm_pos */
+    GzStream strm;
+    uint64_t strm_pos;
+    bool live;
+} GzSource;
+
+static bool gz_probe(const uint8_t *head, size_t len, uint64_t file_size)
+{
+    /* Magic, deflate, and no reserved flag bits. */
+    return len >= 10 && head[0] == 0x1f && head[1] == 0x8b && head[2] == 8 && (head[3] & 0xe0) == 0;
+}
+
+static const GzPoint *point_at(const GzSource *x, guint i)
+{
+    return &g_array_index(x->ix->points, GzPoint, i);
+}
+
+static void zlib_error(GzSource *x, const GzStream *s, int r, GError **error)
+{
+    uint64_t at = s->in - s->zs.avail_in;
+    if (r == Z_MEM_ERROR)
+        vd_set_error(error, ENOMEM, "%s: no memory to inflate", x->name);
+    else
+        vd_set_error(error, EIO, "%s: gzip data does not inflate at 0x%" G_GINT64_MODIFIER "x: %s",
+                     x->name, at, s->zs.msg ? s->zs.msg : "bad data");
+}
+
+static bool stream_init(GzSource *x, GzStream *s, GError **error)
+{
+    memset(&s->zs, 0, sizeof s->zs);
+    s->buf = g_malloc(GZ_INPUT);
+    if (inflateInit2(&s->zs, 15 + 16) != Z_OK) {
+        vd_set_error(error, ENOMEM, "%s: no memory for an inflate stream", x->name);
+        return false;
+    }
+    s->inited = true;
+    return true;
+}
+
+static void stream_clear(GzStream *s)
+{
+    if (s->inited)
+        inflateEnd(&s->zs);
+    s->inited = false;
+    g_clear_pointer(&s->buf, g_free);
+}
+
+/* Move the stream to restart point p. */
+static bool stream_start(GzSource *x, GzStream *s, const GzPoint *p, GError **error)
+{
+    s->zs.avail_in = 0;
+    s->zs.next_in = s->buf;
+    s->in = p->in;
+    s->ended = false;
+    s->raw = !p->member;
+    int r = inflateReset2(&s->zs, p->member ? 15 + 16 : -15);
+    if (r == Z_OK && !p->member && p->bits > 0) {
+        uint8_t b;
+        if (!vd_host_pread(x->fd, x->name, &b, 1, p->in - 1, false, error))
+            return false;
+        r = inflatePrime(&s->zs, p->bits, b >> (8 - p->bits));
+    }
+    if (r == Z_OK && !p->member && p->dict_len > 0)
+        r = inflateSetDictionary(&s->zs, p->dict, p->dict_len);
+    if (r != Z_OK) {
+        zlib_error(x, s, r, error);
+        return false;
+    }
+    return true;
+}
+
+/* After a member's end: the next member, or the end of the data. */
+static void member_next(GzSource *x, GzStream *s)
+{
+    if (s->raw) {
+        /* The trailer (CRC-32, ISIZE) that gzip mode would have read;
+         * checked by the first pass. */
+        uInt k = MIN(s->zs.avail_in, 8u);
+        s->zs.next_in += k;
+        s->zs.avail_in -= k;
+        s->in += 8 - k;
+        s->raw = false;
+    }
+    if (s->in - s->zs.avail_in >= x->ix->data_end)
+        s->ended = true;
+    else
+        inflateReset2(&s->zs, 15 + 16);
+}
+
+/* Decode len bytes into out (NULL: skip them). */
+static bool stream_decode(GzSource *x, GzStream *s, uint8_t *out, uint64_t len, GError **error)
+{
+    uint8_t skip[65536];
+    while (len > 0) {
+        if (s->ended) {
+            vd_set_error(error, EIO, "%s: the gzip data ends before its size", x->name);
+            return false;
+        }
+        uInt want = (uInt)(out ? MIN(len, (uint64_t)UINT32_MAX) : MIN(len, sizeof skip));
+        s->zs.next_out = out ? out : skip;
+        s->zs.avail_out = want;
+        if (s->zs.avail_in == 0 && s->in < x->ix->data_end) {
+            size_t n = (size_t)MIN((uint64_t)GZ_INPUT, x->ix->data_end - s->in);
+            if (!vd_host_pread(x->fd, x->name, s->buf, n, s->in, false, error))
+                return false;
+            s->zs.next_in = s->buf;
+            s->zs.avail_in = (uInt)n;
+            s->in += n;
+        }
+        int r = inflate(&s->zs, Z_NO_FLUSH);
+        uInt done = want - s->zs.avail_out;
+        if (r == Z_STREAM_END)
+            member_next(x, s);
+        else if (r == Z_BUF_ERROR && s->zs.avail_in == 0 && s->in >= x->ix->data_end) {
+            vd_set_error(error, EIO, "%s: the gzip data is cut short", x->name);
+            return false;
+        } else if (r != Z_OK && r != Z_BUF_ERROR) {
+            zlib_error(x, s, r, error);
+            return false;
+        }
+        len -= done;
+        if (out)
+            out += done;
+    }
+    return true;
+}
+
+/* The restart point at or before off. */
+static guint point_find(const GzSource *x, uint64_t off)
+{
+    guint lo = 0, hi = x->ix->points->len;
+    while (hi - lo > 1) {
+        guint mid = lo + (hi - lo) / 2;
+        if (point_at(x, mid)->out <= off)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Window key (its uncompressed offset), by the kept stream: on from
+ * where it is when that is after the best restart point, else from it. */
+static GBytes *decode_window(gpointer user, uint64_t key, GError **error)
+{
+    GzSource *x = user;
+    uint64_t wlen = MIN((uint64_t)GZ_WINDOW, x->ix->size - key);
+    uint8_t *data = g_malloc(wlen);
+    g_mutex_lock(&x->lock);
+    const GzPoint *p = point_at(x, point_find(x, key));
+    bool ok = true;
+    if (!x->live || x->strm_pos > key || x->strm_pos < p->out) {
+        x->live = ok = stream_start(x, &x->strm, p, error);
+        x->strm_pos = p->out;
+    }
+    ok = ok && stream_decode(x, &x->strm, NULL, key - x->strm_pos, error) &&
+         stream_decode(x, &x->strm, data, wlen, error);
+    x->strm_pos = key + wlen;
+    if (!ok)
+        x->live = false;
+    g_mutex_unlock(&x->lock);
+    if (!ok) {
+        g_free(data);
+        return NULL;
+    }
+    return g_bytes_new_take(data, wlen);
+}
+
+static bool gz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError **error)
+{
+    GzSource *x = opaque;
+    uint8_t *p = buf;
+    while (len > 0) {
+        uint64_t start = off / GZ_WINDOW * GZ_WINDOW;
+        g_autoptr(GBytes) w = ro_cache_fetch(x->cache, start, decode_window, x, error);
+        if (w == NULL)
+            return false;
+        gsize have;
+        const uint8_t *d = g_bytes_get_data(w, &have);
+        size_t n = (size_t)MIN((uint64_t)len, start + have - off);
+        memcpy(p, d + (off - start), n);
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return true;
+}
+
+static void gz_describe(void *opaque, VdInfo *info)
+{
+    GzSource *x = opaque;
+    vd_info_add_str(info, "container", "gzip");
+    vd_info_add_u64(info, "gzip.members", x->ix->members);
+    vd_info_add_u64(info, "gzip.restart_points", x->ix->points->len);
+    vd_info_add_u64(info, "gzip.restart_spacing", x->ix->spacing);
+}
+
+static void points_free(GArray *points)
+{
+    for (guint i = 0; i < points->len; i++)
+        g_free(g_array_index(points, GzPoint, i).dict);
+    g_array_unref(points);
+}
+
+static void index_free(GzIndex *ix)
+{
+    points_free(ix->points);
+    if (ix->reserved > 0)
+        vd_context_mem_release(ix->ctx, ix->reserved);
+    vd_context_unref(ix->ctx);
+    g_free(ix);
+}
+
+/* The indexes built: referenced ones, and up to GZ_KEEP that no open
+ * holds, kept GZ_KEEP_USEC for the open that often follows a probe or a
+ * stat (each a full pass otherwise). Still charged to their budget. */
+static GMutex index_lock;
+static GList *indexes; /* GzIndex, most recently released first; under index_lock */
+
+/* Drop the unreferenced indexes past GZ_KEEP or GZ_KEEP_USEC; under
+ * index_lock. */
+static void index_expire(void)
+{
+    gint64 now = g_get_monotonic_time();
+    unsigned kept = 0;
+    for (GList *l = indexes, *next; l != NULL; l = next) {
+        GzIndex *ix = l->data;
+        next = l->next;
+        if (ix->refs > 0)
+            continue;
+        if (++kept > GZ_KEEP || now - ix->released > GZ_KEEP_USEC) {
+            indexes = g_list_delete_link(indexes, l);
+            index_free(ix);
+        }
+    }
+}
+
+static bool index_matches(const GzIndex *ix, VdContext *ctx, const struct stat *st,
+                          const uint8_t *tail)
+{
+    return ix->ctx == ctx && memcmp(ix->tail, tail, sizeof ix->tail) == 0 &&
+           ix->dev == st->st_dev && ix->ino == st->st_ino && ix->file_size == st->st_size &&
+           ix->mtime.tv_sec == st->st_mtim.tv_sec && ix->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+           ix->ctime.tv_sec == st->st_ctim.tv_sec && ix->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+/* A reference to the index built from the file st describes, if any. */
+static GzIndex *index_lookup(VdContext *ctx, const struct stat *st, const uint8_t *tail)
+{
+    GzIndex *found = NULL;
+    g_mutex_lock(&index_lock);
+    index_expire();
+    for (GList *l = indexes; l != NULL && found == NULL; l = l->next) {
+        GzIndex *ix = l->data;
+        if (index_matches(ix, ctx, st, tail)) {
+            ix->refs++;
+            found = ix;
+        }
+    }
+    g_mutex_unlock(&index_lock);
+    return found;
+}
+
+/* Share a new index (one reference, the caller's). */
+static void index_publish(GzIndex *ix)
+{
+    g_mutex_lock(&index_lock);
+    indexes = g_list_prepend(indexes, ix);
+    g_mutex_unlock(&index_lock);
+}
+
+static void index_unref(GzIndex *ix)
+{
+    g_mutex_lock(&index_lock);
+    if (--ix->refs == 0) {
+        ix->released = g_get_monotonic_time();
+        /* Most recently released first, so that the oldest go. */
+        indexes = g_list_remove(indexes, ix);
+        indexes = g_list_prepend(indexes, ix);
+    }
+    index_expire();
+    g_mutex_unlock(&index_lock);
+}
+
+static void gz_close(void *opaque)
+{
+    GzSource *x = opaque;
+    if (x->cache != NULL)
+        ro_cache_free(x->cache);
+    stream_clear(&x->strm);
+    if (x->ix != NULL && x->shared)
+        index_unref(x->ix);
+    else if (x->ix != NULL)
+        index_free(x->ix);
+    vd_context_unref(x->ctx);
+    g_mutex_clear(&x->lock);
+    g_free(x->name);
+    close(x->fd);
+    g_free(x);
+}
+
+static const VdSourceOps gz_ops = {
+    .name = "gzip",
+    .pread = gz_pread,
+    .describe = gz_describe,
+    .close = gz_close,
+};
+
+static uint64_t point_cost(const GzPoint *p)
+{
+    return sizeof *p + p->dict_len;
+}
+
+/* Keep every other point (the first stays), twice the spacing. */
+static void points_thin(GzSource *x)
+{
+    guint k = 0;
+    for (guint i = 0; i < x->ix->points->len; i++) {
+        GzPoint *p = &g_array_index(x->ix->points, GzPoint, i);
+        if (i % 2 == 0) {
+            g_array_index(x->ix->points, GzPoint, k++) = *p;
+            continue;
+        }
+        vd_context_mem_release(x->ctx, point_cost(p));
+        x->ix->reserved -= point_cost(p);
+        g_free(p->dict);
+    }
+    g_array_set_size(x->ix->points, k);
+    x->ix->spacing *= 2;
+}
+
+/* Record a restart point: the last dict_len bytes of output are the
+ * ring's, which wrapped (full) or not. */
+static bool point_add(GzSource *x, GzPoint p, const uint8_t *ring, size_t ring_pos, bool full,
+                      GError **error)
+{
+    p.dict_len = p.member ? 0 : full ? GZ_DICT : (uint32_t)ring_pos;
+    for (;;) {
+        if (x->ix->points->len >= GZ_MAX_POINTS)
+            points_thin(x);
+        g_autoptr(GError) local = NULL;
+        if (vd_context_mem_reserve(x->ctx, point_cost(&p), x->name, "gzip restart points", &local))
+            break;
+        /* The budget is spent: fewer points, farther apart, while there
+         * are points to thin. */
+        if (x->ix->points->len < 2) {
+            g_propagate_error(error, g_steal_pointer(&local));
+            return false;
+        }
+        points_thin(x);
+    }
+    x->ix->reserved += point_cost(&p);
+    if (p.dict_len > 0) {
+        p.dict = g_malloc(p.dict_len);
+        if (full) {
+            memcpy(p.dict, ring + ring_pos, GZ_DICT - ring_pos);
+            memcpy(p.dict + GZ_DICT - ring_pos, ring, ring_pos);
+        } else
+            memcpy(p.dict, ring, ring_pos);
+    }
+    g_array_append_val(x->ix->points, p);
+    return true;
+}
+
+/* The first pass: every member inflated and checked, the size and the
+ * restart points learned. */
+static bool build_index(GzSource *x, uint64_t file_size, GError **error)
+{
+    GzStream s = {0};
+    g_autofree uint8_t *ring = g_malloc(GZ_DICT);
+    size_t ring_pos = 0;
+    bool full = false, ok = stream_init(x, &s, error);
+    uint64_t out = 0, last = 0, calls = 0;
+    s.in = 0;
+    ok = ok && point_add(x, (GzPoint){.member = true}, ring, 0, false, error);
+    x->ix->members = 1;
+    while (ok) {
+        if (s.zs.avail_in == 0) {
+            size_t n = (size_t)MIN((uint64_t)GZ_INPUT, file_size - s.in);
+            if (n == 0) {
+                vd_set_error(error, EIO, "%s: the gzip data is cut short", x->name);
+                ok = false;
+                break;
+            }
+            if (!(ok = vd_host_pread(x->fd, x->name, s.buf, n, s.in, false, error)))
+                break;
+            s.zs.next_in = s.buf;
+            s.zs.avail_in = (uInt)n;
+            s.in += n;
+        }
+        if (ring_pos == GZ_DICT) {
+            ring_pos = 0;
+            full = true;
+        }
+        s.zs.next_out = ring + ring_pos;
+        s.zs.avail_out = (uInt)(GZ_DICT - ring_pos);
+        /* Z_BLOCK: stop at each block boundary, where a point may go. */
+        int r = inflate(&s.zs, Z_BLOCK);
+        size_t done = GZ_DICT - ring_pos - s.zs.avail_out;
+        ring_pos += done;
+        out += done;
+        if (out > GZ_MAX_SIZE) {
+            vd_set_error(error, EIO, "%s: the gzip data inflates to more than 2^62 bytes", x->name);
+            ok = false;
+        } else if (++calls % 4096 == 0 && vd_context_cancelled(x->ctx)) {
+            vd_set_error(error, ECANCELED, "%s: cancelled", x->name);
+            ok = false;
+        } else if (r == Z_STREAM_END) {
+            /* The member's CRC and length were checked; another member
+             * follows, or the data ends. */
+            uint64_t at = s.in - s.zs.avail_in;
+            uint8_t magic[3];
+            x->ix->data_end = at;
+            if (at + 18 > file_size)
+                break;
+            if (!(ok = vd_host_pread(x->fd, x->name, magic, sizeof magic, at, false, error)))
+                break;
+            if (magic[0] != 0x1f || magic[1] != 0x8b || magic[2] != 8)
+                break;
+            inflateReset(&s.zs);
+            x->ix->members++;
+            if (out - last >= x->ix->spacing) {
+                ok = point_add(x, (GzPoint){.in = at, .out = out, .member = true}, ring, ring_pos,
+                               full, error);
+                last = out;
+            }
+        } else if (r != Z_OK && r != Z_BUF_ERROR) {
+            zlib_error(x, &s, r, error);
+            ok = false;
+        } else if ((s.zs.data_type & 128) && !(s.zs.data_type & 64) &&
+                   out - last >= x->ix->spacing) {
+            GzPoint p = {.in = s.in - s.zs.avail_in, .out = out, .bits = s.zs.data_type & 7};
+            ok = point_add(x, p, ring, ring_pos, full, error);
+            last = out;
+        }
+    }
+    stream_clear(&s);
+    x->ix->size = out;
+    return ok;
+}
+
+static bool gz_open(VdContext *ctx, int fd, const char *path, const char *name,
+                    const VdSourceOps **ops, void **opaque, uint64_t *size, GError **error)
+{
+    GzSource *x = g_new0(GzSource, 1);
+    x->ctx = vd_context_ref(ctx);
+    x->fd = fd;
+    x->name = g_strdup(name);
+    g_mutex_init(&x->lock);
+    struct stat st;
+    uint8_t tail[16] = {0};
+    bool ok = stream_init(x, &x->strm, error);
+    if (ok && fstat(fd, &st) != 0) {
+        vd_set_error_errno(error, errno, "%s", name);
+        ok = false;
+    }
+    size_t tail_len = ok ? (size_t)MIN((uint64_t)st.st_size, sizeof tail) : 0;
+    ok = ok &&
+         vd_host_pread(fd, name, tail, tail_len, (uint64_t)st.st_size - tail_len, false, error);
+    if (ok && (x->ix = index_lookup(ctx, &st, tail)) != NULL)
+        x->shared = true;
+    else if (ok) {
+        GzIndex *ix = x->ix = g_new0(GzIndex, 1);
+        ix->refs = 1;
+        ix->ctx = vd_context_ref(ctx);
+        ix->dev = st.st_dev;
+        ix->ino = st.st_ino;
+        ix->file_size = st.st_size;
+        ix->mtime = st.st_mtim;
+        ix->ctime = st.st_ctim;
+        memcpy(ix->tail, tail, sizeof tail);
+        ix->spacing = GZ_SPACING;
+        ix->points = g_array_new(FALSE, FALSE, sizeof(GzPoint));
+        ok = build_index(x, (uint64_t)st.st_size, error);
+        if (ok && ix->size == 0) {
+            vd_set_error(error, EIO, "%s: the gzip file holds no data", name);
+            ok = false;
+        }
+        if (ok) {
+            index_publish(ix);
+            x->shared = true;
+        }
+    }
+    if (!ok) {
+        gz_close(x);
+        return false;
+    }
+    x->cache = ro_cache_new(ctx->decode_cache_bytes, GZ_WINDOW);
+    *ops = &gz_ops;
+    *opaque = x;
+    *size = x->ix->size;
+    return true;
+}
+
+const VdContainer vd_gzip_container = {
+    .name = "gzip",
+    .suffix = ".gz",
+    .probe = gz_probe,
+    .open = gz_open,
+};

@@ -1,0 +1,483 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The gzip and zstd containers: their indexes (restart points, frames,
+ * the seek table) read back what was compressed, at random; and hostile
+ * files (sizes that lie, data cut short, a frame that decodes past what
+ * it declares) fail with EIO and a reason, never with other bytes.
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+#ifdef HAVE_ZSTD
+#include <zstd.h>
+#endif
+
+#include "src/vd-container.h"
+#include "src/vd-endian.h"
+#include "src/vd-error.h"
+#include "src/vd-info.h"
+
+#define MiB (1024 * 1024)
+
+static char *dir;
+static VdContext *ctx;
+
+/* Compressible, not trivially: runs of a counter mixed with noise. */
+static uint8_t *make_data(size_t n, uint32_t seed)
+{
+    uint8_t *p = g_malloc(n);
+    GRand *r = g_rand_new_with_seed(seed);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (i / 512) % 3 == 0 ? (uint8_t)g_rand_int(r) : (uint8_t)(i / 4096 + seed);
+    g_rand_free(r);
+    return p;
+}
+
+static char *write_file(const char *name, const void *data, size_t n)
+{
+    char *path = g_build_filename(dir, name, NULL);
+    g_autoptr(GError) err = NULL;
+    g_file_set_contents(path, data, (gssize)n, &err);
+    g_assert_no_error(err);
+    return path;
+}
+
+typedef struct {
+    const VdContainer *c;
+    const VdSourceOps *ops;
+    void *opaque;
+    uint64_t size;
+} Opened;
+
+/* Open bytes as a container: true, or false with error set. */
+static bool open_bytes(const char *name, const void *data, size_t n, Opened *o, GError **error)
+{
+    g_autofree char *path = write_file(name, data, n);
+    o->c = vd_container_probe(data, MIN(n, (size_t)VD_CONTAINER_HEAD), n);
+    g_assert_nonnull(o->c);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    g_assert_cmpint(fd, >=, 0);
+    return o->c->open(ctx, fd, path, name, &o->ops, &o->opaque, &o->size, error);
+}
+
+static void expect_open_error(const char *name, const void *data, size_t n, const char *why)
+{
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_false(open_bytes(name, data, n, &o, &err));
+    g_assert_nonnull(err);
+    if (strstr(err->message, why) == NULL)
+        g_error("%s: expected an error about '%s', got '%s'", name, why, err->message);
+}
+
+static uint64_t info_u64(const Opened *o, const char *key)
+{
+    VdInfo *info = vd_info_new();
+    o->ops->describe(o->opaque, info);
+    const VdInfoEntry *e = vd_info_get(info, key);
+    g_assert_nonnull(e);
+    uint64_t v = e->type == VD_INFO_BOOL ? e->b : e->u64;
+    vd_info_free(info);
+    return v;
+}
+
+/* Whole, then at random offsets, out of order. */
+static void check_reads(const Opened *o, const uint8_t *want, size_t n)
+{
+    g_assert_cmpuint(o->size, ==, n);
+    g_autofree uint8_t *got = g_malloc(n);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(o->ops->pread(o->opaque, got, n, 0, &err));
+    g_assert_no_error(err);
+    g_assert_true(memcmp(got, want, n) == 0);
+    GRand *r = g_rand_new_with_seed(7);
+    for (int i = 0; i < 64; i++) {
+        uint64_t off = (uint64_t)g_rand_double_range(r, 0, (double)n);
+        uint64_t want_len = (uint64_t)g_rand_int_range(r, 1, 3 * MiB); /* MIN evaluates twice */
+        size_t len = (size_t)MIN(want_len, n - off);
+        g_assert_true(o->ops->pread(o->opaque, got, len, off, &err));
+        g_assert_no_error(err);
+        if (memcmp(got, want + off, len) != 0)
+            g_error("read of %zu at %" G_GUINT64_FORMAT " differs", len, off);
+    }
+    g_rand_free(r);
+}
+
+static void expect_read_error(const Opened *o, uint64_t off, size_t len, const char *why)
+{
+    g_autofree uint8_t *buf = g_malloc(len);
+    g_autoptr(GError) err = NULL;
+    g_assert_false(o->ops->pread(o->opaque, buf, len, off, &err));
+    g_assert_error(err, VD_ERROR, EIO);
+    if (why != NULL && strstr(err->message, why) == NULL)
+        g_error("expected a read error about '%s', got '%s'", why, err->message);
+}
+
+/* ---- gzip ---- */
+
+static GByteArray *gz_member(const uint8_t *data, size_t n, int level)
+{
+    z_stream zs = {0};
+    g_assert_cmpint(deflateInit2(&zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), ==, Z_OK);
+    GByteArray *out = g_byte_array_sized_new((guint)deflateBound(&zs, n));
+    g_byte_array_set_size(out, (guint)deflateBound(&zs, n));
+    zs.next_in = (Bytef *)data;
+    zs.avail_in = (uInt)n;
+    zs.next_out = out->data;
+    zs.avail_out = out->len;
+    g_assert_cmpint(deflate(&zs, Z_FINISH), ==, Z_STREAM_END);
+    g_byte_array_set_size(out, (guint)zs.total_out);
+    deflateEnd(&zs);
+    return out;
+}
+
+static void test_gzip_single(void)
+{
+    size_t n = 12 * MiB + 12345;
+    g_autofree uint8_t *data = make_data(n, 1);
+    g_autoptr(GByteArray) gz = gz_member(data, n, 6);
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("one.img.gz", gz->data, gz->len, &o, &err));
+    g_assert_no_error(err);
+    g_assert_cmpstr(o.c->name, ==, "gzip");
+    /* A point every MiB or so, the first at the start. */
+    g_assert_cmpuint(info_u64(&o, "gzip.restart_points"), >=, 8);
+    g_assert_cmpuint(info_u64(&o, "gzip.members"), ==, 1);
+    check_reads(&o, data, n);
+    o.ops->close(o.opaque);
+}
+
+static void test_gzip_members(void)
+{
+    size_t sizes[] = {3 * MiB + 5, 17, 5 * MiB};
+    GByteArray *all = g_byte_array_new();
+    g_autoptr(GByteArray) want = g_byte_array_new();
+    for (unsigned i = 0; i < G_N_ELEMENTS(sizes); i++) {
+        g_autofree uint8_t *d = make_data(sizes[i], 10 + i);
+        g_autoptr(GByteArray) m = gz_member(d, sizes[i], i == 1 ? 0 : 9);
+        g_byte_array_append(all, m->data, m->len);
+        g_byte_array_append(want, d, (guint)sizes[i]);
+    }
+    /* Zeros after the last member are ignored, as gzip does. */
+    static const uint8_t pad[64];
+    g_byte_array_append(all, pad, sizeof pad);
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("many.img.gz", all->data, all->len, &o, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(info_u64(&o, "gzip.members"), ==, 3);
+    check_reads(&o, want->data, want->len);
+    o.ops->close(o.opaque);
+    g_byte_array_unref(all);
+}
+
+/* A memory budget that holds a few points: fewer, farther apart, still
+ * reading right. */
+static void test_gzip_thinned(void)
+{
+    size_t n = 16 * MiB;
+    g_autofree uint8_t *data = make_data(n, 3);
+    g_autoptr(GByteArray) gz = gz_member(data, n, 1);
+    uint64_t budget = ctx->mem_budget;
+    ctx->mem_budget = ctx->mem_used + 6 * 33000;
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("thin.img.gz", gz->data, gz->len, &o, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(info_u64(&o, "gzip.restart_points"), <=, 6);
+    g_assert_cmpuint(info_u64(&o, "gzip.restart_spacing"), >, MiB);
+    check_reads(&o, data, n);
+    o.ops->close(o.opaque);
+    ctx->mem_budget = budget;
+}
+
+/* Opens of one file share its index; a file rewritten is indexed anew. */
+static void test_gzip_shared(void)
+{
+    size_t n = 3 * MiB;
+    g_autofree uint8_t *a = make_data(n, 40), *b = make_data(n, 41);
+    g_autoptr(GByteArray) ga = gz_member(a, n, 6);
+    g_autoptr(GByteArray) gb = gz_member(b, n, 6);
+    Opened o1, o2;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("shared.img.gz", ga->data, ga->len, &o1, &err));
+    g_assert_no_error(err);
+    g_autofree char *path = g_build_filename(dir, "shared.img.gz", NULL);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    gint64 used = ctx->mem_used;
+    g_assert_true(o1.c->open(ctx, fd, path, "again", &o2.ops, &o2.opaque, &o2.size, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(ctx->mem_used, ==, used); /* nothing built again */
+    check_reads(&o2, a, n);
+    o2.ops->close(o2.opaque);
+    check_reads(&o1, a, n);
+    o1.ops->close(o1.opaque);
+    /* Rewritten (g_file_set_contents: another inode, other times). */
+    g_assert_true(open_bytes("shared.img.gz", gb->data, gb->len, &o1, &err));
+    g_assert_no_error(err);
+    check_reads(&o1, b, n);
+    o1.ops->close(o1.opaque);
+}
+
+static void test_gzip_hostile(void)
+{
+    size_t n = 2 * MiB;
+    g_autofree uint8_t *data = make_data(n, 4);
+    g_autoptr(GByteArray) gz = gz_member(data, n, 6);
+    /* ISIZE that lies (the size mod 2^32 in the trailer). */
+    g_autofree uint8_t *b = g_memdup2(gz->data, gz->len);
+    b[gz->len - 4] ^= 1;
+    expect_open_error("isize.gz", b, gz->len, "length check");
+    /* A CRC that does not match. */
+    memcpy(b, gz->data, gz->len);
+    b[gz->len - 8] ^= 1;
+    expect_open_error("crc.gz", b, gz->len, "data check");
+    /* Cut short. */
+    expect_open_error("cut.gz", gz->data, gz->len / 2, "cut short");
+    /* Damage in the deflate data. */
+    memcpy(b, gz->data, gz->len);
+    memset(b + gz->len / 3, 0xff, 64);
+    expect_open_error("bad.gz", b, gz->len, "does not inflate");
+    /* A second member cut short: not a silent end. */
+    g_autoptr(GByteArray) two = g_byte_array_new();
+    g_byte_array_append(two, gz->data, gz->len);
+    g_byte_array_append(two, gz->data, gz->len / 2);
+    expect_open_error("cut2.gz", two->data, two->len, "cut short");
+    /* A header and nothing in it. */
+    g_autoptr(GByteArray) empty = gz_member(data, 0, 6);
+    expect_open_error("empty.gz", empty->data, empty->len, "no data");
+}
+
+#ifdef HAVE_ZSTD
+/* ---- zstd ---- */
+
+static void zs_append(GByteArray *out, const uint8_t *d, size_t n, int level, bool size_known)
+{
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, size_known);
+    ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
+    size_t cap = ZSTD_compressBound(n), at = out->len;
+    g_byte_array_set_size(out, (guint)(at + cap));
+    ZSTD_outBuffer ob = {out->data + at, cap, 0};
+    ZSTD_inBuffer ib = {d, n, 0};
+    /* Streamed, so that the pledged size is known only when asked. */
+    size_t r = ZSTD_compressStream2(c, &ob, &ib, ZSTD_e_end);
+    g_assert_cmpuint(r, ==, 0);
+    g_byte_array_set_size(out, (guint)(at + ob.pos));
+    ZSTD_freeCCtx(c);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The seekable format's table for frames (compressed, decompressed). */
+static void seek_table(GByteArray *out, const uint32_t *c, const uint32_t *d, unsigned n)
+{
+    uint8_t h[8], e[8], f[9];
+    put_le32(h, 0x184D2A5E);
+    put_le32(h + 4, n * 8 + 9);
+    g_byte_array_append(out, h, 8);
+    for (unsigned i = 0; i < n; i++) {
+        put_le32(e, c[i]);
+        put_le32(e + 4, d[i]);
+        g_byte_array_append(out, e, 8);
+    }
+    put_le32(f, n);
+    f[4] = 0;
+    put_le32(f + 5, 0x8F92EAB1);
+    g_byte_array_append(out, f, 9);
+}
+
+static void test_zstd_frames(void)
+{
+    size_t sizes[] = {2 * MiB, 3 * MiB + 7, 1, 4 * MiB};
+    GByteArray *z = g_byte_array_new();
+    g_autoptr(GByteArray) want = g_byte_array_new();
+    /* A skippable frame first, as some writers put metadata there. */
+    static const uint8_t skip[12] = {0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 'm', 'e', 't', 'a'};
+    g_byte_array_append(z, skip, sizeof skip);
+    for (unsigned i = 0; i < G_N_ELEMENTS(sizes); i++) {
+        g_autofree uint8_t *d = make_data(sizes[i], 20 + i);
+        zs_append(z, d, sizes[i], 3, i != 1); /* one frame without its size */
+        g_byte_array_append(want, d, (guint)sizes[i]);
+    }
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("frames.img.zst", z->data, z->len, &o, &err));
+    g_assert_no_error(err);
+    g_assert_cmpstr(o.c->name, ==, "zstd");
+    g_assert_cmpuint(info_u64(&o, "zstd.frames"), ==, 4);
+    g_assert_cmpuint(info_u64(&o, "zstd.seek_table"), ==, 0);
+    check_reads(&o, want->data, want->len);
+    o.ops->close(o.opaque);
+    g_byte_array_unref(z);
+}
+
+/* One frame larger than is cached whole: streamed in windows. */
+static void test_zstd_single(void)
+{
+    size_t n = 40 * MiB + 99;
+    g_autofree uint8_t *data = make_data(n, 5);
+    g_autoptr(GByteArray) z = g_byte_array_new();
+    zs_append(z, data, n, 1, true);
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("single.img.zst", z->data, z->len, &o, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(info_u64(&o, "zstd.frames"), ==, 1);
+    check_reads(&o, data, n);
+    o.ops->close(o.opaque);
+}
+
+static void test_zstd_seekable(void)
+{
+    enum { N = 5 };
+    uint32_t c[N], d[N];
+    g_autoptr(GByteArray) z = g_byte_array_new();
+    g_autoptr(GByteArray) want = g_byte_array_new();
+    for (unsigned i = 0; i < N; i++) {
+        d[i] = MiB + i * 1000;
+        g_autofree uint8_t *p = make_data(d[i], 30 + i);
+        guint at = z->len;
+        zs_append(z, p, d[i], 3, i % 2 == 0);
+        c[i] = z->len - at;
+        g_byte_array_append(want, p, d[i]);
+    }
+    guint frames_end = z->len;
+    seek_table(z, c, d, N);
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("seek.img.zst", z->data, z->len, &o, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(info_u64(&o, "zstd.seek_table"), ==, 1);
+    g_assert_cmpuint(info_u64(&o, "zstd.frames"), ==, N);
+    check_reads(&o, want->data, want->len);
+    o.ops->close(o.opaque);
+
+    /* A table whose frames do not add up to where it starts. */
+    g_byte_array_set_size(z, frames_end);
+    c[2] += 1;
+    seek_table(z, c, d, N);
+    expect_open_error("seek-sum.zst", z->data, z->len, "seek table");
+    c[2] -= 1;
+    /* A table that says a frame holds less than it decodes to (frame 1
+     * records no size of its own): the read of it fails. */
+    g_byte_array_set_size(z, frames_end);
+    d[1] -= 100;
+    seek_table(z, c, d, N);
+    g_assert_true(open_bytes("seek-less.img.zst", z->data, z->len, &o, &err));
+    g_assert_no_error(err);
+    expect_read_error(&o, d[0] + 10, 100, "more than its declared");
+    /* The frames before it still read. */
+    g_autofree uint8_t *buf = g_malloc(d[0]);
+    g_assert_true(o.ops->pread(o.opaque, buf, d[0], 0, &err));
+    g_assert_true(memcmp(buf, want->data, d[0]) == 0);
+    o.ops->close(o.opaque);
+    /* One that says more: the frame ends before. */
+    g_byte_array_set_size(z, frames_end);
+    d[1] += 200;
+    seek_table(z, c, d, N);
+    g_assert_true(open_bytes("seek-more.img.zst", z->data, z->len, &o, &err));
+    g_assert_no_error(err);
+    expect_read_error(&o, d[0], 10, "ends before");
+    o.ops->close(o.opaque);
+    /* And against a frame that records its size: refused at open. */
+    g_byte_array_set_size(z, frames_end);
+    d[1] -= 100;
+    d[0] += 1;
+    seek_table(z, c, d, N);
+    expect_open_error("seek-fcs.zst", z->data, z->len, "records another size");
+}
+
+static void test_zstd_hostile(void)
+{
+    size_t n = 3 * MiB;
+    g_autofree uint8_t *data = make_data(n, 6);
+    g_autoptr(GByteArray) z = g_byte_array_new();
+    zs_append(z, data, n, 3, true);
+    g_autofree uint8_t *b = g_memdup2(z->data, z->len);
+    /* A frame content size that lies (smaller, then larger): the frame
+     * is indexed by it, and its read fails. */
+    uint8_t fhd = b[4];
+    unsigned fcs_at = 5 + ((fhd & 0x20) ? 0 : 1) + (unsigned[]){0, 1, 2, 4}[fhd & 3];
+    g_assert_cmpuint(fhd >> 6, ==, 2); /* 4 bytes */
+    for (int delta = -4096; delta <= 4096; delta += 8192) {
+        memcpy(b, z->data, z->len);
+        put_le32(b + fcs_at, (uint32_t)((int64_t)n + delta));
+        Opened o;
+        g_autoptr(GError) err = NULL;
+        g_assert_true(open_bytes("fcs.img.zst", b, z->len, &o, &err));
+        g_assert_no_error(err);
+        g_assert_cmpuint(o.size, ==, n + delta);
+        expect_read_error(&o, 0, 4096, NULL);
+        o.ops->close(o.opaque);
+    }
+    /* Cut short: the block headers run past the end. */
+    expect_open_error("cut.zst", z->data, z->len / 2, "cut short");
+    /* Garbage after the frames. */
+    g_autoptr(GByteArray) more = g_byte_array_new();
+    g_byte_array_append(more, z->data, z->len);
+    g_byte_array_append(more, (const uint8_t *)"garbage!", 8);
+    expect_open_error("junk.zst", more->data, more->len, "no zstd frame");
+    /* A reserved block type. */
+    memcpy(b, z->data, z->len);
+    unsigned hsize = fcs_at + 4;
+    b[hsize] |= 6;
+    expect_open_error("reserved.zst", b, z->len, "reserved");
+    /* A skippable frame that claims to run past the end. */
+    static const uint8_t skip[12] = {0x5f, 0x2a, 0x4d, 0x18, 0xff, 0xff, 0xff, 0x0f};
+    g_autoptr(GByteArray) s = g_byte_array_new();
+    g_byte_array_append(s, z->data, z->len);
+    g_byte_array_append(s, skip, sizeof skip);
+    expect_open_error("skip.zst", s->data, s->len, "past the end");
+    /* Damage inside a frame: indexed, the read fails. */
+    memcpy(b, z->data, z->len);
+    memset(b + z->len / 2, 0x55, 32);
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    if (open_bytes("bad.img.zst", b, z->len, &o, &err)) {
+        expect_read_error(&o, 0, n, NULL);
+        o.ops->close(o.opaque);
+    } else
+        g_assert_error(err, VD_ERROR, EIO);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    dir = g_dir_make_tmp("vdtest-XXXXXX", NULL);
+    g_autoptr(GError) err = NULL;
+    ctx = vd_context_new(dir, &err);
+    g_assert_no_error(err);
+    g_test_add_func("/gzip/single", test_gzip_single);
+    g_test_add_func("/gzip/members", test_gzip_members);
+    g_test_add_func("/gzip/thinned", test_gzip_thinned);
+    g_test_add_func("/gzip/shared", test_gzip_shared);
+    g_test_add_func("/gzip/hostile", test_gzip_hostile);
+#ifdef HAVE_ZSTD
+    g_test_add_func("/zstd/frames", test_zstd_frames);
+    g_test_add_func("/zstd/single", test_zstd_single);
+    g_test_add_func("/zstd/seekable", test_zstd_seekable);
+    g_test_add_func("/zstd/hostile", test_zstd_hostile);
+#endif
+    int r = g_test_run();
+    /* Every source gave back what it reserved, but for the last gzip
+     * indexes, kept for the next open (small here). */
+    g_assert_cmpint(ctx->mem_used, <, 2 * MiB);
+    vd_context_unref(ctx);
+    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        r = 1;
+    g_free(dir);
+    return r;
+}
