@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "vd-driver.h"
 #include "vdisk-qemu.h"
@@ -132,6 +133,26 @@ static bool qemu_has_get_info(const char *fmt)
     return false;
 }
 
+/* QEMU counts a qcow2 image's own file only, not its external data file;
+ * it sums every file of a VMDK. */
+static uint64_t actual_size(VdImage *img)
+{
+    struct stat st;
+    if (strcmp(img->driver->name, "qcow2") == 0)
+        return fstat(img->fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+    return vd_image_host_bytes(img);
+}
+
+bool vdq_supports_backing(const char *fmt)
+{
+    static const char *const names[] = {"qcow2", "qcow", "qed", "vmdk", "parallels"};
+    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+        if (strcmp(fmt, names[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void qcow2_specific(JsonBuilder *b, const VdInfo *d)
 {
     const VdInfoEntry *e;
@@ -217,16 +238,20 @@ static void vmdk_specific(JsonBuilder *b, const VdInfo *d, const char *filename)
     json_builder_end_array(b);
 }
 
+/* backing-filename-format is what the image records (QEMU's VMDK driver
+ * names "vmdk" itself; QED records only "do not probe: raw"). */
 static const char *backing_format(VdImage *img, const VdInfo *d)
 {
+    const char *fmt = img->driver->name;
     const VdInfoEntry *e = entry(d, "backing_format", VD_INFO_STR);
-    if (e != NULL)
-        return e->str;
-    /* QEMU's VMDK driver names its parent's format itself. */
-    if (strcmp(img->driver->name, "vmdk") == 0)
+    if (strcmp(fmt, "qcow2") == 0)
+        return e != NULL ? e->str : NULL;
+    if (strcmp(fmt, "qed") == 0)
+        return e != NULL && strcmp(e->str, "raw") == 0 ? "raw" : NULL;
+    if (strcmp(fmt, "vmdk") == 0)
         return "vmdk";
-    if (strcmp(img->driver->name, "qcow2") == 0)
-        return NULL; /* only when the header extension records one */
+    if (strcmp(fmt, "qcow") == 0)
+        return NULL;
     return img->backing_format;
 }
 
@@ -243,7 +268,7 @@ JsonNode *vdq_image_info(VdImage *img, const char *filename, GError **error)
     vdq_add_string(b, "filename", filename);
     vdq_add_string(b, "format", fmt);
     add_int(b, "virtual-size", vd_image_size(img));
-    add_int(b, "actual-size", vd_image_host_bytes(img));
+    add_int(b, "actual-size", actual_size(img));
     if (qemu_has_get_info(fmt)) {
         bool dirty = false;
         if ((e = entry(d, "dirty", VD_INFO_BOOL)) != NULL)

@@ -27,6 +27,10 @@ JsonNode *vdq_snapshot_list(GPtrArray *snaps);
  * given for the top, the resolved backing name for the layers below). */
 JsonNode *vdq_image_info(VdImage *img, const char *filename, GError **error);
 
+/* Whether QEMU's driver for fmt takes a backing file: where it does not,
+ * qemu-img map calls unallocated runs present (they read as zeros). */
+bool vdq_supports_backing(const char *fmt);
+
 /* The backing file's name as qemu-img resolves it against the image's. */
 char *vdq_full_backing_name(const char *filename, const char *backing);
 

@@ -143,6 +143,7 @@ static int cmd_map(VdImage *img)
     uint64_t size = vd_image_size(img), off = 0;
     MapRun cur = {0};
     bool have = false, first = true;
+    bool all_present = img->backing == NULL && !vdq_supports_backing(img->driver->name);
     if (!opt_json)
         printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
     while (off < size) {
@@ -159,13 +160,19 @@ static int cmd_map(VdImage *img)
             .start = off,
             .length = e.length,
             .depth = e.depth,
-            .present = e.state != VD_EXTENT_UNALLOCATED,
+            .present = all_present || e.state != VD_EXTENT_UNALLOCATED,
             .zero = e.state == VD_EXTENT_ZERO || e.state == VD_EXTENT_UNALLOCATED,
             .data = vd_chain_extent_is_data(&e),
             .has_offset = e.state == VD_EXTENT_DATA,
             .offset = e.host_offset,
             .file = layer->path,
         };
+        /* A raw file's holes are still at their own offset: qemu-img
+         * gives it (data stays false). */
+        if (e.state == VD_EXTENT_ZERO && strcmp(layer->driver->name, "raw") == 0) {
+            r.has_offset = true;
+            r.offset = off;
+        }
         if (have && cur.depth == r.depth && cur.present == r.present && cur.zero == r.zero &&
             cur.data == r.data && cur.has_offset == r.has_offset && cur.file == r.file &&
             (!r.has_offset || cur.offset + cur.length == r.offset)) {
