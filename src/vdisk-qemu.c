@@ -381,7 +381,7 @@ static void print_tree(JsonNode *node, int indent)
     }
 }
 
-void vdq_print_info_text(JsonNode *info)
+void vdq_print_info_text(JsonNode *info, const char *const *extra)
 {
     JsonObject *o = json_node_get_object(info);
     gint64 size = member_int(o, "virtual-size", 0);
@@ -416,9 +416,13 @@ void vdq_print_info_text(JsonNode *info)
      * lists on one line, as vd_info_entry_to_string spells them. */
     JsonObject *v =
         json_object_has_member(o, "vdiskfs") ? json_object_get_object_member(o, "vdiskfs") : NULL;
-    if (v == NULL || json_object_get_size(v) == 0)
+    if ((v == NULL || json_object_get_size(v) == 0) && (extra == NULL || extra[0] == NULL))
         return;
     printf("vdiskfs information:\n");
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++)
+        printf("    %s\n", extra[i]);
+    if (v == NULL)
+        return;
     g_autoptr(GList) keys = json_object_get_members(v);
     for (GList *l = keys; l != NULL; l = l->next) {
         JsonNode *n = json_object_get_member(v, l->data);

@@ -34,8 +34,10 @@ bool vdq_supports_backing(const char *fmt);
 /* The backing file's name as qemu-img resolves it against the image's. */
 char *vdq_full_backing_name(const char *filename, const char *backing);
 
-/* qemu-img info's text for one info object, then its "vdiskfs" keys. */
-void vdq_print_info_text(JsonNode *info);
+/* qemu-img info's text for one info object, then under "vdiskfs
+ * information" the extra lines (NULL-terminated, may be NULL) and its
+ * "vdiskfs" keys. */
+void vdq_print_info_text(JsonNode *info, const char *const *extra);
 void vdq_print_snapshots_text(JsonNode *snapshots);
 
 /* A size as qemu-img prints it: "1 MiB", "1.03 MiB", "332 KiB". */

@@ -89,10 +89,16 @@ static int cmd_info(VdImage *img, const char *filename)
         }
         return 0;
     }
+    /* The layers as opened (host path, driver), which qemu-img does not
+     * print: where a probe or a search found the backing file. */
+    g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func(g_free);
+    for (VdImage *b = img->backing; b != NULL && !opt_backing_chain; b = b->backing)
+        g_ptr_array_add(lines, g_strdup_printf("backing chain: %s (%s)", b->path, b->driver->name));
+    g_ptr_array_add(lines, NULL);
     for (guint i = 0; i < json_array_get_length(chain); i++) {
         if (i > 0)
             printf("\n");
-        vdq_print_info_text(json_array_get_element(chain, i));
+        vdq_print_info_text(json_array_get_element(chain, i), (const char *const *)lines->pdata);
     }
     return 0;
 }
