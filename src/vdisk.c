@@ -343,9 +343,9 @@ int main(int argc, char *argv[])
     if (strcmp(cmd, "snapshots") == 0)
         return cmd_snapshots(img);
     if (strcmp(cmd, "check") == 0)
-        return vdisk_cmd_check(img);
+        return vdisk_cmd_check(img, argv[2], opt_json);
     if (strcmp(cmd, "partitions") == 0)
-        return vdisk_cmd_partitions(img);
+        return vdisk_cmd_partitions(img, opt_json);
     if (argc == 4) {
         g_autoptr(GPtrArray) snaps = vd_image_snapshots(img, &err);
         const char *id = NULL;
