@@ -195,19 +195,20 @@ static uint64_t parse_hex(const char *s)
 static void vmdk_extent(JsonBuilder *b, const VdInfo *d, const char *line, const char *filename,
                         bool hosted)
 {
-    g_auto(GStrv) tok = g_strsplit_set(line, " \t", 4);
-    if (g_strv_length(tok) < 4)
+    char access[16], type[32];
+    uint64_t sectors;
+    /* Fields are separated by any run of blanks; the name is quoted. */
+    if (sscanf(line, "%15s %" SCNu64 " %31s", access, &sectors, type) != 3)
         return;
-    const char *type = tok[2];
     bool flat = g_ascii_strcasecmp(type, "FLAT") == 0 || g_ascii_strcasecmp(type, "VMFS") == 0 ||
                 g_ascii_strcasecmp(type, "ZERO") == 0 || g_ascii_strncasecmp(type, "VMFSR", 5) == 0;
-    const char *q1 = strchr(tok[3], '"'), *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
+    const char *q1 = strchr(line, '"'), *q2 = q1 ? strchr(q1 + 1, '"') : NULL;
     g_autofree char *name = q2 ? g_strndup(q1 + 1, (gsize)(q2 - q1 - 1)) : g_strdup("");
     const VdInfoEntry *e;
     json_builder_begin_object(b);
     if (!flat && (e = entry(d, "compression", VD_INFO_STR)) != NULL && strcmp(e->str, "none") != 0)
         add_bool(b, "compressed", true);
-    add_int(b, "virtual-size", g_ascii_strtoull(tok[1], NULL, 10) * 512);
+    add_int(b, "virtual-size", sectors > G_MAXUINT64 / 512 ? G_MAXUINT64 : sectors * 512);
     /* A hosted sparse extent is the image file itself, which QEMU opens
      * without a descriptor type: it reports the type as "". */
     g_autofree char *path = hosted ? g_strdup(filename) : vdq_full_backing_name(filename, name);
