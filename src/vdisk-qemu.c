@@ -153,6 +153,62 @@ bool vdq_supports_backing(const char *fmt)
     return false;
 }
 
+/* QEMU splits the LUKS mode "xts-plain64" or "cbc-essiv:sha256" into the
+ * cipher mode, the IV generator and its hash. */
+static void luks_specific(JsonBuilder *b, const VdInfo *d)
+{
+    const VdInfoEntry *e;
+    if ((e = entry(d, "encryption_cipher", VD_INFO_STR)) != NULL)
+        vdq_add_string(b, "cipher-alg", e->str);
+    if ((e = entry(d, "encryption_mode", VD_INFO_STR)) != NULL) {
+        g_autofree char *mode = g_strdup(e->str);
+        char *iv = strchr(mode, '-'), *ivhash = NULL;
+        if (iv != NULL) {
+            *iv++ = '\0';
+            if ((ivhash = strchr(iv, ':')) != NULL)
+                *ivhash++ = '\0';
+        }
+        vdq_add_string(b, "cipher-mode", mode);
+        if (iv != NULL)
+            vdq_add_string(b, "ivgen-alg", iv);
+        if (ivhash != NULL)
+            vdq_add_string(b, "ivgen-hash-alg", ivhash);
+    }
+    if ((e = entry(d, "encryption_hash", VD_INFO_STR)) != NULL)
+        vdq_add_string(b, "hash-alg", e->str);
+    if ((e = entry(d, "encryption_uuid", VD_INFO_STR)) != NULL)
+        vdq_add_string(b, "uuid", e->str);
+    if ((e = entry(d, "encryption_payload_offset", VD_INFO_U64)) != NULL)
+        add_int(b, "payload-offset", e->u64);
+    if ((e = entry(d, "encryption_master_key_iterations", VD_INFO_U64)) != NULL)
+        add_int(b, "master-key-iters", e->u64);
+    if ((e = entry(d, "encryption_key_slots", VD_INFO_LIST)) == NULL)
+        return;
+    json_builder_set_member_name(b, "slots");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < e->list->len; i++) {
+        /* "active iterations=N stripes=N key_offset=N" or
+         * "inactive key_offset=N", as qcow2-crypto.c describes a slot. */
+        const char *item = e->list->pdata[i];
+        unsigned iters = 0, stripes = 0;
+        uint64_t key_offset = 0;
+        json_builder_begin_object(b);
+        if (sscanf(item, "active iterations=%u stripes=%u key_offset=%" SCNu64, &iters, &stripes,
+                   &key_offset) == 3) {
+            add_bool(b, "active", true);
+            add_int(b, "iters", iters);
+            add_int(b, "key-offset", key_offset);
+            add_int(b, "stripes", stripes);
+        } else {
+            sscanf(item, "inactive key_offset=%" SCNu64, &key_offset);
+            add_bool(b, "active", false);
+            add_int(b, "key-offset", key_offset);
+        }
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+}
+
 static void qcow2_specific(JsonBuilder *b, const VdInfo *d)
 {
     const VdInfoEntry *e;
@@ -175,11 +231,11 @@ static void qcow2_specific(JsonBuilder *b, const VdInfo *d)
     if ((e = entry(d, "refcount_bits", VD_INFO_U64)) != NULL)
         add_int(b, "refcount-bits", e->u64);
     if ((e = entry(d, "encryption", VD_INFO_STR)) != NULL && strcmp(e->str, "none") != 0) {
-        /* Only the method: QEMU's LUKS details (slots, iterations, uuid)
-         * are not in the description. */
         json_builder_set_member_name(b, "encrypt");
         json_builder_begin_object(b);
         vdq_add_string(b, "format", e->str);
+        if (strcmp(e->str, "luks") == 0)
+            luks_specific(b, d);
         json_builder_end_object(b);
     }
     if ((e = entry(d, "compression_type", VD_INFO_STR)) != NULL)

@@ -159,6 +159,23 @@ for spec in $IMAGES; do
     grep -qx "file format: $fmt" "$T/human" || fail "$img: human output: $(cat "$T/human")"
 done
 
+note "encrypted qcow2: the LUKS header as qemu-img describes it, without a key"
+SECRET="--object secret,id=s0,data=pw"
+for mode in "" "encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=sha256"; do
+    rm -f luks.qcow2
+    create_luks luks.qcow2 "$mode"
+    qemu-img info --output=json luks.qcow2 >"$T/q.json" || fail "qemu-img info luks $mode"
+    "$VDISK" info --json luks.qcow2 >"$T/v.json" || fail "vdisk info luks $mode"
+    python3 "$T/compare.py" "info luks.qcow2 $mode" "$T/q.json" "$T/v.json" >"$T/diff" ||
+        fail "$(cat "$T/diff")"
+    # Unlocked, the same description.
+    printf '[luks.qcow2]\npassphrase=pw\n' >"$T/keys"
+    chmod 600 "$T/keys"
+    "$VDISK" info --json -k "$T/keys" luks.qcow2 >"$T/v.json" || fail "vdisk info -k luks $mode"
+    python3 "$T/compare.py" "info -k luks.qcow2 $mode" "$T/q.json" "$T/v.json" >"$T/diff" ||
+        fail "$(cat "$T/diff")"
+done
+
 note "the 0xe9 snapshot name is valid JSON, with U+FFFD"
 "$VDISK" info --json top.qcow2 >"$T/top.json"
 "$VDISK" snapshots --json top.qcow2 >"$T/snaps.json"
