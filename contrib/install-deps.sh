@@ -8,6 +8,8 @@ xz-utils zstd gzip binutils mount fdisk fuse2fs"
 PKGS="$PKGS libdeflate-dev libbz2-dev liblzma-dev bximage cloop-utils fio"
 # tests/integration/test-netfs.sh: IMAGEDIR on a FUSE view changed underneath.
 PKGS="$PKGS bindfs"
+# vdisk's JSON output.
+PKGS="$PKGS libjson-glib-dev"
 # EWF: ewf-tools to make and verify evidence files.
 PKGS="$PKGS ewf-tools"
 # The Debian package (CI builds it and runs lintian).

@@ -43,6 +43,14 @@ struct Qcow2Crypto {
     int slot;
     uint32_t active_slots;
     bool locked; /* header read, no key: vdisk without a key file */
+    /* The LUKS header as qemu-img info describes it. */
+    char uuid[41];
+    uint64_t payload_offset; /* bytes */
+    uint32_t mk_iterations;
+    struct {
+        uint32_t iterations, stripes;
+        uint64_t key_offset; /* bytes, within the header area */
+    } slot_info[LUKS_SLOTS];
 };
 
 Qcow2Crypto *qcow2_crypto_ref(Qcow2Crypto *c)
@@ -325,6 +333,15 @@ static bool luks_open(Qcow2State *s, VdImage *img, Qcow2Crypto *c, const char *p
     header_string(c->cipher_name, h + 8, 32);
     header_string(c->cipher_mode, h + 40, 32);
     header_string(c->hash_spec, h + 72, 32);
+    header_string(c->uuid, h + 168, 40);
+    c->payload_offset = (uint64_t)vd_be32(h + 104) * QCOW2_SECTOR;
+    c->mk_iterations = vd_be32(h + 164);
+    for (int i = 0; i < LUKS_SLOTS; i++) {
+        const uint8_t *ks = h + 208 + i * 48;
+        c->slot_info[i].iterations = vd_be32(ks + 4);
+        c->slot_info[i].key_offset = (uint64_t)vd_be32(ks + 40) * QCOW2_SECTOR;
+        c->slot_info[i].stripes = vd_be32(ks + 44);
+    }
     uint32_t key_bytes = vd_be32(h + 108);
     uint32_t mk_iter = vd_be32(h + 164);
     if (key_bytes == 0 || key_bytes > CRYPTO_MAX_KEY || mk_iter == 0) {
@@ -478,6 +495,22 @@ void qcow2_crypto_describe(const Qcow2State *s, VdInfo *info)
     vd_info_add_str(info, "encryption_mode", "%s", c->cipher_mode);
     if (s->crypt_method == QCOW2_CRYPT_LUKS) {
         vd_info_add_str(info, "encryption_hash", "%s", c->hash_spec);
+        vd_info_add_str(info, "encryption_uuid", "%s", c->uuid);
+        vd_info_add_u64(info, "encryption_payload_offset", c->payload_offset);
+        vd_info_add_u64(info, "encryption_master_key_iterations", c->mk_iterations);
+        /* One item a slot, in order; vdisk info --json makes objects of them. */
+        for (int i = 0; i < LUKS_SLOTS; i++) {
+            if (c->active_slots & (1u << i))
+                vd_info_add_list_item(
+                    info, "encryption_key_slots",
+                    "active iterations=%u stripes=%u key_offset=%" G_GUINT64_FORMAT,
+                    c->slot_info[i].iterations, c->slot_info[i].stripes,
+                    c->slot_info[i].key_offset);
+            else
+                vd_info_add_list_item(info, "encryption_key_slots",
+                                      "inactive key_offset=%" G_GUINT64_FORMAT,
+                                      c->slot_info[i].key_offset);
+        }
         for (int i = 0; i < LUKS_SLOTS; i++) {
             if (c->active_slots & (1u << i))
                 vd_info_add_list_item(info, "encryption_active_slots", "%d", i);

@@ -73,7 +73,10 @@ bool qcow2_read_snapshots(Qcow2State *s, uint64_t file_size, GError **error)
         sn->l1_size = vd_be32(h + 8);
         sn->date_sec = vd_be32(h + 16);
         sn->date_nsec = vd_be32(h + 20);
+        sn->vm_clock_nsec = vd_be64(h + 24);
         sn->vm_state_size = vd_be32(h + 32);
+        /* Extra data from QEMU 5.0 on records icount; all ones is "none". */
+        sn->icount = extra_len >= 24 ? vd_be64(var + 16) : UINT64_MAX;
         if (extra_len >= 8)
             sn->vm_state_size = vd_be64(var);
         sn->virtual_size = extra_len >= 16 ? vd_be64(var + 8) : s->virtual_size;
@@ -99,6 +102,9 @@ GPtrArray *qcow2_snapshot_list(VdImage *img, GError **error)
         vi->date_nsec = sn->date_nsec;
         vi->virtual_size = sn->virtual_size;
         vi->vm_state_size = sn->vm_state_size;
+        vi->vm_clock_nsec = sn->vm_clock_nsec;
+        vi->has_icount = sn->icount != UINT64_MAX;
+        vi->icount = sn->icount;
         g_ptr_array_add(out, vi);
     }
     return out;

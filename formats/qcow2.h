@@ -87,6 +87,8 @@ typedef struct {
     uint32_t date_nsec;
     uint64_t vm_state_size;
     uint64_t virtual_size;
+    uint64_t vm_clock_nsec;
+    uint64_t icount; /* UINT64_MAX when not recorded */
 } Qcow2Snapshot;
 
 /* One (sub)cluster as the mapping describes it. */

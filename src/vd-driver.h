@@ -108,6 +108,9 @@ typedef struct {
     uint32_t date_nsec;
     uint64_t virtual_size;
     uint64_t vm_state_size;
+    uint64_t vm_clock_nsec; /* guest clock when taken */
+    bool has_icount;        /* icount: instructions executed, when recorded */
+    uint64_t icount;
 } VdSnapshotInfo;
 
 void vd_snapshot_info_free(VdSnapshotInfo *s);

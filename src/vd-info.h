@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Ordered key/value descriptions of an image, for `vdisk info` (text and
- * JSON) and the user.vdiskfs.* extended attributes. Keys are lower-case
+ * Ordered key/value descriptions of an image, for `vdisk info` (its
+ * "vdiskfs" keys) and the user.vdiskfs.* extended attributes. Keys are lower-case
  * with underscores; a key holding a list is a JSON array.
  */
 #ifndef VD_INFO_H
@@ -48,9 +48,5 @@ char *vd_info_entry_to_string(const VdInfoEntry *e);
 VdInfo *vd_info_describe(VdImage *img);
 /* The container's description alone ("ewf.md5"...), or NULL. */
 VdInfo *vd_info_describe_source(VdImage *img);
-
-/* JSON helpers for vdisk's output. */
-void vd_json_string(GString *out, const char *s);
-void vd_info_to_json(const VdInfo *info, GString *out);
 
 #endif

@@ -9,6 +9,7 @@
 #include "vd-error.h"
 #include "vd-image.h"
 #include "vdisk-cmds.h"
+#include "vdisk-qemu.h"
 
 static void print_text(const VdCheckReport *r)
 {
@@ -40,7 +41,41 @@ static void print_text(const VdCheckReport *r)
         printf("Image end offset: %" G_GUINT64_FORMAT "\n", r->image_end_offset);
 }
 
-int vdisk_cmd_check(VdImage *img)
+static void add_count(JsonBuilder *b, const char *key, uint64_t v)
+{
+    /* qemu-img check --output=json leaves out the counts that are zero,
+     * check-errors excepted. */
+    if (v == 0)
+        return;
+    json_builder_set_member_name(b, key);
+    json_builder_add_int_value(b, (gint64)MIN(v, (uint64_t)G_MAXINT64));
+}
+
+static void print_json(const VdCheckReport *r, VdImage *img, const char *filename)
+{
+    /* The messages go to standard error, as qemu-img's driver checks
+     * print them, so that standard output stays one JSON document. */
+    for (guint i = 0; i < r->lines->len; i++)
+        fprintf(stderr, "%s\n", (const char *)g_ptr_array_index(r->lines, i));
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    vdq_add_string(b, "filename", filename);
+    vdq_add_string(b, "format", img->driver->name);
+    json_builder_set_member_name(b, "check-errors");
+    json_builder_add_int_value(b, (gint64)MIN(r->check_errors, (uint64_t)G_MAXINT64));
+    add_count(b, "image-end-offset", r->image_end_offset);
+    add_count(b, "corruptions", r->corruptions);
+    add_count(b, "leaks", r->leaks);
+    add_count(b, "total-clusters", r->total_clusters);
+    add_count(b, "allocated-clusters", r->allocated_clusters);
+    add_count(b, "fragmented-clusters", r->fragmented_clusters);
+    add_count(b, "compressed-clusters", r->compressed_clusters);
+    json_builder_end_object(b);
+    g_autoptr(JsonNode) root = json_builder_get_root(b);
+    vdq_print(root, true);
+}
+
+int vdisk_cmd_check(VdImage *img, const char *filename, bool json)
 {
     VdCheckReport r;
     g_autoptr(GError) err = NULL;
@@ -50,7 +85,10 @@ int vdisk_cmd_check(VdImage *img)
         fprintf(stderr, "vdisk: %s\n", err->message);
         ret = vd_error_errno(err) == ENOTSUP ? 63 : 1;
     } else {
-        print_text(&r);
+        if (json)
+            print_json(&r, img, filename);
+        else
+            print_text(&r);
         ret = r.check_errors ? 1 : r.corruptions ? 2 : r.leaks ? 3 : 0;
     }
     vd_check_report_clear(&r);

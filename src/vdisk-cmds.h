@@ -4,9 +4,13 @@
 #ifndef VDISK_CMDS_H
 #define VDISK_CMDS_H
 
+#include <stdbool.h>
+
 #include "vd-image.h"
 
-int vdisk_cmd_check(VdImage *img);
-int vdisk_cmd_partitions(VdImage *img);
+/* filename: the image as the user named it; json: qemu-img's JSON
+ * (check) or an object of the table (partitions) instead of text. */
+int vdisk_cmd_check(VdImage *img, const char *filename, bool json);
+int vdisk_cmd_partitions(VdImage *img, bool json);
 
 #endif

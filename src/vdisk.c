@@ -13,8 +13,11 @@
 #include "vd-info.h"
 #include "vd-log.h"
 #include "vdisk-cmds.h"
+#include "vdisk-qemu.h"
 
 static gboolean opt_json;
+static char *opt_output;
+static gboolean opt_backing_chain;
 static char *opt_keyfile;
 static char *opt_format;
 static gboolean opt_confined;
@@ -22,7 +25,11 @@ static gboolean opt_force_share;
 static gboolean opt_version;
 
 static const GOptionEntry entries[] = {
-    {"json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "Machine-readable output (JSON)", NULL},
+    {"json", 0, 0, G_OPTION_ARG_NONE, &opt_json, "Machine-readable output (qemu-img's JSON)", NULL},
+    {"output", 0, 0, G_OPTION_ARG_STRING, &opt_output,
+     "Output as qemu-img spells it: human or json", "FORMAT"},
+    {"backing-chain", 0, 0, G_OPTION_ARG_NONE, &opt_backing_chain,
+     "info: every image of the backing chain (a JSON list)", NULL},
     {"keyfile", 'k', 0, G_OPTION_ARG_FILENAME, &opt_keyfile,
      "Passphrases for encrypted images (mode 0600 key file)", "PATH"},
     {"format", 'f', 0, G_OPTION_ARG_STRING, &opt_format, "Do not probe: open as FORMAT", "FORMAT"},
@@ -49,100 +56,50 @@ static VdImage *open_image(const char *path, GError **error)
     return vd_image_open(ctx, path, &o, error);
 }
 
-static char *human_size(uint64_t v)
+static int fail(GError *err)
 {
-    return g_format_size_full(v, G_FORMAT_SIZE_IEC_UNITS);
+    fprintf(stderr, "vdisk: %s\n", err->message);
+    return 1;
 }
 
-static void print_snapshots_text(GPtrArray *snaps)
-{
-    printf("Snapshot list:\n%-10s %-20s %15s %20s\n", "ID", "TAG", "VM SIZE", "DATE");
-    for (guint i = 0; i < snaps->len; i++) {
-        VdSnapshotInfo *s = g_ptr_array_index(snaps, i);
-        g_autoptr(GDateTime) dt = g_date_time_new_from_unix_local(s->date_sec);
-        g_autofree char *date = dt ? g_date_time_format(dt, "%Y-%m-%d %H:%M:%S") : g_strdup("?");
-        g_autofree char *vm = human_size(s->vm_state_size);
-        printf("%-10s %-20s %15s %20s\n", s->id, s->name, vm, date);
-    }
-}
-
-static void snapshots_json(GString *out, GPtrArray *snaps)
-{
-    g_string_append(out, "[");
-    for (guint i = 0; i < snaps->len; i++) {
-        VdSnapshotInfo *s = g_ptr_array_index(snaps, i);
-        g_string_append(out, i ? ", {\"id\": " : "{\"id\": ");
-        vd_json_string(out, s->id);
-        g_string_append(out, ", \"name\": ");
-        vd_json_string(out, s->name);
-        g_string_append_printf(out,
-                               ", \"date_sec\": %" G_GINT64_FORMAT ", \"date_nsec\": %u, "
-                               "\"virtual_size\": %" G_GUINT64_FORMAT
-                               ", \"vm_state_size\": %" G_GUINT64_FORMAT "}",
-                               s->date_sec, s->date_nsec, s->virtual_size, s->vm_state_size);
-    }
-    g_string_append(out, "]");
-}
-
-static int cmd_info(VdImage *img)
+/* qemu-img info: one object, or with --backing-chain a list of every
+ * layer's, each named as qemu-img names it. */
+static int cmd_info(VdImage *img, const char *filename)
 {
     g_autoptr(GError) err = NULL;
-    g_autoptr(GPtrArray) snaps = vd_image_snapshots(img, &err);
-    if (snaps == NULL) {
-        fprintf(stderr, "vdisk: %s\n", err->message);
-        return 1;
+    g_autoptr(JsonArray) chain = json_array_new();
+    g_autofree char *name = g_strdup(filename);
+    for (VdImage *layer = img; layer != NULL; layer = opt_backing_chain ? layer->backing : NULL) {
+        JsonNode *info = vdq_image_info(layer, name, &err);
+        if (info == NULL)
+            return fail(err);
+        json_array_add_element(chain, info);
+        char *next = layer->backing_name != NULL ? vdq_full_backing_name(name, layer->backing_name)
+                     : layer->backing != NULL    ? g_strdup(layer->backing->path)
+                                                 : NULL;
+        g_free(name);
+        name = next;
     }
-    g_autoptr(VdInfo) details = vd_info_describe(img);
-    uint64_t size = vd_image_size(img), used = vd_image_host_bytes(img);
     if (opt_json) {
-        GString *o = g_string_new("{\"filename\": ");
-        vd_json_string(o, img->path);
-        g_string_append(o, ", \"format\": ");
-        vd_json_string(o, img->driver->name);
-        g_string_append_printf(
-            o, ", \"virtual_size\": %" G_GUINT64_FORMAT ", \"actual_size\": %" G_GUINT64_FORMAT,
-            size, used);
-        if (img->backing_name) {
-            g_string_append(o, ", \"backing_filename\": ");
-            vd_json_string(o, img->backing_name);
+        if (opt_backing_chain) {
+            g_autoptr(JsonNode) root = json_node_init_array(json_node_alloc(), chain);
+            vdq_print(root, true);
+        } else {
+            vdq_print(json_array_get_element(chain, 0), true);
         }
-        g_string_append(o, ", \"backing_chain\": [");
-        for (VdImage *b = img->backing; b; b = b->backing) {
-            if (b != img->backing)
-                g_string_append(o, ", ");
-            g_string_append(o, "{\"filename\": ");
-            vd_json_string(o, b->path);
-            g_string_append(o, ", \"format\": ");
-            vd_json_string(o, b->driver->name);
-            g_string_append_printf(o, ", \"virtual_size\": %" G_GUINT64_FORMAT "}",
-                                   vd_image_size(b));
-        }
-        g_string_append(o, "], \"format_specific\": ");
-        vd_info_to_json(details, o);
-        g_string_append(o, ", \"snapshots\": ");
-        snapshots_json(o, snaps);
-        g_string_append(o, "}\n");
-        fputs(o->str, stdout);
-        g_string_free(o, TRUE);
         return 0;
     }
-    g_autofree char *hs = human_size(size), *hu = human_size(used);
-    printf("image: %s\nfile format: %s\n", img->path, img->driver->name);
-    printf("virtual size: %s (%" G_GUINT64_FORMAT " bytes)\ndisk size: %s\n", hs, size, hu);
-    if (img->backing_name)
-        printf("backing file: %s\n", img->backing_name);
-    for (VdImage *b = img->backing; b; b = b->backing)
-        printf("backing chain: %s (%s)\n", b->path, b->driver->name);
-    if (details->entries->len > 0) {
-        printf("Format specific information:\n");
-        for (guint i = 0; i < details->entries->len; i++) {
-            const VdInfoEntry *e = g_ptr_array_index(details->entries, i);
-            g_autofree char *v = vd_info_entry_to_string(e);
-            printf("    %s: %s\n", e->key, v);
-        }
+    /* The layers as opened (host path, driver), which qemu-img does not
+     * print: where a probe or a search found the backing file. */
+    g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func(g_free);
+    for (VdImage *b = img->backing; b != NULL && !opt_backing_chain; b = b->backing)
+        g_ptr_array_add(lines, g_strdup_printf("backing chain: %s (%s)", b->path, b->driver->name));
+    g_ptr_array_add(lines, NULL);
+    for (guint i = 0; i < json_array_get_length(chain); i++) {
+        if (i > 0)
+            printf("\n");
+        vdq_print_info_text(json_array_get_element(chain, i), (const char *const *)lines->pdata);
     }
-    if (snaps->len > 0)
-        print_snapshots_text(snaps);
     return 0;
 }
 
@@ -157,13 +114,30 @@ typedef struct {
 static void map_emit(const MapRun *r, bool first)
 {
     if (opt_json) {
-        printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64 ", \"depth\": %u, "
-               "\"present\": %s, \"zero\": %s, \"data\": %s",
-               first ? "[" : ",\n", r->start, r->length, r->depth, r->present ? "true" : "false",
-               r->zero ? "true" : "false", r->data ? "true" : "false");
-        if (r->has_offset)
-            printf(", \"offset\": %" PRIu64, r->offset);
-        printf("}");
+        /* One entry a line, as qemu-img prints them: line-oriented tools
+         * that read qemu-img's map read ours. */
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "start");
+        json_builder_add_int_value(b, (gint64)r->start);
+        json_builder_set_member_name(b, "length");
+        json_builder_add_int_value(b, (gint64)r->length);
+        json_builder_set_member_name(b, "depth");
+        json_builder_add_int_value(b, r->depth);
+        json_builder_set_member_name(b, "present");
+        json_builder_add_boolean_value(b, r->present);
+        json_builder_set_member_name(b, "zero");
+        json_builder_add_boolean_value(b, r->zero);
+        json_builder_set_member_name(b, "data");
+        json_builder_add_boolean_value(b, r->data);
+        if (r->has_offset) {
+            json_builder_set_member_name(b, "offset");
+            json_builder_add_int_value(b, (gint64)r->offset);
+        }
+        json_builder_end_object(b);
+        g_autoptr(JsonNode) root = json_builder_get_root(b);
+        g_autofree char *text = json_to_string(root, FALSE);
+        printf("%s%s", first ? "[" : ",\n", text);
     } else if (r->data && r->has_offset) {
         printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n", r->start, r->length, r->offset,
                r->file);
@@ -175,6 +149,7 @@ static int cmd_map(VdImage *img)
     uint64_t size = vd_image_size(img), off = 0;
     MapRun cur = {0};
     bool have = false, first = true;
+    bool all_present = img->backing == NULL && !vdq_supports_backing(img->driver->name);
     if (!opt_json)
         printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
     while (off < size) {
@@ -191,13 +166,19 @@ static int cmd_map(VdImage *img)
             .start = off,
             .length = e.length,
             .depth = e.depth,
-            .present = e.state != VD_EXTENT_UNALLOCATED,
+            .present = all_present || e.state != VD_EXTENT_UNALLOCATED,
             .zero = e.state == VD_EXTENT_ZERO || e.state == VD_EXTENT_UNALLOCATED,
             .data = vd_chain_extent_is_data(&e),
             .has_offset = e.state == VD_EXTENT_DATA,
             .offset = e.host_offset,
             .file = layer->path,
         };
+        /* A raw file's holes are still at their own offset: qemu-img
+         * gives it (data stays false). */
+        if (e.state == VD_EXTENT_ZERO && strcmp(layer->driver->name, "raw") == 0) {
+            r.has_offset = true;
+            r.offset = off;
+        }
         if (have && cur.depth == r.depth && cur.present == r.present && cur.zero == r.zero &&
             cur.data == r.data && cur.has_offset == r.has_offset && cur.file == r.file &&
             (!r.has_offset || cur.offset + cur.length == r.offset)) {
@@ -227,14 +208,11 @@ static int cmd_snapshots(VdImage *img)
         fprintf(stderr, "vdisk: %s\n", err->message);
         return 1;
     }
-    if (opt_json) {
-        GString *o = g_string_new(NULL);
-        snapshots_json(o, snaps);
-        printf("%s\n", o->str);
-        g_string_free(o, TRUE);
-    } else {
-        print_snapshots_text(snaps);
-    }
+    g_autoptr(JsonNode) list = vdq_snapshot_list(snaps);
+    if (opt_json)
+        vdq_print(list, true);
+    else
+        vdq_print_snapshots_text(list);
     return 0;
 }
 
@@ -262,11 +240,36 @@ static int cmd_cat(VdImage *img)
 /* The driver table: name, capabilities, description. */
 static int cmd_formats(void)
 {
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_array(b);
     for (const VdDriver *const *d = vd_drivers; *d != NULL; d++) {
         const VdDriver *drv = *d;
-        printf("%-18s %-5s %-7s %-9s %s\n", drv->name, (drv->caps & VD_CAP_WRITE) ? "rw" : "ro",
-               (drv->caps & VD_CAP_BACKING) ? "backing" : "-",
-               (drv->caps & VD_CAP_SNAPSHOTS) ? "snapshots" : "-", drv->description);
+        if (!opt_json) {
+            printf("%-18s %-5s %-7s %-9s %s\n", drv->name, (drv->caps & VD_CAP_WRITE) ? "rw" : "ro",
+                   (drv->caps & VD_CAP_BACKING) ? "backing" : "-",
+                   (drv->caps & VD_CAP_SNAPSHOTS) ? "snapshots" : "-", drv->description);
+            continue;
+        }
+        json_builder_begin_object(b);
+        vdq_add_string(b, "name", drv->name);
+        json_builder_set_member_name(b, "writable");
+        json_builder_add_boolean_value(b, (drv->caps & VD_CAP_WRITE) != 0);
+        json_builder_set_member_name(b, "capabilities");
+        json_builder_begin_array(b);
+        if (drv->caps & VD_CAP_WRITE)
+            json_builder_add_string_value(b, "write");
+        if (drv->caps & VD_CAP_BACKING)
+            json_builder_add_string_value(b, "backing");
+        if (drv->caps & VD_CAP_SNAPSHOTS)
+            json_builder_add_string_value(b, "snapshots");
+        json_builder_end_array(b);
+        vdq_add_string(b, "description", drv->description);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    if (opt_json) {
+        g_autoptr(JsonNode) root = json_builder_get_root(b);
+        vdq_print(root, true);
     }
     return 0;
 }
@@ -289,8 +292,27 @@ int main(int argc, char *argv[])
         fprintf(stderr, "vdisk: %s\n", err->message);
         return 2;
     }
+    if (opt_output != NULL) {
+        if (strcmp(opt_output, "json") == 0) {
+            opt_json = TRUE;
+        } else if (strcmp(opt_output, "human") == 0) {
+            opt_json = FALSE;
+        } else {
+            fprintf(stderr, "vdisk: --output must be human or json, not '%s'\n", opt_output);
+            return 2;
+        }
+    }
     if (opt_version) {
-        printf("vdisk %s\n", PACKAGE_VERSION);
+        if (opt_json) {
+            g_autoptr(JsonBuilder) b = json_builder_new();
+            json_builder_begin_object(b);
+            vdq_add_string(b, "version", PACKAGE_VERSION);
+            json_builder_end_object(b);
+            g_autoptr(JsonNode) root = json_builder_get_root(b);
+            vdq_print(root, true);
+        } else {
+            printf("vdisk %s\n", PACKAGE_VERSION);
+        }
         return 0;
     }
     vd_log_init("vdisk", false);
@@ -315,15 +337,15 @@ int main(int argc, char *argv[])
         return 1;
     }
     if (strcmp(cmd, "info") == 0)
-        return cmd_info(img);
+        return cmd_info(img, argv[2]);
     if (strcmp(cmd, "map") == 0)
         return cmd_map(img);
     if (strcmp(cmd, "snapshots") == 0)
         return cmd_snapshots(img);
     if (strcmp(cmd, "check") == 0)
-        return vdisk_cmd_check(img);
+        return vdisk_cmd_check(img, argv[2], opt_json);
     if (strcmp(cmd, "partitions") == 0)
-        return vdisk_cmd_partitions(img);
+        return vdisk_cmd_partitions(img, opt_json);
     if (argc == 4) {
         g_autoptr(GPtrArray) snaps = vd_image_snapshots(img, &err);
         const char *id = NULL;

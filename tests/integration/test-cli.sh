@@ -105,10 +105,12 @@ unmount_vdiskfs "$M"
 
 note "vdisk info and map"
 "$VDISK" info "$D/a.img" | grep -q "file format: raw" || fail "vdisk info"
-"$VDISK" info --json "$D/a.img" | grep -q '"virtual_size": 1048576' || fail "vdisk info --json"
+"$VDISK" info --json "$D/a.img" >"$T/info.json"
+python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["virtual-size"] != 1048576)' "$T/info.json" ||
+    fail "vdisk info --json: $(cat "$T/info.json")"
 dd if=/dev/urandom of="$D/a.img" bs=64k count=1 seek=2 conv=notrunc status=none
 "$VDISK" map --json "$D/a.img" >"$T/map.json"
-grep -q '"start": 131072, "length": 65536, "depth": 0, "present": true, "zero": false, "data": true' "$T/map.json" ||
+grep -q '"start":131072,"length":65536,"depth":0,"present":true,"zero":false,"data":true' "$T/map.json" ||
     fail "vdisk map --json: $(cat "$T/map.json")"
 if "$VDISK" info "$T/nope.img" 2>"$T/err"; then fail "vdisk info on a missing file"; fi
 grep -q "nope.img" "$T/err" || fail "vdisk error does not name the file"

@@ -102,7 +102,7 @@ note "contents equal qemu-img's; holes are the blocks never written"
 while read -r name size opts; do
     img=$D/$name.vhdx
     vs=$(vsize "$img")
-    bs=$("$VDISK" info --json "$img" | sed -n 's/.*"block_size": \([0-9]*\).*/\1/p')
+    bs=$("$VDISK" info --json "$img" | python3 -c 'import json, sys; print(json.load(sys.stdin)["vdiskfs"]["block_size"])')
     [ -n "$bs" ] || fail "$name: no block_size in vdisk info"
     # QEMU's fixed images keep their blocks in state ZERO unless
     # block_state_zero=off: only then is everything data.

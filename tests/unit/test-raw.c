@@ -171,12 +171,10 @@ static void test_info(Fixture *f, gconstpointer data)
     vd_info_add_bool(info, "dirty", false);
     vd_info_add_list_item(info, "features", "x");
     vd_info_add_list_item(info, "features", "y");
-    GString *s = g_string_new(NULL);
-    vd_info_to_json(info, s);
-    g_assert_cmpstr(s->str, ==,
-                    "{\"cluster_size\": 65536, \"name\": \"a\\\"b\", \"dirty\": false, "
-                    "\"features\": [\"x\", \"y\"]}");
-    g_string_free(s, TRUE);
+    /* The JSON spelling is vdisk's (tests/unit/test-vdisk-qemu.c). */
+    g_assert_cmpuint(info->entries->len, ==, 4);
+    g_assert_cmpuint(vd_info_get(info, "cluster_size")->u64, ==, 65536);
+    g_assert_cmpstr(vd_info_get(info, "name")->str, ==, "a\"b");
     g_autofree char *l = vd_info_entry_to_string(vd_info_get(info, "features"));
     g_assert_cmpstr(l, ==, "x, y");
 }
