@@ -91,10 +91,18 @@ done
 # The text parsers, seeded with descriptors qemu-img writes (VMDK) and
 # small hand-written documents.
 if [ -n "$PFUZZ" ]; then
-    for parser in vmdk-descriptor parallels-xml dmg-plist partition-table ewf; do
+    for parser in vmdk-descriptor parallels-xml dmg-plist partition-table ewf gzip zstd; do
         corpus=$work/$parser
         mkdir -p "$corpus"
         case $parser in
+        gzip | zstd)
+            # Files as the tools write them: one member/frame, and two concatenated.
+            head -c 60K /dev/urandom >"$work/$parser.raw"
+            truncate -s 600K "$work/$parser.raw"
+            $parser -c "$work/$parser.raw" >"$corpus/one" 2>/dev/null || rm -f "$corpus/one"
+            { head -c 100K "$work/$parser.raw" | $parser -c; tail -c 50K "$work/$parser.raw" | $parser -c; } >"$corpus/two" 2>/dev/null || rm -f "$corpus/two"
+            [ -n "$(ls "$corpus")" ] || printf 'x' >"$corpus/empty"
+            ;;
         vmdk-descriptor)
             qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$work/d.vmdk" 1M >/dev/null 2>&1
             cp "$work/d.vmdk" "$corpus/seed"
