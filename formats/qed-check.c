@@ -44,6 +44,10 @@ typedef struct {
     /* The walk that names the first user of find_host (0: not looking). */
     uint64_t find_host;
     char *found;
+    /* vdisk check: what qemu-img check counts; last: the previous data
+     * cluster of the L2 table being walked, for fragmentation. */
+    VdCheckReport *report;
+    uint64_t last;
 } Check;
 
 /* Who references a cluster: the L2 table of L1 entry l1i, or guest
@@ -65,9 +69,19 @@ static bool check_entry(Check *c, uint64_t *e, bool l2, uint64_t l1i, uint64_t c
     if (*e == 0 || (l2 && *e == QED_ZERO_CLUSTER))
         return true;
     uint64_t n = l2 ? 1 : s->table_size;
+    if (c->report != NULL && l2) {
+        c->report->allocated_clusters++;
+        if (c->last != 0 && c->last + s->cluster_size != *e)
+            c->report->fragmented_clusters++;
+        c->last = *e;
+    }
     if (l2 ? !qed_cluster_valid(s, *e) : !qed_table_valid(s, *e)) {
         if (c->find_host != 0)
             return true; /* never claimed */
+        if (c->report != NULL) {
+            c->report->corruptions++;
+            return true;
+        }
         if (!c->repair) {
             g_autofree char *who = describe_use(l2, l1i, ci);
             if (c->problem == NULL)
@@ -91,6 +105,10 @@ static bool check_entry(Check *c, uint64_t *e, bool l2, uint64_t l1i, uint64_t c
     while (taken < first + n && !vd_claims_is_taken(c->claims, taken))
         taken++;
     vd_claims_take(c->claims, first, n);
+    if (taken < first + n && c->report != NULL) {
+        c->report->corruptions++;
+        return true;
+    }
     if (taken < first + n) {
         if (c->duplicates++ == 0 && !c->repair) {
             c->dup_host = taken << s->cluster_bits;
@@ -107,6 +125,7 @@ static bool check_table(Check *c, uint64_t table, bool l2, uint64_t l1i, GError 
     size_t per = (size_t)MIN(s->table_entries, (uint64_t)QED_TCACHE_CHUNK_BYTES / 8);
     g_autofree uint8_t *raw = g_malloc(per * 8);
     g_autofree uint64_t *e = g_new(uint64_t, per);
+    c->last = 0; /* contiguity within one table, as qemu-img counts it */
     for (uint64_t first = 0; first < s->table_entries; first += per) {
         uint64_t host = table + first * 8;
         if (!vd_host_pread(c->img->fd, c->img->name, raw, per * 8, host, false, error))
@@ -202,6 +221,25 @@ bool qed_check(VdImage *img, bool repair, GError **error)
                                       c.dropped, leaks);
     ok = true;
 out:
+    vd_claims_free(c.claims);
+    g_free(c.problem);
+    g_free(c.dup_user);
+    return ok;
+}
+
+bool qed_check_report(VdImage *img, VdCheckReport *report, GError **error)
+{
+    QedState *s = img->opaque;
+    Check c = {.img = img, .s = s, .report = report};
+    c.claims = vd_claims_new(img, s->file_end >> s->cluster_bits, error);
+    if (c.claims == NULL)
+        return false;
+    report->total_clusters = (img->size + s->cluster_size - 1) >> s->cluster_bits;
+    vd_claims_take(c.claims, 0, s->header_size);
+    vd_claims_take(c.claims, s->l1_offset >> s->cluster_bits, s->table_size);
+    bool ok = check_table(&c, s->l1_offset, false, 0, error);
+    if (ok)
+        report->leaks = vd_claims_count_free(c.claims, s->header_size, vd_claims_units(c.claims));
     vd_claims_free(c.claims);
     g_free(c.problem);
     g_free(c.dup_user);

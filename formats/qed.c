@@ -430,4 +430,5 @@ const VdDriver vd_qed_driver = {
     .truncate = qed_truncate,
     .describe = qed_describe,
     .mark_corrupt = qed_mark_corrupt,
+    .check = qed_check_report,
 };

@@ -84,6 +84,10 @@ bool qed_set_need_check(VdImage *img, bool set, GError **error);
  * fatal. Without: nothing rewritten; invalid references or clusters used
  * twice make img read-only, the reason recorded. */
 bool qed_check(VdImage *img, bool repair, GError **error);
+/* vdisk check: the same walk, read-only, counted as qemu-img check does
+ * (invalid and doubly used references are corruptions, unused clusters
+ * leaks, plus the allocation statistics). */
+bool qed_check_report(VdImage *img, VdCheckReport *report, GError **error);
 
 /* qed-write.c */
 bool qed_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error);

@@ -73,6 +73,36 @@ for f in clean small rc1 rc64 v2 ext child leak refzero copied beyond; do
 done
 grep -q . "$T/q.out" || fail "no report at all"
 
+note "QED: the same walk as a read-write open, counted as qemu-img counts"
+qemu-img create -q -f qed "$D/q.qed" 16M
+qemu-io -f qed -c "write -P 1 0 1M" -c "write -P 2 8M 64k" "$D/q.qed" >/dev/null
+python3 - "$D" <<'EOF'
+import struct, sys
+d = sys.argv[1]
+b = bytearray(open(d + '/q.qed', 'rb').read())
+cs = struct.unpack_from('<I', b, 4)[0]
+l1 = struct.unpack_from('<Q', b, 40)[0]
+l2 = struct.unpack_from('<Q', b, l1)[0]
+e0 = struct.unpack_from('<Q', b, l2)[0]
+def save(name, data):
+    open('%s/%s.qed' % (d, name), 'wb').write(data)
+save('qleak', b + bytearray(2 * cs))
+for name, value in (('qdup', e0), ('qbeyond', len(b) + 16 * cs), ('qonl1', l1)):
+    c = bytearray(b)
+    struct.pack_into('<Q', c, l2 + 8 * 100, value)
+    save(name, c)
+EOF
+for f in q qleak qdup qbeyond qonl1; do
+    q=0 v=0
+    qemu-img check "$D/$f.qed" >"$T/q.out" 2>&1 || q=$?
+    "$VDISK" check "$D/$f.qed" >"$T/v.out" 2>&1 || v=$?
+    note "$f.qed: qemu-img check $q, vdisk check $v"
+    case $f in qleak) [ $q = 3 ] ;; q) [ $q = 0 ] ;; *) [ $q = 2 ] ;; esac ||
+        fail "$f.qed: qemu-img check exits $q: the damage is not what this test means"
+    [ "$q" = "$v" ] || fail "$f.qed: exit code $v, qemu-img check's is $q: $(cat "$T/v.out")"
+    diff "$T/q.out" "$T/v.out" >"$T/diff" || fail "$f.qed: the report differs from qemu-img check's: $(cat "$T/diff")"
+done
+
 note "images vdiskfs wrote are clean for both"
 if [ -e /dev/fuse ]; then
     M=$T/mnt
@@ -85,10 +115,11 @@ if [ -e /dev/fuse ]; then
 fi
 
 note "a format without a check: exit 63, as qemu-img"
-qemu-img create -q -f vdi "$D/a.vdi" 1M
-"$VDISK" check "$D/a.vdi" 2>"$T/err" && fail "vdisk check of a VDI succeeded"
-r=0
-"$VDISK" check "$D/a.vdi" 2>/dev/null || r=$?
-[ $r = 63 ] || fail "vdisk check of a VDI: not exit 63"
+qemu-img create -q -f vpc "$D/a.vhd" 1M
+"$VDISK" check "$D/a.vhd" 2>"$T/err" && fail "vdisk check of a VHD succeeded"
+r=0 q=0
+"$VDISK" check "$D/a.vhd" 2>/dev/null || r=$?
+qemu-img check "$D/a.vhd" >/dev/null 2>&1 || q=$?
+[ $r = 63 ] && [ $q = 63 ] || fail "vdisk check of a VHD: exit $r (qemu-img: $q), not 63"
 grep -q "no consistency check" "$T/err" || fail "no reason given: $(cat "$T/err")"
 echo PASS
