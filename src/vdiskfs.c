@@ -633,6 +633,9 @@ out:
     g_free(cfg.overlay);
     g_free(cfg.splice_min);
     g_free(cfg.kdf_max_iterations);
+    g_free(cfg.attr_timeout);
+    g_free(cfg.idle_timeout);
+    g_free(cfg.read_ahead);
     fuse_opt_free_args(&args);
     return ret;
 }

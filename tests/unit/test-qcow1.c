@@ -588,7 +588,9 @@ static uint64_t qemu_entry_offset(const char *p, uint64_t ci, unsigned *cluster_
  * read-only with the reason as its error, and reads what it did. */
 static void test_write_inconsistent(QFixture *f, gconstpointer data)
 {
-    if (g_find_program_in_path("qemu-img") == NULL || g_find_program_in_path("qemu-io") == NULL) {
+    g_autofree char *img_tool = g_find_program_in_path("qemu-img");
+    g_autofree char *io_tool = g_find_program_in_path("qemu-io");
+    if (img_tool == NULL || io_tool == NULL) {
         g_test_skip("no qemu-img or qemu-io");
         return;
     }
