@@ -84,6 +84,13 @@ int vdisk_cmd_check(VdImage *img, const char *filename, bool json)
     if (!ok) {
         fprintf(stderr, "vdisk: %s\n", err->message);
         ret = vd_error_errno(err) == ENOTSUP ? 63 : 1;
+    } else if (r.failed != 0) {
+        /* Like qemu-img: the messages, then why it stopped; no summary
+         * and (with --json) no document, as there are no counts. */
+        for (guint i = 0; i < r.lines->len; i++)
+            fprintf(stderr, "%s\n", (const char *)g_ptr_array_index(r.lines, i));
+        fprintf(stderr, "vdisk: Check failed: %s\n", g_strerror(r.failed));
+        ret = 1;
     } else {
         if (json)
             print_json(&r, img, filename);

@@ -103,6 +103,64 @@ for f in q qleak qdup qbeyond qonl1; do
     diff "$T/q.out" "$T/v.out" >"$T/diff" || fail "$f.qed: the report differs from qemu-img check's: $(cat "$T/diff")"
 done
 
+# same_check FILE EXIT: qemu-img check exits EXIT on FILE (the damage is
+# what the test means), vdisk check the same, with the same report; the
+# program name in "qemu-img: Check failed: ..." is the only difference.
+same_check() {
+    local q=0 v=0
+    qemu-img check "$1" >"$T/q.out" 2>&1 || q=$?
+    "$VDISK" check "$1" >"$T/v.out" 2>&1 || v=$?
+    note "${1##*/}: qemu-img check $q, vdisk check $v"
+    [ "$q" = "$2" ] || fail "${1##*/}: qemu-img check exits $q, not $2: the damage is not what this test means"
+    [ "$q" = "$v" ] || fail "${1##*/}: exit code $v, qemu-img check's is $q: $(cat "$T/v.out")"
+    sed -i 's/^qemu-img: /vdisk: /' "$T/q.out"
+    diff "$T/q.out" "$T/v.out" >"$T/diff" || fail "${1##*/}: the report differs from qemu-img check's: $(cat "$T/diff")"
+}
+
+note "VMDK: qemu-img counts no leaks and no shared grains; a grain past EOF stops the check"
+qemu-img create -q -f vmdk "$D/m.vmdk" 16M
+qemu-io -f vmdk -c "write -P 1 0 1M" -c "write -P 2 8M 64k" "$D/m.vmdk" >/dev/null
+qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$D/m2.vmdk" 5G
+qemu-io -f vmdk -c "write -P 3 3G 64k" "$D/m2.vmdk" >/dev/null
+qemu-img create -q -f vmdk -o subformat=streamOptimized "$D/ms.vmdk" 4M
+qemu-io -f vmdk -c "write -P 4 0 64k" "$D/ms.vmdk" >/dev/null
+qemu-img create -q -f vmdk -o subformat=monolithicFlat "$D/mf.vmdk" 4M
+python3 - "$D" <<'EOF'
+import shutil, struct, sys
+d = sys.argv[1]
+def first_gt(b):
+    # The first grain table of a hosted sparse extent.
+    gd = struct.unpack_from('<Q', b, 56)[0] * 512
+    for i in range(64):
+        t = struct.unpack_from('<I', b, gd + 4 * i)[0] * 512
+        if t:
+            return t
+    raise SystemExit('no grain table')
+b = bytearray(open(d + '/m.vmdk', 'rb').read())
+gt = first_gt(b)
+g0 = struct.unpack_from('<I', b, gt)[0]
+def save(name, data):
+    open('%s/%s.vmdk' % (d, name), 'wb').write(data)
+save('mleak', b + bytearray(2 * 65536))
+# grain 100: on grain 0's sectors, on the grain table, past the end of the
+# file, at its end exactly (past EOF for qemu-img), one sector short (not)
+for name, v in (('mdup', g0), ('monmeta', gt // 512), ('mbeyond', len(b) // 512 + 2048),
+                ('mateof', len(b) // 512), ('mlast', len(b) // 512 - 1)):
+    c = bytearray(b)
+    struct.pack_into('<I', c, gt + 4 * 100, v)
+    save(name, c)
+# the grain of the second extent of a split image, past its file's end
+for f in ('m2', 'm2-s001', 'm2-s002', 'm2-s003'):
+    shutil.copy('%s/%s.vmdk' % (d, f), '%s/%s.vmdk' % (d, f.replace('m2', 'mx')))
+open(d + '/mx.vmdk', 'w').write(open(d + '/m2.vmdk').read().replace('m2-s0', 'mx-s0'))
+c = bytearray(open(d + '/mx-s002.vmdk', 'rb').read())
+t = first_gt(c)
+struct.pack_into('<I', c, t, len(c) // 512 + 5)
+open(d + '/mx-s002.vmdk', 'wb').write(c)
+EOF
+for f in m mleak mdup monmeta mlast m2 ms mf; do same_check "$D/$f.vmdk" 0; done
+for f in mbeyond mateof mx; do same_check "$D/$f.vmdk" 1; done
+
 note "images vdiskfs wrote are clean for both"
 if [ -e /dev/fuse ]; then
     M=$T/mnt
