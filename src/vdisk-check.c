@@ -28,7 +28,7 @@ static void print_text(const VdCheckReport *r)
     if (r->check_errors > 0)
         printf("\n%" G_GUINT64_FORMAT " internal errors have occurred during the check.\n",
                r->check_errors);
-    if (r->total_clusters > 0) {
+    if (r->total_clusters > 0 && r->allocated_clusters > 0) { /* as qemu-img */
         double t = (double)r->total_clusters;
         double a = r->allocated_clusters ? (double)r->allocated_clusters : 1;
         printf("%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT

@@ -161,6 +161,35 @@ EOF
 for f in m mleak mdup monmeta mlast m2 ms mf; do same_check "$D/$f.vmdk" 0; done
 for f in mbeyond mateof mx; do same_check "$D/$f.vmdk" 1; done
 
+note "Parallels: as qemu-img 7.2, an image left in use or a cluster past EOF is a corruption, space past the last cluster a leak; no check for clusters used twice"
+qemu-img create -q -f parallels "$D/p.hds" 16M
+qemu-io -f parallels -c "write -P 1 0 1M" -c "write -P 2 8M 64k" "$D/p.hds" >/dev/null
+qemu-img create -q -f parallels "$D/pempty.hds" 16M
+python3 - "$D" <<'EOF'
+import struct, sys
+d = sys.argv[1]
+b = bytearray(open(d + '/p.hds', 'rb').read())
+cs = struct.unpack_from('<I', b, 28)[0] * 512  # entries count clusters (WithouFreSpacExt)
+e0 = struct.unpack_from('<I', b, 64)[0]
+def save(name, data):
+    open('%s/%s.hds' % (d, name), 'wb').write(data)
+save('pleak', b + bytearray(2 * cs))
+save('pleak4k', b + bytearray(4096))
+save('ptrunc', b[:len(b) - 4096])
+c = bytearray(b)
+struct.pack_into('<I', c, 44, 0x746F6E59)
+save('pinuse', c)
+# BAT entry 10: on cluster 0's data, past the end of the file, starting
+# at the end exactly (not outside for qemu-img)
+for name, v in (('pdup', e0), ('pbeyond', len(b) // cs + 16), ('patend', len(b) // cs)):
+    c = bytearray(b)
+    struct.pack_into('<I', c, 64 + 4 * 10, v)
+    save(name, c)
+EOF
+for f in p pempty ptrunc pdup patend; do same_check "$D/$f.hds" 0; done
+for f in pleak pleak4k; do same_check "$D/$f.hds" 3; done
+for f in pinuse pbeyond; do same_check "$D/$f.hds" 2; done
+
 note "images vdiskfs wrote are clean for both"
 if [ -e /dev/fuse ]; then
     M=$T/mnt
