@@ -220,6 +220,45 @@ for f in v vstatic vleak; do same_check "$D/$f.vdi" 0; done
 for f in vdup vbig vpast vcount; do same_check "$D/$f.vdi" 2; done
 "$VDISK" info "$D/vdup.vdi" >/dev/null 2>&1 && fail "vdisk info opened a VDI with a shared data block"
 
+note "VHDX: a present block past EOF or on the log, BAT or metadata region is a corruption; blocks are not compared with each other, no leaks"
+qemu-img create -q -f vhdx -o block_size=1M "$D/x.vhdx" 16M
+qemu-io -f vhdx -c "write -P 1 0 1M" -c "write -P 2 8M 64k" "$D/x.vhdx" >/dev/null
+qemu-img create -q -f vhdx "$D/xbig.vhdx" 16M # 8 MiB blocks
+qemu-io -f vhdx -c "write -P 1 0 1M" "$D/xbig.vhdx" >/dev/null
+qemu-img create -q -f vhdx -o subformat=fixed "$D/xfixed.vhdx" 4M
+python3 - "$D" <<'EOF'
+import struct, sys, uuid
+d = sys.argv[1]
+MB = 1 << 20
+def regions(b):
+    rt, out = 0x30000, {}
+    for i in range(struct.unpack_from('<I', b, rt + 8)[0]):
+        o = rt + 16 + 32 * i
+        out[str(uuid.UUID(bytes_le=bytes(b[o:o + 16])))] = struct.unpack_from('<Q', b, o + 16)[0]
+    return out
+def save(name, data):
+    open('%s/%s.vhdx' % (d, name), 'wb').write(data)
+for src, pre in (('x', 'x'), ('xbig', 'xb')):
+    b = bytearray(open('%s/%s.vhdx' % (d, src), 'rb').read())
+    r = regions(b)
+    bat = r['2dc27766-f623-4200-9d64-115e9bfd4a08']
+    meta = r['8b7ca206-4790-4b9a-b8fe-575f050f886e']
+    e0 = struct.unpack_from('<Q', b, bat)[0] >> 20
+    if pre == 'x':
+        save('xleak', b + bytearray(16 * MB))
+    # BAT entry 1, fully present: on block 0, on the log (1 MiB), the BAT,
+    # the metadata, at the end of the file, past it, running past it
+    for name, mb in (('dup', e0), ('onlog', 1), ('onbat', bat // MB), ('onmeta', meta // MB),
+                     ('ateof', len(b) // MB), ('beyond', len(b) // MB + 64), ('runs', len(b) // MB - 1)):
+        c = bytearray(b)
+        struct.pack_into('<Q', c, bat + 8, (mb << 20) | 6)
+        save(pre + name, c)
+EOF
+for f in x xbig xfixed xleak xdup xbdup; do same_check "$D/$f.vhdx" 0; done
+for f in xonlog xonbat xonmeta xateof xbeyond xbonlog xbonbat xbonmeta xbateof xbbeyond xbruns; do
+    same_check "$D/$f.vhdx" 2
+done
+
 note "images vdiskfs wrote are clean for both"
 if [ -e /dev/fuse ]; then
     M=$T/mnt
