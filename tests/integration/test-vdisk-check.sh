@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
-# vdisk check against qemu-img check on the same qcow2 images, clean and
-# damaged: the same report, line for line, and the same exit code (0
-# clean, 2 corruptions, 3 leaks); 63 for a format without a check.
+# vdisk check against qemu-img check on the same images (qcow2, QED, VMDK,
+# Parallels, VDI, VHDX), clean and damaged: the same report, line for
+# line, and the same exit code (0 clean, 1 check failed, 2 corruptions, 3
+# leaks); 63 for a format without a check.
 . "$TESTLIB"
 require_qemu
 command -v python3 >/dev/null || fail "python3 is missing"
