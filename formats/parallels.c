@@ -108,6 +108,11 @@ static void parallels_describe(VdImage *img, VdInfo *info)
     prl_describe_hds(img->opaque, info, "");
 }
 
+static bool parallels_check(VdImage *img, VdCheckReport *report, GError **error)
+{
+    return prl_hds_check_report(img->opaque, report, error);
+}
+
 const VdDriver vd_parallels_driver = {
     .name = "parallels",
     .description = "Parallels expanding disk image (.hds)",
@@ -121,4 +126,5 @@ const VdDriver vd_parallels_driver = {
     .flush = parallels_flush,
     .write_zeroes = parallels_write_zeroes,
     .describe = parallels_describe,
+    .check = parallels_check,
 };

@@ -96,6 +96,8 @@ bool prl_hds_peek(PrlHds *h, int fd, const char *name, GError **error);
  * cluster lies past the end of the file or is used twice, where writes
  * would change other data. */
 void prl_hds_check_layout(const PrlHds *h, VdImage *img);
+/* vdisk check of an expanding .hds: what qemu-img check reports. */
+bool prl_hds_check_report(const PrlHds *h, VdCheckReport *report, GError **error);
 /* A plain .hds: raw bytes, size from the file. */
 bool prl_hds_open_plain(PrlHds *h, int fd, bool owns_fd, const char *name, GError **error);
 void prl_hds_clear(PrlHds *h);

@@ -10,10 +10,12 @@
  */
 #include "config.h"
 
+#include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "formats/vdi.h"
+#include "src/vd-claims.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-image.h"
@@ -68,6 +70,7 @@ static void vdi_state_free(VdiState *s)
     g_mutex_clear(&s->meta_lock);
     vd_meta_map_free(s->meta);
     g_free(s->layout_error);
+    g_free(s->map_fault);
     g_free(s);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VdiState, vdi_state_free)
@@ -156,6 +159,27 @@ static bool check_header(VdImage *img, VdiState *s, const uint8_t *h, uint64_t f
 
 /* Read the block map and check every entry: a data block inside the file,
  * used once. Builds the write side's bitmap of used data blocks. */
+/* A block map fault: the open fails, unless it is one for vdisk check
+ * (img->for_check), which keeps the first fault (reads refuse to run) and
+ * goes on, so that the check can count them all as qemu-img does. */
+static bool map_fault(VdImage *img, VdiState *s, GError **error, const char *fmt, ...)
+    G_GNUC_PRINTF(4, 5);
+
+static bool map_fault(VdImage *img, VdiState *s, GError **error, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (!img->for_check) {
+        vd_set_error(error, EIO, "%s", msg);
+        return false;
+    }
+    if (s->map_fault == NULL)
+        s->map_fault = g_steal_pointer(&msg);
+    return true;
+}
+
 static bool load_block_map(VdImage *img, VdiState *s, uint64_t file_size, GError **error)
 {
     size_t map_bytes = (size_t)s->blocks * 4;
@@ -173,26 +197,27 @@ static bool load_block_map(VdImage *img, VdiState *s, uint64_t file_size, GError
         if (!vdi_entry_allocated(e))
             continue;
         if (e >= s->blocks) {
-            vd_set_error(error, EIO,
-                         "%s: block %u maps to data block %u, beyond the image's %u blocks",
-                         img->name, i, e, s->blocks);
-            return false;
+            if (!map_fault(img, s, error,
+                           "%s: block %u maps to data block %u, beyond the image's %u blocks",
+                           img->name, i, e, s->blocks))
+                return false;
+            continue;
         }
         uint64_t end = s->off_data + ((uint64_t)e + 1) * s->slot_size;
-        if (end > file_size) {
-            vd_set_error(error, EIO,
-                         "%s: data block %u of block %u lies beyond the end of the file", img->name,
-                         e, i);
+        if (end > file_size &&
+            !map_fault(img, s, error,
+                       "%s: data block %u of block %u lies beyond the end of the file", img->name,
+                       e, i))
             return false;
-        }
         if (s->used[e / 8] & (1u << (e % 8))) {
             /* Find the first owner only now, for the message. */
             uint32_t first = 0;
             while (first < i && s->bmap[first] != e)
                 first++;
-            vd_set_error(error, EIO, "%s: data block %u is used by both block %u and block %u",
-                         img->name, e, first, i);
-            return false;
+            if (!map_fault(img, s, error, "%s: data block %u is used by both block %u and block %u",
+                           img->name, e, first, i))
+                return false;
+            continue;
         }
         s->used[e / 8] |= (uint8_t)(1u << (e % 8));
         s->allocated++;
@@ -315,6 +340,11 @@ static bool vdi_block_status(VdImage *img, uint64_t offset, uint64_t length, uns
                              VdExtent *ext, GError **error)
 {
     VdiState *s = img->opaque;
+    if (s->map_fault != NULL) {
+        /* Opened for vdisk check only: this map cannot be trusted. */
+        vd_set_error(error, EIO, "%s", s->map_fault);
+        return false;
+    }
     const uint32_t *bmap = __atomic_load_n(&s->bmap, __ATOMIC_ACQUIRE);
     uint32_t blocks = __atomic_load_n(&s->blocks, __ATOMIC_ACQUIRE);
     uint64_t block = offset / s->block_size;
@@ -430,6 +460,46 @@ static void vdi_describe(VdImage *img, VdInfo *info)
     g_mutex_unlock(&s->meta_lock);
 }
 
+/* vdisk check, counted as qemu-img check (7.2) counts for VDI: each
+ * entry that is beyond the block count, or that shares a data block with
+ * an earlier entry, is a corruption, and so is a header whose allocated
+ * count differs from the entries (the shared ones counted, those beyond
+ * not). It has no leaks and does not compare the map with the file size. */
+static bool vdi_check(VdImage *img, VdCheckReport *report, GError **error)
+{
+    VdiState *s = img->opaque;
+    g_autoptr(VdClaims) used = vd_claims_new(img, s->blocks, error);
+    if (used == NULL)
+        return false;
+    uint32_t counted = 0;
+    for (uint32_t i = 0; i < s->blocks; i++) {
+        uint32_t e = s->bmap[i];
+        if (!vdi_entry_allocated(e))
+            continue;
+        if (e >= s->blocks) {
+            g_ptr_array_add(report->lines,
+                            g_strdup_printf("ERROR: block index %u too large, is %u", i, e));
+            report->corruptions++;
+            continue;
+        }
+        if (!vd_claims_take(used, e, 1)) {
+            /* qemu-img 7.2 names the data block twice, not the entries. */
+            g_ptr_array_add(report->lines,
+                            g_strdup_printf("ERROR: block index %u also used by %u", e, e));
+            report->corruptions++;
+        }
+        counted++;
+    }
+    uint32_t header = vd_le32(s->header + VDI_OFF_BLOCKS_ALLOCATED);
+    if (counted != header) {
+        g_ptr_array_add(report->lines,
+                        g_strdup_printf("ERROR: allocated blocks mismatch, is %u, should be %u",
+                                        counted, header));
+        report->corruptions++;
+    }
+    return true;
+}
+
 const VdDriver vd_vdi_driver = {
     .name = "vdi",
     .description = "VirtualBox VDI (dynamic, static and differencing)",
@@ -445,5 +515,6 @@ const VdDriver vd_vdi_driver = {
     .truncate = vdi_truncate,
     .describe = vdi_describe,
     .check_backing = vdi_check_backing,
+    .check = vdi_check,
     .get_uuid = vdi_get_uuid,
 };

@@ -118,6 +118,9 @@ typedef struct {
      * puts the data area there), or NULL; a read-write open marks the
      * image corrupt with it. */
     char *layout_error;
+    /* Opened for vdisk check (img->for_check) with a block map the open
+     * would refuse: the first fault; every read fails with it. */
+    char *map_fault;
 } VdiState;
 
 /* vdi.c */

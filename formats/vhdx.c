@@ -547,4 +547,5 @@ const VdDriver vd_vhdx_driver = {
     .flush = vhdx_flush,
     .describe = vhdx_describe,
     .check_backing = vhdx_check_backing,
+    .check = vhdx_check,
 };

@@ -147,6 +147,9 @@ bool vhdx_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **e
 bool vhdx_check_block(VdImage *img, uint64_t entry, uint64_t need, const char *what, uint64_t index,
                       GError **error);
 
+/* vdisk check: what qemu-img check reports for VHDX. */
+bool vhdx_check(VdImage *img, VdCheckReport *report, GError **error);
+
 /* vhdx-write.c */
 /* For a read-write open, once the BAT geometry is known: s->meta. */
 bool vhdx_write_init(VdImage *img, GError **error);

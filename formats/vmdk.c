@@ -722,4 +722,5 @@ const VdDriver vd_vmdk_driver = {
     .write_zeroes = vmdk_write_zeroes,
     .describe = vmdk_describe,
     .check_backing = vmdk_check_backing,
+    .check = vmdk_check_report,
 };

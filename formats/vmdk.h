@@ -213,6 +213,9 @@ unsigned vmdk_gt_dirty_count(VmdkState *s);
  * image becomes read-only and the reason is recorded (true all the same);
  * false only when a table cannot be read. */
 bool vmdk_check_allocations(VdImage *img, VmdkExtent *e, GError **error);
+/* vdisk check: what qemu-img check reports for VMDK (a grain past the end
+ * of its file stops the check). */
+bool vmdk_check_report(VdImage *img, VdCheckReport *report, GError **error);
 
 /* vmdk-stream.c */
 void vmdk_decode_cache_init(VmdkDecodeCache *dc, uint64_t limit, uint64_t grain);

@@ -129,9 +129,13 @@ typedef struct {
  * references, a cluster outside the file, a wrong COPIED flag), leaks
  * (space counted as used that nothing references), and check errors
  * (metadata the check could not read). lines: one message each, as
- * qemu-img prints them ("ERROR cluster 5 refcount=0 reference=1"). */
+ * qemu-img prints them ("ERROR cluster 5 refcount=0 reference=1").
+ * failed: an errno when the check stopped at the first fault instead of
+ * counting (qemu-img's VMDK check does: "Check failed: Invalid argument",
+ * no summary); the counts are then not printed. */
 typedef struct {
     uint64_t corruptions, leaks, check_errors;
+    int failed;
     uint64_t image_end_offset;
     uint64_t total_clusters, allocated_clusters, fragmented_clusters, compressed_clusters;
     GPtrArray *lines; /* char *, owned */

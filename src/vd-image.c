@@ -556,6 +556,7 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
     img->depth = depth;
     img->read_only = opts->read_only || !(drv->caps & VD_CAP_WRITE) || drv->pwrite == NULL;
     img->format_read_only = !(drv->caps & VD_CAP_WRITE) || drv->pwrite == NULL;
+    img->for_check = opts->for_check && img->read_only;
     /* The top of a chain is an image of IMAGEDIR (-o symlinks=); the layers
      * below are backing files (-o backing=). Locked after the loop check,
      * so that a chain looping back to a writer reports the loop. */

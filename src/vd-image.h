@@ -51,6 +51,7 @@ struct VdImage {
     /* The format forbids writing this image whatever the open mode
      * (streamOptimized VMDK, corrupt qcow2...): vd_image_refuse_writes(). */
     bool format_read_only;
+    bool for_check; /* opened read-only for vdisk check (VdOpenOptions.for_check) */
     /* Virtual size. Written only by truncate and growing writes, under
      * write_lock; read with vd_image_size(). */
     uint64_t size;
@@ -107,6 +108,10 @@ typedef struct {
     const char *format; /* force a driver, or NULL to probe */
     bool raw_fallback;  /* unrecognised content opens as raw (backing files) */
     bool no_backing;    /* this layer only, not its backing chain (identity checks) */
+    /* Read-only, for vdisk check: a driver may open metadata it would
+     * refuse (VDI's doubly used blocks), keeping the fault for the check
+     * to report and refusing the reads that would use it. */
+    bool for_check;
 } VdOpenOptions;
 
 /* Probe one host path: the driver that claims it, or NULL (not an image,

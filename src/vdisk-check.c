@@ -28,7 +28,7 @@ static void print_text(const VdCheckReport *r)
     if (r->check_errors > 0)
         printf("\n%" G_GUINT64_FORMAT " internal errors have occurred during the check.\n",
                r->check_errors);
-    if (r->total_clusters > 0) {
+    if (r->total_clusters > 0 && r->allocated_clusters > 0) { /* as qemu-img */
         double t = (double)r->total_clusters;
         double a = r->allocated_clusters ? (double)r->allocated_clusters : 1;
         printf("%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT
@@ -84,6 +84,13 @@ int vdisk_cmd_check(VdImage *img, const char *filename, bool json)
     if (!ok) {
         fprintf(stderr, "vdisk: %s\n", err->message);
         ret = vd_error_errno(err) == ENOTSUP ? 63 : 1;
+    } else if (r.failed != 0) {
+        /* Like qemu-img: the messages, then why it stopped; no summary
+         * and (with --json) no document, as there are no counts. */
+        for (guint i = 0; i < r.lines->len; i++)
+            fprintf(stderr, "%s\n", (const char *)g_ptr_array_index(r.lines, i));
+        fprintf(stderr, "vdisk: Check failed: %s\n", g_strerror(r.failed));
+        ret = 1;
     } else {
         if (json)
             print_json(&r, img, filename);

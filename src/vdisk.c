@@ -41,7 +41,7 @@ static const GOptionEntry entries[] = {
     G_OPTION_ENTRY_NULL,
 };
 
-static VdImage *open_image(const char *path, GError **error)
+static VdImage *open_image(const char *path, bool for_check, GError **error)
 {
     g_autofree char *dir = g_path_get_dirname(path);
     g_autoptr(VdContext) ctx = vd_context_new(dir, error);
@@ -52,7 +52,7 @@ static VdImage *open_image(const char *path, GError **error)
     ctx->open_locked = true; /* like qemu-img info: no key needed to look */
     if (opt_keyfile && !vd_context_load_keyfile(ctx, opt_keyfile, error))
         return NULL;
-    VdOpenOptions o = {.read_only = true, .format = opt_format};
+    VdOpenOptions o = {.read_only = true, .format = opt_format, .for_check = for_check};
     return vd_image_open(ctx, path, &o, error);
 }
 
@@ -331,7 +331,7 @@ int main(int argc, char *argv[])
                 cmd);
         return 2;
     }
-    g_autoptr(VdImage) img = open_image(argv[2], &err);
+    g_autoptr(VdImage) img = open_image(argv[2], strcmp(cmd, "check") == 0, &err);
     if (img == NULL) {
         fprintf(stderr, "vdisk: %s\n", err->message);
         return 1;
