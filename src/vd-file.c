@@ -222,9 +222,12 @@ bool vd_file_lock(VdContext *ctx, VdFile *f, const char *name, GError **error)
 {
     vd_lock_note(ctx, &f->st, true);
     f->locked = true;
-    /* A container's other files (EWF segments) are read as it is. */
+    /* A container's other files (EWF segments) are read as it is. Locking
+     * is what an open for use does (probes and peeks do not), so that is
+     * where the container checks what it holds. */
     if (!vd_lock_fd(ctx, f->lock_fd, &f->st, name, f->writable, error) ||
-        (f->container != NULL && !vd_source_lock(f->fd, error))) {
+        (f->container != NULL &&
+         (!vd_source_lock(f->fd, error) || !vd_source_verify(f->fd, error)))) {
         vd_file_forget(ctx, f);
         return false;
     }
