@@ -26,7 +26,7 @@
 
 #define TAR_HASH_CHUNK  (1u << 20)
 #define TAR_VERDICTS    1024
-#define TAR_SHOWN_NAMES 3
+#define TAR_SHOWN_NAMES 3 /* disk names an error lists */
 
 /* ---- the header walk ---------------------------------------------------- */
 
@@ -373,20 +373,34 @@ typedef struct {
 } TarSource;
 
 /* What one walk over the archive learns: the members that are neither
- * descriptor nor manifest (a few names kept for messages), and those. */
+ * descriptor nor manifest, the first of them and the first named like a
+ * disk image (a few names of those kept for messages), and those two. */
 typedef struct {
-    const char *name;
-    unsigned others;
-    Slice first;
-    char *shown_names[TAR_SHOWN_NAMES + 1]; /* NULL-terminated */
+    VdContext *ctx;
+    unsigned others, disks;
+    Slice first, first_disk;
+    char *disk_names[TAR_SHOWN_NAMES + 1]; /* NULL-terminated */
     Slice ovf, mf;
 } TarScan;
 
 static bool has_ext(const char *path, const char *ext)
 {
-    return g_str_has_suffix(path, ext) ||
-           (strlen(path) > strlen(ext) &&
-            g_ascii_strcasecmp(path + strlen(path) - strlen(ext), ext) == 0);
+    size_t n = strlen(path), k = strlen(ext);
+    return n > k && g_ascii_strcasecmp(path + n - k, ext) == 0;
+}
+
+/* Named like an image: what picks the disk out of an archive that also
+ * holds other files (an .nvram, a README). */
+static bool disk_named(VdContext *ctx, const char *path)
+{
+    static const char *const exts[] = {".qcow2", ".qcow", ".vmdk", ".vhd", ".vhdx",
+                                       ".vdi",   ".qed",  ".hdd",  ".hds", ".dmg"};
+    for (unsigned i = 0; i < G_N_ELEMENTS(exts); i++) {
+        if (has_ext(path, exts[i]))
+            return true;
+    }
+    g_autofree char *base = g_path_get_basename(path);
+    return ctx != NULL && vd_context_is_raw_name(ctx, base);
 }
 
 static void slice_set(Slice *s, const TarMember *m)
@@ -405,10 +419,14 @@ static bool scan_member(void *opaque, const TarMember *m, GError **error)
         if (s->mf.name == NULL)
             slice_set(&s->mf, m);
     } else if (m->size > 0 && !has_ext(m->name, ".cert") && !g_str_has_suffix(m->name, "/")) {
-        if (s->others < TAR_SHOWN_NAMES)
-            s->shown_names[s->others] = g_strescape(m->name, NULL);
         if (s->others++ == 0)
             slice_set(&s->first, m);
+        if (disk_named(s->ctx, m->name)) {
+            if (s->disks < TAR_SHOWN_NAMES)
+                s->disk_names[s->disks] = g_strescape(m->name, NULL);
+            if (s->disks++ == 0)
+                slice_set(&s->first_disk, m);
+        }
     }
     return true;
 }
@@ -574,10 +592,11 @@ static const VdSourceOps tar_ops = {
 static void scan_clear(TarScan *s)
 {
     slice_clear(&s->first);
+    slice_clear(&s->first_disk);
     slice_clear(&s->ovf);
     slice_clear(&s->mf);
     for (unsigned i = 0; i < TAR_SHOWN_NAMES; i++)
-        g_clear_pointer(&s->shown_names[i], g_free);
+        g_clear_pointer(&s->disk_names[i], g_free);
 }
 
 static bool tar_open(VdContext *ctx, int fd, const char *path, const char *name,
@@ -586,7 +605,7 @@ static bool tar_open(VdContext *ctx, int fd, const char *path, const char *name,
     TarSource *t = g_new0(TarSource, 1);
     t->fd = fd;
     t->name = g_strdup(name);
-    TarScan s = {.name = name};
+    TarScan s = {.ctx = ctx};
     struct stat st;
     uint64_t file_size;
     if (fstat(fd, &st) < 0) {
@@ -596,24 +615,31 @@ static bool tar_open(VdContext *ctx, int fd, const char *path, const char *name,
     if (!vd_host_size(fd, name, &file_size, error) ||
         !tar_walk(read_fd, t, file_size, name, scan_member, &s, error))
         goto fail;
-    if (s.others != 1) {
-        g_autofree char *list = g_strjoinv(", ", s.shown_names);
-        if (s.others == 0)
-            vd_set_error(error, EIO, "%s: the archive holds no disk image", name);
-        else
-            vd_set_error(error, EIO,
-                         "%s: the archive holds %u files besides its descriptor and manifest "
-                         "(%s%s); only an archive of one disk image is shown",
-                         name, s.others, list, s.others > TAR_SHOWN_NAMES ? ", ..." : "");
+    /* The one member; else the one named like a disk; several disks are
+     * refused (not shown as a directory yet). An archive of other files
+     * shows its first, which a listing then probes like any file: a
+     * tarball of sources stays unlisted, as it was. */
+    Slice *pick = s.others == 1 || s.disks == 0 ? &s.first : &s.first_disk;
+    if (s.others == 0) {
+        vd_set_error(error, EIO, "%s: the archive holds no disk image", name);
         goto fail;
     }
-    t->shown = g_path_get_basename(s.first.name);
+    if (s.others > 1 && s.disks > 1) {
+        g_autofree char *list = g_strjoinv(", ", s.disk_names);
+        vd_set_error(error, EIO,
+                     "%s: the archive holds %u disk images (%s%s); only an archive of one disk "
+                     "image is shown",
+                     name, s.disks, list, s.disks > TAR_SHOWN_NAMES ? ", ..." : "");
+        goto fail;
+    }
+    t->shown = g_path_get_basename(pick->name);
     if (strcmp(t->shown, ".") == 0 || strcmp(t->shown, "..") == 0 || strcmp(t->shown, "/") == 0 ||
         strlen(t->shown) > 255) {
-        vd_set_error(error, EIO, "%s: member name '%s' cannot be shown", name, s.shown_names[0]);
+        g_autofree char *esc = g_strescape(pick->name, NULL);
+        vd_set_error(error, EIO, "%s: member name '%s' cannot be shown", name, esc);
         goto fail;
     }
-    t->disk = s.first, s.first = (Slice){0};
+    t->disk = *pick, *pick = (Slice){0};
     t->ovf = s.ovf, s.ovf = (Slice){0};
     t->mf = s.mf, s.mf = (Slice){0};
     t->verdict_key =

@@ -5,7 +5,7 @@
 # ustar, GNU (a long member name) and pax formats holding a qcow2, made by
 # the real tar: each disk is shown under its member's name and reads as
 # qemu-img convert -O raw reads the original; the .ovf and .mf are not
-# shown. A manifest that disagrees, an archive cut short and one with a
+# shown, nor a tarball that holds no disk. A manifest that disagrees, an archive cut short and one with a
 # corrupted header checksum are listed, fail with EIO and say why in
 # user.vdiskfs.error, and the rest of the mount reads on.
 . "$TESTLIB"
@@ -64,16 +64,23 @@ printf 'X' | dd of="$D/badsum.ova" bs=1 seek=$((hdr + 101)) conv=notrunc status=
 tar -tf "$D/badsum.ova" >/dev/null 2>&1 && fail "tar still reads badsum.ova: not damaged"
 # Two disks in one archive: not shown as a directory (yet), and said why.
 (cd "$S" && cp disk1.vmdk disk2.vmdk && tar --format=ustar -cf "$D/two.ova" disk1.vmdk disk2.vmdk)
+# A disk beside other files, and a tarball of no disk (not an image).
+mkdir -p "$S/m/vm" "$S/t"
+cp "$T/disk.qcow2" "$S/m/vm/mixed.qcow2"
+echo nvram >"$S/m/vm/mixed.nvram"
+(cd "$S/m" && tar --format=gnu -cf "$D/mixed.tar" vm/mixed.nvram vm/mixed.qcow2)
+echo 'int main;' >"$S/t/main.c" && echo 'all:' >"$S/t/Makefile"
+(cd "$S" && tar -cf "$D/sources.tar" t)
 # A plain image beside them.
 cp "$T/disk.qcow2" "$D/plain.qcow2"
 mount_vdiskfs "$D" "$M"
 
 note "each disk shown under its member's name; descriptors and manifests not"
 ls "$M" >"$T/ls"
-for n in disk1.vmdk wrong.vmdk "$long" pax.qcow2 cut.ova badsum.ova two.ova plain.qcow2; do
+for n in disk1.vmdk wrong.vmdk "$long" pax.qcow2 mixed.qcow2 cut.ova badsum.ova two.ova plain.qcow2; do
     grep -qx "$n" "$T/ls" || fail "$n is not listed: $(cat "$T/ls")"
 done
-for n in wrong.ova gnu.tar pax.tar appliance.ovf appliance.mf wrong.mf; do
+for n in wrong.ova gnu.tar pax.tar mixed.tar sources.tar main.c appliance.ovf appliance.mf wrong.mf; do
     grep -qx "$n" "$T/ls" && fail "$n is listed: $(cat "$T/ls")"
 done
 # The two archives holding disk1.vmdk: one shown so, the other by its own name.
@@ -95,6 +102,7 @@ cmp "$T/vmdk.raw" "$M/disk1.vmdk" || fail "disk1.vmdk differs from qemu-img conv
 cmp "$T/vmdk.raw" "$M/$other" || fail "$other differs"
 cmp "$T/qcow2.raw" "$M/$long" || fail "the GNU long-named member differs"
 cmp "$T/qcow2.raw" "$M/pax.qcow2" || fail "pax.qcow2 differs"
+cmp "$T/qcow2.raw" "$M/mixed.qcow2" || fail "mixed.qcow2 differs"
 for o in 30 7 0 21 9; do
     dd if="$M/pax.qcow2" bs=256K skip=$((o * 4 + 1)) count=1 status=none >"$T/got"
     dd if="$T/qcow2.raw" bs=256K skip=$((o * 4 + 1)) count=1 status=none >"$T/want"

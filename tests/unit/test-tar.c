@@ -436,14 +436,35 @@ static void test_container(void)
     g_clear_error(&err);
     o.ops->close(o.opaque);
 
-    /* Two disks: not shown (yet), and said why. */
+    /* Two disks: not shown (yet), and said why, even beside other files. */
     g_autoptr(GByteArray) c = g_byte_array_new();
     add_file(c, USTAR, "disk1.vmdk", disk, 100);
+    add_file(c, USTAR, "notes.txt", disk, 20);
     add_file(c, USTAR, "disk2.vmdk", disk, 200);
     add_end(c);
     g_assert_false(open_archive("two.ova", c, &o, &err));
     g_assert_nonnull(strstr(err->message, "disk1.vmdk, disk2.vmdk"));
     g_clear_error(&err);
+    /* A disk beside other files: the one named like a disk is shown. */
+    g_autoptr(GByteArray) e = g_byte_array_new();
+    add_file(e, USTAR, "README", "read me", 7);
+    add_file(e, USTAR, "vm/disk.qcow2", disk, 300);
+    add_file(e, USTAR, "vm.nvram", disk, 50);
+    add_end(e);
+    g_assert_true(open_archive("mixed.tar", e, &o, &err));
+    g_assert_no_error(err);
+    g_assert_cmpstr(o.ops->inner_name(o.opaque), ==, "disk.qcow2");
+    g_assert_cmpuint(o.size, ==, 300);
+    o.ops->close(o.opaque);
+    /* Files none named like a disk (a tarball of sources): the first is
+     * offered, for a listing to probe like any file. */
+    g_autoptr(GByteArray) f = g_byte_array_new();
+    add_file(f, USTAR, "src/main.c", "int main;", 9);
+    add_file(f, USTAR, "src/Makefile", "all:", 4);
+    add_end(f);
+    g_assert_true(open_archive("src.tar", f, &o, &err));
+    g_assert_cmpstr(o.ops->inner_name(o.opaque), ==, "main.c");
+    o.ops->close(o.opaque);
     /* No disk at all. */
     g_autoptr(GByteArray) d = g_byte_array_new();
     add_file(d, USTAR, "only.ovf", "<Envelope/>", 11);
