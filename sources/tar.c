@@ -26,7 +26,8 @@
 
 #define TAR_HASH_CHUNK  (1u << 20)
 #define TAR_VERDICTS    1024
-#define TAR_SHOWN_NAMES 3 /* disk names an error lists */
+#define TAR_LIST_MAX    1024 /* disks an archive shown as a directory may hold */
+#define TAR_SHOWN_NAMES 3    /* disk names an error lists */
 
 /* ---- the header walk ---------------------------------------------------- */
 
@@ -369,7 +370,7 @@ typedef struct {
     char *name;  /* the archive, for messages */
     char *shown; /* the disk member's base name */
     Slice disk, ovf, mf;
-    char *verdict_key; /* device:inode:size:mtime of the archive */
+    char *verdict_key; /* device:inode:size:mtime of the archive, and the member */
 } TarSource;
 
 /* What one walk over the archive learns: the members that are neither
@@ -377,10 +378,14 @@ typedef struct {
  * disk image (a few names of those kept for messages), and those two. */
 typedef struct {
     VdContext *ctx;
+    const char *want; /* the member (base name) asked for, or NULL */
+    GPtrArray *names; /* base names of the disks, when listing */
+    Slice wanted;
     unsigned others, disks;
     Slice first, first_disk;
     char *disk_names[TAR_SHOWN_NAMES + 1]; /* NULL-terminated */
     Slice ovf, mf;
+    const char *name; /* the archive, for messages */
 } TarScan;
 
 static bool has_ext(const char *path, const char *ext)
@@ -421,7 +426,17 @@ static bool scan_member(void *opaque, const TarMember *m, GError **error)
     } else if (m->size > 0 && !has_ext(m->name, ".cert") && !g_str_has_suffix(m->name, "/")) {
         if (s->others++ == 0)
             slice_set(&s->first, m);
+        g_autofree char *base = g_path_get_basename(m->name);
+        if (s->want != NULL && s->wanted.name == NULL && strcmp(base, s->want) == 0)
+            slice_set(&s->wanted, m);
         if (disk_named(s->ctx, m->name)) {
+            if (s->names != NULL && s->names->len >= TAR_LIST_MAX) {
+                vd_set_error(error, EIO, "%s: the archive holds more than %u disk images", s->name,
+                             TAR_LIST_MAX);
+                return false;
+            }
+            if (s->names != NULL)
+                g_ptr_array_add(s->names, g_steal_pointer(&base));
             if (s->disks < TAR_SHOWN_NAMES)
                 s->disk_names[s->disks] = g_strescape(m->name, NULL);
             if (s->disks++ == 0)
@@ -593,19 +608,20 @@ static void scan_clear(TarScan *s)
 {
     slice_clear(&s->first);
     slice_clear(&s->first_disk);
+    slice_clear(&s->wanted);
     slice_clear(&s->ovf);
     slice_clear(&s->mf);
     for (unsigned i = 0; i < TAR_SHOWN_NAMES; i++)
         g_clear_pointer(&s->disk_names[i], g_free);
 }
 
-static bool tar_open(VdContext *ctx, int fd, const char *path, const char *name,
-                     const VdSourceOps **ops, void **opaque, uint64_t *size, GError **error)
+static bool open_common(VdContext *ctx, int fd, const char *name, const char *member,
+                        const VdSourceOps **ops, void **opaque, uint64_t *size, GError **error)
 {
     TarSource *t = g_new0(TarSource, 1);
     t->fd = fd;
     t->name = g_strdup(name);
-    TarScan s = {.ctx = ctx};
+    TarScan s = {.ctx = ctx, .want = member, .name = name};
     struct stat st;
     uint64_t file_size;
     if (fstat(fd, &st) < 0) {
@@ -619,12 +635,18 @@ static bool tar_open(VdContext *ctx, int fd, const char *path, const char *name,
      * refused (not shown as a directory yet). An archive of other files
      * shows its first, which a listing then probes like any file: a
      * tarball of sources stays unlisted, as it was. */
-    Slice *pick = s.others == 1 || s.disks == 0 ? &s.first : &s.first_disk;
+    Slice *pick = member != NULL                  ? &s.wanted
+                  : s.others == 1 || s.disks == 0 ? &s.first
+                                                  : &s.first_disk;
+    if (member != NULL && s.wanted.name == NULL) {
+        vd_set_error(error, ENOENT, "%s: the archive holds no member %s", name, member);
+        goto fail;
+    }
     if (s.others == 0) {
         vd_set_error(error, EIO, "%s: the archive holds no disk image", name);
         goto fail;
     }
-    if (s.others > 1 && s.disks > 1) {
+    if (member == NULL && s.others > 1 && s.disks > 1) {
         g_autofree char *list = g_strjoinv(", ", s.disk_names);
         vd_set_error(error, EIO,
                      "%s: the archive holds %u disk images (%s%s); only an archive of one disk "
@@ -642,9 +664,10 @@ static bool tar_open(VdContext *ctx, int fd, const char *path, const char *name,
     t->disk = *pick, *pick = (Slice){0};
     t->ovf = s.ovf, s.ovf = (Slice){0};
     t->mf = s.mf, s.mf = (Slice){0};
-    t->verdict_key =
-        g_strdup_printf("%ju:%ju:%jd:%jd.%09ld", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino,
-                        (intmax_t)st.st_size, (intmax_t)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    /* Per member: each disk of an archive has its own digest. */
+    t->verdict_key = g_strdup_printf("%ju:%ju:%jd:%jd.%09ld:%s", (uintmax_t)st.st_dev,
+                                     (uintmax_t)st.st_ino, (intmax_t)st.st_size,
+                                     (intmax_t)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, t->disk.name);
     scan_clear(&s);
     *ops = &tar_ops;
     *opaque = t;
@@ -656,9 +679,48 @@ fail:
     return false;
 }
 
+static bool tar_open(VdContext *ctx, int fd, const char *path, const char *name,
+                     const VdSourceOps **ops, void **opaque, uint64_t *size, GError **error)
+{
+    return open_common(ctx, fd, name, NULL, ops, opaque, size, error);
+}
+
+static bool tar_open_member(VdContext *ctx, int fd, const char *path, const char *name,
+                            const char *member, const VdSourceOps **ops, void **opaque,
+                            uint64_t *size, GError **error)
+{
+    return open_common(ctx, fd, name, member, ops, opaque, size, error);
+}
+
+/* The disks of an archive that holds two or more, by base name (the
+ * first of a name, when two directories of the archive hold one alike). */
+static bool tar_list(VdContext *ctx, int fd, const char *name, GPtrArray **members, GError **error)
+{
+    TarSource t = {.fd = fd, .name = (char *)name};
+    TarScan s = {.ctx = ctx, .name = name, .names = g_ptr_array_new_with_free_func(g_free)};
+    uint64_t file_size;
+    bool ok = vd_host_size(fd, name, &file_size, error) &&
+              tar_walk(read_fd, &t, file_size, name, scan_member, &s, error);
+    *members = g_ptr_array_new_with_free_func(g_free);
+    if (ok && s.others > 1 && s.disks > 1) {
+        g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
+        for (guint i = 0; i < s.names->len; i++) {
+            char *n = g_ptr_array_index(s.names, i);
+            if (strcmp(n, ".") != 0 && strcmp(n, "..") != 0 && strlen(n) <= 255 &&
+                g_hash_table_add(seen, n))
+                g_ptr_array_add(*members, g_strdup(n));
+        }
+    }
+    g_ptr_array_unref(s.names);
+    scan_clear(&s);
+    return ok;
+}
+
 const VdContainer vd_tar_container = {
     .name = "tar",
     /* No suffix: shown under the member's name (tar_inner_name). */
     .probe = tar_probe,
     .open = tar_open,
+    .list = tar_list,
+    .open_member = tar_open_member,
 };

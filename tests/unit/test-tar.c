@@ -4,7 +4,8 @@
  * and base-256 sizes, pax path and size records; hostile headers (a bad
  * checksum, a size past the end, malformed pax records) refused with the
  * member named; 10,000 members in bounded memory; the OVA container: one
- * disk shown under its name, read in place, checked against the .mf.
+ * disk shown under its name, read in place, checked against the .mf;
+ * several disks listed and opened one by one, each against its digest.
  */
 #include "config.h"
 
@@ -20,6 +21,7 @@
 
 static char *dir;
 static VdContext *ctx;
+extern const VdContainer vd_tar_container;
 
 enum { USTAR, GNU };
 
@@ -473,6 +475,65 @@ static void test_container(void)
     g_assert_nonnull(strstr(err->message, "no disk image"));
 }
 
+/* Two disks: listed by name, each opened as a member, each checked
+ * against its own digest (one right, one wrong, in one process). */
+static void test_members(void)
+{
+    uint8_t d1[1000], d2[3000];
+    memset(d1, 0x11, sizeof d1);
+    memset(d2, 0x22, sizeof d2);
+    g_autoptr(GByteArray) a = g_byte_array_new();
+    g_autofree char *sum1 = g_compute_checksum_for_data(G_CHECKSUM_SHA256, d1, sizeof d1);
+    g_autofree char *mf = g_strdup_printf("SHA256(a.vmdk)= %s\nSHA256(b.qcow2)= %s\n", sum1, sum1);
+    add_file(a, USTAR, "x.ovf", "<Envelope/>", 11);
+    add_file(a, USTAR, "x.mf", mf, strlen(mf));
+    add_file(a, USTAR, "a.vmdk", d1, sizeof d1);
+    add_file(a, USTAR, "sub/b.qcow2", d2, sizeof d2);
+    add_end(a);
+    g_autofree char *path = write_file("multi.ova", a);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    g_autoptr(GPtrArray) names = NULL;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(vd_tar_container.list(ctx, fd, "multi.ova", &names, &err));
+    close(fd);
+    g_assert_cmpuint(names->len, ==, 2);
+    g_assert_cmpstr(g_ptr_array_index(names, 0), ==, "a.vmdk");
+    g_assert_cmpstr(g_ptr_array_index(names, 1), ==, "b.qcow2");
+    const VdSourceOps *ops;
+    void *o1, *o2;
+    uint64_t size;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    g_assert_true(
+        vd_tar_container.open_member(ctx, fd, path, "multi.ova", "a.vmdk", &ops, &o1, &size, &err));
+    g_assert_cmpuint(size, ==, sizeof d1);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    g_assert_true(vd_tar_container.open_member(ctx, fd, path, "multi.ova", "b.qcow2", &ops, &o2,
+                                               &size, &err));
+    g_assert_cmpuint(size, ==, sizeof d2);
+    uint8_t buf[3000];
+    g_assert_true(ops->pread(o2, buf, sizeof buf, 0, &err));
+    g_assert_cmpmem(buf, sizeof buf, d2, sizeof d2);
+    g_assert_true(ops->verify(o1, &err));
+    g_assert_false(ops->verify(o2, &err));
+    g_assert_nonnull(strstr(err->message, "sub/b.qcow2 does not match"));
+    g_clear_error(&err);
+    ops->close(o1);
+    ops->close(o2);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    g_assert_false(
+        vd_tar_container.open_member(ctx, fd, path, "multi.ova", "c.vmdk", &ops, &o1, &size, &err));
+    g_assert_nonnull(strstr(err->message, "no member c.vmdk"));
+    g_clear_error(&err);
+    /* One disk: no directory, the archive is the disk's source. */
+    g_autoptr(GByteArray) b = ova(d1, sizeof d1, NULL);
+    g_autofree char *p1 = write_file("one.ova", b);
+    fd = open(p1, O_RDONLY | O_CLOEXEC);
+    g_autoptr(GPtrArray) none = NULL;
+    g_assert_true(vd_tar_container.list(ctx, fd, "one.ova", &none, &err));
+    close(fd);
+    g_assert_cmpuint(none->len, ==, 0);
+}
+
 static void test_probe(void)
 {
     g_autoptr(GByteArray) a = g_byte_array_new();
@@ -500,6 +561,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tar/many-members", test_many_members);
     g_test_add_func("/tar/manifest", test_manifest_lookup);
     g_test_add_func("/tar/container", test_container);
+    g_test_add_func("/tar/members", test_members);
     g_test_add_func("/tar/probe", test_probe);
     int rc = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);
