@@ -5,7 +5,8 @@
 # ustar, GNU (a long member name) and pax formats holding a qcow2, made by
 # the real tar: each disk is shown under its member's name and reads as
 # qemu-img convert -O raw reads the original; the .ovf and .mf are not
-# shown, nor a tarball that holds no disk. A manifest that disagrees, an archive cut short and one with a
+# shown, nor a tarball that holds no disk. An archive of two disks is a
+# directory named like it, holding them. A manifest that disagrees, an archive cut short and one with a
 # corrupted header checksum are listed, fail with EIO and say why in
 # user.vdiskfs.error, and the rest of the mount reads on.
 . "$TESTLIB"
@@ -62,8 +63,18 @@ hdr=$(($(stat -c %s "$S/appliance.ovf" | awk '{print int(($1 + 511) / 512)}') * 
     $(stat -c %s "$S/appliance.mf" | awk '{print int(($1 + 511) / 512)}') * 512 + 512))
 printf 'X' | dd of="$D/badsum.ova" bs=1 seek=$((hdr + 101)) conv=notrunc status=none
 tar -tf "$D/badsum.ova" >/dev/null 2>&1 && fail "tar still reads badsum.ova: not damaged"
-# Two disks in one archive: not shown as a directory (yet), and said why.
+# Two disks in one archive: a directory named like it. In multi.ova the
+# manifest's digest of the second disk is wrong.
 (cd "$S" && cp disk1.vmdk disk2.vmdk && tar --format=ustar -cf "$D/two.ova" disk1.vmdk disk2.vmdk)
+mkdir -p "$S/x"
+cp "$S/disk1.vmdk" "$S/x/disk1.vmdk"
+cp "$T/disk.qcow2" "$S/x/disk2.qcow2"
+cp "$S/appliance.ovf" "$S/x/multi.ovf"
+{
+    printf 'SHA256(disk1.vmdk)= %s\n' "$(sha256sum "$S/x/disk1.vmdk" | cut -d' ' -f1)"
+    printf 'SHA256(disk2.qcow2)= %064d\n' 0
+} >"$S/x/multi.mf"
+(cd "$S/x" && tar --format=pax -cf "$D/multi.ova" multi.ovf multi.mf disk1.vmdk disk2.qcow2)
 # A disk beside other files, and a tarball of no disk (not an image).
 mkdir -p "$S/m/vm" "$S/t"
 cp "$T/disk.qcow2" "$S/m/vm/mixed.qcow2"
@@ -77,7 +88,7 @@ mount_vdiskfs "$D" "$M"
 
 note "each disk shown under its member's name; descriptors and manifests not"
 ls "$M" >"$T/ls"
-for n in disk1.vmdk wrong.vmdk "$long" pax.qcow2 mixed.qcow2 cut.ova badsum.ova two.ova plain.qcow2; do
+for n in disk1.vmdk wrong.vmdk "$long" pax.qcow2 mixed.qcow2 cut.ova badsum.ova two.ova multi.ova plain.qcow2; do
     grep -qx "$n" "$T/ls" || fail "$n is not listed: $(cat "$T/ls")"
 done
 for n in wrong.ova gnu.tar pax.tar mixed.tar sources.tar main.c appliance.ovf appliance.mf wrong.mf; do
@@ -97,6 +108,27 @@ other=$(grep -x -e appliance.ova -e copy.ova "$T/ls")
 grep -q 'container: tar' "$T/info" || fail "vdisk info does not say tar: $(cat "$T/info")"
 grep -q 'tar.manifest: appliance.mf' "$T/info" || fail "vdisk info: manifest: $(cat "$T/info")"
 
+note "an archive of several disks is a directory of them"
+[ -d "$M/two.ova" ] && [ -d "$M/multi.ova" ] || fail "two.ova and multi.ova are not directories"
+[ "$(ls "$M/two.ova" | tr '\n' ' ')" = "disk1.vmdk disk2.vmdk " ] ||
+    fail "two.ova holds: $(ls "$M/two.ova")"
+[ "$(ls "$M/multi.ova" | tr '\n' ' ')" = "disk1.vmdk disk2.qcow2 " ] ||
+    fail "multi.ova holds: $(ls "$M/multi.ova")"
+cmp "$T/vmdk.raw" "$M/two.ova/disk1.vmdk" || fail "two.ova/disk1.vmdk differs"
+cmp "$T/vmdk.raw" "$M/two.ova/disk2.vmdk" || fail "two.ova/disk2.vmdk differs"
+cmp "$T/vmdk.raw" "$M/multi.ova/disk1.vmdk" || fail "multi.ova/disk1.vmdk differs"
+[ "$(stat -c %s "$M/multi.ova/disk2.qcow2")" = $((32 << 20)) ] ||
+    fail "multi.ova/disk2.qcow2: size $(stat -c %s "$M/multi.ova/disk2.qcow2")"
+[ "$(getfattr -n user.vdiskfs.format --only-values "$M/two.ova/disk2.vmdk" 2>/dev/null)" = vmdk ] ||
+    fail "two.ova/disk2.vmdk is not read as vmdk"
+r=$("$VDTEST" errno "$M/multi.ova/disk2.qcow2" read)
+[ "$r" = EIO ] || fail "multi.ova/disk2.qcow2 with a wrong digest: $r, expected EIO"
+getfattr -n user.vdiskfs.error --only-values "$M/multi.ova/disk2.qcow2" 2>/dev/null |
+    grep -q 'disk2.qcow2 does not match its digest in multi.mf' ||
+    fail "no mismatch reason for multi.ova/disk2.qcow2"
+[ ! -e "$M/multi.ova/multi.mf" ] && [ ! -e "$M/multi.ova/multi.ovf" ] ||
+    fail "multi.ova shows its descriptor or manifest"
+
 note "reads equal qemu-img's"
 cmp "$T/vmdk.raw" "$M/disk1.vmdk" || fail "disk1.vmdk differs from qemu-img convert -O raw"
 cmp "$T/vmdk.raw" "$M/$other" || fail "$other differs"
@@ -111,7 +143,7 @@ done
 
 note "damaged archives: listed, EIO, a reason; the rest unharmed"
 reason() { getfattr -n user.vdiskfs.error --only-values "$M/$1" 2>/dev/null || true; }
-for n in wrong.vmdk cut.ova badsum.ova two.ova; do
+for n in wrong.vmdk cut.ova badsum.ova; do
     r=$("$VDTEST" errno "$M/$n" read)
     [ "$r" = EIO ] || fail "$n: $r, expected EIO"
 done
@@ -121,8 +153,6 @@ reason cut.ova | grep -q 'past the end of the archive' ||
     fail "no reason for cut.ova: $(reason cut.ova)"
 reason badsum.ova | grep -q "bad tar header checksum.*'disk1.vmdk'" ||
     fail "no reason for badsum.ova: $(reason badsum.ova)"
-reason two.ova | grep -q 'only an archive of one disk image' ||
-    fail "no reason for two.ova: $(reason two.ova)"
 cmp "$T/vmdk.raw" "$M/disk1.vmdk" || fail "disk1.vmdk after the damaged ones"
 cmp "$T/qcow2.raw" "$M/plain.qcow2" || fail "plain.qcow2 after the damaged ones"
 unmount_vdiskfs "$M"
