@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +192,23 @@ static void fuzz_tar(const uint8_t *data, size_t size)
             abort();
         ops->close(opaque);
     }
+    /* An archive of several disks: each listed name opens as a member. */
+    fd = memfd_create("fuzz", MFD_CLOEXEC);
+    if (fd < 0 || (size > 0 && write(fd, data, size) != (ssize_t)size))
+        abort();
+    g_autoptr(GPtrArray) names = NULL;
+    g_clear_error(&err);
+    bool listed = vd_tar_container.list(fuzz_ctx, fd, "fuzz", &names, &err);
+    for (guint i = 0; listed && i < names->len && i < 4; i++) {
+        int mfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        g_clear_error(&err);
+        if (mfd < 0 ||
+            !vd_tar_container.open_member(fuzz_ctx, mfd, "fuzz", "fuzz",
+                                          g_ptr_array_index(names, i), &ops, &opaque, &n, &err))
+            abort(); /* what list names opens */
+        ops->close(opaque);
+    }
+    close(fd);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
