@@ -19,6 +19,24 @@ char *vfs_host_path(VfsFs *fs, const char *relpath)
     return *relpath ? g_build_filename(fs->root, relpath, NULL) : g_strdup(fs->root);
 }
 
+int vfs_host_stat(VfsFs *fs, const char *relpath, struct stat *st)
+{
+    g_autofree char *host = vfs_host_path(fs, relpath);
+    if (stat(host, st) == 0)
+        return 0;
+    if (errno != ENOTDIR)
+        return -1;
+    /* A member of an archive shown as a directory: the archive's. */
+    g_autofree char *archive = g_path_get_dirname(host);
+    if (stat(archive, st) < 0)
+        return -1;
+    if (!S_ISREG(st->st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
 static void image_free(VfsImage *vi)
 {
     g_clear_pointer(&vi->img, vd_image_unref);
@@ -41,9 +59,8 @@ void vfs_image_unref(VfsImage *vi)
 
 VfsImage *vfs_image_get(VfsFs *fs, const char *relpath)
 {
-    g_autofree char *host = vfs_host_path(fs, relpath);
     struct stat st;
-    if (stat(host, &st) < 0)
+    if (vfs_host_stat(fs, relpath, &st) < 0)
         return NULL;
     g_mutex_lock(&fs->lock);
     VfsImage *vi = g_hash_table_lookup(fs->images, relpath);
@@ -123,7 +140,7 @@ void vfs_image_peek_locked(VfsImage *vi)
     VfsFs *fs = ((VfsImagePriv *)vi)->fs;
     g_autofree char *host = vfs_host_path(fs, vi->relpath);
     struct stat st;
-    if (stat(host, &st) < 0)
+    if (vfs_host_stat(fs, vi->relpath, &st) < 0)
         return;
     if (vi->peeked && vi->peek_fsize == st.st_size && vi->peek_mtime.tv_sec == st.st_mtim.tv_sec &&
         vi->peek_mtime.tv_nsec == st.st_mtim.tv_nsec)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "src/vd-error.h"
+#include "src/vd-file.h"
 #include "vfs.h"
 
 /* One scanned directory of IMAGEDIR. */
@@ -314,6 +315,14 @@ static VfsScanEntry *scan_entry(VfsFs *fs, const char *host, const struct stat *
         g_strlcpy(e->shown, old->host_name[0] ? old->shown : "", sizeof e->shown);
         return e;
     }
+    if (S_ISREG(st->st_mode)) {
+        /* An archive of several images: a directory named like it. */
+        g_autoptr(GPtrArray) members = vd_file_archive_members(fs->ctx, host);
+        if (members != NULL) {
+            e->is_dir = true;
+            return e;
+        }
+    }
     if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) || S_ISBLK(st->st_mode)) {
         g_autoptr(GError) err = NULL;
         g_autofree char *shown = NULL;
@@ -330,12 +339,24 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
                              const VfsDirCache *old, int *err)
 {
     g_autofree char *host = vfs_host_path(fs, relpath);
-    /* Watch before reading, so nothing changes unseen in between. */
-    vfs_watch_dir(fs, relpath);
-    DIR *d = opendir(host);
-    if (d == NULL) {
-        *err = -errno;
+    /* An archive shown as a directory: its images, each probed as
+     * ARCHIVE/MEMBER (vd_file_open opens those), with the archive's
+     * identity; the watch of the directory it is in sees it change. */
+    g_autoptr(GPtrArray) members =
+        S_ISREG(dst->st_mode) ? vd_file_archive_members(fs->ctx, host) : NULL;
+    DIR *d = NULL;
+    if (S_ISREG(dst->st_mode) && members == NULL) {
+        *err = -ENOTDIR;
         return NULL;
+    }
+    if (members == NULL) {
+        /* Watch before reading, so nothing changes unseen in between. */
+        vfs_watch_dir(fs, relpath);
+        d = opendir(host);
+        if (d == NULL) {
+            *err = -errno;
+            return NULL;
+        }
     }
     VfsDirCache *dc = g_new0(VfsDirCache, 1);
     dc->mtime = dst->st_mtim;
@@ -343,8 +364,16 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
     dc->dev = dst->st_dev;
     dc->ino = dst->st_ino;
     dc->entries = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    for (guint i = 0; members != NULL && i < members->len; i++) {
+        const char *name = g_ptr_array_index(members, i);
+        g_autofree char *child = g_build_filename(host, name, NULL);
+        const VfsScanEntry *prev = old ? g_hash_table_lookup(old->entries, name) : NULL;
+        VfsScanEntry *e = scan_entry(fs, child, dst, prev);
+        e->is_dir = false; /* no archives within archives */
+        g_hash_table_insert(dc->entries, g_strdup(name), e);
+    }
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
+    while (d != NULL && (de = readdir(d)) != NULL) {
         const char *name = de->d_name;
         if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
             continue;
@@ -363,7 +392,8 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
         const VfsScanEntry *prev = old ? g_hash_table_lookup(old->entries, name) : NULL;
         g_hash_table_insert(dc->entries, g_strdup(name), scan_entry(fs, child, &st, prev));
     }
-    closedir(d);
+    if (d != NULL)
+        closedir(d);
 
     /* Containers go by the name inside, when no other file has it. */
     g_autoptr(GPtrArray) renames = g_ptr_array_new();
@@ -427,7 +457,7 @@ static VfsDirCache *dir_get_locked(VfsFs *fs, const char *relpath, int *err)
         *err = -errno;
         return NULL;
     }
-    if (!S_ISDIR(st.st_mode)) {
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) { /* a regular file: an archive */
         *err = -ENOTDIR;
         return NULL;
     }
@@ -730,9 +760,8 @@ static int image_node_peek(VfsFs *fs, VfsNode *node, VdImage **img, VfsPeekStat 
         ps->have = true;
         ps->size = vi->peek_size;
         ps->read_only = vi->peek_read_only;
-        g_autofree char *host = vfs_host_path(fs, vi->relpath);
         struct stat st;
-        if (stat(host, &st) == 0 && !S_ISDIR(st.st_mode))
+        if (vfs_host_stat(fs, vi->relpath, &st) == 0 && !S_ISDIR(st.st_mode))
             ps->host_bytes += (uint64_t)st.st_blocks * 512;
         for (guint i = 0; vi->peek_members != NULL && i < vi->peek_members->len; i++) {
             if (stat(g_ptr_array_index(vi->peek_members, i), &st) == 0 && S_ISREG(st.st_mode))
@@ -748,7 +777,6 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
 {
     if (node->kind >= VFS_NODE_PARTDIR)
         return vfs_part_stat(fs, node, open_img, st);
-    g_autofree char *host = vfs_host_path(fs, node->relpath);
     struct stat hst;
     g_autoptr(VdImage) img = NULL;
     VfsPeekStat ps = {0};
@@ -767,7 +795,7 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
         /* Under an overlay, the attributes of the image it covers. */
         if (fstat(vfs_image_underneath(img)->fd, &hst) < 0)
             return -errno;
-    } else if (stat(host, &hst) < 0) {
+    } else if (vfs_host_stat(fs, node->relpath, &hst) < 0) {
         return -errno;
     }
     memset(st, 0, sizeof *st);
@@ -780,7 +808,10 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
     switch (node->kind) {
     case VFS_NODE_DIR:
     case VFS_NODE_SNAPDIR:
-        /* Nothing can be created in the mount: no write bits on directories. */
+        /* Nothing can be created in the mount: no write bits on directories.
+         * An archive shown as one: searchable by whoever may read it. */
+        if (S_ISREG(hst.st_mode))
+            perm = (perm & 0444) | ((perm & 0444) >> 2);
         st->st_mode = S_IFDIR | (perm & ~0222);
         st->st_nlink = 2;
         break;

@@ -222,6 +222,9 @@ void vfs_part_xattrs(VfsFs *fs, VfsNode *node, GPtrArray *kv);
 
 /* Host path of a relpath. */
 char *vfs_host_path(VfsFs *fs, const char *relpath);
+/* stat(2) of relpath's host file; for a member of an archive shown as a
+ * directory, the archive's. -1 with errno. */
+int vfs_host_stat(VfsFs *fs, const char *relpath, struct stat *st);
 
 /* xattrs (fuse/vfs-xattr.c): value into buf (size 0 = just the length);
  * returns length or -errno. */

@@ -37,6 +37,15 @@ typedef struct VdContainer {
      * from then on (closed by ops->close), also when open fails. */
     bool (*open)(VdContext *ctx, int fd, const char *path, const char *name,
                  const VdSourceOps **ops, void **opaque, uint64_t *size, GError **error);
+    /* Optional, for archives of several images: the names (g_free) of
+     * the images fd holds when there are two or more, which the mount
+     * then shows as a directory named like the archive; else (one image,
+     * or none) an empty array. */
+    bool (*list)(VdContext *ctx, int fd, const char *name, GPtrArray **members, GError **error);
+    /* Optional: open the image named member (one of list's) as open does. */
+    bool (*open_member)(VdContext *ctx, int fd, const char *path, const char *name,
+                        const char *member, const VdSourceOps **ops, void **opaque, uint64_t *size,
+                        GError **error);
 } VdContainer;
 
 extern const VdContainer *const vd_containers[];

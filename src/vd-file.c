@@ -125,15 +125,20 @@ static const char *type_name(mode_t mode)
 /* If f is a container, make it the source of what it holds: f->fd becomes
  * the source's descriptor, read-only, while the container's own file
  * keeps the locks (f->lock_fd). */
-static bool open_container(VdContext *ctx, const char *path, const char *name, VdFile *f,
-                           GError **error)
+static bool open_container(VdContext *ctx, const char *path, const char *name, const char *member,
+                           VdFile *f, GError **error)
 {
     uint8_t head[VD_CONTAINER_HEAD];
     ssize_t n = pread(f->fd, head, sizeof head, 0);
     const VdContainer *c =
         n > 0 ? vd_container_probe(head, (size_t)n, (uint64_t)f->st.st_size) : NULL;
-    if (c == NULL)
+    if (c == NULL && member == NULL)
         return true;
+    if (member != NULL && (c == NULL || c->open_member == NULL)) {
+        vd_set_error(error, ENOTDIR, "%s: not a directory", name);
+        close(f->fd);
+        return false;
+    }
     g_autofree char *self = g_strdup_printf("/proc/self/fd/%d", f->fd);
     int placeholder = open(self, O_PATH | O_CLOEXEC);
     if (placeholder < 0) {
@@ -145,7 +150,9 @@ static bool open_container(VdContext *ctx, const char *path, const char *name, V
     void *opaque;
     uint64_t size;
     int real = f->fd;
-    if (!c->open(ctx, real, path, name, &ops, &opaque, &size, error)) {
+    if (!(member != NULL
+              ? c->open_member(ctx, real, path, name, member, &ops, &opaque, &size, error)
+              : c->open(ctx, real, path, name, &ops, &opaque, &size, error))) {
         close(placeholder);
         return false;
     }
@@ -154,6 +161,36 @@ static bool open_container(VdContext *ctx, const char *path, const char *name, V
     f->lock_fd = real;
     f->writable = false;
     f->container = c;
+    return true;
+}
+
+/* path names a member of an archive (ARCHIVE/MEMBER, ARCHIVE a plain
+ * file that a container lists): open the archive and make it the source
+ * of that member. */
+static bool open_archive_member(VdContext *ctx, const char *path, const char *name, unsigned flags,
+                                VdFile *out, GError **error)
+{
+    g_autofree char *archive = g_path_get_dirname(path);
+    g_autofree char *member = g_path_get_basename(path);
+    unsigned aflags =
+        (flags & (VD_FILE_MEMBER | VD_FILE_PROBE)) | VD_FILE_NO_LOCK | VD_FILE_NO_CONTAINER;
+    if (!vd_file_open(ctx, archive, name, aflags, out, error))
+        return false;
+    if (!S_ISREG(out->st.st_mode)) {
+        vd_set_error(error, ENOTDIR, "%s: not a directory", name);
+        close(out->fd);
+        *out = (VdFile){.fd = -1};
+        return false;
+    }
+    if (!open_container(ctx, archive, name, member, out, error)) {
+        *out = (VdFile){.fd = -1};
+        return false;
+    }
+    if (!(flags & (VD_FILE_NO_LOCK | VD_FILE_PROBE)) && !vd_file_lock(ctx, out, name, error)) {
+        vd_file_close(out->fd);
+        *out = (VdFile){.fd = -1};
+        return false;
+    }
     return true;
 }
 
@@ -179,6 +216,10 @@ bool vd_file_open(VdContext *ctx, const char *path, const char *name, unsigned f
             writable = false;
             fd = open_path(ctx, path, name, flags, base | O_RDONLY, &local);
         }
+    }
+    if (fd < 0 && !dir && !(flags & VD_FILE_NO_CONTAINER) && vd_error_errno(local) == ENOTDIR) {
+        g_clear_error(&local);
+        return open_archive_member(ctx, path, name, flags, out, error);
     }
     if (fd < 0) {
         g_propagate_error(error, local);
@@ -208,7 +249,7 @@ bool vd_file_open(VdContext *ctx, const char *path, const char *name, unsigned f
     }
     *out = (VdFile){.fd = fd, .lock_fd = fd, .writable = writable, .st = st};
     if (!dir && S_ISREG(st.st_mode) && !(flags & VD_FILE_NO_CONTAINER) &&
-        !open_container(ctx, path, name, out, error))
+        !open_container(ctx, path, name, NULL, out, error))
         return false;
     if (!(flags & VD_FILE_NO_LOCK) && !vd_file_lock(ctx, out, name, error)) {
         vd_file_close(out->fd);
@@ -222,9 +263,12 @@ bool vd_file_lock(VdContext *ctx, VdFile *f, const char *name, GError **error)
 {
     vd_lock_note(ctx, &f->st, true);
     f->locked = true;
-    /* A container's other files (EWF segments) are read as it is. */
+    /* A container's other files (EWF segments) are read as it is. Locking
+     * is what an open for use does (probes and peeks do not), so that is
+     * where the container checks what it holds. */
     if (!vd_lock_fd(ctx, f->lock_fd, &f->st, name, f->writable, error) ||
-        (f->container != NULL && !vd_source_lock(f->fd, error))) {
+        (f->container != NULL &&
+         (!vd_source_lock(f->fd, error) || !vd_source_verify(f->fd, error)))) {
         vd_file_forget(ctx, f);
         return false;
     }
@@ -255,4 +299,23 @@ void vd_file_forget(VdContext *ctx, VdFile *f)
     if (f->locked)
         vd_lock_note(ctx, &f->st, false);
     f->locked = false;
+}
+
+GPtrArray *vd_file_archive_members(VdContext *ctx, const char *path)
+{
+    VdFile f;
+    if (!vd_file_open(ctx, path, path, VD_FILE_PROBE | VD_FILE_NO_CONTAINER, &f, NULL))
+        return NULL;
+    uint8_t head[VD_CONTAINER_HEAD];
+    ssize_t n = S_ISREG(f.st.st_mode) ? pread(f.fd, head, sizeof head, 0) : 0;
+    const VdContainer *c =
+        n > 0 ? vd_container_probe(head, (size_t)n, (uint64_t)f.st.st_size) : NULL;
+    GPtrArray *members = NULL;
+    g_autoptr(GError) err = NULL;
+    if (c != NULL && c->list != NULL && !c->list(ctx, f.fd, path, &members, &err))
+        g_debug("%s", err->message);
+    close(f.fd);
+    if (members != NULL && members->len < 2)
+        g_clear_pointer(&members, g_ptr_array_unref);
+    return members;
 }

@@ -57,6 +57,10 @@ void vd_file_forget(VdContext *ctx, VdFile *f);
 /* The container a plain file at path is, by its magic, or NULL (for
  * listing a container that cannot be opened, with its error). */
 const struct VdContainer *vd_file_container_of(VdContext *ctx, const char *path);
+/* The images of an archive at path that holds two or more (g_ptr_array of
+ * names, each openable as path/name), else NULL: the mount shows such an
+ * archive as a directory. */
+GPtrArray *vd_file_archive_members(VdContext *ctx, const char *path);
 /* Close a descriptor vd_file_open gave (a source's too: src/vd-source.h). */
 void vd_file_close(int fd);
 /* Take the locks of a file opened with VD_FILE_NO_LOCK, for f->writable. */

@@ -137,7 +137,11 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
             *shown = vd_container_shown_name(c, base_name);
         return vd_driver_find("raw");
     }
-    g_autofree char *inner = f.container ? vd_container_shown_name(f.container, base_name) : NULL;
+    /* A tar member's name is in the archive, not in the archive's name. */
+    const char *named = f.container ? vd_source_inner_name(f.fd) : NULL;
+    g_autofree char *inner = named                 ? g_strdup(named)
+                             : f.container != NULL ? vd_container_shown_name(f.container, base_name)
+                                                   : NULL;
     const VdDriver *drv = probe_fd(f.fd, path, &f.st, &local);
     if (drv == NULL && local != NULL && f.container != NULL) {
         /* Nor one whose contents do not read (an EWF chunk table read on

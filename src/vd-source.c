@@ -160,3 +160,15 @@ uint64_t vd_source_unit(int fd)
     Source *s = lookup(fd);
     return s != NULL && s->ops->unit != NULL ? s->ops->unit(s->opaque) : 0;
 }
+
+const char *vd_source_inner_name(int fd)
+{
+    Source *s = lookup(fd);
+    return s != NULL && s->ops->inner_name != NULL ? s->ops->inner_name(s->opaque) : NULL;
+}
+
+bool vd_source_verify(int fd, GError **error)
+{
+    Source *s = lookup(fd);
+    return s == NULL || s->ops->verify == NULL || s->ops->verify(s->opaque, error);
+}

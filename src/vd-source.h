@@ -53,6 +53,14 @@ typedef struct {
     /* Optional: the unit the source decodes in (EWF's chunk), so that the
      * image on top splits reads at it to decode them side by side. */
     uint64_t (*unit)(void *opaque);
+    /* Optional: the name of what the source holds, when the container's
+     * own name does not tell it (a tar member's): the image is shown
+     * under it where it is free. */
+    const char *(*inner_name)(void *opaque);
+    /* Optional: check what it holds against what the container records
+     * (an OVA manifest's digests), when the image is opened for use - not
+     * when a listing probes or peeks it; EIO with the reason. */
+    bool (*verify)(void *opaque, GError **error);
     void (*close)(void *opaque);
 } VdSourceOps;
 
@@ -81,5 +89,9 @@ bool vd_source_lock(int fd, GError **error);
 bool vd_source_describe(int fd, struct VdInfo *info);
 /* The source's decoding unit, 0 when fd is no source's or it says none. */
 uint64_t vd_source_unit(int fd);
+/* The name inside (NULL when fd is no source's or it has none); the
+ * source's verification (true when it has none). */
+const char *vd_source_inner_name(int fd);
+bool vd_source_verify(int fd, GError **error);
 
 #endif

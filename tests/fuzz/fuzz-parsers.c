@@ -4,13 +4,15 @@
  * VMDK descriptor, Parallels' DiskDescriptor.xml and DMG's plist, the
  * partition table reader (the input is a whole small disk), EWF
  * evidence sets (the input is the segment files one after the other, cut
- * where a segment's magic starts), and the gzip and zstd containers (the
- * input is the compressed file). The parser comes from VD_FUZZ_PARSER
- * (vmdk-descriptor, parallels-xml, dmg-plist, partition-table, ewf, gzip,
- * zstd); make fuzz-smoke runs each.
+ * where a segment's magic starts), the gzip and zstd containers (the
+ * input is the compressed file) and the tar container (the input is the
+ * archive: its header walk, its manifest, its member). The parser comes
+ * from VD_FUZZ_PARSER (vmdk-descriptor, parallels-xml, dmg-plist,
+ * partition-table, ewf, gzip, zstd, tar); make fuzz-smoke runs each.
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,15 +23,17 @@
 #include "formats/parallels.h"
 #include "formats/vmdk.h"
 #include "sources/ewf.h"
+#include "sources/tar.h"
 #include "src/vd-container.h"
 #include "src/vd-partition.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static enum { P_VMDK, P_PARALLELS, P_DMG, P_PARTITION, P_EWF, P_GZIP, P_ZSTD } parser;
+static enum { P_VMDK, P_PARALLELS, P_DMG, P_PARTITION, P_EWF, P_GZIP, P_ZSTD, P_TAR } parser;
 static VdContext *fuzz_ctx;
 extern const VdContainer vd_gzip_container;
+extern const VdContainer vd_tar_container;
 #ifdef HAVE_ZSTD
 extern const VdContainer vd_zstd_container;
 #endif
@@ -152,6 +156,61 @@ static void fuzz_container(const VdContainer *c, const uint8_t *data, size_t siz
     ops->close(opaque);
 }
 
+/* Every member the walk reports lies inside the archive. */
+static bool tar_member_inside(void *opaque, const TarMember *m, GError **error)
+{
+    const FuzzDisk *d = opaque;
+    if (m->offset > d->size || m->size > d->size - m->offset || m->name == NULL)
+        abort();
+    return true;
+}
+
+/* The tar walk over the input as it is, the manifest parser over it as
+ * text, and the container: open, read, and its manifest check. */
+static void fuzz_tar(const uint8_t *data, size_t size)
+{
+    FuzzDisk d = {data, size};
+    g_autoptr(GError) err = NULL;
+    if (!tar_walk(disk_read, &d, size, "fuzz", tar_member_inside, &d, &err) && err == NULL)
+        abort(); /* a failure must say why */
+    GChecksumType type;
+    g_autofree char *hex = NULL;
+    (void)tar_manifest_lookup((const char *)data, size, "disk1.vmdk", &type, &hex);
+    fuzz_container(&vd_tar_container, data, size);
+    int fd = memfd_create("fuzz", MFD_CLOEXEC);
+    if (fd < 0 || (size > 0 && write(fd, data, size) != (ssize_t)size))
+        abort();
+    const VdSourceOps *ops;
+    void *opaque;
+    uint64_t n;
+    g_clear_error(&err);
+    if (vd_tar_container.open(fuzz_ctx, fd, "fuzz", "fuzz", &ops, &opaque, &n, &err)) {
+        uint64_t host_off;
+        if (ops->host_range(opaque, 0, n, &host_off) < 0 || host_off > size || n > size - host_off)
+            abort(); /* the member is a range of the archive */
+        if (!ops->verify(opaque, &err) && err == NULL)
+            abort();
+        ops->close(opaque);
+    }
+    /* An archive of several disks: each listed name opens as a member. */
+    fd = memfd_create("fuzz", MFD_CLOEXEC);
+    if (fd < 0 || (size > 0 && write(fd, data, size) != (ssize_t)size))
+        abort();
+    g_autoptr(GPtrArray) names = NULL;
+    g_clear_error(&err);
+    bool listed = vd_tar_container.list(fuzz_ctx, fd, "fuzz", &names, &err);
+    for (guint i = 0; listed && i < names->len && i < 4; i++) {
+        int mfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        g_clear_error(&err);
+        if (mfd < 0 ||
+            !vd_tar_container.open_member(fuzz_ctx, mfd, "fuzz", "fuzz",
+                                          g_ptr_array_index(names, i), &ops, &opaque, &n, &err))
+            abort(); /* what list names opens */
+        ops->close(opaque);
+    }
+    close(fd);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *p = getenv("VD_FUZZ_PARSER");
@@ -171,9 +230,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     else if (p != NULL && strcmp(p, "zstd") == 0)
         parser = P_ZSTD;
 #endif
+    else if (p != NULL && strcmp(p, "tar") == 0)
+        parser = P_TAR;
     else {
         fprintf(stderr, "set VD_FUZZ_PARSER to vmdk-descriptor, parallels-xml, dmg-plist, "
-                        "partition-table, ewf, gzip or zstd\n");
+                        "partition-table, ewf, gzip, zstd or tar\n");
         exit(2);
     }
     g_autoptr(GError) err = NULL;
@@ -218,6 +279,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case P_GZIP:
         fuzz_container(&vd_gzip_container, data, size);
+        break;
+    case P_TAR:
+        fuzz_tar(data, size);
         break;
     case P_ZSTD:
 #ifdef HAVE_ZSTD

@@ -91,7 +91,7 @@ done
 # The text parsers, seeded with descriptors qemu-img writes (VMDK) and
 # small hand-written documents.
 if [ -n "$PFUZZ" ]; then
-    for parser in vmdk-descriptor parallels-xml dmg-plist partition-table ewf gzip zstd; do
+    for parser in vmdk-descriptor parallels-xml dmg-plist partition-table ewf gzip zstd tar; do
         corpus=$work/$parser
         mkdir -p "$corpus"
         case $parser in
@@ -102,6 +102,18 @@ if [ -n "$PFUZZ" ]; then
             $parser -c "$work/$parser.raw" >"$corpus/one" 2>/dev/null || rm -f "$corpus/one"
             { head -c 100K "$work/$parser.raw" | $parser -c; tail -c 50K "$work/$parser.raw" | $parser -c; } >"$corpus/two" 2>/dev/null || rm -f "$corpus/two"
             [ -n "$(ls "$corpus")" ] || printf 'x' >"$corpus/empty"
+            ;;
+        tar)
+            # A small OVA as tar writes it (descriptor, manifest, disk), pax,
+            # and one of two disks (a directory in the mount).
+            mkdir -p "$work/tarsrc"
+            head -c 3000 /dev/urandom >"$work/tarsrc/disk1.vmdk"
+            head -c 2000 /dev/urandom >"$work/tarsrc/disk2.qcow2"
+            echo '<Envelope/>' >"$work/tarsrc/a.ovf"
+            printf 'SHA256(disk1.vmdk)= %s\n' "$(sha256sum "$work/tarsrc/disk1.vmdk" | cut -d' ' -f1)" >"$work/tarsrc/a.mf"
+            (cd "$work/tarsrc" && tar --format=ustar -cf "$corpus/ova" a.ovf a.mf disk1.vmdk &&
+                tar --format=pax -cf "$corpus/pax" disk1.vmdk &&
+                tar --format=ustar -cf "$corpus/two" a.mf disk1.vmdk disk2.qcow2) 2>/dev/null || printf 'x' >"$corpus/empty"
             ;;
         vmdk-descriptor)
             qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$work/d.vmdk" 1M >/dev/null 2>&1
