@@ -68,13 +68,9 @@ bool qcow2_crypto_open(Qcow2State *s, VdImage *img, GError **error)
     /* Without a passphrase, and where the opener allows it (vdisk): the
      * header is read and described, every read of data fails with EACCES,
      * and the image is never written. */
-    GError *nokey = NULL;
-    char *pass = vd_context_passphrase(img->ctx, img->name, &nokey);
-    if (pass == NULL && !(img->ctx->open_locked && vd_error_errno(nokey) == EACCES)) {
-        g_propagate_error(error, nokey);
+    char *pass;
+    if (!vd_luks_passphrase(img->ctx, img->name, &pass, error))
         return false;
-    }
-    g_clear_error(&nokey);
     if (pass == NULL)
         vd_image_refuse_writes(img);
     s->crypto = s->crypt_method == QCOW2_CRYPT_AES ? aes_open(s, pass, error)

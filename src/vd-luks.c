@@ -340,6 +340,18 @@ VdLuks *vd_luks_new_plain(const char *name, const char *cipher, const char *mode
     return g_steal_pointer(&l);
 }
 
+bool vd_luks_passphrase(const VdContext *ctx, const char *image_name, char **pass, GError **error)
+{
+    GError *nokey = NULL;
+    *pass = vd_context_passphrase(ctx, image_name, &nokey);
+    if (*pass == NULL && !(ctx->open_locked && vd_error_errno(nokey) == EACCES)) {
+        g_propagate_error(error, nokey);
+        return false;
+    }
+    g_clear_error(&nokey);
+    return true;
+}
+
 static int slot_cmp(const void *a, const void *b)
 {
     const LuksSlot *x = *(const LuksSlot *const *)a, *y = *(const LuksSlot *const *)b;
@@ -465,9 +477,9 @@ uint32_t vd_luks_sector_size(const VdLuks *l)
     return l->sector_size;
 }
 
-unsigned vd_luks_key_bits(const VdLuks *l)
+size_t vd_luks_key_size(const VdLuks *l)
 {
-    return l->data.key_bits;
+    return l->data.key_len;
 }
 
 void vd_luks_add_meta(const VdLuks *l, VdMetaMap *map, uint64_t base)

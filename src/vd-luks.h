@@ -51,6 +51,14 @@ bool vd_luks_unlock(VdLuks *l, const VdContext *ctx, int fd, const char *pass, G
 VdLuks *vd_luks_new_plain(const char *name, const char *cipher, const char *mode,
                           const uint8_t *key, size_t key_len, GError **error);
 
+/*
+ * The passphrase of an encrypted image (vd_context_passphrase): true with
+ * it in *pass (vd_secret_free), or true with *pass NULL where there is
+ * none and ctx->open_locked lets the image open without its key (vdisk:
+ * described, never read or written); EACCES with the reason otherwise.
+ */
+bool vd_luks_passphrase(const VdContext *ctx, const char *image_name, char **pass, GError **error);
+
 VdLuks *vd_luks_ref(VdLuks *l);
 void vd_luks_unref(VdLuks *l);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VdLuks, vd_luks_unref)
@@ -71,7 +79,8 @@ int vd_luks_version(const VdLuks *l);
 uint64_t vd_luks_payload_offset(const VdLuks *l);
 uint64_t vd_luks_payload_size(const VdLuks *l);
 uint32_t vd_luks_sector_size(const VdLuks *l);
-unsigned vd_luks_key_bits(const VdLuks *l);
+/* The master key's length in bytes. */
+size_t vd_luks_key_size(const VdLuks *l);
 
 /* Record the header and every key slot's material (at base + their
  * offsets) in map. */
