@@ -5,7 +5,8 @@
  * come first; the payload, encrypted sector by sector with IVs counted from
  * 0 at its start, is the disk. Key handling is src/vd-luks.c; this file
  * maps disk offsets onto payload sectors. Writes change no metadata: they
- * encrypt whole sectors in place, reading back and merging partial ones.
+ * encrypt whole sectors in place, reading back and merging partial ones,
+ * and never land on the header or key material (a VdMetaMap of them).
  */
 #include "config.h"
 
@@ -21,6 +22,8 @@
 /* Decoded reads are cut at this size, so that large ones decrypt in
  * parallel on the decode pool. */
 #define LUKS_DECODE_UNIT (64u * 1024)
+/* The bounce buffer of a write. */
+#define LUKS_WRITE_CHUNK (1u << 20)
 
 typedef struct {
     VdLuks *luks;
@@ -180,6 +183,89 @@ static bool luks_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GEr
     return true;
 }
 
+/* Encrypt the whole sectors [start, start + len) of the disk in buf (which
+ * this clobbers) and write them. */
+static bool write_sectors(VdImage *img, LuksState *s, uint8_t *buf, size_t len, uint64_t start,
+                          GError **error)
+{
+    return vd_image_guard_write(img, s->meta, s->payload + start, len, error) &&
+           vd_luks_crypt(s->luks, true, start / s->sector, buf, len, error) &&
+           vd_host_pwrite(img->fd, img->name, buf, len, s->payload + start, error);
+}
+
+/* Sector-aligned writes: encrypted through a bounded bounce buffer, since
+ * the caller's buffer is not ours to encrypt in place. */
+static bool write_aligned(VdImage *img, LuksState *s, const uint8_t *buf, size_t len,
+                          uint64_t offset, GError **error)
+{
+    size_t chunk = MIN(len, LUKS_WRITE_CHUNK);
+    g_autofree uint8_t *tmp = g_malloc(chunk);
+    for (size_t done = 0; done < len;) {
+        size_t n = MIN(chunk, len - done);
+        memcpy(tmp, buf + done, n);
+        if (!write_sectors(img, s, tmp, n, offset + done, error))
+            return false;
+        done += n;
+    }
+    return true;
+}
+
+/* Part of one sector: read it back, merge, write it whole. */
+static bool write_partial(VdImage *img, LuksState *s, const uint8_t *buf, size_t len,
+                          uint64_t offset, GError **error)
+{
+    uint64_t start = offset / s->sector * s->sector;
+    g_autofree uint8_t *tmp = g_malloc(s->sector);
+    if (!read_sectors(img, s, tmp, s->sector, start, error))
+        return false;
+    memcpy(tmp + (offset - start), buf, len);
+    return write_sectors(img, s, tmp, s->sector, start, error);
+}
+
+static bool is_aligned(const LuksState *s, size_t len, uint64_t offset)
+{
+    return offset % s->sector == 0 && len % s->sector == 0;
+}
+
+/* Whole sectors change no metadata and touch no neighbour: they may run
+ * beside each other. Partial ones read back the rest of their sector, so
+ * they are serialised (VD_CAP_SERIAL_WRITES) and go to luks_pwrite. */
+static int luks_pwrite_fast(VdImage *img, const void *buf, size_t len, uint64_t offset,
+                            GError **error)
+{
+    LuksState *s = img->opaque;
+    if (!is_aligned(s, len, offset))
+        return VD_FAST_SLOW;
+    return write_aligned(img, s, buf, len, offset, error) ? VD_FAST_DONE : VD_FAST_ERROR;
+}
+
+static bool luks_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
+{
+    LuksState *s = img->opaque;
+    const uint8_t *p = buf;
+    uint64_t head = offset % s->sector;
+    if (head != 0) {
+        size_t n = (size_t)MIN((uint64_t)len, s->sector - head);
+        if (!write_partial(img, s, p, n, offset, error))
+            return false;
+        p += n;
+        offset += n;
+        len -= n;
+    }
+    size_t whole = len / s->sector * s->sector;
+    if (whole > 0 && !write_aligned(img, s, p, whole, offset, error))
+        return false;
+    p += whole;
+    offset += whole;
+    len -= whole;
+    return len == 0 || write_partial(img, s, p, len, offset, error);
+}
+
+static bool luks_flush(VdImage *img, GError **error)
+{
+    return vd_host_fdatasync(img->fd, img->name, error);
+}
+
 static void luks_describe(VdImage *img, VdInfo *info)
 {
     LuksState *s = img->opaque;
@@ -195,12 +281,15 @@ static void luks_describe(VdImage *img, VdInfo *info)
 const VdDriver vd_luks_driver = {
     .name = "luks",
     .description = "LUKS-encrypted raw disk (QEMU luks, cryptsetup LUKS1)",
-    .caps = 0,
+    .caps = VD_CAP_WRITE | VD_CAP_SERIAL_WRITES,
     .probe = luks_probe,
     .open = luks_open,
     .peek = luks_peek,
     .close = luks_close,
     .pread = luks_pread,
+    .pwrite = luks_pwrite,
+    .pwrite_fast = luks_pwrite_fast,
     .block_status = luks_block_status,
+    .flush = luks_flush,
     .describe = luks_describe,
 };

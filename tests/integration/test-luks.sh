@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # The luks driver through a real mount: LUKS1 images made by qemu-img
 # (aes-xts-plain64, aes-cbc-essiv:sha256) read as qemu-img convert reads
-# them, with no holes (all of it is ciphertext); without a key the image
-# is listed, opening it fails with EACCES and user.vdiskfs.error says why.
+# them, with no holes (all of it is ciphertext); writes through -o rw read
+# back by QEMU; without a key the image is listed, opening it fails with
+# EACCES and user.vdiskfs.error says why.
 . "$TESTLIB"
 require_fuse
 require_qemu
@@ -67,6 +68,26 @@ note "no key: listed, open fails with EACCES and the reason"
 getfattr -n user.vdiskfs.error --only-values "$M/nokey/locked.luks" 2>/dev/null | grep -qi "keyfile" ||
     fail "locked.luks: user.vdiskfs.error does not say why: $(getfattr -n user.vdiskfs.error --only-values "$M/nokey/locked.luks" 2>&1)"
 unmount_vdiskfs "$M"
+
+note "-o rw: dd writes, unaligned and whole, read back by qemu-io and qemu-img"
+mount_vdiskfs "$D" "$M" -o rw,keyfile="$T/keys"
+for f in xts essiv; do
+    head -c 70000 /dev/urandom >"$T/w1"
+    dd if="$T/w1" of="$M/$f.luks" bs=70000 seek=1 oflag=seek_bytes conv=notrunc,fsync status=none ||
+        fail "$f: dd unaligned"
+    dd if=/dev/zero bs=64k count=2 status=none | tr '\0' '\245' >"$T/w2"
+    dd if="$T/w2" of="$M/$f.luks" bs=64k seek=32 conv=notrunc,fsync status=none || fail "$f: dd aligned"
+    # What the disk should now hold.
+    dd if="$T/w1" of="$T/$f.raw" bs=70000 seek=1 oflag=seek_bytes conv=notrunc status=none
+    dd if="$T/w2" of="$T/$f.raw" bs=64k seek=32 conv=notrunc status=none
+done
+unmount_vdiskfs "$M"
+for f in xts essiv; do
+    qio "$D/$f.luks" -c "read -P 0xa5 2M 128k"
+    grep -q "read 131072/131072" "$T/qio.out" || fail "$f: qemu-io read -P 0xa5: $(cat "$T/qio.out")"
+    qemu_raw "$D/$f.luks" "$T/$f.after"
+    same_bytes "$T/$f.raw" "$T/$f.after" "$f.luks after writes (qemu-img convert)"
+done
 
 note "vdisk info without a key describes the header"
 "$VDISK" info "$D/nokey/locked.luks" >"$T/info" || fail "vdisk info locked.luks: $(cat "$T/info")"

@@ -2,7 +2,8 @@
 /*
  * luks driver: images made by qemu-img (LUKS1, aes-xts-plain64 and
  * aes-cbc-essiv:sha256) read as qemu-img convert reads them, the wrong or
- * a missing passphrase refused with EACCES, writes read back by QEMU, and
+ * a missing passphrase refused with EACCES, writes of any alignment read
+ * back by QEMU, a payload over the key material never written, and
  * hostile headers (key size 0, key material past the end, iteration
  * counts over the cap, a payload past the end, random damage) refused
  * with a clear error, never a crash.
@@ -235,6 +236,60 @@ static void test_peek(Fixture *f, gconstpointer data)
     peek_expect_same(f->ctx, f->path);
 }
 
+/* Writes of every alignment read back, through vdiskfs and through QEMU. */
+static void test_write(Fixture *f, gconstpointer data)
+{
+    g_autofree uint8_t *want = NULL;
+    gsize len;
+    g_assert_true(g_file_get_contents(f->raw, (char **)&want, &len, NULL));
+    g_autoptr(GError) err = NULL;
+    VdImage *img = open_image(f, true, &err);
+    g_assert_no_error(err);
+    g_assert_false(img->read_only);
+    static const uint64_t pieces[][2] = {{65536, 65536},   {777, 1000}, {2097152 - 300, 1500},
+                                         {VSIZE - 1, 1},   {0, 512},    {1048576 - 5, 10},
+                                         {3000000, 300000}};
+    g_autofree uint8_t *buf = g_malloc(300000);
+    for (size_t i = 0; i < G_N_ELEMENTS(pieces); i++) {
+        size_t n = (size_t)pieces[i][1];
+        for (size_t k = 0; k < n; k++)
+            buf[k] = (uint8_t)(k * 7 + i * 31 + 1);
+        g_assert_true(vd_image_pwrite(img, buf, n, pieces[i][0], &err));
+        g_assert_no_error(err);
+        memcpy(want + pieces[i][0], buf, n);
+    }
+    g_assert_true(vd_image_flush(img, &err));
+    g_assert_no_error(err);
+    vd_image_unref(img);
+    g_assert_true(g_file_set_contents(f->raw, (char *)want, (gssize)len, NULL));
+    img = open_image(f, false, &err);
+    g_assert_no_error(err);
+    expect_like_qemu(img, f->raw);
+    vd_image_unref(img);
+    g_autofree char *qraw = g_build_filename(f->dir, "q.raw", NULL);
+    qemu_convert(f->path, qraw);
+    g_autofree uint8_t *got = NULL;
+    gsize got_len;
+    g_assert_true(g_file_get_contents(qraw, (char **)&got, &got_len, NULL));
+    g_assert_cmpmem(got, got_len, want, len);
+}
+
+/* A payload that starts on the key material: readable, never written. */
+static void test_payload_on_keys(Fixture *f, gconstpointer data)
+{
+    guard_patch_be32(f->path, 104, 8); /* slot 0's material, at sector 8 */
+    g_autoptr(GBytes) before = guard_file_bytes(f->path);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_image(f, true, &err);
+    g_assert_no_error(err);
+    g_assert_true(img->read_only || img->format_read_only);
+    uint8_t buf[4096] = {1};
+    g_assert_false(vd_image_pwrite(img, buf, sizeof buf, 0, &err));
+    g_assert_cmpint(vd_error_errno(err), ==, EROFS);
+    g_autoptr(GBytes) after = guard_file_bytes(f->path);
+    g_assert_true(g_bytes_equal(before, after));
+}
+
 /* Open must fail with errno and a message matching pattern. */
 static void expect_open_error(Fixture *f, int errnum, const char *pattern)
 {
@@ -346,6 +401,9 @@ int main(int argc, char **argv)
     ADD("wrong-passphrase", test_wrong_passphrase, NULL);
     ADD("missing-key", test_missing_key, NULL);
     ADD("peek", test_peek, NULL);
+    ADD("write-xts", test_write, "xts.luks");
+    ADD("write-essiv", test_write, "essiv.luks");
+    ADD("payload-on-keys", test_payload_on_keys, NULL);
     ADD("hostile", test_hostile, NULL);
     ADD("fuzz", test_fuzz, NULL);
     int rc = g_test_run();
