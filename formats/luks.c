@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * luks: a raw disk inside a LUKS container (QEMU's "luks" format, and what
- * cryptsetup luksFormat makes of a plain file). The header and key slots
+ * cryptsetup luksFormat makes of a plain file, LUKS1 or LUKS2). The header and key slots
  * come first; the payload, encrypted sector by sector with IVs counted from
  * 0 at its start, is the disk. Key handling is src/vd-luks.c; this file
  * maps disk offsets onto payload sectors. Writes change no metadata: they
@@ -280,7 +280,7 @@ static void luks_describe(VdImage *img, VdInfo *info)
 
 const VdDriver vd_luks_driver = {
     .name = "luks",
-    .description = "LUKS-encrypted raw disk (QEMU luks, cryptsetup LUKS1)",
+    .description = "LUKS-encrypted raw disk (QEMU luks, cryptsetup LUKS1/LUKS2)",
     .caps = VD_CAP_WRITE | VD_CAP_SERIAL_WRITES,
     .probe = luks_probe,
     .open = luks_open,

@@ -45,7 +45,8 @@ typedef struct {
     uint64_t mat_off, mat_len;
     char cipher[LUKS_NAME_LEN + 1], mode[LUKS_NAME_LEN + 1]; /* the material's */
     size_t area_key_len;
-    /* Set when the slot cannot be tried (an unsupported KDF, by name). */
+    /* Set when the slot cannot be tried: the whole message (an
+     * unsupported KDF, by name). */
     char *refused;
 } LuksSlot;
 
@@ -79,8 +80,8 @@ struct VdLuks {
 bool luks_cipher_setup(LuksCipher *c, const char *name, const char *cname, const char *mode,
                        size_t key_len, GError **error);
 
-/* Fill l from the LUKS2 header h (4096 bytes, magic and version checked)
- * read at l->offset of fd, within area_len. */
-bool luks2_parse(VdLuks *l, int fd, const uint8_t *h, uint64_t area_len, GError **error);
+/* Fill l from the LUKS2 header at l->offset of fd (magic and version
+ * seen), within area_len. */
+bool luks2_parse(VdLuks *l, int fd, uint64_t area_len, GError **error);
 
 #endif

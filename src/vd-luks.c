@@ -6,6 +6,7 @@
  * by the anti-forensic splitter (hash diffusion) and encrypted with a key
  * PBKDF2 derives from the passphrase, and a PBKDF2 digest of the master
  * key to tell the right passphrase. Ciphers and hashes come from OpenSSL.
+ * LUKS2 headers (src/vd-luks2.c) come down to the same slots and digest.
  */
 #include "config.h"
 
@@ -157,9 +158,12 @@ static void make_iv(const LuksCipher *c, EVP_CIPHER_CTX *ectx, uint64_t sector,
 }
 
 /* The same sector-by-sector transform for data and for key material. */
-static bool crypt_sectors(const LuksCipher *c, bool encrypt, uint64_t sector, uint32_t sector_size,
-                          uint8_t *buf, size_t len)
+static bool crypt_sectors(const LuksCipher *c, bool encrypt, uint64_t iv_sector,
+                          uint32_t sector_size, uint8_t *buf, size_t len)
 {
+    /* IVs count 512-byte units whatever the sector size (LUKS2 with
+     * 4096-byte sectors: 0, 8, 16...), as cryptsetup does for LUKS. */
+    uint64_t iv_step = sector_size / LUKS_SECTOR;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     EVP_CIPHER_CTX *ectx = NULL;
     bool ok = ctx != NULL && EVP_CipherInit_ex(ctx, c->cipher, NULL, c->key, NULL, encrypt ? 1 : 0);
@@ -171,9 +175,9 @@ static bool crypt_sectors(const LuksCipher *c, bool encrypt, uint64_t sector, ui
         if (ok)
             EVP_CIPHER_CTX_set_padding(ectx, 0);
     }
-    for (size_t off = 0; ok && off < len; off += sector_size, sector++) {
+    for (size_t off = 0; ok && off < len; off += sector_size, iv_sector += iv_step) {
         uint8_t iv[CIPHER_BLOCK];
-        make_iv(c, ectx, sector, iv);
+        make_iv(c, ectx, iv_sector, iv);
         int n = 0;
         ok = EVP_CipherInit_ex(ctx, NULL, NULL, NULL, c->ivgen == LUKS_IV_NONE ? NULL : iv, -1) &&
              EVP_CipherUpdate(ctx, buf + off, &n, buf + off, (int)sector_size) &&
@@ -192,7 +196,8 @@ bool vd_luks_crypt(const VdLuks *l, bool encrypt, uint64_t sector, uint8_t *buf,
         return false;
     }
     if (len % l->sector_size != 0 ||
-        !crypt_sectors(&l->data, encrypt, sector + l->iv_tweak, l->sector_size, buf, len)) {
+        !crypt_sectors(&l->data, encrypt, sector * (l->sector_size / LUKS_SECTOR) + l->iv_tweak,
+                       l->sector_size, buf, len)) {
         vd_set_error(error, EIO, "%s: %s failed at sector %" G_GUINT64_FORMAT, l->name,
                      encrypt ? "encryption" : "decryption", sector);
         return false;
@@ -313,11 +318,11 @@ VdLuks *vd_luks_parse(int fd, const char *name, uint64_t offset, uint64_t area_l
     g_autoptr(VdLuks) l = luks_new(name);
     l->offset = offset;
     l->version = vd_be16(h + 6);
-    if (l->version != 1) {
+    if (l->version != 1 && l->version != 2) {
         vd_set_error(error, ENOTSUP, "%s: LUKS version %d is not supported", name, l->version);
         return NULL;
     }
-    if (!parse_v1(l, h, area_len, error))
+    if (!(l->version == 1 ? parse_v1(l, h, area_len, error) : luks2_parse(l, fd, area_len, error)))
         return NULL;
     return g_steal_pointer(&l);
 }
@@ -422,7 +427,7 @@ bool vd_luks_unlock(VdLuks *l, const VdContext *ctx, int fd, const char *pass, G
         g_autofree char *what = g_strdup_printf("%s: LUKS key slot %d", l->name, sl->index);
         if (sl->refused != NULL) {
             if (refused == NULL)
-                vd_set_error(&refused, EACCES, "%s: %s", what, sl->refused);
+                vd_set_error(&refused, EACCES, "%s", sl->refused);
             continue;
         }
         if (!vd_kdf_check_iterations(ctx, what, sl->iterations, refused ? NULL : &refused))

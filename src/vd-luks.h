@@ -65,8 +65,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VdLuks, vd_luks_unref)
 
 /*
  * Encrypt or decrypt len bytes (a multiple of vd_luks_sector_size) in
- * place, the first of them being sector (in units of the sector size;
- * the IV generator's input). EACCES when locked.
+ * place, the first of them being sector (in units of the sector size).
+ * The IV generator is given the sector's offset in 512-byte units, plus
+ * the header's IV tweak. EACCES when locked.
  */
 bool vd_luks_crypt(const VdLuks *l, bool encrypt, uint64_t sector, uint8_t *buf, size_t len,
                    GError **error);

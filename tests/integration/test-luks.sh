@@ -4,7 +4,9 @@
 # (aes-xts-plain64, aes-cbc-essiv:sha256) read as qemu-img convert reads
 # them, with no holes (all of it is ciphertext); writes through -o rw read
 # back by QEMU; without a key the image is listed, opening it fails with
-# EACCES and user.vdiskfs.error says why.
+# EACCES and user.vdiskfs.error says why. LUKS2 files made by cryptsetup
+# (pbkdf2 key slots) read and written as cryptsetup decrypts them; an
+# argon2id key slot is refused by name.
 . "$TESTLIB"
 require_fuse
 require_qemu
@@ -89,9 +91,50 @@ for f in xts essiv; do
     same_bytes "$T/$f.raw" "$T/$f.after" "$f.luks after writes (qemu-img convert)"
 done
 
+# LUKS2 files as cryptsetup makes them (QEMU 7.2 reads only LUKS1): the
+# oracle is cryptsetup's own offline decryption of a copy (no device
+# mapper needed), whose first 4M are then the disk.
+command -v cryptsetup >/dev/null || fail "cryptsetup is missing (apt-get install cryptsetup-bin)"
+printf PASS >"$T/key"
+# make_luks2 FILE CRYPTSETUP-OPTIONS...
+make_luks2() {
+    local f=$1
+    shift
+    truncate -s 20M "$f" &&
+        cryptsetup luksFormat --type luks2 "$@" --batch-mode --key-file "$T/key" "$f" >"$T/cs.out" 2>&1 ||
+        fail "cryptsetup luksFormat $f: $(cat "$T/cs.out")"
+}
+# cs_raw FILE OUT
+cs_raw() {
+    cp "$1" "$T/cs.copy" && rm -f "$T/cs.hdr"
+    cryptsetup reencrypt --decrypt --force-offline-reencrypt --header "$T/cs.hdr" --key-file "$T/key" \
+        --batch-mode "$T/cs.copy" >"$T/cs.out" 2>&1 || fail "cryptsetup reencrypt --decrypt $1: $(cat "$T/cs.out")"
+    head -c 4M "$T/cs.copy" >"$2"
+    rm -f "$T/cs.copy" "$T/cs.hdr"
+}
+make_luks2 "$D/v2.luks" --pbkdf pbkdf2 --pbkdf-force-iterations 1000 -c aes-xts-plain64
+make_luks2 "$D/nokey/argon.luks" --pbkdf argon2id --pbkdf-force-iterations 4 --pbkdf-memory 32
+printf '[v2.luks]\npassphrase=PASS\n[nokey/argon.luks]\npassphrase=PASS\n' >>"$T/keys"
+mount_vdiskfs "$D" "$M" -o rw,keyfile="$T/keys"
+note "LUKS2 (pbkdf2): bytes as cryptsetup decrypts them"
+cs_raw "$D/v2.luks" "$T/v2.raw"
+same_bytes "$T/v2.raw" "$M/v2.luks" "v2.luks"
+note "LUKS2: dd writes read back by cryptsetup"
+dd if="$T/w1" of="$M/v2.luks" bs=70000 seek=1 oflag=seek_bytes conv=notrunc,fsync status=none || fail "v2: dd"
+dd if="$T/w1" of="$T/v2.raw" bs=70000 seek=1 oflag=seek_bytes conv=notrunc status=none
+note "LUKS2 argon2id key slot: listed, EACCES, the reason names argon2id"
+[ "$("$VDTEST" errno "$M/nokey/argon.luks" open-ro)" = EACCES ] || fail "argon.luks: open is not EACCES"
+getfattr -n user.vdiskfs.error --only-values "$M/nokey/argon.luks" 2>/dev/null | grep -q "argon2id" ||
+    fail "argon.luks: user.vdiskfs.error does not say why: $(getfattr -n user.vdiskfs.error --only-values "$M/nokey/argon.luks" 2>&1)"
+unmount_vdiskfs "$M"
+cs_raw "$D/v2.luks" "$T/v2.after"
+same_bytes "$T/v2.raw" "$T/v2.after" "v2.luks after writes (cryptsetup)"
+
 note "vdisk info without a key describes the header"
 "$VDISK" info "$D/nokey/locked.luks" >"$T/info" || fail "vdisk info locked.luks: $(cat "$T/info")"
 for w in "file format: luks" "encryption_unlocked: false" "encryption_mode: xts-plain64" \
     "encryption_hash: sha256" "luks_version: 1"; do
     grep -q "$w" "$T/info" || fail "vdisk info lacks '$w': $(cat "$T/info")"
 done
+"$VDISK" info "$D/v2.luks" >"$T/info" || fail "vdisk info v2.luks: $(cat "$T/info")"
+grep -q "luks_version: 2" "$T/info" || fail "vdisk info v2.luks: $(cat "$T/info")"

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * luks driver: images made by qemu-img (LUKS1, aes-xts-plain64 and
- * aes-cbc-essiv:sha256) read as qemu-img convert reads them, the wrong or
+ * aes-cbc-essiv:sha256) read as qemu-img convert reads them, LUKS2 files
+ * made by cryptsetup (pbkdf2 key slots) as cryptsetup decrypts them, the wrong or
  * a missing passphrase refused with EACCES, writes of any alignment read
  * back by QEMU, a payload over the key material never written, and
  * hostile headers (key size 0, key material past the end, iteration
@@ -79,6 +80,40 @@ static void qemu_convert(const char *path, const char *raw)
     run(cmd);
 }
 
+/* cryptsetup's own reading of a LUKS2 file: an offline decryption of a
+ * copy (no device mapper needed), whose first VSIZE bytes are the disk. */
+static void cryptsetup_raw(const char *path, const char *raw)
+{
+    g_autofree char *copy = g_strconcat(raw, ".tmp", NULL);
+    g_autofree char *hdr = g_strconcat(raw, ".hdr", NULL);
+    g_autofree char *key = g_build_filename(template_dir, "key", NULL);
+    g_autofree char *cmd = g_strdup_printf(
+        "sh -c 'cp %s %s && rm -f %s && cryptsetup reencrypt --decrypt --force-offline-reencrypt "
+        "--header %s --key-file %s --batch-mode %s && head -c %u %s >%s && rm -f %s %s'",
+        path, copy, hdr, hdr, key, copy, VSIZE, copy, raw, copy, hdr);
+    run(cmd);
+}
+
+/* A LUKS2 file as cryptsetup makes it: 16 MiB of header and key slots,
+ * VSIZE of payload (4096-byte sectors, as cryptsetup picks for files). */
+static void make_luks2(const char *path, const char *opts)
+{
+    g_autofree char *key = g_build_filename(template_dir, "key", NULL);
+    g_autofree char *cmd = g_strdup_printf(
+        "sh -c 'truncate -s %u %s && cryptsetup luksFormat --type luks2 %s --batch-mode "
+        "--key-file %s %s'",
+        VSIZE + (16u << 20), path, opts, key, path);
+    run(cmd);
+}
+
+static void make_template2(const char *name, const char *opts)
+{
+    g_autofree char *path = g_build_filename(template_dir, name, NULL);
+    g_autofree char *raw = g_strconcat(path, ".raw", NULL);
+    make_luks2(path, opts);
+    cryptsetup_raw(path, raw);
+}
+
 static void make_template(const char *name, const char *opts)
 {
     g_autofree char *path = g_build_filename(template_dir, name, NULL);
@@ -136,6 +171,19 @@ static VdImage *open_image(Fixture *f, bool rw, GError **error)
 {
     VdOpenOptions o = {.read_only = !rw};
     return vd_image_open(f->ctx, f->path, &o, error);
+}
+
+/* Damaged images: open, and read if it opened; only a crash fails. */
+static void open_and_read(Fixture *f)
+{
+    g_autoptr(GError) err = NULL;
+    VdImage *img = open_image(f, false, &err);
+    if (img != NULL) {
+        uint8_t buf[4096];
+        g_autoptr(GError) rerr = NULL;
+        vd_image_pread(img, buf, sizeof buf, 0, &rerr);
+        vd_image_unref(img);
+    }
 }
 
 static void set_passphrase(Fixture *f, const char *pass)
@@ -267,7 +315,10 @@ static void test_write(Fixture *f, gconstpointer data)
     expect_like_qemu(img, f->raw);
     vd_image_unref(img);
     g_autofree char *qraw = g_build_filename(f->dir, "q.raw", NULL);
-    qemu_convert(f->path, qraw);
+    if (data != NULL && g_str_has_prefix(data, "luks2"))
+        cryptsetup_raw(f->path, qraw);
+    else
+        qemu_convert(f->path, qraw);
     g_autofree uint8_t *got = NULL;
     gsize got_len;
     g_assert_true(g_file_get_contents(qraw, (char **)&got, &got_len, NULL));
@@ -288,6 +339,126 @@ static void test_payload_on_keys(Fixture *f, gconstpointer data)
     g_assert_cmpint(vd_error_errno(err), ==, EROFS);
     g_autoptr(GBytes) after = guard_file_bytes(f->path);
     g_assert_true(g_bytes_equal(before, after));
+}
+
+static void expect_open_error(Fixture *f, int errnum, const char *pattern);
+
+/* Replace old by new in the JSON of both LUKS2 header copies and make
+ * their checksums right again (or, with bad_csum, wrong in copy n). */
+static void luks2_edit(const char *path, const char *old, const char *new, int bad_csum)
+{
+    g_autofree uint8_t *first = guard_read_host(path, 0, 16);
+    uint64_t hsize = vd_be64(first + 8);
+    g_assert_cmpuint(hsize, >=, 16384);
+    g_assert_cmpuint(hsize, <=, 4u << 20);
+    g_autofree uint8_t *b = guard_read_host(path, 0, 2 * hsize);
+    for (int copy = 0; copy < 2; copy++) {
+        uint8_t *h = b + copy * hsize;
+        char *json = (char *)h + 4096;
+        size_t jmax = hsize - 4096;
+        if (old != NULL) {
+            g_autofree char *text = g_strndup(json, jmax);
+            g_auto(GStrv) parts = g_strsplit(text, old, 2);
+            g_assert_nonnull(parts[1]);
+            g_autofree char *edited = g_strjoin(new, parts[0], parts[1], NULL);
+            g_assert_cmpuint(strlen(edited), <, jmax);
+            memset(json, 0, jmax);
+            memcpy(json, edited, strlen(edited));
+        }
+        memset(h + 448, 0, 64);
+        GChecksum *c = g_checksum_new(G_CHECKSUM_SHA256);
+        g_checksum_update(c, h, hsize);
+        gsize dl = 32;
+        g_checksum_get_digest(c, h + 448, &dl);
+        g_checksum_free(c);
+        if (bad_csum & (1 << copy))
+            h[448] ^= 1;
+    }
+    guard_patch(path, 0, b, 2 * hsize);
+}
+
+/* The secondary copy stands in for a damaged primary; both damaged: refused. */
+static void test_luks2_copies(Fixture *f, gconstpointer data)
+{
+    luks2_edit(f->path, NULL, NULL, 1);
+    g_autoptr(GError) err = NULL;
+    VdImage *img = open_image(f, false, &err);
+    g_assert_no_error(err);
+    expect_like_qemu(img, f->raw);
+    vd_image_unref(img);
+    luks2_edit(f->path, NULL, NULL, 3);
+    expect_open_error(f, EIO, "*neither LUKS2 header copy is valid*");
+}
+
+static void test_luks2_hostile(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GBytes) orig = guard_file_bytes(f->path);
+    gsize len;
+    const uint8_t *bytes = g_bytes_get_data(orig, &len);
+    static const struct {
+        const char *old, *new;
+        int errnum;
+        const char *pattern;
+    } cases[] = {
+        {"\"key_size\":64,\"af\"", "\"key_size\":0,\"af\"", EIO, "*key slot 0 is malformed*"},
+        {"\"offset\":\"32768\"", "\"offset\":\"99999999999\"", EIO, "*key slot 0 is malformed*"},
+        {"\"stripes\":4000", "\"stripes\":40000000", EIO, "*key slot 0 is malformed*"},
+        {"\"iterations\":1000,\"salt\"", "\"iterations\":4000000000,\"salt\"", EACCES,
+         "*key slot 0*iterations*"},
+        {"\"offset\":\"16777216\"", "\"offset\":\"99999999999\"", EIO,
+         "*payload offset*beyond the end*"},
+        {"\"offset\":\"16777216\"", "\"offset\":\"4096\"", 0, NULL},
+        {"\"size\":\"dynamic\"", "\"size\":\"99999999999\"", EIO, "*segment*beyond the end*"},
+        {"\"sector_size\":4096", "\"sector_size\":4000", EIO, "*sector size 4000*"},
+        {"\"type\":\"pbkdf2\",\"hash\"", "\"type\":\"argon2id\",\"hash\"", EACCES,
+         "*key slot 0 uses argon2id, which vdiskfs cannot derive*"},
+        {"\"segments\":{\"0\"", "\"segments\":{\"1\":{},\"0\"", ENOTSUP, "*2 data segments*"},
+        {"\"config\":{", "\"config\":{\"requirements\":{\"mandatory\":[\"online-reencrypt\"]},",
+         ENOTSUP, "*requires 'online-reencrypt'*"},
+        {"{\"keyslots\"", "[{\"keyslots\"", EIO, "*not valid JSON*"},
+        {"\"keyslots\":{", "\"keyslots\":7,\"x\":{", EIO, "*lacks keyslots*"},
+        {"\"salt\":\"", "\"salt\":\"!!", EIO, "*malformed*"},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        guard_patch(f->path, 0, bytes, MIN(len, 2 * vd_be64(bytes + 8)));
+        g_test_message("case %zu: %s", i, cases[i].new);
+        luks2_edit(f->path, cases[i].old, cases[i].new, 0);
+        if (cases[i].pattern != NULL) {
+            expect_open_error(f, cases[i].errnum, cases[i].pattern);
+            continue;
+        }
+        /* A payload on the header: readable, never written. */
+        g_autoptr(GError) err = NULL;
+        g_autoptr(VdImage) img = open_image(f, true, &err);
+        g_assert_no_error(err);
+        g_assert_true(img->read_only || img->format_read_only);
+    }
+}
+
+/* Random damage to the JSON (checksums made right, so that it is parsed):
+ * an error or an image, never a crash. */
+static void test_luks2_fuzz(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GBytes) orig = guard_file_bytes(f->path);
+    gsize len;
+    const uint8_t *bytes = g_bytes_get_data(orig, &len);
+    uint64_t hsize = vd_be64(bytes + 8);
+    size_t jlen = strnlen((const char *)bytes + 4096, hsize - 4096);
+    g_autofree uint8_t *b = g_memdup2(bytes, 2 * hsize);
+    GRand *r = g_rand_new_with_seed(11);
+    static const char junk[] = "{}[]\",:0123456789-ae\\";
+    for (int round = 0; round < 150; round++) {
+        memcpy(b, bytes, 2 * hsize);
+        for (int k = g_rand_int_range(r, 1, 4); k > 0; k--) {
+            size_t at = 4096 + (size_t)g_rand_int_range(r, 0, (gint32)jlen);
+            uint8_t v = (uint8_t)junk[g_rand_int_range(r, 0, sizeof junk - 1)];
+            b[at] = b[hsize + at] = v;
+        }
+        guard_patch(f->path, 0, b, 2 * hsize);
+        luks2_edit(f->path, NULL, NULL, 0);
+        open_and_read(f);
+    }
+    g_rand_free(r);
 }
 
 /* Open must fail with errno and a message matching pattern. */
@@ -371,14 +542,7 @@ static void test_fuzz(Fixture *f, gconstpointer data)
                         g_rand_boolean(r) ? g_rand_int(r) : (uint32_t)g_rand_int_range(r, 0, 9000));
         }
         guard_patch(f->path, 0, h, sizeof h);
-        g_autoptr(GError) err = NULL;
-        VdImage *img = open_image(f, false, &err);
-        if (img != NULL) {
-            uint8_t buf[4096];
-            g_autoptr(GError) rerr = NULL;
-            vd_image_pread(img, buf, sizeof buf, 0, &rerr);
-            vd_image_unref(img);
-        }
+        open_and_read(f);
     }
     g_rand_free(r);
 }
@@ -394,6 +558,14 @@ int main(int argc, char **argv)
     template_dir = g_dir_make_tmp("vdluks-template-XXXXXX", NULL);
     make_template("xts.luks", "");
     make_template("essiv.luks", ",cipher-mode=cbc,ivgen-alg=essiv,ivgen-hash-alg=sha256");
+    if (!g_find_program_in_path("cryptsetup"))
+        g_error("cryptsetup is missing (apt-get install cryptsetup-bin)");
+    g_autofree char *key = g_build_filename(template_dir, "key", NULL);
+    g_assert_true(g_file_set_contents(key, "PASS", -1, NULL));
+    make_template2("luks2.luks", "--pbkdf pbkdf2 --pbkdf-force-iterations 1000 -c aes-xts-plain64");
+    make_template2("luks2-cbc.luks",
+                   "--pbkdf pbkdf2 --pbkdf-force-iterations 1000 -c aes-cbc-essiv:sha256 -s 256 "
+                   "--sector-size 512 --hash sha512");
 #define ADD(name, fn, which)                                                                       \
     g_test_add("/luks/" name, Fixture, which, fixture_setup, fn, fixture_teardown)
     ADD("read-xts", test_read, "xts.luks");
@@ -404,10 +576,19 @@ int main(int argc, char **argv)
     ADD("write-xts", test_write, "xts.luks");
     ADD("write-essiv", test_write, "essiv.luks");
     ADD("payload-on-keys", test_payload_on_keys, NULL);
+    ADD("luks2-read", test_read, "luks2.luks");
+    ADD("luks2-read-cbc", test_read, "luks2-cbc.luks");
+    ADD("luks2-write", test_write, "luks2.luks");
+    ADD("luks2-write-cbc", test_write, "luks2-cbc.luks");
+    ADD("luks2-copies", test_luks2_copies, "luks2.luks");
+    ADD("luks2-hostile", test_luks2_hostile, "luks2.luks");
+    ADD("luks2-fuzz", test_luks2_fuzz, "luks2.luks");
     ADD("hostile", test_hostile, NULL);
     ADD("fuzz", test_fuzz, NULL);
     int rc = g_test_run();
-    const char *names[] = {"xts.luks", "xts.luks.raw", "essiv.luks", "essiv.luks.raw"};
+    const char *names[] = {"xts.luks",       "xts.luks.raw",       "essiv.luks",
+                           "essiv.luks.raw", "luks2.luks",         "luks2.luks.raw",
+                           "luks2-cbc.luks", "luks2-cbc.luks.raw", "key"};
     for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
         g_autofree char *p = g_build_filename(template_dir, names[i], NULL);
         g_unlink(p);
