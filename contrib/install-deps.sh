@@ -10,8 +10,8 @@ PKGS="$PKGS libdeflate-dev libbz2-dev liblzma-dev bximage cloop-utils fio"
 PKGS="$PKGS bindfs"
 # EWF: ewf-tools to make and verify evidence files.
 PKGS="$PKGS ewf-tools"
-# LUKS2 (JSON metadata), and cryptsetup to make LUKS2 test images.
-PKGS="$PKGS libjson-glib-dev cryptsetup-bin"
+# LUKS2 (JSON metadata, Argon2), and cryptsetup to make LUKS2 test images.
+PKGS="$PKGS libjson-glib-dev libargon2-dev cryptsetup-bin"
 # The Debian package (CI builds it and runs lintian).
 PKGS="$PKGS debhelper dpkg-dev lintian"
 missing=""

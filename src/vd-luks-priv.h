@@ -19,6 +19,7 @@
 #define LUKS_NAME_LEN    32
 
 typedef enum { LUKS_IV_NONE, LUKS_IV_PLAIN, LUKS_IV_PLAIN64, LUKS_IV_ESSIV } LuksIvGen;
+typedef enum { LUKS_KDF_PBKDF2, LUKS_KDF_ARGON2I, LUKS_KDF_ARGON2ID } LuksKdf;
 
 /* A cipher set up for sector transforms, with or without its key. */
 typedef struct {
@@ -36,8 +37,10 @@ typedef struct {
  * header) and how to turn a passphrase into the key that opens it. */
 typedef struct {
     int index;
-    uint64_t iterations;
-    const EVP_MD *kdf_md;
+    LuksKdf kdf;
+    uint64_t iterations;        /* Argon2: the time cost (passes) */
+    uint32_t memory_kib, lanes; /* Argon2 */
+    const EVP_MD *kdf_md;       /* PBKDF2 */
     uint8_t salt[LUKS_MAX_SALT];
     size_t salt_len;
     const EVP_MD *af_md;

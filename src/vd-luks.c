@@ -360,6 +360,11 @@ bool vd_luks_passphrase(const VdContext *ctx, const char *image_name, char **pas
 static int slot_cmp(const void *a, const void *b)
 {
     const LuksSlot *x = *(const LuksSlot *const *)a, *y = *(const LuksSlot *const *)b;
+    /* PBKDF2 before Argon2 (whose memory is the cost that hurts), then by
+     * passes or iterations. */
+    int xa = x->kdf != LUKS_KDF_PBKDF2, ya = y->kdf != LUKS_KDF_PBKDF2;
+    if (xa != ya)
+        return xa - ya;
     if (x->iterations != y->iterations)
         return x->iterations < y->iterations ? -1 : 1;
     return x->index - y->index;
@@ -381,8 +386,13 @@ static bool try_slot(const VdLuks *l, const VdContext *ctx, int fd, const char *
     uint8_t slot_key[LUKS_MAX_KEY], digest[EVP_MAX_MD_SIZE];
     if (!vd_host_pread(fd, l->name, mat, slot->mat_len, l->offset + slot->mat_off, false, error))
         return false;
-    bool ok = vd_kdf_pbkdf2(ctx, what, slot->kdf_md, pass, strlen(pass), slot->salt, slot->salt_len,
-                            slot->iterations, slot_key, slot->area_key_len, error);
+    bool ok =
+        slot->kdf == LUKS_KDF_PBKDF2
+            ? vd_kdf_pbkdf2(ctx, what, slot->kdf_md, pass, strlen(pass), slot->salt, slot->salt_len,
+                            slot->iterations, slot_key, slot->area_key_len, error)
+            : vd_kdf_argon2(ctx, what, slot->kdf == LUKS_KDF_ARGON2ID, pass, strlen(pass),
+                            slot->salt, slot->salt_len, (uint32_t)slot->iterations,
+                            slot->memory_kib, slot->lanes, slot_key, slot->area_key_len, error);
     if (!ok) {
         OPENSSL_cleanse(mat, slot->mat_len);
         return false;
@@ -430,7 +440,12 @@ bool vd_luks_unlock(VdLuks *l, const VdContext *ctx, int fd, const char *pass, G
                 vd_set_error(&refused, EACCES, "%s", sl->refused);
             continue;
         }
-        if (!vd_kdf_check_iterations(ctx, what, sl->iterations, refused ? NULL : &refused))
+        bool allowed =
+            sl->kdf == LUKS_KDF_PBKDF2
+                ? vd_kdf_check_iterations(ctx, what, sl->iterations, refused ? NULL : &refused)
+                : vd_kdf_check_argon2(what, sl->iterations, sl->memory_kib, sl->lanes,
+                                      refused ? NULL : &refused);
+        if (!allowed)
             continue;
         GError *e = NULL;
         if (try_slot(l, ctx, fd, pass, sl, mk, &e)) {

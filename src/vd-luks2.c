@@ -8,8 +8,8 @@
  * turned into the version-independent form of vd-luks-priv.h, so that
  * unlocking and sector encryption are the LUKS1 code's.
  *
- * Key slots whose KDF is pbkdf2 can be opened; argon2i/argon2id ones are
- * listed and refused by name.
+ * Key slots whose KDF is pbkdf2, argon2i or argon2id can be opened
+ * (src/vd-kdf.c bounds them); others are refused by name.
  */
 #include "config.h"
 
@@ -19,6 +19,7 @@
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-io.h"
+#include "src/vd-kdf.h"
 #include "src/vd-luks-priv.h"
 
 #define LUKS2_BIN_SIZE     4096u
@@ -212,14 +213,33 @@ static bool parse_slot(VdLuks *l, const char *id, JsonObject *ks, uint64_t area_
                      l->name, id, key_size, l->data.key_len);
         return false;
     }
-    if (strcmp(kdf_type, "pbkdf2") != 0) {
+    bool argon2 = strcmp(kdf_type, "argon2i") == 0 || strcmp(kdf_type, "argon2id") == 0;
+    if (!argon2 && strcmp(kdf_type, "pbkdf2") != 0) {
         sl->refused = g_strdup_printf("%s: LUKS key slot %s uses %s, which vdiskfs cannot derive",
                                       l->name, id, kdf_type);
         return true;
     }
+    sl->salt_len = get_b64(kdf, "salt", sl->salt, sizeof sl->salt);
+    if (argon2) {
+        uint64_t memory = 0, cpus = 0;
+        sl->kdf = strcmp(kdf_type, "argon2id") == 0 ? LUKS_KDF_ARGON2ID : LUKS_KDF_ARGON2I;
+        ok = get_u64(kdf, "time", &sl->iterations) && get_u64(kdf, "memory", &memory) &&
+             get_u64(kdf, "cpus", &cpus) && sl->salt_len > 0 &&
+             vd_kdf_check_argon2(l->name, sl->iterations, memory, cpus, NULL);
+        /* Within bounds or not, they fit: the cap is checked, with its
+         * message, when the slot is tried. */
+        if (ok || (memory <= UINT32_MAX && cpus <= UINT32_MAX && sl->iterations <= UINT32_MAX &&
+                   sl->salt_len > 0 && sl->iterations > 0 && cpus > 0 && memory >= 8 * cpus)) {
+            sl->memory_kib = (uint32_t)memory;
+            sl->lanes = (uint32_t)cpus;
+            return true;
+        }
+        vd_set_error(error, EIO, "%s: LUKS2 key slot %s has a malformed %s KDF", l->name, id,
+                     kdf_type);
+        return false;
+    }
     const char *hash = get_str(kdf, "hash");
     sl->kdf_md = hash != NULL ? EVP_get_digestbyname(hash) : NULL;
-    sl->salt_len = get_b64(kdf, "salt", sl->salt, sizeof sl->salt);
     if (sl->kdf_md == NULL || sl->salt_len == 0 || !get_u64(kdf, "iterations", &sl->iterations) ||
         sl->iterations == 0) {
         vd_set_error(error, EIO, "%s: LUKS2 key slot %s has a malformed pbkdf2 KDF", l->name, id);

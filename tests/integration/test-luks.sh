@@ -5,8 +5,8 @@
 # them, with no holes (all of it is ciphertext); writes through -o rw read
 # back by QEMU; without a key the image is listed, opening it fails with
 # EACCES and user.vdiskfs.error says why. LUKS2 files made by cryptsetup
-# (pbkdf2 key slots) read and written as cryptsetup decrypts them; an
-# argon2id key slot is refused by name.
+# (pbkdf2 and argon2id key slots) read and written as cryptsetup decrypts
+# them.
 . "$TESTLIB"
 require_fuse
 require_qemu
@@ -16,14 +16,15 @@ D=$T/img M=$T/mnt
 mkdir -p "$D/nokey" "$M"
 
 # make_luks FILE [OPTIONS]: a 4M QEMU luks image (retried: qemu-img now and
-# then fails to time PBKDF2).
+# then fails to time PBKDF2, more often on a loaded host).
 make_luks() {
     local i
-    for i in 1 2 3 4 5 6; do
+    for i in $(seq 20); do
         # shellcheck disable=SC2086
         qemu-img create -q -f luks $SECRET \
             -o "key-secret=s0,iter-time=10,hash-alg=sha256${2:+,$2}" "$1" 4M 2>"$T/luks.err" && return 0
         rm -f "$1"
+        sleep 0.1
     done
     fail "qemu-img create -f luks $1: $(cat "$T/luks.err")"
 }
@@ -113,8 +114,8 @@ cs_raw() {
     rm -f "$T/cs.copy" "$T/cs.hdr"
 }
 make_luks2 "$D/v2.luks" --pbkdf pbkdf2 --pbkdf-force-iterations 1000 -c aes-xts-plain64
-make_luks2 "$D/nokey/argon.luks" --pbkdf argon2id --pbkdf-force-iterations 4 --pbkdf-memory 32
-printf '[v2.luks]\npassphrase=PASS\n[nokey/argon.luks]\npassphrase=PASS\n' >>"$T/keys"
+make_luks2 "$D/argon.luks" --pbkdf argon2id --pbkdf-force-iterations 4 --pbkdf-memory 1024
+printf '[v2.luks]\npassphrase=PASS\n[argon.luks]\npassphrase=PASS\n' >>"$T/keys"
 mount_vdiskfs "$D" "$M" -o rw,keyfile="$T/keys"
 note "LUKS2 (pbkdf2): bytes as cryptsetup decrypts them"
 cs_raw "$D/v2.luks" "$T/v2.raw"
@@ -122,10 +123,9 @@ same_bytes "$T/v2.raw" "$M/v2.luks" "v2.luks"
 note "LUKS2: dd writes read back by cryptsetup"
 dd if="$T/w1" of="$M/v2.luks" bs=70000 seek=1 oflag=seek_bytes conv=notrunc,fsync status=none || fail "v2: dd"
 dd if="$T/w1" of="$T/v2.raw" bs=70000 seek=1 oflag=seek_bytes conv=notrunc status=none
-note "LUKS2 argon2id key slot: listed, EACCES, the reason names argon2id"
-[ "$("$VDTEST" errno "$M/nokey/argon.luks" open-ro)" = EACCES ] || fail "argon.luks: open is not EACCES"
-getfattr -n user.vdiskfs.error --only-values "$M/nokey/argon.luks" 2>/dev/null | grep -q "argon2id" ||
-    fail "argon.luks: user.vdiskfs.error does not say why: $(getfattr -n user.vdiskfs.error --only-values "$M/nokey/argon.luks" 2>&1)"
+note "LUKS2 argon2id key slot: bytes as cryptsetup decrypts them"
+cs_raw "$D/argon.luks" "$T/argon.raw"
+same_bytes "$T/argon.raw" "$M/argon.luks" "argon.luks"
 unmount_vdiskfs "$M"
 cs_raw "$D/v2.luks" "$T/v2.after"
 same_bytes "$T/v2.raw" "$T/v2.after" "v2.luks after writes (cryptsetup)"

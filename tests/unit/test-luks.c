@@ -2,7 +2,8 @@
 /*
  * luks driver: images made by qemu-img (LUKS1, aes-xts-plain64 and
  * aes-cbc-essiv:sha256) read as qemu-img convert reads them, LUKS2 files
- * made by cryptsetup (pbkdf2 key slots) as cryptsetup decrypts them, the wrong or
+ * made by cryptsetup (pbkdf2, argon2i and argon2id key slots) as cryptsetup
+ * decrypts them, the wrong or
  * a missing passphrase refused with EACCES, writes of any alignment read
  * back by QEMU, a payload over the key material never written, and
  * hostile headers (key size 0, key material past the end, iteration
@@ -53,12 +54,13 @@ static void create_luks(const char *path, const char *opts)
     g_autofree char *cmd = g_strdup_printf("qemu-img create -q -f luks " SECRET
                                            " -o key-secret=s0,iter-time=10,hash-alg=sha256%s %s %u",
                                            opts, path, VSIZE);
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 20; i++) {
         int status;
         g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, &status, NULL));
         if (g_spawn_check_wait_status(status, NULL))
             return;
         g_unlink(path);
+        g_usleep(100 * 1000);
     }
     g_error("%s keeps failing", cmd);
 }
@@ -390,36 +392,20 @@ static void test_luks2_copies(Fixture *f, gconstpointer data)
     expect_open_error(f, EIO, "*neither LUKS2 header copy is valid*");
 }
 
-static void test_luks2_hostile(Fixture *f, gconstpointer data)
+/* An edit of the LUKS2 JSON and what opening the image then gives: the
+ * errno and message pattern, or (pattern NULL) a read-only image. */
+typedef struct {
+    const char *old, *new;
+    int errnum;
+    const char *pattern;
+} JsonCase;
+
+static void expect_json_cases(Fixture *f, const JsonCase *cases, size_t n)
 {
     g_autoptr(GBytes) orig = guard_file_bytes(f->path);
     gsize len;
     const uint8_t *bytes = g_bytes_get_data(orig, &len);
-    static const struct {
-        const char *old, *new;
-        int errnum;
-        const char *pattern;
-    } cases[] = {
-        {"\"key_size\":64,\"af\"", "\"key_size\":0,\"af\"", EIO, "*key slot 0 is malformed*"},
-        {"\"offset\":\"32768\"", "\"offset\":\"99999999999\"", EIO, "*key slot 0 is malformed*"},
-        {"\"stripes\":4000", "\"stripes\":40000000", EIO, "*key slot 0 is malformed*"},
-        {"\"iterations\":1000,\"salt\"", "\"iterations\":4000000000,\"salt\"", EACCES,
-         "*key slot 0*iterations*"},
-        {"\"offset\":\"16777216\"", "\"offset\":\"99999999999\"", EIO,
-         "*payload offset*beyond the end*"},
-        {"\"offset\":\"16777216\"", "\"offset\":\"4096\"", 0, NULL},
-        {"\"size\":\"dynamic\"", "\"size\":\"99999999999\"", EIO, "*segment*beyond the end*"},
-        {"\"sector_size\":4096", "\"sector_size\":4000", EIO, "*sector size 4000*"},
-        {"\"type\":\"pbkdf2\",\"hash\"", "\"type\":\"argon2id\",\"hash\"", EACCES,
-         "*key slot 0 uses argon2id, which vdiskfs cannot derive*"},
-        {"\"segments\":{\"0\"", "\"segments\":{\"1\":{},\"0\"", ENOTSUP, "*2 data segments*"},
-        {"\"config\":{", "\"config\":{\"requirements\":{\"mandatory\":[\"online-reencrypt\"]},",
-         ENOTSUP, "*requires 'online-reencrypt'*"},
-        {"{\"keyslots\"", "[{\"keyslots\"", EIO, "*not valid JSON*"},
-        {"\"keyslots\":{", "\"keyslots\":7,\"x\":{", EIO, "*lacks keyslots*"},
-        {"\"salt\":\"", "\"salt\":\"!!", EIO, "*malformed*"},
-    };
-    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+    for (size_t i = 0; i < n; i++) {
         guard_patch(f->path, 0, bytes, MIN(len, 2 * vd_be64(bytes + 8)));
         g_test_message("case %zu: %s", i, cases[i].new);
         luks2_edit(f->path, cases[i].old, cases[i].new, 0);
@@ -427,12 +413,51 @@ static void test_luks2_hostile(Fixture *f, gconstpointer data)
             expect_open_error(f, cases[i].errnum, cases[i].pattern);
             continue;
         }
-        /* A payload on the header: readable, never written. */
         g_autoptr(GError) err = NULL;
         g_autoptr(VdImage) img = open_image(f, true, &err);
         g_assert_no_error(err);
         g_assert_true(img->read_only || img->format_read_only);
     }
+}
+
+static void test_luks2_hostile(Fixture *f, gconstpointer data)
+{
+    static const JsonCase cases[] = {
+        {"\"key_size\":64,\"af\"", "\"key_size\":0,\"af\"", EIO, "*key slot 0 is malformed*"},
+        {"\"offset\":\"32768\"", "\"offset\":\"99999999999\"", EIO, "*key slot 0 is malformed*"},
+        {"\"stripes\":4000", "\"stripes\":40000000", EIO, "*key slot 0 is malformed*"},
+        {"\"iterations\":1000,\"salt\"", "\"iterations\":4000000000,\"salt\"", EACCES,
+         "*key slot 0*iterations*"},
+        {"\"offset\":\"16777216\"", "\"offset\":\"99999999999\"", EIO,
+         "*payload offset*beyond the end*"},
+        /* A payload on the header: readable, never written. */
+        {"\"offset\":\"16777216\"", "\"offset\":\"4096\"", 0, NULL},
+        {"\"size\":\"dynamic\"", "\"size\":\"99999999999\"", EIO, "*segment*beyond the end*"},
+        {"\"sector_size\":4096", "\"sector_size\":4000", EIO, "*sector size 4000*"},
+        {"\"type\":\"pbkdf2\",\"hash\"", "\"type\":\"scrypt\",\"hash\"", EACCES,
+         "*key slot 0 uses scrypt, which vdiskfs cannot derive*"},
+        {"\"type\":\"pbkdf2\",\"hash\"", "\"type\":\"argon2id\",\"hash\"", EIO,
+         "*key slot 0 has a malformed argon2id KDF*"},
+        {"\"segments\":{\"0\"", "\"segments\":{\"1\":{},\"0\"", ENOTSUP, "*2 data segments*"},
+        {"\"config\":{", "\"config\":{\"requirements\":{\"mandatory\":[\"online-reencrypt\"]},",
+         ENOTSUP, "*requires 'online-reencrypt'*"},
+        {"{\"keyslots\"", "[{\"keyslots\"", EIO, "*not valid JSON*"},
+        {"\"keyslots\":{", "\"keyslots\":7,\"x\":{", EIO, "*lacks keyslots*"},
+        {"\"salt\":\"", "\"salt\":\"!!", EIO, "*malformed*"},
+    };
+    expect_json_cases(f, cases, G_N_ELEMENTS(cases));
+}
+
+/* Argon2 slots whose cost is beyond the caps: refused before any work. */
+static void test_argon2_hostile(Fixture *f, gconstpointer data)
+{
+    static const JsonCase cases[] = {
+        {"\"memory\":32,", "\"memory\":4000000000,", EACCES, "*key slot 0 asks for Argon2*"},
+        {"\"time\":4,", "\"time\":4000000000,", EACCES, "*key slot 0 asks for Argon2*"},
+        {"\"cpus\":1", "\"cpus\":1000", EIO, "*malformed argon2id KDF*"},
+        {"\"time\":4,", "\"time\":0,", EIO, "*malformed argon2id KDF*"},
+    };
+    expect_json_cases(f, cases, G_N_ELEMENTS(cases));
 }
 
 /* Random damage to the JSON (checksums made right, so that it is parsed):
@@ -566,6 +591,11 @@ int main(int argc, char **argv)
     make_template2("luks2-cbc.luks",
                    "--pbkdf pbkdf2 --pbkdf-force-iterations 1000 -c aes-cbc-essiv:sha256 -s 256 "
                    "--sector-size 512 --hash sha512");
+    /* Argon2 at its cheapest, which cryptsetup allows when forced. */
+    make_template2("luks2-argon2id.luks", "--pbkdf argon2id --pbkdf-force-iterations 4 "
+                                          "--pbkdf-memory 32 --pbkdf-parallel 1");
+    make_template2("luks2-argon2i.luks", "--pbkdf argon2i --pbkdf-force-iterations 4 "
+                                         "--pbkdf-memory 64 --pbkdf-parallel 2");
 #define ADD(name, fn, which)                                                                       \
     g_test_add("/luks/" name, Fixture, which, fixture_setup, fn, fixture_teardown)
     ADD("read-xts", test_read, "xts.luks");
@@ -583,14 +613,17 @@ int main(int argc, char **argv)
     ADD("luks2-copies", test_luks2_copies, "luks2.luks");
     ADD("luks2-hostile", test_luks2_hostile, "luks2.luks");
     ADD("luks2-fuzz", test_luks2_fuzz, "luks2.luks");
+    ADD("luks2-argon2id", test_read, "luks2-argon2id.luks");
+    ADD("luks2-argon2i", test_read, "luks2-argon2i.luks");
+    ADD("luks2-argon2-write", test_write, "luks2-argon2id.luks");
+    ADD("luks2-argon2-hostile", test_argon2_hostile, "luks2-argon2id.luks");
     ADD("hostile", test_hostile, NULL);
     ADD("fuzz", test_fuzz, NULL);
     int rc = g_test_run();
-    const char *names[] = {"xts.luks",       "xts.luks.raw",       "essiv.luks",
-                           "essiv.luks.raw", "luks2.luks",         "luks2.luks.raw",
-                           "luks2-cbc.luks", "luks2-cbc.luks.raw", "key"};
-    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
-        g_autofree char *p = g_build_filename(template_dir, names[i], NULL);
+    g_autoptr(GDir) d = g_dir_open(template_dir, 0, NULL);
+    const char *n;
+    while (d != NULL && (n = g_dir_read_name(d)) != NULL) {
+        g_autofree char *p = g_build_filename(template_dir, n, NULL);
         g_unlink(p);
     }
     g_rmdir(template_dir);
