@@ -50,9 +50,31 @@ static int luks_probe(const VdProbe *probe)
     return version == 1 || version == 2 ? VD_PROBE_MAGIC : VD_PROBE_NO;
 }
 
-/* The header, where the payload lies and how large the disk is: what open
- * and peek share. */
-static LuksState *read_header(VdImage *img, GError **error)
+static bool build_meta_map(VdImage *img, LuksState *s, GError **error)
+{
+    s->meta = vd_meta_map_new(img->name);
+    vd_luks_add_meta(s->luks, s->meta, 0);
+    g_autoptr(GError) err = NULL;
+    if (!vd_meta_map_seal(s->meta, &err)) {
+        vd_set_error(error, EIO, "%s", err->message);
+        return false;
+    }
+    /* The payload must not start inside the header or key material:
+     * otherwise data writes there would destroy the key slots. */
+    VdMetaRange hit;
+    if (vd_meta_map_find(s->meta, s->payload, UINT64_MAX - s->payload, &hit)) {
+        vd_set_error(error, EIO,
+                     "%s: LUKS payload at 0x%" G_GINT64_MODIFIER
+                     "x overlaps the %s at 0x%" G_GINT64_MODIFIER "x",
+                     img->name, s->payload, hit.what, hit.start);
+        return false;
+    }
+    return true;
+}
+
+/* The header, where the payload lies, how large the disk is and whether
+ * it may be written: what open (warn set) and peek share. */
+static LuksState *read_header(VdImage *img, bool warn, GError **error)
 {
     uint64_t file_size;
     if (!vd_host_size(img->fd, img->name, &file_size, error))
@@ -84,34 +106,19 @@ static LuksState *read_header(VdImage *img, GError **error)
         return NULL;
     }
     img->size = size;
+    g_autoptr(GError) layout = NULL;
+    if (!build_meta_map(img, s, &layout)) {
+        /* Readable, but a write could land on the key slots. */
+        if (warn && !img->read_only)
+            g_warning("%s; serving the image read-only", layout->message);
+        vd_image_refuse_writes(img);
+    }
     return g_steal_pointer(&s);
-}
-
-static bool build_meta_map(VdImage *img, LuksState *s, GError **error)
-{
-    s->meta = vd_meta_map_new(img->name);
-    vd_luks_add_meta(s->luks, s->meta, 0);
-    g_autoptr(GError) err = NULL;
-    if (!vd_meta_map_seal(s->meta, &err)) {
-        vd_set_error(error, EIO, "%s", err->message);
-        return false;
-    }
-    /* The payload must not start inside the header or key material:
-     * otherwise data writes there would destroy the key slots. */
-    VdMetaRange hit;
-    if (vd_meta_map_find(s->meta, s->payload, UINT64_MAX - s->payload, &hit)) {
-        vd_set_error(error, EIO,
-                     "%s: LUKS payload at 0x%" G_GINT64_MODIFIER
-                     "x overlaps the %s at 0x%" G_GINT64_MODIFIER "x",
-                     img->name, s->payload, hit.what, hit.start);
-        return false;
-    }
-    return true;
 }
 
 static bool luks_open(VdImage *img, GError **error)
 {
-    g_autoptr(LuksState) s = read_header(img, error);
+    g_autoptr(LuksState) s = read_header(img, true, error);
     if (s == NULL)
         return false;
     /* Like an encrypted qcow2: without a passphrase the open fails with
@@ -127,13 +134,6 @@ static bool luks_open(VdImage *img, GError **error)
         return false;
     if (vd_luks_locked(s->luks))
         vd_image_refuse_writes(img);
-    g_autoptr(GError) layout = NULL;
-    if (!build_meta_map(img, s, &layout)) {
-        /* Readable, but a write could land on the key slots. */
-        if (!img->read_only)
-            g_warning("%s; serving the image read-only", layout->message);
-        vd_image_refuse_writes(img);
-    }
     img->decode_unit = LUKS_DECODE_UNIT;
     img->opaque = g_steal_pointer(&s);
     return true;
@@ -141,7 +141,7 @@ static bool luks_open(VdImage *img, GError **error)
 
 static bool luks_peek(VdImage *img, GError **error)
 {
-    g_autoptr(LuksState) s = read_header(img, error);
+    g_autoptr(LuksState) s = read_header(img, false, error);
     return s != NULL;
 }
 

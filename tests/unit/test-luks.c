@@ -341,6 +341,8 @@ static void test_payload_on_keys(Fixture *f, gconstpointer data)
     g_assert_cmpint(vd_error_errno(err), ==, EROFS);
     g_autoptr(GBytes) after = guard_file_bytes(f->path);
     g_assert_true(g_bytes_equal(before, after));
+    /* A listing tells the same. */
+    peek_expect_same(f->ctx, f->path);
 }
 
 static void expect_open_error(Fixture *f, int errnum, const char *pattern);
@@ -576,14 +578,17 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL);
-    if (!g_find_program_in_path("qemu-img") || !g_find_program_in_path("qemu-io")) {
+    g_autofree char *qemu_img = g_find_program_in_path("qemu-img");
+    g_autofree char *qemu_io = g_find_program_in_path("qemu-io");
+    if (qemu_img == NULL || qemu_io == NULL) {
         g_print("1..0 # SKIP qemu-img or qemu-io missing\n");
         return 77;
     }
     template_dir = g_dir_make_tmp("vdluks-template-XXXXXX", NULL);
     make_template("xts.luks", "");
     make_template("essiv.luks", ",cipher-mode=cbc,ivgen-alg=essiv,ivgen-hash-alg=sha256");
-    if (!g_find_program_in_path("cryptsetup"))
+    g_autofree char *cryptsetup = g_find_program_in_path("cryptsetup");
+    if (cryptsetup == NULL)
         g_error("cryptsetup is missing (apt-get install cryptsetup-bin)");
     g_autofree char *key = g_build_filename(template_dir, "key", NULL);
     g_assert_true(g_file_set_contents(key, "PASS", -1, NULL));
