@@ -12,6 +12,8 @@ PKGS="$PKGS bindfs"
 PKGS="$PKGS libjson-glib-dev"
 # EWF: ewf-tools to make and verify evidence files.
 PKGS="$PKGS ewf-tools"
+# LUKS2 (JSON metadata, Argon2), and cryptsetup to make LUKS2 test images.
+PKGS="$PKGS libjson-glib-dev libargon2-dev cryptsetup-bin"
 # The Debian package (CI builds it and runs lintian).
 PKGS="$PKGS debhelper dpkg-dev lintian"
 missing=""

@@ -196,8 +196,8 @@ static bool fill_around(VdImage *img, uint8_t *buf, uint64_t g0, uint64_t g1, co
 static bool write_host(Qcow2State *s, uint8_t *buf, uint64_t len, uint64_t host, uint64_t guest,
                        GError **error)
 {
-    if (s->crypto != NULL && !qcow2_crypto_run(s->crypto, true, qcow2_crypto_sector(s, host, guest),
-                                               buf, len, s->name, error))
+    if (s->crypto != NULL &&
+        !vd_luks_crypt(s->crypto, true, qcow2_crypto_sector(s, host, guest), buf, len, error))
         return false;
     return vd_host_pwrite(s->data_fd, s->name, buf, len, host, error);
 }

@@ -288,7 +288,7 @@ static bool read_encrypted(Qcow2State *s, uint8_t *buf, uint64_t n, uint64_t hos
     if (!vd_host_pread(s->data_fd, s->name, tmp, len, start, true, error))
         return false;
     uint64_t sector = qcow2_crypto_sector(s, start, guest - head);
-    if (!qcow2_crypto_run(s->crypto, false, sector, tmp, len, s->name, error))
+    if (!vd_luks_crypt(s->crypto, false, sector, tmp, len, error))
         return false;
     memcpy(buf, tmp + head, n);
     return true;

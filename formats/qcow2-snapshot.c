@@ -139,7 +139,7 @@ bool qcow2_snapshot_open(VdImage *img, const char *id, VdImage *snap, GError **e
     v->backing_file = v->backing_format = v->data_file = v->data_file_path = NULL;
     v->features = NULL;
     v->snapshots = NULL;
-    v->crypto = s->crypto ? qcow2_crypto_ref(s->crypto) : NULL;
+    v->crypto = s->crypto ? vd_luks_ref(s->crypto) : NULL;
     v->l1 = NULL;
     v->l2_cache = NULL;
     v->decode = NULL;

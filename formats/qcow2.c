@@ -43,7 +43,7 @@ void qcow2_state_free(Qcow2State *s)
     qcow2_trust_free(s->trust);
     qcow2_cache_free(s->l2_cache);
     qcow2_decode_cache_free(s->decode);
-    qcow2_crypto_unref(s->crypto);
+    vd_luks_unref(s->crypto);
     if (s->own_data_fd && s->data_fd >= 0)
         vd_file_close(s->data_fd);
     g_free(s->l1);

@@ -14,6 +14,7 @@
 
 #include "src/vd-endian.h"
 #include "src/vd-image.h"
+#include "src/vd-luks.h"
 #include "src/vd-metamap.h"
 
 #define QCOW2_MAGIC 0x514649fbu
@@ -66,7 +67,6 @@
 #define QCOW2_HEADER_V2_LENGTH   72u
 #define QCOW2_HEADER_V3_MIN      104u
 
-typedef struct Qcow2Crypto Qcow2Crypto;
 typedef struct Qcow2Cache Qcow2Cache;
 typedef struct Qcow2DecodeCache Qcow2DecodeCache;
 typedef struct Qcow2Refcounts Qcow2Refcounts;
@@ -141,7 +141,7 @@ typedef struct Qcow2State {
     bool data_file_raw;
     GArray *features;      /* Qcow2FeatureName */
     GPtrArray *snapshots;  /* Qcow2Snapshot * */
-    Qcow2Crypto *crypto;   /* NULL when not encrypted (reference counted) */
+    VdLuks *crypto;        /* NULL when not encrypted (reference counted) */
     uint64_t virtual_size; /* of this view; the active size lives in img->size */
 
     /* Mapping: the L1 table (host byte order) and the L2 cache. l1, l1_entries
@@ -248,11 +248,6 @@ bool qcow2_compression_supported(uint8_t type);
 /* ---- qcow2-crypto.c ---- */
 /* Unlock with the passphrase from the context; EACCES without one. */
 bool qcow2_crypto_open(Qcow2State *s, VdImage *img, GError **error);
-Qcow2Crypto *qcow2_crypto_ref(Qcow2Crypto *c);
-void qcow2_crypto_unref(Qcow2Crypto *c);
-/* En/decrypt whole 512-byte sectors in place; sector = first sector number. */
-bool qcow2_crypto_run(Qcow2Crypto *c, bool encrypt, uint64_t sector, uint8_t *buf, size_t len,
-                      const char *name, GError **error);
 /* Sector number used for data at host/guest offset. */
 uint64_t qcow2_crypto_sector(const Qcow2State *s, uint64_t host, uint64_t guest);
 void qcow2_crypto_describe(const Qcow2State *s, VdInfo *info);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Bounded, cancellable PBKDF2 (see vd-kdf.h). */
+/* Bounded, cancellable PBKDF2 and Argon2 (see vd-kdf.h). */
 #include "config.h"
 
+#include <argon2.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <string.h>
@@ -19,9 +20,12 @@ typedef struct {
     gint ref;
     GMutex lock;
     GCond cond;
-    bool done; /* lock */
-    bool ok;   /* lock */
+    bool done;   /* lock */
+    bool ok;     /* lock */
+    bool argon2; /* else PBKDF2 */
     const EVP_MD *md;
+    argon2_type argon2_type;
+    uint32_t memory_kib, lanes;
     uint8_t *pass;
     size_t pass_len;
     uint8_t *salt;
@@ -50,9 +54,15 @@ static gpointer job_thread(gpointer data)
     KdfJob *j = data;
     /* The empty password is passed as "" rather than NULL: OpenSSL takes
      * a NULL pointer with length 0 as a request for strlen. */
-    bool ok =
-        PKCS5_PBKDF2_HMAC(j->pass_len ? (const char *)j->pass : "", (int)j->pass_len, j->salt,
-                          (int)j->salt_len, j->iterations, j->md, (int)j->out_len, j->out) == 1;
+    bool ok;
+    if (j->argon2)
+        ok = argon2_hash((uint32_t)j->iterations, j->memory_kib, j->lanes, j->pass, j->pass_len,
+                         j->salt, j->salt_len, j->out, j->out_len, NULL, 0, j->argon2_type,
+                         ARGON2_VERSION_13) == ARGON2_OK;
+    else
+        ok =
+            PKCS5_PBKDF2_HMAC(j->pass_len ? (const char *)j->pass : "", (int)j->pass_len, j->salt,
+                              (int)j->salt_len, j->iterations, j->md, (int)j->out_len, j->out) == 1;
     g_mutex_lock(&j->lock);
     j->ok = ok;
     j->done = true;
@@ -61,6 +71,11 @@ static gpointer job_thread(gpointer data)
     job_unref(j);
     return NULL;
 }
+
+static KdfJob *job_new(const void *pass, size_t pass_len, const uint8_t *salt, size_t salt_len,
+                       int iterations, size_t out_len);
+static bool job_run(const VdContext *ctx, const char *what, KdfJob *j, uint8_t *out,
+                    const char *kdf, GError **error);
 
 bool vd_kdf_check_iterations(const VdContext *ctx, const char *what, uint64_t iterations,
                              GError **error)
@@ -87,24 +102,83 @@ bool vd_kdf_pbkdf2(const VdContext *ctx, const char *what, const EVP_MD *md, con
                      what, iterations);
         return false;
     }
-    if (vd_context_cancelled(ctx)) {
-        vd_set_error(error, ECANCELED, "%s: key derivation cancelled: the mount is shutting down",
-                     what);
+    KdfJob *j = job_new(pass, pass_len, salt, salt_len, (int)iterations, out_len);
+    j->md = md;
+    return job_run(ctx, what, j, out, "PBKDF2", error);
+}
+
+bool vd_kdf_check_argon2(const char *what, uint64_t time_cost, uint64_t memory_kib, uint64_t lanes,
+                         GError **error)
+{
+    if (time_cost == 0 || memory_kib < 8 * lanes || lanes == 0 || lanes > VD_KDF_ARGON2_MAX_LANES) {
+        vd_set_error(error, EIO,
+                     "%s: Argon2 with %" G_GUINT64_FORMAT " passes over %" G_GUINT64_FORMAT
+                     " KiB in %" G_GUINT64_FORMAT " lanes is not possible",
+                     what, time_cost, memory_kib, lanes);
         return false;
     }
+    if (memory_kib > VD_KDF_ARGON2_MAX_MEMORY_KIB ||
+        time_cost > VD_KDF_ARGON2_MAX_WORK / memory_kib) {
+        vd_set_error(error, EACCES,
+                     "%s asks for Argon2 with %" G_GUINT64_FORMAT " passes over %" G_GUINT64_FORMAT
+                     " KiB, more than vdiskfs allows (%u KiB, %" G_GUINT64_FORMAT " KiB-passes)",
+                     what, time_cost, memory_kib, VD_KDF_ARGON2_MAX_MEMORY_KIB,
+                     (uint64_t)VD_KDF_ARGON2_MAX_WORK);
+        return false;
+    }
+    return true;
+}
+
+bool vd_kdf_argon2(const VdContext *ctx, const char *what, bool argon2id, const void *pass,
+                   size_t pass_len, const uint8_t *salt, size_t salt_len, uint32_t time_cost,
+                   uint32_t memory_kib, uint32_t lanes, uint8_t *out, size_t out_len,
+                   GError **error)
+{
+    if (!vd_kdf_check_argon2(what, time_cost, memory_kib, lanes, error))
+        return false;
+    if (out_len == 0 || out_len > INT_MAX || salt_len < ARGON2_MIN_SALT_LENGTH) {
+        vd_set_error(error, EIO, "%s: Argon2 of this salt and key length is not possible", what);
+        return false;
+    }
+    KdfJob *j = job_new(pass, pass_len, salt, salt_len, (int)time_cost, out_len);
+    j->argon2 = true;
+    j->argon2_type = argon2id ? Argon2_id : Argon2_i;
+    j->memory_kib = memory_kib;
+    j->lanes = lanes;
+    return job_run(ctx, what, j, out, "Argon2", error);
+}
+
+static KdfJob *job_new(const void *pass, size_t pass_len, const uint8_t *salt, size_t salt_len,
+                       int iterations, size_t out_len)
+{
     KdfJob *j = g_new0(KdfJob, 1);
     j->ref = 2; /* the opener and the thread */
     g_mutex_init(&j->lock);
     g_cond_init(&j->cond);
-    j->md = md;
     j->pass = g_memdup2(pass, pass_len);
     j->pass_len = pass_len;
     j->salt = g_memdup2(salt, salt_len);
     j->salt_len = salt_len;
-    j->iterations = (int)iterations;
+    j->iterations = iterations;
     j->out = g_malloc0(out_len);
     j->out_len = out_len;
+    return j;
+}
 
+/* Run j on a thread of its own and wait for it in slices, giving up when
+ * ctx is cancelled (the thread then finishes alone and frees j). Takes
+ * the opener's reference. */
+static bool job_run(const VdContext *ctx, const char *what, KdfJob *j, uint8_t *out,
+                    const char *kdf, GError **error)
+{
+    size_t out_len = j->out_len;
+    if (vd_context_cancelled(ctx)) {
+        vd_set_error(error, ECANCELED, "%s: key derivation cancelled: the mount is shutting down",
+                     what);
+        job_unref(j);
+        job_unref(j);
+        return false;
+    }
     GError *terr = NULL;
     GThread *t = g_thread_try_new("vd-kdf", job_thread, j, &terr);
     if (t == NULL) {
@@ -137,6 +211,6 @@ bool vd_kdf_pbkdf2(const VdContext *ctx, const char *what, const EVP_MD *md, con
         vd_set_error(error, ECANCELED, "%s: key derivation cancelled: the mount is shutting down",
                      what);
     else if (!ok)
-        vd_set_error(error, EIO, "%s: PBKDF2 failed", what);
+        vd_set_error(error, EIO, "%s: %s failed", what, kdf);
     return ok;
 }
