@@ -8,12 +8,12 @@ xz-utils zstd gzip binutils mount fdisk fuse2fs"
 PKGS="$PKGS libdeflate-dev libbz2-dev liblzma-dev bximage cloop-utils fio"
 # tests/integration/test-netfs.sh: IMAGEDIR on a FUSE view changed underneath.
 PKGS="$PKGS bindfs"
-# vdisk's JSON output.
+# JSON: vdisk's output, LUKS2 metadata.
 PKGS="$PKGS libjson-glib-dev"
 # EWF: ewf-tools to make and verify evidence files.
 PKGS="$PKGS ewf-tools"
-# LUKS2 (JSON metadata, Argon2), and cryptsetup to make LUKS2 test images.
-PKGS="$PKGS libjson-glib-dev libargon2-dev cryptsetup-bin"
+# LUKS2 key slots (Argon2), and cryptsetup to make LUKS2 test images.
+PKGS="$PKGS libargon2-dev cryptsetup-bin"
 # The Debian package (CI builds it and runs lintian).
 PKGS="$PKGS debhelper dpkg-dev lintian"
 missing=""
