@@ -35,6 +35,7 @@
 #include "formats/qcow2.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
+#include "src/vd-info.h"
 #include "src/vd-io.h"
 #include "src/vd-metamap.h"
 
@@ -101,45 +102,17 @@ static bool put(MetaWalk *w, uint64_t start, uint64_t len, const char *what, GEr
     return put_table(w, start, len, what, false, error);
 }
 
-/* The bitmap directory and each bitmap's table (only while they are valid). */
+/* The bitmap directory and each bitmap's table (only while they are
+ * valid); their data clusters are data, not tables. */
+static bool bitmap_visit(void *opaque, uint64_t start, uint64_t len, const char *what,
+                         GError **error)
+{
+    return strcmp(what, "bitmap data") == 0 || put(opaque, start, len, what, error);
+}
+
 static bool walk_bitmaps(MetaWalk *w, GError **error)
 {
-    Qcow2State *s = w->s;
-    if (!s->has_bitmaps_ext || !(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) || s->bitmaps_count == 0)
-        return true;
-    if (s->bitmaps_count > BITMAP_MAX || s->bitmaps_dir_size > BITMAP_DIR_MAX ||
-        s->bitmaps_dir_size < (uint64_t)s->bitmaps_count * BITMAP_ENTRY_SIZE) {
-        vd_set_error(error, EIO,
-                     "%s: bitmap directory (%u bitmaps, %" G_GUINT64_FORMAT " bytes) is invalid",
-                     s->name, s->bitmaps_count, s->bitmaps_dir_size);
-        return false;
-    }
-    if (!put(w, s->bitmaps_offset, s->bitmaps_dir_size, "bitmap directory", error))
-        return false;
-    g_autofree uint8_t *dir = g_malloc(s->bitmaps_dir_size);
-    if (!vd_host_pread(s->fd, s->name, dir, s->bitmaps_dir_size, s->bitmaps_offset, false, error))
-        return false;
-    uint64_t pos = 0;
-    for (uint32_t i = 0; i < s->bitmaps_count; i++) {
-        if (s->bitmaps_dir_size - pos < BITMAP_ENTRY_SIZE) {
-            vd_set_error(error, EIO, "%s: bitmap directory entry %u runs past the directory",
-                         s->name, i);
-            return false;
-        }
-        const uint8_t *e = dir + pos;
-        uint64_t table = vd_be64(e);
-        uint64_t table_bytes = (uint64_t)vd_be32(e + 8) * 8;
-        uint64_t entry_len = BITMAP_ENTRY_SIZE + (uint64_t)vd_be32(e + 20) + vd_be16(e + 18);
-        if (!put(w, table, table_bytes, "bitmap table", error))
-            return false;
-        pos += qcow2_round_up(entry_len, 8);
-        if (pos > s->bitmaps_dir_size && i + 1 < s->bitmaps_count) {
-            vd_set_error(error, EIO, "%s: bitmap directory entry %u runs past the directory",
-                         s->name, i);
-            return false;
-        }
-    }
-    return true;
+    return qcow2_bitmap_clusters(w->s, bitmap_visit, w, error);
 }
 
 static bool walk(MetaWalk *w, GError **error)
@@ -244,4 +217,91 @@ void qcow2_meta_release(Qcow2State *s, uint64_t off)
 bool qcow2_meta_find(Qcow2State *s, uint64_t off, uint64_t len, VdMetaRange *hit)
 {
     return s->meta != NULL && vd_meta_map_find(s->meta, off, len, hit);
+}
+
+/* The persistent bitmaps, as qemu-img info lists them: one "bitmaps" item
+ * each, "GRANULARITY FLAGS NAME" (flags "auto,in-use" or "-"; the name
+ * last, as it may hold spaces). Only while they are valid (the autoclear
+ * bit); a directory that does not parse lists nothing. */
+void qcow2_describe_bitmaps(const Qcow2State *s, VdInfo *info)
+{
+    if (!s->has_bitmaps_ext || !(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) || s->bitmaps_count == 0 ||
+        s->bitmaps_count > BITMAP_MAX || s->bitmaps_dir_size > BITMAP_DIR_MAX ||
+        s->bitmaps_dir_size < (uint64_t)s->bitmaps_count * BITMAP_ENTRY_SIZE)
+        return;
+    g_autofree uint8_t *dir = g_malloc(s->bitmaps_dir_size);
+    if (!vd_host_pread(s->fd, s->name, dir, s->bitmaps_dir_size, s->bitmaps_offset, false, NULL))
+        return;
+    uint64_t pos = 0;
+    for (uint32_t i = 0; i < s->bitmaps_count && s->bitmaps_dir_size - pos >= BITMAP_ENTRY_SIZE;
+         i++) {
+        const uint8_t *e = dir + pos;
+        uint32_t flags = vd_be32(e + 12);
+        unsigned gran_bits = e[17];
+        uint16_t name_len = vd_be16(e + 18);
+        uint32_t extra = vd_be32(e + 20);
+        uint64_t entry_len = BITMAP_ENTRY_SIZE + (uint64_t)extra + name_len;
+        if (entry_len > s->bitmaps_dir_size - pos || gran_bits > 63)
+            return;
+        g_autofree char *name = g_strndup((const char *)e + BITMAP_ENTRY_SIZE + extra, name_len);
+        /* qemu-img lists in-use before auto. */
+        const char *fl = (flags & 1) && (flags & 2) ? "in-use,auto"
+                         : (flags & 1)              ? "in-use"
+                         : (flags & 2)              ? "auto"
+                                                    : "-";
+        vd_info_add_list_item(info, "bitmaps", "%" G_GUINT64_FORMAT " %s %s",
+                              (uint64_t)1 << gran_bits, fl, name);
+        pos += qcow2_round_up(entry_len, 8);
+    }
+}
+
+bool qcow2_bitmap_clusters(const Qcow2State *s, Qcow2BitmapVisit visit, void *opaque,
+                           GError **error)
+{
+    if (!s->has_bitmaps_ext || !(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) || s->bitmaps_count == 0)
+        return true;
+    if (s->bitmaps_count > BITMAP_MAX || s->bitmaps_dir_size > BITMAP_DIR_MAX ||
+        s->bitmaps_dir_size < (uint64_t)s->bitmaps_count * BITMAP_ENTRY_SIZE) {
+        vd_set_error(error, EIO,
+                     "%s: bitmap directory (%u bitmaps, %" G_GUINT64_FORMAT " bytes) is invalid",
+                     s->name, s->bitmaps_count, s->bitmaps_dir_size);
+        return false;
+    }
+    if (!visit(opaque, s->bitmaps_offset, s->bitmaps_dir_size, "bitmap directory", error))
+        return false;
+    g_autofree uint8_t *dir = g_malloc(s->bitmaps_dir_size);
+    if (!vd_host_pread(s->fd, s->name, dir, s->bitmaps_dir_size, s->bitmaps_offset, false, error))
+        return false;
+    uint64_t pos = 0;
+    for (uint32_t i = 0; i < s->bitmaps_count; i++) {
+        if (s->bitmaps_dir_size - pos < BITMAP_ENTRY_SIZE) {
+            vd_set_error(error, EIO, "%s: bitmap directory entry %u runs past the directory",
+                         s->name, i);
+            return false;
+        }
+        const uint8_t *e = dir + pos;
+        uint64_t table = vd_be64(e);
+        uint32_t entries = vd_be32(e + 8);
+        uint64_t entry_len = BITMAP_ENTRY_SIZE + (uint64_t)vd_be32(e + 20) + vd_be16(e + 18);
+        if (!visit(opaque, table, (uint64_t)entries * 8, "bitmap table", error))
+            return false;
+        /* Each table entry: a data cluster, or 0 (all zeros or all ones). */
+        if (entries > 0 && (uint64_t)entries * 8 <= BITMAP_DIR_MAX) {
+            g_autofree uint8_t *t = g_malloc((size_t)entries * 8);
+            if (!vd_host_pread(s->fd, s->name, t, (size_t)entries * 8, table, false, error))
+                return false;
+            for (uint32_t k = 0; k < entries; k++) {
+                uint64_t off = vd_be64(t + (size_t)k * 8) & QCOW2_OFFSET_MASK;
+                if (off != 0 && !visit(opaque, off, s->cluster_size, "bitmap data", error))
+                    return false;
+            }
+        }
+        pos += qcow2_round_up(entry_len, 8);
+        if (pos > s->bitmaps_dir_size && i + 1 < s->bitmaps_count) {
+            vd_set_error(error, EIO, "%s: bitmap directory entry %u runs past the directory",
+                         s->name, i);
+            return false;
+        }
+    }
+    return true;
 }

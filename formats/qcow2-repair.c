@@ -111,6 +111,12 @@ static bool count_l1(Counter *c, const uint64_t *l1, uint64_t entries, GError **
     return true;
 }
 
+static bool count_visit(void *opaque, uint64_t start, uint64_t len, const char *what,
+                        GError **error)
+{
+    return count(opaque, start, len, what, error);
+}
+
 static bool count_all(Counter *c, GError **error)
 {
     Qcow2State *s = c->s;
@@ -120,7 +126,8 @@ static bool count_all(Counter *c, GError **error)
         !count(c, s->snapshots_offset, s->snapshots_size, "snapshot table", error) ||
         !count(c, s->crypto_offset, s->crypto_length, "encryption header", error) ||
         !count(c, s->refcount_table_offset, (uint64_t)s->refcount_table_clusters << s->cluster_bits,
-               "refcount table", error))
+               "refcount table", error) ||
+        !qcow2_bitmap_clusters(s, count_visit, c, error))
         return false;
     for (uint64_t r = 0; r < qcow2_refcount_table_entries(s); r++) {
         uint64_t b = qcow2_refcount_block_at(s, r);

@@ -602,6 +602,7 @@ static void qcow2_describe(VdImage *img, VdInfo *info)
     vd_info_add_u64(info, "l1_entries", s->l1_entries);
     if (s->is_snapshot)
         return;
+    qcow2_describe_bitmaps(s, info);
     vd_info_add_u64(info, "snapshot_count", s->snapshots ? s->snapshots->len : 0);
     for (guint i = 0; s->snapshots != NULL && i < s->snapshots->len; i++) {
         const Qcow2Snapshot *sn = s->snapshots->pdata[i];

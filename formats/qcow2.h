@@ -310,6 +310,14 @@ bool qcow2_corrupt(Qcow2State *s, GError **error, const char *fmt, ...) G_GNUC_P
  * s->meta: EIO naming them when one lies outside the file, is unaligned,
  * or overlaps another. */
 bool qcow2_meta_build(Qcow2State *s, GError **error);
+/* Every host range the valid persistent bitmaps use (directory, tables,
+ * data clusters), in order, to visit (false stops with its error). */
+typedef bool (*Qcow2BitmapVisit)(void *opaque, uint64_t start, uint64_t len, const char *what,
+                                 GError **error);
+bool qcow2_bitmap_clusters(const Qcow2State *s, Qcow2BitmapVisit visit, void *opaque,
+                           GError **error);
+/* vdisk info: the persistent bitmaps as "bitmaps" list items. */
+void qcow2_describe_bitmaps(const Qcow2State *s, VdInfo *info);
 /* Freshly allocated clusters [off, off + len) must hold no metadata: if
  * they do, the refcounts lie, and the image is marked corrupt (EIO). */
 bool qcow2_meta_check_free(Qcow2State *s, uint64_t off, uint64_t len, GError **error);

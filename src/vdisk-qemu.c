@@ -240,6 +240,31 @@ static void qcow2_specific(JsonBuilder *b, const VdInfo *d)
     }
     if ((e = entry(d, "compression_type", VD_INFO_STR)) != NULL)
         vdq_add_string(b, "compression-type", e->str);
+    if ((e = entry(d, "bitmaps", VD_INFO_LIST)) != NULL) {
+        json_builder_set_member_name(b, "bitmaps");
+        json_builder_begin_array(b);
+        for (guint i = 0; i < e->list->len; i++) {
+            /* "GRANULARITY FLAGS NAME", as qcow2-meta.c describes one. */
+            const char *item = e->list->pdata[i];
+            uint64_t gran = 0;
+            char flags[32] = "";
+            int n = 0;
+            if (sscanf(item, "%" SCNu64 " %31s %n", &gran, flags, &n) < 2 || n == 0)
+                continue;
+            json_builder_begin_object(b);
+            json_builder_set_member_name(b, "flags");
+            json_builder_begin_array(b);
+            g_auto(GStrv) fl = g_strsplit(flags, ",", -1);
+            for (char **f = fl; *f != NULL; f++)
+                if (strcmp(*f, "-") != 0)
+                    json_builder_add_string_value(b, *f);
+            json_builder_end_array(b);
+            vdq_add_string(b, "name", item + n);
+            add_int(b, "granularity", gran);
+            json_builder_end_object(b);
+        }
+        json_builder_end_array(b);
+    }
 }
 
 static uint64_t parse_hex(const char *s)

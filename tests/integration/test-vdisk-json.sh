@@ -33,6 +33,9 @@ qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 || fail "top.qcow2"
 qemu-io -c 'write -P 0x55 128k 4k' -c 'write -z 1M 64k' top.qcow2 >/dev/null || fail "qemu-io top"
 qemu-img snapshot -c "$(printf 'sn\351')" top.qcow2 || fail "snapshot with byte 0xe9"
 qemu-img snapshot -c second v2.qcow2 || fail "v2 snapshot"
+# Persistent bitmaps: enabled, disabled with another granularity, a name with a space.
+qemu-img bitmap --add base.qcow2 b0 || fail "qemu-img bitmap"
+qemu-img bitmap --add -g 131072 --disable base.qcow2 "second one" || fail "qemu-img bitmap"
 mk vmdk sparse.vmdk -o subformat=monolithicSparse
 mk vmdk stream.vmdk -o subformat=streamOptimized
 mk vmdk two.vmdk -o subformat=twoGbMaxExtentSparse
