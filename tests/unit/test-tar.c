@@ -368,8 +368,13 @@ static void test_many_members(void)
     g_assert_cmpuint(o.size, ==, 4096);
     g_assert_cmpstr(o.ops->inner_name(o.opaque), ==, "disk.img");
     o.ops->close(o.opaque);
-    /* The archive itself is 20 MiB; walking it twice must not add that. */
+    /* The archive itself is 20 MiB; walking it twice must not add that.
+     * (Not under ASan: its quarantine keeps freed blocks resident.) */
+#if !defined(__SANITIZE_ADDRESS__)
     g_assert_cmpint(max_rss_kib() - before, <, 8 * 1024);
+#else
+    (void)before;
+#endif
 }
 
 static void test_manifest_lookup(void)
