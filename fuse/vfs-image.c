@@ -137,6 +137,11 @@ static void register_members(VfsFs *fs, VdImage *img)
 
 void vfs_image_peek_locked(VfsImage *vi)
 {
+    vfs_image_peek_as_locked(vi, NULL);
+}
+
+void vfs_image_peek_as_locked(VfsImage *vi, const VdDriver *drv)
+{
     VfsFs *fs = ((VfsImagePriv *)vi)->fs;
     g_autofree char *host = vfs_host_path(fs, vi->relpath);
     struct stat st;
@@ -150,7 +155,7 @@ void vfs_image_peek_locked(VfsImage *vi)
     vi->peek_fsize = st.st_size;
     g_clear_pointer(&vi->peek_members, g_ptr_array_unref);
     GError *err = NULL;
-    VdImage *img = vd_image_peek(fs->ctx, host, &err);
+    VdImage *img = vd_image_peek_as(fs->ctx, host, drv, &err);
     if (img == NULL) {
         /* Logged once per change of the file, not once per listing. */
         if (g_strcmp0(vi->peek_error, err->message) != 0)

@@ -315,24 +315,94 @@ static VfsScanEntry *scan_entry(VfsFs *fs, const char *host, const struct stat *
         g_strlcpy(e->shown, old->host_name[0] ? old->shown : "", sizeof e->shown);
         return e;
     }
-    if (S_ISREG(st->st_mode)) {
-        /* An archive of several images: a directory named like it. */
-        g_autoptr(GPtrArray) members = vd_file_archive_members(fs->ctx, host);
-        if (members != NULL) {
-            e->is_dir = true;
-            return e;
-        }
-    }
     if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) || S_ISBLK(st->st_mode)) {
         g_autoptr(GError) err = NULL;
         g_autofree char *shown = NULL;
-        e->driver = vd_probe_path_shown(fs->ctx, host, &shown, &err);
+        bool archive = false;
+        e->driver = vd_probe_path_shown(fs->ctx, host, &shown, &archive, &err);
+        /* An archive of several images: a directory named like it. Only
+         * an archive's probe pays for reading its member list. */
+        if (S_ISREG(st->st_mode) && archive) {
+            g_autoptr(GPtrArray) members = vd_file_archive_members(fs->ctx, host);
+            if (members != NULL) {
+                e->driver = NULL;
+                e->is_dir = true;
+                return e;
+            }
+        }
         if (err != NULL)
             g_debug("%s", err->message);
         if (shown != NULL)
             g_strlcpy(e->shown, shown, sizeof e->shown);
     }
     return e;
+}
+
+/* One entry of a directory scan, probed or peeked on a scan thread. */
+typedef struct {
+    VfsFs *fs;
+    int dirfd;
+    char *name;
+    char *host; /* the host path to probe; for a peek, the image's relpath */
+    const VfsScanEntry *prev;
+    const VdDriver *driver; /* for a peek: what the probe found */
+    VfsScanEntry *out;      /* NULL: not listed */
+} ScanJob;
+
+/* Directories smaller than this are scanned on the caller's thread. */
+#define SCAN_PARALLEL_MIN 32
+#define SCAN_THREADS      8
+
+static void scan_job_free(gpointer p)
+{
+    ScanJob *j = p;
+    g_free(j->name);
+    g_free(j->host);
+    g_free(j->out);
+    g_free(j);
+}
+
+static void scan_job_run(gpointer data, gpointer user)
+{
+    (void)user;
+    ScanJob *j = data;
+    struct stat st;
+    if (fstatat(j->dirfd, j->name, &st, 0) < 0)
+        return;
+    struct stat lst;
+    /* Never follow a symlink to a directory: no loops, no escapes. */
+    if (S_ISDIR(st.st_mode) && fstatat(j->dirfd, j->name, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(lst.st_mode))
+        return;
+    j->out = scan_entry(j->fs, j->host, &st, j->prev);
+}
+
+static void peek_job_run(gpointer data, gpointer user)
+{
+    (void)user;
+    ScanJob *j = data;
+    VfsImage *vi = vfs_image_get(j->fs, j->host);
+    if (vi == NULL)
+        return;
+    g_mutex_lock(&vi->lock);
+    vfs_image_peek_as_locked(vi, j->driver);
+    g_mutex_unlock(&vi->lock);
+    vfs_image_unref(vi);
+}
+
+/* fn on every job, by a few threads when there are many: the scan's
+ * reads wait on the disk side by side. Returns when all are done. */
+static void scan_parallel(GPtrArray *jobs, GFunc fn)
+{
+    GThreadPool *pool = NULL;
+    if (jobs->len >= SCAN_PARALLEL_MIN)
+        pool = g_thread_pool_new(fn, NULL, SCAN_THREADS, FALSE, NULL);
+    for (guint i = 0; i < jobs->len; i++) {
+        if (pool == NULL || !g_thread_pool_push(pool, g_ptr_array_index(jobs, i), NULL))
+            fn(g_ptr_array_index(jobs, i), NULL);
+    }
+    if (pool != NULL)
+        g_thread_pool_free(pool, FALSE, TRUE);
 }
 
 static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *dst,
@@ -372,6 +442,9 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
         e->is_dir = false; /* no archives within archives */
         g_hash_table_insert(dc->entries, g_strdup(name), e);
     }
+    /* Probe the entries side by side: a cold directory of thousands of
+     * images is thousands of small reads, each waiting on the disk. */
+    g_autoptr(GPtrArray) jobs = g_ptr_array_new_with_free_func(scan_job_free);
     struct dirent *de;
     while (d != NULL && (de = readdir(d)) != NULL) {
         const char *name = de->d_name;
@@ -380,17 +453,19 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
         if (*relpath == '\0' &&
             (strcmp(name, VFS_SNAPSHOT_DIR) == 0 || strcmp(name, VFS_PARTITION_DIR) == 0))
             continue;
-        struct stat st;
-        if (fstatat(dirfd(d), name, &st, 0) < 0)
-            continue;
-        struct stat lst;
-        /* Never follow a symlink to a directory: no loops, no escapes. */
-        if (S_ISDIR(st.st_mode) && fstatat(dirfd(d), name, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISLNK(lst.st_mode))
-            continue;
-        g_autofree char *child = g_build_filename(host, name, NULL);
-        const VfsScanEntry *prev = old ? g_hash_table_lookup(old->entries, name) : NULL;
-        g_hash_table_insert(dc->entries, g_strdup(name), scan_entry(fs, child, &st, prev));
+        ScanJob *j = g_new0(ScanJob, 1);
+        j->fs = fs;
+        j->dirfd = dirfd(d);
+        j->name = g_strdup(name);
+        j->host = g_build_filename(host, name, NULL);
+        j->prev = old ? g_hash_table_lookup(old->entries, name) : NULL;
+        g_ptr_array_add(jobs, j);
+    }
+    scan_parallel(jobs, scan_job_run);
+    for (guint i = 0; i < jobs->len; i++) {
+        ScanJob *j = g_ptr_array_index(jobs, i);
+        if (j->out != NULL)
+            g_hash_table_insert(dc->entries, g_steal_pointer(&j->name), g_steal_pointer(&j->out));
     }
     if (d != NULL)
         closedir(d);
@@ -420,6 +495,7 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
 
     /* Read the images' headers (never their tables or backing chains) to
      * learn which files they consist of, so that those can be hidden. */
+    g_autoptr(GPtrArray) peeks = g_ptr_array_new_with_free_func(scan_job_free);
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, dc->entries);
@@ -427,15 +503,13 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
         VfsScanEntry *e = v;
         if (e->driver == NULL)
             continue;
-        g_autofree char *rel = child_relpath(relpath, e->host_name[0] ? e->host_name : k);
-        VfsImage *vi = vfs_image_get(fs, rel);
-        if (vi != NULL) {
-            g_mutex_lock(&vi->lock);
-            vfs_image_peek_locked(vi);
-            g_mutex_unlock(&vi->lock);
-            vfs_image_unref(vi);
-        }
+        ScanJob *j = g_new0(ScanJob, 1);
+        j->fs = fs;
+        j->host = child_relpath(relpath, e->host_name[0] ? e->host_name : k);
+        j->driver = e->driver;
+        g_ptr_array_add(peeks, j);
     }
+    scan_parallel(peeks, peek_job_run);
     g_mutex_lock(&fs->lock);
     g_hash_table_iter_init(&it, dc->entries);
     while (g_hash_table_iter_next(&it, &k, &v)) {

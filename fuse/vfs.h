@@ -187,6 +187,8 @@ static inline VdImage *vfs_image_underneath(VdImage *img)
  * once per change of the host file; its members are hidden from then on.
  * Called with vi->lock held. */
 void vfs_image_peek_locked(VfsImage *vi);
+/* The same for an image a scan probed as drv (NULL: probe it). */
+void vfs_image_peek_as_locked(VfsImage *vi, const VdDriver *drv);
 /* The snapshot view with this display name, referenced, or NULL and -errno. */
 VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_name, int *err);
 /* The same, writable: under -o overlay, the snapshot's overlay (made at the

@@ -118,7 +118,7 @@ static const VdDriver *probe_fd(int fd, const char *path, const struct stat *st,
 /* flags: VD_FILE_MEMBER for a backing file (confined by -o backing=).
  * shown: the name it is shown under when it is a container's (g_free). */
 static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned flags, char **shown,
-                                  GError **error)
+                                  bool *archive, GError **error)
 {
     VdFile f;
     g_autofree char *base_name = g_path_get_basename(path);
@@ -135,6 +135,8 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
         g_error_free(local);
         if (shown != NULL)
             *shown = vd_container_shown_name(c, base_name);
+        if (archive != NULL)
+            *archive = c->list != NULL;
         return vd_driver_find("raw");
     }
     /* A tar member's name is in the archive, not in the archive's name. */
@@ -160,6 +162,8 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
         (vd_context_is_raw_name(ctx, base) ||
          (f.container != NULL && (inner == NULL || f.container->holds_disk))))
         drv = vd_driver_find("raw");
+    if (archive != NULL)
+        *archive = f.container != NULL && f.container->list != NULL;
     vd_file_close(f.fd);
     if (shown != NULL && drv != NULL)
         *shown = g_steal_pointer(&inner);
@@ -168,12 +172,15 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
 
 const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error)
 {
-    return probe_path(ctx, path, 0, NULL, error);
+    return probe_path(ctx, path, 0, NULL, NULL, error);
 }
 
-const VdDriver *vd_probe_path_shown(VdContext *ctx, const char *path, char **shown, GError **error)
+const VdDriver *vd_probe_path_shown(VdContext *ctx, const char *path, char **shown, bool *archive,
+                                    GError **error)
 {
-    return probe_path(ctx, path, 0, shown, error);
+    if (archive != NULL)
+        *archive = false;
+    return probe_path(ctx, path, 0, shown, archive, error);
 }
 
 /* The other files of a container the image is read from (EWF's later
@@ -543,7 +550,7 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
         }
     } else {
         GError *perr = NULL;
-        drv = probe_path(ctx, path, depth > 0 ? VD_FILE_MEMBER : 0, NULL, &perr);
+        drv = probe_path(ctx, path, depth > 0 ? VD_FILE_MEMBER : 0, NULL, NULL, &perr);
         if (perr != NULL) {
             g_propagate_error(error, perr);
             return NULL;
@@ -615,8 +622,14 @@ VdImage *vd_image_open(VdContext *ctx, const char *path, const VdOpenOptions *op
 
 VdImage *vd_image_peek(VdContext *ctx, const char *path, GError **error)
 {
+    return vd_image_peek_as(ctx, path, NULL, error);
+}
+
+VdImage *vd_image_peek_as(VdContext *ctx, const char *path, const VdDriver *drv, GError **error)
+{
     GError *perr = NULL;
-    const VdDriver *drv = vd_probe_path(ctx, path, &perr);
+    if (drv == NULL)
+        drv = vd_probe_path(ctx, path, &perr);
     if (perr != NULL) {
         g_propagate_error(error, perr);
         return NULL;

@@ -118,8 +118,11 @@ typedef struct {
  * error unset) or NULL with error (could not be read). */
 const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error);
 /* The same, and for a container (an .xz, an E01) whose image goes by its
- * name without the container's suffix, that name in *shown (g_free). */
-const VdDriver *vd_probe_path_shown(VdContext *ctx, const char *path, char **shown, GError **error);
+ * name without the container's suffix, that name in *shown (g_free);
+ * in *archive whether the file is an archive that may hold several
+ * images (vd_file_archive_members tells). */
+const VdDriver *vd_probe_path_shown(VdContext *ctx, const char *path, char **shown, bool *archive,
+                                    GError **error);
 
 /* Open an image and its whole backing chain. */
 VdImage *vd_image_open(VdContext *ctx, const char *path, const VdOpenOptions *opts, GError **error);
@@ -128,6 +131,9 @@ VdImage *vd_image_open(VdContext *ctx, const char *path, const VdOpenOptions *op
  * a read-only VdImage that cannot be read or written, only looked at and
  * unreferenced. No locks are taken (like qemu-img info -U). */
 VdImage *vd_image_peek(VdContext *ctx, const char *path, GError **error);
+/* The same for a file already probed as drv (a directory scan's): no
+ * second probe; the driver's own checks still refuse a changed file. */
+VdImage *vd_image_peek_as(VdContext *ctx, const char *path, const VdDriver *drv, GError **error);
 VdImage *vd_image_ref(VdImage *img);
 /* Whether anyone but the one caller holding a reference uses img. */
 static inline bool vd_image_in_use(VdImage *img)
