@@ -242,7 +242,8 @@ bool vd_file_open(VdContext *ctx, const char *path, const char *name, unsigned f
         close(fd);
         return false;
     }
-    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+    /* O_NONBLOCK is the only status flag the open set: clear it in one call. */
+    if (fcntl(fd, F_SETFL, 0) < 0) {
         vd_set_error_errno(error, errno, "%s", name);
         close(fd);
         return false;
