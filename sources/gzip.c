@@ -16,9 +16,9 @@
  *
  * The pass is synchronous, at open, the cost of reading a gzip file at
  * all: the size has to be known before the file can be listed. The index
- * is shared by the opens of the same file (same device, inode, size and
- * times), and kept a minute after the last one closes, since a listing's
- * probe and stat and the open after them come in a row. Reads
+ * is shared by the opens of the same file and kept a while after the last
+ * one closes (src/vd-index-cache.h), since a listing's probe, peek and
+ * stat and the open after them come in a row. Reads
  * after it decode from the nearest point before them, in windows of
  * GZ_WINDOW kept in the decoded-chunk cache (formats/ro-cache.h), with
  * the decoder left where the last read stopped so that sequential reads
@@ -41,6 +41,7 @@
 #include "formats/ro-cache.h"
 #include "src/vd-container.h"
 #include "src/vd-error.h"
+#include "src/vd-index-cache.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
 
@@ -50,8 +51,6 @@
 #define GZ_WINDOW     (1u << 20)
 #define GZ_INPUT      (256u << 10)
 #define GZ_MAX_SIZE   (1ull << 62)
-#define GZ_KEEP       2
-#define GZ_KEEP_USEC  (60 * G_USEC_PER_SEC)
 
 typedef struct {
     uint64_t in;  /* first whole compressed byte not consumed */
@@ -73,19 +72,10 @@ typedef struct {
 } GzStream;
 
 /* What the first pass learns, shared by the opens of one file (the
- * probe, the open, the stat of a listing each open it): immutable once
- * built, reference-counted under index_lock. */
+ * probe, the open, the stat of a listing each open it) through the index
+ * cache: immutable once built. */
 typedef struct {
-    gint refs;       /* under index_lock */
-    gint64 released; /* monotonic time the last reference went, under index_lock */
-    VdContext *ctx;  /* whose budget reserved is charged to */
-    dev_t dev;       /* the file it was built from, as fstat saw it */
-    ino_t ino;
-    off_t file_size;
-    struct timespec mtime, ctime;
-    /* The file's last bytes (the last member's CRC and length, usually):
-     * file times are coarse, an inode number is reused. */
-    uint8_t tail[16];
+    VdContext *ctx;    /* whose budget reserved is charged to */
     uint64_t data_end; /* end of the last member */
     uint64_t size;
     uint64_t members;
@@ -99,7 +89,6 @@ typedef struct {
     int fd;
     char *name;
     GzIndex *ix;
-    bool shared;    /* ix is published (index_unref), not this source's alone */
     RoCache *cache; /* windows, by uncompressed offset */
     GMutex lock;    /* guards strm and strm_pos */
     GzStream strm;
@@ -305,84 +294,14 @@ static void points_free(GArray *points)
     g_array_unref(points);
 }
 
-static void index_free(GzIndex *ix)
+static void index_free(gpointer p)
 {
+    GzIndex *ix = p;
     points_free(ix->points);
     if (ix->reserved > 0)
         vd_context_mem_release(ix->ctx, ix->reserved);
     vd_context_unref(ix->ctx);
     g_free(ix);
-}
-
-/* The indexes built: referenced ones, and up to GZ_KEEP that no open
- * holds, kept GZ_KEEP_USEC for the open that often follows a probe or a
- * stat (each a full pass otherwise). Still charged to their budget. */
-static GMutex index_lock;
-static GList *indexes; /* GzIndex, most recently released first; under index_lock */
-
-/* Drop the unreferenced indexes past GZ_KEEP or GZ_KEEP_USEC; under
- * index_lock. */
-static void index_expire(void)
-{
-    gint64 now = g_get_monotonic_time();
-    unsigned kept = 0;
-    for (GList *l = indexes, *next; l != NULL; l = next) {
-        GzIndex *ix = l->data;
-        next = l->next;
-        if (ix->refs > 0)
-            continue;
-        if (++kept > GZ_KEEP || now - ix->released > GZ_KEEP_USEC) {
-            indexes = g_list_delete_link(indexes, l);
-            index_free(ix);
-        }
-    }
-}
-
-static bool index_matches(const GzIndex *ix, VdContext *ctx, const struct stat *st,
-                          const uint8_t *tail)
-{
-    return ix->ctx == ctx && memcmp(ix->tail, tail, sizeof ix->tail) == 0 &&
-           ix->dev == st->st_dev && ix->ino == st->st_ino && ix->file_size == st->st_size &&
-           ix->mtime.tv_sec == st->st_mtim.tv_sec && ix->mtime.tv_nsec == st->st_mtim.tv_nsec &&
-           ix->ctime.tv_sec == st->st_ctim.tv_sec && ix->ctime.tv_nsec == st->st_ctim.tv_nsec;
-}
-
-/* A reference to the index built from the file st describes, if any. */
-static GzIndex *index_lookup(VdContext *ctx, const struct stat *st, const uint8_t *tail)
-{
-    GzIndex *found = NULL;
-    g_mutex_lock(&index_lock);
-    index_expire();
-    for (GList *l = indexes; l != NULL && found == NULL; l = l->next) {
-        GzIndex *ix = l->data;
-        if (index_matches(ix, ctx, st, tail)) {
-            ix->refs++;
-            found = ix;
-        }
-    }
-    g_mutex_unlock(&index_lock);
-    return found;
-}
-
-/* Share a new index (one reference, the caller's). */
-static void index_publish(GzIndex *ix)
-{
-    g_mutex_lock(&index_lock);
-    indexes = g_list_prepend(indexes, ix);
-    g_mutex_unlock(&index_lock);
-}
-
-static void index_unref(GzIndex *ix)
-{
-    g_mutex_lock(&index_lock);
-    if (--ix->refs == 0) {
-        ix->released = g_get_monotonic_time();
-        /* Most recently released first, so that the oldest go. */
-        indexes = g_list_remove(indexes, ix);
-        indexes = g_list_prepend(indexes, ix);
-    }
-    index_expire();
-    g_mutex_unlock(&index_lock);
 }
 
 static void gz_close(void *opaque)
@@ -391,10 +310,7 @@ static void gz_close(void *opaque)
     if (x->cache != NULL)
         ro_cache_free(x->cache);
     stream_clear(&x->strm);
-    if (x->ix != NULL && x->shared)
-        index_unref(x->ix);
-    else if (x->ix != NULL)
-        index_free(x->ix);
+    vd_index_cache_release(x->ix);
     vd_context_unref(x->ctx);
     g_mutex_clear(&x->lock);
     g_free(x->name);
@@ -542,6 +458,33 @@ static bool build_index(GzSource *x, uint64_t file_size, GError **error)
     return ok;
 }
 
+/* The first pass, for the index cache: x->ix while it runs. */
+static gpointer index_build(gpointer user, uint64_t *bytes, GError **error)
+{
+    GzSource *x = user;
+    struct stat st;
+    if (fstat(x->fd, &st) != 0) {
+        vd_set_error_errno(error, errno, "%s", x->name);
+        return NULL;
+    }
+    GzIndex *ix = x->ix = g_new0(GzIndex, 1);
+    ix->ctx = vd_context_ref(x->ctx);
+    ix->spacing = GZ_SPACING;
+    ix->points = g_array_new(FALSE, FALSE, sizeof(GzPoint));
+    bool ok = build_index(x, (uint64_t)st.st_size, error);
+    if (ok && ix->size == 0) {
+        vd_set_error(error, EIO, "%s: the gzip file holds no data", x->name);
+        ok = false;
+    }
+    x->ix = NULL;
+    if (!ok) {
+        index_free(ix);
+        return NULL;
+    }
+    *bytes = sizeof *ix + ix->reserved;
+    return ix;
+}
+
 static bool gz_open(VdContext *ctx, int fd, const char *path, const char *name,
                     const VdSourceOps **ops, void **opaque, uint64_t *size, GError **error)
 {
@@ -550,39 +493,12 @@ static bool gz_open(VdContext *ctx, int fd, const char *path, const char *name,
     x->fd = fd;
     x->name = g_strdup(name);
     g_mutex_init(&x->lock);
-    struct stat st;
-    uint8_t tail[16] = {0};
-    bool ok = stream_init(x, &x->strm, error);
-    if (ok && fstat(fd, &st) != 0) {
-        vd_set_error_errno(error, errno, "%s", name);
-        ok = false;
-    }
-    size_t tail_len = ok ? (size_t)MIN((uint64_t)st.st_size, sizeof tail) : 0;
-    ok = ok &&
-         vd_host_pread(fd, name, tail, tail_len, (uint64_t)st.st_size - tail_len, false, error);
-    if (ok && (x->ix = index_lookup(ctx, &st, tail)) != NULL)
-        x->shared = true;
-    else if (ok) {
-        GzIndex *ix = x->ix = g_new0(GzIndex, 1);
-        ix->refs = 1;
-        ix->ctx = vd_context_ref(ctx);
-        ix->dev = st.st_dev;
-        ix->ino = st.st_ino;
-        ix->file_size = st.st_size;
-        ix->mtime = st.st_mtim;
-        ix->ctime = st.st_ctim;
-        memcpy(ix->tail, tail, sizeof tail);
-        ix->spacing = GZ_SPACING;
-        ix->points = g_array_new(FALSE, FALSE, sizeof(GzPoint));
-        ok = build_index(x, (uint64_t)st.st_size, error);
-        if (ok && ix->size == 0) {
-            vd_set_error(error, EIO, "%s: the gzip file holds no data", name);
-            ok = false;
-        }
-        if (ok) {
-            index_publish(ix);
-            x->shared = true;
-        }
+    VdIndexKey key;
+    bool ok =
+        stream_init(x, &x->strm, error) && vd_index_key_of(ctx, "gzip", fd, name, &key, error);
+    if (ok) {
+        x->ix = vd_index_cache_get(&key, index_build, x, index_free, error);
+        ok = x->ix != NULL;
     }
     if (!ok) {
         gz_close(x);

@@ -6,7 +6,8 @@
  * table when the file ends with one, else from walking the frames at
  * open: a frame's header gives its content size, its block headers give
  * where it ends (no decoding); a frame that does not record its size
- * (written by `zstd` from a pipe) is decoded once, to count.
+ * (written by `zstd` from a pipe) is decoded once, to count, and the
+ * index shared by the opens of the file (src/vd-index-cache.h).
  *
  * A read decodes the frame that holds it. Frames of up to ZS_CACHE_FRAME
  * are decoded whole into the decoded-chunk cache (formats/ro-cache.h).
@@ -32,6 +33,7 @@
 #include "src/vd-container.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
+#include "src/vd-index-cache.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
 
@@ -61,14 +63,22 @@ typedef struct {
     bool ended; /* the frame's end was decoded */
 } ZsStream;
 
+/* Where the frames are: shared by the opens of one file through the
+ * index cache (src/vd-index-cache.h), as a frame that does not record its
+ * size costs a decode to count; immutable once built. */
+typedef struct {
+    VdContext *ctx; /* whose budget reserved is charged to */
+    GArray *frames; /* ZsFrame, by out_off */
+    uint64_t reserved;
+    uint64_t size;
+    bool seek_table;
+} ZsIndex;
+
 typedef struct {
     VdContext *ctx;
     int fd;
     char *name;
-    GArray *frames; /* ZsFrame, by out_off; immutable after open */
-    uint64_t reserved;
-    uint64_t size;
-    bool seek_table;
+    ZsIndex *ix;
     RoCache *frame_cache;  /* whole frames of up to ZS_CACHE_FRAME, by index */
     RoCache *window_cache; /* windows of larger frames, by uncompressed offset */
     GMutex lock;           /* guards strm and the fields after it */
@@ -105,13 +115,13 @@ static bool zs_read_raw(ZsSource *x, void *buf, size_t len, uint64_t off, GError
 
 static const ZsFrame *frame_at(const ZsSource *x, guint i)
 {
-    return &g_array_index(x->frames, ZsFrame, i);
+    return &g_array_index(x->ix->frames, ZsFrame, i);
 }
 
 /* The frame holding uncompressed offset off (< size). */
 static guint frame_find(const ZsSource *x, uint64_t off)
 {
-    guint lo = 0, hi = x->frames->len;
+    guint lo = 0, hi = x->ix->frames->len;
     while (hi - lo > 1) {
         guint mid = lo + (hi - lo) / 2;
         if (frame_at(x, mid)->out_off <= off)
@@ -317,8 +327,8 @@ static void zs_describe(void *opaque, VdInfo *info)
 {
     ZsSource *x = opaque;
     vd_info_add_str(info, "container", "zstd");
-    vd_info_add_u64(info, "zstd.frames", x->frames->len);
-    vd_info_add_bool(info, "zstd.seek_table", x->seek_table);
+    vd_info_add_u64(info, "zstd.frames", x->ix->frames->len);
+    vd_info_add_bool(info, "zstd.seek_table", x->ix->seek_table);
 }
 
 static void zs_close(void *opaque)
@@ -329,9 +339,7 @@ static void zs_close(void *opaque)
     if (x->window_cache != NULL)
         ro_cache_free(x->window_cache);
     stream_clear(&x->strm);
-    g_array_unref(x->frames);
-    if (x->reserved > 0)
-        vd_context_mem_release(x->ctx, x->reserved);
+    vd_index_cache_release(x->ix);
     vd_context_unref(x->ctx);
     g_mutex_clear(&x->lock);
     g_free(x->name);
@@ -353,19 +361,19 @@ static bool frame_add(ZsSource *x, uint64_t in_off, uint64_t in_len, uint64_t ou
 {
     if (out_len == 0)
         return true;
-    if (out_len > ZS_MAX_SIZE || x->size > ZS_MAX_SIZE - out_len) {
+    if (out_len > ZS_MAX_SIZE || x->ix->size > ZS_MAX_SIZE - out_len) {
         vd_set_error(error, EIO, "%s: the zstd frames add up to more than 2^62 bytes", x->name);
         return false;
     }
-    if (x->frames->len % ZS_RESERVE_STEP == 0) {
+    if (x->ix->frames->len % ZS_RESERVE_STEP == 0) {
         uint64_t bytes = ZS_RESERVE_STEP * sizeof(ZsFrame);
         if (!vd_context_mem_reserve(x->ctx, bytes, x->name, "zstd frame index", error))
             return false;
-        x->reserved += bytes;
+        x->ix->reserved += bytes;
     }
-    ZsFrame f = {in_off, in_len, x->size, out_len};
-    g_array_append_val(x->frames, f);
-    x->size += out_len;
+    ZsFrame f = {in_off, in_len, x->ix->size, out_len};
+    g_array_append_val(x->ix->frames, f);
+    x->ix->size += out_len;
     return true;
 }
 
@@ -428,7 +436,7 @@ static bool read_seek_table(ZsSource *x, uint64_t file_size, bool *found, GError
     }
     /* The sizes frames record must agree with the table's (cheap: one
      * header each); a frame that lies anyway fails when it is read. */
-    for (guint i = 0; i < x->frames->len; i++) {
+    for (guint i = 0; i < x->ix->frames->len; i++) {
         const ZsFrame *f = frame_at(x, i);
         uint8_t h[ZS_HEADER_MAX];
         size_t hn = (size_t)MIN((uint64_t)sizeof h, f->in_len);
@@ -447,7 +455,7 @@ static bool read_seek_table(ZsSource *x, uint64_t file_size, bool *found, GError
             return false;
         }
     }
-    x->seek_table = true;
+    x->ix->seek_table = true;
     *found = true;
     return true;
 }
@@ -575,6 +583,41 @@ static bool walk_frames(ZsSource *x, uint64_t file_size, GError **error)
     return true;
 }
 
+static void index_free(gpointer p)
+{
+    ZsIndex *ix = p;
+    g_array_unref(ix->frames);
+    if (ix->reserved > 0)
+        vd_context_mem_release(ix->ctx, ix->reserved);
+    vd_context_unref(ix->ctx);
+    g_free(ix);
+}
+
+/* The frame index, for the index cache: x->ix while it is built. */
+static gpointer index_build(gpointer user, uint64_t *bytes, GError **error)
+{
+    ZsSource *x = user;
+    ZsIndex *ix = x->ix = g_new0(ZsIndex, 1);
+    ix->ctx = vd_context_ref(x->ctx);
+    ix->frames = g_array_new(FALSE, FALSE, sizeof(ZsFrame));
+    uint64_t file_size;
+    bool found = false;
+    bool ok = vd_host_size(x->fd, x->name, &file_size, error) &&
+              read_seek_table(x, file_size, &found, error) &&
+              (found || walk_frames(x, file_size, error));
+    if (ok && ix->frames->len == 0) {
+        vd_set_error(error, EIO, "%s: the zstd file holds no data", x->name);
+        ok = false;
+    }
+    x->ix = NULL;
+    if (!ok) {
+        index_free(ix);
+        return NULL;
+    }
+    *bytes = sizeof *ix + ix->reserved;
+    return ix;
+}
+
 static bool zs_open(VdContext *ctx, int fd, const char *path, const char *name,
                     const VdSourceOps **ops, void **opaque, uint64_t *size, GError **error)
 {
@@ -582,16 +625,13 @@ static bool zs_open(VdContext *ctx, int fd, const char *path, const char *name,
     x->ctx = vd_context_ref(ctx);
     x->fd = fd;
     x->name = g_strdup(name);
-    x->frames = g_array_new(FALSE, FALSE, sizeof(ZsFrame));
     g_mutex_init(&x->lock);
-    uint64_t file_size;
-    bool found = false;
-    bool ok = vd_host_size(fd, name, &file_size, error) && stream_init(x, &x->strm, error) &&
-              read_seek_table(x, file_size, &found, error) &&
-              (found || walk_frames(x, file_size, error));
-    if (ok && x->frames->len == 0) {
-        vd_set_error(error, EIO, "%s: the zstd file holds no data", name);
-        ok = false;
+    VdIndexKey key;
+    bool ok =
+        stream_init(x, &x->strm, error) && vd_index_key_of(ctx, "zstd", fd, name, &key, error);
+    if (ok) {
+        x->ix = vd_index_cache_get(&key, index_build, x, index_free, error);
+        ok = x->ix != NULL;
     }
     if (!ok) {
         zs_close(x);
@@ -599,7 +639,7 @@ static bool zs_open(VdContext *ctx, int fd, const char *path, const char *name,
     }
     uint64_t unit = 0;
     bool large = false;
-    for (guint i = 0; i < x->frames->len; i++) {
+    for (guint i = 0; i < x->ix->frames->len; i++) {
         uint64_t n = frame_at(x, i)->out_len;
         if (n <= ZS_CACHE_FRAME)
             unit = MAX(unit, n);
@@ -612,7 +652,7 @@ static bool zs_open(VdContext *ctx, int fd, const char *path, const char *name,
         x->window_cache = ro_cache_new(ctx->decode_cache_bytes, ZS_WINDOW);
     *ops = &zs_ops;
     *opaque = x;
-    *size = x->size;
+    *size = x->ix->size;
     return true;
 }
 
