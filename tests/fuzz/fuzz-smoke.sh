@@ -67,6 +67,8 @@ for fmt in $("$VDISK" formats | awk '{print $1}'); do
     corpus=$work/$fmt
     mkdir -p "$corpus"
     seed "$fmt" "$corpus"
+    # Hostile inputs kept as regression seeds (formats qemu-img cannot make).
+    [ -d "$regress/$fmt" ] && cp "$regress/$fmt"/* "$corpus"/
     [ -n "$(ls "$corpus")" ] || printf 'x' >"$corpus/empty"
     run_target "$fmt" "$work/$fmt.log" env VD_FUZZ_FORMAT="$fmt" "$FUZZ" \
         -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=262144 \
