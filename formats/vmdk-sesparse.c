@@ -50,7 +50,20 @@ static bool se_region(VdImage *img, VmdkExtent *e, const uint8_t *h, unsigned fi
     return true;
 }
 
-bool vmdk_sesparse_open(VdImage *img, VmdkExtent *e, GError **error)
+bool vmdk_is_sesparse(const uint8_t *head, size_t len)
+{
+    return len >= 8 && vd_le64(head) == SE_CONST_MAGIC;
+}
+
+/* Where the directory and the tables are, from the headers. */
+typedef struct {
+    uint64_t gd_off, gd_len, gt_len;
+} SeRegions;
+
+/* The constant and volatile headers into e (geometry, grain and table
+ * bases) and r: every region inside the file, the directory big enough
+ * for the capacity. Reads two sectors and allocates nothing. */
+static bool se_header(VdImage *img, VmdkExtent *e, SeRegions *r, GError **error)
 {
     uint8_t h[VMDK_SECTOR];
     e->kind = VMDK_EXT_SESPARSE;
@@ -75,10 +88,10 @@ bool vmdk_sesparse_open(VdImage *img, VmdkExtent *e, GError **error)
             return false;
         }
     }
-    uint64_t voff, vlen, gdoff, gdlen, gtoff, gtlen, groff, grlen;
+    uint64_t voff, vlen, gtoff, groff, grlen;
     if (!se_region(img, e, h, 80, "volatile header", &voff, &vlen, error) ||
-        !se_region(img, e, h, 128, "grain directory", &gdoff, &gdlen, error) ||
-        !se_region(img, e, h, 144, "grain tables", &gtoff, &gtlen, error) ||
+        !se_region(img, e, h, 128, "grain directory", &r->gd_off, &r->gd_len, error) ||
+        !se_region(img, e, h, 144, "grain tables", &gtoff, &r->gt_len, error) ||
         !se_region(img, e, h, 192, "grains", &groff, &grlen, error))
         return false;
     uint8_t v[VMDK_SECTOR];
@@ -97,18 +110,36 @@ bool vmdk_sesparse_open(VdImage *img, VmdkExtent *e, GError **error)
     e->gte_size = 8;
     e->se_grains = groff;
     e->se_gt_base = gtoff;
-    e->gd_offset = gdoff;
-    uint64_t have = gdlen / 8;
+    e->gd_offset = r->gd_off;
     if (!vmdk_sparse_set_geometry(img, e, vd_le64(h + 16), SE_GRAIN_SECTORS, error))
         return false;
-    if (have < e->gd_count) {
-        vd_set_error(error, EIO, "%s: seSparse grain directory of %s is too small", img->name,
-                     e->path);
+    /* The directory lies inside the file (checked above): a capacity it
+     * cannot cover reaches past the end of the extent's metadata. */
+    if (r->gd_len / 8 < e->gd_count) {
+        vd_set_error(error, EIO,
+                     "%s: seSparse capacity of %" G_GUINT64_FORMAT
+                     " sectors in %s needs %u grain directory entries, but the directory "
+                     "holds %" G_GUINT64_FORMAT,
+                     img->name, e->capacity / VMDK_SECTOR, e->path, e->gd_count, r->gd_len / 8);
         return false;
     }
+    return true;
+}
+
+bool vmdk_sesparse_peek(VdImage *img, VmdkExtent *e, GError **error)
+{
+    SeRegions r;
+    return se_header(img, e, &r, error);
+}
+
+bool vmdk_sesparse_open(VdImage *img, VmdkExtent *e, GError **error)
+{
+    SeRegions r;
+    if (!se_header(img, e, &r, error))
+        return false;
     size_t bytes = (size_t)e->gd_count * 8;
     g_autofree uint8_t *raw = g_malloc(bytes ? bytes : 1);
-    if (!vd_host_pread(e->fd, e->path, raw, bytes, gdoff, false, error))
+    if (!vd_host_pread(e->fd, e->path, raw, bytes, r.gd_off, false, error))
         return false;
     uint64_t gt_bytes = (uint64_t)e->gtes * 8;
     e->gd = g_new0(uint64_t, e->gd_count ? e->gd_count : 1);
@@ -117,14 +148,14 @@ bool vmdk_sesparse_open(VdImage *img, VmdkExtent *e, GError **error)
         if (x == 0)
             continue;
         uint64_t n = x & 0xffffffffu;
-        if ((x >> 32) != 0x10000000u || !vd_range_within(n * gt_bytes, gt_bytes, gtlen)) {
+        if ((x >> 32) != 0x10000000u || !vd_range_within(n * gt_bytes, gt_bytes, r.gt_len)) {
             vd_set_error(error, EIO,
                          "%s: invalid seSparse grain directory entry %u (0x%" G_GINT64_MODIFIER
                          "x) in %s",
                          img->name, i, x, e->path);
             return false;
         }
-        e->gd[i] = gtoff + n * gt_bytes;
+        e->gd[i] = e->se_gt_base + n * gt_bytes;
     }
     return vmdk_check_layout(img, e, error);
 }

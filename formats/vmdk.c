@@ -6,9 +6,11 @@
  * Three ways in: a hosted sparse file ("KDMV") whose embedded descriptor
  * only names the file itself (monolithicSparse, streamOptimized; the
  * header alone defines the data, as in QEMU, so renamed files still
- * work); a lone "COWD" file; or a text descriptor naming extent files
- * relative to its own directory (everything else). Extent files are
- * members of the image: the filesystem hides them.
+ * work); a lone "COWD" or seSparse file (its descriptor lost or not
+ * copied: a standalone disk, since only a descriptor names a parent); or
+ * a text descriptor naming extent files relative to its own directory
+ * (everything else). Extent files are members of the image: the
+ * filesystem hides them, lone or not.
  */
 #include "config.h"
 
@@ -69,6 +71,8 @@ static int vmdk_probe(const VdProbe *probe)
         return VD_PROBE_NO;
     if (probe->head_len >= 4 &&
         (memcmp(probe->head, "KDMV", 4) == 0 || memcmp(probe->head, "COWD", 4) == 0))
+        return VD_PROBE_MAGIC;
+    if (vmdk_is_sesparse(probe->head, probe->head_len))
         return VD_PROBE_MAGIC;
     if (probe->file_size > 0 && probe->file_size <= VMDK_DESC_MAX &&
         looks_like_descriptor(probe->head, probe->head_len))
@@ -345,11 +349,29 @@ static bool open_descriptor(VdImage *img, VmdkState *s, const struct stat *self,
     return true;
 }
 
-/* Only uncompressed hosted sparse files of versions 1 and 2 are written. */
+/* Only uncompressed hosted sparse files of versions 1 and 2 are written
+ * (seSparse and COWD never). */
 static void self_extent_rules(VdImage *img, const VmdkExtent *e)
 {
     if (e->kind != VMDK_EXT_SPARSE || e->compressed || e->version == 3)
         vd_image_refuse_writes(img);
+}
+
+/* The header (peek) or the whole extent (open) of a file that is its own
+ * only extent: KDMV, COWD or seSparse. */
+static bool self_extent_read(VdImage *img, VmdkExtent *e, const uint8_t *head, bool peek,
+                             GError **error)
+{
+    if (vmdk_is_sesparse(head, VMDK_SECTOR))
+        return peek ? vmdk_sesparse_peek(img, e, error) : vmdk_sesparse_open(img, e, error);
+    return peek ? vmdk_sparse_peek(img, e, head, error) : vmdk_sparse_open(img, e, head, error);
+}
+
+static const char *self_extent_type(const VmdkExtent *e)
+{
+    return e->kind == VMDK_EXT_COWD       ? "VMFSSPARSE"
+           : e->kind == VMDK_EXT_SESPARSE ? "SESPARSE"
+                                          : "SPARSE";
 }
 
 /* The first sector of a hosted sparse file, as a one-extent image. */
@@ -361,11 +383,11 @@ static bool open_self_extent(VdImage *img, VmdkState *s, const uint8_t *head, ui
     e->path = g_strdup(img->path);
     e->file_size = fsize;
     g_ptr_array_add(s->extents, e);
-    if (!vmdk_sparse_open(img, e, head, error))
+    if (!self_extent_read(img, e, head, false, error))
         return false;
     e->length = e->capacity;
     e->line = g_strdup_printf("RW %" G_GUINT64_FORMAT " %s \"%s\"", e->capacity / VMDK_SECTOR,
-                              e->kind == VMDK_EXT_COWD ? "VMFSSPARSE" : "SPARSE",
+                              self_extent_type(e),
                               strrchr(img->path, '/') ? strrchr(img->path, '/') + 1 : img->path);
     self_extent_rules(img, e);
     img->size = e->length;
@@ -402,7 +424,7 @@ static void set_parent(VdImage *img, const char *hint)
 
 /* The image's first sector into head and its descriptor, if any (embedded,
  * or the whole file), into s; *self_extent when the file is a sparse
- * extent itself (KDMV with data of its own, or COWD). */
+ * extent itself (KDMV with data of its own, COWD or seSparse). */
 static bool read_start(VdImage *img, VmdkState *s, struct stat *st, uint8_t *head,
                        bool *self_extent, GError **error)
 {
@@ -434,7 +456,7 @@ static bool read_start(VdImage *img, VmdkState *s, struct stat *st, uint8_t *hea
         s->desc_space = dlen;
         /* No data of its own: a descriptor in a sparse header's clothing. */
         *self_extent = vd_le64(head + 12) != 0 || s->desc == NULL;
-    } else if (memcmp(head, "COWD", 4) != 0) {
+    } else if (memcmp(head, "COWD", 4) != 0 && !vmdk_is_sesparse(head, VMDK_SECTOR)) {
         if (fsize > VMDK_DESC_MAX) {
             vd_set_error(error, EIO, "%s: too large for a VMDK descriptor", img->name);
             return false;
@@ -467,9 +489,10 @@ static bool open_internal(VdImage *img, VmdkState *s, GError **error)
     }
     if (s->create_type == NULL) {
         VmdkExtent *e = s->extents->len ? g_ptr_array_index(s->extents, 0) : NULL;
-        s->create_type = g_strdup(e && e->kind == VMDK_EXT_COWD ? "vmfsSparse"
-                                  : e && e->compressed          ? "streamOptimized"
-                                                                : "monolithicSparse");
+        s->create_type = g_strdup(e && e->kind == VMDK_EXT_COWD       ? "vmfsSparse"
+                                  : e && e->kind == VMDK_EXT_SESPARSE ? "seSparse"
+                                  : e && e->compressed                ? "streamOptimized"
+                                                                      : "monolithicSparse");
     }
     uint64_t grain = 0;
     for (guint i = 0; i < s->extents->len; i++) {
@@ -536,7 +559,7 @@ static bool vmdk_peek(VdImage *img, GError **error)
     bool self, ok = read_start(img, &s, &st, head, &self, error);
     if (ok && self) {
         VmdkExtent e = {.fd = img->fd, .path = img->path, .file_size = (uint64_t)st.st_size};
-        ok = vmdk_sparse_peek(img, &e, head, error);
+        ok = self_extent_read(img, &e, head, true, error);
         if (ok) {
             self_extent_rules(img, &e);
             img->size = e.capacity;

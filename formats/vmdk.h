@@ -225,7 +225,12 @@ bool vmdk_sparse_read_decode(VdImage *img, VmdkExtent *e, uint8_t *buf, size_t l
                              GError **error);
 
 /* vmdk-sesparse.c */
+/* head (len bytes of the file's start) begins with the seSparse magic. */
+bool vmdk_is_sesparse(const uint8_t *head, size_t len);
+/* Read and check a seSparse extent in e->fd: headers and directory. */
 bool vmdk_sesparse_open(VdImage *img, VmdkExtent *e, GError **error);
+/* The same, headers only (geometry; no directory read): for peek. */
+bool vmdk_sesparse_peek(VdImage *img, VmdkExtent *e, GError **error);
 /* Decode a seSparse grain table entry. */
 bool vmdk_sesparse_gte(VdImage *img, VmdkExtent *e, uint64_t v, VdExtentState *state,
                        uint64_t *host, GError **error);

@@ -7,6 +7,7 @@
 
 #include "src/vd-error.h"
 #include "src/vd-overlay.h"
+#include "src/vd-source.h"
 #include "vfs.h"
 
 typedef struct {
@@ -170,6 +171,8 @@ void vfs_image_peek_as_locked(VfsImage *vi, const VdDriver *drv)
     g_clear_pointer(&vi->peek_error, g_free);
     vi->peek_size = vd_image_size(img);
     vi->peek_read_only = img->format_read_only;
+    /* A member's share of its archive, which the archive's times cover. */
+    vi->peek_has_share = vd_source_host_bytes(img->fd, &vi->peek_share);
     if (img->members != NULL)
         vi->peek_members = g_ptr_array_ref(img->members);
     register_members(fs, img);

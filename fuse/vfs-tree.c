@@ -835,7 +835,9 @@ static int image_node_peek(VfsFs *fs, VfsNode *node, VdImage **img, VfsPeekStat 
         ps->size = vi->peek_size;
         ps->read_only = vi->peek_read_only;
         struct stat st;
-        if (vfs_host_stat(fs, vi->relpath, &st) == 0 && !S_ISDIR(st.st_mode))
+        if (vi->peek_has_share)
+            ps->host_bytes += vi->peek_share;
+        else if (vfs_host_stat(fs, vi->relpath, &st) == 0 && !S_ISDIR(st.st_mode))
             ps->host_bytes += (uint64_t)st.st_blocks * 512;
         for (guint i = 0; vi->peek_members != NULL && i < vi->peek_members->len; i++) {
             if (stat(g_ptr_array_index(vi->peek_members, i), &st) == 0 && S_ISREG(st.st_mode))

@@ -59,7 +59,9 @@ typedef struct VfsImage {
     uint64_t peek_size;      /* virtual size */
     bool peek_read_only;     /* the format forbids writing it */
     GPtrArray *peek_members; /* host paths (char *), or NULL */
-    char *peek_error;        /* why the header could not be read */
+    bool peek_has_share;     /* a member of an archive: peek_share is its host bytes */
+    uint64_t peek_share;
+    char *peek_error; /* why the header could not be read */
 } VfsImage;
 
 typedef enum {

@@ -371,15 +371,19 @@ typedef struct {
     char *shown; /* the disk member's base name */
     Slice disk, ovf, mf;
     char *verdict_key; /* device:inode:size:mtime of the archive, and the member */
+    bool by_name;      /* opened as ARCHIVE/MEMBER (one disk of several): counts its share */
 } TarSource;
 
 /* What one walk over the archive learns: the members that are neither
  * descriptor nor manifest, the first of them and the first named like a
- * disk image (a few names of those kept for messages), and those two. */
+ * disk image (a few names of those kept for messages), and those two.
+ * Listing, or picking a disk by name, also gives every disk the name it
+ * is shown under (unique_name). */
 typedef struct {
     VdContext *ctx;
-    const char *want; /* the member (base name) asked for, or NULL */
-    GPtrArray *names; /* base names of the disks, when listing */
+    const char *want; /* the member (as listed) asked for, or NULL */
+    GPtrArray *names; /* shown names of the disks, when listing */
+    GHashTable *seen; /* shown names so far, when listing or picking by name */
     Slice wanted;
     unsigned others, disks;
     Slice first, first_disk;
@@ -408,6 +412,45 @@ static bool disk_named(VdContext *ctx, const char *path)
     return ctx != NULL && vd_context_is_raw_name(ctx, base);
 }
 
+/* A name a directory can hold. */
+static bool showable(const char *n)
+{
+    return *n != '\0' && strcmp(n, ".") != 0 && strcmp(n, "..") != 0 && strlen(n) <= 255 &&
+           strchr(n, '/') == NULL;
+}
+
+/* The name the disk at path in the archive is shown under, not taken by
+ * an earlier one (seen, which it joins): its base name; else, when two
+ * folders of the archive hold disks alike, its path with each '/' turned
+ * into '_' ("b/disk.vmdk" as "b_disk.vmdk"); else the base name with
+ * "~2", "~3"... before its extension ("disk~2.vmdk"). NULL when none can
+ * be shown. */
+static char *unique_name(GHashTable *seen, const char *path)
+{
+    g_autofree char *base = g_path_get_basename(path);
+    while (g_str_has_prefix(path, "./") || *path == '/')
+        path += *path == '/' ? 1 : 2;
+    g_autofree char *flat = g_strdelimit(g_strdup(path), "/", '_');
+    char *pick = NULL;
+    if (showable(base) && !g_hash_table_contains(seen, base))
+        pick = g_strdup(base);
+    else if (showable(flat) && !g_hash_table_contains(seen, flat))
+        pick = g_strdup(flat);
+    /* The number before the extension, which raw disks are known by. */
+    const char *dot = strrchr(base, '.');
+    int stem = dot != NULL && dot != base ? (int)(dot - base) : (int)strlen(base);
+    for (unsigned i = 2; pick == NULL && showable(base) && i <= TAR_LIST_MAX + 1; i++) {
+        char *n = g_strdup_printf("%.*s~%u%s", stem, base, i, base + stem);
+        if (showable(n) && !g_hash_table_contains(seen, n))
+            pick = n;
+        else
+            g_free(n);
+    }
+    if (pick != NULL)
+        g_hash_table_add(seen, g_strdup(pick));
+    return pick;
+}
+
 static void slice_set(Slice *s, const TarMember *m)
 {
     g_free(s->name);
@@ -426,17 +469,20 @@ static bool scan_member(void *opaque, const TarMember *m, GError **error)
     } else if (m->size > 0 && !has_ext(m->name, ".cert") && !g_str_has_suffix(m->name, "/")) {
         if (s->others++ == 0)
             slice_set(&s->first, m);
-        g_autofree char *base = g_path_get_basename(m->name);
-        if (s->want != NULL && s->wanted.name == NULL && strcmp(base, s->want) == 0)
+        bool disk = disk_named(s->ctx, m->name);
+        if (disk && s->seen != NULL && g_hash_table_size(s->seen) >= TAR_LIST_MAX) {
+            vd_set_error(error, EIO, "%s: the archive holds more than %u disk images", s->name,
+                         TAR_LIST_MAX);
+            return false;
+        }
+        /* Disks go by their shown names, other files by their base names. */
+        g_autofree char *as =
+            disk && s->seen != NULL ? unique_name(s->seen, m->name) : g_path_get_basename(m->name);
+        if (s->want != NULL && s->wanted.name == NULL && as != NULL && strcmp(as, s->want) == 0)
             slice_set(&s->wanted, m);
-        if (disk_named(s->ctx, m->name)) {
-            if (s->names != NULL && s->names->len >= TAR_LIST_MAX) {
-                vd_set_error(error, EIO, "%s: the archive holds more than %u disk images", s->name,
-                             TAR_LIST_MAX);
-                return false;
-            }
-            if (s->names != NULL)
-                g_ptr_array_add(s->names, g_steal_pointer(&base));
+        if (disk) {
+            if (s->names != NULL && as != NULL)
+                g_ptr_array_add(s->names, g_steal_pointer(&as));
             if (s->disks < TAR_SHOWN_NAMES)
                 s->disk_names[s->disks] = g_strescape(m->name, NULL);
             if (s->disks++ == 0)
@@ -468,6 +514,37 @@ static int tar_host_range(void *opaque, uint64_t off, uint64_t len, uint64_t *ho
     TarSource *t = opaque;
     *host_off = t->disk.offset + off;
     return t->fd;
+}
+
+/* A disk opened by name (one of several, shown in the archive's directory)
+ * occupies its data's 512-byte blocks of the archive, less the holes a
+ * sparse copy of the archive has there; so du over the directory adds up
+ * to the archive, not to a multiple of it. */
+static bool tar_host_bytes(void *opaque, uint64_t *bytes)
+{
+    TarSource *t = opaque;
+    if (!t->by_name)
+        return false; /* the archive's only disk: all of it counts */
+    uint64_t start = t->disk.offset,
+             end = start + (t->disk.size + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK;
+    uint64_t total = 0, pos = start;
+    while (pos < end) {
+        off_t data = vd_host_lseek(t->fd, (off_t)pos, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO)
+                break;          /* only holes to the end of the archive */
+            total += end - pos; /* no hole information: all of it */
+            break;
+        }
+        if ((uint64_t)data >= end)
+            break;
+        off_t hole = vd_host_lseek(t->fd, data, SEEK_HOLE);
+        uint64_t stop = hole <= data ? end : MIN((uint64_t)hole, end);
+        total += stop - (uint64_t)data;
+        pos = stop;
+    }
+    *bytes = total;
+    return true;
 }
 
 static const char *tar_inner_name(void *opaque)
@@ -599,6 +676,7 @@ static const VdSourceOps tar_ops = {
     .pread = tar_pread,
     .host_range = tar_host_range,
     .inner_name = tar_inner_name,
+    .host_bytes = tar_host_bytes,
     .verify = tar_verify,
     .describe = tar_describe,
     .close = tar_close,
@@ -613,6 +691,7 @@ static void scan_clear(TarScan *s)
     slice_clear(&s->mf);
     for (unsigned i = 0; i < TAR_SHOWN_NAMES; i++)
         g_clear_pointer(&s->disk_names[i], g_free);
+    g_clear_pointer(&s->seen, g_hash_table_unref);
 }
 
 static bool open_common(VdContext *ctx, int fd, const char *name, const char *member,
@@ -622,6 +701,8 @@ static bool open_common(VdContext *ctx, int fd, const char *name, const char *me
     t->fd = fd;
     t->name = g_strdup(name);
     TarScan s = {.ctx = ctx, .want = member, .name = name};
+    if (member != NULL)
+        s.seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     struct stat st;
     uint64_t file_size;
     if (fstat(fd, &st) < 0) {
@@ -654,7 +735,8 @@ static bool open_common(VdContext *ctx, int fd, const char *name, const char *me
                      name, s.disks, list, s.disks > TAR_SHOWN_NAMES ? ", ..." : "");
         goto fail;
     }
-    t->shown = g_path_get_basename(pick->name);
+    /* By name: the name it is listed under (unique_name's). */
+    t->shown = member != NULL ? g_strdup(member) : g_path_get_basename(pick->name);
     if (strcmp(t->shown, ".") == 0 || strcmp(t->shown, "..") == 0 || strcmp(t->shown, "/") == 0 ||
         strlen(t->shown) > 255) {
         g_autofree char *esc = g_strescape(pick->name, NULL);
@@ -665,6 +747,7 @@ static bool open_common(VdContext *ctx, int fd, const char *name, const char *me
     t->ovf = s.ovf, s.ovf = (Slice){0};
     t->mf = s.mf, s.mf = (Slice){0};
     /* Per member: each disk of an archive has its own digest. */
+    t->by_name = member != NULL;
     t->verdict_key = g_strdup_printf("%ju:%ju:%jd:%jd.%09ld:%s", (uintmax_t)st.st_dev,
                                      (uintmax_t)st.st_ino, (intmax_t)st.st_size,
                                      (intmax_t)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, t->disk.name);
@@ -692,26 +775,21 @@ static bool tar_open_member(VdContext *ctx, int fd, const char *path, const char
     return open_common(ctx, fd, name, member, ops, opaque, size, error);
 }
 
-/* The disks of an archive that holds two or more, by base name (the
- * first of a name, when two directories of the archive hold one alike). */
+/* The disks of an archive that holds two or more, by the names
+ * unique_name gives them (base names where they differ). */
 static bool tar_list(VdContext *ctx, int fd, const char *name, GPtrArray **members, GError **error)
 {
     TarSource t = {.fd = fd, .name = (char *)name};
-    TarScan s = {.ctx = ctx, .name = name, .names = g_ptr_array_new_with_free_func(g_free)};
+    TarScan s = {.ctx = ctx,
+                 .name = name,
+                 .names = g_ptr_array_new_with_free_func(g_free),
+                 .seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL)};
     uint64_t file_size;
     bool ok = vd_host_size(fd, name, &file_size, error) &&
               tar_walk(read_fd, &t, file_size, name, scan_member, &s, error);
-    *members = g_ptr_array_new_with_free_func(g_free);
-    if (ok && s.others > 1 && s.disks > 1) {
-        g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
-        for (guint i = 0; i < s.names->len; i++) {
-            char *n = g_ptr_array_index(s.names, i);
-            if (strcmp(n, ".") != 0 && strcmp(n, "..") != 0 && strlen(n) <= 255 &&
-                g_hash_table_add(seen, n))
-                g_ptr_array_add(*members, g_strdup(n));
-        }
-    }
-    g_ptr_array_unref(s.names);
+    *members = ok && s.others > 1 && s.disks > 1 ? g_steal_pointer(&s.names)
+                                                 : g_ptr_array_new_with_free_func(g_free);
+    g_clear_pointer(&s.names, g_ptr_array_unref);
     scan_clear(&s);
     return ok;
 }

@@ -164,6 +164,18 @@ static bool open_container(VdContext *ctx, const char *path, const char *name, c
     return true;
 }
 
+char *vd_file_directory_of(const char *path)
+{
+    char *dir = g_path_get_dirname(path);
+    struct stat st;
+    if (stat(dir, &st) == 0 && S_ISREG(st.st_mode)) {
+        char *up = g_path_get_dirname(dir);
+        g_free(dir);
+        dir = up;
+    }
+    return dir;
+}
+
 /* path names a member of an archive (ARCHIVE/MEMBER, ARCHIVE a plain
  * file that a container lists): open the archive and make it the source
  * of that member. */

@@ -61,6 +61,11 @@ const struct VdContainer *vd_file_container_of(VdContext *ctx, const char *path)
  * names, each openable as path/name), else NULL: the mount shows such an
  * archive as a directory. */
 GPtrArray *vd_file_archive_members(VdContext *ctx, const char *path);
+/* The directory that holds the file path names (g_free): its parent, or,
+ * for a member of an archive (ARCHIVE/MEMBER, which vd_file_open opens),
+ * the archive's parent. What a program that opens one image confines it
+ * to. */
+char *vd_file_directory_of(const char *path);
 /* Close a descriptor vd_file_open gave (a source's too: src/vd-source.h). */
 void vd_file_close(int fd);
 /* Take the locks of a file opened with VD_FILE_NO_LOCK, for f->writable. */

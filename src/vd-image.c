@@ -706,12 +706,19 @@ GPtrArray *vd_image_snapshots(VdImage *img, GError **error)
     return img->driver->snapshot_list(img, error);
 }
 
+uint64_t vd_image_file_bytes(int fd)
+{
+    uint64_t bytes;
+    struct stat st;
+    if (vd_source_host_bytes(fd, &bytes))
+        return bytes; /* its share of the container file */
+    return fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode) ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
 uint64_t vd_image_host_bytes(VdImage *img)
 {
-    uint64_t total = 0;
+    uint64_t total = vd_image_file_bytes(img->fd);
     struct stat st;
-    if (fstat(img->fd, &st) == 0 && !S_ISDIR(st.st_mode))
-        total += (uint64_t)st.st_blocks * 512;
     for (guint i = 0; img->members != NULL && i < img->members->len; i++) {
         if (stat(g_ptr_array_index(img->members, i), &st) == 0 && S_ISREG(st.st_mode))
             total += (uint64_t)st.st_blocks * 512;

@@ -233,6 +233,9 @@ bool vd_image_flush(VdImage *img, GError **error);
 
 /* Host space used by the image's own files (not its backing), in bytes. */
 uint64_t vd_image_host_bytes(VdImage *img);
+/* The same for the file fd alone (an image's main file): its allocation,
+ * or a source's share of its container file. */
+uint64_t vd_image_file_bytes(int fd);
 
 /* A read-only image object that shows something of another one (a
  * partition, a snapshot): drv's, sharing of's file (a dup of its fd) and

@@ -167,6 +167,12 @@ const char *vd_source_inner_name(int fd)
     return s != NULL && s->ops->inner_name != NULL ? s->ops->inner_name(s->opaque) : NULL;
 }
 
+bool vd_source_host_bytes(int fd, uint64_t *bytes)
+{
+    Source *s = lookup(fd);
+    return s != NULL && s->ops->host_bytes != NULL && s->ops->host_bytes(s->opaque, bytes);
+}
+
 bool vd_source_verify(int fd, GError **error)
 {
     Source *s = lookup(fd);

@@ -57,6 +57,11 @@ typedef struct {
      * own name does not tell it (a tar member's): the image is shown
      * under it where it is free. */
     const char *(*inner_name)(void *opaque);
+    /* Optional: the host bytes what it holds occupies, when that is only
+     * part of the container file (a member of an archive of several
+     * disks): the image's st_blocks and disk size. Else the container
+     * file's allocation counts. */
+    bool (*host_bytes)(void *opaque, uint64_t *bytes);
     /* Optional: check what it holds against what the container records
      * (an OVA manifest's digests), when the image is opened for use - not
      * when a listing probes or peeks it; EIO with the reason. */
@@ -92,6 +97,9 @@ uint64_t vd_source_unit(int fd);
 /* The name inside (NULL when fd is no source's or it has none); the
  * source's verification (true when it has none). */
 const char *vd_source_inner_name(int fd);
+/* The source's own host bytes (false when fd is no source's or it says
+ * none: the file's allocation is the answer then). */
+bool vd_source_host_bytes(int fd, uint64_t *bytes);
 bool vd_source_verify(int fd, GError **error);
 
 #endif

@@ -137,9 +137,8 @@ static bool qemu_has_get_info(const char *fmt)
  * it sums every file of a VMDK. */
 static uint64_t actual_size(VdImage *img)
 {
-    struct stat st;
     if (strcmp(img->driver->name, "qcow2") == 0)
-        return fstat(img->fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+        return vd_image_file_bytes(img->fd);
     return vd_image_host_bytes(img);
 }
 

@@ -10,6 +10,7 @@
 #include "vd-chain.h"
 #include "vd-context.h"
 #include "vd-error.h"
+#include "vd-file.h"
 #include "vd-info.h"
 #include "vd-log.h"
 #include "vdisk-cmds.h"
@@ -43,7 +44,8 @@ static const GOptionEntry entries[] = {
 
 static VdImage *open_image(const char *path, bool for_check, GError **error)
 {
-    g_autofree char *dir = g_path_get_dirname(path);
+    /* Confined to the image's directory (an archive's, for ARCHIVE/MEMBER). */
+    g_autofree char *dir = vd_file_directory_of(path);
     g_autoptr(VdContext) ctx = vd_context_new(dir, error);
     if (ctx == NULL)
         return NULL;

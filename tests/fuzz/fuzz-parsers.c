@@ -192,7 +192,9 @@ static void fuzz_tar(const uint8_t *data, size_t size)
             abort();
         ops->close(opaque);
     }
-    /* An archive of several disks: each listed name opens as a member. */
+    /* An archive of several disks: each listed name opens as a member,
+     * under that name, its share of the archive no more than the archive;
+     * no name is listed twice. */
     fd = memfd_create("fuzz", MFD_CLOEXEC);
     if (fd < 0 || (size > 0 && write(fd, data, size) != (ssize_t)size))
         abort();
@@ -206,7 +208,16 @@ static void fuzz_tar(const uint8_t *data, size_t size)
             !vd_tar_container.open_member(fuzz_ctx, mfd, "fuzz", "fuzz",
                                           g_ptr_array_index(names, i), &ops, &opaque, &n, &err))
             abort(); /* what list names opens */
+        uint64_t bytes;
+        if (strcmp(ops->inner_name(opaque), g_ptr_array_index(names, i)) != 0 ||
+            (ops->host_bytes(opaque, &bytes) && bytes > size + TAR_BLOCK))
+            abort();
         ops->close(opaque);
+    }
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
+    for (guint i = 0; listed && i < names->len; i++) {
+        if (!g_hash_table_add(seen, g_ptr_array_index(names, i)))
+            abort();
     }
     close(fd);
 }

@@ -67,6 +67,8 @@ for fmt in $("$VDISK" formats | awk '{print $1}'); do
     corpus=$work/$fmt
     mkdir -p "$corpus"
     seed "$fmt" "$corpus"
+    # Hostile inputs kept as regression seeds (formats qemu-img cannot make).
+    [ -d "$regress/$fmt" ] && cp "$regress/$fmt"/* "$corpus"/
     [ -n "$(ls "$corpus")" ] || printf 'x' >"$corpus/empty"
     run_target "$fmt" "$work/$fmt.log" env VD_FUZZ_FORMAT="$fmt" "$FUZZ" \
         -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=262144 \
@@ -105,15 +107,19 @@ if [ -n "$PFUZZ" ]; then
             ;;
         tar)
             # A small OVA as tar writes it (descriptor, manifest, disk), pax,
-            # and one of two disks (a directory in the mount).
-            mkdir -p "$work/tarsrc"
+            # one of two disks (a directory in the mount), and two disks
+            # alike in name in two folders (both shown, under two names).
+            mkdir -p "$work/tarsrc/a" "$work/tarsrc/b"
+            head -c 1000 /dev/urandom >"$work/tarsrc/a/disk.qcow2"
+            head -c 700 /dev/urandom >"$work/tarsrc/b/disk.qcow2"
             head -c 3000 /dev/urandom >"$work/tarsrc/disk1.vmdk"
             head -c 2000 /dev/urandom >"$work/tarsrc/disk2.qcow2"
             echo '<Envelope/>' >"$work/tarsrc/a.ovf"
             printf 'SHA256(disk1.vmdk)= %s\n' "$(sha256sum "$work/tarsrc/disk1.vmdk" | cut -d' ' -f1)" >"$work/tarsrc/a.mf"
             (cd "$work/tarsrc" && tar --format=ustar -cf "$corpus/ova" a.ovf a.mf disk1.vmdk &&
                 tar --format=pax -cf "$corpus/pax" disk1.vmdk &&
-                tar --format=ustar -cf "$corpus/two" a.mf disk1.vmdk disk2.qcow2) 2>/dev/null || printf 'x' >"$corpus/empty"
+                tar --format=ustar -cf "$corpus/two" a.mf disk1.vmdk disk2.qcow2 &&
+                tar --format=ustar -cf "$corpus/alike" a/disk.qcow2 b/disk.qcow2) 2>/dev/null || printf 'x' >"$corpus/empty"
             ;;
         vmdk-descriptor)
             qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$work/d.vmdk" 1M >/dev/null 2>&1

@@ -6,7 +6,10 @@
 # the real tar: each disk is shown under its member's name and reads as
 # qemu-img convert -O raw reads the original; the .ovf and .mf are not
 # shown, nor a tarball that holds no disk. An archive of two disks is a
-# directory named like it, holding them. A manifest that disagrees, an archive cut short and one with a
+# directory named like it, holding them: each counts its own share of the
+# archive in st_blocks, vdisk opens ARCHIVE/MEMBER as the mount shows it,
+# and two disks alike in name in different folders are both shown (the
+# later one as FOLDER_NAME). A manifest that disagrees, an archive cut short and one with a
 # corrupted header checksum are listed, fail with EIO and say why in
 # user.vdiskfs.error, and the rest of the mount reads on.
 . "$TESTLIB"
@@ -75,6 +78,13 @@ cp "$S/appliance.ovf" "$S/x/multi.ovf"
     printf 'SHA256(disk2.qcow2)= %064d\n' 0
 } >"$S/x/multi.mf"
 (cd "$S/x" && tar --format=pax -cf "$D/multi.ova" multi.ovf multi.mf disk1.vmdk disk2.qcow2)
+# Two disks with one base name, in two folders (different content).
+mkdir -p "$S/dup/a" "$S/dup/b"
+cp "$T/disk.qcow2" "$S/dup/a/disk.qcow2"
+qemu-img create -q -f qcow2 "$S/dup/b/disk.qcow2" 16M
+qemu-io -f qcow2 -c "write -P 0x77 3M 1M" "$S/dup/b/disk.qcow2" >/dev/null
+qemu-img convert -f qcow2 -O raw "$S/dup/b/disk.qcow2" "$T/b.raw"
+(cd "$S/dup" && tar --format=ustar -cf "$D/dup.tar" a/disk.qcow2 b/disk.qcow2)
 # A disk beside other files, and a tarball of no disk (not an image).
 mkdir -p "$S/m/vm" "$S/t"
 cp "$T/disk.qcow2" "$S/m/vm/mixed.qcow2"
@@ -128,6 +138,49 @@ getfattr -n user.vdiskfs.error --only-values "$M/multi.ova/disk2.qcow2" 2>/dev/n
     fail "no mismatch reason for multi.ova/disk2.qcow2"
 [ ! -e "$M/multi.ova/multi.mf" ] && [ ! -e "$M/multi.ova/multi.ovf" ] ||
     fail "multi.ova shows its descriptor or manifest"
+
+note "each disk of an archive counts its own share of it, opened or not"
+# share NAME SOURCE_FILE: the member's data in 512-byte blocks.
+share() { echo $((($(stat -c %s "$1") + 511) / 512)); }
+for round in listed opened; do
+    for n in disk1.vmdk disk2.qcow2; do
+        want=$(share "$S/x/$n")
+        got=$(stat -c %b "$M/multi.ova/$n")
+        [ "$got" = "$want" ] || fail "multi.ova/$n ($round): st_blocks $got, expected its share $want"
+    done
+    cat "$M/multi.ova/disk1.vmdk" >/dev/null
+done
+archive=$(stat -c %b "$D/multi.ova")
+total=$(du -s --block-size=512 "$M/multi.ova" | cut -f1)
+[ "$total" -le "$archive" ] || fail "du of multi.ova/ is $total blocks, more than the archive's $archive"
+[ "$(stat -c %b "$M/disk1.vmdk")" = "$(stat -c %b "$D/appliance.ova")" ] ||
+    fail "a single-disk archive's disk does not count the whole archive"
+
+note "vdisk opens ARCHIVE/MEMBER of a multi-disk archive"
+"$VDISK" info "$D/multi.ova/disk1.vmdk" >"$T/info" 2>&1 || fail "vdisk info multi.ova/disk1.vmdk: $(cat "$T/info")"
+grep -q "file format: vmdk" "$T/info" || fail "vdisk info multi.ova/disk1.vmdk: $(cat "$T/info")"
+grep -q "tar.member: disk1.vmdk" "$T/info" || fail "vdisk info: member: $(cat "$T/info")"
+if "$VDISK" info "$D/multi.ova/disk2.qcow2" >"$T/out" 2>&1; then
+    fail "vdisk info opened multi.ova/disk2.qcow2 despite its wrong digest"
+fi
+grep -q "disk2.qcow2 does not match its digest in multi.mf" "$T/out" ||
+    fail "vdisk info multi.ova/disk2.qcow2: $(cat "$T/out")"
+"$VDISK" info --json "$D/two.ova/disk2.vmdk" >"$T/info.json" || fail "vdisk info --json two.ova/disk2.vmdk"
+grep -q "\"actual-size\" : $(($(share "$S/disk2.vmdk") * 512))," "$T/info.json" ||
+    fail "vdisk info two.ova/disk2.vmdk: actual-size is not the member's: $(grep actual "$T/info.json")"
+(cd "$D" && "$VDISK" map two.ova/disk1.vmdk) >"$T/map" 2>&1 || fail "vdisk map (relative path): $(cat "$T/map")"
+if "$VDISK" info "$D/two.ova/disk3.vmdk" >"$T/out" 2>&1; then
+    fail "vdisk info opened a member two.ova does not hold"
+fi
+grep -q "holds no member disk3.vmdk" "$T/out" || fail "vdisk info of a missing member: $(cat "$T/out")"
+
+note "disks alike in name in two folders: both shown"
+[ "$(ls "$M/dup.tar" | tr '\n' ' ')" = "b_disk.qcow2 disk.qcow2 " ] || fail "dup.tar holds: $(ls "$M/dup.tar")"
+cmp "$T/qcow2.raw" "$M/dup.tar/disk.qcow2" || fail "dup.tar/disk.qcow2 is not a/disk.qcow2"
+cmp "$T/b.raw" "$M/dup.tar/b_disk.qcow2" || fail "dup.tar/b_disk.qcow2 is not b/disk.qcow2"
+[ "$(getfattr -n user.vdiskfs.tar.member --only-values "$M/dup.tar/b_disk.qcow2" 2>/dev/null)" = b/disk.qcow2 ] ||
+    fail "dup.tar/b_disk.qcow2: user.vdiskfs.tar.member"
+"$VDISK" info "$D/dup.tar/b_disk.qcow2" | grep -q "virtual size: 16 MiB" || fail "vdisk info dup.tar/b_disk.qcow2"
 
 note "reads equal qemu-img's"
 cmp "$T/vmdk.raw" "$M/disk1.vmdk" || fail "disk1.vmdk differs from qemu-img convert -O raw"

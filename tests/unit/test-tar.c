@@ -480,6 +480,20 @@ static void test_container(void)
     g_assert_nonnull(strstr(err->message, "no disk image"));
 }
 
+/* Write a as name and list its disks (asserting it can be listed); its
+ * path into *path. */
+static GPtrArray *list_archive(const char *name, const GByteArray *a, char **path)
+{
+    *path = write_file(name, a);
+    int fd = open(*path, O_RDONLY | O_CLOEXEC);
+    GPtrArray *names = NULL;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(vd_tar_container.list(ctx, fd, name, &names, &err));
+    g_assert_no_error(err);
+    close(fd);
+    return names;
+}
+
 /* Two disks: listed by name, each opened as a member, each checked
  * against its own digest (one right, one wrong, in one process). */
 static void test_members(void)
@@ -495,19 +509,16 @@ static void test_members(void)
     add_file(a, USTAR, "a.vmdk", d1, sizeof d1);
     add_file(a, USTAR, "sub/b.qcow2", d2, sizeof d2);
     add_end(a);
-    g_autofree char *path = write_file("multi.ova", a);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    g_autoptr(GPtrArray) names = NULL;
+    g_autofree char *path = NULL;
+    g_autoptr(GPtrArray) names = list_archive("multi.ova", a, &path);
     g_autoptr(GError) err = NULL;
-    g_assert_true(vd_tar_container.list(ctx, fd, "multi.ova", &names, &err));
-    close(fd);
     g_assert_cmpuint(names->len, ==, 2);
     g_assert_cmpstr(g_ptr_array_index(names, 0), ==, "a.vmdk");
     g_assert_cmpstr(g_ptr_array_index(names, 1), ==, "b.qcow2");
     const VdSourceOps *ops;
     void *o1, *o2;
     uint64_t size;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     g_assert_true(
         vd_tar_container.open_member(ctx, fd, path, "multi.ova", "a.vmdk", &ops, &o1, &size, &err));
     g_assert_cmpuint(size, ==, sizeof d1);
@@ -531,12 +542,59 @@ static void test_members(void)
     g_clear_error(&err);
     /* One disk: no directory, the archive is the disk's source. */
     g_autoptr(GByteArray) b = ova(d1, sizeof d1, NULL);
-    g_autofree char *p1 = write_file("one.ova", b);
-    fd = open(p1, O_RDONLY | O_CLOEXEC);
-    g_autoptr(GPtrArray) none = NULL;
-    g_assert_true(vd_tar_container.list(ctx, fd, "one.ova", &none, &err));
-    close(fd);
+    g_autofree char *p1 = NULL;
+    g_autoptr(GPtrArray) none = list_archive("one.ova", b, &p1);
     g_assert_cmpuint(none->len, ==, 0);
+}
+
+/* Disks alike in name in different folders of the archive: listed under
+ * distinct names (the first under its base name, later ones under their
+ * path with '_' for '/', then numbered), each opened by that name to its
+ * own bytes; each counts its own share of the archive. */
+static void test_same_base_names(void)
+{
+    static const char *const paths[] = {"a/x.qcow2", "b/x.qcow2", "b_x.qcow2", "./c/x.qcow2",
+                                        "c/x.qcow2"};
+    static const char *const shown[] = {"x.qcow2", "b_x.qcow2", "b_x~2.qcow2", "c_x.qcow2",
+                                        "x~2.qcow2"};
+    g_autoptr(GByteArray) a = g_byte_array_new();
+    uint8_t data[G_N_ELEMENTS(paths)][700];
+    for (size_t i = 0; i < G_N_ELEMENTS(paths); i++) {
+        memset(data[i], 0x30 + (int)i, sizeof data[i]);
+        add_file(a, USTAR, paths[i], data[i], sizeof data[i] - i);
+    }
+    add_end(a);
+    g_autofree char *path = NULL;
+    g_autoptr(GPtrArray) names = list_archive("alike.tar", a, &path);
+    g_autoptr(GError) err = NULL;
+    g_assert_cmpuint(names->len, ==, G_N_ELEMENTS(shown));
+    for (size_t i = 0; i < G_N_ELEMENTS(shown); i++) {
+        g_assert_cmpstr(g_ptr_array_index(names, i), ==, shown[i]);
+        const VdSourceOps *ops;
+        void *o;
+        uint64_t size, bytes;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        g_assert_true(vd_tar_container.open_member(ctx, fd, path, "alike.tar", shown[i], &ops, &o,
+                                                   &size, &err));
+        g_assert_no_error(err);
+        g_assert_cmpuint(size, ==, sizeof data[i] - i);
+        uint8_t buf[700];
+        g_assert_true(ops->pread(o, buf, (size_t)size, 0, &err));
+        g_assert_cmpmem(buf, (size_t)size, data[i], (size_t)size);
+        g_assert_cmpstr(ops->inner_name(o), ==, shown[i]);
+        g_assert_true(ops->host_bytes(o, &bytes));
+        g_assert_cmpuint(bytes, ==, 1024); /* 700 bytes in 512-byte blocks */
+        ops->close(o);
+    }
+    /* The archive's only disk counts all of the archive (no share). */
+    Opened one;
+    g_autoptr(GByteArray) b = g_byte_array_new();
+    add_file(b, USTAR, "d/only.qcow2", data[0], sizeof data[0]);
+    add_end(b);
+    g_assert_true(open_archive("only.tar", b, &one, &err));
+    uint64_t bytes;
+    g_assert_false(one.ops->host_bytes(one.opaque, &bytes));
+    one.ops->close(one.opaque);
 }
 
 static void test_probe(void)
@@ -567,6 +625,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tar/manifest", test_manifest_lookup);
     g_test_add_func("/tar/container", test_container);
     g_test_add_func("/tar/members", test_members);
+    g_test_add_func("/tar/same-base-names", test_same_base_names);
     g_test_add_func("/tar/probe", test_probe);
     int rc = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);

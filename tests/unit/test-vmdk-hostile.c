@@ -530,11 +530,63 @@ static void test_hostile_cowd_sesparse(Fixture *f, gconstpointer data)
     g_assert_error(err, VD_ERROR, EIO);
 }
 
+/* Peek (what a listing does) and open of a bare extent both refuse it,
+ * with code and a message that says what is wrong. */
+static void expect_bare_refused(Fixture *f, const char *name, int code, const char *says)
+{
+    g_autofree char *p = fpath(f, name);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) peeked = vd_image_peek(f->ctx, p, &err);
+    g_assert_null(peeked);
+    g_assert_error(err, VD_ERROR, code);
+    if (strstr(err->message, says) == NULL)
+        g_error("peek of %s: '%s' does not say '%s'", name, err->message, says);
+    g_clear_error(&err);
+    expect_open_error(f, name, code, says);
+    g_autoptr(VdImage) img = open_img(f, name, &err);
+    g_assert_nonnull(strstr(err->message, says));
+}
+
+/* A seSparse extent alone (no descriptor): its header is all there is, so
+ * a capacity its directory cannot cover, or regions past the end of the
+ * file, are refused before anything is allocated from them. */
+static void test_hostile_sesparse_bare(Fixture *f, gconstpointer data)
+{
+    static const struct {
+        unsigned field; /* header byte offset */
+        uint64_t value; /* sectors past the end of the file when past_eof */
+        bool past_eof;
+        int code;
+        const char *says;
+    } cases[] = {
+        /* 1000 tables; the directory holds 64 */
+        {16, UINT64_C(1000) * 32768, false, EIO, "capacity of 32768000 sectors"},
+        {16, UINT64_MAX / 8, false, EIO, "invalid capacity"},    /* over 8 EiB */
+        {128, 0, true, EIO, "grain directory of"},               /* at the end of the file */
+        {144, UINT64_C(1) << 62, false, EIO, "grain tables of"}, /* far past it */
+        {152, 0, true, EIO, "beyond the end of the file"},       /* tables' size runs past it */
+        {8, 1, false, ENOTSUP, "unsupported seSparse variant"},  /* another version */
+    };
+    GenSe s = {.capacity = 32768, .data = se_data, .data_idx = se_idx, .n_data = 1, .seed = 5};
+    GenBuf b = {0};
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        gen_sesparse(&b, &s);
+        gen_le64(&b, cases[i].field, cases[i].value + (cases[i].past_eof ? b.len / SECTOR : 0));
+        g_autofree char *name = g_strdup_printf("se-%zu.vmdk", i);
+        put_gen(f, name, &b);
+        expect_bare_refused(f, name, cases[i].code, cases[i].says);
+    }
+    gen_sesparse(&b, &s);
+    b.len = 700; /* cut inside the volatile header */
+    put_gen(f, "se-short.vmdk", &b);
+    expect_bare_refused(f, "se-short.vmdk", EIO, "se-short.vmdk");
+}
+
 /* Random damage to the metadata of every kind: errors are fine, crashes
  * (and sanitizer reports, in sanitizer builds) are not. */
 static void test_fuzz(Fixture *f, gconstpointer data)
 {
-    GenBuf seeds[4] = {{0}};
+    GenBuf seeds[5] = {{0}};
     GenKdmv k = {.version = 2,
                  .flags = 5,
                  .capacity = 8192,
@@ -554,12 +606,13 @@ static void test_fuzz(Fixture *f, gconstpointer data)
     static const uint64_t small_idx[] = {1, 0};
     GenSe s = {.capacity = 32768, .data = se_data, .data_idx = small_idx, .n_data = 2, .seed = 5};
     gen_sesparse(&seeds[3], &s);
+    gen_sesparse(&seeds[4], &s); /* the same extent alone, without a descriptor */
     put_file(f, "fz.vmdk", "version=1\ncreateType=\"seSparse\"\nRW 32768 SESPARSE \"fz.bin\"\n");
     GRand *r = g_rand_new_with_seed(12345);
     g_autofree uint8_t *buf = g_malloc(MiB);
     unsigned opened = 0;
     for (int iter = 0; iter < 2000; iter++) {
-        GenBuf *src = &seeds[iter % 4];
+        GenBuf *src = &seeds[iter % 5];
         GenBuf m = {0};
         gen_put(&m, 0, src->data, src->len);
         /* Damage mostly the metadata at the start, sometimes anywhere. */
@@ -571,10 +624,10 @@ static void test_fuzz(Fixture *f, gconstpointer data)
         }
         if (g_rand_int_range(r, 0, 10) == 0)
             m.len = (size_t)g_rand_int_range(r, 1, (gint32)m.len);
-        const char *name = iter % 4 == 3 ? "fz.bin" : "fz-img.vmdk";
+        const char *name = iter % 5 == 3 ? "fz.bin" : "fz-img.vmdk";
         put_gen(f, name, &m);
         g_autoptr(GError) err = NULL;
-        g_autoptr(VdImage) img = open_img(f, iter % 4 == 3 ? "fz.vmdk" : name, &err);
+        g_autoptr(VdImage) img = open_img(f, iter % 5 == 3 ? "fz.vmdk" : name, &err);
         if (img == NULL)
             continue;
         opened++;
@@ -588,7 +641,7 @@ static void test_fuzz(Fixture *f, gconstpointer data)
         (void)vd_chain_seek(img, 0, SEEK_DATA, &pos, &e3);
     }
     g_rand_free(r);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         gen_free(&seeds[i]);
     g_test_message("%u of 2000 damaged images opened", opened);
 }
@@ -604,6 +657,7 @@ int main(int argc, char *argv[])
     ADD("/vmdk/hostile/shared-extent-files", test_shared_extent_files);
     ADD("/vmdk/hostile/descriptor", test_hostile_descriptor);
     ADD("/vmdk/hostile/cowd-sesparse", test_hostile_cowd_sesparse);
+    ADD("/vmdk/hostile/sesparse-bare", test_hostile_sesparse_bare);
     ADD("/vmdk/hostile/fuzz", test_fuzz);
 #undef ADD
     return g_test_run();

@@ -21,6 +21,14 @@
 #include "tests/unit/test-peek.h"
 #include "tests/unit/test-vmdk-gen.h"
 
+/* info's entry key, as vdisk info prints it, is want. */
+static void assert_info(const VdInfo *info, const char *key, const char *want)
+{
+    g_autofree char *got = vd_info_entry_to_string(vd_info_get(info, key));
+    if (g_strcmp0(got, want) != 0)
+        g_error("info %s: %s, expected %s", key, got ? got : "(none)", want);
+}
+
 /* ---- descriptor ---- */
 
 static const char sample_desc[] = "# Disk DescriptorFile\r\n"
@@ -222,14 +230,10 @@ static void test_sparse_read(Fixture *f, gconstpointer data)
     g_assert_cmpuint(bytes, ==, 3 * 65536);
 
     g_autoptr(VdInfo) info = vd_info_describe(img);
-    g_autofree char *ct = vd_info_entry_to_string(vd_info_get(info, "create_type"));
-    g_assert_cmpstr(ct, ==, "monolithicSparse");
-    g_autofree char *cs = vd_info_entry_to_string(vd_info_get(info, "cluster_size"));
-    g_assert_cmpstr(cs, ==, "65536");
-    g_autofree char *cid = vd_info_entry_to_string(vd_info_get(info, "cid"));
-    g_assert_cmpstr(cid, ==, "11112222");
-    g_autofree char *ad = vd_info_entry_to_string(vd_info_get(info, "adapter_type"));
-    g_assert_cmpstr(ad, ==, "buslogic");
+    assert_info(info, "create_type", "monolithicSparse");
+    assert_info(info, "cluster_size", "65536");
+    assert_info(info, "cid", "11112222");
+    assert_info(info, "adapter_type", "buslogic");
     g_assert_true(vd_info_get(info, "zeroed_grain")->b);
 
     /* No descriptor at all: still one sparse extent. */
@@ -334,8 +338,7 @@ static void test_stream_footer(Fixture *f, gconstpointer data)
     g_assert_cmpint(state_at(img, 65536, &len), ==, VD_EXTENT_UNALLOCATED);
     g_assert_cmpuint(len, ==, 2 * 65536);
     g_autoptr(VdInfo) info = vd_info_describe(img);
-    g_autofree char *c = vd_info_entry_to_string(vd_info_get(info, "compression"));
-    g_assert_cmpstr(c, ==, "deflate");
+    assert_info(info, "compression", "deflate");
 
     /* Footer missing: refused. */
     GenBuf t = {0};
@@ -443,7 +446,9 @@ static uint8_t expect_se(uint64_t off, gconstpointer data)
     return 0;
 }
 
-static void test_sesparse(Fixture *f, gconstpointer data)
+/* A 48 MiB seSparse extent (3 tables, the last one missing) holding the
+ * se_* grains, as file name. */
+static void make_se(Fixture *f, const char *name)
 {
     GenBuf b = {0};
     GenSe s = {.capacity = 3 * 32768,
@@ -456,13 +461,12 @@ static void test_sesparse(Fixture *f, gconstpointer data)
                .n_unmapped = G_N_ELEMENTS(se_unmapped),
                .seed = 5};
     gen_sesparse(&b, &s);
-    put_gen(f, "snap-sesparse.vmdk", &b);
-    put_file(f, "snap.vmdk",
-             "version=3\nCID=1\nparentCID=ffffffff\ncreateType=\"seSparse\"\n"
-             "RW 98304 SESPARSE \"snap-sesparse.vmdk\"\n");
-    g_autoptr(GError) err = NULL;
-    g_autoptr(VdImage) img = open_img(f, "snap.vmdk", &err);
-    g_assert_no_error(err);
+    put_gen(f, name, &b);
+}
+
+/* make_se's image: content and states, however it was opened. */
+static void check_se(VdImage *img)
+{
     g_assert_true(img->read_only);
     g_assert_cmpuint(vd_image_size(img), ==, 48 * MiB);
     check_content(img, expect_se, NULL);
@@ -474,6 +478,67 @@ static void test_sesparse(Fixture *f, gconstpointer data)
     g_assert_cmpint(state_at(img, 3 * 4096, &len), ==, VD_EXTENT_DATA);
     g_assert_cmpint(state_at(img, 32 * MiB, &len), ==, VD_EXTENT_UNALLOCATED);
     g_assert_cmpuint(len, ==, 16 * MiB); /* no table at all */
+}
+
+static void test_sesparse(Fixture *f, gconstpointer data)
+{
+    make_se(f, "snap-sesparse.vmdk");
+    put_file(f, "snap.vmdk",
+             "version=3\nCID=1\nparentCID=ffffffff\ncreateType=\"seSparse\"\n"
+             "RW 98304 SESPARSE \"snap-sesparse.vmdk\"\n");
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "snap.vmdk", &err);
+    g_assert_no_error(err);
+    check_se(img);
+    g_assert_nonnull(img->members);
+    g_assert_cmpuint(img->members->len, ==, 1);
+    g_assert_true(g_str_has_suffix(g_ptr_array_index(img->members, 0), "/snap-sesparse.vmdk"));
+}
+
+/* A seSparse extent without its descriptor is a standalone disk of its
+ * header's capacity: probed, read and described on its own, never
+ * written, its holes those of the grain tables. */
+static void test_sesparse_bare(Fixture *f, gconstpointer data)
+{
+    make_se(f, "lone.vmdk");
+    g_autofree char *p = fpath(f, "lone.vmdk");
+    const VdDriver *drv = vd_probe_path(f->ctx, p, NULL);
+    g_assert_nonnull(drv);
+    g_assert_cmpstr(drv->name, ==, "vmdk");
+
+    g_autoptr(GError) err = NULL;
+    g_autoptr(VdImage) img = open_img(f, "lone.vmdk", &err);
+    g_assert_no_error(err);
+    check_se(img);
+    g_assert_null(img->members); /* the file is the image */
+    g_assert_null(img->backing_name);
+    uint64_t pos;
+    g_assert_true(vd_chain_seek(img, 0, SEEK_HOLE, &pos, &err));
+    g_assert_cmpuint(pos, ==, 4096);
+    g_assert_true(vd_chain_seek(img, 4096, SEEK_DATA, &pos, &err));
+    g_assert_cmpuint(pos, ==, 3 * 4096);
+    g_assert_true(vd_chain_seek(img, 8000 * 4096 + 1, SEEK_HOLE, &pos, &err));
+    g_assert_cmpuint(pos, ==, 8001 * 4096);
+    /* Past the last data grain: holes (zeros and missing tables) only. */
+    g_assert_false(vd_chain_seek(img, 8001 * 4096, SEEK_DATA, &pos, &err));
+    g_assert_error(err, VD_ERROR, ENXIO);
+    g_clear_error(&err);
+    uint64_t bytes;
+    g_assert_true(vd_chain_data_bytes(img, &bytes, &err));
+    g_assert_cmpuint(bytes, ==, G_N_ELEMENTS(se_data) * 4096);
+
+    g_autoptr(VdInfo) info = vd_info_describe(img);
+    assert_info(info, "create_type", "seSparse");
+    assert_info(info, "extents", "RW 98304 SESPARSE \"lone.vmdk\"");
+    assert_info(info, "grain_size", "4096");
+
+    /* Asked for writing, it opens read-only (as under a descriptor). */
+    g_clear_pointer(&img, vd_image_unref);
+    g_autoptr(VdImage) rw = open_rw(f, "lone.vmdk");
+    g_assert_true(rw->read_only);
+    g_clear_pointer(&rw, vd_image_unref);
+    peek_expect_same(f->ctx, p);
+    peek_assert_like_open(f->ctx, p);
 }
 
 /* ---- peek ---- */
@@ -614,6 +679,7 @@ int main(int argc, char *argv[])
     ADD("/vmdk/cowd/lone", test_cowd);
     ADD("/vmdk/cowd/snapshot-chain", test_cowd_snapshot);
     ADD("/vmdk/sesparse/read", test_sesparse);
+    ADD("/vmdk/sesparse/bare", test_sesparse_bare);
     ADD("/vmdk/backing/cid", test_backing_cid);
     ADD("/vmdk/peek", test_peek);
 #undef ADD
