@@ -94,21 +94,32 @@ for run in $(seq "$RUNS"); do
         t=$(first_byte "$W/mnt-vd/$shown")
         r=$(fio_job "$W/mnt-vd/$shown" randread 4k)
         s=$(fio_job "$W/mnt-vd/$shown" read 1M)
-        echo "$c vdiskfs $t $r $s" >>"$results"
+        w=$(fio_job "$W/mnt-vd/$shown" randread 4k)
+        echo "$c vdiskfs $t $r $s $w" >>"$results"
         unmount_all
         mount_nbd "$c" "$W/img/$f"
         t=$(first_byte "$W/mnt-nbd/nbd")
         r=$(fio_job "$W/mnt-nbd/nbd" randread 4k)
         s=$(fio_job "$W/mnt-nbd/nbd" read 1M)
-        echo "$c nbdkit $t $r $s" >>"$results"
+        w=$(fio_job "$W/mnt-nbd/nbd" randread 4k)
+        echo "$c nbdkit $t $r $s $w" >>"$results"
         unmount_all
         log "run $run $c done"
     done
 done
-echo "container  daemon    first-byte-s  rand4k-MB/s  seq1M-MB/s   (median of $RUNS runs, $SIZE)"
+# Each column's median (and range) over the runs on its own. rand4k is
+# the first random run after the mount, rand4k-warm the one after it and
+# a sequential pass: what a reader working on the file for a while sees.
+col() { # CONTAINER DAEMON FIELD
+    awk -v c="$1" -v d="$2" -v f="$3" '$1 == c && $2 == d { print $f }' "$results" | sort -n |
+        awk '{ v[NR] = $1 } END { printf "%s (%s-%s)", v[int((NR + 1) / 2)], v[1], v[NR] }'
+}
+echo "median (min-max) of $RUNS runs, $SIZE, $RUNTIME s each"
+printf '%-6s %-8s %-22s %-22s %-22s %-22s\n' container daemon first-byte-s rand4k-MB/s seq1M-MB/s \
+    rand4k-warm-MB/s
 for c in xz gzip; do
     for d in vdiskfs nbdkit; do
-        awk -v c=$c -v d=$d '$1 == c && $2 == d' "$results" | sort -k4 -n |
-            awk -v n="$RUNS" 'NR == int((n + 1) / 2) { printf "%-10s %-9s %12s %12s %12s\n", $1, $2, $3, $4, $5 }'
+        printf '%-6s %-8s %-22s %-22s %-22s %-22s\n' "$c" "$d" "$(col $c $d 3)" "$(col $c $d 4)" \
+            "$(col $c $d 5)" "$(col $c $d 6)"
     done
 done
