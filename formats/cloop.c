@@ -17,7 +17,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "formats/ro-cache.h"
+#include "src/vd-ro-cache.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-image.h"
@@ -35,7 +35,7 @@ typedef struct {
     uint32_t n_blocks;
     uint64_t *offsets;   /* n_blocks + 1, rising; immutable after open */
     uint64_t max_stream; /* largest stream accepted */
-    RoCache *cache;      /* decoded blocks (has its own lock) */
+    VdRoCache *cache;    /* decoded blocks (has its own lock) */
 } CloopState;
 
 static bool has_v2_preamble(const uint8_t *head, size_t len)
@@ -56,7 +56,7 @@ static void cloop_close(VdImage *img)
     if (s == NULL)
         return;
     g_free(s->offsets);
-    ro_cache_free(s->cache);
+    vd_ro_cache_free(s->cache);
     g_free(s);
     img->opaque = NULL;
 }
@@ -134,7 +134,7 @@ static bool cloop_open(VdImage *img, GError **error)
         }
     }
     img->decode_unit = s->block_size;
-    s->cache = ro_cache_new(img->ctx->decode_cache_bytes, s->block_size);
+    s->cache = vd_ro_cache_new(img->ctx->decode_cache_bytes, s->block_size);
     ok = true;
 out:
     if (!ok)
@@ -193,12 +193,12 @@ static bool cloop_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GE
         uint32_t idx = (uint32_t)(offset / s->block_size);
         uint64_t within = offset % s->block_size;
         size_t n = (size_t)vd_min_u64(len, s->block_size - within);
-        g_autoptr(GBytes) blk = ro_cache_get(s->cache, idx);
+        g_autoptr(GBytes) blk = vd_ro_cache_get(s->cache, idx);
         if (blk == NULL) {
             blk = decode_block(img, idx, error);
             if (blk == NULL)
                 return false;
-            ro_cache_put(s->cache, idx, blk);
+            vd_ro_cache_put(s->cache, idx, blk);
         }
         memcpy(p, (const uint8_t *)g_bytes_get_data(blk, NULL) + within, n);
         p += n;

@@ -13,7 +13,7 @@
  * Sectors that no chunk covers read as zeros (QEMU refuses to read them).
  * Zero and ignore chunks are holes; raw chunks are read in place;
  * compressed chunks are decoded whole, once however many readers want them
- * at the same time, and kept in a cache sized by the readers (ro-cache.h).
+ * at the same time, and kept in a cache sized by the readers (vd-ro-cache.h).
  */
 #include "config.h"
 
@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "formats/dmg.h"
-#include "formats/ro-cache.h"
+#include "src/vd-ro-cache.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-image.h"
@@ -39,7 +39,7 @@ typedef struct {
     uint32_t version;
     bool from_xml;
     uint64_t data_fork_offset;
-    RoCache *cache; /* decoded chunks, keyed by index (own lock) */
+    VdRoCache *cache; /* decoded chunks, keyed by index (own lock) */
 } DmgState;
 
 static int dmg_probe(const VdProbe *probe)
@@ -56,7 +56,7 @@ static void dmg_close(VdImage *img)
     if (s == NULL)
         return;
     g_free(s->chunks);
-    ro_cache_free(s->cache);
+    vd_ro_cache_free(s->cache);
     g_free(s);
     img->opaque = NULL;
 }
@@ -135,7 +135,7 @@ static bool check_chunks(VdImage *img, DmgState *s, uint64_t sectors, uint64_t k
         }
         max_decoded = MAX(max_decoded, bytes);
     }
-    s->cache = ro_cache_new(img->ctx->decode_cache_bytes, max_decoded);
+    s->cache = vd_ro_cache_new(img->ctx->decode_cache_bytes, max_decoded);
     return true;
 }
 
@@ -317,7 +317,7 @@ static bool dmg_block_status(VdImage *img, uint64_t offset, uint64_t length, uns
     return true;
 }
 
-/* Read and decode chunk key of img (an RoDecodeFunc). */
+/* Read and decode chunk key of img (a VdRoDecodeFunc). */
 static GBytes *decode_chunk(gpointer user, uint64_t key, GError **error)
 {
     VdImage *img = user;
@@ -336,7 +336,7 @@ static GBytes *decode_chunk(gpointer user, uint64_t key, GError **error)
 static GBytes *chunk_data(VdImage *img, guint i, GError **error)
 {
     DmgState *s = img->opaque;
-    return ro_cache_fetch(s->cache, i, decode_chunk, img, error);
+    return vd_ro_cache_fetch(s->cache, i, decode_chunk, img, error);
 }
 
 static bool dmg_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError **error)

@@ -6,7 +6,7 @@
  * case) are found by name beside it, opened confined like any file named
  * inside an image, and listed as the container's members so that the
  * listing hides them. Chunks are decoded whole into the decoded-chunk
- * cache (formats/ro-cache.c: single-flight, sized by its readers). EWF2
+ * cache (src/vd-ro-cache.c: single-flight, sized by its readers). EWF2
  * (.Ex01) is recognised and refused by name.
  */
 #include "config.h"
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "formats/ro-cache.h"
+#include "src/vd-ro-cache.h"
 #include "sources/ewf.h"
 #include "src/vd-container.h"
 #include "src/vd-endian.h"
@@ -40,7 +40,7 @@ typedef struct {
     GArray *segs; /* EwfSegment; [0] is the container's own file */
     char **members;
     EwfSet *set;
-    RoCache *cache;
+    VdRoCache *cache;
     uint64_t reserved; /* of ctx's budget */
 } EwfSource;
 
@@ -145,7 +145,7 @@ static bool ewf_pread(void *opaque, void *buf, size_t len, uint64_t off, GError 
         uint64_t i = off / cs, in = off - i * cs;
         size_t n = (size_t)MIN((uint64_t)len, cs - in);
         /* Cached, or stored as it is and checked before: read in place. */
-        g_autoptr(GBytes) chunk = ro_cache_get(x->cache, i);
+        g_autoptr(GBytes) chunk = vd_ro_cache_get(x->cache, i);
         EwfChunk c;
         if (chunk == NULL && ewf_chunk_in_place(x->set, i, &c)) {
             if (!io_read(x, c.seg, p, n, c.off + in, error))
@@ -166,7 +166,7 @@ static bool ewf_pread(void *opaque, void *buf, size_t len, uint64_t off, GError 
             continue;
         }
         if (chunk == NULL)
-            chunk = ro_cache_fetch(x->cache, i, decode_chunk, x->set, error);
+            chunk = vd_ro_cache_fetch(x->cache, i, decode_chunk, x->set, error);
         if (chunk == NULL)
             return false;
         gsize have;
@@ -259,7 +259,7 @@ static void ewf_close(void *opaque)
 {
     EwfSource *x = opaque;
     if (x->cache != NULL)
-        ro_cache_free(x->cache);
+        vd_ro_cache_free(x->cache);
     ewf_set_free(x->set);
     for (guint i = 0; i < x->segs->len; i++) {
         EwfSegment *seg = &g_array_index(x->segs, EwfSegment, i);
@@ -336,7 +336,7 @@ static bool ewf_open(VdContext *ctx, int fd, const char *path, const char *name,
     x->members = g_new0(char *, x->segs->len);
     for (guint i = 1; i < x->segs->len; i++)
         x->members[i - 1] = g_strdup(g_array_index(x->segs, EwfSegment, i).path);
-    x->cache = ro_cache_new(ctx->decode_cache_bytes, ewf_chunk_size(x->set));
+    x->cache = vd_ro_cache_new(ctx->decode_cache_bytes, ewf_chunk_size(x->set));
     *ops = &ewf_ops;
     *opaque = x;
     *size = ewf_media_size(x->set);

@@ -20,7 +20,7 @@
  * one closes (src/vd-index-cache.h), since a listing's probe, peek and
  * stat and the open after them come in a row. Reads
  * after it decode from the nearest point before them, in windows of
- * GZ_WINDOW kept in the decoded-chunk cache (formats/ro-cache.h), with
+ * GZ_WINDOW kept in the decoded-chunk cache (src/vd-ro-cache.h), with
  * the decoder left where the last read stopped so that sequential reads
  * cost one pass.
  *
@@ -38,7 +38,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "formats/ro-cache.h"
+#include "src/vd-ro-cache.h"
 #include "src/vd-container.h"
 #include "src/vd-error.h"
 #include "src/vd-index-cache.h"
@@ -89,8 +89,8 @@ typedef struct {
     int fd;
     char *name;
     GzIndex *ix;
-    RoCache *cache; /* windows, by uncompressed offset */
-    GMutex lock;    /* guards strm and strm_pos */
+    VdRoCache *cache; /* windows, by uncompressed offset */
+    GMutex lock;      /* guards strm and strm_pos */
     GzStream strm;
     uint64_t strm_pos;
     bool live;
@@ -264,7 +264,7 @@ static bool gz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError *
     uint8_t *p = buf;
     while (len > 0) {
         uint64_t start = off / GZ_WINDOW * GZ_WINDOW;
-        g_autoptr(GBytes) w = ro_cache_fetch(x->cache, start, decode_window, x, error);
+        g_autoptr(GBytes) w = vd_ro_cache_fetch(x->cache, start, decode_window, x, error);
         if (w == NULL)
             return false;
         gsize have;
@@ -308,7 +308,7 @@ static void gz_close(void *opaque)
 {
     GzSource *x = opaque;
     if (x->cache != NULL)
-        ro_cache_free(x->cache);
+        vd_ro_cache_free(x->cache);
     stream_clear(&x->strm);
     vd_index_cache_release(x->ix);
     vd_context_unref(x->ctx);
@@ -504,7 +504,7 @@ static bool gz_open(VdContext *ctx, int fd, const char *path, const char *name,
         gz_close(x);
         return false;
     }
-    x->cache = ro_cache_new(ctx->decode_cache_bytes, GZ_WINDOW);
+    x->cache = vd_ro_cache_new(ctx->decode_cache_bytes, GZ_WINDOW);
     *ops = &gz_ops;
     *opaque = x;
     *size = x->ix->size;

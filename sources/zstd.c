@@ -10,7 +10,7 @@
  * index shared by the opens of the file (src/vd-index-cache.h).
  *
  * A read decodes the frame that holds it. Frames of up to ZS_CACHE_FRAME
- * are decoded whole into the decoded-chunk cache (formats/ro-cache.h).
+ * are decoded whole into the decoded-chunk cache (src/vd-ro-cache.h).
  * A larger frame (a file compressed as one frame, as plain `zstd` writes
  * it) is decoded as a stream kept where the last read left it, in windows
  * of ZS_WINDOW that go to a second such cache, so that sequential reads
@@ -29,7 +29,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include "formats/ro-cache.h"
+#include "src/vd-ro-cache.h"
 #include "src/vd-container.h"
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
@@ -79,9 +79,9 @@ typedef struct {
     int fd;
     char *name;
     ZsIndex *ix;
-    RoCache *frame_cache;  /* whole frames of up to ZS_CACHE_FRAME, by index */
-    RoCache *window_cache; /* windows of larger frames, by uncompressed offset */
-    GMutex lock;           /* guards strm and the fields after it */
+    VdRoCache *frame_cache;  /* whole frames of up to ZS_CACHE_FRAME, by index */
+    VdRoCache *window_cache; /* windows of larger frames, by uncompressed offset */
+    GMutex lock;             /* guards strm and the fields after it */
     ZsStream strm;
     bool live;
     guint strm_frame;
@@ -236,7 +236,7 @@ static bool stream_exact(ZsSource *x, ZsStream *s, uint8_t *out, uint64_t len, u
     return true;
 }
 
-/* A whole frame, decoded (ro_cache's decode function; key: the frame). */
+/* A whole frame, decoded (vd_ro_cache's decode function; key: the frame). */
 static GBytes *decode_frame(gpointer user, uint64_t key, GError **error)
 {
     ZsSource *x = user;
@@ -305,10 +305,10 @@ static bool zs_pread(void *opaque, void *buf, size_t len, uint64_t off, GError *
         uint64_t start;
         if (f->out_len <= ZS_CACHE_FRAME) {
             start = f->out_off;
-            chunk = ro_cache_fetch(x->frame_cache, i, decode_frame, x, error);
+            chunk = vd_ro_cache_fetch(x->frame_cache, i, decode_frame, x, error);
         } else {
             start = f->out_off + (off - f->out_off) / ZS_WINDOW * ZS_WINDOW;
-            chunk = ro_cache_fetch(x->window_cache, start, decode_window, x, error);
+            chunk = vd_ro_cache_fetch(x->window_cache, start, decode_window, x, error);
         }
         if (chunk == NULL)
             return false;
@@ -335,9 +335,9 @@ static void zs_close(void *opaque)
 {
     ZsSource *x = opaque;
     if (x->frame_cache != NULL)
-        ro_cache_free(x->frame_cache);
+        vd_ro_cache_free(x->frame_cache);
     if (x->window_cache != NULL)
-        ro_cache_free(x->window_cache);
+        vd_ro_cache_free(x->window_cache);
     stream_clear(&x->strm);
     vd_index_cache_release(x->ix);
     vd_context_unref(x->ctx);
@@ -647,9 +647,9 @@ static bool zs_open(VdContext *ctx, int fd, const char *path, const char *name,
             large = true;
     }
     if (unit > 0)
-        x->frame_cache = ro_cache_new(ctx->decode_cache_bytes, unit);
+        x->frame_cache = vd_ro_cache_new(ctx->decode_cache_bytes, unit);
     if (large)
-        x->window_cache = ro_cache_new(ctx->decode_cache_bytes, ZS_WINDOW);
+        x->window_cache = vd_ro_cache_new(ctx->decode_cache_bytes, ZS_WINDOW);
     *ops = &zs_ops;
     *opaque = x;
     *size = x->ix->size;

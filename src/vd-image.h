@@ -15,7 +15,7 @@
  *  3. A driver's metadata locks: the table caches' big-reader locks
  *     (qcow2 L2 and refcount blocks, VMDK grain tables, VHDX BAT, QED and
  *     qcow v1 tables), VDI's meta_lock, the decoded-data caches (qcow2,
- *     VMDK stream, qcow v1, ro-cache). One at a time, around the cache's
+ *     VMDK stream, qcow v1, vd-ro-cache). One at a time, around the cache's
  *     own data and host reads of what it loads; writers that need a
  *     table across calls pin it instead of keeping the lock. A cache's
  *     read lock is never held while waiting for another thread (the

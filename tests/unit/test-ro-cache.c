@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "formats/ro-cache.h"
+#include "src/vd-ro-cache.h"
 #include "src/vd-error.h"
 
 /* A decoder that counts its calls: chunk key is 64 bytes of the key's low
@@ -42,7 +42,7 @@ static bool holds(GBytes *b, uint64_t key)
 }
 
 typedef struct {
-    RoCache *cache;
+    VdRoCache *cache;
     Decoder *dec;
     uint64_t key;
     unsigned rounds;
@@ -53,12 +53,13 @@ typedef struct {
 static gpointer read_once(gpointer data)
 {
     Reader *r = data;
-    r->got = ro_cache_fetch(r->cache, r->key, decode, r->dec, &r->error);
+    r->got = vd_ro_cache_fetch(r->cache, r->key, decode, r->dec, &r->error);
     return NULL;
 }
 
 /* n readers at once, of key + stride * i (results left in r). */
-static void read_together(RoCache *c, Decoder *dec, uint64_t key, uint64_t stride, Reader *r, int n)
+static void read_together(VdRoCache *c, Decoder *dec, uint64_t key, uint64_t stride, Reader *r,
+                          int n)
 {
     GThread *t[32];
     g_assert_cmpint(n, <=, 32);
@@ -74,7 +75,7 @@ static void read_together(RoCache *c, Decoder *dec, uint64_t key, uint64_t strid
 static void test_single_flight(void)
 {
     Decoder dec = {.sleep_usec = 200000, .fail_key = -1};
-    RoCache *c = ro_cache_new(0, 64);
+    VdRoCache *c = vd_ro_cache_new(0, 64);
     Reader r[8];
     read_together(c, &dec, 7, 0, r, 8);
     g_assert_cmpint(dec.decodes, ==, 1);
@@ -85,11 +86,11 @@ static void test_single_flight(void)
         g_bytes_unref(r[i].got);
     }
     /* Cached now. */
-    GBytes *b = ro_cache_fetch(c, 7, decode, &dec, NULL);
+    GBytes *b = vd_ro_cache_fetch(c, 7, decode, &dec, NULL);
     g_assert_true(holds(b, 7));
     g_bytes_unref(b);
     g_assert_cmpint(dec.decodes, ==, 1);
-    ro_cache_free(c);
+    vd_ro_cache_free(c);
 }
 
 /* A failed decode fails every reader that waited for it, and is not
@@ -97,7 +98,7 @@ static void test_single_flight(void)
 static void test_single_flight_error(void)
 {
     Decoder dec = {.sleep_usec = 200000, .fail_key = 3};
-    RoCache *c = ro_cache_new(0, 64);
+    VdRoCache *c = vd_ro_cache_new(0, 64);
     Reader r[8];
     read_together(c, &dec, 3, 0, r, 8);
     g_assert_cmpint(dec.decodes, ==, 1);
@@ -109,18 +110,18 @@ static void test_single_flight_error(void)
     }
     GError *err = NULL;
     dec.sleep_usec = 0;
-    g_assert_null(ro_cache_fetch(c, 3, decode, &dec, &err));
+    g_assert_null(vd_ro_cache_fetch(c, 3, decode, &dec, &err));
     g_assert_error(err, VD_ERROR, EIO);
     g_clear_error(&err);
     g_assert_cmpint(dec.decodes, ==, 2);
-    ro_cache_free(c);
+    vd_ro_cache_free(c);
 }
 
 static gpointer read_rounds(gpointer data)
 {
     Reader *r = data;
     for (unsigned i = 0; i < r->rounds; i++) {
-        GBytes *b = ro_cache_fetch(r->cache, r->key, decode, r->dec, &r->error);
+        GBytes *b = vd_ro_cache_fetch(r->cache, r->key, decode, r->dec, &r->error);
         g_assert_true(b != NULL && holds(b, r->key));
         g_bytes_unref(b);
         g_usleep(100);
@@ -134,8 +135,8 @@ static gpointer read_rounds(gpointer data)
 static void test_concurrent_readers(void)
 {
     Decoder dec = {.sleep_usec = 100000, .fail_key = -1};
-    RoCache *c = ro_cache_new(0, 64);
-    g_assert_cmpuint(ro_cache_capacity(c), ==, 2);
+    VdRoCache *c = vd_ro_cache_new(0, 64);
+    g_assert_cmpuint(vd_ro_cache_capacity(c), ==, 2);
     Reader r[8];
     GThread *t[8];
     for (int i = 0; i < 8; i++) {
@@ -145,9 +146,9 @@ static void test_concurrent_readers(void)
     for (int i = 0; i < 8; i++)
         g_thread_join(t[i]);
     g_assert_cmpint(dec.decodes, ==, 8);
-    g_assert_cmpuint(ro_cache_capacity(c), >=, 8);
-    g_assert_cmpuint(ro_cache_entries(c), ==, 8);
-    ro_cache_free(c);
+    g_assert_cmpuint(vd_ro_cache_capacity(c), >=, 8);
+    g_assert_cmpuint(vd_ro_cache_entries(c), ==, 8);
+    vd_ro_cache_free(c);
 }
 
 /* Readers taking turns (one thread, so never two decodes at once): chunks
@@ -155,21 +156,21 @@ static void test_concurrent_readers(void)
 static void test_serial_thrash(void)
 {
     Decoder dec = {.fail_key = -1};
-    RoCache *c = ro_cache_new(0, 64);
+    VdRoCache *c = vd_ro_cache_new(0, 64);
     for (int round = 0; round < 30; round++) {
         for (uint64_t k = 0; k < 6; k++) {
-            GBytes *b = ro_cache_fetch(c, k, decode, &dec, NULL);
+            GBytes *b = vd_ro_cache_fetch(c, k, decode, &dec, NULL);
             g_assert_true(holds(b, k));
             g_bytes_unref(b);
         }
     }
     /* 180 with a fixed cache of 2. */
     g_assert_cmpint(dec.decodes, <=, 16);
-    g_assert_cmpuint(ro_cache_capacity(c), >=, 6);
-    ro_cache_free(c);
+    g_assert_cmpuint(vd_ro_cache_capacity(c), >=, 6);
+    vd_ro_cache_free(c);
 }
 
-static void fill_concurrently(RoCache *c, Decoder *dec, uint64_t first, int n)
+static void fill_concurrently(VdRoCache *c, Decoder *dec, uint64_t first, int n)
 {
     Reader r[32];
     read_together(c, dec, first, 1, r, n);
@@ -182,52 +183,52 @@ static void fill_concurrently(RoCache *c, Decoder *dec, uint64_t first, int n)
 /* Entries above the floors of all caches come from one pool. */
 static void test_shared_bound(void)
 {
-    uint64_t limit = ro_cache_shared_limit();
+    uint64_t limit = vd_ro_cache_shared_limit();
     g_assert_cmpuint(limit, >, 0);
     g_assert_cmpuint(limit, <=, 512ull << 20);
     /* Each entry is charged the unit, whatever its real size. */
     uint64_t unit = limit / 4;
     Decoder dec = {.sleep_usec = 100000, .fail_key = -1};
-    RoCache *a = ro_cache_new(0, unit);
+    VdRoCache *a = vd_ro_cache_new(0, unit);
     fill_concurrently(a, &dec, 0, 16);
     g_assert_cmpint(dec.decodes, ==, 16);
-    g_assert_cmpuint(ro_cache_entries(a), ==, 2 + 4);
+    g_assert_cmpuint(vd_ro_cache_entries(a), ==, 2 + 4);
 
     /* The pool is spent: another cache keeps to its floor. */
-    RoCache *b = ro_cache_new(0, unit);
+    VdRoCache *b = vd_ro_cache_new(0, unit);
     fill_concurrently(b, &dec, 100, 8);
-    g_assert_cmpuint(ro_cache_entries(b), ==, 2);
+    g_assert_cmpuint(vd_ro_cache_entries(b), ==, 2);
 
     /* Freeing the first gives its share back. */
-    ro_cache_free(a);
+    vd_ro_cache_free(a);
     fill_concurrently(b, &dec, 200, 8);
-    g_assert_cmpuint(ro_cache_entries(b), ==, 2 + 4);
-    ro_cache_free(b);
+    g_assert_cmpuint(vd_ro_cache_entries(b), ==, 2 + 4);
+    vd_ro_cache_free(b);
 }
 
 /* Once the readers are gone, entries above the floor go too. */
 static void test_shrink(void)
 {
     Decoder dec = {.sleep_usec = 50000, .fail_key = -1};
-    RoCache *c = ro_cache_new(0, 64);
+    VdRoCache *c = vd_ro_cache_new(0, 64);
     fill_concurrently(c, &dec, 0, 8);
-    g_assert_cmpuint(ro_cache_entries(c), ==, 8);
+    g_assert_cmpuint(vd_ro_cache_entries(c), ==, 8);
     /* One reader stays: many uses of its chunk, then two quiet seconds. */
     for (int i = 0; i < 200; i++)
-        g_bytes_unref(ro_cache_fetch(c, 0, decode, &dec, NULL));
+        g_bytes_unref(vd_ro_cache_fetch(c, 0, decode, &dec, NULL));
     g_usleep(2100 * 1000);
-    g_bytes_unref(ro_cache_fetch(c, 0, decode, &dec, NULL));
-    g_assert_cmpuint(ro_cache_entries(c), ==, 2);
-    g_assert_cmpuint(ro_cache_capacity(c), ==, 2);
+    g_bytes_unref(vd_ro_cache_fetch(c, 0, decode, &dec, NULL));
+    g_assert_cmpuint(vd_ro_cache_entries(c), ==, 2);
+    g_assert_cmpuint(vd_ro_cache_capacity(c), ==, 2);
     g_assert_cmpint(dec.decodes, ==, 8);
-    GBytes *b = ro_cache_get(c, 0);
+    GBytes *b = vd_ro_cache_get(c, 0);
     g_assert_nonnull(b); /* the one in use stayed */
     g_bytes_unref(b);
-    ro_cache_free(c);
+    vd_ro_cache_free(c);
 }
 
 typedef struct {
-    RoCache *cache;
+    VdRoCache *cache;
     Decoder *dec;
     guint32 seed;
 } Stress;
@@ -239,7 +240,7 @@ static gpointer stress_one(gpointer data)
     for (int i = 0; i < 3000; i++) {
         uint64_t key = (uint64_t)g_rand_int_range(rnd, 0, 24);
         GError *err = NULL;
-        GBytes *b = ro_cache_fetch(s->cache, key, decode, s->dec, &err);
+        GBytes *b = vd_ro_cache_fetch(s->cache, key, decode, s->dec, &err);
         if (key == 13) {
             g_assert_null(b);
             g_assert_error(err, VD_ERROR, EIO);
@@ -250,7 +251,7 @@ static gpointer stress_one(gpointer data)
         g_assert_true(holds(b, key));
         g_bytes_unref(b);
         if (i % 97 == 0) {
-            GBytes *got = ro_cache_get(s->cache, key);
+            GBytes *got = vd_ro_cache_get(s->cache, key);
             if (got != NULL) {
                 g_assert_true(holds(got, key));
                 g_bytes_unref(got);
@@ -266,7 +267,7 @@ static gpointer stress_one(gpointer data)
 static void test_stress(void)
 {
     Decoder dec = {.fail_key = 13};
-    RoCache *c = ro_cache_new(4 * 64, 64);
+    VdRoCache *c = vd_ro_cache_new(4 * 64, 64);
     Stress s[8];
     GThread *t[8];
     for (int i = 0; i < 8; i++) {
@@ -276,27 +277,27 @@ static void test_stress(void)
     for (int i = 0; i < 8; i++)
         g_thread_join(t[i]);
     g_assert_cmpint(dec.decodes, >=, 23);
-    g_assert_cmpuint(ro_cache_entries(c), <=, 256);
-    ro_cache_free(c);
+    g_assert_cmpuint(vd_ro_cache_entries(c), <=, 256);
+    vd_ro_cache_free(c);
 }
 
 /* get/put keep working for callers that decode themselves (cloop). */
 static void test_get_put(void)
 {
     Decoder dec = {.fail_key = -1};
-    RoCache *c = ro_cache_new(2 * 64, 64);
-    g_assert_null(ro_cache_get(c, 1));
+    VdRoCache *c = vd_ro_cache_new(2 * 64, 64);
+    g_assert_null(vd_ro_cache_get(c, 1));
     for (uint64_t k = 1; k <= 3; k++) {
         GBytes *b = decode(&dec, k, NULL);
-        ro_cache_put(c, k, b);
+        vd_ro_cache_put(c, k, b);
         g_bytes_unref(b);
     }
-    g_assert_cmpuint(ro_cache_entries(c), ==, 2);
-    g_assert_null(ro_cache_get(c, 1)); /* least recently used */
-    GBytes *b = ro_cache_get(c, 3);
+    g_assert_cmpuint(vd_ro_cache_entries(c), ==, 2);
+    g_assert_null(vd_ro_cache_get(c, 1)); /* least recently used */
+    GBytes *b = vd_ro_cache_get(c, 3);
     g_assert_true(holds(b, 3));
     g_bytes_unref(b);
-    ro_cache_free(c);
+    vd_ro_cache_free(c);
 }
 
 int main(int argc, char **argv)

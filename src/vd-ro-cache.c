@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The decoded-chunk cache of the read-only formats (see ro-cache.h). */
+/* The decoded-chunk cache of the read-only formats (see vd-ro-cache.h). */
 #include "config.h"
 
 #include <stdbool.h>
 #include <unistd.h>
 
-#include "formats/ro-cache.h"
+#include "src/vd-ro-cache.h"
 #include "src/vd-error.h"
 
 #define RO_MIN_ENTRIES 2
@@ -23,7 +23,7 @@ typedef struct {
     GBytes *data;   /* NULL: free slot */
     uint64_t used;  /* LRU clock */
     gint64 used_at; /* monotonic time of the last use */
-} RoSlot;
+} VdRoSlot;
 
 /* A chunk being decoded, and the readers waiting for it. */
 typedef struct {
@@ -32,12 +32,12 @@ typedef struct {
     bool done;
     GBytes *data;
     GError *error;
-} RoFlight;
+} VdRoFlight;
 
-struct RoCache {
+struct VdRoCache {
     GMutex lock;  /* guards everything below */
     GCond landed; /* broadcast when a flight is done */
-    RoSlot slots[RO_MAX_ENTRIES];
+    VdRoSlot slots[RO_MAX_ENTRIES];
     unsigned entries;  /* slots holding data */
     unsigned floor;    /* entries held without borrowing */
     unsigned target;   /* entries wanted now (floor..RO_MAX_ENTRIES) */
@@ -45,7 +45,7 @@ struct RoCache {
     uint64_t unit;
     uint64_t clock;
     gint64 last_sweep;
-    GPtrArray *flights;         /* RoFlight *: chunks being decoded, by their decoder */
+    GPtrArray *flights;         /* VdRoFlight *: chunks being decoded, by their decoder */
     uint64_t ghosts[RO_GHOSTS]; /* keys evicted lately, for spotting thrash */
     unsigned n_ghosts, ghost_next;
 };
@@ -54,12 +54,12 @@ struct RoCache {
 typedef struct {
     GBytes *items[RO_MAX_ENTRIES + 1];
     unsigned n;
-} RoTrash;
+} VdRoTrash;
 
 static GMutex shared_lock;
 static uint64_t shared_used; /* shared_lock */
 
-uint64_t ro_cache_shared_limit(void)
+uint64_t vd_ro_cache_shared_limit(void)
 {
     static gsize once;
     static uint64_t limit;
@@ -74,7 +74,7 @@ uint64_t ro_cache_shared_limit(void)
 
 static bool shared_take(uint64_t n)
 {
-    uint64_t limit = ro_cache_shared_limit();
+    uint64_t limit = vd_ro_cache_shared_limit();
     g_mutex_lock(&shared_lock);
     bool ok = shared_used <= limit && n <= limit - shared_used;
     if (ok)
@@ -90,9 +90,9 @@ static void shared_give(uint64_t n)
     g_mutex_unlock(&shared_lock);
 }
 
-RoCache *ro_cache_new(uint64_t budget, uint64_t unit)
+VdRoCache *vd_ro_cache_new(uint64_t budget, uint64_t unit)
 {
-    RoCache *c = g_new0(RoCache, 1);
+    VdRoCache *c = g_new0(VdRoCache, 1);
     uint64_t n = unit ? budget / unit : RO_MIN_ENTRIES;
     c->floor = (unsigned)CLAMP(n, RO_MIN_ENTRIES, RO_MAX_ENTRIES);
     c->target = c->floor;
@@ -103,7 +103,7 @@ RoCache *ro_cache_new(uint64_t budget, uint64_t unit)
     return c;
 }
 
-void ro_cache_free(RoCache *c)
+void vd_ro_cache_free(VdRoCache *c)
 {
     if (c == NULL)
         return;
@@ -117,12 +117,12 @@ void ro_cache_free(RoCache *c)
     g_free(c);
 }
 
-static unsigned capacity(const RoCache *c)
+static unsigned capacity(const VdRoCache *c)
 {
     return MAX(c->floor, c->target);
 }
 
-static int find(const RoCache *c, uint64_t key)
+static int find(const VdRoCache *c, uint64_t key)
 {
     for (unsigned i = 0; i < RO_MAX_ENTRIES; i++) {
         if (c->slots[i].data != NULL && c->slots[i].key == key)
@@ -131,13 +131,13 @@ static int find(const RoCache *c, uint64_t key)
     return -1;
 }
 
-static void touch(RoCache *c, RoSlot *s, gint64 now)
+static void touch(VdRoCache *c, VdRoSlot *s, gint64 now)
 {
     s->used = ++c->clock;
     s->used_at = now;
 }
 
-static void evict(RoCache *c, RoSlot *s, bool ghost, RoTrash *trash)
+static void evict(VdRoCache *c, VdRoSlot *s, bool ghost, VdRoTrash *trash)
 {
     if (ghost) {
         c->ghosts[c->ghost_next] = s->key;
@@ -153,11 +153,11 @@ static void evict(RoCache *c, RoSlot *s, bool ghost, RoTrash *trash)
     }
 }
 
-static void evict_lru(RoCache *c, RoTrash *trash)
+static void evict_lru(VdRoCache *c, VdRoTrash *trash)
 {
-    RoSlot *victim = NULL;
+    VdRoSlot *victim = NULL;
     for (unsigned i = 0; i < RO_MAX_ENTRIES; i++) {
-        RoSlot *s = &c->slots[i];
+        VdRoSlot *s = &c->slots[i];
         if (s->data != NULL && (victim == NULL || s->used < victim->used))
             victim = s;
     }
@@ -166,13 +166,13 @@ static void evict_lru(RoCache *c, RoTrash *trash)
 }
 
 /* Drop entries above the floor that nobody used lately; want fewer. */
-static void sweep(RoCache *c, gint64 now, RoTrash *trash)
+static void sweep(VdRoCache *c, gint64 now, VdRoTrash *trash)
 {
     c->last_sweep = now;
     bool dropped = false;
     uint64_t uses = (uint64_t)RO_STALE_USES * capacity(c);
     for (unsigned i = 0; i < RO_MAX_ENTRIES && c->entries > c->floor; i++) {
-        RoSlot *s = &c->slots[i];
+        VdRoSlot *s = &c->slots[i];
         if (s->data != NULL && now - s->used_at > RO_STALE_USEC && c->clock - s->used > uses) {
             evict(c, s, false, trash);
             dropped = true;
@@ -182,7 +182,7 @@ static void sweep(RoCache *c, gint64 now, RoTrash *trash)
         c->target = MAX(c->floor, c->entries + c->flights->len);
 }
 
-static void maybe_sweep(RoCache *c, gint64 now, RoTrash *trash)
+static void maybe_sweep(VdRoCache *c, gint64 now, VdRoTrash *trash)
 {
     if (c->entries > c->floor && now - c->last_sweep > RO_STALE_USEC / 2)
         sweep(c, now, trash);
@@ -190,7 +190,7 @@ static void maybe_sweep(RoCache *c, gint64 now, RoTrash *trash)
 
 /* A miss on a key evicted lately: the cache is too small for the chunks
  * in use, even though they were not decoded at the same time. */
-static void note_miss(RoCache *c, uint64_t key)
+static void note_miss(VdRoCache *c, uint64_t key)
 {
     for (unsigned i = 0; i < c->n_ghosts; i++) {
         if (c->ghosts[i] == key) {
@@ -202,7 +202,7 @@ static void note_miss(RoCache *c, uint64_t key)
     }
 }
 
-static void insert(RoCache *c, uint64_t key, GBytes *data, RoTrash *trash)
+static void insert(VdRoCache *c, uint64_t key, GBytes *data, VdRoTrash *trash)
 {
     gint64 now = g_get_monotonic_time();
     int i = find(c, key);
@@ -224,7 +224,7 @@ static void insert(RoCache *c, uint64_t key, GBytes *data, RoTrash *trash)
         evict_lru(c, trash);
     }
     for (unsigned j = 0; j < RO_MAX_ENTRIES; j++) {
-        RoSlot *s = &c->slots[j];
+        VdRoSlot *s = &c->slots[j];
         if (s->data == NULL) {
             s->key = key;
             s->data = g_bytes_ref(data);
@@ -235,14 +235,14 @@ static void insert(RoCache *c, uint64_t key, GBytes *data, RoTrash *trash)
     }
 }
 
-static void trash_empty(RoTrash *trash)
+static void trash_empty(VdRoTrash *trash)
 {
     for (unsigned i = 0; i < trash->n; i++)
         g_bytes_unref(trash->items[i]);
     trash->n = 0;
 }
 
-static void flight_unref(RoFlight *f)
+static void flight_unref(VdRoFlight *f)
 {
     if (--f->refs > 0)
         return;
@@ -252,7 +252,7 @@ static void flight_unref(RoFlight *f)
 }
 
 /* The flight's result for one of its readers; lock held. */
-static GBytes *flight_result(RoFlight *f, GError **error)
+static GBytes *flight_result(VdRoFlight *f, GError **error)
 {
     if (f->data != NULL)
         return g_bytes_ref(f->data);
@@ -260,9 +260,10 @@ static GBytes *flight_result(RoFlight *f, GError **error)
     return NULL;
 }
 
-GBytes *ro_cache_fetch(RoCache *c, uint64_t key, RoDecodeFunc decode, gpointer user, GError **error)
+GBytes *vd_ro_cache_fetch(VdRoCache *c, uint64_t key, VdRoDecodeFunc decode, gpointer user,
+                          GError **error)
 {
-    RoTrash trash = {.n = 0};
+    VdRoTrash trash = {.n = 0};
     GBytes *result = NULL;
     gint64 now = g_get_monotonic_time();
     g_mutex_lock(&c->lock);
@@ -275,9 +276,9 @@ GBytes *ro_cache_fetch(RoCache *c, uint64_t key, RoDecodeFunc decode, gpointer u
         trash_empty(&trash);
         return result;
     }
-    RoFlight *f = NULL;
+    VdRoFlight *f = NULL;
     for (guint k = 0; k < c->flights->len && f == NULL; k++) {
-        RoFlight *g = g_ptr_array_index(c->flights, k);
+        VdRoFlight *g = g_ptr_array_index(c->flights, k);
         if (g->key == key)
             f = g;
     }
@@ -292,7 +293,7 @@ GBytes *ro_cache_fetch(RoCache *c, uint64_t key, RoDecodeFunc decode, gpointer u
         return result;
     }
     note_miss(c, key);
-    f = g_new0(RoFlight, 1);
+    f = g_new0(VdRoFlight, 1);
     f->key = key;
     f->refs = 1;
     g_ptr_array_add(c->flights, f);
@@ -320,10 +321,10 @@ GBytes *ro_cache_fetch(RoCache *c, uint64_t key, RoDecodeFunc decode, gpointer u
     return result;
 }
 
-GBytes *ro_cache_get(RoCache *c, uint64_t key)
+GBytes *vd_ro_cache_get(VdRoCache *c, uint64_t key)
 {
     GBytes *found = NULL;
-    RoTrash trash = {.n = 0};
+    VdRoTrash trash = {.n = 0};
     gint64 now = g_get_monotonic_time();
     g_mutex_lock(&c->lock);
     int i = find(c, key);
@@ -339,16 +340,16 @@ GBytes *ro_cache_get(RoCache *c, uint64_t key)
     return found;
 }
 
-void ro_cache_put(RoCache *c, uint64_t key, GBytes *data)
+void vd_ro_cache_put(VdRoCache *c, uint64_t key, GBytes *data)
 {
-    RoTrash trash = {.n = 0};
+    VdRoTrash trash = {.n = 0};
     g_mutex_lock(&c->lock);
     insert(c, key, data, &trash);
     g_mutex_unlock(&c->lock);
     trash_empty(&trash);
 }
 
-unsigned ro_cache_entries(RoCache *c)
+unsigned vd_ro_cache_entries(VdRoCache *c)
 {
     g_mutex_lock(&c->lock);
     unsigned n = c->entries;
@@ -356,7 +357,7 @@ unsigned ro_cache_entries(RoCache *c)
     return n;
 }
 
-unsigned ro_cache_capacity(RoCache *c)
+unsigned vd_ro_cache_capacity(VdRoCache *c)
 {
     g_mutex_lock(&c->lock);
     unsigned n = capacity(c);

@@ -12,46 +12,46 @@
  * per chunk in concurrent use: as many as were being decoded at the same
  * time, plus one whenever a chunk comes back soon after it was evicted.
  * Entries above the floor borrow unit bytes each from one pool shared by
- * every cache of the process, ro_cache_shared_limit(): 512 MiB, or an
+ * every cache of the process, vd_ro_cache_shared_limit(): 512 MiB, or an
  * eighth of the physical memory if that is less. When the pool is spent,
  * the least recently used entry goes, as before. Entries above the floor
  * that went unused for 2 s and for 16 uses per entry of the others are
  * dropped, and the cache shrinks back.
  *
- * Decoding. ro_cache_fetch decodes a missing chunk outside the lock, once:
+ * Decoding. vd_ro_cache_fetch decodes a missing chunk outside the lock, once:
  * readers asking for a chunk that is being decoded wait for that decode
  * and share its result, or its error.
  */
-#ifndef RO_CACHE_H
-#define RO_CACHE_H
+#ifndef VD_RO_CACHE_H
+#define VD_RO_CACHE_H
 
 #include <stdint.h>
 
 #include <glib.h>
 
-typedef struct RoCache RoCache;
+typedef struct VdRoCache VdRoCache;
 
 /* Decode chunk key: a new GBytes, or NULL with error set. */
-typedef GBytes *(*RoDecodeFunc)(gpointer user, uint64_t key, GError **error);
+typedef GBytes *(*VdRoDecodeFunc)(gpointer user, uint64_t key, GError **error);
 
 /* Floor of budget / unit entries (2 to 256); unit is the largest chunk. */
-RoCache *ro_cache_new(uint64_t budget, uint64_t unit);
-void ro_cache_free(RoCache *c);
+VdRoCache *vd_ro_cache_new(uint64_t budget, uint64_t unit);
+void vd_ro_cache_free(VdRoCache *c);
 
 /* A new reference to chunk key: cached, or decoded by decode(user, key)
  * once however many readers ask at the same time. */
-GBytes *ro_cache_fetch(RoCache *c, uint64_t key, RoDecodeFunc decode, gpointer user,
-                       GError **error);
+GBytes *vd_ro_cache_fetch(VdRoCache *c, uint64_t key, VdRoDecodeFunc decode, gpointer user,
+                          GError **error);
 
-/* A new reference to the chunk, or NULL (then decode and ro_cache_put). */
-GBytes *ro_cache_get(RoCache *c, uint64_t key);
+/* A new reference to the chunk, or NULL (then decode and vd_ro_cache_put). */
+GBytes *vd_ro_cache_get(VdRoCache *c, uint64_t key);
 /* Insert (takes a new reference), evicting the least recently used. */
-void ro_cache_put(RoCache *c, uint64_t key, GBytes *data);
+void vd_ro_cache_put(VdRoCache *c, uint64_t key, GBytes *data);
 
 /* For tests: entries held now, and entries it may hold now. */
-unsigned ro_cache_entries(RoCache *c);
-unsigned ro_cache_capacity(RoCache *c);
+unsigned vd_ro_cache_entries(VdRoCache *c);
+unsigned vd_ro_cache_capacity(VdRoCache *c);
 /* The bytes all caches together may hold above their floors. */
-uint64_t ro_cache_shared_limit(void);
+uint64_t vd_ro_cache_shared_limit(void);
 
 #endif
