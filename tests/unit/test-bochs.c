@@ -15,6 +15,7 @@
 #include "src/vd-image.h"
 #include "src/vd-info.h"
 #include "tests/unit/test-peek.h"
+#include "tests/unit/test-fixtures.h"
 
 #define EXTENT  (8 * 512u)
 #define EXTENTS 16u
@@ -92,7 +93,7 @@ static GByteArray *build(const char *subtype, uint32_t version)
 
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
-    f->dir = g_dir_make_tmp("vdtest-bochs-XXXXXX", NULL);
+    f->dir = tf_tmpdir("vdtest-bochs-XXXXXX");
     g_autoptr(GError) err = NULL;
     f->ctx = vd_context_new(f->dir, &err);
     g_assert_no_error(err);
@@ -100,13 +101,7 @@ static void fixture_setup(Fixture *f, gconstpointer data)
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-    g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
-    const char *n;
-    while (d != NULL && (n = g_dir_read_name(d)) != NULL) {
-        g_autofree char *p = g_build_filename(f->dir, n, NULL);
-        g_unlink(p);
-    }
-    g_rmdir(f->dir);
+    tf_rm_rf(f->dir);
     g_free(f->dir);
     vd_context_unref(f->ctx);
 }

@@ -8,10 +8,11 @@
 #include "src/vd-context.h"
 #include "src/vd-error.h"
 #include "src/vd-image.h"
+#include "tests/unit/test-fixtures.h"
 
 static VdImage *open_raw(VdContext **ctx, char **dir)
 {
-    *dir = g_dir_make_tmp("vdclaims-XXXXXX", NULL);
+    *dir = tf_tmpdir("vdclaims-XXXXXX");
     g_autofree char *path = g_build_filename(*dir, "disk.raw", NULL);
     int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
     g_assert_cmpint(fd, >=, 0);

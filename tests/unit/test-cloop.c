@@ -16,6 +16,7 @@
 #include "src/vd-image.h"
 #include "src/vd-info.h"
 #include "tests/unit/test-peek.h"
+#include "tests/unit/test-fixtures.h"
 
 #define BLOCK  (16 * 1024u)
 #define BLOCKS 9u
@@ -63,7 +64,7 @@ static GByteArray *build(void)
 
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
-    f->dir = g_dir_make_tmp("vdtest-cloop-XXXXXX", NULL);
+    f->dir = tf_tmpdir("vdtest-cloop-XXXXXX");
     g_autoptr(GError) err = NULL;
     f->ctx = vd_context_new(f->dir, &err);
     g_assert_no_error(err);

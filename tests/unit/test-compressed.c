@@ -20,6 +20,7 @@
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-info.h"
+#include "tests/unit/test-fixtures.h"
 
 #define MiB (1024 * 1024)
 
@@ -40,9 +41,7 @@ static uint8_t *make_data(size_t n, uint32_t seed)
 static char *write_file(const char *name, const void *data, size_t n)
 {
     char *path = g_build_filename(dir, name, NULL);
-    g_autoptr(GError) err = NULL;
-    g_file_set_contents(path, data, (gssize)n, &err);
-    g_assert_no_error(err);
+    tf_write_file(path, data, n);
     return path;
 }
 
@@ -455,7 +454,7 @@ static void test_zstd_hostile(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    dir = g_dir_make_tmp("vdtest-XXXXXX", NULL);
+    dir = tf_tmpdir("vdtest-XXXXXX");
     g_autoptr(GError) err = NULL;
     ctx = vd_context_new(dir, &err);
     g_assert_no_error(err);
@@ -475,9 +474,7 @@ int main(int argc, char **argv)
      * indexes, kept for the next open (small here). */
     g_assert_cmpint(ctx->mem_used, <, 2 * MiB);
     vd_context_unref(ctx);
-    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        r = 1;
+    tf_rm_rf(dir);
     g_free(dir);
     return r;
 }

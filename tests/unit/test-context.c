@@ -7,6 +7,7 @@
 
 #include "src/vd-context.h"
 #include "src/vd-error.h"
+#include "tests/unit/test-fixtures.h"
 
 static void test_raw_ext(void)
 {
@@ -35,7 +36,7 @@ static char *write_keyfile(const char *dir, mode_t mode)
 
 static void test_keyfile(void)
 {
-    g_autofree char *dir = g_dir_make_tmp("vdtest-XXXXXX", NULL);
+    g_autofree char *dir = tf_tmpdir("vdtest-XXXXXX");
     g_autoptr(GError) err = NULL;
     g_autoptr(VdContext) ctx = vd_context_new(dir, &err);
     g_assert_no_error(err);

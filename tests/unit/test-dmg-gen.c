@@ -10,6 +10,7 @@
 #include "formats/dmg.h"
 #include "src/vd-endian.h"
 #include "tests/unit/test-dmg-gen.h"
+#include "tests/unit/test-fixtures.h"
 
 uint8_t dg_pattern(uint64_t off)
 {
@@ -306,6 +307,5 @@ void dg_free(DgImage *img)
 void dg_write(const char *dir, const char *name, const void *data, size_t len)
 {
     g_autofree char *p = g_build_filename(dir, name, NULL);
-    g_autoptr(GError) err = NULL;
-    g_assert_true(g_file_set_contents(p, data, (gssize)len, &err));
+    tf_write_file(p, data, len);
 }

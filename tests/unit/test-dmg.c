@@ -23,6 +23,7 @@
 #include "src/vd-image.h"
 #include "src/vd-info.h"
 #include "tests/unit/test-dmg-gen.h"
+#include "tests/unit/test-fixtures.h"
 
 /* Every type, a gap, adjacent raw chunks, a 1 MiB chunk, two tables. */
 static const DgChunk ALL[] = {
@@ -48,7 +49,7 @@ typedef struct {
 
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
-    f->dir = g_dir_make_tmp("vdtest-dmg-XXXXXX", NULL);
+    f->dir = tf_tmpdir("vdtest-dmg-XXXXXX");
     g_autoptr(GError) err = NULL;
     f->ctx = vd_context_new(f->dir, &err);
     g_assert_no_error(err);
@@ -56,13 +57,7 @@ static void fixture_setup(Fixture *f, gconstpointer data)
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-    g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
-    const char *n;
-    while (d != NULL && (n = g_dir_read_name(d)) != NULL) {
-        g_autofree char *p = g_build_filename(f->dir, n, NULL);
-        g_unlink(p);
-    }
-    g_rmdir(f->dir);
+    tf_rm_rf(f->dir);
     g_free(f->dir);
     vd_context_unref(f->ctx);
 }

@@ -19,6 +19,7 @@
 #include "src/vd-container.h"
 #include "src/vd-error.h"
 #include "src/vd-index-cache.h"
+#include "tests/unit/test-fixtures.h"
 
 static VdContext *ctx;
 
@@ -180,9 +181,9 @@ static void test_zstd_sizeless_once(void)
     g_assert_false(ZSTD_isError(zn));
     ZSTD_freeCCtx(cc);
     g_assert_cmpuint(ZSTD_getFrameContentSize(z, zn), ==, ZSTD_CONTENTSIZE_UNKNOWN);
-    g_autofree char *dir = g_dir_make_tmp("vdiskfs-index-XXXXXX", NULL);
+    g_autofree char *dir = tf_tmpdir("vdiskfs-index-XXXXXX");
     g_autofree char *path = g_build_filename(dir, "pipe.img.zst", NULL);
-    g_assert_true(g_file_set_contents(path, (const char *)z, (gssize)zn, NULL));
+    tf_write_file(path, z, zn);
     const VdContainer *c = vd_container_probe(z, MIN(zn, (size_t)VD_CONTAINER_HEAD), zn);
     g_assert_nonnull(c);
     uint64_t builds = vd_index_cache_builds();
@@ -204,8 +205,7 @@ static void test_zstd_sizeless_once(void)
     /* The frame was decoded to count it once, not at every open. */
     g_assert_cmpuint(vd_index_cache_builds(), ==, builds + 1);
     vd_index_cache_drop_unused();
-    g_unlink(path);
-    g_rmdir(dir);
+    tf_rm_rf(dir);
 }
 #endif
 

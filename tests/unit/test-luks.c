@@ -24,6 +24,7 @@
 #include "src/vd-info.h"
 #include "tests/unit/test-guard.h"
 #include "tests/unit/test-peek.h"
+#include "tests/unit/test-fixtures.h"
 
 #define SECRET "--object secret,id=s0,data=PASS"
 #define VSIZE  (4u << 20)
@@ -38,15 +39,6 @@ typedef struct {
 /* What main() made once: copied into each test's directory. */
 static char *template_dir;
 
-static void run(const char *cmd)
-{
-    g_autofree char *out = NULL, *err = NULL;
-    int status;
-    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
-    if (!g_spawn_check_wait_status(status, NULL))
-        g_error("%s: %s", cmd, err);
-}
-
 /* qemu-img times PBKDF2 and now and then fails to ("Unable to get
  * accurate CPU usage"): retry. */
 static void create_luks(const char *path, const char *opts)
@@ -55,9 +47,7 @@ static void create_luks(const char *path, const char *opts)
                                            " -o key-secret=s0,iter-time=10,hash-alg=sha256%s %s %u",
                                            opts, path, VSIZE);
     for (int i = 0; i < 20; i++) {
-        int status;
-        g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, &status, NULL));
-        if (g_spawn_check_wait_status(status, NULL))
+        if (tf_try(cmd))
             return;
         g_unlink(path);
         g_usleep(100 * 1000);
@@ -70,7 +60,7 @@ static void qemu_io(const char *path, const char *script)
     g_autofree char *cmd = g_strdup_printf(
         "qemu-io " SECRET " --image-opts driver=luks,file.filename=%s,key-secret=s0 %s", path,
         script);
-    run(cmd);
+    tf_run(cmd);
 }
 
 static void qemu_convert(const char *path, const char *raw)
@@ -79,7 +69,7 @@ static void qemu_convert(const char *path, const char *raw)
         "qemu-img convert " SECRET " --image-opts driver=luks,file.filename=%s,key-secret=s0"
         " -O raw %s",
         path, raw);
-    run(cmd);
+    tf_run(cmd);
 }
 
 /* cryptsetup's own reading of a LUKS2 file: an offline decryption of a
@@ -93,7 +83,7 @@ static void cryptsetup_raw(const char *path, const char *raw)
         "sh -c 'cp %s %s && rm -f %s && cryptsetup reencrypt --decrypt --force-offline-reencrypt "
         "--header %s --key-file %s --batch-mode %s && head -c %u %s >%s && rm -f %s %s'",
         path, copy, hdr, hdr, key, copy, VSIZE, copy, raw, copy, hdr);
-    run(cmd);
+    tf_run(cmd);
 }
 
 /* A LUKS2 file as cryptsetup makes it: 16 MiB of header and key slots,
@@ -105,7 +95,7 @@ static void make_luks2(const char *path, const char *opts)
         "sh -c 'truncate -s %u %s && cryptsetup luksFormat --type luks2 %s --batch-mode "
         "--key-file %s %s'",
         VSIZE + (16u << 20), path, opts, key, path);
-    run(cmd);
+    tf_run(cmd);
 }
 
 static void make_template2(const char *name, const char *opts)
@@ -131,13 +121,13 @@ static void copy_file(const char *from, const char *to)
     g_autofree char *data = NULL;
     gsize len;
     g_assert_true(g_file_get_contents(from, &data, &len, NULL));
-    g_assert_true(g_file_set_contents(to, data, (gssize)len, NULL));
+    tf_write_file(to, data, len);
 }
 
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
     const char *which = data != NULL ? data : "xts.luks";
-    f->dir = g_dir_make_tmp("vdluks-XXXXXX", NULL);
+    f->dir = tf_tmpdir("vdluks-XXXXXX");
     f->path = g_build_filename(f->dir, "t.luks", NULL);
     f->raw = g_build_filename(f->dir, "t.raw", NULL);
     g_autofree char *src = g_build_filename(template_dir, which, NULL);
@@ -156,13 +146,7 @@ static void fixture_setup(Fixture *f, gconstpointer data)
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-    g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
-    const char *n;
-    while (d && (n = g_dir_read_name(d)) != NULL) {
-        g_autofree char *p = g_build_filename(f->dir, n, NULL);
-        g_unlink(p);
-    }
-    g_rmdir(f->dir);
+    tf_rm_rf(f->dir);
     g_free(f->path);
     g_free(f->raw);
     g_free(f->dir);
@@ -206,11 +190,9 @@ static void expect_like_qemu(VdImage *img, const char *raw)
     gsize want_len;
     g_assert_true(g_file_get_contents(raw, (char **)&want, &want_len, NULL));
     g_assert_cmpuint(vd_image_size(img), ==, want_len);
-    g_autofree uint8_t *got = g_malloc(want_len);
-    g_autoptr(GError) err = NULL;
-    g_assert_true(vd_image_pread(img, got, want_len, 0, &err));
-    g_assert_no_error(err);
+    g_autofree uint8_t *got = tf_read_image(img);
     g_assert_cmpmem(got, want_len, want, want_len);
+    g_autoptr(GError) err = NULL;
     static const uint64_t pieces[][2] = {
         {1, 1}, {511, 2}, {1535, 1003}, {3 * 1048576 - 7, 4111}, {VSIZE - 1, 1}};
     for (size_t i = 0; i < G_N_ELEMENTS(pieces); i++) {
@@ -584,7 +566,7 @@ int main(int argc, char **argv)
         g_print("1..0 # SKIP qemu-img or qemu-io missing\n");
         return 77;
     }
-    template_dir = g_dir_make_tmp("vdluks-template-XXXXXX", NULL);
+    template_dir = tf_tmpdir("vdluks-template-XXXXXX");
     make_template("xts.luks", "");
     make_template("essiv.luks", ",cipher-mode=cbc,ivgen-alg=essiv,ivgen-hash-alg=sha256");
     g_autofree char *cryptsetup = g_find_program_in_path("cryptsetup");
@@ -625,12 +607,6 @@ int main(int argc, char **argv)
     ADD("hostile", test_hostile, NULL);
     ADD("fuzz", test_fuzz, NULL);
     int rc = g_test_run();
-    g_autoptr(GDir) d = g_dir_open(template_dir, 0, NULL);
-    const char *n;
-    while (d != NULL && (n = g_dir_read_name(d)) != NULL) {
-        g_autofree char *p = g_build_filename(template_dir, n, NULL);
-        g_unlink(p);
-    }
-    g_rmdir(template_dir);
+    tf_rm_rf(template_dir);
     return rc;
 }

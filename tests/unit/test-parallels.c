@@ -22,6 +22,7 @@
 #include "src/vd-info.h"
 #include "tests/unit/test-guard.h"
 #include "tests/unit/test-peek.h"
+#include "tests/unit/test-fixtures.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -89,24 +90,9 @@ typedef struct {
     VdContext *ctx;
 } Fixture;
 
-static void rm_rf(const char *path)
-{
-    if (g_file_test(path, G_FILE_TEST_IS_DIR) && !g_file_test(path, G_FILE_TEST_IS_SYMLINK)) {
-        g_autoptr(GDir) d = g_dir_open(path, 0, NULL);
-        const char *n;
-        while (d != NULL && (n = g_dir_read_name(d)) != NULL) {
-            g_autofree char *p = g_build_filename(path, n, NULL);
-            rm_rf(p);
-        }
-        g_rmdir(path);
-    } else {
-        g_unlink(path);
-    }
-}
-
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
-    f->dir = g_dir_make_tmp("vdtest-prl-XXXXXX", NULL);
+    f->dir = tf_tmpdir("vdtest-prl-XXXXXX");
     g_autoptr(GError) err = NULL;
     f->ctx = vd_context_new(f->dir, &err);
     g_assert_no_error(err);
@@ -114,7 +100,7 @@ static void fixture_setup(Fixture *f, gconstpointer data)
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-    rm_rf(f->dir);
+    tf_rm_rf(f->dir);
     g_free(f->dir);
     vd_context_unref(f->ctx);
 }
@@ -265,15 +251,6 @@ static void test_hds_hostile(Fixture *f, gconstpointer data)
     g_assert_nonnull(err);
 }
 
-static void run_cmd(const char *cmd)
-{
-    g_autofree char *out = NULL, *err = NULL;
-    int status = 0;
-    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
-    if (!g_spawn_check_wait_status(status, NULL))
-        g_error("%s failed: %s%s", cmd, out, err);
-}
-
 /* An image qemu-img made and qemu-io wrote (4 KiB clusters: 0x11 in
  * cluster 0, 0x22 in cluster 2), patched with bat2 as cluster 2's entry
  * (0: left alone; BAT_ENTRY0: cluster 0's; BAT_FILE_END: where the next
@@ -288,10 +265,10 @@ static void check_unsafe(Fixture *f, const char *name, int64_t bat2, const char 
     g_autofree char *p = fpath(f, name);
     g_autofree char *create =
         g_strdup_printf("qemu-img create -q -f parallels -o cluster_size=4096 %s 64K", p);
-    run_cmd(create);
+    tf_run(create);
     g_autofree char *io = g_strdup_printf(
         "qemu-io -f parallels -c 'write -P 0x11 0 4k' -c 'write -P 0x22 8k 4k' %s", p);
-    run_cmd(io);
+    tf_run(io);
     g_autofree uint8_t *head = guard_read_host(p, 0, 64 + 16 * 4);
     g_assert_cmpuint(vd_le32(head + 64), !=, 0);
     g_assert_cmpuint(vd_le32(head + 64 + 8), !=, 0);

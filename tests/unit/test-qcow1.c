@@ -23,6 +23,7 @@
 #include "tests/unit/test-guard.h"
 #include "tests/unit/test-peek.h"
 #include "tests/unit/test-qed-gen.h"
+#include "tests/unit/test-fixtures.h"
 
 #define CS       4096u
 #define DISK     (6u * 1024 * 1024 + 1536) /* ends inside a cluster */
@@ -601,9 +602,7 @@ static void test_write_inconsistent(QFixture *f, gconstpointer data)
             "sh -c 'qemu-img create -q -f qcow %s 1M && qemu-io -f qcow -c \"write -P 0x11 0 64k\" "
             "-c \"write -P 0x22 512k 4k\" %s >/dev/null'",
             p, p);
-        gint status;
-        g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, &status, NULL));
-        g_assert_true(g_spawn_check_wait_status(status, NULL));
+        tf_run(cmd);
         unsigned bits;
         uint64_t e1 = qemu_entry_offset(p, 1, &bits);
         uint64_t cs = 1ull << bits, ci = (512 * 1024) >> bits;

@@ -22,6 +22,7 @@
 #include "src/vd-readahead.h"
 #include "src/vd-info.h"
 #include "src/vd-metamap.h"
+#include "tests/unit/test-fixtures.h"
 
 #define CS      4096u /* cluster size of the hand-built image */
 #define NCLUST  6u
@@ -83,7 +84,7 @@ static void write_image(Fixture *f)
 
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
-    f->dir = g_dir_make_tmp("vdqcow2-XXXXXX", NULL);
+    f->dir = tf_tmpdir("vdqcow2-XXXXXX");
     f->path = g_build_filename(f->dir, "t.qcow2", NULL);
     g_autoptr(GError) err = NULL;
     f->ctx = vd_context_new(f->dir, &err);
@@ -93,13 +94,7 @@ static void fixture_setup(Fixture *f, gconstpointer data)
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-    g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
-    const char *n;
-    while (d && (n = g_dir_read_name(d)) != NULL) {
-        g_autofree char *p = g_build_filename(f->dir, n, NULL);
-        g_unlink(p);
-    }
-    g_rmdir(f->dir);
+    tf_rm_rf(f->dir);
     g_free(f->path);
     g_free(f->dir);
     g_free(f->img);
@@ -548,9 +543,7 @@ static void test_readahead_invalidation(Fixture *f, gconstpointer data)
     g_assert_true(g_file_set_contents(raw, (const char *)src, 4u << 20, NULL));
     g_autofree char *cmd =
         g_strdup_printf("qemu-img convert -c -f raw -O qcow2 %s %s", raw, f->path);
-    int status = 0;
-    g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, &status, NULL));
-    g_assert_cmpint(status, ==, 0);
+    tf_run(cmd);
     g_autoptr(GError) err = NULL;
     VdOpenOptions o = {.read_only = false};
     g_autoptr(VdImage) img = vd_image_open(f->ctx, f->path, &o, &err);
@@ -636,11 +629,7 @@ static guint take_warnings(const char *what)
 static void run_qemu_img(const char *args, const char *path)
 {
     g_autofree char *cmd = g_strdup_printf("qemu-img %s %s", args, path);
-    g_autofree char *out = NULL, *err = NULL;
-    int status = 0;
-    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
-    if (!g_spawn_check_wait_status(status, NULL))
-        g_error("%s failed: %s%s", cmd, out, err);
+    tf_run(cmd);
 }
 
 static uint64_t file_be64(const char *path, uint64_t off)
@@ -1109,10 +1098,7 @@ static void test_copied_twice(Fixture *f, gconstpointer data)
     run_qemu_img(args, "");
     g_autofree char *io = g_strdup_printf(
         "qemu-io -f qcow2 -c 'write -P 0x11 0 512' -c 'write -P 0x22 64k 512' %s", f->path);
-    int status;
-    g_autofree char *out = NULL;
-    g_assert_true(g_spawn_command_line_sync(io, &out, NULL, &status, NULL));
-    g_assert_cmpint(status, ==, 0);
+    tf_run(io);
     uint64_t l1 = file_be64(f->path, 40);
     uint64_t l2a = file_be64(f->path, l1) & QCOW2_OFFSET_MASK;
     uint64_t l2b = file_be64(f->path, l1 + 16) & QCOW2_OFFSET_MASK; /* guest 64 KiB */
@@ -1180,10 +1166,7 @@ static void test_bitmaps_in_map(Fixture *f, gconstpointer data)
     g_autofree char *add = g_strdup_printf("bitmap --add %s b0", f->path);
     run_qemu_img(add, "");
     g_autofree char *io = g_strdup_printf("qemu-io -f qcow2 -c 'write -P 0x11 0 64k' %s", f->path);
-    g_autofree char *out = NULL;
-    int status;
-    g_assert_true(g_spawn_command_line_sync(io, &out, NULL, &status, NULL));
-    g_assert_cmpint(status, ==, 0);
+    tf_run(io);
     g_autoptr(GError) err = NULL;
     VdOpenOptions o = {.read_only = false};
     g_autoptr(VdImage) img = vd_image_open(f->ctx, f->path, &o, &err);
@@ -1211,15 +1194,13 @@ static void test_luks_in_map(Fixture *f, gconstpointer data)
         "qemu-io --object secret,id=s0,data=sesame --image-opts "
         "driver=qcow2,file.filename=%s,encrypt.key-secret=s0 -c 'write -P 0x11 0 4k'",
         f->path);
-    g_autofree char *out = NULL;
-    int status = -1;
+    bool made = false;
     /* qemu-img times PBKDF2 before it writes the key slot, and now and then
      * fails to ("Unable to get accurate CPU usage"): try again. */
-    for (int tries = 0; tries < 8 && status != 0; tries++)
-        g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, &status, NULL));
-    g_assert_cmpint(status, ==, 0);
-    g_assert_true(g_spawn_command_line_sync(io, &out, NULL, &status, NULL));
-    g_assert_cmpint(status, ==, 0);
+    for (int tries = 0; tries < 8 && !made; tries++)
+        made = tf_try(cmd);
+    g_assert_true(made);
+    tf_run(io);
     g_autofree char *keys = g_build_filename(f->dir, "keys", NULL);
     g_assert_true(g_file_set_contents(keys, "[t.qcow2]\npassphrase=sesame\n", -1, NULL));
     g_assert_cmpint(chmod(keys, 0600), ==, 0);

@@ -14,6 +14,7 @@
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "tests/unit/test-qed-gen.h"
+#include "tests/unit/test-fixtures.h"
 
 static void ensure(GByteArray *b, uint64_t len)
 {
@@ -207,7 +208,7 @@ bool tgen_write(const TGen *g, const char *path)
 
 void qfix_setup(QFixture *f, gconstpointer data)
 {
-    f->dir = g_dir_make_tmp("vdtest-qed-XXXXXX", NULL);
+    f->dir = tf_tmpdir("vdtest-qed-XXXXXX");
     g_assert_nonnull(f->dir);
     g_autoptr(GError) err = NULL;
     f->ctx = vd_context_new(f->dir, &err);
@@ -216,13 +217,7 @@ void qfix_setup(QFixture *f, gconstpointer data)
 
 void qfix_teardown(QFixture *f, gconstpointer data)
 {
-    g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
-    const char *n;
-    while (d != NULL && (n = g_dir_read_name(d)) != NULL) {
-        g_autofree char *p = g_build_filename(f->dir, n, NULL);
-        g_unlink(p);
-    }
-    g_rmdir(f->dir);
+    tf_rm_rf(f->dir);
     g_free(f->dir);
     vd_context_unref(f->ctx);
 }
@@ -273,14 +268,7 @@ void qfix_assert_disk(VdImage *img, const uint8_t *expect, uint64_t size)
     g_assert_cmpuint(vd_image_size(img), ==, size);
     g_assert_true(qfix_read_all(img, buf, &err));
     g_assert_no_error(err);
-    for (uint64_t i = 0; i < size; i++) {
-        if (buf[i] != expect[i]) {
-            g_test_message("offset 0x%" G_GINT64_MODIFIER "x: expected 0x%02x, got 0x%02x", i,
-                           expect[i], buf[i]);
-            g_test_fail();
-            return;
-        }
-    }
+    tf_assert_same(buf, expect, size, NULL);
 }
 
 void qfix_write_both(VdImage *img, uint8_t *model, uint64_t off, size_t len, uint8_t seed)

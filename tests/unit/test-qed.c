@@ -23,6 +23,7 @@
 #include "tests/unit/test-guard.h"
 #include "tests/unit/test-peek.h"
 #include "tests/unit/test-qed-gen.h"
+#include "tests/unit/test-fixtures.h"
 
 #define CS         4096u
 #define DISK       (6u * 1024 * 1024 + 3 * CS)
@@ -540,15 +541,6 @@ static void test_hostile_clusters(QFixture *f, gconstpointer data)
     }
 }
 
-static void run_cmd(const char *cmd)
-{
-    g_autofree char *out = NULL, *err = NULL;
-    int status = 0;
-    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
-    if (!g_spawn_check_wait_status(status, NULL))
-        g_error("%s failed: %s%s", cmd, out, err);
-}
-
 enum { L2_ENTRY0 = -1, L2_FILE_END = -2 };
 
 /* An image qemu-img made and qemu-io wrote (4 KiB clusters: 0x11 in
@@ -563,10 +555,10 @@ static void check_unsafe(QFixture *f, const char *name, int64_t entry, const cha
     g_autofree char *p = g_build_filename(f->dir, name, NULL);
     g_autofree char *create =
         g_strdup_printf("qemu-img create -q -f qed -o cluster_size=4096 %s 1M", p);
-    run_cmd(create);
+    tf_run(create);
     g_autofree char *io =
         g_strdup_printf("qemu-io -f qed -c 'write -P 0x11 0 4k' -c 'write -P 0x22 8k 4k' %s", p);
-    run_cmd(io);
+    tf_run(io);
     uint64_t l2 = file_u64(p, file_u64(p, 40));
     g_assert_cmpuint(l2, !=, 0);
     g_assert_cmpuint(file_u64(p, l2 + 2 * 8), !=, 0);

@@ -11,6 +11,7 @@
 #include "src/vd-error.h"
 #include "src/vd-image.h"
 #include "src/vd-info.h"
+#include "tests/unit/test-fixtures.h"
 
 #define MiB (1024 * 1024)
 
@@ -23,7 +24,7 @@ typedef struct {
 /* 4 MiB file: MiB 0 and MiB 2 filled with a pattern, MiB 1 and 3 holes. */
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
-    f->dir = g_dir_make_tmp("vdtest-XXXXXX", NULL);
+    f->dir = tf_tmpdir("vdtest-XXXXXX");
     f->path = g_build_filename(f->dir, "disk.img", NULL);
     int fd = open(f->path, O_CREAT | O_RDWR, 0644);
     g_assert_cmpint(fd, >=, 0);

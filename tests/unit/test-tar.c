@@ -18,6 +18,7 @@
 #include "sources/tar.h"
 #include "src/vd-container.h"
 #include "src/vd-error.h"
+#include "tests/unit/test-fixtures.h"
 
 static char *dir;
 static VdContext *ctx;
@@ -315,9 +316,7 @@ static long max_rss_kib(void)
 static char *write_file(const char *name, const GByteArray *a)
 {
     char *path = g_build_filename(dir, name, NULL);
-    g_autoptr(GError) err = NULL;
-    g_file_set_contents(path, (const char *)a->data, a->len, &err);
-    g_assert_no_error(err);
+    tf_write_file(path, a->data, a->len);
     return path;
 }
 
@@ -612,7 +611,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_autoptr(GError) err = NULL;
-    dir = g_dir_make_tmp("test-tar-XXXXXX", &err);
+    dir = tf_tmpdir("test-tar-XXXXXX");
     g_assert_no_error(err);
     ctx = vd_context_new(dir, &err);
     g_assert_no_error(err);
@@ -628,8 +627,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tar/same-base-names", test_same_base_names);
     g_test_add_func("/tar/probe", test_probe);
     int rc = g_test_run();
-    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);
-    (void)system(cmd);
+    tf_rm_rf(dir);
     vd_context_unref(ctx);
     return rc;
 }

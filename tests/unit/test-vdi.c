@@ -21,6 +21,7 @@
 #include "src/vd-info.h"
 #include "tests/unit/test-guard.h"
 #include "tests/unit/test-peek.h"
+#include "tests/unit/test-fixtures.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -113,7 +114,7 @@ typedef struct {
 
 static void fixture_setup(Fixture *f, gconstpointer data)
 {
-    f->dir = g_dir_make_tmp("vdtest-vdi-XXXXXX", NULL);
+    f->dir = tf_tmpdir("vdtest-vdi-XXXXXX");
     g_autoptr(GError) err = NULL;
     f->ctx = vd_context_new(f->dir, &err);
     g_assert_no_error(err);
@@ -121,13 +122,7 @@ static void fixture_setup(Fixture *f, gconstpointer data)
 
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
-    g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
-    const char *n;
-    while ((n = g_dir_read_name(d)) != NULL) {
-        g_autofree char *p = g_build_filename(f->dir, n, NULL);
-        g_unlink(p);
-    }
-    g_rmdir(f->dir);
+    tf_rm_rf(f->dir);
     g_free(f->dir);
     vd_context_unref(f->ctx);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tests/unit/test-vhd-gen.h"
+#include "tests/unit/test-fixtures.h"
 
 static void put_be16(uint8_t *p, uint16_t v)
 {
@@ -70,24 +71,9 @@ void gen_guid(uint8_t g[16], const char *text)
     memcpy(g, o, 16);
 }
 
-void gen_rm_rf(const char *path)
-{
-    if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
-        g_autoptr(GDir) d = g_dir_open(path, 0, NULL);
-        const char *e;
-        while (d != NULL && (e = g_dir_read_name(d)) != NULL) {
-            g_autofree char *p = g_build_filename(path, e, NULL);
-            gen_rm_rf(p);
-        }
-        g_rmdir(path);
-    } else {
-        g_unlink(path);
-    }
-}
-
 void gen_fixture_setup(Fixture *f, gconstpointer data)
 {
-    f->dir = g_dir_make_tmp("vdtest-vhd-XXXXXX", NULL);
+    f->dir = tf_tmpdir("vdtest-vhd-XXXXXX");
     g_assert_nonnull(f->dir);
     g_autoptr(GError) err = NULL;
     f->ctx = vd_context_new(f->dir, &err);
@@ -96,7 +82,7 @@ void gen_fixture_setup(Fixture *f, gconstpointer data)
 
 void gen_fixture_teardown(Fixture *f, gconstpointer data)
 {
-    gen_rm_rf(f->dir);
+    tf_rm_rf(f->dir);
     g_free(f->dir);
     vd_context_unref(f->ctx);
 }

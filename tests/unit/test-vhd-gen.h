@@ -14,6 +14,7 @@
 #include <glib.h>
 
 #include "src/vd-image.h"
+#include "tests/unit/test-fixtures.h"
 
 /* ---- VHD ---- */
 
@@ -96,7 +97,6 @@ void gen_stamp(uint8_t *buf, uint64_t off, uint64_t gen);
 bool gen_sector_ok(const uint8_t *p, uint64_t off);
 
 /* Little helpers. */
-void gen_rm_rf(const char *path);
 void gen_guid(uint8_t g[16], const char *text);
 bool gen_write_file(const char *path, const GByteArray *b);
 uint32_t gen_crc32c(const uint8_t *p, size_t len);

@@ -115,35 +115,13 @@ char *write_bytes(const char *dir, const char *name, const GByteArray *b)
     return path;
 }
 
-uint8_t *read_all(VdImage *img)
-{
-    uint64_t size = vd_image_size(img);
-    uint8_t *buf = g_malloc(size);
-    g_autoptr(GError) err = NULL;
-    g_assert_true(vd_image_pread(img, buf, size, 0, &err));
-    g_assert_no_error(err);
-    return buf;
-}
-
-void assert_same(const uint8_t *got, const uint8_t *want, uint64_t len, const char *what)
-{
-    for (uint64_t i = 0; i < len; i++) {
-        if (got[i] != want[i]) {
-            g_test_message("%s: offset 0x%" G_GINT64_MODIFIER "x: expected 0x%02x, got 0x%02x",
-                           what, i, want[i], got[i]);
-            g_test_fail();
-            return;
-        }
-    }
-}
-
 static void check_expected(VdImage *img)
 {
-    g_autofree uint8_t *buf = read_all(img);
+    g_autofree uint8_t *buf = tf_read_image(img);
     g_autofree uint8_t *want = g_malloc(DISK_SIZE);
     for (uint64_t i = 0; i < DISK_SIZE; i++)
         want[i] = expected_byte(i);
-    assert_same(buf, want, DISK_SIZE, "child");
+    tf_assert_same(buf, want, DISK_SIZE, "child");
 }
 
 static void test_diff_read(Fixture *f, gconstpointer data)
@@ -295,14 +273,14 @@ static void random_writes(Fixture *f, const char *path, uint8_t *model, uint64_t
             if (i % 40 == 39)
                 g_assert_true(vd_image_flush(img, &err));
         }
-        g_autofree uint8_t *got = read_all(img);
-        assert_same(got, model, size, "after writes");
+        g_autofree uint8_t *got = tf_read_image(img);
+        tf_assert_same(got, model, size, "after writes");
     }
     g_autoptr(GError) err = NULL;
     g_autoptr(VdImage) again = gen_open(f, path, false, &err);
     g_assert_no_error(err);
-    g_autofree uint8_t *got = read_all(again);
-    assert_same(got, model, size, "reopened");
+    g_autofree uint8_t *got = tf_read_image(again);
+    tf_assert_same(got, model, size, "reopened");
     g_autoptr(VdInfo) info = vd_info_describe(again);
     g_assert_cmpstr(vd_info_get(info, "log")->str, ==, "clean");
     g_rand_free(r);
@@ -328,7 +306,7 @@ static void test_dynamic_write(Fixture *f, gconstpointer data)
     {
         g_autoptr(VdImage) img = gen_open(f, pp, false, &err);
         g_assert_no_error(err);
-        model = read_all(img);
+        model = tf_read_image(img);
     }
     random_writes(f, pp, model, DISK_SIZE, 150, 11);
 }
@@ -366,7 +344,7 @@ static uint8_t *content_of(Fixture *f, const GByteArray *b, const char *name)
     g_autoptr(GError) err = NULL;
     g_autoptr(VdImage) img = gen_open(f, p, false, &err);
     g_assert_no_error(err);
-    return read_all(img);
+    return tf_read_image(img);
 }
 
 static void check_dirty(Fixture *f, GByteArray *dirty, const uint8_t *want, const char *state)
@@ -376,8 +354,8 @@ static void check_dirty(Fixture *f, GByteArray *dirty, const uint8_t *want, cons
     {
         g_autoptr(VdImage) img = gen_open(f, p, false, &err);
         g_assert_no_error(err);
-        g_autofree uint8_t *got = read_all(img);
-        assert_same(got, want, DISK_SIZE, "read-only replay");
+        g_autofree uint8_t *got = tf_read_image(img);
+        tf_assert_same(got, want, DISK_SIZE, "read-only replay");
         g_autoptr(VdInfo) info = vd_info_describe(img);
         g_assert_cmpstr(vd_info_get(info, "log")->str, ==, state);
     }
@@ -391,15 +369,15 @@ static void check_dirty(Fixture *f, GByteArray *dirty, const uint8_t *want, cons
     {
         g_autoptr(VdImage) img = gen_open(f, p, true, &err);
         g_assert_no_error(err);
-        g_autofree uint8_t *got = read_all(img);
-        assert_same(got, want, DISK_SIZE, "read-write replay");
+        g_autofree uint8_t *got = tf_read_image(img);
+        tf_assert_same(got, want, DISK_SIZE, "read-write replay");
     }
     g_autoptr(VdImage) img = gen_open(f, p, false, &err);
     g_assert_no_error(err);
     g_autoptr(VdInfo) info = vd_info_describe(img);
     g_assert_cmpstr(vd_info_get(info, "log")->str, ==, "clean");
-    g_autofree uint8_t *got = read_all(img);
-    assert_same(got, want, DISK_SIZE, "after replay");
+    g_autofree uint8_t *got = tf_read_image(img);
+    tf_assert_same(got, want, DISK_SIZE, "after replay");
 }
 
 static void test_log_replay(Fixture *f, gconstpointer data)

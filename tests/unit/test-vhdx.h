@@ -7,6 +7,7 @@
 
 #include "src/vd-image.h"
 #include "tests/unit/test-vhd-gen.h"
+#include "tests/unit/test-fixtures.h"
 
 #define MiB       (1024u * 1024u)
 #define DISK_SIZE (8 * MiB)
@@ -23,8 +24,6 @@ VhdxGen parent_gen(void);
 VhdxGen child_gen(void);
 char *write_gen(const char *dir, const char *name, const VhdxGen *g);
 char *write_bytes(const char *dir, const char *name, const GByteArray *b);
-uint8_t *read_all(VdImage *img);
-void assert_same(const uint8_t *got, const uint8_t *want, uint64_t len, const char *what);
 void put_le64_at(uint8_t *p, uint64_t v);
 void set_le32(uint8_t *p, uint32_t v);
 

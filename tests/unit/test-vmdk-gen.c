@@ -13,33 +13,19 @@
 #include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "tests/unit/test-vmdk-gen.h"
+#include "tests/unit/test-fixtures.h"
 
 void setup(Fixture *f, gconstpointer data)
 {
-    f->dir = g_dir_make_tmp("vdvmdk-XXXXXX", NULL);
+    f->dir = tf_tmpdir("vdvmdk-XXXXXX");
     g_autoptr(GError) err = NULL;
     f->ctx = vd_context_new(f->dir, &err);
     g_assert_no_error(err);
 }
 
-void rm_rf(const char *path)
-{
-    g_autoptr(GDir) d = g_dir_open(path, 0, NULL);
-    if (d != NULL) {
-        const char *n;
-        while ((n = g_dir_read_name(d)) != NULL) {
-            g_autofree char *p = g_build_filename(path, n, NULL);
-            rm_rf(p);
-        }
-        g_rmdir(path);
-    } else {
-        g_unlink(path);
-    }
-}
-
 void teardown(Fixture *f, gconstpointer data)
 {
-    rm_rf(f->dir);
+    tf_rm_rf(f->dir);
     g_free(f->dir);
     vd_context_unref(f->ctx);
 }

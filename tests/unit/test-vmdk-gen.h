@@ -15,6 +15,7 @@
 #include <glib.h>
 
 #include "src/vd-image.h"
+#include "tests/unit/test-fixtures.h"
 
 /* A file image being built in memory. */
 typedef struct {
@@ -39,7 +40,6 @@ typedef struct {
 
 void setup(Fixture *f, gconstpointer data);
 void teardown(Fixture *f, gconstpointer data);
-void rm_rf(const char *path);
 char *fpath(Fixture *f, const char *name);
 void put_file(Fixture *f, const char *name, const char *text);
 /* Write b as f's file name, and free b. */

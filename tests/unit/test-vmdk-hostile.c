@@ -21,6 +21,7 @@
 #include "src/vd-image.h"
 #include "tests/unit/test-guard.h"
 #include "tests/unit/test-vmdk-gen.h"
+#include "tests/unit/test-fixtures.h"
 
 static const char hostile_desc[] = "# Disk DescriptorFile\nversion=1\nCID=11112222\n"
                                    "parentCID=ffffffff\ncreateType=\"monolithicSparse\"\n"
@@ -263,15 +264,6 @@ static uint64_t host_le(const char *path, uint64_t off, unsigned n)
     return n == 8 ? vd_le64(b) : vd_le32(b);
 }
 
-static void run_cmd(const char *cmd)
-{
-    g_autofree char *out = NULL, *err = NULL;
-    int status = 0;
-    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
-    if (!g_spawn_check_wait_status(status, NULL))
-        g_error("%s failed: %s%s", cmd, out, err);
-}
-
 /* The primary grain table of a qemu-img monolithicSparse image (the
  * first; 1 MiB needs only one) and where its redundant copy is. */
 static void qemu_tables(const char *path, uint64_t *gt, uint64_t *rgt)
@@ -305,8 +297,8 @@ static void test_rw_walk(Fixture *f, gconstpointer data)
         g_autofree char *create = g_strdup_printf("qemu-img create -q -f vmdk %s 1M", p);
         g_autofree char *io = g_strdup_printf(
             "qemu-io -f vmdk -c 'write -P 0x5a 0 64k' -c 'write -P 0x6b 256k 64k' %s", p);
-        run_cmd(create);
-        run_cmd(io);
+        tf_run(create);
+        tf_run(io);
         uint64_t gt, rgt;
         qemu_tables(p, &gt, &rgt);
         struct stat st;
@@ -422,7 +414,7 @@ static void test_hostile_descriptor(Fixture *f, gconstpointer data)
     uint8_t z[4096] = {1};
     gen_put(&fl, 0, z, sizeof z);
     put_gen(f, "data.bin", &fl);
-    g_autofree char *outside_dir = g_dir_make_tmp("vdvmdk-out-XXXXXX", NULL);
+    g_autofree char *outside_dir = tf_tmpdir("vdvmdk-out-XXXXXX");
     g_autofree char *outside = g_build_filename(outside_dir, "secret.bin", NULL);
     g_assert_true(g_file_set_contents(outside, "secret", -1, NULL));
 
@@ -479,7 +471,7 @@ static void test_hostile_descriptor(Fixture *f, gconstpointer data)
     g_assert_true(vd_image_pread(img, buf, 6, 0, &err));
     g_assert_cmpstr(buf, ==, "secret");
     f->ctx->backing_policy = VD_BACKING_CONFINED;
-    rm_rf(outside_dir);
+    tf_rm_rf(outside_dir);
 }
 
 static void test_hostile_cowd_sesparse(Fixture *f, gconstpointer data)
