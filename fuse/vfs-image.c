@@ -8,7 +8,7 @@
 #include "src/vd-error.h"
 #include "src/vd-overlay.h"
 #include "src/vd-source.h"
-#include "vfs.h"
+#include "fuse/vfs-image.h"
 
 typedef struct {
     VfsImage base;

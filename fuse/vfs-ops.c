@@ -10,7 +10,13 @@
 #include "src/vd-chain.h"
 #include "src/vd-error.h"
 #include "src/vd-io.h"
-#include "vfs.h"
+#include "fuse/vfs-fs.h"
+#include "fuse/vfs-image.h"
+#include "fuse/vfs-node.h"
+#include "fuse/vfs-ops.h"
+#include "fuse/vfs-stat.h"
+#include "fuse/vfs-tree.h"
+#include "fuse/vfs-xattr.h"
 
 /* The image whose write handles a handle on img counts among: a partition
  * file's writes are its disk's. */

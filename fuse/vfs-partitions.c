@@ -20,7 +20,9 @@
 
 #include "src/vd-error.h"
 #include "src/vd-partition.h"
-#include "vfs.h"
+#include "fuse/vfs-image.h"
+#include "fuse/vfs-partitions.h"
+#include "fuse/vfs-tree.h"
 
 /* The tree node this partition node mirrors, for the scans of vfs-tree.c. */
 static VfsNode mirror(const VfsNode *dir, VfsNodeKind kind)

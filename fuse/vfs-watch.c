@@ -13,7 +13,8 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
-#include "vfs.h"
+#include "fuse/vfs-image.h"
+#include "fuse/vfs-watch.h"
 
 #define WATCH_MASK                                                                                 \
     (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB | IN_ONLYDIR)

@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include "src/vd-info.h"
-#include "vfs.h"
+#include "fuse/vfs-image.h"
+#include "fuse/vfs-node.h"
+#include "fuse/vfs-partitions.h"
+#include "fuse/vfs-xattr.h"
 
 #define XATTR_PREFIX "user.vdiskfs."
 

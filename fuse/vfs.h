@@ -3,9 +3,13 @@
  * The filesystem: IMAGEDIR's tree with every image shown as its raw disk,
  * and .snapshots/ with each internal snapshot as a read-only file. Nothing
  * here knows any format: it talks to the block layer (src/) only.
+ *
+ * This header holds the types the fuse/ files share (the mount, its nodes,
+ * directory entries); each fuse/vfs-*.c declares its functions in its own
+ * vfs-*.h.
  */
-#ifndef VFS_H
-#define VFS_H
+#ifndef FUSE_VFS_H
+#define FUSE_VFS_H
 
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
@@ -33,36 +37,6 @@ typedef struct {
     bool overlay;          /* writes go to overlays (ctx->overlay_dir): every image is writable */
     bool overlay_discard;  /* and the overlays are removed at unmount */
 } VfsOptions;
-
-/* One image file in IMAGEDIR, opened (or failed) once per host file. */
-typedef struct VfsImage {
-    gint refcount;
-    char *relpath;
-    dev_t dev; /* host identity when opened: a replaced file gets a new VfsImage */
-    ino_t ino;
-    struct timespec mtime; /* and, on read-only mounts, so does one changed in place */
-    off_t size;
-    GMutex lock;      /* guards everything below */
-    bool opened;      /* an open was attempted */
-    gint64 last_used; /* monotonic µs of the last acquire, for the idle reaper */
-    VdImage *img;     /* NULL when the open failed */
-    char *error;      /* why it failed (for user.vdiskfs.error) */
-    int error_errno;
-    GPtrArray *snapshots;    /* VdSnapshotInfo, in table order; NULL until listed */
-    GPtrArray *snap_names;   /* unique display names, parallel to snapshots */
-    GHashTable *snap_images; /* snapshot id -> VdImage* */
-    /* What listings show without opening the image (vfs_image_peek), for
-     * the host file as it was at peek_mtime/peek_fsize. */
-    bool peeked;
-    struct timespec peek_mtime;
-    off_t peek_fsize;
-    uint64_t peek_size;      /* virtual size */
-    bool peek_read_only;     /* the format forbids writing it */
-    GPtrArray *peek_members; /* host paths (char *), or NULL */
-    bool peek_has_share;     /* a member of an archive: peek_share is its host bytes */
-    uint64_t peek_share;
-    char *peek_error; /* why the header could not be read */
-} VfsImage;
 
 typedef enum {
     VFS_NODE_DIR,      /* a directory of IMAGEDIR */
@@ -108,14 +82,14 @@ typedef struct {
     unsigned part;   /* PARTFILE */
 } VfsChild;
 
-void vfs_child_clear(VfsChild *c);
-
 typedef struct {
     char *name;
     VfsNodeKind kind;
 } VfsDirEntry;
 
 typedef struct VfsWatch VfsWatch;
+/* fuse/vfs-image.h */
+typedef struct VfsImage VfsImage;
 
 typedef struct {
     VdContext *ctx;
@@ -139,112 +113,5 @@ typedef struct {
     GHashTable *overlays;    /* overlay paths this mount used (for overlay_discard) */
     fuse_ino_t next_ino;
 } VfsFs;
-
-VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts);
-void vfs_free(VfsFs *fs);
-/* Flush and close every image (unmount, SIGTERM). */
-void vfs_close_all(VfsFs *fs);
-
-/* Write handles, so that unmount and SIGTERM flush images that open files
- * still hold (perhaps replaced on the host and so no longer in images). */
-void vfs_writer_add(VfsFs *fs, VdImage *img);
-/* Returns how many write handles of img are left. */
-guint vfs_writer_remove(VfsFs *fs, VdImage *img);
-guint vfs_writer_count(VfsFs *fs, VdImage *img);
-/* Open file handles: an unmount (or SIGTERM) can come before the kernel's
- * RELEASE of the last ones; vfs_free() frees what is left. */
-void vfs_handle_add(VfsFs *fs, gpointer handle);
-void vfs_handle_remove(VfsFs *fs, gpointer handle);
-void vfs_handle_free(gpointer handle); /* fuse/vfs-ops.c */
-
-/* Nodes. vfs_node_lookup takes one lookup reference (for a FUSE entry reply). */
-VfsNode *vfs_node_get(VfsFs *fs, fuse_ino_t ino);
-VfsNode *vfs_node_lookup(VfsFs *fs, const VfsChild *child);
-void vfs_node_forget(VfsFs *fs, fuse_ino_t ino, uint64_t n);
-/* Whether the kernel's cached pages of node still match a host file with
- * this mtime; records it for next time. */
-bool vfs_node_cache_still_valid(VfsFs *fs, VfsNode *node, const struct timespec *mtime);
-
-/* Directory listing: GPtrArray of VfsDirEntry, or NULL with errno. */
-GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err);
-/* Find one name in a directory: 0 and *child (free child->relpath), or -errno. */
-int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *child);
-
-/* Image state for a path (opening it on first use). Caller unrefs. */
-VfsImage *vfs_image_get(VfsFs *fs, const char *relpath);
-void vfs_image_unref(VfsImage *vi);
-/* The image opened read-write (reopening it so on first use), referenced,
- * or NULL and -errno: EBUSY while others read it or QEMU holds it, EROFS
- * when the format cannot be written. */
-VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err);
-/* The opened image, referenced, or NULL and -errno. */
-VdImage *vfs_image_acquire(VfsImage *vi, int *err);
-/* Where an image's snapshots and host attributes come from: under an
- * overlay, the image it covers. */
-static inline VdImage *vfs_image_underneath(VdImage *img)
-{
-    return img->overlay && img->backing != NULL ? img->backing : img;
-}
-/* Learn what a listing needs from the image's header (vd_image_peek),
- * once per change of the host file; its members are hidden from then on.
- * Called with vi->lock held. */
-void vfs_image_peek_locked(VfsImage *vi);
-/* The same for an image a scan probed as drv (NULL: probe it). */
-void vfs_image_peek_as_locked(VfsImage *vi, const VdDriver *drv);
-/* The snapshot view with this display name, referenced, or NULL and -errno. */
-VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_name, int *err);
-/* The same, writable: under -o overlay, the snapshot's overlay (made at the
- * first write as a copy of the snapshot); EROFS otherwise. */
-VdImage *vfs_snapshot_acquire_rw(VfsFs *fs, const char *relpath, const char *snap_name, int *err);
-/* The snapshot's table entry (copied) for attributes; false if none. */
-bool vfs_snapshot_info(VfsFs *fs, const char *relpath, const char *snap_name, int64_t *date,
-                       uint32_t *date_nsec, uint64_t *size);
-
-/* The image a node shows (IMAGE or SNAPFILE), referenced, or NULL and
- * -errno (ESTALE when the host file was replaced since the lookup). */
-VdImage *vfs_node_image(VfsFs *fs, VfsNode *node, int *err);
-/* Same, opened read-write (IMAGE nodes only). */
-VdImage *vfs_node_image_rw(VfsFs *fs, VfsNode *node, int *err);
-/* The VfsImage of an IMAGE node, or NULL and -errno (ESTALE as above). */
-VfsImage *vfs_node_vfs_image(VfsFs *fs, VfsNode *node, int *err);
-
-/* Attributes of a node; from open_img (an open handle's image) when given,
- * so a file replaced on the host still stats as what the handle reads.
- * -errno on failure. */
-int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st);
-
-/* .partitions/ (fuse/vfs-partitions.c): the same jobs for its nodes. */
-GPtrArray *vfs_part_list_dir(VfsFs *fs, const VfsNode *dir, int *err);
-int vfs_part_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *child);
-int vfs_part_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st);
-/* The partition as an image (a slice of its disk), opened for writing
- * when rw (live images on rw mounts only), referenced; NULL and -errno. */
-VdImage *vfs_part_open(VfsFs *fs, VfsNode *node, bool rw, int *err);
-/* user.vdiskfs.partition.* of a PARTFILE, user.vdiskfs.error and
- * .partition.table of a PARTIMG: name/value pairs added to kv. */
-void vfs_part_xattrs(VfsFs *fs, VfsNode *node, GPtrArray *kv);
-
-/* Host path of a relpath. */
-char *vfs_host_path(VfsFs *fs, const char *relpath);
-/* stat(2) of relpath's host file; for a member of an archive shown as a
- * directory, the archive's. -1 with errno. */
-int vfs_host_stat(VfsFs *fs, const char *relpath, struct stat *st);
-
-/* xattrs (fuse/vfs-xattr.c): value into buf (size 0 = just the length);
- * returns length or -errno. */
-ssize_t vfs_xattr_get(VfsFs *fs, VfsNode *node, const char *name, char *buf, size_t size);
-ssize_t vfs_xattr_list(VfsFs *fs, VfsNode *node, char *buf, size_t size);
-
-/* Close images nobody used for opts.idle_timeout seconds (and retry failed
- * ones after as long); they reopen on demand. */
-void vfs_reaper_start(VfsFs *fs);
-void vfs_reaper_stop(VfsFs *fs);
-
-/* Live directories (vfs-watch.c). */
-bool vfs_watch_start(VfsFs *fs, struct fuse_session *se);
-void vfs_watch_stop(VfsFs *fs);
-void vfs_watch_dir(VfsFs *fs, const char *relpath);
-
-extern const struct fuse_lowlevel_ops vfs_ops;
 
 #endif

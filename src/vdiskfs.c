@@ -19,7 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fuse/vfs.h"
+#include "fuse/vfs-fs.h"
+#include "fuse/vfs-image.h"
+#include "fuse/vfs-ops.h"
+#include "fuse/vfs-watch.h"
 #include "vd-context.h"
 #include "vd-dispatch.h"
 #include "vd-error.h"
