@@ -23,7 +23,7 @@ VfsFs *vfs_new(VdContext *ctx, const VfsOptions *opts)
 {
     VfsFs *fs = g_new0(VfsFs, 1);
     fs->ctx = vd_context_ref(ctx);
-    fs->root = g_strdup(ctx->root);
+    fs->root = g_strdup(vd_context_root(ctx));
     fs->opts = *opts;
     g_mutex_init(&fs->lock);
     g_mutex_init(&fs->reaper_lock);

@@ -123,15 +123,16 @@ static GPtrArray *snapshot_display_names(GPtrArray *snaps)
 
 static void register_members(VfsFs *fs, VdImage *img)
 {
-    if (img->members == NULL)
+    GPtrArray *members = vd_image_members(img);
+    if (members == NULL)
         return;
     g_mutex_lock(&fs->lock);
-    for (guint i = 0; i < img->members->len; i++) {
+    for (guint i = 0; i < members->len; i++) {
         struct stat st;
-        if (stat(g_ptr_array_index(img->members, i), &st) == 0)
+        if (stat(g_ptr_array_index(members, i), &st) == 0)
             g_hash_table_insert(
                 fs->members, g_strdup_printf("%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino),
-                g_strdup(img->name));
+                g_strdup(vd_image_name(img)));
     }
     g_mutex_unlock(&fs->lock);
 }
@@ -170,11 +171,11 @@ void vfs_image_peek_as_locked(VfsImage *vi, const VdDriver *drv)
     }
     g_clear_pointer(&vi->peek_error, g_free);
     vi->peek_size = vd_image_size(img);
-    vi->peek_read_only = img->format_read_only;
+    vi->peek_read_only = vd_image_format_read_only(img);
     /* A member's share of its archive, which the archive's times cover. */
-    vi->peek_has_share = vd_source_host_bytes(img->fd, &vi->peek_share);
-    if (img->members != NULL)
-        vi->peek_members = g_ptr_array_ref(img->members);
+    vi->peek_has_share = vd_source_host_bytes(vd_image_fd(img), &vi->peek_share);
+    if (vd_image_members(img) != NULL)
+        vi->peek_members = g_ptr_array_ref(vd_image_members(img));
     register_members(fs, img);
     vd_image_unref(img);
 }
@@ -185,7 +186,7 @@ static void reap_unused_now(VfsFs *fs, VfsImage *except);
 static void note_overlay(VfsFs *fs, VdImage *img)
 {
     g_mutex_lock(&fs->lock);
-    g_hash_table_add(fs->overlays, g_strdup(img->path));
+    g_hash_table_add(fs->overlays, g_strdup(vd_image_path(img)));
     g_mutex_unlock(&fs->lock);
 }
 
@@ -206,7 +207,7 @@ static VdImage *open_shown(VfsFs *fs, VfsImage *vi, const char *host, bool rw, G
         g_propagate_error(error, e);
         return NULL;
     }
-    if (img->overlay)
+    if (vd_image_is_overlay(img))
         note_overlay(fs, img);
     return img;
 }
@@ -306,7 +307,7 @@ VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err)
         *err = -vi->error_errno;
         goto out;
     }
-    if (!vi->img->read_only) {
+    if (!vd_image_read_only(vi->img)) {
         img = vd_image_ref(vi->img);
         goto out;
     }
@@ -338,7 +339,7 @@ VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err)
         reap_unused_now(fs, vi);
         img = open_shown(fs, vi, host, true, &e);
     }
-    if (img != NULL && img->read_only) {
+    if (img != NULL && vd_image_read_only(img)) {
         /* The format or the host file cannot be written. */
         vi->img = img;
         img = NULL;
@@ -388,7 +389,7 @@ static VdImage *snapshot_open_locked(VfsFs *fs, VfsImage *vi, VdImage *base,
     g_autofree char *host = vfs_host_path(fs, vi->relpath);
     g_autofree char *key = snapshot_overlay_key(vi->relpath, snap_name);
     VdImage *cur = g_hash_table_lookup(vi->snap_images, s->id);
-    if (cur != NULL && (!rw || (cur->overlay && !cur->read_only)))
+    if (cur != NULL && (!rw || (vd_image_is_overlay(cur) && !vd_image_read_only(cur))))
         return vd_image_ref(cur);
     if (cur != NULL) {
         /* Becoming writable replaces the view: only when nobody reads it. */
@@ -414,7 +415,7 @@ static VdImage *snapshot_open_locked(VfsFs *fs, VfsImage *vi, VdImage *base,
         g_propagate_error(error, e);
         return NULL;
     }
-    if (snap->overlay)
+    if (vd_image_is_overlay(snap))
         note_overlay(fs, snap);
     g_hash_table_insert(vi->snap_images, g_strdup(s->id), vd_image_ref(snap));
     return snap;

@@ -54,7 +54,7 @@ VdImage *vfs_image_acquire(VfsImage *vi, int *err);
  * overlay, the image it covers. */
 static inline VdImage *vfs_image_underneath(VdImage *img)
 {
-    return img->overlay && img->backing != NULL ? img->backing : img;
+    return vd_image_is_overlay(img) && vd_image_backing(img) != NULL ? vd_image_backing(img) : img;
 }
 /* Learn what a listing needs from the image's header (vd_image_peek),
  * once per change of the host file; its members are hidden from then on.

@@ -22,7 +22,7 @@
  * file's writes are its disk's. */
 static VdImage *written_image(VdImage *img)
 {
-    return img->view_of != NULL ? img->view_of : img;
+    return vd_image_view_of(img) != NULL ? vd_image_view_of(img) : img;
 }
 
 /* An open file (img) or directory (entries). */
@@ -230,7 +230,7 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, -err);
         return;
     }
-    if (want_write && (img->read_only || fs->opts.read_only)) {
+    if (want_write && (vd_image_read_only(img) || fs->opts.read_only)) {
         vd_image_unref(img);
         fuse_reply_err(req, EROFS);
         return;
@@ -245,7 +245,8 @@ static void vfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
      * unless the host file changed in place since the cache was filled. */
     struct stat hst;
     fi->keep_cache = (fs->opts.read_only || n->kind == VFS_NODE_SNAPFILE) &&
-                     fstat(img->fd, &hst) == 0 && vfs_node_cache_still_valid(fs, n, &hst.st_mtim);
+                     fstat(vd_image_fd(img), &hst) == 0 &&
+                     vfs_node_cache_still_valid(fs, n, &hst.st_mtim);
     /* Write handles bypass the page cache: without it the kernel skips the
      * security.capability GETXATTR it otherwise sends before every write
      * (measured: 13k -> 18k 4 KiB random writes/s), and what is written

@@ -73,7 +73,7 @@ static VdPartitionTable *node_table(VfsFs *fs, const VfsNode *node, int *err)
     if (img == NULL)
         return NULL;
     GError *e = NULL;
-    VdPartitionTable *t = vd_partition_table_read(img, img->logical_sector, &e);
+    VdPartitionTable *t = vd_partition_table_read(img, vd_image_logical_sector(img), &e);
     if (t == NULL) {
         vd_image_record_error(img, e);
         *err = -vd_error_errno(e);
@@ -259,7 +259,7 @@ int vfs_part_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
     bool writable = false;
     if (open_img != NULL) {
         length = vd_image_size(open_img);
-        writable = !open_img->format_read_only;
+        writable = !vd_image_format_read_only(open_img);
     } else {
         int err = 0;
         g_autoptr(VdPartitionTable) t = node_table(fs, node, &err);
@@ -270,7 +270,7 @@ int vfs_part_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
             return -ENOENT;
         length = p->length;
         VdImage *disk = node_disk(fs, node, false, &err);
-        writable = disk != NULL && (fs->opts.overlay || !disk->format_read_only);
+        writable = disk != NULL && (fs->opts.overlay || !vd_image_format_read_only(disk));
         if (disk != NULL)
             vd_image_unref(disk);
     }
@@ -298,7 +298,8 @@ VdImage *vfs_part_open(VfsFs *fs, VfsNode *node, bool rw, int *err)
     if (disk == NULL)
         return NULL;
     GError *e = NULL;
-    g_autoptr(VdPartitionTable) t = vd_partition_table_read(disk, disk->logical_sector, &e);
+    g_autoptr(VdPartitionTable) t =
+        vd_partition_table_read(disk, vd_image_logical_sector(disk), &e);
     if (t == NULL) {
         vd_image_record_error(disk, e);
         *err = -vd_error_errno(e);

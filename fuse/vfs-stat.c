@@ -76,7 +76,7 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
     }
     if (img != NULL) {
         /* Under an overlay, the attributes of the image it covers. */
-        if (fstat(vfs_image_underneath(img)->fd, &hst) < 0)
+        if (fstat(vd_image_fd(vfs_image_underneath(img)), &hst) < 0)
             return -errno;
     } else if (vfs_host_stat(fs, node->relpath, &hst) < 0) {
         return -errno;
@@ -106,9 +106,9 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
     case VFS_NODE_IMAGE: {
         /* On rw mounts images stay open read-only until written, so
          * "writable" is what the driver could do. */
-        bool writable =
-            !fs->opts.read_only &&
-            (fs->opts.overlay || (img != NULL ? !img->format_read_only : ps.have && !ps.read_only));
+        bool writable = !fs->opts.read_only &&
+                        (fs->opts.overlay || (img != NULL ? !vd_image_format_read_only(img)
+                                                          : ps.have && !ps.read_only));
         if (S_ISDIR(hst.st_mode))
             perm &= ~0111; /* a bundle directory shown as a file */
         st->st_mode = S_IFREG | (writable ? perm : (perm & ~0222));
@@ -116,8 +116,8 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
         if (img != NULL) {
             st->st_size = (off_t)vd_image_size(img);
             uint64_t bytes = vd_image_host_bytes(img);
-            if (img->overlay && img->backing != NULL)
-                bytes += vd_image_host_bytes(img->backing);
+            if (vd_image_is_overlay(img) && vd_image_backing(img) != NULL)
+                bytes += vd_image_host_bytes(vd_image_backing(img));
             st->st_blocks = (blkcnt_t)((bytes + 511) / 512);
         } else {
             st->st_size = (off_t)ps.size;

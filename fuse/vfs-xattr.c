@@ -36,15 +36,15 @@ static GPtrArray *image_xattrs(VfsFs *fs, VfsNode *node)
     if (img != NULL) {
         /* Under an overlay, what it covers describes the image. */
         VdImage *under = vfs_image_underneath(img);
-        ADD("format", "%s", under->driver->name);
+        ADD("format", "%s", vd_image_format(under));
         ADD("virtual_size", "%" G_GUINT64_FORMAT, vd_image_size(img));
-        if (img->overlay)
-            ADD("overlay", "%s", img->path);
-        if (under->backing_name != NULL)
-            ADD("backing", "%s", under->backing_name);
+        if (vd_image_is_overlay(img))
+            ADD("overlay", "%s", vd_image_path(img));
+        if (vd_image_backing_name(under) != NULL)
+            ADD("backing", "%s", vd_image_backing_name(under));
         GString *chain = g_string_new(NULL);
-        for (VdImage *b = under->backing; b != NULL; b = b->backing)
-            g_string_append_printf(chain, "%s%s", chain->len ? "\n" : "", b->name);
+        for (VdImage *b = vd_image_backing(under); b != NULL; b = vd_image_backing(b))
+            g_string_append_printf(chain, "%s%s", chain->len ? "\n" : "", vd_image_name(b));
         if (chain->len > 0)
             ADD("backing_chain", "%s", chain->str);
         g_string_free(chain, TRUE);

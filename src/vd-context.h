@@ -53,6 +53,12 @@ typedef struct VdContext {
     gint cancelled;              /* the mount is shutting down: atomic, see vd_context_cancel */
 } VdContext;
 
+/* IMAGEDIR's realpath, or NULL (for code outside the block layer). */
+static inline const char *vd_context_root(const VdContext *ctx)
+{
+    return ctx->root;
+}
+
 #define VD_DEFAULT_RAW_EXTENSIONS "img,raw,iso,dd,bin"
 #define VD_DEFAULT_METADATA_CACHE (32u << 20)
 #define VD_DEFAULT_DECODE_CACHE   (8u << 20)

@@ -6,7 +6,7 @@
  *
  * Lock order, outermost first: a thread holding one of these takes only
  * those below it.
- *  1. The filesystem's (fuse/vfs.h): VfsImage.lock, then VfsFs.lock; a
+ *  1. The filesystem's (fuse/vfs-image.h, fuse/vfs.h): VfsImage.lock, then VfsFs.lock; a
  *     second VfsImage.lock only with g_mutex_trylock. Both may be held
  *     across opening and closing images (the last unref), hence above
  *     everything here. VfsFs.reaper_lock is held alone.
@@ -146,6 +146,70 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VdImage, vd_image_unref)
 static inline uint64_t vd_image_size(const VdImage *img)
 {
     return __atomic_load_n(&img->size, __ATOMIC_ACQUIRE);
+}
+
+/* What code outside the block layer (fuse/, the programs) reads of an
+ * image: through these, never the fields, which belong to the block layer
+ * and the drivers. */
+/* The host path it was opened from. */
+static inline const char *vd_image_path(const VdImage *img)
+{
+    return img->path;
+}
+/* Its name: the path relative to IMAGEDIR. */
+static inline const char *vd_image_name(const VdImage *img)
+{
+    return img->name;
+}
+/* Its driver's name. */
+static inline const char *vd_image_format(const VdImage *img)
+{
+    return img->driver->name;
+}
+/* Its main host file (a directory for bundles). */
+static inline int vd_image_fd(const VdImage *img)
+{
+    return img->fd;
+}
+/* Opened read-only (or made so by its driver). */
+static inline bool vd_image_read_only(const VdImage *img)
+{
+    return img->read_only;
+}
+/* Never writable, whatever the open mode (vd_image_refuse_writes). */
+static inline bool vd_image_format_read_only(const VdImage *img)
+{
+    return img->format_read_only;
+}
+/* The host paths of its other files (char *), or NULL. */
+static inline GPtrArray *vd_image_members(const VdImage *img)
+{
+    return img->members;
+}
+/* Its logical sector size where the format records one, else 0. */
+static inline unsigned vd_image_logical_sector(const VdImage *img)
+{
+    return img->logical_sector;
+}
+/* Its backing image, or NULL. */
+static inline VdImage *vd_image_backing(const VdImage *img)
+{
+    return img->backing;
+}
+/* The backing file as recorded, or NULL. */
+static inline const char *vd_image_backing_name(const VdImage *img)
+{
+    return img->backing_name;
+}
+/* An overlay (vd-overlay.c): its backing is the image it shows. */
+static inline bool vd_image_is_overlay(const VdImage *img)
+{
+    return img->overlay;
+}
+/* For a partition view, the disk it is a slice of; else NULL. */
+static inline VdImage *vd_image_view_of(const VdImage *img)
+{
+    return img->view_of;
 }
 
 /* Set by drivers during open. */

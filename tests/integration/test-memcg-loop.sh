@@ -5,7 +5,7 @@
 # is served by the daemon: a FUSE worker that waits in memcg reclaim for
 # writeback (cgroup v1 does) may wait for the very WRITE it serves, and the
 # mount hangs, unless the daemon is an I/O flusher (PR_SET_IO_FLUSHER,
-# src/vdiskfs.c). That needs CAP_SYS_RESOURCE: where even root lacks it
+# cmd/vdiskfs.c). That needs CAP_SYS_RESOURCE: where even root lacks it
 # (some containers), the daemon cannot be protected, and the test runs
 # what vdiskfs(1) advises then: only the writer in the limited cgroup
 # (MEMCG_FORCE_DAEMON=1 puts the daemon in anyway, to show the hang).

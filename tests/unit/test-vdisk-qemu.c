@@ -4,7 +4,7 @@
 
 #include <glib.h>
 
-#include "src/vdisk-qemu.h"
+#include "cmd/vdisk-qemu.h"
 
 static char *to_json(JsonNode *n)
 {

@@ -11,8 +11,8 @@
 
 #include <json-glib/json-glib.h>
 
-#include "vd-image.h"
-#include "vd-info.h"
+#include "src/vd-image.h"
+#include "src/vd-info.h"
 
 /* A string as JSON can carry it: invalid UTF-8 becomes U+FFFD. */
 void vdq_add_string(JsonBuilder *b, const char *key, const char *s);

@@ -6,8 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "vd-driver.h"
-#include "vdisk-qemu.h"
+#include "src/vd-driver.h"
+#include "cmd/vdisk-qemu.h"
 
 /* JSON must be UTF-8: names and descriptions come from images and may not be. */
 static char *valid_utf8(const char *s)

@@ -6,10 +6,10 @@
 
 #include <stdio.h>
 
-#include "vd-error.h"
-#include "vd-image.h"
-#include "vdisk-cmds.h"
-#include "vdisk-qemu.h"
+#include "src/vd-error.h"
+#include "src/vd-image.h"
+#include "cmd/vdisk-cmds.h"
+#include "cmd/vdisk-qemu.h"
 
 static void print_text(const VdCheckReport *r)
 {

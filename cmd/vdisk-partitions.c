@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "vd-error.h"
-#include "vd-partition.h"
-#include "vdisk-cmds.h"
-#include "vdisk-qemu.h"
+#include "src/vd-error.h"
+#include "src/vd-partition.h"
+#include "cmd/vdisk-cmds.h"
+#include "cmd/vdisk-qemu.h"
 
 /* {"type": "mbr"|"gpt"|null, "sector-size", "partitions": [...]}: numbers
  * as numbers, names as valid UTF-8. */

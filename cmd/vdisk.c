@@ -7,14 +7,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vd-chain.h"
-#include "vd-context.h"
-#include "vd-error.h"
-#include "vd-file.h"
-#include "vd-info.h"
-#include "vd-log.h"
-#include "vdisk-cmds.h"
-#include "vdisk-qemu.h"
+#include "src/vd-chain.h"
+#include "src/vd-context.h"
+#include "src/vd-error.h"
+#include "src/vd-file.h"
+#include "src/vd-info.h"
+#include "src/vd-log.h"
+#include "cmd/vdisk-cmds.h"
+#include "cmd/vdisk-qemu.h"
 
 static gboolean opt_json;
 static char *opt_output;

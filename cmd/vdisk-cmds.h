@@ -6,7 +6,7 @@
 
 #include <stdbool.h>
 
-#include "vd-image.h"
+#include "src/vd-image.h"
 
 /* filename: the image as the user named it; json: qemu-img's JSON
  * (check) or an object of the table (partitions) instead of text. */

@@ -23,10 +23,10 @@
 #include "fuse/vfs-image.h"
 #include "fuse/vfs-ops.h"
 #include "fuse/vfs-watch.h"
-#include "vd-context.h"
-#include "vd-dispatch.h"
-#include "vd-error.h"
-#include "vd-log.h"
+#include "src/vd-context.h"
+#include "src/vd-dispatch.h"
+#include "src/vd-error.h"
+#include "src/vd-log.h"
 
 #ifndef PR_SET_IO_FLUSHER /* Linux 5.6; older headers lack it */
 #define PR_SET_IO_FLUSHER 57
