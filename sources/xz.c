@@ -3,7 +3,10 @@
  * xz: random access by the file's index (liblzma reads every stream's
  * index, multi-stream files and padding included). A read decodes the
  * block that holds it: blocks of up to XZ_CACHE_BLOCK are decoded whole
- * and kept (files made by `xz -T0` have blocks of a few tens of MiB);
+ * into the decoded-chunk cache (src/vd-ro-cache.h: once however many
+ * readers want one, side by side for different blocks, growing while
+ * random reads come back to evicted blocks; files made by `xz -T0` have
+ * blocks of a few tens of MiB);
  * a larger block (a single-block file, as plain `xz` writes) is decoded
  * as a stream kept at the end of the last read, in windows of XZ_WINDOW
  * of which the last XZ_WINDOWS are kept, so that sequential reads cost
@@ -20,12 +23,12 @@
 #include "src/vd-error.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
+#include "src/vd-ro-cache.h"
 
 #define XZ_MAGIC                                                                                   \
     "\xfd"                                                                                         \
     "7zXZ\0"
 #define XZ_CACHE_BLOCK  (64u << 20)
-#define XZ_CACHE_SLOTS  4
 #define XZ_INDEX_MEMMAX (256u << 20)
 #define XZ_INPUT        (256u << 10)
 #define XZ_WINDOW       (1u << 20)
@@ -41,9 +44,9 @@ typedef struct {
 typedef struct {
     int fd;
     char *name;
-    lzma_index *index;
-    GMutex lock; /* guards the cache and the stream below */
-    XzCached cache[XZ_CACHE_SLOTS];
+    lzma_index *index; /* immutable after open: iterated by readers side by side */
+    VdRoCache *blocks; /* decoded blocks of up to XZ_CACHE_BLOCK, by uncompressed start */
+    GMutex lock;       /* guards the stream below */
     gint64 clock;
     /* The stream over a block too big to cache: its decoder, where in the
      * block it stands, and where its input goes on. */
@@ -176,28 +179,36 @@ static uint8_t *decode_block(XzSource *x, const lzma_index_iter *it, GError **er
     return data;
 }
 
+/* The block that starts at uncompressed offset key, for the cache. */
+static GBytes *decode_cached_block(gpointer user, uint64_t key, GError **error)
+{
+    XzSource *x = user;
+    lzma_index_iter it;
+    lzma_index_iter_init(&it, x->index);
+    if (lzma_index_iter_locate(&it, key) || it.block.uncompressed_file_offset != key) {
+        vd_set_error(error, EIO, "%s: no xz block starts at 0x%" G_GINT64_MODIFIER "x", x->name,
+                     key);
+        return NULL;
+    }
+    uint8_t *data = decode_block(x, &it, error);
+    return data ? g_bytes_new_take(data, (gsize)it.block.uncompressed_size) : NULL;
+}
+
 static bool read_cached(XzSource *x, const lzma_index_iter *it, uint8_t *buf, size_t len,
                         uint64_t off, GError **error)
 {
-    uint64_t start = it->block.uncompressed_file_offset, n = it->block.uncompressed_size;
-    XzCached *hit = NULL, *victim = &x->cache[0];
-    for (unsigned i = 0; i < XZ_CACHE_SLOTS; i++) {
-        XzCached *c = &x->cache[i];
-        if (c->data != NULL && c->start == start)
-            hit = c;
-        if (c->used < victim->used)
-            victim = c;
+    uint64_t start = it->block.uncompressed_file_offset;
+    g_autoptr(GBytes) b = vd_ro_cache_fetch(x->blocks, start, decode_cached_block, x, error);
+    if (b == NULL)
+        return false;
+    gsize n;
+    const uint8_t *data = g_bytes_get_data(b, &n);
+    if (off - start + len > n) {
+        vd_set_error(error, EIO, "%s: xz block at 0x%" G_GINT64_MODIFIER "x decoded short", x->name,
+                     start);
+        return false;
     }
-    if (hit == NULL) {
-        uint8_t *data = decode_block(x, it, error);
-        if (data == NULL)
-            return false;
-        g_free(victim->data);
-        *victim = (XzCached){.start = start, .len = n, .data = data};
-        hit = victim;
-    }
-    hit->used = ++x->clock;
-    memcpy(buf, hit->data + (off - start), len);
+    memcpy(buf, data + (off - start), len);
     return true;
 }
 
@@ -274,7 +285,6 @@ static bool xz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError *
     XzSource *x = opaque;
     uint8_t *p = buf;
     bool ok = true;
-    g_mutex_lock(&x->lock);
     while (len > 0 && ok) {
         lzma_index_iter it;
         lzma_index_iter_init(&it, x->index);
@@ -286,21 +296,25 @@ static bool xz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError *
         }
         uint64_t bend = it.block.uncompressed_file_offset + it.block.uncompressed_size;
         size_t n = (size_t)MIN((uint64_t)len, bend - off);
-        ok = it.block.uncompressed_size <= XZ_CACHE_BLOCK ? read_cached(x, &it, p, n, off, error)
-                                                          : read_streamed(x, &it, p, n, off, error);
+        if (it.block.uncompressed_size <= XZ_CACHE_BLOCK) {
+            ok = read_cached(x, &it, p, n, off, error);
+        } else {
+            /* One stream per file: its readers take turns. */
+            g_mutex_lock(&x->lock);
+            ok = read_streamed(x, &it, p, n, off, error);
+            g_mutex_unlock(&x->lock);
+        }
         p += n;
         off += n;
         len -= n;
     }
-    g_mutex_unlock(&x->lock);
     return ok;
 }
 
 static void xz_close(void *opaque)
 {
     XzSource *x = opaque;
-    for (unsigned i = 0; i < XZ_CACHE_SLOTS; i++)
-        g_free(x->cache[i].data);
+    vd_ro_cache_free(x->blocks);
     for (unsigned i = 0; i < XZ_WINDOWS; i++)
         g_free(x->win[i].data);
     if (x->strm_live)
@@ -385,6 +399,15 @@ static bool xz_open(VdContext *ctx, int fd, const char *path, const char *name,
     x->index = idx;
     x->inbuf = g_malloc(XZ_INPUT);
     g_mutex_init(&x->lock);
+    /* The cache's unit: the largest block it will hold. */
+    uint64_t unit = 1;
+    lzma_index_iter it;
+    lzma_index_iter_init(&it, idx);
+    while (!lzma_index_iter_next(&it, LZMA_INDEX_ITER_NONEMPTY_BLOCK)) {
+        if (it.block.uncompressed_size <= XZ_CACHE_BLOCK)
+            unit = MAX(unit, it.block.uncompressed_size);
+    }
+    x->blocks = vd_ro_cache_new(ctx->decode_cache_bytes, unit);
     *ops = &xz_ops;
     *opaque = x;
     *size = lzma_index_uncompressed_size(idx);

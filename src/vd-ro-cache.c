@@ -10,7 +10,7 @@
 
 #define RO_MIN_ENTRIES 2
 #define RO_MAX_ENTRIES 256
-#define RO_GHOSTS      64
+#define RO_GHOSTS      1024
 #define RO_STALE_USEC  (2 * G_USEC_PER_SEC)
 /* ...and not used during the last this many uses per entry of the cache:
  * under load a reader's next request can wait seconds in the decode pool

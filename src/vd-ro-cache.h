@@ -10,7 +10,10 @@
  * each other's chunks and decode them again for every request (64 MiB of
  * inflate per 1 MiB read). So the cache grows beyond its floor to one entry
  * per chunk in concurrent use: as many as were being decoded at the same
- * time, plus one whenever a chunk comes back soon after it was evicted.
+ * time, plus one whenever a chunk comes back after it was evicted (one of
+ * the last 1024 evicted: random reads over a few hundred chunks, as a
+ * compressed container's, grow the cache to hold them; a sequential pass,
+ * which never comes back, does not).
  * Entries above the floor borrow unit bytes each from one pool shared by
  * every cache of the process, vd_ro_cache_shared_limit(): 512 MiB, or an
  * eighth of the physical memory if that is less. When the pool is spent,
