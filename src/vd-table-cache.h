@@ -54,6 +54,8 @@ typedef bool (*VdTableLoadFn)(void *opaque, uint64_t key, uint8_t *data, GError 
 typedef bool (*VdTableStoreFn)(void *opaque, uint64_t key, const uint8_t *data, GError **error);
 
 typedef struct {
+    /* hits: of get() only; read() hits are not counted, so that the hot
+     * path writes no shared counter. */
     uint64_t hits, misses;
     uint64_t loads;        /* load callbacks run */
     uint64_t shared_loads; /* misses that waited for another thread's load */
