@@ -102,6 +102,7 @@ echo "== stage 3: threaded tests under ThreadSanitizer"
 # once. Not the whole suite: TSan costs 5-15x, and the single-threaded
 # rest is covered above.
 tsan_units="test-brlock
+test-table-cache
 test-cloop -p /cloop/parallel
 test-qed -p /qed/concurrent
 test-vhdx -p /vhdx/concurrent-read-write

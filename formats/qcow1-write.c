@@ -155,8 +155,7 @@ static bool allocate_run(VdImage *img, uint64_t ci, uint64_t k, const uint64_t *
     }
     if (!vd_host_pwrite(img->fd, img->name, raw, k * 8, l2_host + l2i * 8, error))
         return false;
-    for (uint64_t j = 0; j < k; j++)
-        qed_tcache_set(&s->l2, l2_host, l2i + j, entries[j]);
+    qed_tcache_set(&s->l2, l2_host, l2i, entries, (size_t)k);
     return true;
 }
 

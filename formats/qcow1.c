@@ -71,7 +71,7 @@ bool qcow1_entries(VdImage *img, uint64_t ci, size_t max, uint64_t *out, size_t 
         memset(out, 0, *n * 8);
         return true;
     }
-    *n = qed_tcache_get(&s->l2, img, t, l2i, max, out, error);
+    *n = qed_tcache_get(&s->l2, t, l2i, max, out, error);
     return *n > 0;
 }
 
@@ -669,7 +669,7 @@ static bool qcow1_open(VdImage *img, GError **error)
         for (uint64_t i = 0; i < l1; i++)
             s->l1[i] = vd_be64(raw + 8 * i);
     }
-    qed_tcache_init(&s->l2, true, s->l2_entries, img->ctx->metadata_cache_bytes);
+    qed_tcache_init(&s->l2, img, true, s->l2_entries, img->ctx->metadata_cache_bytes);
     if (!open_backing(img, file_size, error) || !check_tables(img, file_size, error) ||
         (!img->read_only && !check_layout(img, file_size, error)))
         goto out;

@@ -4,8 +4,8 @@
  * qcow (version 1) drivers: both map guest clusters through an in-memory
  * L1 table and L2 tables of 64-bit offsets (little-endian in QED,
  * big-endian in qcow). Tables are cached in chunks of at most 64 KiB, so
- * a hostile table size never turns into a large allocation, evicted
- * least recently used first.
+ * a hostile table size never turns into a large allocation, in the
+ * block layer's table cache (src/vd-table-cache.h).
  *
  * Every function may be called from any thread. Entries are decoded to
  * host order; the writer (serialised by the block layer) writes an entry
@@ -20,33 +20,33 @@
 
 #include <glib.h>
 
-#include "src/vd-brlock.h"
 #include "src/vd-image.h"
+#include "src/vd-table-cache.h"
 
 #define QED_TCACHE_CHUNK_BYTES (64u * 1024u)
 
 typedef struct {
-    VdBrLock lock; /* lookups read-lock it; loads and updates write-lock it */
+    VdTableCache *cache; /* chunk host offset -> chunk_entries decoded entries */
+    VdImage *img;        /* the file the chunks are read from */
     bool big_endian;
     uint64_t chunk_entries; /* a power of two dividing the table's entry count */
-    size_t cap;             /* chunks kept at most */
-    GHashTable *chunks;     /* guarded by lock: chunk host offset -> chunk */
-    gint64 tick;            /* LRU clock, advanced by inserts */
-    uint64_t gen; /* guarded by lock: bumped when an uncached chunk is updated or chunks leave */
 } QedTableCache;
 
 /* table_entries: entries per table (a power of two); budget: bytes. */
-void qed_tcache_init(QedTableCache *c, bool big_endian, uint64_t table_entries, uint64_t budget);
+void qed_tcache_init(QedTableCache *c, VdImage *img, bool big_endian, uint64_t table_entries,
+                     uint64_t budget);
 void qed_tcache_clear(QedTableCache *c);
 
 /* Copy entries index.. of the table at table_host into out: at least one,
  * at most max, never past the end of the chunk holding index. Returns the
  * number copied, 0 with error when the table cannot be read. */
-size_t qed_tcache_get(QedTableCache *c, VdImage *img, uint64_t table_host, uint64_t index,
-                      size_t max, uint64_t *out, GError **error);
+size_t qed_tcache_get(QedTableCache *c, uint64_t table_host, uint64_t index, size_t max,
+                      uint64_t *out, GError **error);
 
-/* The entry was written to the file: update the cached copy, if any. */
-void qed_tcache_set(QedTableCache *c, uint64_t table_host, uint64_t index, uint64_t value);
+/* Entries index.. (n of them) were written to the file: update the cached
+ * copy, if any. */
+void qed_tcache_set(QedTableCache *c, uint64_t table_host, uint64_t index, const uint64_t *values,
+                    size_t n);
 
 /* Drop whatever is cached for host bytes [host, host + len). */
 void qed_tcache_forget(QedTableCache *c, uint64_t host, uint64_t len);

@@ -71,8 +71,7 @@ static bool set_entries(VdImage *img, uint64_t ci, uint64_t k, const uint64_t *v
         qed_tcache_encode(&s->l2, values, raw, (size_t)k);
         if (!vd_host_pwrite(img->fd, img->name, raw, k * 8, l2_host + l2i * 8, error))
             return false;
-        for (uint64_t j = 0; j < k; j++)
-            qed_tcache_set(&s->l2, l2_host, l2i + j, values[j]);
+        qed_tcache_set(&s->l2, l2_host, l2i, values, (size_t)k);
         return true;
     }
     uint64_t table = *end, new_end;

@@ -158,7 +158,7 @@ bool qed_entries(VdImage *img, uint64_t ci, size_t max, uint64_t *out, size_t *n
         memset(out, 0, *n * 8);
         return true;
     }
-    *n = qed_tcache_get(&s->l2, img, t, l2i, max, out, error);
+    *n = qed_tcache_get(&s->l2, t, l2i, max, out, error);
     return *n > 0;
 }
 
@@ -333,7 +333,7 @@ static bool qed_open(VdImage *img, GError **error)
     uint64_t n;
     if (!read_header(img, s, &n, error))
         goto out;
-    qed_tcache_init(&s->l2, false, s->table_entries, img->ctx->metadata_cache_bytes);
+    qed_tcache_init(&s->l2, img, false, s->table_entries, img->ctx->metadata_cache_bytes);
     if (!open_backing(img, error))
         goto out;
     if (!img->read_only && s->autoclear_features != 0) {
