@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * bzip2: random access by blocks. bzip2 records no size, so the first
+ * open decodes the whole file once (sources/bzip2-index.c: a worker per
+ * core, every CRC checked) and keeps, per block, where it lies in the
+ * file to the bit and in the decoded data. A read then decodes only the
+ * blocks it touches, each on its own (at most 900 kB before bzip2's
+ * initial run-length step), and keeps them in the decoded-chunk cache
+ * (formats/ro-cache.h); blocks that decode to zeros are not decoded
+ * again at all, and are holes to SEEK_HOLE.
+ *
+ * The index is charged to the mount's memory budget and bounded
+ * (BZ2_MAX_BLOCKS, 32 bytes a block), and shared by the opens of the
+ * same file (same device, inode, size, times and last bytes), kept a
+ * minute after the last one closes: a listing's probe and stat and the
+ * open after them come in a row, and each would be a full pass.
+ *
+ * Hostile files: a block that does not decode, fails its CRC or is cut
+ * short, a stream whose combined CRC is wrong, fail the open with the
+ * block's number and place; nothing is allocated from what the file says
+ * beyond the bounds the format sets.
+ */
+#include "config.h"
+
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "formats/ro-cache.h"
+#include "sources/bzip2.h"
+#include "src/vd-container.h"
+#include "src/vd-error.h"
+#include "src/vd-info.h"
+#include "src/vd-io.h"
+
+#define BZ_KEEP      2 /* unreferenced indexes kept */
+#define BZ_KEEP_USEC (60 * G_USEC_PER_SEC)
+#define BZ_ZERO_RUN  4096 /* blocks one is_zero answer may cover */
+#define BZ_UNIT_MAX  (4u << 20)
+#define BZ_TAIL      16
+
+/* A built index and the file it was built from: immutable once built,
+ * shared; refs and released under shared_lock. */
+typedef struct {
+    gint refs;
+    gint64 released;
+    VdContext *ctx; /* whose budget ix is charged to */
+    dev_t dev;
+    ino_t ino;
+    off_t file_size;
+    struct timespec mtime, ctime;
+    uint8_t tail[BZ_TAIL]; /* times are coarse and inode numbers reused */
+    Bz2Index ix;
+} BzShared;
+
+typedef struct {
+    VdContext *ctx;
+    int fd;
+    char *name;
+    BzShared *sh;
+    const Bz2Index *ix;
+    RoCache *cache; /* decoded blocks, by index */
+} BzSource;
+
+static GMutex shared_lock;
+static GQueue shared_q = G_QUEUE_INIT; /* BzShared, most recently used first; shared_lock */
+
+static bool bz_probe(const uint8_t *head, size_t len, uint64_t file_size)
+{
+    static const uint8_t block[6] = {0x31, 0x41, 0x59, 0x26, 0x53, 0x59};
+    static const uint8_t eos[6] = {0x17, 0x72, 0x45, 0x38, 0x50, 0x90};
+    return len >= 10 && memcmp(head, "BZh", 3) == 0 && head[3] >= '1' && head[3] <= '9' &&
+           (memcmp(head + 4, block, 6) == 0 || memcmp(head + 4, eos, 6) == 0);
+}
+
+static const Bz2Block *block_at(const BzSource *x, guint i)
+{
+    return &g_array_index(x->ix->blocks, Bz2Block, i);
+}
+
+/* The block holding decoded offset off (< size). */
+static guint block_find(const BzSource *x, uint64_t off)
+{
+    guint lo = 0, hi = x->ix->blocks->len;
+    while (hi - lo > 1) {
+        guint mid = lo + (hi - lo) / 2;
+        if (block_at(x, mid)->out_off <= off)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static GBytes *decode_block(gpointer user, uint64_t key, GError **error)
+{
+    BzSource *x = user;
+    const Bz2Block *b = block_at(x, (guint)key);
+    uint8_t *data = g_try_malloc(b->out_len);
+    if (data == NULL) {
+        vd_set_error(error, ENOMEM, "%s: no memory for a bzip2 block of %u bytes", x->name,
+                     b->out_len);
+        return NULL;
+    }
+    if (!bz2_block_decode(x->fd, x->name, (guint)key, b, data, error)) {
+        g_free(data);
+        return NULL;
+    }
+    return g_bytes_new_take(data, b->out_len);
+}
+
+static bool bz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError **error)
+{
+    BzSource *x = opaque;
+    uint8_t *p = buf;
+    while (len > 0) {
+        guint i = block_find(x, off);
+        const Bz2Block *b = block_at(x, i);
+        size_t n = (size_t)MIN((uint64_t)len, b->out_off + b->out_len - off);
+        if (b->zero)
+            memset(p, 0, n);
+        else {
+            g_autoptr(GBytes) d = ro_cache_fetch(x->cache, i, decode_block, x, error);
+            if (d == NULL)
+                return false;
+            memcpy(p, (const uint8_t *)g_bytes_get_data(d, NULL) + (off - b->out_off), n);
+        }
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return true;
+}
+
+static bool bz_is_zero(void *opaque, uint64_t off, uint64_t len, bool *zero, uint64_t *run)
+{
+    BzSource *x = opaque;
+    guint i = block_find(x, off), n = x->ix->blocks->len;
+    *zero = block_at(x, i)->zero;
+    guint j = i + 1;
+    while (j < n && j - i < BZ_ZERO_RUN && block_at(x, j)->zero == *zero &&
+           block_at(x, j)->out_off < off + len)
+        j++;
+    const Bz2Block *last = block_at(x, j - 1);
+    *run = last->out_off + last->out_len - off;
+    return true;
+}
+
+static uint64_t bz_unit(void *opaque)
+{
+    BzSource *x = opaque;
+    return MIN(x->ix->max_len, BZ_UNIT_MAX);
+}
+
+static void bz_describe(void *opaque, VdInfo *info)
+{
+    BzSource *x = opaque;
+    vd_info_add_str(info, "container", "bzip2");
+    vd_info_add_u64(info, "bzip2.streams", x->ix->streams);
+    vd_info_add_u64(info, "bzip2.blocks", x->ix->blocks->len);
+    vd_info_add_u64(info, "bzip2.zero_blocks", x->ix->zero_blocks);
+    if (x->ix->blocks->len > 0)
+        vd_info_add_u64(info, "bzip2.level", block_at(x, 0)->level);
+}
+
+static void shared_free(BzShared *sh)
+{
+    bz2_index_clear(sh->ctx, &sh->ix);
+    vd_context_unref(sh->ctx);
+    g_free(sh);
+}
+
+/* Drop what no open holds past BZ_KEEP or BZ_KEEP_USEC; under shared_lock. */
+static void shared_expire(void)
+{
+    gint64 now = g_get_monotonic_time();
+    unsigned idle = 0;
+    GList *l = shared_q.head;
+    while (l != NULL) {
+        GList *next = l->next;
+        BzShared *sh = l->data;
+        if (sh->refs == 0 && (++idle > BZ_KEEP || now - sh->released > BZ_KEEP_USEC)) {
+            g_queue_delete_link(&shared_q, l);
+            shared_free(sh);
+        }
+        l = next;
+    }
+}
+
+static bool same_file(const BzShared *sh, const VdContext *ctx, const struct stat *st,
+                      const uint8_t *tail)
+{
+    return sh->ctx == ctx && sh->dev == st->st_dev && sh->ino == st->st_ino &&
+           sh->file_size == st->st_size && sh->mtime.tv_sec == st->st_mtim.tv_sec &&
+           sh->mtime.tv_nsec == st->st_mtim.tv_nsec && sh->ctime.tv_sec == st->st_ctim.tv_sec &&
+           sh->ctime.tv_nsec == st->st_ctim.tv_nsec && memcmp(sh->tail, tail, BZ_TAIL) == 0;
+}
+
+static BzShared *shared_take(const VdContext *ctx, const struct stat *st, const uint8_t *tail)
+{
+    BzShared *found = NULL;
+    g_mutex_lock(&shared_lock);
+    shared_expire();
+    for (GList *l = shared_q.head; l != NULL && found == NULL; l = l->next)
+        if (same_file(l->data, ctx, st, tail)) {
+            found = l->data;
+            found->refs++;
+        }
+    g_mutex_unlock(&shared_lock);
+    return found;
+}
+
+static void shared_put(BzShared *sh, bool publish)
+{
+    g_mutex_lock(&shared_lock);
+    if (publish)
+        g_queue_push_head(&shared_q, sh);
+    else if (--sh->refs == 0) {
+        sh->released = g_get_monotonic_time();
+        g_queue_remove(&shared_q, sh);
+        g_queue_push_head(&shared_q, sh);
+    }
+    shared_expire();
+    g_mutex_unlock(&shared_lock);
+}
+
+static void bz_close(void *opaque)
+{
+    BzSource *x = opaque;
+    if (x->cache != NULL)
+        ro_cache_free(x->cache);
+    if (x->sh != NULL)
+        shared_put(x->sh, false);
+    vd_context_unref(x->ctx);
+    g_free(x->name);
+    close(x->fd);
+    g_free(x);
+}
+
+static const VdSourceOps bz_ops = {
+    .name = "bzip2",
+    .pread = bz_pread,
+    .is_zero = bz_is_zero,
+    .describe = bz_describe,
+    .unit = bz_unit,
+    .close = bz_close,
+};
+
+/* The first pass over the file st describes. */
+static BzShared *shared_build(VdContext *ctx, int fd, const char *name, const struct stat *st,
+                              const uint8_t *tail, GError **error)
+{
+    BzShared *sh = g_new0(BzShared, 1);
+    sh->refs = 1;
+    sh->ctx = vd_context_ref(ctx);
+    sh->dev = st->st_dev;
+    sh->ino = st->st_ino;
+    sh->file_size = st->st_size;
+    sh->mtime = st->st_mtim;
+    sh->ctime = st->st_ctim;
+    memcpy(sh->tail, tail, BZ_TAIL);
+    uint64_t file_size = (uint64_t)st->st_size;
+    /* A real block takes well over 40 bytes: more magics than that are
+     * chance matches, or a file made of them. */
+    guint max = (guint)MIN(file_size / 40 + 64, (uint64_t)BZ2_MAX_BLOCKS * 2);
+    g_autoptr(GArray) cands = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    uint64_t charge = (uint64_t)max * (sizeof(uint64_t) + 8);
+    bool ok = vd_context_mem_reserve(ctx, charge, name, "bzip2 block markers", error);
+    if (ok) {
+        ok = bz2_find_magics(ctx, fd, name, file_size, max, cands, error) &&
+             bz2_index_build(ctx, fd, name, file_size, cands, &sh->ix, error);
+        vd_context_mem_release(ctx, charge);
+    }
+    if (!ok) {
+        shared_free(sh);
+        return NULL;
+    }
+    shared_put(sh, true);
+    return sh;
+}
+
+static bool bz_open(VdContext *ctx, int fd, const char *path, const char *name,
+                    const VdSourceOps **ops, void **opaque, uint64_t *size, GError **error)
+{
+    BzSource *x = g_new0(BzSource, 1);
+    x->ctx = vd_context_ref(ctx);
+    x->fd = fd;
+    x->name = g_strdup(name);
+    struct stat st;
+    uint8_t tail[BZ_TAIL] = {0};
+    bool ok = fstat(fd, &st) == 0;
+    if (!ok)
+        vd_set_error_errno(error, errno, "%s", name);
+    size_t tail_len = ok ? (size_t)MIN((uint64_t)st.st_size, sizeof tail) : 0;
+    ok = ok &&
+         vd_host_pread(fd, name, tail, tail_len, (uint64_t)st.st_size - tail_len, false, error);
+    if (ok && (x->sh = shared_take(ctx, &st, tail)) == NULL)
+        ok = (x->sh = shared_build(ctx, fd, name, &st, tail, error)) != NULL;
+    if (!ok) {
+        bz_close(x);
+        return false;
+    }
+    x->ix = &x->sh->ix;
+    x->cache = ro_cache_new(ctx->decode_cache_bytes, MAX(x->ix->max_len, 1u));
+    *ops = &bz_ops;
+    *opaque = x;
+    *size = x->ix->size;
+    return true;
+}
+
+const VdContainer vd_bzip2_container = {
+    .name = "bzip2",
+    .suffix = ".bz2",
+    .probe = bz_probe,
+    .open = bz_open,
+};
