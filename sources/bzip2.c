@@ -38,6 +38,7 @@
 #define BZ_ZERO_RUN  4096 /* blocks one is_zero answer may cover */
 #define BZ_UNIT_MAX  (4u << 20)
 #define BZ_TAIL      16
+#define BZ_AHEAD     2 /* blocks decoded ahead of a sequential reader */
 
 /* A built index and the file it was built from: immutable once built,
  * shared; refs and released under shared_lock. */
@@ -59,8 +60,18 @@ typedef struct {
     char *name;
     BzShared *sh;
     const Bz2Index *ix;
-    RoCache *cache; /* decoded blocks, by index */
+    RoCache *cache;    /* decoded blocks, by index */
+    GMutex ahead_lock; /* guards the fields below */
+    GCond ahead_done;
+    unsigned ahead_jobs; /* decodes ahead not finished */
+    guint last_block;    /* where the last read ended */
+    guint ahead_to;      /* the blocks before it were sent ahead */
 } BzSource;
+
+typedef struct {
+    BzSource *x;
+    guint block;
+} BzAhead;
 
 static GMutex shared_lock;
 static GQueue shared_q = G_QUEUE_INIT; /* BzShared, most recently used first; shared_lock */
@@ -109,12 +120,62 @@ static GBytes *decode_block(gpointer user, uint64_t key, GError **error)
     return g_bytes_new_take(data, b->out_len);
 }
 
+/* A block decoded into the cache ahead of the reader. */
+static void ahead_run(gpointer data, gpointer unused)
+{
+    BzAhead *a = data;
+    BzSource *x = a->x;
+    GBytes *d = ro_cache_fetch(x->cache, a->block, decode_block, x, NULL);
+    if (d != NULL)
+        g_bytes_unref(d);
+    g_mutex_lock(&x->ahead_lock);
+    if (--x->ahead_jobs == 0)
+        g_cond_broadcast(&x->ahead_done);
+    g_mutex_unlock(&x->ahead_lock);
+    g_free(a);
+}
+
+static GThreadPool *ahead_pool(void)
+{
+    static gsize once;
+    static GThreadPool *pool;
+    if (g_once_init_enter(&once)) {
+        pool = g_thread_pool_new(ahead_run, NULL, (gint)g_get_num_processors(), FALSE, NULL);
+        g_once_init_leave(&once, 1);
+    }
+    return pool;
+}
+
+/* A read took blocks first to last: when it goes on from the read before,
+ * decode the next BZ_AHEAD blocks side by side, while the kernel copies
+ * this one out (a block costs tens of milliseconds). */
+static void ahead_note(BzSource *x, guint first, guint last)
+{
+    guint n = x->ix->blocks->len;
+    g_mutex_lock(&x->ahead_lock);
+    if (first != x->last_block && first != x->last_block + 1)
+        x->ahead_to = 0;
+    else
+        for (guint k = MAX(last + 1, x->ahead_to); k < n && k <= last + BZ_AHEAD; k++) {
+            x->ahead_to = k + 1;
+            if (block_at(x, k)->zero)
+                continue;
+            BzAhead *a = g_new(BzAhead, 1);
+            *a = (BzAhead){x, k};
+            x->ahead_jobs++;
+            g_thread_pool_push(ahead_pool(), a, NULL);
+        }
+    x->last_block = last;
+    g_mutex_unlock(&x->ahead_lock);
+}
+
 static bool bz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError **error)
 {
     BzSource *x = opaque;
     uint8_t *p = buf;
+    guint first = block_find(x, off), i = first;
     while (len > 0) {
-        guint i = block_find(x, off);
+        i = block_find(x, off);
         const Bz2Block *b = block_at(x, i);
         size_t n = (size_t)MIN((uint64_t)len, b->out_off + b->out_len - off);
         if (b->zero)
@@ -129,6 +190,7 @@ static bool bz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError *
         off += n;
         len -= n;
     }
+    ahead_note(x, first, i);
     return true;
 }
 
@@ -227,6 +289,12 @@ static void shared_put(BzShared *sh, bool publish)
 static void bz_close(void *opaque)
 {
     BzSource *x = opaque;
+    g_mutex_lock(&x->ahead_lock);
+    while (x->ahead_jobs > 0)
+        g_cond_wait(&x->ahead_done, &x->ahead_lock);
+    g_mutex_unlock(&x->ahead_lock);
+    g_mutex_clear(&x->ahead_lock);
+    g_cond_clear(&x->ahead_done);
     if (x->cache != NULL)
         ro_cache_free(x->cache);
     if (x->sh != NULL)
@@ -286,6 +354,9 @@ static bool bz_open(VdContext *ctx, int fd, const char *path, const char *name,
     x->ctx = vd_context_ref(ctx);
     x->fd = fd;
     x->name = g_strdup(name);
+    g_mutex_init(&x->ahead_lock);
+    g_cond_init(&x->ahead_done);
+    x->last_block = G_MAXUINT;
     struct stat st;
     uint8_t tail[BZ_TAIL] = {0};
     bool ok = fstat(fd, &st) == 0;

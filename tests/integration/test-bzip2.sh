@@ -33,6 +33,7 @@ qemu-img convert -f qcow2 -O raw "$T/q.qcow2" "$T/q.raw"
 { head -c 2M /dev/urandom; head -c 100M /dev/zero; seq 1 100000; } >"$T/z.img"
 lbzip2 -9 -c "$T/z.img" >"$D/z.img.bz2"
 pbzip2 -b3 -c "$T/x.img" >"$D/p.img.bz2"
+: | bzip2 -c >"$D/empty.img.bz2"
 # Damaged: a byte flipped in the middle; cut short.
 cp "$D/x.img.bz2" "$D/bad.img.bz2"
 sz=$(stat -c %s "$D/bad.img.bz2")
@@ -42,9 +43,10 @@ mount_vdiskfs "$D" "$M"
 
 note "listed under the name inside"
 ls "$M" >"$T/ls"
-for n in x.img q.qcow2 z.img p.img bad.img cut.img; do
+for n in x.img q.qcow2 z.img p.img empty.img bad.img cut.img; do
     grep -qx "$n" "$T/ls" || fail "$n is not listed: $(cat "$T/ls")"
 done
+[ "$(stat -c %s "$M/empty.img")" = 0 ] || fail "empty.img: size $(stat -c %s "$M/empty.img")"
 [ "$(stat -c %s "$M/q.qcow2")" = $((40 << 20)) ] || fail "q.qcow2: size $(stat -c %s "$M/q.qcow2")"
 [ "$(getfattr -n user.vdiskfs.format --only-values "$M/q.qcow2")" = qcow2 ] ||
     fail "q.qcow2 is not read as qcow2"
