@@ -37,6 +37,11 @@
 #define BZ2_THREADS    8
 #define BZ2_RESERVE    4096 /* blocks reserved at a time */
 #define BZ2_MAX_SIZE   (1ull << 62)
+/* Blocks of up to BZ2_MEMO_LEN compressed bytes are decoded once per
+ * content: a sparse disk's zero blocks (46 MB of zeros in 45 bytes) are
+ * all the same block, at other bit offsets. */
+#define BZ2_MEMO_LEN     1024
+#define BZ2_MEMO_ENTRIES 4096
 /* A block holds up to level * 100000 bytes after the initial run-length
  * step; each of its symbols is a Huffman code of at most 20 bits, behind
  * tables of well under 200000 bits. */
@@ -187,13 +192,51 @@ static SegResult seg_decode(uint8_t *in, size_t n, unsigned level, bool stop, ui
     return res;
 }
 
+/* What small blocks decoded to, by their aligned streams. */
+typedef struct {
+    GMutex lock;
+    GHashTable *seen; /* GBytes -> MemoResult; lock */
+} Memo;
+
+typedef struct {
+    SegResult result;
+    uint64_t produced;
+    bool zero;
+} MemoResult;
+
+/* Decode s (seg_decode's arguments), or take what the same stream gave. */
+static SegResult memo_decode(Memo *memo, uint8_t *s, size_t slen, unsigned level,
+                             uint64_t *produced, bool *zero)
+{
+    if (memo == NULL || slen > BZ2_MEMO_LEN)
+        return seg_decode(s, slen, level, false, NULL, 0, produced, zero);
+    g_autoptr(GBytes) key = g_bytes_new(s, slen);
+    g_mutex_lock(&memo->lock);
+    const MemoResult *m = g_hash_table_lookup(memo->seen, key);
+    MemoResult r = m != NULL ? *m : (MemoResult){0};
+    g_mutex_unlock(&memo->lock);
+    if (m != NULL) {
+        *produced = r.produced;
+        *zero = r.zero;
+        return r.result;
+    }
+    r.result = seg_decode(s, slen, level, false, NULL, 0, &r.produced, &r.zero);
+    *produced = r.produced;
+    *zero = r.zero;
+    g_mutex_lock(&memo->lock);
+    if (g_hash_table_size(memo->seen) < BZ2_MEMO_ENTRIES)
+        g_hash_table_replace(memo->seen, g_bytes_ref(key), g_memdup2(&r, sizeof r));
+    g_mutex_unlock(&memo->lock);
+    return r.result;
+}
+
 /* Decode the block whose magic is at bit, taking it to end there: behind
  * a header, with an end of stream after it (trailer), or (!trailer) as
  * the file's bits up to the byte that holds bit end - 1, stopping at the
  * first output. */
 static SegResult seg_run(int fd, const char *name, uint64_t file_size, uint64_t bit, uint64_t end,
                          unsigned level, bool trailer, uint8_t *out, uint64_t cap,
-                         uint64_t *produced, bool *zero, GError **error)
+                         uint64_t *produced, bool *zero, Memo *memo, GError **error)
 {
     *produced = 0;
     *zero = false;
@@ -219,6 +262,8 @@ static SegResult seg_run(int fd, const char *name, uint64_t file_size, uint64_t 
         put_bits(s, 32 + nbits, BZ2_EOS_MAGIC, 48);
         put_bits(s, 32 + nbits + 48, get_bits(raw, shift + 48, 32), 32);
     }
+    if (trailer && out == NULL)
+        return memo_decode(memo, s, slen, level, produced, zero);
     return seg_decode(s, slen, level, !trailer, out, cap, produced, zero);
 }
 
@@ -230,7 +275,7 @@ bool bz2_block_decode(int fd, const char *name, guint i, const Bz2Block *b, uint
     if (!vd_host_size(fd, name, &file_size, error))
         return false;
     SegResult r = seg_run(fd, name, file_size, b->bit, b->bit + b->bits, b->level, true, out,
-                          b->out_len, &got, &zero, error);
+                          b->out_len, &got, &zero, NULL, error);
     if (r == SEG_IO)
         return false;
     if (r == SEG_NOMEM) {
@@ -264,6 +309,7 @@ typedef struct {
     uint8_t *levels; /* per magic: its stream's level, as far as the magics tell */
     Tentative *t;
     gint next; /* the next magic to take, atomic */
+    Memo memo;
 } Pass;
 
 static uint64_t next_bit(const Pass *p, guint j)
@@ -281,7 +327,7 @@ static void tentative_one(Pass *p, guint j)
         return; /* too long for one block: the walk looks further */
     GError *e = NULL;
     t->result = seg_run(p->fd, p->name, p->file_size, bit, end, t->level, true, NULL, 0, &got,
-                        &t->zero, &e);
+                        &t->zero, &p->memo, &e);
     g_clear_error(&e); /* the walk tries again and says why */
     t->out_len = got <= UINT32_MAX ? (uint32_t)got : 0;
 }
@@ -368,7 +414,7 @@ static bool block_slow(Pass *p, guint j, unsigned level, const Where *w, uint64_
             return false;
         }
         SegResult r = seg_run(p->fd, p->name, p->file_size, w->bit, cand_bit(p->cands, mid), level,
-                              false, NULL, 0, &got, &zero, error);
+                              false, NULL, 0, &got, &zero, NULL, error);
         if (r == SEG_IO)
             return false;
         if (r == SEG_OUTPUT || r == SEG_TOO_BIG)
@@ -384,7 +430,7 @@ static bool block_slow(Pass *p, guint j, unsigned level, const Where *w, uint64_
         for (guint k = found; k < p->cands->len && cand_bit(p->cands, k) < near; k++) {
             *end = cand_bit(p->cands, k);
             SegResult rk = seg_run(p->fd, p->name, p->file_size, w->bit, *end, level, true, NULL, 0,
-                                   &got, &t->zero, error);
+                                   &got, &t->zero, NULL, error);
             if (k == found || rk == SEG_END || rk == SEG_IO || rk == SEG_NOMEM)
                 r = rk;
             if (r == SEG_END || r == SEG_IO || r == SEG_NOMEM)
@@ -393,7 +439,7 @@ static bool block_slow(Pass *p, guint j, unsigned level, const Where *w, uint64_
     } else if (p->file_size * 8 - w->bit <= BZ2_MAX_BITS(level)) {
         /* No magic ends it: maybe the file does, too soon. */
         r = seg_run(p->fd, p->name, p->file_size, w->bit, p->file_size * 8, level, false, NULL, 0,
-                    &got, &zero, error);
+                    &got, &zero, NULL, error);
         if (r == SEG_SHORT) {
             block_error(p, w, "is cut short: the bzip2 data ends inside it", error);
             return false;
@@ -537,14 +583,12 @@ bool bz2_index_build(VdContext *ctx, int fd, const char *name, uint64_t file_siz
             vd_set_error(error, EIO, "%s: no bzip2 stream header", name);
         return false;
     }
-    Pass p = {ctx,
-              fd,
-              name,
-              file_size,
-              cands,
-              g_malloc0(cands->len + 1),
-              g_new0(Tentative, cands->len + 1),
-              0};
+    Pass p = {.ctx = ctx, .fd = fd, .name = name, .file_size = file_size, .cands = cands};
+    p.levels = g_malloc0(cands->len + 1);
+    p.t = g_new0(Tentative, cands->len + 1);
+    g_mutex_init(&p.memo.lock);
+    p.memo.seen =
+        g_hash_table_new_full(g_bytes_hash, g_bytes_equal, (GDestroyNotify)g_bytes_unref, g_free);
     bool ok = assign_levels(&p, h[3] - '0', error);
     if (ok)
         tentative_all(&p);
@@ -563,6 +607,8 @@ bool bz2_index_build(VdContext *ctx, int fd, const char *name, uint64_t file_siz
             memcmp(h, "BZh", 3) != 0 || h[3] < '1' || h[3] > '9')
             break;
     }
+    g_hash_table_unref(p.memo.seen);
+    g_mutex_clear(&p.memo.lock);
     g_free(p.levels);
     g_free(p.t);
     return ok;

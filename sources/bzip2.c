@@ -332,11 +332,11 @@ static BzShared *shared_build(VdContext *ctx, int fd, const char *name, const st
      * chance matches, or a file made of them. */
     guint max = (guint)MIN(file_size / 40 + 64, (uint64_t)BZ2_MAX_BLOCKS * 2);
     g_autoptr(GArray) cands = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-    uint64_t charge = (uint64_t)max * (sizeof(uint64_t) + 8);
-    bool ok = vd_context_mem_reserve(ctx, charge, name, "bzip2 block markers", error);
-    if (ok) {
-        ok = bz2_find_magics(ctx, fd, name, file_size, max, cands, error) &&
-             bz2_index_build(ctx, fd, name, file_size, cands, &sh->ix, error);
+    bool ok = bz2_find_magics(ctx, fd, name, file_size, max, cands, error);
+    /* The magics, and what the first pass learns of each (17 bytes). */
+    uint64_t charge = (uint64_t)cands->len * (sizeof(uint64_t) + 9);
+    if (ok && (ok = vd_context_mem_reserve(ctx, charge, name, "bzip2 block markers", error))) {
+        ok = bz2_index_build(ctx, fd, name, file_size, cands, &sh->ix, error);
         vd_context_mem_release(ctx, charge);
     }
     if (!ok) {

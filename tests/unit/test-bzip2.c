@@ -269,19 +269,21 @@ static void test_empty(void)
     o.ops->close(o.opaque);
 }
 
-/* Zeros: blocks that decode to nothing else are holes, read as zeros. */
+/* Zeros: blocks that decode to nothing else are holes, read as zeros;
+ * at level 1, 5 MB each, the same block (decoded once) at other bit
+ * offsets. */
 static void test_zero_blocks(void)
 {
-    size_t n = 100 * MiB;
+    size_t n = 64 * MiB;
     g_autofree uint8_t *data = g_malloc0(n);
     memset(data, 'x', 1000);
     memset(data + n - 1000, 'y', 1000);
-    g_autoptr(GByteArray) bz = bz_compress(data, n, 9);
+    g_autoptr(GByteArray) bz = bz_compress(data, n, 1);
     Opened o;
     g_autoptr(GError) err = NULL;
     g_assert_true(open_bytes("zeros.img.bz2", bz->data, bz->len, &o, &err));
     g_assert_no_error(err);
-    g_assert_cmpuint(info_u64(&o, "bzip2.zero_blocks"), >=, 1);
+    g_assert_cmpuint(info_u64(&o, "bzip2.zero_blocks"), >=, 10);
     bool zero;
     uint64_t run;
     g_assert_true(o.ops->is_zero(o.opaque, 0, n, &zero, &run));
