@@ -317,6 +317,61 @@ static void test_shared(void)
     b.ops->close(b.opaque);
 }
 
+typedef struct {
+    const Opened *o;
+    const uint8_t *want;
+    size_t n;
+    unsigned seed;
+} Reader;
+
+/* Sequential runs from random places (so that blocks are decoded ahead),
+ * and random reads. */
+static gpointer reader_run(gpointer data)
+{
+    Reader *r = data;
+    GRand *g = g_rand_new_with_seed(r->seed);
+    g_autofree uint8_t *buf = g_malloc(256 * 1024);
+    for (int i = 0; i < 12; i++) {
+        uint64_t off = (uint64_t)g_rand_double_range(g, 0, (double)r->n);
+        for (int k = 0; k < 8 && off < r->n; k++) {
+            size_t len = (size_t)MIN((uint64_t)256 * 1024, r->n - off);
+            g_autoptr(GError) err = NULL;
+            if (!r->o->ops->pread(r->o->opaque, buf, len, off, &err) ||
+                memcmp(buf, r->want + off, len) != 0)
+                g_error("thread %u: read of %zu at %" G_GUINT64_FORMAT " failed or differs",
+                        r->seed, len, off);
+            off += len;
+        }
+    }
+    g_rand_free(g);
+    return NULL;
+}
+
+/* Readers side by side, with the blocks decoded ahead of them. */
+static void test_concurrent(void)
+{
+    size_t n = 6 * MiB;
+    g_autofree uint8_t *data = make_data(n, 8);
+    g_autoptr(GByteArray) bz = bz_compress(data, n, 2);
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("threads.img.bz2", bz->data, bz->len, &o, &err));
+    g_assert_no_error(err);
+    Reader r[4];
+    GThread *t[4];
+    for (unsigned i = 0; i < 4; i++) {
+        r[i] = (Reader){&o, data, n, i + 1};
+        t[i] = g_thread_new("reader", reader_run, &r[i]);
+    }
+    for (unsigned i = 0; i < 4; i++)
+        g_thread_join(t[i]);
+    /* Closed while blocks are still being decoded ahead. */
+    g_autofree uint8_t *buf = g_malloc(MiB);
+    g_assert_true(o.ops->pread(o.opaque, buf, MiB, 0, &err));
+    g_assert_true(o.ops->pread(o.opaque, buf, MiB, MiB, &err));
+    o.ops->close(o.opaque);
+}
+
 static void test_truncated(void)
 {
     size_t n = 2 * MiB;
@@ -381,6 +436,7 @@ int main(int argc, char **argv)
     g_test_add_func("/bzip2/empty", test_empty);
     g_test_add_func("/bzip2/zero-blocks", test_zero_blocks);
     g_test_add_func("/bzip2/shared", test_shared);
+    g_test_add_func("/bzip2/concurrent", test_concurrent);
     g_test_add_func("/bzip2/truncated", test_truncated);
     g_test_add_func("/bzip2/corrupt", test_corrupt);
     g_test_add_func("/bzip2/magics-only", test_magics_only);
