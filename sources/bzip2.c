@@ -18,7 +18,8 @@
  * Hostile files: a block that does not decode, fails its CRC or is cut
  * short, a stream whose combined CRC is wrong, fail the open with the
  * block's number and place; nothing is allocated from what the file says
- * beyond the bounds the format sets.
+ * beyond the bounds the format sets. A DMG whose first chunk is bzip2
+ * starts as a .bz2 does and is passed on as it is (plain_ops).
  */
 #include "config.h"
 
@@ -29,6 +30,7 @@
 #include "formats/ro-cache.h"
 #include "sources/bzip2.h"
 #include "src/vd-container.h"
+#include "src/vd-endian.h"
 #include "src/vd-error.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
@@ -314,6 +316,40 @@ static const VdSourceOps bz_ops = {
     .close = bz_close,
 };
 
+/* A DMG whose first chunk is bzip2 (UDBZ) starts as a .bz2 does; its
+ * "koly" trailer tells it apart, and it is passed on as it is, for the
+ * DMG driver (zero-copy: its bytes are the file's). */
+static bool plain_pread(void *opaque, void *buf, size_t len, uint64_t off, GError **error)
+{
+    BzSource *x = opaque;
+    return vd_host_pread(x->fd, x->name, buf, len, off, false, error);
+}
+
+static int plain_host_range(void *opaque, uint64_t off, uint64_t len, uint64_t *host_off)
+{
+    BzSource *x = opaque;
+    *host_off = off;
+    return x->fd;
+}
+
+static const VdSourceOps plain_ops = {
+    .name = "bzip2 (a DMG, as it is)",
+    .pread = plain_pread,
+    .host_range = plain_host_range,
+    .close = bz_close,
+};
+
+static bool is_dmg(BzSource *x, uint64_t file_size, bool *dmg, GError **error)
+{
+    uint8_t k[12];
+    *dmg = false;
+    if (file_size < 512 + 10 ||
+        !vd_host_pread(x->fd, x->name, k, sizeof k, file_size - 512, false, error))
+        return error == NULL || *error == NULL;
+    *dmg = memcmp(k, "koly", 4) == 0 && vd_be32(k + 8) == 512;
+    return true;
+}
+
 /* The first pass over the file st describes. */
 static BzShared *shared_build(VdContext *ctx, int fd, const char *name, const struct stat *st,
                               const uint8_t *tail, GError **error)
@@ -365,6 +401,14 @@ static bool bz_open(VdContext *ctx, int fd, const char *path, const char *name,
     size_t tail_len = ok ? (size_t)MIN((uint64_t)st.st_size, sizeof tail) : 0;
     ok = ok &&
          vd_host_pread(fd, name, tail, tail_len, (uint64_t)st.st_size - tail_len, false, error);
+    bool dmg = false;
+    ok = ok && is_dmg(x, (uint64_t)st.st_size, &dmg, error);
+    if (ok && dmg) {
+        *ops = &plain_ops;
+        *opaque = x;
+        *size = (uint64_t)st.st_size;
+        return true;
+    }
     if (ok && (x->sh = shared_take(ctx, &st, tail)) == NULL)
         ok = (x->sh = shared_build(ctx, fd, name, &st, tail, error)) != NULL;
     if (!ok) {

@@ -405,6 +405,29 @@ static void test_corrupt(void)
     bz2_index_clear(ctx, &ix);
 }
 
+/* A DMG whose first chunk is bzip2 starts like a .bz2: its koly trailer
+ * has it passed on as it is, for the DMG driver. */
+static void test_dmg_passed_on(void)
+{
+    g_autofree uint8_t *d = make_data(100000, 9);
+    g_autoptr(GByteArray) f = bz_compress(d, 100000, 9);
+    uint8_t koly[512] = {'k', 'o', 'l', 'y', 0, 0, 0, 4, 0, 0, 2, 0};
+    g_byte_array_append(f, koly, sizeof koly);
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("disk.dmg", f->data, f->len, &o, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(o.size, ==, f->len);
+    g_assert_null(o.ops->describe);
+    uint64_t host;
+    g_assert_cmpint(o.ops->host_range(o.opaque, 0, o.size, &host), >=, 0);
+    g_assert_cmpuint(host, ==, 0);
+    uint8_t got[16];
+    g_assert_true(o.ops->pread(o.opaque, got, sizeof got, f->len - 512, &err));
+    g_assert_true(memcmp(got, koly, sizeof got) == 0);
+    o.ops->close(o.opaque);
+}
+
 /* Nothing but magics: refused quickly, not searched through forever. */
 static void test_magics_only(void)
 {
@@ -440,6 +463,7 @@ int main(int argc, char **argv)
     g_test_add_func("/bzip2/truncated", test_truncated);
     g_test_add_func("/bzip2/corrupt", test_corrupt);
     g_test_add_func("/bzip2/magics-only", test_magics_only);
+    g_test_add_func("/bzip2/dmg-passed-on", test_dmg_passed_on);
     int r = g_test_run();
     vd_context_unref(ctx);
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", dir);
