@@ -364,9 +364,9 @@ static BzShared *shared_build(VdContext *ctx, int fd, const char *name, const st
     sh->ctime = st->st_ctim;
     memcpy(sh->tail, tail, BZ_TAIL);
     uint64_t file_size = (uint64_t)st->st_size;
-    /* A real block takes well over 40 bytes: more magics than that are
-     * chance matches, or a file made of them. */
-    guint max = (guint)MIN(file_size / 40 + 64, (uint64_t)BZ2_MAX_BLOCKS * 2);
+    /* A stream of one byte takes some 40 bytes for its two magics: more
+     * than one in 16 bytes are chance matches, or a file made of them. */
+    guint max = (guint)MIN(file_size / 16 + 64, (uint64_t)BZ2_MAX_BLOCKS * 2);
     g_autoptr(GArray) cands = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     bool ok = bz2_find_magics(ctx, fd, name, file_size, max, cands, error);
     /* The magics, and what the first pass learns of each (17 bytes). */

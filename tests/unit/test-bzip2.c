@@ -211,6 +211,22 @@ static void test_streams(void)
     g_assert_no_error(err);
     g_assert_cmpuint(o.size, ==, want->len);
     o.ops->close(o.opaque);
+
+    /* Streams of one byte each: two magics in 37 bytes, no chance matches. */
+    g_autoptr(GByteArray) tiny = g_byte_array_new();
+    for (unsigned i = 0; i < 200; i++) {
+        uint8_t c = (uint8_t)i;
+        g_autoptr(GByteArray) one = bz_compress(&c, 1, 9);
+        g_byte_array_append(tiny, one->data, one->len);
+    }
+    g_assert_true(open_bytes("tiny.img.bz2", tiny->data, tiny->len, &o, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(o.size, ==, 200);
+    g_assert_cmpuint(info_u64(&o, "bzip2.streams"), ==, 200);
+    uint8_t b;
+    g_assert_true(o.ops->pread(o.opaque, &b, 1, 123, &err));
+    g_assert_cmpuint(b, ==, 123);
+    o.ops->close(o.opaque);
 }
 
 /* Magics that are chance matches inside compressed data: a block cut
