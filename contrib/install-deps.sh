@@ -4,7 +4,7 @@
 set -eu
 PKGS="gcc clang make autoconf automake libtool pkg-config libfuse3-dev fuse3 libglib2.0-dev
 zlib1g-dev libssl-dev libzstd-dev qemu-utils attr util-linux procps e2fsprogs groff-base
-xz-utils zstd gzip binutils mount fdisk fuse2fs"
+xz-utils zstd gzip bzip2 lbzip2 pbzip2 binutils mount fdisk fuse2fs"
 PKGS="$PKGS libdeflate-dev libbz2-dev liblzma-dev bximage cloop-utils fio"
 # tests/integration/test-netfs.sh: IMAGEDIR on a FUSE view changed underneath.
 PKGS="$PKGS bindfs"

@@ -7,6 +7,7 @@
 VD_CONTAINER(xz)
 VD_CONTAINER(ewf)
 VD_CONTAINER(gzip)
+VD_CONTAINER(bzip2)
 VD_CONTAINER(tar)
 #ifdef HAVE_ZSTD /* configure --without-zstd leaves it out */
 VD_CONTAINER(zstd)
