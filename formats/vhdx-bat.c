@@ -22,6 +22,7 @@
 #include "src/vd-bits.h"
 #include "src/vd-error.h"
 #include "src/vd-io.h"
+#include "src/vd-table-cache.h"
 
 #define BAT_CHUNK_BYTES   (64u * 1024u)
 #define BAT_CHUNK_ENTRIES (BAT_CHUNK_BYTES / 8)
@@ -45,26 +46,41 @@ bool vhdx_bat_geometry(VdImage *img, GError **error)
     return true;
 }
 
+/* A chunk of the BAT at host (the last one may be short: zeros after
+ * it), as the replayed log leaves it, in host order. */
+static bool bat_chunk_load(void *opaque, uint64_t host, uint8_t *data, GError **error)
+{
+    VdImage *img = opaque;
+    VhdxState *s = img->opaque;
+    size_t bytes = (size_t)MIN((uint64_t)BAT_CHUNK_BYTES, s->bat_offset + s->bat_length - host);
+    g_autofree uint8_t *raw = g_malloc(bytes);
+    if (!vhdx_meta_read(img, raw, bytes, host, error))
+        return false;
+    uint64_t *chunk = (uint64_t *)data;
+    memset(data, 0, BAT_CHUNK_BYTES);
+    for (size_t i = 0; i < bytes / 8; i++)
+        chunk[i] = vd_le64(raw + 8 * i);
+    return true;
+}
+
 bool vhdx_bat_init(VdImage *img, GError **error)
 {
     VhdxState *s = img->opaque;
     if (!vhdx_bat_geometry(img, error))
         return false;
-    s->n_bat_chunks = (s->n_bat + BAT_CHUNK_ENTRIES - 1) / BAT_CHUNK_ENTRIES;
-    s->bat_chunks = g_new0(uint64_t *, s->n_bat_chunks);
-    uint64_t cap = img->ctx->metadata_cache_bytes / BAT_CHUNK_BYTES;
-    s->bat_cap = (size_t)MIN(MAX(cap, 4), s->n_bat_chunks);
-    s->bat_loaded = g_new0(uint64_t, s->bat_cap);
+    s->bat = vd_table_cache_new(BAT_CHUNK_BYTES, img->ctx->metadata_cache_bytes, 4, bat_chunk_load,
+                                NULL, img);
     return true;
 }
 
 void vhdx_bat_free(VhdxState *s)
 {
-    for (uint64_t i = 0; s->bat_chunks != NULL && i < s->n_bat_chunks; i++)
-        g_free(s->bat_chunks[i]);
-    g_clear_pointer(&s->bat_chunks, g_free);
-    g_clear_pointer(&s->bat_loaded, g_free);
-    vd_brlock_clear(&s->bat_lock);
+    g_clear_pointer(&s->bat, vd_table_cache_free);
+}
+
+static uint64_t bat_chunk_host(const VhdxState *s, uint64_t idx)
+{
+    return s->bat_offset + idx / BAT_CHUNK_ENTRIES * BAT_CHUNK_BYTES;
 }
 
 bool vhdx_bat_get(VdImage *img, uint64_t idx, uint64_t *entry, GError **error)
@@ -74,59 +90,15 @@ bool vhdx_bat_get(VdImage *img, uint64_t idx, uint64_t *entry, GError **error)
         vd_set_error(error, EIO, "%s: BAT index %" PRIu64 " out of range", img->name, idx);
         return false;
     }
-    uint64_t c = idx / BAT_CHUNK_ENTRIES;
-    for (;;) {
-        vd_brlock_rdlock(&s->bat_lock);
-        if (s->bat_chunks[c] != NULL) {
-            *entry = s->bat_chunks[c][idx % BAT_CHUNK_ENTRIES];
-            vd_brlock_rdunlock(&s->bat_lock);
-            return true;
-        }
-        uint64_t gen = s->bat_gen;
-        vd_brlock_rdunlock(&s->bat_lock);
-
-        /* Load outside the lock. */
-        uint64_t bytes = MIN(BAT_CHUNK_BYTES, s->bat_length - c * BAT_CHUNK_BYTES);
-        g_autofree uint8_t *raw = g_malloc(bytes);
-        if (!vhdx_meta_read(img, raw, bytes, s->bat_offset + c * BAT_CHUNK_BYTES, error))
-            return false;
-        uint64_t *chunk = g_new0(uint64_t, BAT_CHUNK_ENTRIES);
-        for (uint64_t i = 0; i < bytes / 8; i++)
-            chunk[i] = vd_le64(raw + 8 * i);
-
-        vd_brlock_wrlock(&s->bat_lock);
-        if (s->bat_gen != gen || s->bat_chunks[c] != NULL) {
-            /* Updated (or loaded) meanwhile: look again. */
-            vd_brlock_wrunlock(&s->bat_lock);
-            g_free(chunk);
-            continue;
-        }
-        size_t slot;
-        if (s->bat_count < s->bat_cap) {
-            slot = s->bat_count++;
-        } else {
-            /* Full: evict the oldest load. */
-            slot = s->bat_hand;
-            s->bat_hand = (s->bat_hand + 1) % s->bat_cap;
-            g_clear_pointer(&s->bat_chunks[s->bat_loaded[slot]], g_free);
-        }
-        s->bat_chunks[c] = chunk;
-        s->bat_loaded[slot] = c;
-        *entry = chunk[idx % BAT_CHUNK_ENTRIES];
-        vd_brlock_wrunlock(&s->bat_lock);
-        return true;
-    }
+    return vd_table_cache_read(s->bat, bat_chunk_host(s, idx),
+                               (size_t)(idx % BAT_CHUNK_ENTRIES) * 8, 8, entry, error);
 }
 
 void vhdx_bat_set(VdImage *img, uint64_t idx, uint64_t entry)
 {
     VhdxState *s = img->opaque;
-    uint64_t c = idx / BAT_CHUNK_ENTRIES;
-    vd_brlock_wrlock(&s->bat_lock);
-    if (s->bat_chunks[c] != NULL)
-        s->bat_chunks[c][idx % BAT_CHUNK_ENTRIES] = entry;
-    s->bat_gen++;
-    vd_brlock_wrunlock(&s->bat_lock);
+    vd_table_cache_updated(s->bat, bat_chunk_host(s, idx), (size_t)(idx % BAT_CHUNK_ENTRIES) * 8,
+                           &entry, 8);
 }
 
 bool vhdx_bat_page(VdImage *img, uint64_t idx, VhdxPage *page, GError **error)

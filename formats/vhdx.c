@@ -423,7 +423,6 @@ static VhdxState *state_new(VdImage *img)
 {
     VhdxState *s = g_new0(VhdxState, 1);
     img->opaque = s;
-    vd_brlock_init(&s->bat_lock);
     s->log_state = "clean";
     return s;
 }

@@ -85,14 +85,10 @@ typedef struct {
     uint64_t n_payload; /* payload blocks */
     uint64_t n_bat;     /* BAT entries the region holds */
 
-    /* BAT cache: 64 KiB chunks, FIFO-evicted. Guarded by bat_lock: lookups
-     * read-lock it, loads and updates write-lock it. */
-    VdBrLock bat_lock;
-    uint64_t **bat_chunks; /* n_bat_chunks slots, NULL when not loaded */
-    uint64_t n_bat_chunks;
-    uint64_t *bat_loaded; /* ring of loaded chunk numbers */
-    size_t bat_cap, bat_count, bat_hand;
-    uint64_t bat_gen; /* bumped by every update, so a stale load is not installed */
+    /* BAT cache: 64 KiB chunks of entries in host order, in the block
+     * layer's table cache (src/vd-table-cache.h), keyed by host offset;
+     * written through by the writer (vhdx_bat_set). */
+    struct VdTableCache *bat;
 
     /* Log replayed in memory (read-only open with a dirty log). Immutable
      * after open. */

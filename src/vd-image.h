@@ -13,7 +13,7 @@
  *  2. VdImage.write_lock, of one image at a time (backing images are
  *     read-only and never written through their child).
  *  3. A driver's metadata locks: the table caches' big-reader locks
- *     (qcow2 L2 and refcount blocks, VMDK grain tables, VHDX BAT), VDI's
+ *     (qcow2 L2 and refcount blocks, VMDK grain tables), VDI's
  *     meta_lock, the decoded-data caches (qcow2, VMDK stream, qcow v1,
  *     vd-ro-cache). One at a time, around the cache's
  *     own data and host reads of what it loads; writers that need a
@@ -24,8 +24,8 @@
  *     store callbacks and its dependency's flush: a cache's before the
  *     one it depends on.
  *  4. Leaves, under which nothing else is taken: VdImage.error_lock,
- *     VdTableCache.lock and .load_mutex (QED and qcow v1 tables: loads and
- *     stores run outside them),
+ *     VdTableCache.lock and .load_mutex (QED and qcow v1 tables, VHDX BAT
+ *     chunks: loads and stores run outside them),
  *     VdMetaMap.lock, VdReadahead.lock (its waiters hold nothing else),
  *     VdDecodeBatch.lock (jobs run outside it; the caller waiting for
  *     them holds nothing of 1-3 that they need).

@@ -7,7 +7,8 @@
 # big-reader lock and LRU stamps), while writers allocate and overwrite
 # their own quarters of another image and one handle rewrites the
 # compressed one as it reads it in order (read-ahead invalidation). The
-# same for the drivers on the block layer's table cache (QED, qcow v1):
+# same for the drivers on the block layer's table cache (QED, qcow v1,
+# VHDX's BAT):
 # many more tables than the tiny cache holds, written at scattered
 # offsets by parallel writers while others read them. Then every image
 # reads back as qemu-img says and passes qemu-img check.
@@ -36,6 +37,10 @@ qemu-img create -q -f qcow "$D/tc.qcow" $SPARSE
 qemu-img create -q -f raw "$T/tc.qed.expect" $SPARSE
 qemu-img create -q -f raw "$T/tc.qcow.expect" $SPARSE
 qemu-img create -q -f raw "$T/rw.expect" $((8 * MiB))
+# VHDX: 1 MiB blocks over 64 GiB, a BAT of 8 chunks of 64 KiB (8 GiB of
+# disk each; the cache holds 4), written at 1 GiB steps.
+qemu-img create -q -f vhdx -o block_size=1M "$D/tc.vhdx" 64G
+qemu-img create -q -f raw "$T/tc.vhdx.expect" 64G
 
 mount_vdiskfs "$D" "$M" -o rw,cache_size=64K
 
@@ -52,8 +57,8 @@ writer() {
     done
 }
 
-# scatter IMAGE EXPECT Q: 64 KiB writes at every 4 MiB step, shifted by
-# Q MiB, twice, so that the four writers share every table; each write is
+# scatter IMAGE EXPECT Q [STEP]: 64 KiB writes at every STEP (in 64 KiB
+# units; 4 MiB by default), shifted by Q quarters of it, twice, so that the four writers share every table; each write is
 # read back at once with O_DIRECT (past the page cache: through the
 # driver's tables, most likely still cached, as the write left them).
 scatter() {
@@ -62,7 +67,7 @@ scatter() {
         "$VDTEST" pattern $(($3 + pass * 4)) 65536 >"$p"
         i=0
         while [ $i -lt 64 ]; do
-            at=$((i * 64 + $3 * 16))
+            at=$((i * ${4:-64} + $3 * ${4:-64} / 4))
             for f in "$1" "$2"; do
                 dd if="$p" of="$f" bs=65536 seek=$at conv=notrunc status=none ||
                     { echo "scatter $3 pass $pass: dd of=$f failed at $i"; return 1; }
@@ -77,13 +82,16 @@ scatter() {
 
 # Held open for writing throughout: readers then share the writable
 # image instead of keeping the writers' reopen busy.
-exec 7<>"$M/tc.qed" 8<>"$M/tc.qcow"
+exec 7<>"$M/tc.qed" 8<>"$M/tc.qcow" 9<>"$M/tc.vhdx"
 pids=""
-for img in tc.qed tc.qcow; do
+for img in tc.qed tc.qcow tc.vhdx; do
+    step=64
+    [ $img = tc.vhdx ] && step=16384
     for q in 0 1 2 3; do
-        scatter "$M/$img" "$T/$img.expect" $q >"$T/s$img$q.log" 2>&1 &
+        scatter "$M/$img" "$T/$img.expect" $q $step >"$T/s$img$q.log" 2>&1 &
         pids="$pids $!"
     done
+    [ $img = tc.vhdx ] && continue # 64 GiB: read back by qemu-img compare below
     (for i in 1 2; do dd if="$M/$img" of=/dev/null bs=$MiB status=none; done) >"$T/seq$img.log" 2>&1 &
     pids="$pids $!"
 done
@@ -105,7 +113,7 @@ for p in $pids; do
 done
 "$VDTEST" parread "$M/comp.qcow2" "$T/comp.expect" 8 20 || fail "parallel readers of comp.qcow2"
 "$VDTEST" parread "$M/rw.qcow2" "$T/rw.expect" 8 20 || fail "parallel readers of rw.qcow2"
-exec 7>&- 8>&-
+exec 7>&- 8>&- 9>&-
 for img in tc.qed tc.qcow; do
     "$VDTEST" parread "$M/$img" "$T/$img.expect" 8 4 || fail "parallel readers of $img"
 done
@@ -122,6 +130,22 @@ done
 for img in comp small rw; do
     qemu-img check -q "$D/$img.qcow2" || fail "qemu-img check $img.qcow2"
 done
+qemu-img check -q "$D/tc.vhdx" || fail "qemu-img check tc.vhdx"
+# 64 GiB, which qemu-img would read whole to compare (QEMU's VHDX gives
+# no block status): QEMU reads back every write's last pattern instead,
+# and zeros between two of them.
+: >"$T/vhdx.cmds"
+for q in 0 1 2 3; do
+    i=0
+    while [ $i -lt 64 ]; do
+        at=$(((i * 16384 + q * 4096) * 65536))
+        echo "read -q -P $((q + 8)) $at 65536" >>"$T/vhdx.cmds"
+        echo "read -q -P 0 $((at + 65536)) 65536" >>"$T/vhdx.cmds"
+        i=$((i + 1))
+    done
+done
+qemu-io -f vhdx -r "$D/tc.vhdx" <"$T/vhdx.cmds" 2>&1 | sed 's/qemu-io> //g' | grep . >"$T/vhdx.out" || true
+[ ! -s "$T/vhdx.out" ] || fail "tc.vhdx does not hold what was written: $(head -n 5 "$T/vhdx.out")"
 qemu-img convert -f qcow2 -O raw "$D/rw.qcow2" "$T/rw.got"
 same_bytes "$T/rw.expect" "$T/rw.got" "rw.qcow2"
 qemu-img convert -f qcow2 -O raw "$D/comp.qcow2" "$T/comp.got"
