@@ -44,8 +44,12 @@ start() {
     unmount_all
     warm "$img"
     case $target in
-    vdiskfs)
-        "$VDISKFS" $([ "$rw" = 1 ] && echo "-o rw") "$(dirname "$img")" "$W/mnt-vd"
+    vdiskfs | vdiskfs-ra*)
+        # vdiskfs-raN: the same with -o read_ahead=N (KiB).
+        local ra=""
+        case $target in vdiskfs-ra*) ra="-o read_ahead=${target#vdiskfs-ra}" ;; esac
+        # shellcheck disable=SC2086
+        "$VDISKFS" $([ "$rw" = 1 ] && echo "-o rw") $ra "$(dirname "$img")" "$W/mnt-vd"
         echo "$W/mnt-vd/$(basename "$img")"
         ;;
     qsd)

@@ -13,6 +13,9 @@
 #
 #   run-guestfs.sh [--runs N] [--fs ext4|xfs] [--formats "qcow2 vmdk vhdx"]
 #                  [--tree DIR] [--workdir DIR] [--losetup-args ARGS]
+#                  [--servers "vdiskfs qsd ceiling raw"]
+# A server vdiskfs-raN is vdiskfs with -o read_ahead=N; with servers
+# other than the four, the table has a column per server instead.
 set -euo pipefail
 
 VDISKFS=${VDISKFS:?path to vdiskfs}
@@ -23,6 +26,7 @@ FS=ext4
 FORMATS="qcow2 vmdk vhdx"
 TREE=/usr/share
 LOSETUP_ARGS=""
+SERVERS="vdiskfs qsd ceiling raw"
 while [ $# -gt 0 ]; do
     case $1 in
     --runs) RUNS=$2; shift ;;
@@ -31,6 +35,7 @@ while [ $# -gt 0 ]; do
     --tree) TREE=$2; shift ;;
     --workdir) W=$2; shift ;;
     --losetup-args) LOSETUP_ARGS=$2; shift ;;
+    --servers) SERVERS=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -119,7 +124,7 @@ record() { echo "$1|$2|$3|$4" >>"$RESULTS"; }
 round() {
     local server=$1 fmt=$2 img file
     img=$W/img/guest.$fmt
-    [ "$server" = raw ] || [ "$server" = ceiling ] && img=$W/img/guest.raw
+    { [ "$server" = raw ] || [ "$server" = ceiling ]; } && img=$W/img/guest.raw
     file=$(expose "$server" "$fmt" "$img" 0)
     loop_mount "$file" 0
     drop
@@ -154,7 +159,7 @@ round() {
 prepare
 for run in $(seq "$RUNS"); do
     for fmt in $FORMATS; do
-        for server in vdiskfs qsd ceiling raw; do
+        for server in $SERVERS; do
             log "run $run: $fmt through $server"
             round "$server" "$fmt"
         done
@@ -162,8 +167,26 @@ for run in $(seq "$RUNS"); do
 done
 
 # Medians per format, workload and server, with the ratios.
-python3 - "$RESULTS" <<'EOF'
+python3 - "$RESULTS" "$SERVERS" <<'EOF'
 import collections, statistics, sys
+servers = sys.argv[2].split()
+if sorted(servers) != sorted(['vdiskfs', 'qsd', 'ceiling', 'raw']):
+    # Other servers (vdiskfs-raN): each one's median and spread.
+    rows = collections.defaultdict(list)
+    for line in open(sys.argv[1]):
+        fmt, server, work, v = line.strip().split('|')
+        if v:
+            rows[(fmt, work, server)].append(float(v))
+    print('| format | workload | ' + ' | '.join(servers) + ' |')
+    print('|---|---|' + '---|' * len(servers))
+    for f in sorted({k[0] for k in rows}):
+        for w in ['read', 'find', 'untar', 'fio-read-iops', 'fio-write-iops']:
+            cells = []
+            for s in servers:
+                v = rows[(f, w, s)]
+                cells.append('-' if not v else '%.3g (%.3g-%.3g)' % (statistics.median(v), min(v), max(v)))
+            print('| %s | %s | %s |' % (f, w, ' | '.join(cells)))
+    sys.exit(0)
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     fmt, server, work, v = line.strip().split('|')
