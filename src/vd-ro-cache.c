@@ -3,15 +3,18 @@
 #include "config.h"
 
 #include <stdbool.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "src/vd-ro-cache.h"
 #include "src/vd-error.h"
 
-#define RO_MIN_ENTRIES 2
-#define RO_MAX_ENTRIES 256
-#define RO_GHOSTS      1024
-#define RO_STALE_USEC  (2 * G_USEC_PER_SEC)
+#define RO_MIN_ENTRIES  2
+#define RO_FLOOR_MAX    256  /* entries held without borrowing, at most */
+#define RO_MAX_ENTRIES  4096 /* with borrowed ones, at most */
+#define RO_TRASH_INLINE 16
+#define RO_GHOSTS       1024
+#define RO_STALE_USEC   (2 * G_USEC_PER_SEC)
 /* ...and not used during the last this many uses per entry of the cache:
  * under load a reader's next request can wait seconds in the decode pool
  * behind other readers' chunks, and its chunk is not stale for that. */
@@ -35,9 +38,11 @@ typedef struct {
 } VdRoFlight;
 
 struct VdRoCache {
-    GMutex lock;  /* guards everything below */
-    GCond landed; /* broadcast when a flight is done */
-    VdRoSlot slots[RO_MAX_ENTRIES];
+    GMutex lock;     /* guards everything below */
+    GCond landed;    /* broadcast when a flight is done */
+    VdRoSlot *slots; /* n_slots of them; grown as the cache grows */
+    unsigned n_slots;
+    GHashTable *index; /* key (uint64_t *, owned) -> slot number + 1 */
     unsigned entries;  /* slots holding data */
     unsigned floor;    /* entries held without borrowing */
     unsigned target;   /* entries wanted now (floor..RO_MAX_ENTRIES) */
@@ -52,9 +57,21 @@ struct VdRoCache {
 
 /* Chunks dropped under the lock, released after it. */
 typedef struct {
-    GBytes *items[RO_MAX_ENTRIES + 1];
+    GBytes *items[RO_TRASH_INLINE];
     unsigned n;
+    GPtrArray *more; /* past RO_TRASH_INLINE, or NULL */
 } VdRoTrash;
+
+static void trash_add(VdRoTrash *trash, GBytes *b)
+{
+    if (trash->n < RO_TRASH_INLINE) {
+        trash->items[trash->n++] = b;
+        return;
+    }
+    if (trash->more == NULL)
+        trash->more = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    g_ptr_array_add(trash->more, b);
+}
 
 static GMutex shared_lock;
 static uint64_t shared_used; /* shared_lock */
@@ -94,7 +111,10 @@ VdRoCache *vd_ro_cache_new(uint64_t budget, uint64_t unit)
 {
     VdRoCache *c = g_new0(VdRoCache, 1);
     uint64_t n = unit ? budget / unit : RO_MIN_ENTRIES;
-    c->floor = (unsigned)CLAMP(n, RO_MIN_ENTRIES, RO_MAX_ENTRIES);
+    c->floor = (unsigned)CLAMP(n, RO_MIN_ENTRIES, RO_FLOOR_MAX);
+    c->n_slots = c->floor;
+    c->slots = g_new0(VdRoSlot, c->n_slots);
+    c->index = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     c->target = c->floor;
     c->unit = MAX(unit, 1);
     c->flights = g_ptr_array_new();
@@ -107,8 +127,10 @@ void vd_ro_cache_free(VdRoCache *c)
 {
     if (c == NULL)
         return;
-    for (unsigned i = 0; i < RO_MAX_ENTRIES; i++)
+    for (unsigned i = 0; i < c->n_slots; i++)
         g_clear_pointer(&c->slots[i].data, g_bytes_unref);
+    g_free(c->slots);
+    g_hash_table_unref(c->index);
     if (c->borrowed > 0)
         shared_give(c->borrowed * c->unit);
     g_ptr_array_unref(c->flights); /* empty: no reader runs any more */
@@ -124,11 +146,8 @@ static unsigned capacity(const VdRoCache *c)
 
 static int find(const VdRoCache *c, uint64_t key)
 {
-    for (unsigned i = 0; i < RO_MAX_ENTRIES; i++) {
-        if (c->slots[i].data != NULL && c->slots[i].key == key)
-            return (int)i;
-    }
-    return -1;
+    gpointer v = g_hash_table_lookup(c->index, &key);
+    return v != NULL ? GPOINTER_TO_INT(v) - 1 : -1;
 }
 
 static void touch(VdRoCache *c, VdRoSlot *s, gint64 now)
@@ -144,7 +163,8 @@ static void evict(VdRoCache *c, VdRoSlot *s, bool ghost, VdRoTrash *trash)
         c->ghost_next = (c->ghost_next + 1) % RO_GHOSTS;
         c->n_ghosts = MIN(c->n_ghosts + 1, RO_GHOSTS);
     }
-    trash->items[trash->n++] = s->data;
+    g_hash_table_remove(c->index, &s->key);
+    trash_add(trash, s->data);
     s->data = NULL;
     c->entries--;
     if (c->borrowed > 0 && c->entries < c->floor + c->borrowed) {
@@ -156,7 +176,7 @@ static void evict(VdRoCache *c, VdRoSlot *s, bool ghost, VdRoTrash *trash)
 static void evict_lru(VdRoCache *c, VdRoTrash *trash)
 {
     VdRoSlot *victim = NULL;
-    for (unsigned i = 0; i < RO_MAX_ENTRIES; i++) {
+    for (unsigned i = 0; i < c->n_slots; i++) {
         VdRoSlot *s = &c->slots[i];
         if (s->data != NULL && (victim == NULL || s->used < victim->used))
             victim = s;
@@ -171,7 +191,7 @@ static void sweep(VdRoCache *c, gint64 now, VdRoTrash *trash)
     c->last_sweep = now;
     bool dropped = false;
     uint64_t uses = (uint64_t)RO_STALE_USES * capacity(c);
-    for (unsigned i = 0; i < RO_MAX_ENTRIES && c->entries > c->floor; i++) {
+    for (unsigned i = 0; i < c->n_slots && c->entries > c->floor; i++) {
         VdRoSlot *s = &c->slots[i];
         if (s->data != NULL && now - s->used_at > RO_STALE_USEC && c->clock - s->used > uses) {
             evict(c, s, false, trash);
@@ -207,7 +227,7 @@ static void insert(VdRoCache *c, uint64_t key, GBytes *data, VdRoTrash *trash)
     gint64 now = g_get_monotonic_time();
     int i = find(c, key);
     if (i >= 0) {
-        trash->items[trash->n++] = c->slots[i].data;
+        trash_add(trash, c->slots[i].data);
         c->slots[i].data = g_bytes_ref(data);
         touch(c, &c->slots[i], now);
         return;
@@ -223,16 +243,22 @@ static void insert(VdRoCache *c, uint64_t key, GBytes *data, VdRoTrash *trash)
         }
         evict_lru(c, trash);
     }
-    for (unsigned j = 0; j < RO_MAX_ENTRIES; j++) {
-        VdRoSlot *s = &c->slots[j];
-        if (s->data == NULL) {
-            s->key = key;
-            s->data = g_bytes_ref(data);
-            c->entries++;
-            touch(c, s, now);
-            return;
-        }
+    unsigned j = 0;
+    while (j < c->n_slots && c->slots[j].data != NULL)
+        j++;
+    if (j == c->n_slots) {
+        /* Every slot taken and room for one more: twice the slots. */
+        unsigned n = MIN(RO_MAX_ENTRIES, c->n_slots * 2);
+        c->slots = g_renew(VdRoSlot, c->slots, n);
+        memset(c->slots + c->n_slots, 0, (n - c->n_slots) * sizeof *c->slots);
+        c->n_slots = n;
     }
+    VdRoSlot *s = &c->slots[j];
+    s->key = key;
+    s->data = g_bytes_ref(data);
+    c->entries++;
+    touch(c, s, now);
+    g_hash_table_insert(c->index, g_memdup2(&key, sizeof key), GINT_TO_POINTER((int)j + 1));
 }
 
 static void trash_empty(VdRoTrash *trash)
@@ -240,6 +266,7 @@ static void trash_empty(VdRoTrash *trash)
     for (unsigned i = 0; i < trash->n; i++)
         g_bytes_unref(trash->items[i]);
     trash->n = 0;
+    g_clear_pointer(&trash->more, g_ptr_array_unref);
 }
 
 static void flight_unref(VdRoFlight *f)
@@ -263,7 +290,7 @@ static GBytes *flight_result(VdRoFlight *f, GError **error)
 GBytes *vd_ro_cache_fetch(VdRoCache *c, uint64_t key, VdRoDecodeFunc decode, gpointer user,
                           GError **error)
 {
-    VdRoTrash trash = {.n = 0};
+    VdRoTrash trash = {.n = 0, .more = NULL};
     GBytes *result = NULL;
     gint64 now = g_get_monotonic_time();
     g_mutex_lock(&c->lock);
@@ -324,7 +351,7 @@ GBytes *vd_ro_cache_fetch(VdRoCache *c, uint64_t key, VdRoDecodeFunc decode, gpo
 GBytes *vd_ro_cache_get(VdRoCache *c, uint64_t key)
 {
     GBytes *found = NULL;
-    VdRoTrash trash = {.n = 0};
+    VdRoTrash trash = {.n = 0, .more = NULL};
     gint64 now = g_get_monotonic_time();
     g_mutex_lock(&c->lock);
     int i = find(c, key);
@@ -342,7 +369,7 @@ GBytes *vd_ro_cache_get(VdRoCache *c, uint64_t key)
 
 void vd_ro_cache_put(VdRoCache *c, uint64_t key, GBytes *data)
 {
-    VdRoTrash trash = {.n = 0};
+    VdRoTrash trash = {.n = 0, .more = NULL};
     g_mutex_lock(&c->lock);
     insert(c, key, data, &trash);
     g_mutex_unlock(&c->lock);

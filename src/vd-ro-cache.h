@@ -14,6 +14,7 @@
  * the last 1024 evicted: random reads over a few hundred chunks, as a
  * compressed container's, grow the cache to hold them; a sequential pass,
  * which never comes back, does not).
+ * It holds at most 4096 entries, found by a hash of their keys.
  * Entries above the floor borrow unit bytes each from one pool shared by
  * every cache of the process, vd_ro_cache_shared_limit(): 512 MiB, or an
  * eighth of the physical memory if that is less. When the pool is spent,

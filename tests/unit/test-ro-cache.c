@@ -170,6 +170,33 @@ static void test_serial_thrash(void)
     vd_ro_cache_free(c);
 }
 
+/* Random reads over more chunks than the old 256-slot limit (a
+ * compressed container's windows): the cache grows to hold them all, its
+ * keys found by their hash, and the reads stop decoding. */
+static void test_random_grows_past_256(void)
+{
+    Decoder dec = {.fail_key = -1};
+    VdRoCache *c = vd_ro_cache_new(0, 64);
+    GRand *r = g_rand_new_with_seed(7);
+    const uint64_t chunks = 1000;
+    for (int i = 0; i < 40000; i++) {
+        uint64_t k = (uint64_t)g_rand_int_range(r, 0, (gint32)chunks);
+        GBytes *b = vd_ro_cache_fetch(c, k, decode, &dec, NULL);
+        g_assert_true(holds(b, k));
+        g_bytes_unref(b);
+    }
+    g_assert_cmpuint(vd_ro_cache_entries(c), ==, chunks);
+    int before = dec.decodes;
+    for (uint64_t k = 0; k < chunks; k++) {
+        GBytes *b = vd_ro_cache_fetch(c, k, decode, &dec, NULL);
+        g_assert_true(holds(b, k));
+        g_bytes_unref(b);
+    }
+    g_assert_cmpint(dec.decodes, ==, before);
+    g_rand_free(r);
+    vd_ro_cache_free(c);
+}
+
 static void fill_concurrently(VdRoCache *c, Decoder *dec, uint64_t first, int n)
 {
     Reader r[32];
@@ -308,6 +335,7 @@ int main(int argc, char **argv)
     g_test_add_func("/ro-cache/concurrent-readers", test_concurrent_readers);
     g_test_add_func("/ro-cache/serial-thrash", test_serial_thrash);
     g_test_add_func("/ro-cache/shared-bound", test_shared_bound);
+    g_test_add_func("/ro-cache/random-grows-past-256", test_random_grows_past_256);
     g_test_add_func("/ro-cache/shrink", test_shrink);
     g_test_add_func("/ro-cache/stress", test_stress);
     g_test_add_func("/ro-cache/get-put", test_get_put);
