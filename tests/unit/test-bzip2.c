@@ -20,6 +20,7 @@
 #include "src/vd-error.h"
 #include "src/vd-info.h"
 #include "src/vd-source.h"
+#include "tests/unit/test-fixtures.h"
 
 #define MiB (1024 * 1024)
 
@@ -53,27 +54,17 @@ static GByteArray *bz_compress(const uint8_t *data, size_t n, int level)
 static char *write_file(const char *name, const void *data, size_t n)
 {
     char *path = g_build_filename(dir, name, NULL);
-    g_autoptr(GError) err = NULL;
-    g_file_set_contents(path, data, (gssize)n, &err);
-    g_assert_no_error(err);
+    tf_write_file(path, data, n);
     return path;
 }
 
-typedef struct {
-    const VdSourceOps *ops;
-    void *opaque;
-    uint64_t size;
-} Opened;
+typedef TfContainer Opened;
 
 static bool open_bytes(const char *name, const void *data, size_t n, Opened *o, GError **error)
 {
-    g_autofree char *path = write_file(name, data, n);
-    const VdContainer *c = vd_container_probe(data, MIN(n, (size_t)VD_CONTAINER_HEAD), n);
-    g_assert_nonnull(c);
-    g_assert_cmpstr(c->name, ==, "bzip2");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    g_assert_cmpint(fd, >=, 0);
-    return c->open(ctx, fd, path, name, &o->ops, &o->opaque, &o->size, error);
+    bool ok = tf_container_open(ctx, dir, name, data, n, o, error);
+    g_assert_cmpstr(o->c->name, ==, "bzip2");
+    return ok;
 }
 
 static void expect_open_error(const char *name, const void *data, size_t n, const char *why,

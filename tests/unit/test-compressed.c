@@ -38,29 +38,12 @@ static uint8_t *make_data(size_t n, uint32_t seed)
     return p;
 }
 
-static char *write_file(const char *name, const void *data, size_t n)
-{
-    char *path = g_build_filename(dir, name, NULL);
-    tf_write_file(path, data, n);
-    return path;
-}
-
-typedef struct {
-    const VdContainer *c;
-    const VdSourceOps *ops;
-    void *opaque;
-    uint64_t size;
-} Opened;
+typedef TfContainer Opened;
 
 /* Open bytes as a container: true, or false with error set. */
 static bool open_bytes(const char *name, const void *data, size_t n, Opened *o, GError **error)
 {
-    g_autofree char *path = write_file(name, data, n);
-    o->c = vd_container_probe(data, MIN(n, (size_t)VD_CONTAINER_HEAD), n);
-    g_assert_nonnull(o->c);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    g_assert_cmpint(fd, >=, 0);
-    return o->c->open(ctx, fd, path, name, &o->ops, &o->opaque, &o->size, error);
+    return tf_container_open(ctx, dir, name, data, n, o, error);
 }
 
 static void expect_open_error(const char *name, const void *data, size_t n, const char *why)

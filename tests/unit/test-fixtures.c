@@ -2,6 +2,7 @@
 /* The unit tests' shared fixtures (see test-fixtures.h). */
 #include "config.h"
 
+#include <fcntl.h>
 #include <glib/gstdio.h>
 
 #include "tests/unit/test-fixtures.h"
@@ -72,4 +73,16 @@ void tf_assert_same(const uint8_t *got, const uint8_t *want, uint64_t len, const
             return;
         }
     }
+}
+
+bool tf_container_open(VdContext *ctx, const char *dir, const char *name, const void *data,
+                       size_t n, TfContainer *o, GError **error)
+{
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+    tf_write_file(path, data, n);
+    o->c = vd_container_probe(data, MIN(n, (size_t)VD_CONTAINER_HEAD), n);
+    g_assert_nonnull(o->c);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    g_assert_cmpint(fd, >=, 0);
+    return o->c->open(ctx, fd, path, name, &o->ops, &o->opaque, &o->size, error);
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "src/vd-container.h"
 #include "src/vd-image.h"
 
 /* A new directory from g_dir_make_tmp's template (say "vdtest-XXXXXX"). */
@@ -35,5 +36,18 @@ uint8_t *tf_read_image(VdImage *img);
 /* got equals want; otherwise the first differing offset is reported
  * (prefixed by what unless NULL) and the test marked failed. */
 void tf_assert_same(const uint8_t *got, const uint8_t *want, uint64_t len, const char *what);
+
+/* A container opened over a file written for the test. */
+typedef struct {
+    const VdContainer *c; /* what vd_container_probe found in its bytes */
+    const VdSourceOps *ops;
+    void *opaque;
+    uint64_t size;
+} TfContainer;
+/* Write n bytes of data to dir/name (a new path, g_free) and open it as
+ * the container its bytes are (which must be one): true, or false with
+ * error set by the container's open. */
+bool tf_container_open(VdContext *ctx, const char *dir, const char *name, const void *data,
+                       size_t n, TfContainer *o, GError **error);
 
 #endif
