@@ -2,12 +2,25 @@
 /*
  * xz: random access by the file's index (liblzma reads every stream's
  * index, multi-stream files and padding included). A read decodes the
- * block that holds it: blocks of up to XZ_CACHE_BLOCK are decoded whole
- * into the decoded-chunk cache (src/vd-ro-cache.h: once however many
- * readers want one, side by side for different blocks, growing while
- * random reads come back to evicted blocks; files made by `xz -T0` have
- * blocks of a few tens of MiB);
- * a larger block (a single-block file, as plain `xz` writes) is decoded
+ * block that holds it: blocks of up to XZ_CACHE_BLOCK go into the
+ * decoded-chunk cache (src/vd-ro-cache.h: once however many readers want
+ * one, side by side for different blocks, growing while random reads
+ * come back to evicted blocks; files made by `xz -T0` have blocks of a
+ * few tens of MiB).
+ * A block is decoded only as far as a read needs (to the end of its
+ * XZ_PIECE) and that prefix is what the cache holds: a random read
+ * decodes half a block on average instead of all of it. A read from the
+ * block's first piece, or one that goes on where the cached prefix ends,
+ * is a sequential reader's: the block is then decoded to its end, so a
+ * pass over the file decodes every block once. The price: bytes served
+ * from a prefix were not checked against the block's check (CRC32, CRC64
+ * or SHA-256 at its end) yet; LZMA2 still fails on most damage, and the
+ * check is verified whenever a block is decoded to its end: after a
+ * partial decode the block is decoded whole on a background thread (one
+ * at a time per file, at most XZ_COMPLETE_PENDING waiting; skipped when
+ * they are) and replaces its prefix in the cache, so a random reader that
+ * comes back to the block finds it (the core a QD1 reader leaves idle).
+ * A larger block (a single-block file, as plain `xz` writes) is decoded
  * as a stream kept at the end of the last read, in windows of XZ_WINDOW
  * of which the last XZ_WINDOWS are kept, so that sequential reads cost
  * one pass even when the kernel's read-ahead asks out of order; a read
@@ -28,11 +41,13 @@
 #define XZ_MAGIC                                                                                   \
     "\xfd"                                                                                         \
     "7zXZ\0"
-#define XZ_CACHE_BLOCK  (64u << 20)
-#define XZ_INDEX_MEMMAX (256u << 20)
-#define XZ_INPUT        (256u << 10)
-#define XZ_WINDOW       (1u << 20)
-#define XZ_WINDOWS      16
+#define XZ_CACHE_BLOCK      (64u << 20)
+#define XZ_INDEX_MEMMAX     (256u << 20)
+#define XZ_INPUT            (256u << 10)
+#define XZ_WINDOW           (1u << 20)
+#define XZ_WINDOWS          16
+#define XZ_PIECE            (64u << 10)
+#define XZ_COMPLETE_PENDING 2
 
 typedef struct {
     uint64_t start; /* uncompressed offset of the block */
@@ -59,7 +74,17 @@ typedef struct {
     uint64_t strm_in_end; /* end of the block's compressed data */
     uint8_t *inbuf;
     XzCached win[XZ_WINDOWS]; /* decoded windows of the streamed block */
+    /* Blocks decoded whole in the background after a partial decode. */
+    GMutex complete_lock;
+    GCond complete_done;
+    unsigned complete_jobs; /* queued or running; complete_lock */
+    bool closing;           /* atomic: background decodes give up */
 } XzSource;
+
+typedef struct {
+    XzSource *x;
+    lzma_index_iter it; /* a copy: it points into the immutable index */
+} XzComplete;
 
 static bool xz_probe(const uint8_t *head, size_t len, uint64_t file_size)
 {
@@ -117,6 +142,25 @@ static bool block_start(XzSource *x, const lzma_index_iter *it, lzma_stream *str
     return true;
 }
 
+/* More of the block's input for strm once it has used what it had. */
+static bool refill(XzSource *x, lzma_stream *strm, uint8_t *inbuf, uint64_t *in, uint64_t in_end,
+                   GError **error)
+{
+    if (strm->avail_in > 0 || *in >= in_end)
+        return true;
+    if (__atomic_load_n(&x->closing, __ATOMIC_RELAXED)) {
+        vd_set_error(error, ECANCELED, "%s: closed while decoding", x->name);
+        return false;
+    }
+    size_t n = (size_t)MIN((uint64_t)XZ_INPUT, in_end - *in);
+    if (!xz_read_raw(x, inbuf, n, *in, error))
+        return false;
+    strm->next_in = inbuf;
+    strm->avail_in = n;
+    *in += n;
+    return true;
+}
+
 /* Decode from strm into out (len bytes, NULL to skip them). */
 static bool decode_into(XzSource *x, lzma_stream *strm, uint8_t *inbuf, uint64_t *in,
                         uint64_t in_end, uint8_t *out, uint64_t len, GError **error)
@@ -127,14 +171,8 @@ static bool decode_into(XzSource *x, lzma_stream *strm, uint8_t *inbuf, uint64_t
         strm->next_out = out ? out : skip;
         strm->avail_out = want;
         while (strm->avail_out > 0) {
-            if (strm->avail_in == 0 && *in < in_end) {
-                size_t n = (size_t)MIN((uint64_t)XZ_INPUT, in_end - *in);
-                if (!xz_read_raw(x, inbuf, n, *in, error))
-                    return false;
-                strm->next_in = inbuf;
-                strm->avail_in = n;
-                *in += n;
-            }
+            if (!refill(x, strm, inbuf, in, in_end, error))
+                return false;
             lzma_ret r = lzma_code(strm, LZMA_RUN);
             if (r == LZMA_STREAM_END && strm->avail_out > 0) {
                 vd_set_error(error, EIO, "%s: xz block ends before its recorded size", x->name);
@@ -157,8 +195,41 @@ static bool decode_into(XzSource *x, lzma_stream *strm, uint8_t *inbuf, uint64_t
     return true;
 }
 
-/* A whole block, decoded (small blocks). */
-static uint8_t *decode_block(XzSource *x, const lzma_index_iter *it, GError **error)
+/* After a block's last byte: its padding and its check, which liblzma
+ * verifies (LZMA_DATA_ERROR when it does not match). */
+static bool finish_block(XzSource *x, lzma_stream *strm, uint8_t *inbuf, uint64_t *in,
+                         uint64_t in_end, GError **error)
+{
+    uint8_t extra;
+    for (;;) {
+        if (!refill(x, strm, inbuf, in, in_end, error))
+            return false;
+        strm->next_out = &extra;
+        strm->avail_out = 1;
+        lzma_ret r = lzma_code(strm, LZMA_RUN);
+        if (r == LZMA_STREAM_END && strm->avail_out == 1)
+            return true;
+        if (r == LZMA_DATA_ERROR) {
+            vd_set_error(error, EIO, "%s: xz block fails its check (damaged data)", x->name);
+            return false;
+        }
+        if (r != LZMA_OK && r != LZMA_STREAM_END) {
+            set_lzma_error(x, r, "decoding", error);
+            return false;
+        }
+        if (strm->avail_out == 0) {
+            vd_set_error(error, EIO, "%s: xz block longer than its recorded size", x->name);
+            return false;
+        }
+        if (strm->avail_in == 0 && *in >= in_end) {
+            vd_set_error(error, EIO, "%s: xz block data ends early", x->name);
+            return false;
+        }
+    }
+}
+
+/* The first n bytes of a block, decoded (small blocks). */
+static uint8_t *decode_prefix(XzSource *x, const lzma_index_iter *it, uint64_t n, GError **error)
 {
     lzma_stream strm;
     lzma_block block;
@@ -166,10 +237,12 @@ static uint8_t *decode_block(XzSource *x, const lzma_index_iter *it, GError **er
     uint64_t in, in_end;
     if (!block_start(x, it, &strm, &block, filters, &in, &in_end, error))
         return NULL;
-    uint64_t n = it->block.uncompressed_size;
     uint8_t *data = g_try_malloc(n ? n : 1);
     g_autofree uint8_t *inbuf = g_malloc(XZ_INPUT);
     bool ok = data != NULL && decode_into(x, &strm, inbuf, &in, in_end, data, n, error);
+    /* Decoded to its end: run the decoder on to the block's check. */
+    if (ok && n == it->block.uncompressed_size)
+        ok = finish_block(x, &strm, inbuf, &in, in_end, error);
     lzma_end(&strm);
     if (data == NULL)
         vd_set_error(error, ENOMEM, "%s: no memory for an xz block of %" G_GUINT64_FORMAT " bytes",
@@ -179,36 +252,102 @@ static uint8_t *decode_block(XzSource *x, const lzma_index_iter *it, GError **er
     return data;
 }
 
-/* The block that starts at uncompressed offset key, for the cache. */
-static GBytes *decode_cached_block(gpointer user, uint64_t key, GError **error)
+typedef struct {
+    XzSource *x;
+    const lzma_index_iter *it;
+    uint64_t want; /* bytes of the block to decode */
+} XzPrefixRequest;
+
+/* The prefix a read asked for, for the cache (key: the block's start). */
+static GBytes *decode_cached_prefix(gpointer user, uint64_t key, GError **error)
 {
-    XzSource *x = user;
-    lzma_index_iter it;
-    lzma_index_iter_init(&it, x->index);
-    if (lzma_index_iter_locate(&it, key) || it.block.uncompressed_file_offset != key) {
-        vd_set_error(error, EIO, "%s: no xz block starts at 0x%" G_GINT64_MODIFIER "x", x->name,
-                     key);
-        return NULL;
+    XzPrefixRequest *req = user;
+    uint8_t *data = decode_prefix(req->x, req->it, req->want, error);
+    return data ? g_bytes_new_take(data, (gsize)req->want) : NULL;
+}
+
+static void complete_run(gpointer data, gpointer unused)
+{
+    XzComplete *j = data;
+    XzSource *x = j->x;
+    uint64_t n = j->it.block.uncompressed_size;
+    /* A damaged block stays as its prefix: the reader that goes past it
+     * gets the error. */
+    uint8_t *whole = decode_prefix(x, &j->it, n, NULL);
+    if (whole != NULL) {
+        g_autoptr(GBytes) b = g_bytes_new_take(whole, (gsize)n);
+        vd_ro_cache_put(x->blocks, j->it.block.uncompressed_file_offset, b);
     }
-    uint8_t *data = decode_block(x, &it, error);
-    return data ? g_bytes_new_take(data, (gsize)it.block.uncompressed_size) : NULL;
+    g_mutex_lock(&x->complete_lock);
+    if (--x->complete_jobs == 0)
+        g_cond_broadcast(&x->complete_done);
+    g_mutex_unlock(&x->complete_lock);
+    g_free(j);
+}
+
+static GThreadPool *complete_pool(void)
+{
+    static gsize once;
+    static GThreadPool *pool;
+    if (g_once_init_enter(&once)) {
+        /* Background work: one thread, so readers keep the other cores. */
+        pool = g_thread_pool_new(complete_run, NULL, 1, FALSE, NULL);
+        g_once_init_leave(&once, 1);
+    }
+    return pool;
+}
+
+static void complete_later(XzSource *x, const lzma_index_iter *it)
+{
+    g_mutex_lock(&x->complete_lock);
+    if (x->complete_jobs < XZ_COMPLETE_PENDING) {
+        XzComplete *j = g_new(XzComplete, 1);
+        *j = (XzComplete){.x = x, .it = *it};
+        x->complete_jobs++;
+        g_thread_pool_push(complete_pool(), j, NULL);
+    }
+    g_mutex_unlock(&x->complete_lock);
 }
 
 static bool read_cached(XzSource *x, const lzma_index_iter *it, uint8_t *buf, size_t len,
                         uint64_t off, GError **error)
 {
     uint64_t start = it->block.uncompressed_file_offset;
-    g_autoptr(GBytes) b = vd_ro_cache_fetch(x->blocks, start, decode_cached_block, x, error);
-    if (b == NULL)
-        return false;
-    gsize n;
-    const uint8_t *data = g_bytes_get_data(b, &n);
-    if (off - start + len > n) {
-        vd_set_error(error, EIO, "%s: xz block at 0x%" G_GINT64_MODIFIER "x decoded short", x->name,
-                     start);
-        return false;
+    uint64_t bsize = it->block.uncompressed_size;
+    uint64_t need = off - start + len;
+    gsize have = 0;
+    GBytes *b = vd_ro_cache_get(x->blocks, start);
+    if (b != NULL)
+        g_bytes_get_data(b, &have);
+    if (b == NULL || have < need) {
+        bool sequential = b == NULL ? off - start < XZ_PIECE : off - start <= have + XZ_PIECE;
+        XzPrefixRequest req = {
+            .x = x,
+            .it = it,
+            .want = sequential ? bsize : MIN(bsize, (need + XZ_PIECE - 1) / XZ_PIECE * XZ_PIECE),
+        };
+        if (b == NULL) {
+            b = vd_ro_cache_fetch(x->blocks, start, decode_cached_prefix, &req, error);
+            if (b == NULL)
+                return false;
+            g_bytes_get_data(b, &have);
+        }
+        if (req.want < bsize)
+            complete_later(x, it);
+        if (have < need) {
+            /* Cached shorter than this read needs (or shared a shorter
+             * decode): decode further and keep the longer prefix. */
+            g_bytes_unref(b);
+            uint8_t *data = decode_prefix(x, it, req.want, error);
+            if (data == NULL)
+                return false;
+            b = g_bytes_new_take(data, (gsize)req.want);
+            vd_ro_cache_put(x->blocks, start, b);
+            have = (gsize)req.want;
+        }
     }
-    memcpy(buf, data + (off - start), len);
+    memcpy(buf, (const uint8_t *)g_bytes_get_data(b, NULL) + (off - start), len);
+    g_bytes_unref(b);
     return true;
 }
 
@@ -314,6 +453,13 @@ static bool xz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError *
 static void xz_close(void *opaque)
 {
     XzSource *x = opaque;
+    __atomic_store_n(&x->closing, true, __ATOMIC_RELAXED);
+    g_mutex_lock(&x->complete_lock);
+    while (x->complete_jobs > 0)
+        g_cond_wait(&x->complete_done, &x->complete_lock);
+    g_mutex_unlock(&x->complete_lock);
+    g_mutex_clear(&x->complete_lock);
+    g_cond_clear(&x->complete_done);
     vd_ro_cache_free(x->blocks);
     for (unsigned i = 0; i < XZ_WINDOWS; i++)
         g_free(x->win[i].data);
@@ -399,6 +545,8 @@ static bool xz_open(VdContext *ctx, int fd, const char *path, const char *name,
     x->index = idx;
     x->inbuf = g_malloc(XZ_INPUT);
     g_mutex_init(&x->lock);
+    g_mutex_init(&x->complete_lock);
+    g_cond_init(&x->complete_done);
     /* The cache's unit: the largest block it will hold. */
     uint64_t unit = 1;
     lzma_index_iter it;

@@ -73,7 +73,7 @@ first_byte() {
 fio_job() { # FILE RW BS: MB/s
     fio --name=b --filename="$1" --rw="$2" --bs="$3" --direct=1 --ioengine=psync --iodepth=1 \
         --time_based --runtime="$RUNTIME" --readonly --output-format=terse --terse-version=3 2>/dev/null |
-        awk -F';' '{ printf "%.1f", $7 / 1024 }'
+        awk -F';' '{ printf "%.2f", $7 / 1024 }'
 }
 
 mount_vd() {

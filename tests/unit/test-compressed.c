@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The gzip and zstd containers: their indexes (restart points, frames,
- * the seek table) read back what was compressed, at random; and hostile
+ * The gzip, zstd and xz containers: their indexes (restart points,
+ * frames, the seek table, xz blocks) read back what was compressed, at
+ * random; and hostile
  * files (sizes that lie, data cut short, a frame that decodes past what
  * it declares) fail with EIO and a reason, never with other bytes.
  */
 #include "config.h"
 
 #include <fcntl.h>
+#include <lzma.h>
 #include <glib/gstdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -434,6 +436,91 @@ static void test_zstd_hostile(void)
 }
 #endif
 
+/* ---- xz ---- */
+
+/* An xz file of blocks of block_size (as xz -T writes them). */
+static GByteArray *xz_blocks(const uint8_t *data, size_t n, uint64_t block_size)
+{
+    lzma_stream strm = LZMA_STREAM_INIT;
+    lzma_mt mt = {.threads = 1, .block_size = block_size, .preset = 1, .check = LZMA_CHECK_CRC64};
+    g_assert_cmpint(lzma_stream_encoder_mt(&strm, &mt), ==, LZMA_OK);
+    GByteArray *out = g_byte_array_sized_new((guint)(n + n / 2 + 4096));
+    g_byte_array_set_size(out, (guint)(n + n / 2 + 4096));
+    strm.next_in = data;
+    strm.avail_in = n;
+    strm.next_out = out->data;
+    strm.avail_out = out->len;
+    g_assert_cmpint(lzma_code(&strm, LZMA_FINISH), ==, LZMA_STREAM_END);
+    g_byte_array_set_size(out, (guint)strm.total_out);
+    lzma_end(&strm);
+    return out;
+}
+
+/* Blocks decoded in part (random reads) and whole (sequential ones), in
+ * every order: always the bytes compressed. */
+static void test_xz_blocks(void)
+{
+    size_t n = 9 * MiB + 4321;
+    g_autofree uint8_t *data = make_data(n, 3);
+    g_autoptr(GByteArray) xz = xz_blocks(data, n, MiB);
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("blocks.img.xz", xz->data, xz->len, &o, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(info_u64(&o, "xz.blocks"), ==, 10);
+    /* The end of a block first (decoded through it), then earlier bytes
+     * of it (from the prefix), then later ones (decoded further). */
+    uint8_t buf[4096];
+    uint64_t offs[] = {MiB + 700 * 1024, MiB + 4096,     MiB + 64 * 1024 - 100, MiB + 900 * 1024,
+                       MiB + 200 * 1024, 2 * MiB - 4096, 5 * MiB + 300 * 1024};
+    for (size_t i = 0; i < G_N_ELEMENTS(offs); i++) {
+        g_assert_true(o.ops->pread(o.opaque, buf, sizeof buf, offs[i], &err));
+        g_assert_no_error(err);
+        if (memcmp(buf, data + offs[i], sizeof buf) != 0)
+            g_error("xz read at %" G_GUINT64_FORMAT " differs", offs[i]);
+    }
+    check_reads(&o, data, n);
+    o.ops->close(o.opaque);
+}
+
+/* A block whose check does not match: a read of the block's first bytes
+ * (decoded to the block's end, a sequential reader's) fails with EIO and
+ * says so; a random read served from a prefix is decoded data that the
+ * check has not covered yet (the documented price of partial decoding). */
+static void test_xz_check(void)
+{
+    size_t n = 2 * MiB;
+    g_autofree uint8_t *data = make_data(n, 4);
+    g_autoptr(GByteArray) xz = xz_blocks(data, n, MiB);
+    /* The stream: header (12), block 1 (header, data, padding, CRC64),
+     * block 2, index, footer. Find block 1's check: the index records
+     * its unpadded size; simpler, find the CRC64 of the first MiB. */
+    uint64_t crc = lzma_crc64(data, MiB, 0);
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++)
+        le[i] = (uint8_t)(crc >> (8 * i));
+    uint8_t *at = memmem(xz->data, xz->len, le, sizeof le);
+    g_assert_nonnull(at);
+    at[3] ^= 0x40;
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("badcheck.img.xz", xz->data, xz->len, &o, &err));
+    g_assert_no_error(err);
+    uint8_t buf[4096];
+    expect_read_error(&o, 0, 4096, "check");
+    g_assert_true(o.ops->pread(o.opaque, buf, sizeof buf, 300 * 1024, &err));
+    g_assert_no_error(err);
+    g_assert_true(memcmp(buf, data + 300 * 1024, sizeof buf) == 0);
+    /* Reading on past the prefix (320 KiB: to its piece's end) decodes
+     * to the block's end, which checks it. */
+    expect_read_error(&o, 320 * 1024 + 4096, 4096, "check");
+    /* The second block is whole and reads back. */
+    g_assert_true(o.ops->pread(o.opaque, buf, sizeof buf, MiB, &err));
+    g_assert_no_error(err);
+    g_assert_true(memcmp(buf, data + MiB, sizeof buf) == 0);
+    o.ops->close(o.opaque);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -446,6 +533,8 @@ int main(int argc, char **argv)
     g_test_add_func("/gzip/thinned", test_gzip_thinned);
     g_test_add_func("/gzip/shared", test_gzip_shared);
     g_test_add_func("/gzip/hostile", test_gzip_hostile);
+    g_test_add_func("/xz/blocks", test_xz_blocks);
+    g_test_add_func("/xz/check", test_xz_check);
 #ifdef HAVE_ZSTD
     g_test_add_func("/zstd/frames", test_zstd_frames);
     g_test_add_func("/zstd/single", test_zstd_single);
