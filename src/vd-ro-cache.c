@@ -10,10 +10,11 @@
 #include "src/vd-error.h"
 
 #define RO_MIN_ENTRIES  2
-#define RO_FLOOR_MAX    256  /* entries held without borrowing, at most */
-#define RO_MAX_ENTRIES  4096 /* with borrowed ones, at most */
+#define RO_FLOOR_MAX    256   /* entries held without borrowing, at most */
+#define RO_MAX_ENTRIES  16384 /* with borrowed ones, at most */
 #define RO_TRASH_INLINE 16
-#define RO_GHOSTS       1024
+#define RO_GHOSTS_MIN   1024 /* keys evicted lately remembered, at least */
+#define RO_GROW_SHARE   128  /* a ghost hit grows the cache by 1 + 1/128 of it */
 #define RO_STALE_USEC   (2 * G_USEC_PER_SEC)
 /* ...and not used during the last this many uses per entry of the cache:
  * under load a reader's next request can wait seconds in the decode pool
@@ -26,7 +27,15 @@ typedef struct {
     GBytes *data;   /* NULL: free slot */
     uint64_t used;  /* LRU clock */
     gint64 used_at; /* monotonic time of the last use */
+    int prev, next; /* the LRU list of held slots, by slot number; -1: none */
 } VdRoSlot;
+
+/* A key evicted lately; seq tells a key's latest eviction from older ones
+ * still in the ring. */
+typedef struct {
+    uint64_t key;
+    uint64_t seq;
+} VdRoGhost;
 
 /* A chunk being decoded, and the readers waiting for it. */
 typedef struct {
@@ -50,9 +59,17 @@ struct VdRoCache {
     uint64_t unit;
     uint64_t clock;
     gint64 last_sweep;
-    GPtrArray *flights;         /* VdRoFlight *: chunks being decoded, by their decoder */
-    uint64_t ghosts[RO_GHOSTS]; /* keys evicted lately, for spotting thrash */
-    unsigned n_ghosts, ghost_next;
+    GPtrArray *flights;     /* VdRoFlight *: chunks being decoded, by their decoder */
+    int lru_head, lru_tail; /* most and least recently used held slots; -1: none */
+    /* Keys evicted lately, for spotting thrash: as many as the cache may
+     * hold (at least RO_GHOSTS_MIN), so that a cache too small for random
+     * reads over many chunks grows in proportion to its size. A ring,
+     * oldest first from ghost_next once full, and a set of its keys
+     * (key -> seq of its latest eviction). */
+    VdRoGhost *ghosts;
+    unsigned ghost_cap, n_ghosts, ghost_next;
+    uint64_t ghost_seq;
+    GHashTable *ghost_set;
 };
 
 /* Chunks dropped under the lock, released after it. */
@@ -118,6 +135,8 @@ VdRoCache *vd_ro_cache_new(uint64_t budget, uint64_t unit)
     c->target = c->floor;
     c->unit = MAX(unit, 1);
     c->flights = g_ptr_array_new();
+    c->lru_head = c->lru_tail = -1;
+    c->ghost_set = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
     g_mutex_init(&c->lock);
     g_cond_init(&c->landed);
     return c;
@@ -131,6 +150,8 @@ void vd_ro_cache_free(VdRoCache *c)
         g_clear_pointer(&c->slots[i].data, g_bytes_unref);
     g_free(c->slots);
     g_hash_table_unref(c->index);
+    g_hash_table_unref(c->ghost_set);
+    g_free(c->ghosts);
     if (c->borrowed > 0)
         shared_give(c->borrowed * c->unit);
     g_ptr_array_unref(c->flights); /* empty: no reader runs any more */
@@ -150,19 +171,81 @@ static int find(const VdRoCache *c, uint64_t key)
     return v != NULL ? GPOINTER_TO_INT(v) - 1 : -1;
 }
 
-static void touch(VdRoCache *c, VdRoSlot *s, gint64 now)
+static void lru_unlink(VdRoCache *c, int i)
 {
-    s->used = ++c->clock;
-    s->used_at = now;
+    VdRoSlot *s = &c->slots[i];
+    if (s->prev >= 0)
+        c->slots[s->prev].next = s->next;
+    else
+        c->lru_head = s->next;
+    if (s->next >= 0)
+        c->slots[s->next].prev = s->prev;
+    else
+        c->lru_tail = s->prev;
+    s->prev = s->next = -1;
 }
 
-static void evict(VdRoCache *c, VdRoSlot *s, bool ghost, VdRoTrash *trash)
+static void lru_push_head(VdRoCache *c, int i)
 {
-    if (ghost) {
-        c->ghosts[c->ghost_next] = s->key;
-        c->ghost_next = (c->ghost_next + 1) % RO_GHOSTS;
-        c->n_ghosts = MIN(c->n_ghosts + 1, RO_GHOSTS);
+    VdRoSlot *s = &c->slots[i];
+    s->prev = -1;
+    s->next = c->lru_head;
+    if (c->lru_head >= 0)
+        c->slots[c->lru_head].prev = i;
+    c->lru_head = i;
+    if (c->lru_tail < 0)
+        c->lru_tail = i;
+}
+
+/* Slot i was used now (it is on the LRU list, or new when fresh). */
+static void touch(VdRoCache *c, int i, gint64 now, bool fresh)
+{
+    VdRoSlot *s = &c->slots[i];
+    s->used = ++c->clock;
+    s->used_at = now;
+    if (!fresh) {
+        if (c->lru_head == i)
+            return;
+        lru_unlink(c, i);
     }
+    lru_push_head(c, i);
+}
+
+static void ghost_add(VdRoCache *c, uint64_t key)
+{
+    unsigned want = MAX(RO_GHOSTS_MIN, capacity(c));
+    if (c->ghost_cap < want && c->n_ghosts == c->ghost_cap) {
+        /* Full and the cache grew: a larger ring, oldest first. */
+        unsigned cap = MIN(RO_MAX_ENTRIES, MAX(want, c->ghost_cap * 2));
+        VdRoGhost *g = g_new(VdRoGhost, cap);
+        for (unsigned k = 0; k < c->n_ghosts; k++)
+            g[k] = c->ghosts[(c->ghost_next + k) % c->n_ghosts];
+        g_free(c->ghosts);
+        c->ghosts = g;
+        c->ghost_next = c->n_ghosts;
+        c->ghost_cap = cap;
+    }
+    VdRoGhost *slot = &c->ghosts[c->ghost_next];
+    if (c->n_ghosts == c->ghost_cap) {
+        /* The oldest goes, unless the key was evicted again since. */
+        uint64_t *seq = g_hash_table_lookup(c->ghost_set, &slot->key);
+        if (seq != NULL && *seq == slot->seq)
+            g_hash_table_remove(c->ghost_set, &slot->key);
+    } else {
+        c->n_ghosts++;
+    }
+    *slot = (VdRoGhost){.key = key, .seq = ++c->ghost_seq};
+    g_hash_table_replace(c->ghost_set, g_memdup2(&key, sizeof key),
+                         g_memdup2(&slot->seq, sizeof slot->seq));
+    c->ghost_next = (c->ghost_next + 1) % c->ghost_cap;
+}
+
+static void evict(VdRoCache *c, int i, bool ghost, VdRoTrash *trash)
+{
+    VdRoSlot *s = &c->slots[i];
+    if (ghost)
+        ghost_add(c, s->key);
+    lru_unlink(c, i);
     g_hash_table_remove(c->index, &s->key);
     trash_add(trash, s->data);
     s->data = NULL;
@@ -175,14 +258,8 @@ static void evict(VdRoCache *c, VdRoSlot *s, bool ghost, VdRoTrash *trash)
 
 static void evict_lru(VdRoCache *c, VdRoTrash *trash)
 {
-    VdRoSlot *victim = NULL;
-    for (unsigned i = 0; i < c->n_slots; i++) {
-        VdRoSlot *s = &c->slots[i];
-        if (s->data != NULL && (victim == NULL || s->used < victim->used))
-            victim = s;
-    }
-    if (victim != NULL)
-        evict(c, victim, true, trash);
+    if (c->lru_tail >= 0)
+        evict(c, c->lru_tail, true, trash);
 }
 
 /* Drop entries above the floor that nobody used lately; want fewer. */
@@ -194,7 +271,7 @@ static void sweep(VdRoCache *c, gint64 now, VdRoTrash *trash)
     for (unsigned i = 0; i < c->n_slots && c->entries > c->floor; i++) {
         VdRoSlot *s = &c->slots[i];
         if (s->data != NULL && now - s->used_at > RO_STALE_USEC && c->clock - s->used > uses) {
-            evict(c, s, false, trash);
+            evict(c, (int)i, false, trash);
             dropped = true;
         }
     }
@@ -212,14 +289,11 @@ static void maybe_sweep(VdRoCache *c, gint64 now, VdRoTrash *trash)
  * in use, even though they were not decoded at the same time. */
 static void note_miss(VdRoCache *c, uint64_t key)
 {
-    for (unsigned i = 0; i < c->n_ghosts; i++) {
-        if (c->ghosts[i] == key) {
-            c->ghosts[i] = c->ghosts[--c->n_ghosts];
-            c->ghost_next = c->n_ghosts % RO_GHOSTS;
-            c->target = MIN(RO_MAX_ENTRIES, capacity(c) + 1);
-            return;
-        }
-    }
+    /* By a share of its size: a random reader over N chunks sees ghost
+     * hits at a rate of about capacity / N, so growing by one would take
+     * N ln(N / floor) misses to fit them (seconds of decoding at 16384). */
+    if (g_hash_table_remove(c->ghost_set, &key))
+        c->target = MIN(RO_MAX_ENTRIES, capacity(c) + 1 + capacity(c) / RO_GROW_SHARE);
 }
 
 static void insert(VdRoCache *c, uint64_t key, GBytes *data, VdRoTrash *trash)
@@ -229,7 +303,7 @@ static void insert(VdRoCache *c, uint64_t key, GBytes *data, VdRoTrash *trash)
     if (i >= 0) {
         trash_add(trash, c->slots[i].data);
         c->slots[i].data = g_bytes_ref(data);
-        touch(c, &c->slots[i], now);
+        touch(c, i, now, false);
         return;
     }
     maybe_sweep(c, now, trash);
@@ -257,7 +331,7 @@ static void insert(VdRoCache *c, uint64_t key, GBytes *data, VdRoTrash *trash)
     s->key = key;
     s->data = g_bytes_ref(data);
     c->entries++;
-    touch(c, s, now);
+    touch(c, (int)j, now, true);
     g_hash_table_insert(c->index, g_memdup2(&key, sizeof key), GINT_TO_POINTER((int)j + 1));
 }
 
@@ -296,7 +370,7 @@ GBytes *vd_ro_cache_fetch(VdRoCache *c, uint64_t key, VdRoDecodeFunc decode, gpo
     g_mutex_lock(&c->lock);
     int i = find(c, key);
     if (i >= 0) {
-        touch(c, &c->slots[i], now);
+        touch(c, i, now, false);
         result = g_bytes_ref(c->slots[i].data);
         maybe_sweep(c, now, &trash);
         g_mutex_unlock(&c->lock);
@@ -356,7 +430,7 @@ GBytes *vd_ro_cache_get(VdRoCache *c, uint64_t key)
     g_mutex_lock(&c->lock);
     int i = find(c, key);
     if (i >= 0) {
-        touch(c, &c->slots[i], now);
+        touch(c, i, now, false);
         found = g_bytes_ref(c->slots[i].data);
         maybe_sweep(c, now, &trash);
     } else {

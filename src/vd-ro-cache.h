@@ -11,10 +11,12 @@
  * inflate per 1 MiB read). So the cache grows beyond its floor to one entry
  * per chunk in concurrent use: as many as were being decoded at the same
  * time, plus one whenever a chunk comes back after it was evicted (one of
- * the last 1024 evicted: random reads over a few hundred chunks, as a
- * compressed container's, grow the cache to hold them; a sequential pass,
- * which never comes back, does not).
- * It holds at most 4096 entries, found by a hash of their keys.
+ * the keys evicted lately, as many as the cache may hold and at least
+ * 1024: random reads over many chunks grow the cache in proportion to
+ * its size until they fit; a sequential pass, which never comes back,
+ * does not).
+ * It holds at most 16384 entries, found by a hash of their keys, and
+ * evicts the least recently used in constant time.
  * Entries above the floor borrow unit bytes each from one pool shared by
  * every cache of the process, vd_ro_cache_shared_limit(): 512 MiB, or an
  * eighth of the physical memory if that is less. When the pool is spent,

@@ -197,6 +197,34 @@ static void test_random_grows_past_256(void)
     vd_ro_cache_free(c);
 }
 
+/* Past the old bound of 4096 entries and 1024 remembered evictions:
+ * random reads over 12,000 chunks fit within twenty reads per chunk, the
+ * cache growing in proportion to its size (with 1024 ghosts it would
+ * take far longer, with 4096 entries never). */
+static void test_random_grows_to_12000(void)
+{
+    Decoder dec = {.fail_key = -1};
+    VdRoCache *c = vd_ro_cache_new(0, 64);
+    GRand *r = g_rand_new_with_seed(11);
+    const uint64_t chunks = 12000;
+    for (int i = 0; i < 20 * (int)chunks; i++) {
+        uint64_t k = (uint64_t)g_rand_int_range(r, 0, (gint32)chunks);
+        GBytes *b = vd_ro_cache_fetch(c, k, decode, &dec, NULL);
+        g_assert_true(holds(b, k));
+        g_bytes_unref(b);
+    }
+    g_assert_cmpuint(vd_ro_cache_entries(c), ==, chunks);
+    int before = dec.decodes;
+    for (uint64_t k = 0; k < chunks; k++) {
+        GBytes *b = vd_ro_cache_fetch(c, k, decode, &dec, NULL);
+        g_assert_true(holds(b, k));
+        g_bytes_unref(b);
+    }
+    g_assert_cmpint(dec.decodes, ==, before);
+    g_rand_free(r);
+    vd_ro_cache_free(c);
+}
+
 static void fill_concurrently(VdRoCache *c, Decoder *dec, uint64_t first, int n)
 {
     Reader r[32];
@@ -336,6 +364,7 @@ int main(int argc, char **argv)
     g_test_add_func("/ro-cache/serial-thrash", test_serial_thrash);
     g_test_add_func("/ro-cache/shared-bound", test_shared_bound);
     g_test_add_func("/ro-cache/random-grows-past-256", test_random_grows_past_256);
+    g_test_add_func("/ro-cache/random-grows-to-12000", test_random_grows_to_12000);
     g_test_add_func("/ro-cache/shrink", test_shrink);
     g_test_add_func("/ro-cache/stress", test_stress);
     g_test_add_func("/ro-cache/get-put", test_get_put);
