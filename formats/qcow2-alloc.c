@@ -6,8 +6,10 @@
  * zeroing and discard, growth, and ordered write-back of the metadata.
  *
  * Called under the image's write lock (VD_CAP_SERIAL_WRITES); readers run
- * concurrently and see L2/L1 changes under the L2 cache lock, always after
- * the data they point to has been written.
+ * concurrently and see L2 changes through the table cache and L1 changes
+ * under l1_lock (qcow2.h), always after the data they point to has been
+ * written. L2 tables are read here straight from their pinned copies
+ * (only this side changes them) and changed through the cache.
  */
 #include "config.h"
 
@@ -58,38 +60,29 @@ static bool prepare_write(Qcow2State *s, GError **error)
     return true;
 }
 
-static void l1_mark_dirty(Qcow2State *s, uint64_t i)
-{
-    s->l1_dirty_lo = (uint32_t)MIN(s->l1_dirty_lo, i);
-    s->l1_dirty_hi = (uint32_t)MAX(s->l1_dirty_hi, i + 1);
-}
-
 /* The table an L1 entry marks COPIED: ours alone if its refcount says so
  * (and then its entries checked, qcow2-trust.c), else NULL, error unset. */
-static Qcow2Table *own_table(Qcow2State *s, uint64_t l1i, uint64_t off, GError **error)
+static VdTable *own_table(Qcow2State *s, uint64_t l1i, uint64_t off, GError **error)
 {
-    Qcow2Table *t = qcow2_cache_get_pinned(s, s->l2_cache, s->fd, off, error);
-    if (t == NULL || t->trusted)
+    VdTable *t = vd_table_cache_get(s->l2_cache, off, error);
+    if (t == NULL || qcow2_trust_known(s, off))
         return t;
     uint64_t v;
     if (!qcow2_refcount_get(s, off >> s->cluster_bits, &v, error) ||
         (v == 1 && !qcow2_trust_table(s, t, error))) {
-        qcow2_cache_unpin(s->l2_cache, t);
+        vd_table_cache_put(s->l2_cache, t);
         return NULL;
     }
     if (v == 1)
         return t;
     /* Shared after all: copied like any shared table. */
-    qcow2_cache_unpin(s->l2_cache, t);
-    qcow2_cache_wrlock(s->l2_cache);
-    s->l1[l1i] &= ~QCOW2_OFLAG_COPIED;
-    qcow2_cache_wrunlock(s->l2_cache);
-    l1_mark_dirty(s, l1i);
+    vd_table_cache_put(s->l2_cache, t);
+    qcow2_l1_set(s, l1i, s->l1[l1i] & ~QCOW2_OFLAG_COPIED);
     return NULL;
 }
 
 /* The L2 table covering guest, allocated and ours alone (pinned). */
-static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
+static VdTable *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
 {
     uint64_t l1i = guest >> (s->cluster_bits + s->l2_bits);
     if (l1i >= s->l1_entries) {
@@ -106,7 +99,7 @@ static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
     }
     if (old != 0 && (e & QCOW2_OFLAG_COPIED)) {
         g_autoptr(GError) err = NULL;
-        Qcow2Table *t = own_table(s, l1i, old, &err);
+        VdTable *t = own_table(s, l1i, old, &err);
         if (err != NULL) {
             g_propagate_error(error, g_steal_pointer(&err));
             return NULL;
@@ -117,28 +110,26 @@ static Qcow2Table *l2_for_write(Qcow2State *s, uint64_t guest, GError **error)
     /* New table: empty, or a private copy of a shared one. */
     g_autofree uint8_t *copy = NULL;
     if (old != 0) {
-        Qcow2Table *ot = qcow2_cache_get_pinned(s, s->l2_cache, s->fd, old, error);
+        VdTable *ot = vd_table_cache_get(s->l2_cache, old, error);
         if (ot == NULL)
             return NULL;
         copy = g_memdup2(ot->data, s->cluster_size);
-        qcow2_cache_unpin(s->l2_cache, ot);
+        vd_table_cache_put(s->l2_cache, ot);
     }
     uint64_t noff, got;
     if (!qcow2_alloc_clusters(s, 1, &noff, &got, error) ||
         !qcow2_meta_claim(s, noff, s->cluster_size, "L2 table", error))
         return NULL;
-    qcow2_cache_wrlock(s->l2_cache);
-    Qcow2Table *t = qcow2_cache_insert_new(s->l2_cache, noff, copy);
-    t->pins++;
-    s->l1[l1i] = noff | QCOW2_OFLAG_COPIED;
-    qcow2_cache_wrunlock(s->l2_cache);
-    l1_mark_dirty(s, l1i);
+    /* The table first, then the L1 entry naming it: a reader that sees the
+     * new entry finds the new table (dirty, so never evicted unwritten). */
+    VdTable *t = vd_table_cache_get_new(s->l2_cache, noff, copy);
+    qcow2_l1_set(s, l1i, noff | QCOW2_OFLAG_COPIED);
     if (old != 0) {
         /* The shared table stays a snapshot's, which the map leaves out. */
         qcow2_meta_release(s, old);
         qcow2_free_later(s, old, s->cluster_size);
         if (!qcow2_trust_table(s, t, error)) {
-            qcow2_cache_unpin(s->l2_cache, t);
+            vd_table_cache_put(s->l2_cache, t);
             return NULL;
         }
     } else {
@@ -212,7 +203,7 @@ static uint32_t touched_mask(const Qcow2State *s, uint64_t cstart, uint64_t d0, 
 }
 
 /* Guest [d0, d1) within one cluster whose host cluster is ours: write in place. */
-static bool write_in_place(VdImage *img, Qcow2State *s, Qcow2Table *t, uint64_t idx,
+static bool write_in_place(VdImage *img, Qcow2State *s, VdTable *t, uint64_t idx,
                            const uint8_t *data, uint64_t d0, uint64_t d1, GError **error)
 {
     uint64_t cstart = round_down(d0, s->cluster_size);
@@ -248,10 +239,7 @@ static bool write_in_place(VdImage *img, Qcow2State *s, Qcow2Table *t, uint64_t 
     }
     if (s->ext_l2 && ((alloc & touched) != touched || ((bm >> 32) & touched))) {
         uint64_t nalloc = alloc | touched, nzero = (bm >> 32) & ~(uint64_t)touched;
-        qcow2_cache_wrlock(s->l2_cache);
-        qcow2_l2_set(s, t->data, idx, e, nalloc | (nzero << 32));
-        qcow2_cache_mark_dirty(s->l2_cache, t);
-        qcow2_cache_wrunlock(s->l2_cache);
+        qcow2_l2_update(s, t, idx, e, nalloc | (nzero << 32));
     }
     return true;
 }
@@ -261,8 +249,8 @@ static bool write_in_place(VdImage *img, Qcow2State *s, Qcow2Table *t, uint64_t 
  * none of which can be written in place: new host clusters, the rest of each
  * (or of each touched subcluster) as it reads now.
  */
-static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_t *data,
-                        uint64_t d0, uint64_t d1, GError **error)
+static bool write_alloc(VdImage *img, Qcow2State *s, VdTable *t, const uint8_t *data, uint64_t d0,
+                        uint64_t d1, GError **error)
 {
     uint64_t cs = s->cluster_size, scs = 1ull << s->sc_bits;
     uint64_t c = round_down(d0, cs);
@@ -303,7 +291,9 @@ static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_
                 return false;
         }
         g_autoptr(GArray) old = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-        qcow2_cache_wrlock(s->l2_cache);
+        /* The new entries built aside and stored in one change, so that
+         * readers see the run's old entries or its new ones. */
+        g_autofree uint8_t *raw = g_malloc(got * s->l2_esize);
         for (uint64_t i = 0; i < got; i++) {
             uint64_t cstart = c + i * cs, idx = idx0 + i;
             uint64_t e = qcow2_l2_word(s, t->data, idx), bm = qcow2_l2_bitmap(s, t->data, idx);
@@ -319,12 +309,11 @@ static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_
                     alloc = touched;
                 nbm = alloc | ((bm & ~(alloc << 32)) & 0xffffffff00000000ull);
             }
-            qcow2_l2_set(s, t->data, idx, (host + i * cs) | QCOW2_OFLAG_COPIED, nbm);
+            qcow2_l2_set(s, raw, i, (host + i * cs) | QCOW2_OFLAG_COPIED, nbm);
             qcow2_trust_update(s, e, (host + i * cs) | QCOW2_OFLAG_COPIED);
             g_array_append_val(old, e);
         }
-        qcow2_cache_mark_dirty(s->l2_cache, t);
-        qcow2_cache_wrunlock(s->l2_cache);
+        qcow2_l2_store(s, t, idx0, got, raw);
         for (guint i = 0; i < old->len; i++)
             free_entry(s, g_array_index(old, uint64_t, i));
         data += w1 - d0;
@@ -337,7 +326,7 @@ static bool write_alloc(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_
 /* An entry the read path rejects (extended L2 bits that contradict each
  * other, a compressed cluster with a bitmap) is not written through
  * either: half of the cluster would change and the rest stay unreadable. */
-static bool check_entry(Qcow2State *s, Qcow2Table *t, uint64_t idx, uint64_t guest, GError **error)
+static bool check_entry(Qcow2State *s, VdTable *t, uint64_t idx, uint64_t guest, GError **error)
 {
     uint64_t e = qcow2_l2_word(s, t->data, idx), bm = qcow2_l2_bitmap(s, t->data, idx);
     Qcow2ScType type = qcow2_sc_type(s, e, bm, 0);
@@ -349,7 +338,7 @@ static bool check_entry(Qcow2State *s, Qcow2Table *t, uint64_t idx, uint64_t gue
 }
 
 /* Write guest [off, end) that lies within one L2 table. */
-static bool write_table_range(VdImage *img, Qcow2State *s, Qcow2Table *t, const uint8_t *data,
+static bool write_table_range(VdImage *img, Qcow2State *s, VdTable *t, const uint8_t *data,
                               uint64_t off, uint64_t end, GError **error)
 {
     uint64_t cs = s->cluster_size, mask = (1ull << s->l2_bits) - 1;
@@ -382,28 +371,27 @@ static bool write_table_range(VdImage *img, Qcow2State *s, Qcow2Table *t, const 
 
 static bool maybe_writeback(Qcow2State *s, GError **error)
 {
-    if (qcow2_cache_pressure(s->l2_cache) || qcow2_refcount_pending_bytes(s) > (256u << 20) ||
+    if (vd_table_cache_pressure(s->l2_cache) || qcow2_refcount_pending_bytes(s) > (256u << 20) ||
         qcow2_refcount_pressure(s))
         return qcow2_metadata_writeback(s, error);
     return true;
 }
 
-/* The L2 entry for guest from a cached table the write side trusts
- * (qcow2-trust.c); false when there is none: the slow path loads it. */
+/* The L2 entry for guest from a table the write side trusts
+ * (qcow2-trust.c); false when there is none (or it cannot be read): the
+ * slow path then decides. Under img->write_lock's read side, which keeps
+ * the write side, and so every change of L1 and of the trusted set, out. */
 static bool trusted_entry(Qcow2State *s, uint64_t guest, uint64_t *entry)
 {
     uint64_t l1i = guest >> (s->cluster_bits + s->l2_bits);
     uint64_t i = (guest >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
-    bool found = false;
-    qcow2_cache_rdlock(s->l2_cache);
     uint64_t l2 = l1i < s->l1_entries ? s->l1[l1i] & QCOW2_OFFSET_MASK : 0;
-    Qcow2Table *t = l2 != 0 ? qcow2_cache_find(s->l2_cache, l2) : NULL;
-    if (t != NULL && t->trusted) {
-        *entry = qcow2_l2_word(s, t->data, i);
-        found = true;
-    }
-    qcow2_cache_rdunlock(s->l2_cache);
-    return found;
+    uint8_t raw[8];
+    if (l2 == 0 || !qcow2_trust_known(s, l2) ||
+        !vd_table_cache_read(s->l2_cache, l2, (size_t)(i * s->l2_esize), 8, raw, NULL))
+        return false;
+    *entry = vd_be64(raw);
+    return true;
 }
 
 int qcow2_pwrite_fast(VdImage *img, const void *buf, size_t len, uint64_t offset, GError **error)
@@ -452,11 +440,11 @@ bool qcow2_pwrite(VdImage *img, const void *buf, size_t len, uint64_t offset, GE
     uint64_t span = 1ull << (s->cluster_bits + s->l2_bits);
     while (len > 0) {
         uint64_t end = MIN(offset + len, round_down(offset, span) + span);
-        Qcow2Table *t = l2_for_write(s, offset, error);
+        VdTable *t = l2_for_write(s, offset, error);
         if (t == NULL)
             return false;
         bool ok = write_table_range(img, s, t, p, offset, end, error);
-        qcow2_cache_unpin(s->l2_cache, t);
+        vd_table_cache_put(s->l2_cache, t);
         if (!ok)
             return false;
         p += end - offset;
@@ -497,12 +485,15 @@ static bool zero_clusters(VdImage *img, Qcow2State *s, uint64_t off, uint64_t n,
         return true; /* no table: already unallocated */
     uint64_t ne = unalloc || s->ext_l2 ? 0 : QCOW2_OFLAG_ZERO;
     uint64_t nbm = unalloc || !s->ext_l2 ? 0 : 0xffffffff00000000ull;
-    Qcow2Table *t = l2_for_write(s, off, error);
+    VdTable *t = l2_for_write(s, off, error);
     if (t == NULL)
         return false;
     uint64_t mask = (1ull << s->l2_bits) - 1;
+    uint64_t idx0 = (off >> s->cluster_bits) & mask, count = n >> s->cluster_bits;
     g_autoptr(GArray) old = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-    qcow2_cache_wrlock(s->l2_cache);
+    /* Built aside and stored in one change, as in write_alloc. */
+    g_autofree uint8_t *raw = g_memdup2(t->data + idx0 * s->l2_esize, count * s->l2_esize);
+    bool changed = false;
     for (uint64_t g = off; g < off + n; g += s->cluster_size) {
         uint64_t idx = (g >> s->cluster_bits) & mask;
         uint64_t e = qcow2_l2_word(s, t->data, idx), bm = qcow2_l2_bitmap(s, t->data, idx);
@@ -512,12 +503,13 @@ static bool zero_clusters(VdImage *img, Qcow2State *s, uint64_t off, uint64_t n,
             g_array_append_val(old, e);
         else if (e & (QCOW2_OFLAG_COPIED | QCOW2_OFFSET_MASK))
             g_array_append_val(old, g); /* data file offsets are guest offsets */
-        qcow2_l2_set(s, t->data, idx, ne, nbm);
+        qcow2_l2_set(s, raw, idx - idx0, ne, nbm);
         qcow2_trust_update(s, e, ne);
-        qcow2_cache_mark_dirty(s->l2_cache, t);
+        changed = true;
     }
-    qcow2_cache_wrunlock(s->l2_cache);
-    qcow2_cache_unpin(s->l2_cache, t);
+    if (changed)
+        qcow2_l2_store(s, t, idx0, count, raw);
+    vd_table_cache_put(s->l2_cache, t);
     for (guint i = 0; i < old->len; i++) {
         if (has_data_file(s))
             punch_data(s, g_array_index(old, uint64_t, i), s->cluster_size);
@@ -531,17 +523,17 @@ static bool zero_clusters(VdImage *img, Qcow2State *s, uint64_t off, uint64_t n,
 static bool zero_subclusters(VdImage *img, Qcow2State *s, uint64_t a, uint64_t b, GError **error)
 {
     uint64_t cstart = round_down(a, s->cluster_size);
-    Qcow2Table *t = l2_for_write(s, a, error);
+    VdTable *t = l2_for_write(s, a, error);
     if (t == NULL)
         return false;
     uint64_t idx = (a >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
     uint64_t e = qcow2_l2_word(s, t->data, idx), bm = qcow2_l2_bitmap(s, t->data, idx);
     if (!check_entry(s, t, idx, a, error)) {
-        qcow2_cache_unpin(s->l2_cache, t);
+        vd_table_cache_put(s->l2_cache, t);
         return false;
     }
     if (e & QCOW2_OFLAG_COMPRESSED) {
-        qcow2_cache_unpin(s->l2_cache, t);
+        vd_table_cache_put(s->l2_cache, t);
         return write_zero_data(img, a, b - a, error);
     }
     uint32_t m = touched_mask(s, cstart, a, b);
@@ -550,16 +542,12 @@ static bool zero_subclusters(VdImage *img, Qcow2State *s, uint64_t a, uint64_t b
     /* Punching a hole is a write of zeros. */
     if (host != 0 && (e & QCOW2_OFLAG_COPIED) &&
         !guard_data(img, s, host + (a - cstart), b - a, error)) {
-        qcow2_cache_unpin(s->l2_cache, t);
+        vd_table_cache_put(s->l2_cache, t);
         return false;
     }
-    if (nbm != bm) {
-        qcow2_cache_wrlock(s->l2_cache);
-        qcow2_l2_set(s, t->data, idx, e, nbm);
-        qcow2_cache_mark_dirty(s->l2_cache, t);
-        qcow2_cache_wrunlock(s->l2_cache);
-    }
-    qcow2_cache_unpin(s->l2_cache, t);
+    if (nbm != bm)
+        qcow2_l2_update(s, t, idx, e, nbm);
+    vd_table_cache_put(s->l2_cache, t);
     /* Ours alone: give the space back now (it reads as zeros whatever it holds). */
     if (host != 0 && (e & QCOW2_OFLAG_COPIED))
         punch_data(s, host + (a - cstart), b - a);
@@ -646,12 +634,12 @@ static bool grow_l1(Qcow2State *s, uint64_t entries, GError **error)
     uint64_t old_off = s->l1_offset, old_bytes = (uint64_t)s->l1_entries * 8;
     if (old_bytes > 0)
         qcow2_meta_release(s, old_off);
-    qcow2_cache_wrlock(s->l2_cache);
+    vd_brlock_wrlock(&s->l1_lock);
     uint64_t *old = s->l1;
     s->l1 = l1;
     s->l1_entries = (uint32_t)entries;
     s->l1_offset = off;
-    qcow2_cache_wrunlock(s->l2_cache);
+    vd_brlock_wrunlock(&s->l1_lock);
     g_free(old);
     s->l1_dirty_lo = UINT32_MAX;
     s->l1_dirty_hi = 0;
@@ -692,7 +680,7 @@ bool qcow2_metadata_writeback(Qcow2State *s, GError **error)
 {
     if (s->rc == NULL)
         return true;
-    bool l2 = qcow2_cache_dirty_count(s->l2_cache) > 0;
+    bool l2 = qcow2_dirty_tables(s->l2_cache) > 0;
     bool l1 = s->l1_dirty_lo < s->l1_dirty_hi;
     bool rc = qcow2_refcount_dirty(s), frees = qcow2_refcount_has_pending(s);
     /* 1. New refcounts reach the file before anything points at their clusters. */
@@ -704,7 +692,9 @@ bool qcow2_metadata_writeback(Qcow2State *s, GError **error)
             (s->data_fd != s->fd && !vd_host_fdatasync(s->data_fd, s->name, error)))
             return false;
     }
-    if (l2 && !qcow2_cache_writeback(s, s->l2_cache, s->fd, error))
+    /* The cache's dependency would flush the refcount blocks first too;
+     * step 1 already did, with the refcount table entries and the sync. */
+    if (l2 && !vd_table_cache_flush(s->l2_cache, error))
         return false;
     /* 3. New L2 tables durable, then the L1 entries pointing at them. */
     if (l1) {

@@ -24,6 +24,19 @@ void qcow2_l2_set(const Qcow2State *s, uint8_t *t, uint64_t i, uint64_t entry, u
         vd_put_be64(t + i * s->l2_esize + 8, bitmap);
 }
 
+void qcow2_l2_update(Qcow2State *s, VdTable *t, uint64_t i, uint64_t entry, uint64_t bitmap)
+{
+    uint8_t raw[16];
+    qcow2_l2_set(s, raw, 0, entry, bitmap);
+    vd_table_cache_update(s->l2_cache, t, (size_t)(i * s->l2_esize), raw, s->l2_esize);
+}
+
+void qcow2_l2_store(Qcow2State *s, VdTable *t, uint64_t first, uint64_t n, const uint8_t *raw)
+{
+    vd_table_cache_update(s->l2_cache, t, (size_t)(first * s->l2_esize), raw,
+                          (size_t)(n * s->l2_esize));
+}
+
 static bool has_data_file(const Qcow2State *s)
 {
     return (s->incompat & QCOW2_INCOMPAT_DATA_FILE) != 0;
@@ -83,52 +96,33 @@ static bool l2_offset_for(Qcow2State *s, uint64_t guest, uint64_t *l2off, GError
     return true;
 }
 
-static bool l2_table_sane(Qcow2State *s, uint64_t l2off, GError **error)
+/* Where the L2 table for guest lies (0: none), and the entry's bytes
+ * copied out of it (esize of them, at raw): l1_lock's read side held. */
+static bool entry_locked(Qcow2State *s, uint64_t guest, uint64_t *l2off, uint8_t *raw,
+                         GError **error)
 {
-    if (l2off < s->cluster_size) {
-        vd_set_error(error, EIO, "%s: L2 table at 0x%" G_GINT64_MODIFIER "x overlaps the header",
-                     s->name, l2off);
+    uint64_t i = (guest >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+    if (!l2_offset_for(s, guest, l2off, error))
         return false;
-    }
-    if (!vd_range_within(l2off, s->cluster_size, qcow2_file_size(s))) {
-        vd_set_error(error, EIO,
-                     "%s: L2 table at 0x%" G_GINT64_MODIFIER "x lies beyond the end of the file",
-                     s->name, l2off);
-        return false;
-    }
-    return true;
+    return *l2off == 0 || vd_table_cache_read(s->l2_cache, *l2off, (size_t)(i * s->l2_esize),
+                                              s->l2_esize, raw, error);
 }
 
 bool qcow2_get_entry(Qcow2State *s, uint64_t guest, uint64_t *entry, uint64_t *bitmap,
                      GError **error)
 {
-    uint64_t i = (guest >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
-    for (;;) {
-        uint64_t l2off;
-        qcow2_cache_rdlock(s->l2_cache);
-        if (!l2_offset_for(s, guest, &l2off, error)) {
-            qcow2_cache_rdunlock(s->l2_cache);
-            return false;
-        }
-        if (l2off == 0) {
-            qcow2_cache_rdunlock(s->l2_cache);
-            *entry = *bitmap = 0;
-            return true;
-        }
-        Qcow2Table *t = qcow2_cache_find(s->l2_cache, l2off);
-        if (t != NULL) {
-            *entry = qcow2_l2_word(s, t->data, i);
-            *bitmap = qcow2_l2_bitmap(s, t->data, i);
-            qcow2_cache_rdunlock(s->l2_cache);
-            return true;
-        }
-        qcow2_cache_rdunlock(s->l2_cache);
-        if (!l2_table_sane(s, l2off, error) ||
-            !qcow2_cache_load_wrlocked(s, s->l2_cache, s->fd, l2off, &t, error))
-            return false;
-        qcow2_cache_wrunlock(s->l2_cache);
-        /* Loop: the L1 entry may have changed meanwhile. */
-    }
+    uint8_t raw[16];
+    uint64_t l2off;
+    /* Held across the copy (a load on a miss too): the L1 entry and the
+     * table it names are read as one, see qcow2.h. */
+    vd_brlock_rdlock(&s->l1_lock);
+    bool ok = entry_locked(s, guest, &l2off, raw, error);
+    vd_brlock_rdunlock(&s->l1_lock);
+    if (!ok)
+        return false;
+    *entry = l2off != 0 ? qcow2_l2_word(s, raw, 0) : 0;
+    *bitmap = l2off != 0 ? qcow2_l2_bitmap(s, raw, 0) : 0;
+    return true;
 }
 
 static VdExtentState state_of(const Qcow2State *s, Qcow2ScType type)
@@ -176,17 +170,21 @@ bool qcow2_entry_error(Qcow2State *s, uint64_t guest, uint64_t entry, uint64_t b
     return false;
 }
 
+#define STATUS_BATCH  256 /* L2 entries copied out per cache read */
+#define STATUS_TABLES 64  /* L2 tables looked at per call */
+
 /*
  * Extend the run through one L2 table's worth of guest space starting at
- * *pos (the table is t, or NULL when unallocated). Returns false on error;
- * *done when the run cannot grow further.
+ * *pos (the table at l2off, or none when 0), copying its entries out in
+ * batches. l1_lock's read side held. Returns false on error; *done when
+ * the run cannot grow further.
  */
-static bool run_table(Qcow2State *s, const Qcow2Table *t, uint64_t *pos, uint64_t end, Run *r,
+static bool run_table(Qcow2State *s, uint64_t l2off, uint64_t *pos, uint64_t end, Run *r,
                       bool *done, GError **error)
 {
     uint64_t table_span = 1ull << (s->cluster_bits + s->l2_bits);
     uint64_t table_end = vd_min_u64((*pos | (table_span - 1)) + 1, end);
-    if (t == NULL) {
+    if (l2off == 0) {
         if (!run_add(r, VD_EXTENT_UNALLOCATED, 0, table_end - *pos)) {
             *done = true;
             return true;
@@ -195,11 +193,22 @@ static bool run_table(Qcow2State *s, const Qcow2Table *t, uint64_t *pos, uint64_
         return true;
     }
     uint64_t sc_size = 1ull << s->sc_bits;
+    uint8_t raw[STATUS_BATCH * 16];
+    uint64_t base = 0, have = 0; /* raw holds entries [base, base + have) */
     while (*pos < table_end) {
         uint64_t guest = *pos;
         uint64_t i = (guest >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
-        uint64_t entry = qcow2_l2_word(s, t->data, i);
-        uint64_t bitmap = qcow2_l2_bitmap(s, t->data, i);
+        if (i < base || i >= base + have) {
+            /* Only as many entries as the request still covers. */
+            uint64_t last = ((table_end - 1) >> s->cluster_bits) & ((1ull << s->l2_bits) - 1);
+            base = i;
+            have = vd_min_u64(last - i + 1, STATUS_BATCH);
+            if (!vd_table_cache_read(s->l2_cache, l2off, (size_t)(i * s->l2_esize),
+                                     (size_t)(have * s->l2_esize), raw, error))
+                return false;
+        }
+        uint64_t entry = qcow2_l2_word(s, raw, i - base);
+        uint64_t bitmap = qcow2_l2_bitmap(s, raw, i - base);
         uint64_t cluster_end = vd_min_u64((guest | (s->cluster_size - 1)) + 1, table_end);
         uint64_t host_base = entry & QCOW2_OFFSET_MASK;
         Qcow2ScType first = qcow2_sc_type(s, entry, bitmap, 0);
@@ -236,45 +245,26 @@ bool qcow2_block_status(VdImage *img, uint64_t offset, uint64_t length, unsigned
 {
     Qcow2State *s = qcow2_state(img);
     uint64_t end = offset + length;
-    for (;;) {
-        Run r = {0};
-        uint64_t pos = offset, need = 0;
-        bool done = false, ok = true;
-        qcow2_cache_rdlock(s->l2_cache);
-        while (ok && !done && pos < end) {
-            uint64_t l2off;
-            ok = l2_offset_for(s, pos, &l2off, error);
-            if (!ok)
-                break;
-            const Qcow2Table *t = NULL;
-            if (l2off != 0) {
-                t = qcow2_cache_find(s->l2_cache, l2off);
-                if (t == NULL) {
-                    /* Load it unless the run already has something to report. */
-                    if (!r.have)
-                        need = l2off;
-                    break;
-                }
-            }
-            ok = run_table(s, t, &pos, end, &r, &done, error);
-        }
-        qcow2_cache_rdunlock(s->l2_cache);
-        if (!ok)
-            return false;
-        if (need != 0) {
-            Qcow2Table *t;
-            if (!l2_table_sane(s, need, error) ||
-                !qcow2_cache_load_wrlocked(s, s->l2_cache, s->fd, need, &t, error))
-                return false;
-            qcow2_cache_wrunlock(s->l2_cache);
-            continue;
-        }
-        ext->state = r.state;
-        ext->length = r.length;
-        ext->fd = r.state == VD_EXTENT_DATA ? s->data_fd : -1;
-        ext->host_offset = r.state == VD_EXTENT_DATA ? r.host : 0;
-        return true;
+    Run r = {0};
+    uint64_t pos = offset;
+    bool done = false, ok = true;
+    vd_brlock_rdlock(&s->l1_lock);
+    /* A bounded number of tables per call, each loaded if need be: a
+     * shorter extent is as true, and the caller asks again. */
+    for (int tables = 0; ok && !done && pos < end && tables < STATUS_TABLES; tables++) {
+        uint64_t l2off;
+        ok = l2_offset_for(s, pos, &l2off, error) &&
+             run_table(s, l2off, &pos, end, &r, &done, error);
     }
+    vd_brlock_rdunlock(&s->l1_lock);
+    if (!ok)
+        return false;
+    (void)flags;
+    ext->state = r.state;
+    ext->length = r.length;
+    ext->fd = r.state == VD_EXTENT_DATA ? s->data_fd : -1;
+    ext->host_offset = r.state == VD_EXTENT_DATA ? r.host : 0;
+    return true;
 }
 
 /* Decrypt-read host bytes for guest [guest, guest + n) of a normal subcluster. */

@@ -10,7 +10,11 @@
  * applied once the metadata that stopped pointing at them is durable. A
  * crash in between leaks clusters, never corrupts.
  *
- * Everything here runs under the image's write lock.
+ * Everything here runs under the image's write lock, the refcount table
+ * included: nothing else reads it (the fast write path needs no
+ * refcounts), so unlike the L1 table it needs no lock of its own. The
+ * blocks live in a table cache (src/vd-table-cache.h), read straight
+ * from pinned copies and changed through it.
  */
 #include "config.h"
 
@@ -29,7 +33,7 @@ struct Qcow2Refcounts {
     uint64_t *table; /* refcount table, host byte order */
     uint64_t table_entries;
     uint64_t table_dirty_lo, table_dirty_hi; /* entries not yet in the file */
-    Qcow2Cache *blocks;
+    VdTableCache *blocks;
     uint64_t block_entries; /* refcounts per block */
     uint64_t max_value;
     uint64_t free_hint; /* cluster index: none free below (among existing blocks) */
@@ -57,6 +61,24 @@ static uint64_t rc_get(const Qcow2State *s, const uint8_t *b, uint64_t i)
     default:
         return vd_be64(b + 8 * i);
     }
+}
+
+static void rc_put(const Qcow2State *s, uint8_t *b, uint64_t i, uint64_t v);
+
+/* Set refcounts [i, i + n) of a pinned block to v: the bytes they span
+ * are changed aside and stored through the cache in one change. */
+static void rc_update(Qcow2State *s, VdTable *t, uint64_t i, uint64_t n, uint64_t v)
+{
+    unsigned order = s->refcount_order;
+    uint64_t at = (i << order) / 8, stop = ((i + n) << order) / 8;
+    if (((i + n) << order) % 8)
+        stop++;
+    uint64_t base = (at * 8) >> order; /* the first refcount in byte at */
+    size_t len = (size_t)(stop - at);
+    g_autofree uint8_t *b = g_memdup2(t->data + at, len);
+    for (uint64_t k = i; k < i + n; k++)
+        rc_put(s, b, k - base, v);
+    vd_table_cache_update(s->rc->blocks, t, (size_t)at, b, len);
 }
 
 static void rc_put(const Qcow2State *s, uint8_t *b, uint64_t i, uint64_t v)
@@ -108,10 +130,18 @@ bool qcow2_refcount_init(Qcow2State *s, GError **error)
             return false;
         }
     }
-    rc->blocks = qcow2_cache_new(s, s->cluster_size * 64);
+    /* 64 blocks as before, fewer under a tinier metadata budget (at least 8). */
+    rc->blocks = vd_table_cache_new(s->cluster_size,
+                                    MIN(s->cluster_size * 64, s->img->ctx->metadata_cache_bytes), 8,
+                                    qcow2_table_load, qcow2_table_store, s);
     uint64_t fsize = qcow2_file_size(s);
     rc->end = MAX(qcow2_round_up(fsize, s->cluster_size) >> s->cluster_bits, 1);
     return true;
+}
+
+VdTableCache *qcow2_refcount_blocks(const Qcow2State *s)
+{
+    return s->rc->blocks;
 }
 
 void qcow2_refcount_free(Qcow2Refcounts *rc)
@@ -119,7 +149,7 @@ void qcow2_refcount_free(Qcow2Refcounts *rc)
     if (rc == NULL)
         return;
     g_free(rc->table);
-    qcow2_cache_free(rc->blocks);
+    vd_table_cache_free(rc->blocks);
     g_array_unref(rc->pending);
     g_free(rc);
 }
@@ -138,9 +168,15 @@ static bool block_offset(Qcow2State *s, uint64_t ti, uint64_t *off, GError **err
     return true;
 }
 
-static Qcow2Table *get_block(Qcow2State *s, uint64_t off, GError **error)
+static VdTable *get_block(Qcow2State *s, uint64_t off, GError **error)
 {
-    return qcow2_cache_get_pinned(s, s->rc->blocks, s->fd, off, error);
+    return vd_table_cache_get(s->rc->blocks, off, error);
+}
+
+/* A new block at off, all zeros: dirty, not read from the file. */
+static void new_block(Qcow2State *s, uint64_t off)
+{
+    vd_table_cache_put(s->rc->blocks, vd_table_cache_get_new(s->rc->blocks, off, NULL));
 }
 
 /* Refcount of one cluster (0 where no block exists). */
@@ -154,11 +190,11 @@ bool qcow2_refcount_get(Qcow2State *s, uint64_t cluster, uint64_t *value, GError
         *value = 0;
         return true;
     }
-    Qcow2Table *t = get_block(s, off, error);
+    VdTable *t = get_block(s, off, error);
     if (t == NULL)
         return false;
     *value = rc_get(s, t->data, cluster % rc->block_entries);
-    qcow2_cache_unpin(rc->blocks, t);
+    vd_table_cache_put(rc->blocks, t);
     return true;
 }
 
@@ -187,7 +223,7 @@ bool qcow2_refcount_read(Qcow2State *s, Qcow2RcCursor *cur, uint64_t cluster, ui
 void qcow2_refcount_cursor_end(Qcow2State *s, Qcow2RcCursor *cur)
 {
     if (cur->block != NULL)
-        qcow2_cache_unpin(s->rc->blocks, cur->block);
+        vd_table_cache_put(s->rc->blocks, cur->block);
     cur->block = NULL;
 }
 
@@ -203,14 +239,11 @@ bool qcow2_refcount_set(Qcow2State *s, uint64_t cluster, uint64_t value, GError 
                      cluster);
         return false;
     }
-    Qcow2Table *t = get_block(s, off, error);
+    VdTable *t = get_block(s, off, error);
     if (t == NULL)
         return false;
-    qcow2_cache_wrlock(rc->blocks);
-    rc_put(s, t->data, cluster % rc->block_entries, value);
-    qcow2_cache_mark_dirty(rc->blocks, t);
-    t->pins--;
-    qcow2_cache_wrunlock(rc->blocks);
+    rc_update(s, t, cluster % rc->block_entries, 1, value);
+    vd_table_cache_put(rc->blocks, t);
     return true;
 }
 
@@ -241,9 +274,7 @@ bool qcow2_refcount_new_block(Qcow2State *s, uint64_t region, uint64_t offset, G
     Qcow2Refcounts *rc = s->rc;
     if (!qcow2_meta_claim(s, offset, s->cluster_size, "refcount block", error))
         return false;
-    qcow2_cache_wrlock(rc->blocks);
-    qcow2_cache_insert_new(rc->blocks, offset, NULL);
-    qcow2_cache_wrunlock(rc->blocks);
+    new_block(s, offset);
     table_set(rc, region, offset);
     rc->end = MAX(rc->end, (offset >> s->cluster_bits) + 1);
     return true;
@@ -324,9 +355,7 @@ static bool alloc_append(Qcow2State *s, uint64_t n, uint64_t *first, GError **er
             uint64_t boff = b++ << s->cluster_bits;
             if (!qcow2_meta_claim(s, boff, s->cluster_size, "refcount block", error))
                 return false;
-            qcow2_cache_wrlock(rc->blocks);
-            qcow2_cache_insert_new(rc->blocks, boff, NULL);
-            qcow2_cache_wrunlock(rc->blocks);
+            new_block(s, boff);
             table_set(rc, r, boff);
         }
         for (uint64_t c = p + n; c < b; c++) {
@@ -365,18 +394,18 @@ static bool write_table_entries(Qcow2State *s, GError **error)
 
 bool qcow2_refcount_writeback(Qcow2State *s, GError **error)
 {
-    return qcow2_cache_writeback(s, s->rc->blocks, s->fd, error) && write_table_entries(s, error);
+    return vd_table_cache_flush(s->rc->blocks, error) && write_table_entries(s, error);
 }
 
 bool qcow2_refcount_pressure(const Qcow2State *s)
 {
-    return s->rc != NULL && qcow2_cache_pressure(s->rc->blocks);
+    return s->rc != NULL && vd_table_cache_pressure(s->rc->blocks);
 }
 
 bool qcow2_refcount_dirty(const Qcow2State *s)
 {
-    return s->rc != NULL && (qcow2_cache_dirty_count(s->rc->blocks) > 0 ||
-                             s->rc->table_dirty_lo < s->rc->table_dirty_hi);
+    return s->rc != NULL &&
+           (qcow2_dirty_tables(s->rc->blocks) > 0 || s->rc->table_dirty_lo < s->rc->table_dirty_hi);
 }
 
 /*
@@ -457,7 +486,7 @@ static bool grow_table(Qcow2State *s, uint64_t need_entries, GError **error)
             continue;
         ok = qcow2_refcount_set(s, c, 1, error);
     }
-    ok = ok && qcow2_cache_writeback(s, rc->blocks, s->fd, error);
+    ok = ok && vd_table_cache_flush(rc->blocks, error);
     g_autofree uint8_t *raw = g_malloc0(tab * s->cluster_size);
     for (uint64_t i = 0; i < entries; i++)
         vd_put_be64(raw + 8 * i, table[i]);
@@ -506,7 +535,7 @@ static bool alloc_scan(Qcow2State *s, uint64_t n, uint64_t *first, uint64_t *got
             c = (ti + 1) * E;
             continue;
         }
-        Qcow2Table *t = get_block(s, off, error);
+        VdTable *t = get_block(s, off, error);
         if (t == NULL)
             return false;
         uint64_t lim = MIN((ti + 1) * E, rc->end);
@@ -516,18 +545,14 @@ static bool alloc_scan(Qcow2State *s, uint64_t n, uint64_t *first, uint64_t *got
             uint64_t k = 0;
             while (c + k < lim && k < n && rc_get(s, t->data, (c + k) % E) == 0)
                 k++;
-            qcow2_cache_wrlock(rc->blocks);
-            for (uint64_t i = 0; i < k; i++)
-                rc_put(s, t->data, (c + i) % E, 1);
-            qcow2_cache_mark_dirty(rc->blocks, t);
-            t->pins--;
-            qcow2_cache_wrunlock(rc->blocks);
+            rc_update(s, t, c % E, k, 1);
+            vd_table_cache_put(rc->blocks, t);
             rc->free_hint = c + k;
             *first = c;
             *got = k;
             return true;
         }
-        qcow2_cache_unpin(rc->blocks, t);
+        vd_table_cache_put(rc->blocks, t);
     }
     rc->free_hint = rc->end;
     return true;
@@ -637,7 +662,7 @@ bool qcow2_refcount_apply_frees(Qcow2State *s, GError **error)
             if (v == 1) {
                 rc->free_hint = MIN(rc->free_hint, c);
                 /* A freed L2 table must not be found again by its offset. */
-                qcow2_cache_drop(s->l2_cache, c << s->cluster_bits);
+                vd_table_cache_invalidate(s->l2_cache, c << s->cluster_bits);
                 g_autoptr(GError) perr = NULL;
                 if (!vd_host_punch_hole(s->fd, s->name, c << s->cluster_bits, s->cluster_size,
                                         &perr))

@@ -247,15 +247,11 @@ static bool fix_copied(Counter *c, GError **error)
             continue;
         bool copied = c->counts[l2 >> s->cluster_bits] == 1;
         uint64_t want = l2 | (copied ? QCOW2_OFLAG_COPIED : 0);
-        if (s->l1[i] != want) {
-            s->l1[i] = want;
-            s->l1_dirty_lo = (uint32_t)MIN(s->l1_dirty_lo, i);
-            s->l1_dirty_hi = (uint32_t)MAX(s->l1_dirty_hi, i + 1);
-        }
-        Qcow2Table *t = qcow2_cache_get_pinned(s, s->l2_cache, s->fd, l2, error);
+        if (s->l1[i] != want)
+            qcow2_l1_set(s, i, want);
+        VdTable *t = vd_table_cache_get(s->l2_cache, l2, error);
         if (t == NULL)
             return false;
-        qcow2_cache_wrlock(s->l2_cache);
         for (uint64_t j = 0; j < n; j++) {
             uint64_t e = qcow2_l2_word(s, t->data, j);
             if (e & QCOW2_OFLAG_COMPRESSED)
@@ -268,13 +264,10 @@ static bool fix_copied(Counter *c, GError **error)
                                                              : e & ~QCOW2_OFLAG_COPIED;
             else
                 ne = e & ~QCOW2_OFLAG_COPIED;
-            if (ne != e) {
-                qcow2_l2_set(s, t->data, j, ne, qcow2_l2_bitmap(s, t->data, j));
-                qcow2_cache_mark_dirty(s->l2_cache, t);
-            }
+            if (ne != e)
+                qcow2_l2_update(s, t, j, ne, qcow2_l2_bitmap(s, t->data, j));
         }
-        qcow2_cache_wrunlock(s->l2_cache);
-        qcow2_cache_unpin(s->l2_cache, t);
+        vd_table_cache_put(s->l2_cache, t);
     }
     return true;
 }

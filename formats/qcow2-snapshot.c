@@ -130,6 +130,7 @@ bool qcow2_snapshot_open(VdImage *img, const char *id, VdImage *snap, GError **e
     Qcow2State *v = g_new0(Qcow2State, 1);
     /* Scalars (geometry, feature bits) are the image's; tables are the snapshot's. */
     *v = *s;
+    vd_brlock_init(&v->l1_lock); /* the view's own: its L1 never changes, but is freed with it */
     v->name = snap->name;
     v->img = snap;
     v->fd = snap->fd;
@@ -165,7 +166,7 @@ bool qcow2_snapshot_open(VdImage *img, const char *id, VdImage *snap, GError **e
     }
     v->l1_entries = sn->l1_size;
     v->l1_offset = sn->l1_offset;
-    v->l2_cache = qcow2_cache_new(v, img->ctx->metadata_cache_bytes / 4);
+    v->l2_cache = qcow2_l2_cache_new(v, img->ctx->metadata_cache_bytes / 4);
     v->decode = qcow2_decode_cache_new(v->cluster_size, img->ctx->decode_cache_bytes / 4);
     snap->opaque = v;
     snap->size = sn->virtual_size;

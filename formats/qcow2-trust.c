@@ -25,8 +25,11 @@
  * every L2 table at open). Data file clusters have no refcounts and are
  * not checked.
  *
- * Everything here runs under the image's write lock; t->trusted is set
- * under the L2 cache lock, for the fast path that reads it.
+ * Everything here runs under the image's write lock. The fast path
+ * (qcow2_pwrite_fast) asks qcow2_trust_known under that lock's read side,
+ * which excludes every change made here. Trust is by table offset and
+ * outlives the table's stay in the cache: only the write side changes a
+ * trusted table, and it keeps the claims up to date as it does.
  */
 #include "config.h"
 
@@ -112,23 +115,16 @@ void qcow2_trust_update(Qcow2State *s, uint64_t old_entry, uint64_t new_entry)
         *claim_word(s->trust, n, true) |= 1ull << (n % 64);
 }
 
-static void set_trusted(Qcow2State *s, Qcow2Table *t)
+bool qcow2_trust_known(const Qcow2State *s, uint64_t off)
 {
-    qcow2_cache_wrlock(s->l2_cache);
-    t->trusted = true;
-    qcow2_cache_wrunlock(s->l2_cache);
+    return s->trust != NULL && g_hash_table_contains(s->trust->tables, &off);
 }
 
-bool qcow2_trust_table(Qcow2State *s, Qcow2Table *t, GError **error)
+bool qcow2_trust_table(Qcow2State *s, VdTable *t, GError **error)
 {
     Qcow2Trust *tr = s->trust;
-    if (t->trusted)
+    if (qcow2_trust_known(s, t->key))
         return true;
-    /* Trusted before and evicted since: only we changed it meanwhile. */
-    if (g_hash_table_contains(tr->tables, &t->offset)) {
-        set_trusted(s, t);
-        return true;
-    }
     Qcow2RcCursor cur = {0};
     bool ok = true;
     for (uint64_t i = 0; ok && i < (1ull << s->l2_bits); i++) {
@@ -139,10 +135,7 @@ bool qcow2_trust_table(Qcow2State *s, Qcow2Table *t, GError **error)
         if (!ok)
             break;
         if (v >= 2) {
-            qcow2_cache_wrlock(s->l2_cache);
-            qcow2_l2_set(s, t->data, i, e & ~QCOW2_OFLAG_COPIED, qcow2_l2_bitmap(s, t->data, i));
-            qcow2_cache_mark_dirty(s->l2_cache, t);
-            qcow2_cache_wrunlock(s->l2_cache);
+            qcow2_l2_update(s, t, i, e & ~QCOW2_OFLAG_COPIED, qcow2_l2_bitmap(s, t->data, i));
             continue;
         }
         const char *why = v == 0 ? "whose refcount is 0" : "that another L2 entry also names";
@@ -151,7 +144,7 @@ bool qcow2_trust_table(Qcow2State *s, Qcow2Table *t, GError **error)
                                "%s: the L2 table at 0x%" G_GINT64_MODIFIER
                                "x (entry %" G_GUINT64_FORMAT ") names cluster 0x%" G_GINT64_MODIFIER
                                "x %s",
-                               s->name, t->offset, i, c << s->cluster_bits, why);
+                               s->name, t->key, i, c << s->cluster_bits, why);
             break;
         }
         *claim_word(tr, c, true) |= 1ull << (c % 64);
@@ -159,13 +152,11 @@ bool qcow2_trust_table(Qcow2State *s, Qcow2Table *t, GError **error)
     qcow2_refcount_cursor_end(s, &cur);
     if (!ok)
         return false;
-    g_hash_table_add(tr->tables, g_memdup2(&t->offset, sizeof t->offset));
-    set_trusted(s, t);
+    g_hash_table_add(tr->tables, g_memdup2(&t->key, sizeof t->key));
     return true;
 }
 
-void qcow2_trust_new_table(Qcow2State *s, Qcow2Table *t)
+void qcow2_trust_new_table(Qcow2State *s, VdTable *t)
 {
-    g_hash_table_add(s->trust->tables, g_memdup2(&t->offset, sizeof t->offset));
-    set_trusted(s, t);
+    g_hash_table_add(s->trust->tables, g_memdup2(&t->key, sizeof t->key));
 }

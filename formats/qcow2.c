@@ -41,12 +41,13 @@ void qcow2_state_free(Qcow2State *s)
     qcow2_refcount_free(s->rc);
     vd_meta_map_free(s->meta);
     qcow2_trust_free(s->trust);
-    qcow2_cache_free(s->l2_cache);
+    vd_table_cache_free(s->l2_cache);
     qcow2_decode_cache_free(s->decode);
     vd_luks_unref(s->crypto);
     if (s->own_data_fd && s->data_fd >= 0)
         vd_file_close(s->data_fd);
     g_free(s->l1);
+    vd_brlock_clear(&s->l1_lock);
     g_free(s->backing_file);
     g_free(s->backing_format);
     g_free(s->data_file);
@@ -459,6 +460,11 @@ static bool open_write_side(VdImage *img, Qcow2State *s, GError **error)
         return true;
     }
     s->trust = qcow2_trust_new();
+    /* L2 tables name clusters whose refcounts the blocks hold: a flush of
+     * L2 tables first writes back the blocks (qcow2_metadata_writeback
+     * does so itself too, with the refcount table and a sync between).
+     * Set only here, where rc lives as long as the L2 cache. */
+    vd_table_cache_set_dependency(s->l2_cache, qcow2_refcount_blocks(s));
     bool needs_repair = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
     return !needs_repair || qcow2_repair(s, error);
 }
@@ -466,6 +472,7 @@ static bool open_write_side(VdImage *img, Qcow2State *s, GError **error)
 static bool qcow2_open(VdImage *img, GError **error)
 {
     Qcow2State *s = g_new0(Qcow2State, 1);
+    vd_brlock_init(&s->l1_lock);
     s->name = img->name;
     s->img = img;
     s->fd = img->fd;
@@ -487,7 +494,7 @@ static bool qcow2_open(VdImage *img, GError **error)
         qcow2_state_free(s);
         return false;
     }
-    s->l2_cache = qcow2_cache_new(s, img->ctx->metadata_cache_bytes);
+    s->l2_cache = qcow2_l2_cache_new(s, img->ctx->metadata_cache_bytes);
     s->decode = qcow2_decode_cache_new(s->cluster_size, img->ctx->decode_cache_bytes);
     s->l1_dirty_lo = UINT32_MAX;
     img->opaque = s;
@@ -509,6 +516,7 @@ static bool qcow2_open(VdImage *img, GError **error)
 static bool qcow2_peek(VdImage *img, GError **error)
 {
     g_autoptr(Qcow2State) s = g_new0(Qcow2State, 1);
+    vd_brlock_init(&s->l1_lock);
     s->name = img->name;
     s->img = img;
     s->fd = img->fd;

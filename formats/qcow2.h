@@ -12,10 +12,12 @@
 
 #include <glib.h>
 
+#include "src/vd-brlock.h"
 #include "src/vd-endian.h"
 #include "src/vd-image.h"
 #include "src/vd-luks.h"
 #include "src/vd-metamap.h"
+#include "src/vd-table-cache.h"
 
 #define QCOW2_MAGIC 0x514649fbu
 
@@ -67,7 +69,6 @@
 #define QCOW2_HEADER_V2_LENGTH   72u
 #define QCOW2_HEADER_V3_MIN      104u
 
-typedef struct Qcow2Cache Qcow2Cache;
 typedef struct Qcow2DecodeCache Qcow2DecodeCache;
 typedef struct Qcow2Refcounts Qcow2Refcounts;
 typedef struct Qcow2Trust Qcow2Trust;
@@ -144,13 +145,31 @@ typedef struct Qcow2State {
     VdLuks *crypto;        /* NULL when not encrypted (reference counted) */
     uint64_t virtual_size; /* of this view; the active size lives in img->size */
 
-    /* Mapping: the L1 table (host byte order) and the L2 cache. l1, l1_entries
-     * and l1_offset are read under l2_cache's lock and changed under it by
-     * the write side (which also holds img->write_lock). */
+    /* Mapping: the L1 table (host byte order) and the L2 tables.
+     *
+     * l1, l1_entries and l1_offset are read under l1_lock and changed
+     * under its write side by the write side (which also holds
+     * img->write_lock, so it reads them without l1_lock). They need a
+     * lock of their own because l2_cache's lock is a leaf that guards
+     * only the cache: a reader must see an L1 entry and the L2 table it
+     * points at as one snapshot, or it could follow an entry the write
+     * side just moved to a fresh table into the table it left, which is
+     * freed later. A big-reader lock, as the L2 cache's own lock used to
+     * be, so that parallel readers share no lock word. Readers hold it
+     * across vd_table_cache_read (the cache's lock nests inside, a load
+     * on a miss included); the write side never calls into l2_cache with
+     * it held, so a load never waits for it.
+     *
+     * pwrite_fast runs under img->write_lock's read side, which excludes
+     * the write side: it reads l1 and the trusted tables (qcow2-trust.c)
+     * without l1_lock. */
+    VdBrLock l1_lock;
     uint64_t *l1;
     uint32_t l1_entries;
     uint64_t l1_offset;
-    Qcow2Cache *l2_cache;
+    /* Cluster-sized L2 tables as on disk, keyed by host offset; flushing
+     * it first flushes rc's refcount blocks (its dependency). */
+    VdTableCache *l2_cache;
     Qcow2DecodeCache *decode; /* decompressed clusters (own lock) */
 
     /* Write side: only touched under img->write_lock. */
@@ -172,45 +191,17 @@ bool qcow2_load_l1(Qcow2State *s, uint64_t offset, uint32_t entries, uint64_t fi
                    uint64_t **out, GError **error);
 uint64_t qcow2_l1_entries_for(const Qcow2State *s, uint64_t size);
 
-/* ---- qcow2-cache.c: bounded LRU of cluster-sized tables ---- */
-typedef struct {
-    uint64_t offset;
-    uint8_t *data; /* cluster_size bytes as on disk */
-    gint64 last_use;
-    unsigned pins;
-    bool dirty;
-    /* L2 tables: the write side checked that every COPIED entry's cluster
-     * has a refcount of 1 (qcow2-alloc.c), so fast writes may trust it. */
-    bool trusted;
-} Qcow2Table;
-
-Qcow2Cache *qcow2_cache_new(const Qcow2State *s, uint64_t max_bytes);
-void qcow2_cache_free(Qcow2Cache *c);
-void qcow2_cache_rdlock(Qcow2Cache *c);
-void qcow2_cache_rdunlock(Qcow2Cache *c);
-void qcow2_cache_wrlock(Qcow2Cache *c);
-void qcow2_cache_wrunlock(Qcow2Cache *c);
-/* With the lock held (either mode): the table at offset, or NULL. */
-Qcow2Table *qcow2_cache_find(Qcow2Cache *c, uint64_t offset);
-/* Load into the cache (with the write lock held on return, true) or fail
- * (no lock held). */
-bool qcow2_cache_load_wrlocked(Qcow2State *s, Qcow2Cache *c, int fd, uint64_t offset,
-                               Qcow2Table **out, GError **error);
-/* Insert a new table (fresh contents, dirty); write lock held by caller. */
-Qcow2Table *qcow2_cache_insert_new(Qcow2Cache *c, uint64_t offset, const uint8_t *data);
-/* Writer helpers: get a pinned table (loading it if needed); unpin. */
-Qcow2Table *qcow2_cache_get_pinned(Qcow2State *s, Qcow2Cache *c, int fd, uint64_t offset,
-                                   GError **error);
-void qcow2_cache_unpin(Qcow2Cache *c, Qcow2Table *t);
-/* Mark a table dirty (write lock held). */
-void qcow2_cache_mark_dirty(Qcow2Cache *c, Qcow2Table *t);
-/* Tables currently dirty, and iteration for write-back (lock not held;
- * only the write side changes dirty state). */
-unsigned qcow2_cache_dirty_count(Qcow2Cache *c);
-/* Enough dirty tables that they should be written back. */
-bool qcow2_cache_pressure(Qcow2Cache *c);
-bool qcow2_cache_writeback(Qcow2State *s, Qcow2Cache *c, int fd, GError **error);
-void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset);
+/* ---- qcow2.c: the L1 table ---- */
+/* Set L1 entry i (the write side) under l1_lock and mark it dirty. */
+void qcow2_l1_set(Qcow2State *s, uint64_t i, uint64_t entry);
+/* The table caches' callbacks: a cluster-sized table at key in s->fd
+ * (L2 loads also check the table lies within the file, past the header). */
+bool qcow2_l2_load(void *opaque, uint64_t key, uint8_t *data, GError **error);
+bool qcow2_table_load(void *opaque, uint64_t key, uint8_t *data, GError **error);
+bool qcow2_table_store(void *opaque, uint64_t key, const uint8_t *data, GError **error);
+VdTableCache *qcow2_l2_cache_new(Qcow2State *s, uint64_t max_bytes);
+/* Dirty tables in a cache. */
+unsigned qcow2_dirty_tables(VdTableCache *c);
 
 /* ---- qcow2-cluster.c: mapping, block status, reads ---- */
 bool qcow2_block_status(VdImage *img, uint64_t offset, uint64_t length, unsigned flags,
@@ -223,6 +214,12 @@ static inline uint64_t qcow2_l2_word(const Qcow2State *s, const uint8_t *t, uint
 }
 uint64_t qcow2_l2_bitmap(const Qcow2State *s, const uint8_t *t, uint64_t i);
 void qcow2_l2_set(const Qcow2State *s, uint8_t *t, uint64_t i, uint64_t entry, uint64_t bitmap);
+/* Change entry i of a pinned L2 table through the cache (readers see the
+ * old entry and bitmap or the new ones). */
+void qcow2_l2_update(Qcow2State *s, VdTable *t, uint64_t i, uint64_t entry, uint64_t bitmap);
+/* Replace entries [first, first + n) of a pinned L2 table with raw (as on
+ * disk) in one change. */
+void qcow2_l2_store(Qcow2State *s, VdTable *t, uint64_t first, uint64_t n, const uint8_t *raw);
 /* Type of subcluster sc (0 without ext L2) of an L2 entry; host offset of the
  * cluster for NORMAL (the subcluster's own offset is added by the caller). */
 Qcow2ScType qcow2_sc_type(const Qcow2State *s, uint64_t entry, uint64_t bitmap, unsigned sc);
@@ -261,6 +258,8 @@ void qcow2_snapshot_free(Qcow2Snapshot *sn);
 /* ---- qcow2-refcount.c ---- */
 bool qcow2_refcount_init(Qcow2State *s, GError **error);
 void qcow2_refcount_free(Qcow2Refcounts *rc);
+/* The cache of refcount blocks (cluster-sized, as on disk). */
+VdTableCache *qcow2_refcount_blocks(const Qcow2State *s);
 /* Allocate up to n contiguous fresh clusters (at least 1); refcounts set to 1. */
 bool qcow2_alloc_clusters(Qcow2State *s, uint64_t n, uint64_t *offset, uint64_t *got,
                           GError **error);
@@ -281,7 +280,7 @@ bool qcow2_refcount_pressure(const Qcow2State *s);
 /* Refcounts of many clusters that mostly share a block: the cursor keeps
  * that block pinned between calls (start it zeroed, end it once). */
 typedef struct {
-    Qcow2Table *block;
+    VdTable *block;
     uint64_t index; /* refcount table index of block */
 } Qcow2RcCursor;
 bool qcow2_refcount_read(Qcow2State *s, Qcow2RcCursor *cur, uint64_t cluster, uint64_t *value,
@@ -335,9 +334,12 @@ void qcow2_trust_free(Qcow2Trust *tr);
 /* Check a pinned L2 table's COPIED entries once per session (dropping the
  * flag where a snapshot shares the cluster); EIO, image marked corrupt,
  * where the refcount is 0 or another trusted entry names the cluster. */
-bool qcow2_trust_table(Qcow2State *s, Qcow2Table *t, GError **error);
+bool qcow2_trust_table(Qcow2State *s, VdTable *t, GError **error);
 /* A table the write side just made empty: trusted as it is. */
-void qcow2_trust_new_table(Qcow2State *s, Qcow2Table *t);
+void qcow2_trust_new_table(Qcow2State *s, VdTable *t);
+/* Whether the L2 table at off was checked this session (or made by us):
+ * write side, or pwrite_fast under img->write_lock's read side. */
+bool qcow2_trust_known(const Qcow2State *s, uint64_t off);
 /* An entry of a trusted table changes from old_entry to new_entry. */
 void qcow2_trust_update(Qcow2State *s, uint64_t old_entry, uint64_t new_entry);
 /* Whether a trusted entry names one of the clusters [first, first + n). */

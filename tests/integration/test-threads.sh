@@ -8,7 +8,7 @@
 # their own quarters of another image and one handle rewrites the
 # compressed one as it reads it in order (read-ahead invalidation). The
 # same for the drivers on the block layer's table cache (QED, qcow v1,
-# VHDX's BAT):
+# VHDX's BAT, qcow2's L2 tables and refcount blocks):
 # many more tables than the tiny cache holds, written at scattered
 # offsets by parallel writers while others read them. Then every image
 # reads back as qemu-img says and passes qemu-img check.
@@ -30,8 +30,13 @@ qemu-img create -q -f qcow2 "$D/rw.qcow2" $((8 * MiB))
 cp "$T/src.raw" "$T/comp.expect"
 # 64 steps of 4 MiB: 32 QED tables of 16 KiB (8 MiB each; the cache
 # holds 4), 64 qcow tables of 4 KiB (2 MiB each; it holds 16). qemu-img
-# cannot open QED images of table_size=1.
+# cannot open QED images of table_size=1. qcow2 with 512-byte clusters
+# and 64-bit refcounts: 512 L2 tables of 32 KiB of disk each (two per
+# write; the cache holds 128) and a refcount block per 64 host clusters
+# (the 16 MiB written need 512 of them; the cache holds 64).
 SPARSE=$((256 * MiB))
+qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 "$D/tc.qcow2" $SPARSE
+qemu-img create -q -f raw "$T/tc.qcow2.expect" $SPARSE
 qemu-img create -q -f qed -o cluster_size=4096,table_size=4 "$D/tc.qed" $SPARSE
 qemu-img create -q -f qcow "$D/tc.qcow" $SPARSE
 qemu-img create -q -f raw "$T/tc.qed.expect" $SPARSE
@@ -82,9 +87,9 @@ scatter() {
 
 # Held open for writing throughout: readers then share the writable
 # image instead of keeping the writers' reopen busy.
-exec 7<>"$M/tc.qed" 8<>"$M/tc.qcow" 9<>"$M/tc.vhdx"
+exec 7<>"$M/tc.qed" 8<>"$M/tc.qcow" 9<>"$M/tc.vhdx" 6<>"$M/tc.qcow2"
 pids=""
-for img in tc.qed tc.qcow tc.vhdx; do
+for img in tc.qed tc.qcow tc.vhdx tc.qcow2; do
     step=64
     [ $img = tc.vhdx ] && step=16384
     for q in 0 1 2 3; do
@@ -113,8 +118,8 @@ for p in $pids; do
 done
 "$VDTEST" parread "$M/comp.qcow2" "$T/comp.expect" 8 20 || fail "parallel readers of comp.qcow2"
 "$VDTEST" parread "$M/rw.qcow2" "$T/rw.expect" 8 20 || fail "parallel readers of rw.qcow2"
-exec 7>&- 8>&- 9>&-
-for img in tc.qed tc.qcow; do
+exec 7>&- 8>&- 9>&- 6>&-
+for img in tc.qed tc.qcow tc.qcow2; do
     "$VDTEST" parread "$M/$img" "$T/$img.expect" 8 4 || fail "parallel readers of $img"
 done
 unmount_vdiskfs "$M"
@@ -123,7 +128,12 @@ unmount_vdiskfs "$M"
 rc=0
 qemu-img check "$D/tc.qed" >"$T/check" 2>&1 || rc=$?
 [ $rc = 0 ] || [ $rc = 3 ] || fail "qemu-img check tc.qed: exit $rc: $(cat "$T/check")"
-for img in tc.qed tc.qcow; do
+# The qcow2 image really outgrew both caches (see above): its host file
+# spans far more than 64 refcount blocks' worth (2 MiB).
+qemu-img check -q "$D/tc.qcow2" || fail "qemu-img check tc.qcow2"
+end=$(qemu-img check --output=json "$D/tc.qcow2" | sed -n 's/.*"image-end-offset": *\([0-9]*\).*/\1/p')
+[ "${end:-0}" -gt $((8 * MiB)) ] || fail "tc.qcow2 ends at ${end:-?}: fewer tables than meant"
+for img in tc.qed tc.qcow tc.qcow2; do
     qemu-img convert -O raw "$D/$img" "$T/$img.got"
     same_bytes "$T/$img.expect" "$T/$img.got" "$img"
 done

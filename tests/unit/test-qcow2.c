@@ -685,13 +685,10 @@ static void expect_write_refused(VdImage *img, uint64_t target)
 {
     Qcow2State *s = qcow2_state(img);
     g_autoptr(GError) err = NULL;
-    Qcow2Table *t =
-        qcow2_cache_get_pinned(s, s->l2_cache, s->fd, s->l1[0] & QCOW2_OFFSET_MASK, &err);
+    VdTable *t = vd_table_cache_get(s->l2_cache, s->l1[0] & QCOW2_OFFSET_MASK, &err);
     g_assert_no_error(err);
     uint64_t saved = qcow2_l2_word(s, t->data, 0);
-    qcow2_cache_wrlock(s->l2_cache);
-    qcow2_l2_set(s, t->data, 0, target | QCOW2_OFLAG_COPIED, 0);
-    qcow2_cache_wrunlock(s->l2_cache);
+    qcow2_l2_update(s, t, 0, target | QCOW2_OFLAG_COPIED, 0);
     uint8_t before[512], after[512], buf[512];
     memset(buf, 0xee, sizeof buf);
     /* (The file may end inside the target's cluster.) */
@@ -713,10 +710,8 @@ static void expect_write_refused(VdImage *img, uint64_t target)
     if (take_warnings("refused a data write") != 2)
         g_error("writes onto 0x%" G_GINT64_MODIFIER "x were not logged twice", target);
 
-    qcow2_cache_wrlock(s->l2_cache);
-    qcow2_l2_set(s, t->data, 0, saved, 0);
-    qcow2_cache_wrunlock(s->l2_cache);
-    qcow2_cache_unpin(s->l2_cache, t);
+    qcow2_l2_update(s, t, 0, saved, 0);
+    vd_table_cache_put(s->l2_cache, t);
     g_assert_cmpint(pread(s->fd, after, sizeof after, (off_t)target), ==, n);
     g_assert_cmpmem(before, n, after, n);
 }
