@@ -123,11 +123,16 @@ for img in tc.qed tc.qcow tc.qcow2; do
     "$VDTEST" parread "$M/$img" "$T/$img.expect" 8 4 || fail "parallel readers of $img"
 done
 unmount_vdiskfs "$M"
-# Leaks (exit 3) are allowed: the QED driver leaves one under parallel
-# allocating writers, before the table cache moved too.
+# qemu-img check reports one leaked cluster for this layout (exit 3) even
+# when qemu-io itself writes it: a miscount of QEMU's, since a walk of
+# the file finds every cluster used exactly once. So QEMU's check must
+# find no corruption, and vdiskfs's own walk (which counts leaks too)
+# none at all.
 rc=0
 qemu-img check "$D/tc.qed" >"$T/check" 2>&1 || rc=$?
 [ $rc = 0 ] || [ $rc = 3 ] || fail "qemu-img check tc.qed: exit $rc: $(cat "$T/check")"
+"$VDISK" check "$D/tc.qed" >"$T/vcheck" 2>&1 || fail "vdisk check tc.qed: $(cat "$T/vcheck")"
+grep -qi "leak" "$T/vcheck" && fail "vdisk check tc.qed finds leaks: $(cat "$T/vcheck")"
 # The qcow2 image really outgrew both caches (see above): its host file
 # spans far more than 64 refcount blocks' worth (2 MiB).
 qemu-img check -q "$D/tc.qcow2" || fail "qemu-img check tc.qcow2"
