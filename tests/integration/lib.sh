@@ -82,20 +82,29 @@ unmount_vdiskfs() {
     done
 }
 
+# retry_pbkdf FILE COMMAND...: run a qemu-img create of a LUKS key slot
+# until it succeeds. qemu-img benchmarks PBKDF2 to count iterations and now
+# and then fails to time it ("Unable to get accurate CPU usage": it reads 0
+# ms, for sha1 on a fast host or on a loaded one); up to 20 tries.
+retry_pbkdf() {
+    local f=$1 i
+    shift
+    for i in $(seq 20); do
+        "$@" 2>"$T/luks.err" && return 0
+        rm -f "$f"
+        sleep 0.1
+    done
+    fail "qemu-img create LUKS $f: $(cat "$T/luks.err")"
+}
+
 # create_luks FILE [OPTIONS]: a 4M LUKS-encrypted qcow2 whose passphrase is
 # the secret s0 of $SECRET (--object secret,id=s0,...), key slots timed for
-# ${LUKS_ITER_TIME:-10} ms. qemu-img benchmarks PBKDF2 and now and then fails
-# to time it (often for sha1 on a fast host: QEMU reads 0 ms); retry.
+# ${LUKS_ITER_TIME:-10} ms.
 create_luks() {
-    local i
-    for i in 1 2 3 4 5 6; do
-        # shellcheck disable=SC2086
-        qemu-img create -q -f qcow2 $SECRET \
-            -o "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=${LUKS_ITER_TIME:-10}${2:+,$2}" \
-            "$1" 4M 2>"$T/luks.err" && return 0
-        rm -f "$1"
-    done
-    fail "qemu-img create LUKS $1: $(cat "$T/luks.err")"
+    # shellcheck disable=SC2086
+    retry_pbkdf "$1" qemu-img create -q -f qcow2 $SECRET \
+        -o "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=${LUKS_ITER_TIME:-10}${2:+,$2}" \
+        "$1" 4M
 }
 
 # within TENTHS COMMAND...: run it, failing when it has not finished after

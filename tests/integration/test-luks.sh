@@ -15,18 +15,12 @@ SECRET="--object secret,id=s0,data=PASS"
 D=$T/img M=$T/mnt
 mkdir -p "$D/nokey" "$M"
 
-# make_luks FILE [OPTIONS]: a 4M QEMU luks image (retried: qemu-img now and
-# then fails to time PBKDF2, more often on a loaded host).
+# make_luks FILE [OPTIONS]: a 4M QEMU luks image (retry_pbkdf: qemu-img
+# now and then fails to time PBKDF2).
 make_luks() {
-    local i
-    for i in $(seq 20); do
-        # shellcheck disable=SC2086
-        qemu-img create -q -f luks $SECRET \
-            -o "key-secret=s0,iter-time=10,hash-alg=sha256${2:+,$2}" "$1" 4M 2>"$T/luks.err" && return 0
-        rm -f "$1"
-        sleep 0.1
-    done
-    fail "qemu-img create -f luks $1: $(cat "$T/luks.err")"
+    # shellcheck disable=SC2086
+    retry_pbkdf "$1" qemu-img create -q -f luks $SECRET \
+        -o "key-secret=s0,iter-time=10,hash-alg=sha256${2:+,$2}" "$1" 4M
 }
 
 # qio FILE COMMAND...: qemu-io on a luks image with the key.
