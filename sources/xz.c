@@ -17,8 +17,8 @@
  * or SHA-256 at its end) yet; LZMA2 still fails on most damage, and the
  * check is verified whenever a block is decoded to its end: after a
  * partial decode the block is decoded whole on a background thread (one
- * at a time per file, at most XZ_COMPLETE_PENDING waiting; skipped when
- * they are) and replaces its prefix in the cache, so a random reader that
+ * for every file; at most XZ_COMPLETE_PENDING blocks of a file queued,
+ * further ones skipped) and replaces its prefix in the cache, so a random reader that
  * comes back to the block finds it (the core a QD1 reader leaves idle).
  * A larger block (a single-block file, as plain `xz` writes) is decoded
  * as a stream kept at the end of the last read, in windows of XZ_WINDOW

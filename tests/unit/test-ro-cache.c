@@ -170,16 +170,14 @@ static void test_serial_thrash(void)
     vd_ro_cache_free(c);
 }
 
-/* Random reads over more chunks than the old 256-slot limit (a
- * compressed container's windows): the cache grows to hold them all, its
- * keys found by their hash, and the reads stop decoding. */
-static void test_random_grows_past_256(void)
+/* reads random fetches over chunks chunks: afterwards the cache holds
+ * every one, and a pass over them all decodes nothing. */
+static void random_reads_fit(uint64_t chunks, int reads, guint32 seed)
 {
     Decoder dec = {.fail_key = -1};
     VdRoCache *c = vd_ro_cache_new(0, 64);
-    GRand *r = g_rand_new_with_seed(7);
-    const uint64_t chunks = 1000;
-    for (int i = 0; i < 40000; i++) {
+    GRand *r = g_rand_new_with_seed(seed);
+    for (int i = 0; i < reads; i++) {
         uint64_t k = (uint64_t)g_rand_int_range(r, 0, (gint32)chunks);
         GBytes *b = vd_ro_cache_fetch(c, k, decode, &dec, NULL);
         g_assert_true(holds(b, k));
@@ -197,32 +195,21 @@ static void test_random_grows_past_256(void)
     vd_ro_cache_free(c);
 }
 
+/* Random reads over more chunks than the old 256-slot limit (a
+ * compressed container's windows): the cache grows to hold them all, its
+ * keys found by their hash, and the reads stop decoding. */
+static void test_random_grows_past_256(void)
+{
+    random_reads_fit(1000, 40000, 7);
+}
+
 /* Past the old bound of 4096 entries and 1024 remembered evictions:
  * random reads over 12,000 chunks fit within twenty reads per chunk, the
  * cache growing in proportion to its size (with 1024 ghosts it would
  * take far longer, with 4096 entries never). */
 static void test_random_grows_to_12000(void)
 {
-    Decoder dec = {.fail_key = -1};
-    VdRoCache *c = vd_ro_cache_new(0, 64);
-    GRand *r = g_rand_new_with_seed(11);
-    const uint64_t chunks = 12000;
-    for (int i = 0; i < 20 * (int)chunks; i++) {
-        uint64_t k = (uint64_t)g_rand_int_range(r, 0, (gint32)chunks);
-        GBytes *b = vd_ro_cache_fetch(c, k, decode, &dec, NULL);
-        g_assert_true(holds(b, k));
-        g_bytes_unref(b);
-    }
-    g_assert_cmpuint(vd_ro_cache_entries(c), ==, chunks);
-    int before = dec.decodes;
-    for (uint64_t k = 0; k < chunks; k++) {
-        GBytes *b = vd_ro_cache_fetch(c, k, decode, &dec, NULL);
-        g_assert_true(holds(b, k));
-        g_bytes_unref(b);
-    }
-    g_assert_cmpint(dec.decodes, ==, before);
-    g_rand_free(r);
-    vd_ro_cache_free(c);
+    random_reads_fit(12000, 20 * 12000, 11);
 }
 
 static void fill_concurrently(VdRoCache *c, Decoder *dec, uint64_t first, int n)
