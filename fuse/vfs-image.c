@@ -294,34 +294,56 @@ static void reap_unused_now(VfsFs *fs, VfsImage *except)
         image_reap(g_ptr_array_index(all, i), G_MAXINT64, 0, true);
 }
 
+/* Close the snapshot images of vi nobody reads; how many stay open.
+ * Called with vi->lock held. */
+static guint snapshots_drop_unused(VfsImage *vi)
+{
+    if (vi->snap_images == NULL)
+        return 0;
+    GHashTableIter it;
+    gpointer snap;
+    g_hash_table_iter_init(&it, vi->snap_images);
+    while (g_hash_table_iter_next(&it, NULL, &snap)) {
+        if (!vd_image_in_use(snap))
+            g_hash_table_iter_remove(&it);
+    }
+    return g_hash_table_size(vi->snap_images);
+}
+
+/* How long a writer's open waits for readers' RELEASEs in flight: 1 s. */
+#define RELEASE_WAIT_US    5000
+#define RELEASE_WAIT_TRIES 200
+
 VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err)
 {
     VfsFs *fs = ((VfsImagePriv *)vi)->fs;
     g_autofree char *host = vfs_host_path(fs, vi->relpath);
-    g_mutex_lock(&vi->lock);
-    if (!vi->opened)
-        image_open_locked(vi);
-    vi->last_used = g_get_monotonic_time();
     VdImage *img = NULL;
-    if (vi->img == NULL) {
-        *err = -vi->error_errno;
-        goto out;
-    }
-    if (!vd_image_read_only(vi->img)) {
-        img = vd_image_ref(vi->img);
-        goto out;
-    }
-    /* Reopen read-write. Our own read-only open holds QEMU's read locks, so
-     * it must go first; it can only when no one else is using it, or those
-     * users would keep reading through stale metadata. */
-    if (vi->snap_images != NULL) {
-        GHashTableIter it;
-        gpointer snap;
-        g_hash_table_iter_init(&it, vi->snap_images);
-        while (g_hash_table_iter_next(&it, NULL, &snap)) {
-            if (!vd_image_in_use(snap))
-                g_hash_table_iter_remove(&it);
+    g_mutex_lock(&vi->lock);
+    /* close(2) returns before the kernel's RELEASE of that handle reaches
+     * us (it is queued in the background, and an OPEN may overtake it): a
+     * reader that has just closed is given a moment to be gone. */
+    for (int tries = 0;; tries++) {
+        if (!vi->opened)
+            image_open_locked(vi);
+        vi->last_used = g_get_monotonic_time();
+        if (vi->img == NULL) {
+            *err = -vi->error_errno;
+            goto out;
         }
+        if (!vd_image_read_only(vi->img)) {
+            img = vd_image_ref(vi->img);
+            goto out;
+        }
+        /* Reopen read-write. Our own read-only open holds QEMU's read
+         * locks, so it must go first; it can only when no one else is using
+         * it, or those users would keep reading through stale metadata. */
+        snapshots_drop_unused(vi);
+        if (!vd_image_in_use(vi->img) || tries == RELEASE_WAIT_TRIES)
+            break;
+        g_mutex_unlock(&vi->lock);
+        g_usleep(RELEASE_WAIT_US);
+        g_mutex_lock(&vi->lock);
     }
     if (vd_image_in_use(vi->img)) {
         g_message("%s: open for reading (or a snapshot of it is); close it before writing",
@@ -503,17 +525,8 @@ static void image_reap(VfsImage *vi, gint64 now, gint64 idle_us, bool try)
         return;
     if (!vi->opened || now - vi->last_used < idle_us)
         goto out;
-    if (vi->snap_images != NULL) {
-        GHashTableIter it;
-        gpointer snap;
-        g_hash_table_iter_init(&it, vi->snap_images);
-        while (g_hash_table_iter_next(&it, NULL, &snap)) {
-            if (!vd_image_in_use(snap))
-                g_hash_table_iter_remove(&it);
-        }
-        if (g_hash_table_size(vi->snap_images) > 0)
-            goto out;
-    }
+    if (snapshots_drop_unused(vi) > 0)
+        goto out;
     if (vi->img != NULL && vd_image_in_use(vi->img))
         goto out;
     /* vi->lock is held, so no one can take a new reference meanwhile. */

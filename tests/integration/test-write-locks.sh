@@ -46,6 +46,30 @@ for fmt in vmdk qed qcow2; do
     rm -f "$D/base.$fmt" "$D/child.$fmt"
 done
 
+note "a writer's open is EBUSY beside a reader that stays, and waits for one that is closing"
+qemu-img create -q -f qcow2 "$D/r.qcow2" 4M
+mount_vdiskfs "$D" "$M" -o rw
+exec 6<"$M/r.qcow2"
+r=$("$VDTEST" errno "$M/r.qcow2" open-rw)
+[ "$r" = EBUSY ] || fail "opening for writing beside an open reader: $r, expected EBUSY"
+exec 6<&-
+# close(2) returns before the kernel's RELEASE reaches the daemon: a
+# reader that goes 0.3 s after the writer's open must not fail it.
+rm -f "$T/opened"
+(
+    exec 6<"$M/r.qcow2"
+    touch "$T/opened"
+    sleep 0.3
+) &
+until [ -e "$T/opened" ]; do sleep 0.01; done
+"$VDTEST" pattern 77 65536 | dd of="$M/r.qcow2" bs=64k conv=notrunc status=none ||
+    fail "a writer's open failed beside a reader that closed 0.3 s later"
+wait
+unmount_vdiskfs "$M"
+"$VDTEST" pattern 77 65536 >"$T/p77"
+qemu-img convert -O raw "$D/r.qcow2" "$T/r.raw"
+cmp -n 65536 "$T/p77" "$T/r.raw" || fail "r.qcow2 does not hold the write"
+
 note "qemu-img check right after fusermount3 -u finds the image unlocked (10 rounds)"
 qemu-img create -q -f qcow2 "$D/a.qcow2" 4G
 i=0
