@@ -8,6 +8,8 @@ xz-utils zstd gzip bzip2 lbzip2 pbzip2 binutils mount fdisk fuse2fs"
 PKGS="$PKGS libdeflate-dev libbz2-dev liblzma-dev bximage cloop-utils fio"
 # tests/integration/test-netfs.sh: IMAGEDIR on a FUSE view changed underneath.
 PKGS="$PKGS bindfs"
+# FUSE over io_uring.
+PKGS="$PKGS liburing-dev"
 # JSON: vdisk's output, LUKS2 metadata.
 PKGS="$PKGS libjson-glib-dev"
 # EWF: ewf-tools to make and verify evidence files.

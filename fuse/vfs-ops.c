@@ -16,6 +16,7 @@
 #include "fuse/vfs-ops.h"
 #include "fuse/vfs-stat.h"
 #include "fuse/vfs-tree.h"
+#include "fuse/vfs-uring.h"
 #include "fuse/vfs-xattr.h"
 
 /* The image whose write handles a handle on img counts among: a partition
@@ -328,8 +329,17 @@ static void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         reply_read_vec(req, img, (uint64_t)off, len);
         return;
     }
-    g_autofree uint8_t *buf = g_malloc(len);
     GError *e = NULL;
+    /* Through io_uring: read straight into the request's ring buffer. */
+    uint8_t *ring_buf = vfs_uring_read_buffer(len);
+    if (ring_buf != NULL) {
+        if (!vd_image_pread(img, ring_buf, len, (uint64_t)off, &e))
+            fuse_reply_err(req, image_error_to_errno(img, e));
+        else
+            vfs_uring_reply_read(req, len);
+        return;
+    }
+    g_autofree uint8_t *buf = g_malloc(len);
     if (!vd_image_pread(img, buf, len, (uint64_t)off, &e))
         fuse_reply_err(req, image_error_to_errno(img, e));
     else

@@ -33,7 +33,9 @@
  *     outside them),
  *     VdMetaMap.lock, VdReadahead.lock (its waiters hold nothing else),
  *     VdDecodeBatch.lock (jobs run outside it; the caller waiting for
- *     them holds nothing of 1-3 that they need).
+ *     them holds nothing of 1-3 that they need), and fuse/vfs-uring.c's
+ *     table of requests in hand and each ring entry's reply lock (a
+ *     reply may take them under any lock above).
  * Functions that take a lock and return with it held do so only when they
  * succeed (dir_get_locked); the ones called
  * with a lock held return with it held either way (gt_get_locked).

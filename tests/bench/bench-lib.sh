@@ -44,10 +44,14 @@ start() {
     unmount_all
     warm "$img"
     case $target in
-    vdiskfs | vdiskfs-ra*)
-        # vdiskfs-raN: the same with -o read_ahead=N (KiB).
+    vdiskfs | vdiskfs-ra* | vdiskfs-uring*)
+        # vdiskfs-raN: the same with -o read_ahead=N (KiB); vdiskfs-uringN
+        # or vdiskfs-uringoff: with -o uring=N|off.
         local ra=""
-        case $target in vdiskfs-ra*) ra="-o read_ahead=${target#vdiskfs-ra}" ;; esac
+        case $target in
+        vdiskfs-ra*) ra="-o read_ahead=${target#vdiskfs-ra}" ;;
+        vdiskfs-uring*) ra="-o uring=${target#vdiskfs-uring}" ;;
+        esac
         # shellcheck disable=SC2086
         "$VDISKFS" $([ "$rw" = 1 ] && echo "-o rw") $ra "$(dirname "$img")" "$W/mnt-vd"
         echo "$W/mnt-vd/$(basename "$img")"

@@ -14,7 +14,8 @@
 #   run-guestfs.sh [--runs N] [--fs ext4|xfs] [--formats "qcow2 vmdk vhdx"]
 #                  [--tree DIR] [--workdir DIR] [--losetup-args ARGS]
 #                  [--servers "vdiskfs qsd ceiling raw"]
-# A server vdiskfs-raN is vdiskfs with -o read_ahead=N; with servers
+# A server vdiskfs-raN is vdiskfs with -o read_ahead=N, vdiskfs-uringN|off
+# with -o uring=N|off; with servers
 # other than the four, the table has a column per server instead.
 set -euo pipefail
 
