@@ -600,9 +600,7 @@ bool vmdk_gt_writeback_due(VmdkState *s)
             continue;
         if (vd_table_cache_pressure(e->gtc))
             return true;
-        VdTableCacheStats st;
-        vd_table_cache_stats(e->gtc, &st);
-        dirty += st.dirty;
+        dirty += vd_table_cache_dirty_count(e->gtc);
     }
     return dirty >= DIRTY_TABLES_MAX;
 }
@@ -648,10 +646,8 @@ bool vmdk_gt_writeback(VdImage *img, GError **error)
     bool due = false;
     for (guint i = 0; i < s->extents->len && !due; i++) {
         VmdkExtent *e = g_ptr_array_index(s->extents, i);
-        VdTableCacheStats st = {0};
-        if (e->gtc != NULL)
-            vd_table_cache_stats(e->gtc, &st);
-        due = st.dirty > 0 || (e->gd_pending != NULL && e->gd_pending->len > 0);
+        due = (e->gtc != NULL && vd_table_cache_dirty_count(e->gtc) > 0) ||
+              (e->gd_pending != NULL && e->gd_pending->len > 0);
     }
     if (!due)
         return true;
