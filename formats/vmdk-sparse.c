@@ -4,9 +4,9 @@
  * Format 1.1 and 5.0, including streamOptimized with compressed grains,
  * markers and a footer) and ESX vmfsSparse ("COWD"). Both map the extent
  * through a grain directory (GD, kept in memory) of grain tables (GT,
- * loaded on demand into a bounded cache) of grain table entries (GTE:
- * the grain's host sector; 0 unallocated; 1 a zeroed grain where the
- * header's flag says so).
+ * loaded on demand into the block layer's table cache, one per extent)
+ * of grain table entries (GTE: the grain's host sector; 0 unallocated;
+ * 1 a zeroed grain where the header's flag says so).
  *
  * KDMV header, little-endian: 0 magic "KDMV", 4 version, 8 flags,
  * 12 capacity (sectors), 20 grainSize (sectors), 28 descriptorOffset,
@@ -33,16 +33,9 @@
 #define COWD_GTES         4096u
 #define MARKER_EOS        0u
 #define MARKER_FOOTER     3u
-
-struct VmdkGt {
-    uint64_t key;
-    VmdkExtent *e;
-    uint32_t index; /* in the grain directory */
-    uint8_t *data;  /* as on disk */
-    size_t size;
-    bool dirty;
-    gint64 last_use; /* atomic: the cache's tick when last looked up */
-};
+/* Write dirty grain tables back once this many are waiting (or sooner
+ * when they crowd a cache). */
+#define DIRTY_TABLES_MAX 256u
 
 void vmdk_sparse_desc_location(const uint8_t *head, uint64_t *offset, uint64_t *len)
 {
@@ -64,6 +57,7 @@ void vmdk_extent_free(VmdkExtent *e)
         vd_file_close(e->fd);
     g_free(e->path);
     g_free(e->line);
+    vd_table_cache_free(e->gtc);
     g_free(e->gd);
     g_free(e->rgd);
     vd_meta_map_free(e->meta);
@@ -365,127 +359,59 @@ bool vmdk_sparse_open(VdImage *img, VmdkExtent *e, const uint8_t *head, GError *
     return false;
 }
 
-/* ---- grain table cache ---- */
+/* ---- grain table caches ---- */
 
-static void gt_free(VmdkGt *gt)
+static size_t gt_bytes_of(const VmdkExtent *e)
 {
-    g_free(gt->data);
-    g_free(gt);
+    return (size_t)e->gtes * e->gte_size;
 }
 
-void vmdk_gt_cache_init(VmdkGtCache *c, uint64_t limit)
+static uint64_t gd_entry(const VmdkExtent *e, uint64_t index)
 {
-    vd_brlock_init(&c->lock);
-    c->map = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, (GDestroyNotify)gt_free);
-    c->limit = limit > 0 ? limit : (1u << 20);
+    return index < e->gd_count ? __atomic_load_n(&e->gd[index], __ATOMIC_ACQUIRE) : 0;
 }
 
-void vmdk_gt_cache_clear(VmdkGtCache *c)
+/* The table of directory entry key. Entries are set before their tables
+ * are first looked up and never change after (tables do not move). */
+static bool gt_load(void *opaque, uint64_t key, uint8_t *data, GError **error)
 {
-    if (c->map == NULL)
-        return;
-    g_clear_pointer(&c->map, g_hash_table_unref);
-    vd_brlock_clear(&c->lock);
-}
-
-static uint64_t gt_key(const VmdkExtent *e, uint32_t index)
-{
-    return ((uint64_t)e->index << 32) | index;
-}
-
-static gint cmp_last_use(gconstpointer a, gconstpointer b)
-{
-    const VmdkGt *x = *(VmdkGt *const *)a, *y = *(VmdkGt *const *)b;
-    return x->last_use < y->last_use ? -1 : x->last_use > y->last_use;
-}
-
-/* Over the limit: evict least recently used clean tables down to 7/8 of
- * it, so that the scan over all tables (thousands: they are 2 KiB) is paid
- * once per many inserts. Write lock held; never keep, the caller is about
- * to use it. */
-static void gt_evict_locked(VmdkGtCache *c, const VmdkGt *keep)
-{
-    if (c->bytes <= c->limit)
-        return;
-    g_autoptr(GPtrArray) clean = g_ptr_array_new();
-    GHashTableIter it;
-    gpointer key, value;
-    g_hash_table_iter_init(&it, c->map);
-    while (g_hash_table_iter_next(&it, &key, &value)) {
-        VmdkGt *gt = value;
-        if (gt != keep && !gt->dirty)
-            g_ptr_array_add(clean, gt);
+    VmdkExtent *e = opaque;
+    uint64_t off = gd_entry(e, key);
+    if (off == 0) {
+        vd_set_error(error, EIO, "%s: grain directory entry %" G_GUINT64_FORMAT " names no table",
+                     e->path, key);
+        return false;
     }
-    g_ptr_array_sort(clean, cmp_last_use);
-    uint64_t target = c->limit - c->limit / 8;
-    /* When all are dirty, over the limit until the next write-back. */
-    for (guint i = 0; i < clean->len && c->bytes > target; i++) {
-        VmdkGt *victim = clean->pdata[i];
-        c->bytes -= victim->size;
-        c->gen++;
-        g_hash_table_remove(c->map, &victim->key);
+    return vd_host_pread(e->fd, e->path, data, gt_bytes_of(e), off, false, error);
+}
+
+/* Write back both copies of a table (the serialised writer's flush, after
+ * the grains it points at are on disk). */
+static bool gt_store(void *opaque, uint64_t key, const uint8_t *data, GError **error)
+{
+    VmdkExtent *e = opaque;
+    size_t size = gt_bytes_of(e);
+    for (int copy = 0; copy < (e->rgd != NULL ? 2 : 1); copy++) {
+        uint64_t off = copy ? e->rgd[key] : e->gd[key];
+        if (!vd_host_pwrite(e->fd, e->path, data, size, off, error))
+            return false;
+        vmdk_extent_grew(e, off + size);
     }
+    e->data_dirty = true;
+    return true;
 }
 
-static VmdkGt *gt_insert_locked(VmdkGtCache *c, VmdkExtent *e, uint32_t index, uint8_t *data,
-                                bool dirty)
+void vmdk_gt_caches_new(VdImage *img, VmdkState *s)
 {
-    VmdkGt *gt = g_new0(VmdkGt, 1);
-    gt->key = gt_key(e, index);
-    gt->e = e;
-    gt->index = index;
-    gt->data = data;
-    gt->size = (size_t)e->gtes * e->gte_size;
-    gt->dirty = dirty;
-    gt->last_use = vd_lru_insert_stamp(&c->tick);
-    c->dirty += dirty;
-    g_hash_table_insert(c->map, &gt->key, gt);
-    c->bytes += gt->size;
-    gt_evict_locked(c, gt);
-    return gt;
-}
-
-/* The table of directory entry index (which must be allocated), loaded
- * when missing. Called and returns with c->lock held, for writing when
- * writer, else for reading; drops it while loading: pointers from earlier
- * calls are invalid afterwards. */
-static VmdkGt *gt_get_locked(VdImage *img, VmdkExtent *e, uint32_t index, bool writer,
-                             GError **error)
-{
-    VmdkGtCache *c = &((VmdkState *)img->opaque)->gtc;
-    uint64_t key = gt_key(e, index);
-    for (;;) {
-        VmdkGt *gt = g_hash_table_lookup(c->map, &key);
-        if (gt != NULL) {
-            vd_lru_touch(&gt->last_use, &c->tick);
-            return gt;
-        }
-        /* A directory entry, once set, never changes (tables do not
-         * move): the offset stays valid without the lock. */
-        uint64_t off = e->gd[index];
-        uint64_t gen0 = c->gen;
-        size_t size = (size_t)e->gtes * e->gte_size;
-        uint8_t *data = g_malloc(size);
-        if (writer)
-            vd_brlock_wrunlock(&c->lock);
-        else
-            vd_brlock_rdunlock(&c->lock);
-        bool ok = vd_host_pread(e->fd, e->path, data, size, off, false, error);
-        vd_brlock_wrlock(&c->lock);
-        /* Insert only when nothing left the cache meanwhile: the table may
-         * have been loaded, changed, written back and evicted while we
-         * read, and then our copy would be stale. */
-        if (ok && c->gen == gen0 && g_hash_table_lookup(c->map, &key) == NULL)
-            gt_insert_locked(c, e, index, data, false);
-        else
-            g_free(data);
-        if (!writer) {
-            vd_brlock_wrunlock(&c->lock);
-            vd_brlock_rdlock(&c->lock);
-        }
-        if (!ok)
-            return NULL;
-        /* Look again: a reader may (rarely) find it evicted already. */
+    uint64_t limit =
+        img->ctx->metadata_cache_bytes > 0 ? img->ctx->metadata_cache_bytes : (1u << 20);
+    guint n = 0;
+    for (guint i = 0; i < s->extents->len; i++)
+        n += ((VmdkExtent *)g_ptr_array_index(s->extents, i))->gd != NULL;
+    for (guint i = 0; i < s->extents->len; i++) {
+        VmdkExtent *e = g_ptr_array_index(s->extents, i);
+        if (e->gd != NULL && e->gtc == NULL)
+            e->gtc = vd_table_cache_new(gt_bytes_of(e), limit / n, 4, gt_load, gt_store, e);
     }
 }
 
@@ -520,23 +446,26 @@ static bool decode_gte(VdImage *img, VmdkExtent *e, const uint8_t *gt, uint32_t 
 
 /* Tables scanned per status call at most, to bound its cost. */
 #define STATUS_MAX_TABLES 16
+/* Entries copied out of the cache at once. */
+#define STATUS_RUN 256u
 
 bool vmdk_sparse_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max, VdExtent *out,
                         GError **error)
 {
-    VmdkGtCache *c = &((VmdkState *)img->opaque)->gtc;
     uint64_t grain = rel / e->grain;
     uint64_t covered = 0, first = rel % e->grain;
-    uint64_t expect = 0;
+    uint64_t expect = 0, last_gdi = UINT64_MAX;
     bool have = false, ok = true;
     unsigned tables = 0;
+    uint8_t run[STATUS_RUN * 8];
     *out = (VdExtent){.fd = e->fd};
 
-    vd_brlock_rdlock(&c->lock);
-    while (covered < max && tables < STATUS_MAX_TABLES) {
+    while (covered < max) {
         uint64_t gdi = grain / e->gtes;
         uint32_t gti = (uint32_t)(grain % e->gtes);
-        if (gdi >= e->gd_count || e->gd[gdi] == 0) {
+        if (gdi != last_gdi && tables >= STATUS_MAX_TABLES)
+            break;
+        if (gd_entry(e, gdi) == 0) {
             /* No table: the grains it would cover are unallocated. */
             if (have && out->state != VD_EXTENT_UNALLOCATED)
                 break;
@@ -547,17 +476,23 @@ bool vmdk_sparse_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max,
             grain += n;
             continue;
         }
-        tables++;
-        VmdkGt *gt = gt_get_locked(img, e, (uint32_t)gdi, false, error);
-        if (gt == NULL) {
+        if (gdi != last_gdi) {
+            tables++;
+            last_gdi = gdi;
+        }
+        /* The entries the rest of the run can cover, a bounded copy of them. */
+        uint64_t want = (max - covered + (covered == 0 ? first : 0) + e->grain - 1) / e->grain;
+        uint32_t n = (uint32_t)vd_min_u64(vd_min_u64(e->gtes - gti, STATUS_RUN), want);
+        if (!vd_table_cache_read(e->gtc, gdi, (size_t)gti * e->gte_size, (size_t)n * e->gte_size,
+                                 run, error)) {
             ok = false;
             break;
         }
         bool stop = false;
-        for (; gti < e->gtes && covered < max; gti++, grain++) {
+        for (uint32_t j = 0; j < n && covered < max; j++, grain++) {
             VdExtentState st;
             uint64_t host;
-            if (!decode_gte(img, e, gt->data, gti, grain, &st, &host, error)) {
+            if (!decode_gte(img, e, run, j, grain, &st, &host, error)) {
                 ok = false;
                 stop = true;
                 break;
@@ -576,7 +511,6 @@ bool vmdk_sparse_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max,
         if (stop)
             break;
     }
-    vd_brlock_rdunlock(&c->lock);
     if (!ok) {
         /* A failure on the first grain is an error; later ones end the run. */
         if (covered == 0)
@@ -591,27 +525,54 @@ bool vmdk_sparse_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max,
 
 bool vmdk_gte_get(VdImage *img, VmdkExtent *e, uint64_t grain, uint64_t *value, GError **error)
 {
-    VmdkGtCache *c = &((VmdkState *)img->opaque)->gtc;
+    (void)img;
     uint64_t gdi = grain / e->gtes;
     uint32_t gti = (uint32_t)(grain % e->gtes);
+    uint8_t raw[8];
     *value = 0;
-    vd_brlock_rdlock(&c->lock);
-    bool ok = true;
-    if (gdi < e->gd_count && e->gd[gdi] != 0) {
-        VmdkGt *gt = gt_get_locked(img, e, (uint32_t)gdi, false, error);
-        if (gt == NULL)
-            ok = false;
-        else
-            *value = e->gte_size == 8 ? vd_le64(gt->data + (size_t)gti * 8)
-                                      : vd_le32(gt->data + (size_t)gti * 4);
+    if (gd_entry(e, gdi) == 0)
+        return true;
+    if (!vd_table_cache_read(e->gtc, gdi, (size_t)gti * e->gte_size, e->gte_size, raw, error))
+        return false;
+    *value = e->gte_size == 8 ? vd_le64(raw) : vd_le32(raw);
+    return true;
+}
+
+/* A new table (and its redundant copy) at the end of the file for
+ * directory entry gdi, zeros in the cache, dirty: written back before the
+ * directory entries that point to it, which are published (in memory)
+ * only once the table is in the cache. */
+static VdTable *gt_new(VdImage *img, VmdkExtent *e, uint32_t gdi, GError **error)
+{
+    uint64_t bytes = ((uint64_t)e->gtes * 4 + VMDK_SECTOR - 1) / VMDK_SECTOR * VMDK_SECTOR;
+    uint64_t off = e->next_alloc, roff = 0;
+    e->next_alloc += bytes;
+    if (e->rgd != NULL) {
+        roff = e->next_alloc;
+        e->next_alloc += bytes;
     }
-    vd_brlock_rdunlock(&c->lock);
-    return ok;
+    if (e->next_alloc / VMDK_SECTOR > UINT32_MAX) {
+        vd_set_error(error, ENOSPC, "%s: %s is full (grain tables address 2 TiB)", img->name,
+                     e->path);
+        return NULL;
+    }
+    uint64_t gt_bytes = (uint64_t)e->gtes * 4;
+    if (e->meta != NULL && (!vd_meta_map_add(e->meta, off, gt_bytes, "grain table", error) ||
+                            (e->rgd != NULL && !vd_meta_map_add(e->meta, roff, gt_bytes,
+                                                                "redundant grain table", error))))
+        return NULL;
+    VdTable *t = vd_table_cache_get_new(e->gtc, gdi, NULL);
+    if (e->rgd != NULL)
+        __atomic_store_n(&e->rgd[gdi], roff, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->gd[gdi], off, __ATOMIC_RELEASE);
+    if (e->gd_pending == NULL)
+        e->gd_pending = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+    g_array_append_val(e->gd_pending, gdi);
+    return t;
 }
 
 bool vmdk_gte_set(VdImage *img, VmdkExtent *e, uint64_t grain, uint32_t value, GError **error)
 {
-    VmdkGtCache *c = &((VmdkState *)img->opaque)->gtc;
     uint64_t gdi = grain / e->gtes;
     uint32_t gti = (uint32_t)(grain % e->gtes);
     if (gdi >= e->gd_count) {
@@ -619,62 +580,29 @@ bool vmdk_gte_set(VdImage *img, VmdkExtent *e, uint64_t grain, uint32_t value, G
                      img->name, grain);
         return false;
     }
-    vd_brlock_wrlock(&c->lock);
-    VmdkGt *gt;
-    if (e->gd[gdi] == 0) {
-        /* A new table (and its redundant copy) at the end of the file;
-         * written back before the directory entries that point to it. */
-        uint64_t bytes = ((uint64_t)e->gtes * 4 + VMDK_SECTOR - 1) / VMDK_SECTOR * VMDK_SECTOR;
-        uint64_t off = e->next_alloc, roff = 0;
-        e->next_alloc += bytes;
-        if (e->rgd != NULL) {
-            roff = e->next_alloc;
-            e->next_alloc += bytes;
-        }
-        if (e->next_alloc / VMDK_SECTOR > UINT32_MAX) {
-            vd_brlock_wrunlock(&c->lock);
-            vd_set_error(error, ENOSPC, "%s: %s is full (grain tables address 2 TiB)", img->name,
-                         e->path);
-            return false;
-        }
-        uint64_t gt_bytes = (uint64_t)e->gtes * 4;
-        if (e->meta != NULL &&
-            (!vd_meta_map_add(e->meta, off, gt_bytes, "grain table", error) ||
-             (e->rgd != NULL &&
-              !vd_meta_map_add(e->meta, roff, gt_bytes, "redundant grain table", error)))) {
-            vd_brlock_wrunlock(&c->lock);
-            return false;
-        }
-        gt = gt_insert_locked(c, e, (uint32_t)gdi, g_malloc0((size_t)e->gtes * 4), true);
-        e->gd[gdi] = off;
-        if (e->rgd != NULL)
-            e->rgd[gdi] = roff;
-        uint32_t idx = (uint32_t)gdi;
-        if (e->gd_pending == NULL)
-            e->gd_pending = g_array_new(FALSE, FALSE, sizeof(uint32_t));
-        g_array_append_val(e->gd_pending, idx);
-    } else {
-        gt = gt_get_locked(img, e, (uint32_t)gdi, true, error);
-        if (gt == NULL) {
-            vd_brlock_wrunlock(&c->lock);
-            return false;
-        }
-    }
-    vd_put_le32(gt->data + (size_t)gti * 4, value);
-    if (!gt->dirty) {
-        gt->dirty = true;
-        c->dirty++;
-    }
-    vd_brlock_wrunlock(&c->lock);
+    VdTable *t = e->gd[gdi] == 0 ? gt_new(img, e, (uint32_t)gdi, error)
+                                 : vd_table_cache_get(e->gtc, gdi, error);
+    if (t == NULL)
+        return false;
+    uint8_t raw[4];
+    vd_put_le32(raw, value);
+    vd_table_cache_update(e->gtc, t, (size_t)gti * 4, raw, 4);
+    vd_table_cache_put(e->gtc, t);
     return true;
 }
 
-unsigned vmdk_gt_dirty_count(VmdkState *s)
+bool vmdk_gt_writeback_due(VmdkState *s)
 {
-    vd_brlock_rdlock(&s->gtc.lock);
-    unsigned n = s->gtc.dirty;
-    vd_brlock_rdunlock(&s->gtc.lock);
-    return n;
+    unsigned dirty = 0;
+    for (guint i = 0; i < s->extents->len; i++) {
+        VmdkExtent *e = g_ptr_array_index(s->extents, i);
+        if (e->gtc == NULL)
+            continue;
+        if (vd_table_cache_pressure(e->gtc))
+            return true;
+        dirty += vd_table_cache_dirty_count(e->gtc);
+    }
+    return dirty >= DIRTY_TABLES_MAX;
 }
 
 static bool sync_extent(VmdkExtent *e, GError **error)
@@ -687,77 +615,59 @@ static bool sync_extent(VmdkExtent *e, GError **error)
     return true;
 }
 
+/* The directory entries of new tables (both copies), once the tables are
+ * on disk. */
+static bool write_gd_pending(VmdkExtent *e, GError **error)
+{
+    if (e->gd_pending == NULL || e->gd_pending->len == 0)
+        return true;
+    if (!sync_extent(e, error))
+        return false;
+    for (guint j = 0; j < e->gd_pending->len; j++) {
+        uint32_t idx = g_array_index(e->gd_pending, uint32_t, j);
+        uint8_t v[4];
+        vd_put_le32(v, (uint32_t)(e->gd[idx] / VMDK_SECTOR));
+        if (!vd_host_pwrite(e->fd, e->path, v, 4, e->gd_offset + (uint64_t)idx * 4, error))
+            return false;
+        if (e->rgd != NULL) {
+            vd_put_le32(v, (uint32_t)(e->rgd[idx] / VMDK_SECTOR));
+            if (!vd_host_pwrite(e->fd, e->path, v, 4, e->rgd_offset + (uint64_t)idx * 4, error))
+                return false;
+        }
+    }
+    g_array_set_size(e->gd_pending, 0);
+    e->data_dirty = true;
+    return true;
+}
+
 bool vmdk_gt_writeback(VdImage *img, GError **error)
 {
     VmdkState *s = img->opaque;
-    VmdkGtCache *c = &s->gtc;
-    g_autoptr(GPtrArray) dirty = g_ptr_array_new();
-    vd_brlock_rdlock(&c->lock);
-    GHashTableIter it;
-    gpointer key, value;
-    g_hash_table_iter_init(&it, c->map);
-    while (g_hash_table_iter_next(&it, &key, &value)) {
-        VmdkGt *gt = value;
-        if (gt->dirty)
-            g_ptr_array_add(dirty, gt);
-    }
-    vd_brlock_rdunlock(&c->lock);
-    bool pending = false;
-    for (guint i = 0; i < s->extents->len; i++) {
+    bool due = false;
+    for (guint i = 0; i < s->extents->len && !due; i++) {
         VmdkExtent *e = g_ptr_array_index(s->extents, i);
-        pending |= e->gd_pending != NULL && e->gd_pending->len > 0;
+        due = (e->gtc != NULL && vd_table_cache_dirty_count(e->gtc) > 0) ||
+              (e->gd_pending != NULL && e->gd_pending->len > 0);
     }
-    if (dirty->len == 0 && !pending)
+    if (!due)
         return true;
 
-    /* 1. The grains the tables will point to are on disk. Dirty tables are
-     * never evicted and only this (serialised) writer changes them, so
-     * they can be read without the lock. */
+    /* 1. The grains the tables will point to are on disk (only this
+     * serialised writer changes tables, so none is dirtied meanwhile). */
     for (guint i = 0; i < s->extents->len; i++) {
         if (!sync_extent(g_ptr_array_index(s->extents, i), error))
             return false;
     }
-    /* 2. The tables, both copies. */
-    for (guint i = 0; i < dirty->len; i++) {
-        VmdkGt *gt = g_ptr_array_index(dirty, i);
-        VmdkExtent *e = gt->e;
-        for (int copy = 0; copy < (e->rgd != NULL ? 2 : 1); copy++) {
-            uint64_t off = copy ? e->rgd[gt->index] : e->gd[gt->index];
-            if (!vd_host_pwrite(e->fd, e->path, gt->data, gt->size, off, error))
-                return false;
-            vmdk_extent_grew(e, off + gt->size);
-        }
-        e->data_dirty = true;
-    }
-    /* 3. Directory entries of new tables, once the tables are on disk. */
+    /* 2. The tables, both copies (gt_store). */
     for (guint i = 0; i < s->extents->len; i++) {
         VmdkExtent *e = g_ptr_array_index(s->extents, i);
-        if (e->gd_pending == NULL || e->gd_pending->len == 0)
-            continue;
-        if (!sync_extent(e, error))
+        if (e->gtc != NULL && !vd_table_cache_flush(e->gtc, error))
             return false;
-        for (guint j = 0; j < e->gd_pending->len; j++) {
-            uint32_t idx = g_array_index(e->gd_pending, uint32_t, j);
-            uint8_t v[4];
-            vd_put_le32(v, (uint32_t)(e->gd[idx] / VMDK_SECTOR));
-            if (!vd_host_pwrite(e->fd, e->path, v, 4, e->gd_offset + (uint64_t)idx * 4, error))
-                return false;
-            if (e->rgd != NULL) {
-                vd_put_le32(v, (uint32_t)(e->rgd[idx] / VMDK_SECTOR));
-                if (!vd_host_pwrite(e->fd, e->path, v, 4, e->rgd_offset + (uint64_t)idx * 4, error))
-                    return false;
-            }
-        }
-        g_array_set_size(e->gd_pending, 0);
-        e->data_dirty = true;
     }
-    vd_brlock_wrlock(&c->lock);
-    for (guint i = 0; i < dirty->len; i++) {
-        VmdkGt *gt = g_ptr_array_index(dirty, i);
-        gt->dirty = false;
-        c->dirty--;
+    /* 3. Directory entries of new tables, after an fdatasync of those. */
+    for (guint i = 0; i < s->extents->len; i++) {
+        if (!write_gd_pending(g_ptr_array_index(s->extents, i), error))
+            return false;
     }
-    gt_evict_locked(c, NULL);
-    vd_brlock_wrunlock(&c->lock);
     return true;
 }

@@ -4,7 +4,8 @@
  * allocation at the end of the file. Ordering for crash consistency: a new
  * grain is written (with copy-on-write from the parent for the part not
  * being written) before its grain table entry changes, and table entries
- * change only in the cache; write-back does fdatasync(data), then both
+ * change only in the extent's table cache (which never writes a dirty
+ * table on its own, nor evicts one); write-back does fdatasync(data), then both
  * grain table copies, then (for new tables) fdatasync and both directory
  * entries. A crash loses unflushed allocations (leaked grains), never
  * points an entry at unwritten space. The first write of a session gives
@@ -31,9 +32,6 @@
 #include "formats/vmdk.h"
 #include "src/vd-error.h"
 #include "src/vd-io.h"
-
-/* Write dirty grain tables back once this many are waiting. */
-#define DIRTY_TABLES_MAX 256
 
 static bool update_cid(VdImage *img, VmdkState *s, GError **error)
 {
@@ -161,7 +159,7 @@ static bool write_sparse(VdImage *img, VmdkExtent *e, const uint8_t *buf, size_t
 
 static bool maybe_writeback(VdImage *img, GError **error)
 {
-    if (vmdk_gt_dirty_count(img->opaque) < DIRTY_TABLES_MAX)
+    if (!vmdk_gt_writeback_due(img->opaque))
         return true;
     return vmdk_gt_writeback(img, error);
 }

@@ -90,7 +90,6 @@ static void state_free(VmdkState *s)
     g_free(s->desc_text);
     g_free(s->create_type);
     g_clear_pointer(&s->extents, g_ptr_array_unref);
-    vmdk_gt_cache_clear(&s->gtc);
     vmdk_decode_cache_clear(&s->dc);
     g_free(s);
 }
@@ -501,6 +500,7 @@ static bool open_internal(VdImage *img, VmdkState *s, GError **error)
             grain = MAX(grain, e->grain);
     }
     vmdk_decode_cache_init(&s->dc, img->ctx->decode_cache_bytes, grain);
+    vmdk_gt_caches_new(img, s);
     return true;
 }
 
@@ -508,7 +508,6 @@ static bool vmdk_open(VdImage *img, GError **error)
 {
     VmdkState *s = g_new0(VmdkState, 1);
     s->extents = g_ptr_array_new_with_free_func((GDestroyNotify)vmdk_extent_free);
-    vmdk_gt_cache_init(&s->gtc, img->ctx->metadata_cache_bytes);
     img->opaque = s;
     if (!open_internal(img, s, error)) {
         state_free(s);

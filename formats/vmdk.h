@@ -7,7 +7,8 @@
  *
  * Files: vmdk.c (probe, open, extent list, status, describe),
  * vmdk-descriptor.c (the text parser), vmdk-sparse.c (KDMV and COWD
- * headers, grain directories, the grain table cache and its write-back),
+ * headers, grain directories, the grain tables in the block layer's
+ * table cache and their write-back),
  * vmdk-sesparse.c (seSparse headers and entries), vmdk-stream.c
  * (compressed grains), vmdk-write.c (writes, grain allocation, flush),
  * vmdk-check.c (the consistency walk of a read-write open).
@@ -21,9 +22,9 @@
 
 #include <glib.h>
 
-#include "src/vd-brlock.h"
 #include "src/vd-image.h"
 #include "src/vd-metamap.h"
+#include "src/vd-table-cache.h"
 
 #define VMDK_SECTOR 512u
 /* Descriptors are small text files; anything bigger is not one. */
@@ -105,9 +106,11 @@ typedef struct {
     uint64_t gd_offset, rgd_offset; /* bytes; rgd_offset 0 when none */
     uint64_t desc_offset, desc_len; /* embedded descriptor (KDMV); 0 length: none */
     /* Host byte offsets of the grain tables (0: none). Entries change
-     * (0 -> allocated) only under the grain table cache lock. */
+     * (0 -> allocated) only by the serialised writer, after the new table
+     * is in gtc, with __atomic_store_n; readers take no lock and load
+     * them with __atomic_load_n. */
     uint64_t *gd;
-    uint64_t *rgd;     /* redundant copies, or NULL */
+    uint64_t *rgd;     /* redundant copies, or NULL (writer only) */
     uint64_t overhead; /* bytes of metadata before the first grain */
     bool compressed, markers, zero_grain;
     uint64_t se_grains;  /* seSparse: byte offset of grain number 0 */
@@ -116,29 +119,20 @@ typedef struct {
 
     /* Writable hosted sparse extents: the header, embedded descriptor,
      * directories and every grain table, which no data write may touch;
-     * new tables are added under the grain table cache lock. */
+     * new tables are added by the serialised writer (the map has a lock
+     * of its own for lookups). */
     VdMetaMap *meta;
+
+    /* Sparse kinds (KDMV, COWD, seSparse): the grain tables, keyed by
+     * their directory index, as stored (gtes * gte_size bytes each).
+     * Created once every extent is open; thread-safe on its own. */
+    VdTableCache *gtc;
 
     /* Writer state (VD_CAP_SERIAL_WRITES serialises all of it). */
     uint64_t next_alloc; /* where the next grain or table goes */
     bool data_dirty;     /* written since the last fdatasync */
     GArray *gd_pending;  /* uint32_t: GD entries to write after their tables */
 } VmdkExtent;
-
-/* The grain table cache: bounded LRU of whole tables, shared by all
- * sparse extents of an image. Dirty tables (not yet written back) are
- * never evicted. */
-typedef struct VmdkGt VmdkGt;
-typedef struct {
-    /* Guards every field here, the tables' contents and the extents'
-     * directories: lookups read-lock it, loads and updates write-lock it. */
-    VdBrLock lock;
-    GHashTable *map; /* key (extent << 32 | gd index) -> VmdkGt */
-    gint64 tick;     /* LRU clock, advanced by inserts */
-    uint64_t gen;    /* bumped whenever a table leaves the cache */
-    uint64_t bytes, limit;
-    unsigned dirty;
-} VmdkGtCache;
 
 /* Decompressed grains (streamOptimized), a few at a time. */
 typedef struct {
@@ -162,7 +156,6 @@ typedef struct {
     uint64_t desc_offset, desc_space;
     char *create_type;
     GPtrArray *extents; /* VmdkExtent */
-    VmdkGtCache gtc;
     VmdkDecodeCache dc;
     uint32_t cid;     /* as written now (changes on the first write) */
     bool cid_updated; /* writer state */
@@ -189,15 +182,16 @@ bool vmdk_check_layout(VdImage *img, VmdkExtent *e, GError **error);
 /* The writer extended the extent's file to end (at least). */
 void vmdk_extent_grew(VmdkExtent *e, uint64_t end);
 
-void vmdk_gt_cache_init(VmdkGtCache *c, uint64_t limit);
-void vmdk_gt_cache_clear(VmdkGtCache *c);
+/* The grain table caches of every sparse extent, metadata_cache_bytes
+ * shared among them: once all extents are open. */
+void vmdk_gt_caches_new(VdImage *img, VmdkState *s);
 
 /* One run of a sparse extent from rel (bytes into the extent), at most
  * max bytes: state, length and (DATA) host offset. */
 bool vmdk_sparse_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max, VdExtent *out,
                         GError **error);
 /* Grain table entry of grain number grain as stored (0 when the table is
- * missing). Writer only: reads through the cache. */
+ * missing), read through the cache. */
 bool vmdk_gte_get(VdImage *img, VmdkExtent *e, uint64_t grain, uint64_t *value, GError **error);
 /* Set a grain table entry (KDMV), allocating the table when missing; the
  * table becomes dirty. Writer only. */
@@ -205,7 +199,8 @@ bool vmdk_gte_set(VdImage *img, VmdkExtent *e, uint64_t grain, uint32_t value, G
 /* Write dirty grain tables (after an fdatasync of the data they point to),
  * then the directory entries of new tables. Writer only. */
 bool vmdk_gt_writeback(VdImage *img, GError **error);
-unsigned vmdk_gt_dirty_count(VmdkState *s);
+/* Dirty grain tables have piled up: time for vmdk_gt_writeback. Writer only. */
+bool vmdk_gt_writeback_due(VmdkState *s);
 
 /* vmdk-check.c */
 /* Before a writable hosted sparse extent (e->meta set) is written: every

@@ -12,8 +12,7 @@
  *     everything here. VfsFs.reaper_lock is held alone.
  *  2. VdImage.write_lock, of one image at a time (backing images are
  *     read-only and never written through their child).
- *  3. A driver's metadata locks: the table caches' big-reader locks
- *     (VMDK grain tables), qcow2's L1 lock (Qcow2State.l1_lock,
+ *  3. A driver's metadata locks: qcow2's L1 lock (Qcow2State.l1_lock,
  *     formats/qcow2.h: readers hold its read side across copying L2
  *     entries out of the table cache, a load on a miss included; the
  *     write side takes its write side only around changing L1, never
@@ -29,16 +28,16 @@
  *     one it depends on.
  *  4. Leaves, under which nothing else is taken: VdImage.error_lock,
  *     VdTableCache.lock and .load_mutex (QED and qcow v1 tables, VHDX BAT
- *     chunks, qcow2 L2 tables and refcount blocks: loads and stores run
- *     outside them),
+ *     chunks, VMDK grain tables, qcow2 L2 tables and refcount blocks:
+ *     loads and stores run outside them),
  *     VdMetaMap.lock, VdReadahead.lock (its waiters hold nothing else),
  *     VdDecodeBatch.lock (jobs run outside it; the caller waiting for
  *     them holds nothing of 1-3 that they need), and fuse/vfs-uring.c's
  *     table of requests in hand and each ring entry's reply lock (a
  *     reply may take them under any lock above).
  * Functions that take a lock and return with it held do so only when they
- * succeed (dir_get_locked); the ones called
- * with a lock held return with it held either way (gt_get_locked).
+ * succeed (dir_get_locked); the ones called with a lock held return with
+ * it held either way (acquire_locked, src/vd-table-cache.c).
  */
 #ifndef VD_IMAGE_H
 #define VD_IMAGE_H

@@ -435,6 +435,14 @@ bool vd_table_cache_pressure(VdTableCache *c)
     return full;
 }
 
+unsigned vd_table_cache_dirty_count(VdTableCache *c)
+{
+    vd_brlock_rdlock(&c->lock);
+    unsigned n = c->dirty;
+    vd_brlock_rdunlock(&c->lock);
+    return n;
+}
+
 /* Write lock held. A LOADING entry leaves the index too: its loader then
  * tells its waiters to look again. */
 static void drop(VdTableCache *c, Entry *e)

@@ -106,6 +106,9 @@ void vd_table_cache_updated(VdTableCache *c, uint64_t key, size_t offset, const 
 bool vd_table_cache_flush(VdTableCache *c, GError **error);
 /* Dirty tables have pushed the cache past its capacity: time to flush. */
 bool vd_table_cache_pressure(VdTableCache *c);
+/* Dirty tables in the cache: for a writer's own write-back rule. Takes
+ * only a read lock, unlike vd_table_cache_stats. */
+unsigned vd_table_cache_dirty_count(VdTableCache *c);
 
 /* Forget the table at key / every table overlapping host bytes [start,
  * start + len) / everything: dirty ones unwritten, loads under way done

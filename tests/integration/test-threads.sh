@@ -8,7 +8,8 @@
 # their own quarters of another image and one handle rewrites the
 # compressed one as it reads it in order (read-ahead invalidation). The
 # same for the drivers on the block layer's table cache (QED, qcow v1,
-# VHDX's BAT, qcow2's L2 tables and refcount blocks):
+# VHDX's BAT, qcow2's L2 tables and refcount blocks, VMDK's grain
+# tables):
 # many more tables than the tiny cache holds, written at scattered
 # offsets by parallel writers while others read them. Then every image
 # reads back as qemu-img says and passes qemu-img check.
@@ -46,6 +47,15 @@ qemu-img create -q -f raw "$T/rw.expect" $((8 * MiB))
 # disk each; the cache holds 4), written at 1 GiB steps.
 qemu-img create -q -f vhdx -o block_size=1M "$D/tc.vhdx" 64G
 qemu-img create -q -f raw "$T/tc.vhdx.expect" 64G
+# VMDK: 64 KiB grains, 512 per grain table (32 MiB of disk, 2 KiB of
+# table). monolithicSparse over 2 GiB: 64 tables, written at 32 MiB
+# steps (the cache holds 32); twoGbMaxExtentSparse over 4 GiB: two
+# extents of 64 tables, written at 64 MiB steps (each extent's cache
+# holds 16).
+qemu-img create -q -f vmdk -o subformat=monolithicSparse "$D/tc.vmdk" 2G
+qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$D/tc2.vmdk" 4G
+qemu-img create -q -f raw "$T/tc.vmdk.expect" 2G
+qemu-img create -q -f raw "$T/tc2.vmdk.expect" 4G
 
 mount_vdiskfs "$D" "$M" -o rw,cache_size=64K
 
@@ -87,17 +97,22 @@ scatter() {
 
 # Held open for writing throughout: readers then share the writable
 # image instead of keeping the writers' reopen busy.
-exec 7<>"$M/tc.qed" 8<>"$M/tc.qcow" 9<>"$M/tc.vhdx" 6<>"$M/tc.qcow2"
+exec 7<>"$M/tc.qed" 8<>"$M/tc.qcow" 9<>"$M/tc.vhdx" 6<>"$M/tc.qcow2" 5<>"$M/tc.vmdk" 4<>"$M/tc2.vmdk"
 pids=""
-for img in tc.qed tc.qcow tc.vhdx tc.qcow2; do
-    step=64
-    [ $img = tc.vhdx ] && step=16384
+for img in tc.qed tc.qcow tc.vhdx tc.qcow2 tc.vmdk tc2.vmdk; do
+    step=64 count=
+    case $img in
+    tc.vhdx) step=16384 ;;
+    tc.vmdk) step=512 count=512 ;;
+    tc2.vmdk) step=1024 count=512 ;;
+    esac
     for q in 0 1 2 3; do
         scatter "$M/$img" "$T/$img.expect" $q $step >"$T/s$img$q.log" 2>&1 &
         pids="$pids $!"
     done
     [ $img = tc.vhdx ] && continue # 64 GiB: read back by qemu-img compare below
-    (for i in 1 2; do dd if="$M/$img" of=/dev/null bs=$MiB status=none; done) >"$T/seq$img.log" 2>&1 &
+    # The VMDK ones: their first 512 MiB (16 and 8 tables), read in order.
+    (for i in 1 2; do dd if="$M/$img" of=/dev/null bs=$MiB ${count:+count=$count} status=none; done) >"$T/seq$img.log" 2>&1 &
     pids="$pids $!"
 done
 for q in 0 1 2 3; do
@@ -118,8 +133,8 @@ for p in $pids; do
 done
 "$VDTEST" parread "$M/comp.qcow2" "$T/comp.expect" 8 20 || fail "parallel readers of comp.qcow2"
 "$VDTEST" parread "$M/rw.qcow2" "$T/rw.expect" 8 20 || fail "parallel readers of rw.qcow2"
-exec 7>&- 8>&- 9>&- 6>&-
-for img in tc.qed tc.qcow tc.qcow2; do
+exec 7>&- 8>&- 9>&- 6>&- 5>&- 4>&-
+for img in tc.qed tc.qcow tc.qcow2 tc.vmdk tc2.vmdk; do
     "$VDTEST" parread "$M/$img" "$T/$img.expect" 8 4 || fail "parallel readers of $img"
 done
 unmount_vdiskfs "$M"
@@ -146,6 +161,14 @@ for img in comp small rw; do
     qemu-img check -q "$D/$img.qcow2" || fail "qemu-img check $img.qcow2"
 done
 qemu-img check -q "$D/tc.vhdx" || fail "qemu-img check tc.vhdx"
+# VMDK: the tables the tiny caches evicted and loaded again hold every
+# write; qemu-img compares through block status (the holes cost nothing).
+for img in tc.vmdk tc2.vmdk; do
+    qemu-img check -q "$D/$img" || fail "qemu-img check $img"
+    qemu-img compare -q -f vmdk -F raw "$D/$img" "$T/$img.expect" >"$T/cmp-$img" 2>&1 ||
+        fail "$img does not hold what was written: $(qemu-img compare -f vmdk -F raw "$D/$img" "$T/$img.expect" 2>&1 | head -n 3)"
+done
+[ -e "$D/tc2-s002.vmdk" ] || fail "tc2.vmdk has no second extent: $(ls "$D")"
 # 64 GiB, which qemu-img would read whole to compare (QEMU's VHDX gives
 # no block status): QEMU reads back every write's last pattern instead,
 # and zeros between two of them.

@@ -149,11 +149,13 @@ static void test_basic(void)
     g_assert_cmpuint(slot_of(c, 3 * TABLE, 2), ==, 777);
     vd_table_cache_stats(c, &st);
     g_assert_cmpuint(st.dirty, ==, 1);
+    g_assert_cmpuint(vd_table_cache_dirty_count(c), ==, 1);
     g_assert_true(vd_table_cache_pressure(c));
     g_assert_true(vd_table_cache_flush(c, NULL));
     g_assert_cmpuint(f.disk[3][2], ==, 777);
     vd_table_cache_stats(c, &st);
     g_assert_cmpuint(st.dirty, ==, 0);
+    g_assert_cmpuint(vd_table_cache_dirty_count(c), ==, 0);
     g_assert_cmpuint(st.stores, ==, 1);
     g_assert_cmpuint(st.entries, <=, 2);
     g_assert_false(vd_table_cache_pressure(c));
