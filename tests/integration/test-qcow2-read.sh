@@ -251,7 +251,11 @@ for f in luks luks-cbc aes; do
     # shellcheck disable=SC2086
     qemu-img map --output=json $SECRET --image-opts "driver=qcow2,file.filename=$D/$f.qcow2,encrypt.key-secret=s0" |
         map_norm >"$T/qm"
-    "$VDISK" map --json -k "$T/keys" "$D/$f.qcow2" | map_norm >"$T/vm"
+    # Not piped: a failure says how (CI once saw an empty map, no message).
+    "$VDISK" map --json -k "$T/keys" "$D/$f.qcow2" >"$T/vmraw" 2>"$T/vmerr" ||
+        fail "$f.qcow2: vdisk map exited with $?: $(cat "$T/vmerr")"
+    map_norm <"$T/vmraw" >"$T/vm"
+    [ -s "$T/vm" ] || fail "$f.qcow2: vdisk map printed no map: '$(cat "$T/vmraw")' $(cat "$T/vmerr")"
     diff "$T/qm" "$T/vm" >"$T/mapdiff" || fail "$f.qcow2: vdisk map differs from qemu-img map: $(cat "$T/mapdiff")"
 done
 qsize=$(qemu-img info --output=json "$D/odd.qcow2" | awk -F'[:,]' '/"virtual-size"/ { gsub(/ /, "", $2); print $2 }')
