@@ -139,13 +139,10 @@ if stage_build build-tsan --enable-tsan && make -C build-tsan -j"$jobs" check TE
     logs=$top/build-tsan/tsan-logs
     # hard_rss_limit_mb: a test that allocates much must not take the
     # machine down with TSan's shadow memory on top.
+    # suppressions: GLib's slice allocator, see the file.
     TSAN_OPTIONS="log_path=$logs/tsan:second_deadlock_stack=1:hard_rss_limit_mb=4096"
-    # GLib 2.74's slice allocator hands blocks between threads' magazines
-    # inside uninstrumented code: TSan then reports the next user of a
-    # block (a GArray in qcow2's write path, seen in CI) racing with the
-    # allocation of its slab. Plain malloc, which TSan sees.
-    G_SLICE=always-malloc
-    export TSAN_OPTIONS G_SLICE
+    TSAN_OPTIONS="$TSAN_OPTIONS:suppressions=$top/tests/tsan/suppressions.txt"
+    export TSAN_OPTIONS
     echo "$tsan_units" | while read -r prog args; do
         # shellcheck disable=SC2086
         (cd build-tsan && G_TEST_SRCDIR="$top/tests" "tests/unit/$prog" $args) \
@@ -165,7 +162,7 @@ if stage_build build-tsan --enable-tsan && make -C build-tsan -j"$jobs" check TE
     make -C build-tsan -j"$jobs" check TESTS="$tsan_integration" >build-tsan/check.out 2>&1
     grep -E '^(FAIL|ERROR|XPASS)' build-tsan/check.out || true
     count build-tsan/test-suite.log
-    unset TSAN_OPTIONS G_SLICE
+    unset TSAN_OPTIONS
     check_reports "$logs" "ThreadSanitizer"
 else
     echo "FAIL: ThreadSanitizer build"
