@@ -65,24 +65,7 @@ stage_build() {
     make -C "$dir" -j"$jobs" >/dev/null
 }
 
-# FUSE over io_uring (vdiskfs -o uring): where the kernel has it, stage 1
-# and the ThreadSanitizer stage run every mount through the ring, and the
-# sanitizer stage starts with it off, through the /dev/fuse fallback
-# (test-uring.sh turns it on again there). Put back as found at the end;
-# it only ever changes between stages, with no mount up.
-uring_param=/sys/module/fuse/parameters/enable_uring
-uring_was=""
-if [ -w "$uring_param" ]; then
-    uring_was=$(cat "$uring_param")
-    trap 'echo "$uring_was" >"$uring_param"' EXIT
-fi
-set_uring() {
-    [ -n "$uring_was" ] && echo "$1" >"$uring_param"
-    return 0
-}
-
 echo "== stage 1: make check"
-set_uring Y
 if stage_build build; then
     rm -f build/test-suite.log
     make -C build -j"$jobs" check >build/check.out 2>&1
@@ -95,7 +78,6 @@ fi
 [ $quick = 1 ] && finish
 
 echo "== stage 2: make check under ASan + UBSan"
-set_uring N
 if stage_build build-asan --enable-sanitizers; then
     rm -rf build-asan/test-suite.log build-asan/sanitizer-logs
     mkdir -p build-asan/sanitizer-logs
@@ -114,7 +96,6 @@ else
 fi
 
 echo "== stage 3: threaded tests under ThreadSanitizer"
-set_uring Y
 # What has threads: the big-reader lock, the caches under it, the decode
 # pool and read-ahead (the unit tests with concurrent readers and
 # writers, by GTest path), and a mount read and written by many threads at
@@ -132,7 +113,7 @@ test-index-cache -p /index-cache/concurrent
 test-bzip2 -p /bzip2/concurrent
 test-compressed -p /xz/blocks -p /xz/check
 test-ro-cache -p /ro-cache/concurrent-readers -p /ro-cache/stress"
-tsan_integration="tests/integration/test-threads.sh"
+tsan_integration="tests/integration/test-threads.sh tests/integration/test-uring.sh"
 if stage_build build-tsan --enable-tsan && make -C build-tsan -j"$jobs" check TESTS= >/dev/null; then
     rm -rf build-tsan/test-suite.log build-tsan/tsan-logs build-tsan/tsan-test-*.log
     mkdir -p build-tsan/tsan-logs

@@ -5,7 +5,7 @@
 # ring entries: reads of every size equal the image's raw bytes, writes
 # reach the image (qemu-img check and compare agree), readdir, stat and
 # xattrs work, many readers at once are served, and a killed daemon leaves
-# a mount that unmounts. -o uring=off serves /dev/fuse only. Without the
+# a mount that unmounts. -o uring=off, the default, serves /dev/fuse only. Without the
 # kernel's support the mount works over /dev/fuse.
 . "$TESTLIB"
 require_fuse
@@ -48,7 +48,7 @@ stop_fg() {
 }
 
 note "rw mount: reads and writes through the ring"
-start_fg "$T/log" -o rw
+start_fg "$T/log" -o rw,uring=4
 if $have_uring; then
     grep -q "io_uring: [0-9]* queues of 4 entries" "$T/log" ||
         fail "the ring was not set up: $(grep -i uring "$T/log")"
@@ -93,11 +93,15 @@ fi
 qemu-img check -q "$D/disk.qcow2" || fail "qemu-img check after writes through the ring"
 qemu-img compare -q -f qcow2 -F raw "$D/disk.qcow2" "$T/rand" || fail "qemu-img compare after writes"
 
-note "-o uring=off: /dev/fuse only"
+note "-o uring=off, and the default: /dev/fuse only"
 start_fg "$T/log.off" -o uring=off
 cmp "$T/rand" "$M/disk.qcow2" || fail "uring=off: disk.qcow2 differs"
 stop_fg
 ! grep -q "io_uring: [0-9]* queues" "$T/log.off" || fail "uring=off set up a ring"
+start_fg "$T/log.off"
+cmp "$T/rand" "$M/disk.qcow2" || fail "uring=off: disk.qcow2 differs"
+stop_fg
+! grep -q "io_uring: [0-9]* queues" "$T/log.off" || fail "the default set up a ring"
 
 note "a killed daemon leaves a mount that unmounts"
 start_fg "$T/log.kill" -o uring=2
