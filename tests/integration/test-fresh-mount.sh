@@ -34,7 +34,9 @@ while [ $r -lt "$ROUNDS" ]; do
     [ "$(tr '\n' ' ' <"$T/snaps")" = "after before " ] ||
         fail "round $r: .snapshots/snap.qcow2 lists '$(cat "$T/snaps")'"
     [ "$(tr '\n' ' ' <"$T/snapdir")" = "snap.qcow2 sub " ] || fail "round $r: .snapshots lists '$(cat "$T/snapdir")'"
-    n=$(grep -c 'qcow2\|vmdk' "$T/ls")
+    # File lines only: the directory headers hold the path, which may
+    # itself contain "qcow2".
+    n=$(grep -c '^-.*\.\(qcow2\|vmdk\)$' "$T/ls")
     [ "$n" = 9 ] || fail "round $r: ls -l shows $n images: $(cat "$T/ls")"
     unmount_vdiskfs "$M"
 done
