@@ -451,11 +451,6 @@ void vfs_uring_free(VfsUring *u)
     g_free(u);
 }
 
-guint64 vfs_uring_requests(VfsUring *u)
-{
-    return u ? __atomic_load_n(&u->requests, __ATOMIC_RELAXED) : 0;
-}
-
 void *vfs_uring_read_buffer(size_t len)
 {
     UringEnt *e = current_ent;

@@ -30,10 +30,6 @@ VfsUring *vfs_uring_install(struct fuse_session *se, unsigned depth, GError **er
 /* Stop the ring's threads (after the session loop ended) and free it. */
 void vfs_uring_free(VfsUring *u);
 
-/* Requests served through the ring so far (0: the kernel never offered
- * it, or it is not ready). */
-guint64 vfs_uring_requests(VfsUring *u);
-
 /* The READ fast path: when the request being handled on this thread came
  * through the ring, its entry's payload buffer (at least len bytes), to
  * read into in place; else NULL. */
