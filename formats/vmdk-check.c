@@ -220,7 +220,7 @@ static bool check_sparse_extent(VdImage *img, VmdkExtent *e, Report *r, GError *
     uint64_t grains = e->length / e->grain + (e->length % e->grain != 0);
     for (uint64_t g = 0; g < grains && !r->stop; g++) {
         uint64_t v, host;
-        if (!vmdk_gte_get(img, e, g, &v, error))
+        if (!vmdk_gte_get(e, g, &v, error))
             return false;
         if (e->kind == VMDK_EXT_SESPARSE) {
             VdExtentState st;

@@ -523,9 +523,8 @@ bool vmdk_sparse_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max,
     return true;
 }
 
-bool vmdk_gte_get(VdImage *img, VmdkExtent *e, uint64_t grain, uint64_t *value, GError **error)
+bool vmdk_gte_get(VmdkExtent *e, uint64_t grain, uint64_t *value, GError **error)
 {
-    (void)img;
     uint64_t gdi = grain / e->gtes;
     uint32_t gti = (uint32_t)(grain % e->gtes);
     uint8_t raw[8];

@@ -150,7 +150,7 @@ bool vmdk_sparse_read_decode(VdImage *img, VmdkExtent *e, uint8_t *buf, size_t l
             break;
         case VD_EXTENT_DATA_DECODE: {
             uint64_t grain = rel / e->grain, raw;
-            if (!vmdk_gte_get(img, e, grain, &raw, error))
+            if (!vmdk_gte_get(e, grain, &raw, error))
                 return false;
             uint64_t host = raw * VMDK_SECTOR;
             if (decode_cache_get(&s->dc, e, host, buf, (size_t)in, n))

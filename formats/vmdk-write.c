@@ -93,7 +93,7 @@ static bool write_grain(VdImage *img, VmdkExtent *e, const uint8_t *buf, size_t 
                         GError **error)
 {
     uint64_t grain = rel / e->grain, in = rel % e->grain, v;
-    if (!vmdk_gte_get(img, e, grain, &v, error))
+    if (!vmdk_gte_get(e, grain, &v, error))
         return false;
     bool zeroed = v == 1 && e->zero_grain;
     if (v != 0 && !zeroed) {
@@ -196,7 +196,7 @@ static bool zero_sparse(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t n, G
         bool whole = in == 0 && (chunk == e->grain || rel + chunk == e->length);
         if (whole && e->zero_grain) {
             /* A zeroed-grain entry; an old grain is leaked, as in QEMU. */
-            if (!vmdk_gte_get(img, e, grain, &v, error))
+            if (!vmdk_gte_get(e, grain, &v, error))
                 return false;
             if (v != 1 && !vmdk_gte_set(img, e, grain, 1, error))
                 return false;

@@ -192,7 +192,7 @@ bool vmdk_sparse_status(VdImage *img, VmdkExtent *e, uint64_t rel, uint64_t max,
                         GError **error);
 /* Grain table entry of grain number grain as stored (0 when the table is
  * missing), read through the cache. */
-bool vmdk_gte_get(VdImage *img, VmdkExtent *e, uint64_t grain, uint64_t *value, GError **error);
+bool vmdk_gte_get(VmdkExtent *e, uint64_t grain, uint64_t *value, GError **error);
 /* Set a grain table entry (KDMV), allocating the table when missing; the
  * table becomes dirty. Writer only. */
 bool vmdk_gte_set(VdImage *img, VmdkExtent *e, uint64_t grain, uint32_t value, GError **error);
