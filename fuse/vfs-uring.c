@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <linux/fuse.h>
 #include <liburing.h>
 #include <signal.h>
@@ -332,10 +333,27 @@ static void ent_handle(UringEnt *e)
     __atomic_fetch_add(&u->requests, 1, __ATOMIC_RELAXED);
 }
 
+/* The kernel queues a request on the ring of the CPU that made it; an
+ * entry thread that runs on that CPU answers without a cross-CPU wakeup.
+ * A CPU this process may not use is left to the scheduler. */
+static void ent_pin_to_queue_cpu(const UringEnt *e)
+{
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || e->qid >= CPU_SETSIZE ||
+        !CPU_ISSET(e->qid, &allowed))
+        return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(e->qid, &one);
+    if (pthread_setaffinity_np(pthread_self(), sizeof one, &one) != 0)
+        g_debug("io_uring: queue %u: cannot pin its thread to CPU %u", e->qid, e->qid);
+}
+
 static gpointer ent_thread(gpointer data)
 {
     UringEnt *e = data;
     VfsUring *u = e->u;
+    ent_pin_to_queue_cpu(e);
     struct io_uring_params p = {.flags = IORING_SETUP_SQE128 | IORING_SETUP_SINGLE_ISSUER |
                                          IORING_SETUP_COOP_TASKRUN};
     int r = io_uring_queue_init_params(4, &e->ring, &p);
@@ -405,6 +423,16 @@ static void ent_free(gpointer data)
     g_cond_clear(&e->cond);
     g_free(e->mem);
     g_free(e);
+}
+
+bool vfs_uring_kernel_enabled(void)
+{
+    char *s = NULL;
+    if (!g_file_get_contents("/sys/module/fuse/parameters/enable_uring", &s, NULL, NULL))
+        return false;
+    bool on = s[0] == 'Y' || s[0] == '1';
+    g_free(s);
+    return on;
 }
 
 VfsUring *vfs_uring_install(struct fuse_session *se, unsigned depth, GError **error)

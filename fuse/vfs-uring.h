@@ -27,6 +27,9 @@ typedef struct VfsUring VfsUring;
  * can be set up when the kernel offers it at INIT; depth entries per
  * queue (one per CPU). NULL with error if libfuse refuses. */
 VfsUring *vfs_uring_install(struct fuse_session *se, unsigned depth, GError **error);
+/* Whether this kernel turns the ring on for new mounts (the fuse module's
+ * enable_uring parameter reads Y). */
+bool vfs_uring_kernel_enabled(void);
 /* Stop the ring's threads (after the session loop ended) and free it. */
 void vfs_uring_free(VfsUring *u);
 

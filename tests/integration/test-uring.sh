@@ -5,8 +5,10 @@
 # ring entries: reads of every size equal the image's raw bytes, writes
 # reach the image (qemu-img check and compare agree), readdir, stat and
 # xattrs work, many readers at once are served, and a killed daemon leaves
-# a mount that unmounts. -o uring=off, the default, serves /dev/fuse only. Without the
-# kernel's support the mount works over /dev/fuse.
+# a mount that unmounts. Each entry's thread runs on its queue's CPU. The
+# default is the ring of 4 entries where the kernel has it on; -o uring=off
+# serves /dev/fuse only. Without the kernel's support the mount works over
+# /dev/fuse.
 . "$TESTLIB"
 require_fuse
 require_qemu
@@ -53,6 +55,25 @@ if $have_uring; then
     grep -q "io_uring: [0-9]* queues of 4 entries" "$T/log" ||
         fail "the ring was not set up: $(grep -i uring "$T/log")"
 fi
+if $have_uring; then
+    # One thread per entry, each allowed only its queue's CPU, every CPU
+    # this process may use covered.
+    threads=0 cpus=""
+    for st in /proc/$DPID/task/*/status; do
+        grep -q "^Name:[[:space:]]*vdiskfs-uring" "$st" 2>/dev/null || continue
+        threads=$((threads + 1))
+        c=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$st")
+        case $c in *[-,]*) fail "a ring thread may run on CPUs $c, not one" ;; esac
+        cpus="$cpus $c"
+    done
+    q=$(sed -n 's/.*io_uring: \([0-9]*\) queues of 4 entries.*/\1/p' "$T/log")
+    [ "$threads" -eq $((4 * q)) ] || fail "$threads ring threads for $q queues of 4 entries"
+    n=$(grep -c "^processor" /proc/cpuinfo)
+    for c in $(seq 0 $((n - 1))); do
+        [ "$(echo "$cpus" | tr ' ' '\n' | grep -cx "$c")" -eq 4 ] ||
+            fail "CPU $c does not have its 4 ring threads (pinned:$cpus)"
+    done
+fi
 cmp "$T/rand" "$M/disk.raw" || fail "disk.raw read through the mount differs"
 cmp "$T/rand" "$M/disk.qcow2" || fail "disk.qcow2 read through the mount differs"
 for bs in 512 4096 65536 1048576; do
@@ -93,15 +114,20 @@ fi
 qemu-img check -q "$D/disk.qcow2" || fail "qemu-img check after writes through the ring"
 qemu-img compare -q -f qcow2 -F raw "$D/disk.qcow2" "$T/rand" || fail "qemu-img compare after writes"
 
-note "-o uring=off, and the default: /dev/fuse only"
+note "-o uring=off: /dev/fuse only; the default: the ring where the kernel has it on"
 start_fg "$T/log.off" -o uring=off
 cmp "$T/rand" "$M/disk.qcow2" || fail "uring=off: disk.qcow2 differs"
 stop_fg
 ! grep -q "io_uring: [0-9]* queues" "$T/log.off" || fail "uring=off set up a ring"
-start_fg "$T/log.off"
-cmp "$T/rand" "$M/disk.qcow2" || fail "uring=off: disk.qcow2 differs"
+start_fg "$T/log.default"
+cmp "$T/rand" "$M/disk.qcow2" || fail "default: disk.qcow2 differs"
 stop_fg
-! grep -q "io_uring: [0-9]* queues" "$T/log.off" || fail "the default set up a ring"
+if $have_uring; then
+    grep -q "io_uring: [0-9]* queues of 4 entries" "$T/log.default" ||
+        fail "the default did not set up a ring of 4: $(grep -i uring "$T/log.default")"
+else
+    ! grep -q "io_uring: [0-9]* queues" "$T/log.default" || fail "a ring without the kernel's"
+fi
 
 note "a killed daemon leaves a mount that unmounts"
 start_fg "$T/log.kill" -o uring=2
