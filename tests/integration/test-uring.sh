@@ -57,21 +57,30 @@ if $have_uring; then
 fi
 if $have_uring; then
     # One thread per entry, each allowed only its queue's CPU, every CPU
-    # this process may use covered.
-    threads=0 cpus=""
-    for st in /proc/$DPID/task/*/status; do
-        grep -q "^Name:[[:space:]]*vdiskfs-uring" "$st" 2>/dev/null || continue
-        threads=$((threads + 1))
-        c=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$st")
-        case $c in *[-,]*) fail "a ring thread may run on CPUs $c, not one" ;; esac
-        cpus="$cpus $c"
-    done
-    q=$(sed -n 's/.*io_uring: \([0-9]*\) queues of 4 entries.*/\1/p' "$T/log")
-    [ "$threads" -eq $((4 * q)) ] || fail "$threads ring threads for $q queues of 4 entries"
-    n=$(grep -c "^processor" /proc/cpuinfo)
-    for c in $(seq 0 $((n - 1))); do
-        [ "$(echo "$cpus" | tr ' ' '\n' | grep -cx "$c")" -eq 4 ] ||
-            fail "CPU $c does not have its 4 ring threads (pinned:$cpus)"
+    # this process may use covered. Each thread names and pins itself as
+    # it starts, so the check is retried for a while after the mount.
+    ring_threads_pinned() {
+        threads=0 cpus=""
+        for st in /proc/$DPID/task/*/status; do
+            grep -q "^Name:[[:space:]]*vdiskfs-uring" "$st" 2>/dev/null || continue
+            threads=$((threads + 1))
+            c=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$st")
+            case $c in *[-,]*) why="a ring thread may run on CPUs $c, not one"; return 1 ;; esac
+            cpus="$cpus $c"
+        done
+        q=$(sed -n 's/.*io_uring: \([0-9]*\) queues of 4 entries.*/\1/p' "$T/log")
+        [ "$threads" -eq $((4 * q)) ] || { why="$threads ring threads for $q queues of 4"; return 1; }
+        n=$(grep -c "^processor" /proc/cpuinfo)
+        for c in $(seq 0 $((n - 1))); do
+            [ "$(echo "$cpus" | tr ' ' '\n' | grep -cx "$c")" -eq 4 ] ||
+                { why="CPU $c does not have its 4 ring threads (pinned:$cpus)"; return 1; }
+        done
+    }
+    i=0
+    until ring_threads_pinned; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || fail "$why"
+        sleep 0.05
     done
 fi
 cmp "$T/rand" "$M/disk.raw" || fail "disk.raw read through the mount differs"
