@@ -35,6 +35,13 @@ typedef struct {
     size_t out_len;
 } KdfJob;
 
+static gint threads_running;
+
+unsigned vd_kdf_threads_running(void)
+{
+    return (unsigned)g_atomic_int_get(&threads_running);
+}
+
 static void job_unref(KdfJob *j)
 {
     if (!g_atomic_int_dec_and_test(&j->ref))
@@ -63,12 +70,19 @@ static gpointer job_thread(gpointer data)
         ok =
             PKCS5_PBKDF2_HMAC(j->pass_len ? (const char *)j->pass : "", (int)j->pass_len, j->salt,
                               (int)j->salt_len, j->iterations, j->md, (int)j->out_len, j->out) == 1;
+    /* OpenSSL keeps per-thread state (its error queue) that it frees only
+     * when told or when the thread's exit handlers run; a process that
+     * ends right after the opener returns can beat those handlers, and
+     * the state is then lost (LeakSanitizer saw it). Free it here, before
+     * the opener can go on. */
+    OPENSSL_thread_stop();
     g_mutex_lock(&j->lock);
     j->ok = ok;
     j->done = true;
     g_cond_signal(&j->cond);
     g_mutex_unlock(&j->lock);
     job_unref(j);
+    g_atomic_int_dec_and_test(&threads_running);
     return NULL;
 }
 
@@ -180,16 +194,16 @@ static bool job_run(const VdContext *ctx, const char *what, KdfJob *j, uint8_t *
         return false;
     }
     GError *terr = NULL;
+    g_atomic_int_inc(&threads_running);
     GThread *t = g_thread_try_new("vd-kdf", job_thread, j, &terr);
     if (t == NULL) {
         vd_set_error(error, EAGAIN, "%s: cannot start key derivation: %s", what, terr->message);
         g_error_free(terr);
+        g_atomic_int_dec_and_test(&threads_running);
         job_unref(j); /* the thread's reference */
         job_unref(j);
         return false;
     }
-    g_thread_unref(t); /* detached: a cancelled wait does not join it */
-
     bool cancelled = false, ok = false;
     g_mutex_lock(&j->lock);
     while (!j->done) {
@@ -206,6 +220,12 @@ static bool job_run(const VdContext *ctx, const char *what, KdfJob *j, uint8_t *
             memcpy(out, j->out, out_len);
     }
     g_mutex_unlock(&j->lock);
+    /* A finished thread is joined, so none outlives its opener; a
+     * cancelled wait leaves it detached to finish alone. */
+    if (cancelled)
+        g_thread_unref(t);
+    else
+        g_thread_join(t);
     job_unref(j);
     if (cancelled)
         vd_set_error(error, ECANCELED, "%s: key derivation cancelled: the mount is shutting down",

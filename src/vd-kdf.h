@@ -57,4 +57,9 @@ bool vd_kdf_argon2(const VdContext *ctx, const char *what, bool argon2id, const 
                    uint32_t memory_kib, uint32_t lanes, uint8_t *out, size_t out_len,
                    GError **error);
 
+/* Derivation threads not yet returned: those of cancelled waits, which
+ * finish alone. A finished derivation's thread has returned before its
+ * call does. */
+unsigned vd_kdf_threads_running(void);
+
 #endif
