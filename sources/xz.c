@@ -16,10 +16,14 @@
  * from a prefix were not checked against the block's check (CRC32, CRC64
  * or SHA-256 at its end) yet; LZMA2 still fails on most damage, and the
  * check is verified whenever a block is decoded to its end: after a
- * partial decode the block is decoded whole on a background thread (one
- * for every file; at most XZ_COMPLETE_PENDING blocks of a file queued,
- * further ones skipped) and replaces its prefix in the cache, so a random reader that
- * comes back to the block finds it (the core a QD1 reader leaves idle).
+ * partial decode, the decoder goes on from where the read left it to the
+ * block's end on a background thread (one for every file; at most
+ * XZ_COMPLETE_PENDING blocks of a file waiting, further ones dropped) and
+ * the whole block replaces its prefix in the cache, so a random reader
+ * that comes back to the block finds it (the core a QD1 reader leaves
+ * idle). A reader that needs more of a block whose decoder waits takes
+ * the decoder over, and one whose decoder runs waits for it: a block is
+ * decoded once however it is read.
  * A larger block (a single-block file, as plain `xz` writes) is decoded
  * as a stream kept at the end of the last read, in windows of XZ_WINDOW
  * of which the last XZ_WINDOWS are kept, so that sequential reads cost
@@ -56,6 +60,8 @@ typedef struct {
     gint64 used;
 } XzCached;
 
+typedef struct XzDecoder XzDecoder;
+
 typedef struct {
     int fd;
     char *name;
@@ -74,16 +80,19 @@ typedef struct {
     uint64_t strm_in_end; /* end of the block's compressed data */
     uint8_t *inbuf;
     XzCached win[XZ_WINDOWS]; /* decoded windows of the streamed block */
-    /* Blocks decoded whole in the background after a partial decode. */
+    /* Blocks decoded on to their end in the background after a partial
+     * decode: their decoders, and the jobs that run them. */
     GMutex complete_lock;
     GCond complete_done;
-    unsigned complete_jobs; /* queued or running; complete_lock */
-    bool closing;           /* atomic: background decodes give up */
+    XzDecoder *pending[XZ_COMPLETE_PENDING]; /* complete_lock */
+    unsigned complete_jobs;                  /* queued or running; complete_lock */
+    bool closing;                            /* atomic: background decodes give up */
+    uint64_t decoded;                        /* atomic: bytes decoded into the cache */
 } XzSource;
 
 typedef struct {
     XzSource *x;
-    lzma_index_iter it; /* a copy: it points into the immutable index */
+    uint64_t start; /* of the block whose decoder is pending */
 } XzComplete;
 
 static bool xz_probe(const uint8_t *head, size_t len, uint64_t file_size)
@@ -228,59 +237,112 @@ static bool finish_block(XzSource *x, lzma_stream *strm, uint8_t *inbuf, uint64_
     }
 }
 
-/* The first n bytes of a block, decoded (small blocks). */
-static uint8_t *decode_prefix(XzSource *x, const lzma_index_iter *it, uint64_t n, GError **error)
-{
+/* A block's decoder and the room for the whole block: run as far as a
+ * read needs, then handed to the background to go on from there, so that
+ * a block is decoded once in all however it is read. */
+struct XzDecoder {
+    lzma_index_iter it; /* a copy: it points into the immutable index */
     lzma_stream strm;
-    lzma_block block;
+    lzma_block block; /* the decoder keeps a pointer to it */
     lzma_filter filters[LZMA_FILTERS_MAX + 1];
     uint64_t in, in_end;
-    if (!block_start(x, it, &strm, &block, filters, &in, &in_end, error))
-        return NULL;
-    uint8_t *data = g_try_malloc(n ? n : 1);
-    g_autofree uint8_t *inbuf = g_malloc(XZ_INPUT);
-    bool ok = data != NULL && decode_into(x, &strm, inbuf, &in, in_end, data, n, error);
-    /* Decoded to its end: run the decoder on to the block's check. */
-    if (ok && n == it->block.uncompressed_size)
-        ok = finish_block(x, &strm, inbuf, &in, in_end, error);
-    lzma_end(&strm);
-    if (data == NULL)
-        vd_set_error(error, ENOMEM, "%s: no memory for an xz block of %" G_GUINT64_FORMAT " bytes",
-                     x->name, n);
-    if (!ok)
-        g_clear_pointer(&data, g_free);
-    return data;
+    uint8_t *inbuf;
+    uint8_t *data; /* room for the whole block */
+    uint64_t done; /* bytes of data decoded */
+    bool running;  /* complete_lock: the background thread has it */
+};
+
+static void decoder_free(XzDecoder *d)
+{
+    if (d == NULL)
+        return;
+    lzma_end(&d->strm);
+    g_free(d->inbuf);
+    g_free(d->data);
+    g_free(d);
 }
 
-typedef struct {
-    XzSource *x;
-    const lzma_index_iter *it;
-    uint64_t want; /* bytes of the block to decode */
-} XzPrefixRequest;
-
-/* The prefix a read asked for, for the cache (key: the block's start). */
-static GBytes *decode_cached_prefix(gpointer user, uint64_t key, GError **error)
+static XzDecoder *decoder_new(XzSource *x, const lzma_index_iter *it, GError **error)
 {
-    XzPrefixRequest *req = user;
-    uint8_t *data = decode_prefix(req->x, req->it, req->want, error);
-    return data ? g_bytes_new_take(data, (gsize)req->want) : NULL;
+    XzDecoder *d = g_new0(XzDecoder, 1);
+    d->it = *it;
+    if (!block_start(x, it, &d->strm, &d->block, d->filters, &d->in, &d->in_end, error)) {
+        g_free(d);
+        return NULL;
+    }
+    uint64_t n = it->block.uncompressed_size;
+    d->inbuf = g_malloc(XZ_INPUT);
+    d->data = g_try_malloc(n ? n : 1);
+    if (d->data == NULL) {
+        vd_set_error(error, ENOMEM, "%s: no memory for an xz block of %" G_GUINT64_FORMAT " bytes",
+                     x->name, n);
+        decoder_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* Decode d on to byte upto of its block; at the block's end, its check
+ * too. */
+static bool decoder_run(XzSource *x, XzDecoder *d, uint64_t upto, GError **error)
+{
+    uint64_t n = d->it.block.uncompressed_size;
+    if (upto > d->done) {
+        if (!decode_into(x, &d->strm, d->inbuf, &d->in, d->in_end, d->data + d->done,
+                         upto - d->done, error))
+            return false;
+        __atomic_add_fetch(&x->decoded, upto - d->done, __ATOMIC_RELAXED);
+        d->done = upto;
+        if (upto == n)
+            return finish_block(x, &d->strm, d->inbuf, &d->in, d->in_end, error);
+    }
+    return true;
+}
+
+/* What d has decoded, for the cache: the whole block (d's room, taken)
+ * or a copy of its prefix (d goes on into the room). */
+static GBytes *decoder_bytes(XzDecoder *d)
+{
+    if (d->done < d->it.block.uncompressed_size)
+        return g_bytes_new(d->data, (gsize)d->done);
+    GBytes *b = g_bytes_new_take(d->data, (gsize)d->done);
+    d->data = NULL;
+    return b;
+}
+
+/* The slot of the block starting at start's decoder waiting or running
+ * in the background, or NULL. complete_lock held. */
+static XzDecoder **pending_slot(XzSource *x, uint64_t start)
+{
+    for (unsigned i = 0; i < XZ_COMPLETE_PENDING; i++) {
+        if (x->pending[i] != NULL && x->pending[i]->it.block.uncompressed_file_offset == start)
+            return &x->pending[i];
+    }
+    return NULL;
 }
 
 static void complete_run(gpointer data, gpointer unused)
 {
     XzComplete *j = data;
     XzSource *x = j->x;
-    uint64_t n = j->it.block.uncompressed_size;
-    /* A damaged block stays as its prefix: the reader that goes past it
-     * gets the error. */
-    uint8_t *whole = decode_prefix(x, &j->it, n, NULL);
-    if (whole != NULL) {
-        g_autoptr(GBytes) b = g_bytes_new_take(whole, (gsize)n);
-        vd_ro_cache_put(x->blocks, j->it.block.uncompressed_file_offset, b);
-    }
     g_mutex_lock(&x->complete_lock);
-    if (--x->complete_jobs == 0)
-        g_cond_broadcast(&x->complete_done);
+    XzDecoder **slot = pending_slot(x, j->start), *d = slot ? *slot : NULL;
+    if (d != NULL && !d->running) {
+        d->running = true;
+        g_mutex_unlock(&x->complete_lock);
+        /* A damaged block stays as its prefix: the reader that goes past
+         * it gets the error. */
+        if (decoder_run(x, d, d->it.block.uncompressed_size, NULL)) {
+            g_autoptr(GBytes) b = decoder_bytes(d);
+            vd_ro_cache_put(x->blocks, j->start, b);
+        }
+        g_mutex_lock(&x->complete_lock);
+        *pending_slot(x, j->start) = NULL;
+        decoder_free(d);
+    }
+    /* Else a reader took the decoder over before this job ran. */
+    x->complete_jobs--;
+    g_cond_broadcast(&x->complete_done);
     g_mutex_unlock(&x->complete_lock);
     g_free(j);
 }
@@ -297,16 +359,81 @@ static GThreadPool *complete_pool(void)
     return pool;
 }
 
-static void complete_later(XzSource *x, const lzma_index_iter *it)
+/* Hand d, stopped inside its block, to the background to finish; when
+ * XZ_COMPLETE_PENDING blocks of the file wait already, or this one does,
+ * it is dropped. Takes d. */
+static void complete_later(XzSource *x, XzDecoder *d)
 {
+    uint64_t start = d->it.block.uncompressed_file_offset;
     g_mutex_lock(&x->complete_lock);
-    if (x->complete_jobs < XZ_COMPLETE_PENDING) {
+    XzDecoder **slot = NULL;
+    for (unsigned i = 0; slot == NULL && i < XZ_COMPLETE_PENDING; i++) {
+        if (x->pending[i] == NULL)
+            slot = &x->pending[i];
+    }
+    if (pending_slot(x, start) != NULL)
+        slot = NULL;
+    if (slot != NULL) {
+        *slot = d;
+        d = NULL;
         XzComplete *j = g_new(XzComplete, 1);
-        *j = (XzComplete){.x = x, .it = *it};
+        *j = (XzComplete){.x = x, .start = start};
         x->complete_jobs++;
         g_thread_pool_push(complete_pool(), j, NULL);
     }
     g_mutex_unlock(&x->complete_lock);
+    decoder_free(d);
+}
+
+/* The background's decoder of the block at start, when it has not begun
+ * on it: the caller goes on with it. When the background is running it,
+ * waits for it to end and returns NULL (the cache then holds the block,
+ * unless it was damaged). */
+static XzDecoder *complete_claim(XzSource *x, uint64_t start)
+{
+    XzDecoder *d = NULL, **slot;
+    g_mutex_lock(&x->complete_lock);
+    if ((slot = pending_slot(x, start)) != NULL && !(*slot)->running) {
+        d = *slot;
+        *slot = NULL;
+    } else {
+        while ((slot = pending_slot(x, start)) != NULL)
+            g_cond_wait(&x->complete_done, &x->complete_lock);
+    }
+    g_mutex_unlock(&x->complete_lock);
+    return d;
+}
+
+typedef struct {
+    XzSource *x;
+    const lzma_index_iter *it;
+    uint64_t want;      /* bytes of the block to decode */
+    XzDecoder *decoder; /* out: stopped short of the block's end */
+} XzPrefixRequest;
+
+/* Decode d to want and hand what it decoded out; a decoder stopped short
+ * of its block's end goes to *rest. Takes d. */
+static GBytes *decoder_finish(XzSource *x, XzDecoder *d, uint64_t want, XzDecoder **rest,
+                              GError **error)
+{
+    if (!decoder_run(x, d, want, error)) {
+        decoder_free(d);
+        return NULL;
+    }
+    GBytes *b = decoder_bytes(d);
+    if (d->data != NULL)
+        *rest = d;
+    else
+        decoder_free(d);
+    return b;
+}
+
+/* The prefix a read asked for, for the cache (key: the block's start). */
+static GBytes *decode_cached_prefix(gpointer user, uint64_t key, GError **error)
+{
+    XzPrefixRequest *req = user;
+    XzDecoder *d = decoder_new(req->x, req->it, error);
+    return d ? decoder_finish(req->x, d, req->want, &req->decoder, error) : NULL;
 }
 
 static bool read_cached(XzSource *x, const lzma_index_iter *it, uint8_t *buf, size_t len,
@@ -332,19 +459,28 @@ static bool read_cached(XzSource *x, const lzma_index_iter *it, uint8_t *buf, si
                 return false;
             g_bytes_get_data(b, &have);
         }
-        if (req.want < bsize)
-            complete_later(x, it);
         if (have < need) {
             /* Cached shorter than this read needs (or shared a shorter
-             * decode): decode further and keep the longer prefix. */
-            g_bytes_unref(b);
-            uint8_t *data = decode_prefix(x, it, req.want, error);
-            if (data == NULL)
-                return false;
-            b = g_bytes_new_take(data, (gsize)req.want);
-            vd_ro_cache_put(x->blocks, start, b);
-            have = (gsize)req.want;
+             * decode): go on with the background's decoder of the block
+             * or wait for it to end, else decode again from the start. */
+            g_clear_pointer(&b, g_bytes_unref);
+            g_clear_pointer(&req.decoder, decoder_free);
+            XzDecoder *d = complete_claim(x, start);
+            if (d == NULL && (b = vd_ro_cache_get(x->blocks, start)) != NULL) {
+                g_bytes_get_data(b, &have);
+                if (have < need)
+                    g_clear_pointer(&b, g_bytes_unref);
+            }
+            if (b == NULL) {
+                if (d == NULL && (d = decoder_new(x, it, error)) == NULL)
+                    return false;
+                if ((b = decoder_finish(x, d, req.want, &req.decoder, error)) == NULL)
+                    return false;
+                vd_ro_cache_put(x->blocks, start, b);
+            }
         }
+        if (req.decoder != NULL)
+            complete_later(x, req.decoder);
     }
     memcpy(buf, (const uint8_t *)g_bytes_get_data(b, NULL) + (off - start), len);
     g_bytes_unref(b);
@@ -458,6 +594,8 @@ static void xz_close(void *opaque)
     while (x->complete_jobs > 0)
         g_cond_wait(&x->complete_done, &x->complete_lock);
     g_mutex_unlock(&x->complete_lock);
+    for (unsigned i = 0; i < XZ_COMPLETE_PENDING; i++)
+        decoder_free(x->pending[i]); /* none: each had a job */
     g_mutex_clear(&x->complete_lock);
     g_cond_clear(&x->complete_done);
     vd_ro_cache_free(x->blocks);
@@ -480,6 +618,7 @@ static void xz_describe(void *opaque, VdInfo *info)
     XzSource *x = opaque;
     vd_info_add_str(info, "container", "xz");
     vd_info_add_u64(info, "xz.blocks", lzma_index_block_count(x->index));
+    vd_info_add_u64(info, "xz.bytes_decoded", __atomic_load_n(&x->decoded, __ATOMIC_RELAXED));
 }
 
 static const VdSourceOps xz_ops = {

@@ -4,11 +4,11 @@
  * VMDK descriptor, Parallels' DiskDescriptor.xml and DMG's plist, the
  * partition table reader (the input is a whole small disk), EWF
  * evidence sets (the input is the segment files one after the other, cut
- * where a segment's magic starts), the gzip, bzip2 and zstd containers
+ * where a segment's magic starts), the gzip, bzip2, xz and zstd containers
  * (the input is the compressed file) and the tar container (the input is the
  * archive: its header walk, its manifest, its member). The parser comes
  * from VD_FUZZ_PARSER (vmdk-descriptor, parallels-xml, dmg-plist,
- * partition-table, ewf, gzip, bzip2, zstd, tar); make fuzz-smoke runs each.
+ * partition-table, ewf, gzip, bzip2, xz, zstd, tar); make fuzz-smoke runs each.
  */
 #include "config.h"
 
@@ -38,12 +38,14 @@ static enum {
     P_EWF,
     P_GZIP,
     P_BZIP2,
+    P_XZ,
     P_ZSTD,
     P_TAR
 } parser;
 static VdContext *fuzz_ctx;
 extern const VdContainer vd_gzip_container;
 extern const VdContainer vd_bzip2_container;
+extern const VdContainer vd_xz_container;
 extern const VdContainer vd_tar_container;
 #ifdef HAVE_ZSTD
 extern const VdContainer vd_zstd_container;
@@ -168,6 +170,16 @@ static void fuzz_container(const VdContainer *c, const uint8_t *data, size_t siz
         if (ok != ops->pread(opaque, b, len, off, NULL) || (ok && memcmp(a, b, len) != 0))
             abort(); /* the same bytes, or the same failure */
     }
+    /* Small reads inside a chunk, then further into it: xz decodes its
+     * block in part, then goes on with the same decoder. */
+    uint64_t small[] = {n / 3 + 1000, n / 3 + 50000, n / 3 + 1000, n > 4096 ? n - 4096 : 0};
+    for (unsigned i = 0; i < G_N_ELEMENTS(small); i++) {
+        uint64_t off = MIN(small[i], n - 1);
+        size_t len = (size_t)MIN((uint64_t)4096, n - off);
+        bool ok = ops->pread(opaque, a, len, off, NULL);
+        if (ok != ops->pread(opaque, b, len, off, NULL) || (ok && memcmp(a, b, len) != 0))
+            abort();
+    }
     ops->close(opaque);
 }
 
@@ -254,6 +266,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         parser = P_GZIP;
     else if (p != NULL && strcmp(p, "bzip2") == 0)
         parser = P_BZIP2;
+    else if (p != NULL && strcmp(p, "xz") == 0)
+        parser = P_XZ;
 #ifdef HAVE_ZSTD
     else if (p != NULL && strcmp(p, "zstd") == 0)
         parser = P_ZSTD;
@@ -262,7 +276,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         parser = P_TAR;
     else {
         fprintf(stderr, "set VD_FUZZ_PARSER to vmdk-descriptor, parallels-xml, dmg-plist, "
-                        "partition-table, ewf, gzip, bzip2, zstd or tar\n");
+                        "partition-table, ewf, gzip, bzip2, xz, zstd or tar\n");
         exit(2);
     }
     g_autoptr(GError) err = NULL;
@@ -310,6 +324,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case P_BZIP2:
         fuzz_container(&vd_bzip2_container, data, size);
+        break;
+    case P_XZ:
+        fuzz_container(&vd_xz_container, data, size);
         break;
     case P_TAR:
         fuzz_tar(data, size);

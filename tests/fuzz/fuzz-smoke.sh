@@ -93,11 +93,11 @@ done
 # The text parsers, seeded with descriptors qemu-img writes (VMDK) and
 # small hand-written documents.
 if [ -n "$PFUZZ" ]; then
-    for parser in vmdk-descriptor parallels-xml dmg-plist partition-table ewf gzip bzip2 zstd tar; do
+    for parser in vmdk-descriptor parallels-xml dmg-plist partition-table ewf gzip bzip2 xz zstd tar; do
         corpus=$work/$parser
         mkdir -p "$corpus"
         case $parser in
-        gzip | bzip2 | zstd)
+        gzip | bzip2 | xz | zstd)
             # Files as the tools write them: one member/frame, and two concatenated.
             head -c 60K /dev/urandom >"$work/$parser.raw"
             truncate -s 600K "$work/$parser.raw"
@@ -105,6 +105,10 @@ if [ -n "$PFUZZ" ]; then
             { head -c 100K "$work/$parser.raw" | $parser -c; tail -c 50K "$work/$parser.raw" | $parser -c; } >"$corpus/two" 2>/dev/null || rm -f "$corpus/two"
             # bzip2: blocks of 100 kB, several to a stream.
             [ $parser != bzip2 ] || bzip2 -1 -c "$work/$parser.raw" >"$corpus/level1" 2>/dev/null || rm -f "$corpus/level1"
+            # xz: blocks of 64 KiB, as xz -T writes (smaller) blocks, so
+            # that reads decode blocks in part and the rest in the
+            # background.
+            [ $parser != xz ] || xz -1 --block-size=64KiB -c "$work/$parser.raw" >"$corpus/blocks" 2>/dev/null || rm -f "$corpus/blocks"
             [ -n "$(ls "$corpus")" ] || printf 'x' >"$corpus/empty"
             ;;
         tar)

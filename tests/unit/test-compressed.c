@@ -456,17 +456,24 @@ static GByteArray *xz_blocks(const uint8_t *data, size_t n, uint64_t block_size)
     return out;
 }
 
+/* data as an xz file of 1 MiB blocks, opened. */
+static void open_xz_blocks(const char *name, const uint8_t *data, size_t n, Opened *o)
+{
+    g_autoptr(GByteArray) xz = xz_blocks(data, n, MiB);
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes(name, xz->data, xz->len, o, &err));
+    g_assert_no_error(err);
+}
+
 /* Blocks decoded in part (random reads) and whole (sequential ones), in
  * every order: always the bytes compressed. */
 static void test_xz_blocks(void)
 {
     size_t n = 9 * MiB + 4321;
     g_autofree uint8_t *data = make_data(n, 3);
-    g_autoptr(GByteArray) xz = xz_blocks(data, n, MiB);
     Opened o;
+    open_xz_blocks("blocks.img.xz", data, n, &o);
     g_autoptr(GError) err = NULL;
-    g_assert_true(open_bytes("blocks.img.xz", xz->data, xz->len, &o, &err));
-    g_assert_no_error(err);
     g_assert_cmpuint(info_u64(&o, "xz.blocks"), ==, 10);
     /* The end of a block first (decoded through it), then earlier bytes
      * of it (from the prefix), then later ones (decoded further). */
@@ -480,6 +487,53 @@ static void test_xz_blocks(void)
             g_error("xz read at %" G_GUINT64_FORMAT " differs", offs[i]);
     }
     check_reads(&o, data, n);
+    o.ops->close(o.opaque);
+}
+
+/* Until the file's decoded-byte count reaches want (the background
+ * decoder finishing a block), at most 10 s. */
+static uint64_t wait_decoded(const Opened *o, uint64_t want)
+{
+    uint64_t got = 0;
+    for (int i = 0; i < 1000 && (got = info_u64(o, "xz.bytes_decoded")) < want; i++)
+        g_usleep(10000);
+    return got;
+}
+
+/* A block is decoded once however it is read: a random read's prefix
+ * decode is carried on to the block's end in the background (not started
+ * again), and a read further into a block whose decoder is waiting or
+ * running goes on with it or waits for it. */
+static void test_xz_resume(void)
+{
+    size_t n = 4 * MiB;
+    g_autofree uint8_t *data = make_data(n, 5);
+    Opened o;
+    open_xz_blocks("resume.img.xz", data, n, &o);
+    g_autoptr(GError) err = NULL;
+    uint8_t buf[4096];
+    /* Block 1 from its middle: a prefix, then the rest in the background. */
+    g_assert_true(o.ops->pread(o.opaque, buf, sizeof buf, MiB + 300 * 1024, &err));
+    g_assert_no_error(err);
+    g_assert_true(memcmp(buf, data + MiB + 300 * 1024, sizeof buf) == 0);
+    g_assert_cmpuint(wait_decoded(&o, MiB), ==, MiB);
+    /* Its end now comes from the cache. */
+    g_assert_true(o.ops->pread(o.opaque, buf, sizeof buf, 2 * MiB - 4096, &err));
+    g_assert_no_error(err);
+    g_assert_true(memcmp(buf, data + 2 * MiB - 4096, sizeof buf) == 0);
+    g_assert_cmpuint(info_u64(&o, "xz.bytes_decoded"), ==, MiB);
+    /* Block 2 from its middle and at once further on: the second read
+     * takes the waiting decoder over or waits for the running one. */
+    for (int i = 0; i < 2; i++) {
+        uint64_t off = 2 * MiB + (i ? 900 : 100) * 1024;
+        g_assert_true(o.ops->pread(o.opaque, buf, sizeof buf, off, &err));
+        g_assert_no_error(err);
+        g_assert_true(memcmp(buf, data + off, sizeof buf) == 0);
+    }
+    g_assert_cmpuint(wait_decoded(&o, 2 * MiB), ==, 2 * MiB);
+    /* Everything, every way: each of the four blocks once. */
+    check_reads(&o, data, n);
+    g_assert_cmpuint(wait_decoded(&o, n), ==, n);
     o.ops->close(o.opaque);
 }
 
@@ -535,6 +589,7 @@ int main(int argc, char **argv)
     g_test_add_func("/gzip/hostile", test_gzip_hostile);
     g_test_add_func("/xz/blocks", test_xz_blocks);
     g_test_add_func("/xz/check", test_xz_check);
+    g_test_add_func("/xz/resume", test_xz_resume);
 #ifdef HAVE_ZSTD
     g_test_add_func("/zstd/frames", test_zstd_frames);
     g_test_add_func("/zstd/single", test_zstd_single);
