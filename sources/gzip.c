@@ -7,12 +7,16 @@
  * block boundary every GZ_SPACING or more of output, where it is in the
  * file (to the bit) and the 32 KiB of output before it, which is all a
  * raw inflate needs to go on from there (inflatePrime, then
- * inflateSetDictionary). The index is kept in memory while the file is
+ * inflateSetDictionary). The points are placed for the windows reads
+ * decode (GZ_WINDOW, a divisor of the spacing): at the last block
+ * boundary (or member start) at or before each multiple of the spacing,
+ * so that a window that misses inflates at most one deflate block more
+ * than itself. The index is kept in memory while the file is
  * open, charged to the mount's memory budget and bounded: past
  * GZ_MAX_POINTS points (or when the budget says no) every other point is
  * dropped and the spacing doubles, so the index never takes more than
  * about GZ_MAX_POINTS * 32 KiB (128 MiB) and a read never decodes more
- * than one spacing of output before what it wants.
+ * than one spacing of output (and one block) before what it wants.
  *
  * The pass is synchronous, at open, the cost of reading a gzip file at
  * all: the size has to be known before the file can be listed. The index
@@ -94,6 +98,7 @@ typedef struct {
     GzStream strm;
     uint64_t strm_pos;
     bool live;
+    uint64_t inflated; /* atomic: bytes inflated by reads (kept or skipped) */
 } GzSource;
 
 static bool gz_probe(const uint8_t *head, size_t len, uint64_t file_size)
@@ -201,6 +206,7 @@ static bool stream_decode(GzSource *x, GzStream *s, uint8_t *out, uint64_t len, 
         }
         int r = inflate(&s->zs, Z_NO_FLUSH);
         uInt done = want - s->zs.avail_out;
+        __atomic_add_fetch(&x->inflated, done, __ATOMIC_RELAXED);
         if (r == Z_STREAM_END)
             member_next(x, s);
         else if (r == Z_BUF_ERROR && s->zs.avail_in == 0 && s->in >= x->ix->data_end) {
@@ -285,6 +291,7 @@ static void gz_describe(void *opaque, VdInfo *info)
     vd_info_add_u64(info, "gzip.members", x->ix->members);
     vd_info_add_u64(info, "gzip.restart_points", x->ix->points->len);
     vd_info_add_u64(info, "gzip.restart_spacing", x->ix->spacing);
+    vd_info_add_u64(info, "gzip.bytes_inflated", __atomic_load_n(&x->inflated, __ATOMIC_RELAXED));
 }
 
 static void points_free(GArray *points)
@@ -348,12 +355,25 @@ static void points_thin(GzSource *x)
     x->ix->spacing *= 2;
 }
 
-/* Record a restart point: the last dict_len bytes of output are the
- * ring's, which wrapped (full) or not. */
-static bool point_add(GzSource *x, GzPoint p, const uint8_t *ring, size_t ring_pos, bool full,
+/* The last (up to) GZ_DICT bytes of output, in order, from the ring
+ * (which wrapped: full, or not): their length. */
+static uint32_t ring_copy(const uint8_t *ring, size_t ring_pos, bool full, uint8_t *dict)
+{
+    if (!full) {
+        memcpy(dict, ring, ring_pos);
+        return (uint32_t)ring_pos;
+    }
+    memcpy(dict, ring + ring_pos, GZ_DICT - ring_pos);
+    memcpy(dict + GZ_DICT - ring_pos, ring, ring_pos);
+    return GZ_DICT;
+}
+
+/* Record restart point p, whose output before it is dict (dict_len
+ * bytes; none for a member's start). */
+static bool point_add(GzSource *x, GzPoint p, const uint8_t *dict, uint32_t dict_len,
                       GError **error)
 {
-    p.dict_len = p.member ? 0 : full ? GZ_DICT : (uint32_t)ring_pos;
+    p.dict_len = p.member ? 0 : dict_len;
     for (;;) {
         if (x->ix->points->len >= GZ_MAX_POINTS)
             points_thin(x);
@@ -369,15 +389,53 @@ static bool point_add(GzSource *x, GzPoint p, const uint8_t *ring, size_t ring_p
         points_thin(x);
     }
     x->ix->reserved += point_cost(&p);
-    if (p.dict_len > 0) {
-        p.dict = g_malloc(p.dict_len);
-        if (full) {
-            memcpy(p.dict, ring + ring_pos, GZ_DICT - ring_pos);
-            memcpy(p.dict + GZ_DICT - ring_pos, ring, ring_pos);
-        } else
-            memcpy(p.dict, ring, ring_pos);
-    }
+    if (p.dict_len > 0)
+        p.dict = g_memdup2(dict, p.dict_len);
     g_array_append_val(x->ix->points, p);
+    return true;
+}
+
+/* Where the first pass puts restart points: for every multiple of the
+ * spacing (a window's start), the last place a raw inflate can start at
+ * or before it (a deflate block boundary or a member's start), so that a
+ * window decodes at most one block's output it does not keep. Each such
+ * place is a candidate, its dictionary copied, until one past the
+ * multiple shows the one before was the last. */
+typedef struct {
+    uint64_t target; /* the multiple of the spacing to cover next */
+    bool have;       /* a candidate since the last point */
+    GzPoint p;
+    uint32_t dict_len;
+    uint8_t dict[GZ_DICT];
+} GzPlacer;
+
+/* A place a raw inflate can start at (p; its output before it in the
+ * ring): kept as the candidate, or the candidate before it recorded as
+ * the point for the multiple it passed. */
+static bool point_place(GzSource *x, GzPlacer *pl, GzPoint p, const uint8_t *ring, size_t ring_pos,
+                        bool full, GError **error)
+{
+    const GArray *pts = x->ix->points;
+    if (p.out <= g_array_index(pts, GzPoint, pts->len - 1).out)
+        return true; /* an empty block or member: the point before serves */
+    while (p.out > pl->target) {
+        /* Past the multiple: the candidate before it is the point (or,
+         * when one block spans it, this place). */
+        bool cand = pl->have;
+        GzPoint q = cand ? pl->p : p;
+        uint32_t len = cand ? pl->dict_len : ring_copy(ring, ring_pos, full, pl->dict);
+        if (!point_add(x, q, pl->dict, len, error))
+            return false;
+        pl->have = false;
+        uint64_t sp = x->ix->spacing; /* doubled when points were thinned */
+        pl->target = MAX(pl->target + sp, q.out / sp * sp + sp);
+        pl->target = pl->target / sp * sp;
+        if (!cand)
+            return true;
+    }
+    pl->p = p;
+    pl->dict_len = p.member ? 0 : ring_copy(ring, ring_pos, full, pl->dict);
+    pl->have = true;
     return true;
 }
 
@@ -387,11 +445,13 @@ static bool build_index(GzSource *x, uint64_t file_size, GError **error)
 {
     GzStream s = {0};
     g_autofree uint8_t *ring = g_malloc(GZ_DICT);
+    g_autofree GzPlacer *pl = g_new0(GzPlacer, 1);
     size_t ring_pos = 0;
     bool full = false, ok = stream_init(x, &s, error);
-    uint64_t out = 0, last = 0, calls = 0;
+    uint64_t out = 0, calls = 0;
     s.in = 0;
-    ok = ok && point_add(x, (GzPoint){.member = true}, ring, 0, false, error);
+    ok = ok && point_add(x, (GzPoint){.member = true}, NULL, 0, error);
+    pl->target = x->ix->spacing;
     x->ix->members = 1;
     while (ok) {
         if (s.zs.avail_in == 0) {
@@ -438,21 +498,19 @@ static bool build_index(GzSource *x, uint64_t file_size, GError **error)
                 break;
             inflateReset(&s.zs);
             x->ix->members++;
-            if (out - last >= x->ix->spacing) {
-                ok = point_add(x, (GzPoint){.in = at, .out = out, .member = true}, ring, ring_pos,
-                               full, error);
-                last = out;
-            }
+            ok = point_place(x, pl, (GzPoint){.in = at, .out = out, .member = true}, ring, ring_pos,
+                             full, error);
         } else if (r != Z_OK && r != Z_BUF_ERROR) {
             zlib_error(x, &s, r, error);
             ok = false;
-        } else if ((s.zs.data_type & 128) && !(s.zs.data_type & 64) &&
-                   out - last >= x->ix->spacing) {
+        } else if ((s.zs.data_type & 128) && !(s.zs.data_type & 64) && out > 0) {
             GzPoint p = {.in = s.in - s.zs.avail_in, .out = out, .bits = s.zs.data_type & 7};
-            ok = point_add(x, p, ring, ring_pos, full, error);
-            last = out;
+            ok = point_place(x, pl, p, ring, ring_pos, full, error);
         }
     }
+    /* The last multiple before the end: its candidate is the point. */
+    if (ok && pl->have && pl->target < out)
+        ok = point_add(x, pl->p, pl->dict, pl->dict_len, error);
     stream_clear(&s);
     x->ix->size = out;
     return ok;

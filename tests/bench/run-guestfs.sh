@@ -15,7 +15,8 @@
 #                  [--tree DIR] [--workdir DIR] [--losetup-args ARGS]
 #                  [--servers "vdiskfs qsd ceiling raw"]
 # A server vdiskfs-raN is vdiskfs with -o read_ahead=N, vdiskfs-uringN|off
-# with -o uring=N|off; with servers
+# with -o uring=N|off; any server with -dio appended is that server with
+# its loop device in direct I/O (losetup --direct-io=on); with servers
 # other than the four, the table has a column per server instead.
 set -euo pipefail
 
@@ -99,9 +100,9 @@ expose() {
 }
 
 loop_mount() {
-    local file=$1 rw=$2
+    local file=$1 rw=$2 extra=${3:-}
     # shellcheck disable=SC2086
-    LOOP=$(losetup -f --show $LOSETUP_ARGS $([ "$rw" = 1 ] || echo -r) "$file")
+    LOOP=$(losetup -f --show $LOSETUP_ARGS $extra $([ "$rw" = 1 ] || echo -r) "$file")
     mount $([ "$rw" = 1 ] || echo "-o ro") "$LOOP" "$W/guest"
 }
 
@@ -123,17 +124,18 @@ record() { echo "$1|$2|$3|$4" >>"$RESULTS"; }
 
 # One round of every workload for one server and format.
 round() {
-    local server=$1 fmt=$2 img file
+    local name=$1 fmt=$2 img file server=${1%-dio} dio=""
+    [ "$server" = "$name" ] || dio=--direct-io=on
     img=$W/img/guest.$fmt
     { [ "$server" = raw ] || [ "$server" = ceiling ]; } && img=$W/img/guest.raw
     file=$(expose "$server" "$fmt" "$img" 0)
-    loop_mount "$file" 0
+    loop_mount "$file" 0 "$dio"
     drop
     cat "$img" >/dev/null # the host image warm, everything above it cold
-    record "$fmt" "$server" read "$(secs sh -c "tar -C '$W/guest' -cf - . | cat >/dev/null")"
+    record "$fmt" "$name" read "$(secs sh -c "tar -C '$W/guest' -cf - . | cat >/dev/null")"
     drop
     cat "$img" >/dev/null
-    record "$fmt" "$server" find "$(secs find "$W/guest" -printf '%s\n')"
+    record "$fmt" "$name" find "$(secs find "$W/guest" -printf '%s\n')"
     loop_umount
     # Writable from here on: a fresh copy each time.
     local fresh=$W/fresh/empty.$fmt
@@ -145,14 +147,14 @@ round() {
         qemu-img convert -f raw -O "$fmt" "$W/img/empty.raw" "$fresh"
     fi
     file=$(expose "$server" "$fmt" "$fresh" 1)
-    loop_mount "$file" 1
-    record "$fmt" "$server" untar "$(secs sh -c "tar -C '$W/guest' -xf '$W/img/tree.tar' && sync")"
+    loop_mount "$file" 1 "$dio"
+    record "$fmt" "$name" untar "$(secs sh -c "tar -C '$W/guest' -xf '$W/img/tree.tar' && sync")"
     local fio_out
     fio_out=$(fio --name=r --filename="$W/guest/fio.dat" --size=256M --rw=randrw --bs=4k \
         --direct=1 --ioengine=libaio --iodepth=16 --time_based --runtime=10 \
         --output-format=terse --terse-version=3 2>/dev/null)
-    record "$fmt" "$server" fio-read-iops "$(echo "$fio_out" | awk -F';' '{print $8}')"
-    record "$fmt" "$server" fio-write-iops "$(echo "$fio_out" | awk -F';' '{print $49}')"
+    record "$fmt" "$name" fio-read-iops "$(echo "$fio_out" | awk -F';' '{print $8}')"
+    record "$fmt" "$name" fio-write-iops "$(echo "$fio_out" | awk -F';' '{print $49}')"
     loop_umount
     unmount_all
 }
