@@ -203,6 +203,27 @@ static void test_random_grows_past_256(void)
     random_reads_fit(1000, 40000, 7);
 }
 
+/* A random reader over 256 chunks from a floor of 8 (a gzip or xz file
+ * of 256 MiB, cold): the cache grows fast enough that few chunks are
+ * decoded twice on the way (growing by 1/128 of itself a ghost hit, 1.8
+ * decodes a chunk; by 1/8, 1.2). */
+static void test_random_grows_fast(void)
+{
+    Decoder dec = {.fail_key = -1};
+    VdRoCache *c = vd_ro_cache_new(8 * 64, 64);
+    GRand *r = g_rand_new_with_seed(5);
+    for (int i = 0; i < 3000; i++) {
+        uint64_t k = (uint64_t)g_rand_int_range(r, 0, 256);
+        GBytes *b = vd_ro_cache_fetch(c, k, decode, &dec, NULL);
+        g_assert_true(holds(b, k));
+        g_bytes_unref(b);
+    }
+    g_assert_cmpuint(vd_ro_cache_entries(c), ==, 256);
+    g_assert_cmpint(dec.decodes, <=, 256 * 3 / 2);
+    g_rand_free(r);
+    vd_ro_cache_free(c);
+}
+
 /* Past the old bound of 4096 entries and 1024 remembered evictions:
  * random reads over 12,000 chunks fit within twenty reads per chunk, the
  * cache growing in proportion to its size (with 1024 ghosts it would
@@ -352,6 +373,7 @@ int main(int argc, char **argv)
     g_test_add_func("/ro-cache/shared-bound", test_shared_bound);
     g_test_add_func("/ro-cache/random-grows-past-256", test_random_grows_past_256);
     g_test_add_func("/ro-cache/random-grows-to-12000", test_random_grows_to_12000);
+    g_test_add_func("/ro-cache/random-grows-fast", test_random_grows_fast);
     g_test_add_func("/ro-cache/shrink", test_shrink);
     g_test_add_func("/ro-cache/stress", test_stress);
     g_test_add_func("/ro-cache/get-put", test_get_put);
