@@ -1,6 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Install what vdiskfs needs to build and test, on Debian or Ubuntu, where missing.
+# --bench: also what the benchmarks compare with (tests/bench).
 set -eu
 PKGS="gcc clang make autoconf automake libtool pkg-config libfuse3-dev fuse3 libglib2.0-dev
 zlib1g-dev libssl-dev libzstd-dev qemu-utils attr util-linux procps e2fsprogs groff-base
@@ -18,6 +19,11 @@ PKGS="$PKGS ewf-tools"
 PKGS="$PKGS libargon2-dev cryptsetup-bin"
 # The Debian package (CI builds it and runs lintian).
 PKGS="$PKGS debhelper dpkg-dev lintian"
+# The benchmarks: qemu-storage-daemon, qcowmount, nbdkit's filters over
+# nbdfuse, xmount (ewfmount comes with ewf-tools).
+if [ "${1:-}" = --bench ]; then
+    PKGS="$PKGS qemu-system-common libqcow-utils nbdkit nbdfuse xmount bc"
+fi
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
