@@ -21,7 +21,9 @@
  * XZ_COMPLETE_PENDING blocks of a file waiting, further ones dropped) and
  * the whole block replaces its prefix in the cache, so a random reader
  * that comes back to the block finds it (the core a QD1 reader leaves
- * idle). A reader that needs more of a block whose decoder waits takes
+ * idle). Once a decode of a block fails on its data (its check, or
+ * LZMA2 itself), every read of that block fails, its prefix's too. A
+ * reader that needs more of a block whose decoder waits takes
  * the decoder over, and one whose decoder runs waits for it: a block is
  * decoded once however it is read.
  * A larger block (a single-block file, as plain `xz` writes) is decoded
@@ -50,7 +52,7 @@
 #define XZ_INPUT            (256u << 10)
 #define XZ_WINDOW           (1u << 20)
 #define XZ_WINDOWS          16
-#define XZ_PIECE            (64u << 10)
+#define XZ_PIECE            (4u << 10)
 #define XZ_COMPLETE_PENDING 2
 
 typedef struct {
@@ -87,7 +89,11 @@ typedef struct {
     XzDecoder *pending[XZ_COMPLETE_PENDING]; /* complete_lock */
     unsigned complete_jobs;                  /* queued or running; complete_lock */
     bool closing;                            /* atomic: background decodes give up */
-    uint64_t decoded;                        /* atomic: bytes decoded into the cache */
+    /* Blocks the background found damaged (start -> what it said), so
+     * that the prefix served before is no longer: complete_lock. */
+    GHashTable *damaged;
+    unsigned n_damaged; /* atomic: damaged's size, read without the lock */
+    uint64_t decoded;   /* atomic: bytes decoded into the cache */
 } XzSource;
 
 typedef struct {
@@ -321,6 +327,25 @@ static XzDecoder **pending_slot(XzSource *x, uint64_t start)
     return NULL;
 }
 
+/* A block that failed to decode fails every read from now on, its
+ * cached prefix's too: the check covers the block as a whole. Only for
+ * what the data said (EIO), not for closing or memory. complete_lock
+ * held. */
+static void note_damaged_locked(XzSource *x, uint64_t start, const GError *err)
+{
+    if (err == NULL || err->code != EIO || g_hash_table_contains(x->damaged, &start))
+        return;
+    g_hash_table_insert(x->damaged, g_memdup2(&start, sizeof start), g_strdup(err->message));
+    g_atomic_int_inc(&x->n_damaged);
+}
+
+static void note_damaged(XzSource *x, uint64_t start, const GError *err)
+{
+    g_mutex_lock(&x->complete_lock);
+    note_damaged_locked(x, start, err);
+    g_mutex_unlock(&x->complete_lock);
+}
+
 static void complete_run(gpointer data, gpointer unused)
 {
     XzComplete *j = data;
@@ -330,13 +355,16 @@ static void complete_run(gpointer data, gpointer unused)
     if (d != NULL && !d->running) {
         d->running = true;
         g_mutex_unlock(&x->complete_lock);
-        /* A damaged block stays as its prefix: the reader that goes past
-         * it gets the error. */
-        if (decoder_run(x, d, d->it.block.uncompressed_size, NULL)) {
+        GError *err = NULL;
+        bool ok = decoder_run(x, d, d->it.block.uncompressed_size, &err);
+        if (ok) {
             g_autoptr(GBytes) b = decoder_bytes(d);
             vd_ro_cache_put(x->blocks, j->start, b);
         }
         g_mutex_lock(&x->complete_lock);
+        if (!ok)
+            note_damaged_locked(x, j->start, err);
+        g_clear_error(&err);
         *pending_slot(x, j->start) = NULL;
         decoder_free(d);
     }
@@ -436,6 +464,18 @@ static GBytes *decode_cached_prefix(gpointer user, uint64_t key, GError **error)
     return d ? decoder_finish(req->x, d, req->want, &req->decoder, error) : NULL;
 }
 
+/* Whether the background found the block at start damaged; if so, the
+ * error it met. */
+static bool block_damaged(XzSource *x, uint64_t start, GError **error)
+{
+    g_mutex_lock(&x->complete_lock);
+    const char *why = g_hash_table_lookup(x->damaged, &start);
+    if (why != NULL)
+        vd_set_error(error, EIO, "%s", why);
+    g_mutex_unlock(&x->complete_lock);
+    return why != NULL;
+}
+
 static bool read_cached(XzSource *x, const lzma_index_iter *it, uint8_t *buf, size_t len,
                         uint64_t off, GError **error)
 {
@@ -443,6 +483,9 @@ static bool read_cached(XzSource *x, const lzma_index_iter *it, uint8_t *buf, si
     uint64_t bsize = it->block.uncompressed_size;
     uint64_t need = off - start + len;
     gsize have = 0;
+    GError *err = NULL;
+    if (g_atomic_int_get(&x->n_damaged) > 0 && block_damaged(x, start, error))
+        return false;
     GBytes *b = vd_ro_cache_get(x->blocks, start);
     if (b != NULL)
         g_bytes_get_data(b, &have);
@@ -454,9 +497,9 @@ static bool read_cached(XzSource *x, const lzma_index_iter *it, uint8_t *buf, si
             .want = sequential ? bsize : MIN(bsize, (need + XZ_PIECE - 1) / XZ_PIECE * XZ_PIECE),
         };
         if (b == NULL) {
-            b = vd_ro_cache_fetch(x->blocks, start, decode_cached_prefix, &req, error);
+            b = vd_ro_cache_fetch(x->blocks, start, decode_cached_prefix, &req, &err);
             if (b == NULL)
-                return false;
+                goto failed;
             g_bytes_get_data(b, &have);
         }
         if (have < need) {
@@ -472,10 +515,10 @@ static bool read_cached(XzSource *x, const lzma_index_iter *it, uint8_t *buf, si
                     g_clear_pointer(&b, g_bytes_unref);
             }
             if (b == NULL) {
-                if (d == NULL && (d = decoder_new(x, it, error)) == NULL)
-                    return false;
-                if ((b = decoder_finish(x, d, req.want, &req.decoder, error)) == NULL)
-                    return false;
+                if (d == NULL && (d = decoder_new(x, it, &err)) == NULL)
+                    goto failed;
+                if ((b = decoder_finish(x, d, req.want, &req.decoder, &err)) == NULL)
+                    goto failed;
                 vd_ro_cache_put(x->blocks, start, b);
             }
         }
@@ -485,6 +528,11 @@ static bool read_cached(XzSource *x, const lzma_index_iter *it, uint8_t *buf, si
     memcpy(buf, (const uint8_t *)g_bytes_get_data(b, NULL) + (off - start), len);
     g_bytes_unref(b);
     return true;
+
+failed:
+    note_damaged(x, start, err);
+    g_propagate_error(error, err);
+    return false;
 }
 
 /* The stream at the start of window start (of the block iter describes),
@@ -598,6 +646,7 @@ static void xz_close(void *opaque)
         decoder_free(x->pending[i]); /* none: each had a job */
     g_mutex_clear(&x->complete_lock);
     g_cond_clear(&x->complete_done);
+    g_hash_table_destroy(x->damaged);
     vd_ro_cache_free(x->blocks);
     for (unsigned i = 0; i < XZ_WINDOWS; i++)
         g_free(x->win[i].data);
@@ -686,6 +735,7 @@ static bool xz_open(VdContext *ctx, int fd, const char *path, const char *name,
     g_mutex_init(&x->lock);
     g_mutex_init(&x->complete_lock);
     g_cond_init(&x->complete_done);
+    x->damaged = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
     /* The cache's unit: the largest block it will hold. */
     uint64_t unit = 1;
     lzma_index_iter it;
