@@ -20,9 +20,10 @@ PKGS="$PKGS libargon2-dev cryptsetup-bin"
 # The Debian package (CI builds it and runs lintian).
 PKGS="$PKGS debhelper dpkg-dev lintian"
 # The benchmarks: qemu-storage-daemon, qcowmount, nbdkit's filters over
-# nbdfuse, xmount (ewfmount comes with ewf-tools).
+# nbdfuse, xmount (ewfmount comes with ewf-tools); xfsprogs for the xfs
+# guests of run-guestfs.sh.
 if [ "${1:-}" = --bench ]; then
-    PKGS="$PKGS qemu-system-common libqcow-utils nbdkit nbdfuse xmount bc"
+    PKGS="$PKGS qemu-system-common libqcow-utils nbdkit nbdfuse xmount bc xfsprogs"
 fi
 missing=""
 for p in $PKGS; do

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "src/vd-pool.h"
 #include "src/vd-ro-cache.h"
 #include "sources/bzip2.h"
 #include "src/vd-container.h"
@@ -125,16 +126,7 @@ static void ahead_run(gpointer data, gpointer unused)
     g_free(a);
 }
 
-static GThreadPool *ahead_pool(void)
-{
-    static gsize once;
-    static GThreadPool *pool;
-    if (g_once_init_enter(&once)) {
-        pool = g_thread_pool_new(ahead_run, NULL, (gint)g_get_num_processors(), FALSE, NULL);
-        g_once_init_leave(&once, 1);
-    }
-    return pool;
-}
+static VD_POOL(ahead_pool);
 
 /* A read took blocks first to last: when it goes on from the read before,
  * decode the next BZ_AHEAD blocks side by side, while the kernel copies
@@ -153,7 +145,7 @@ static void ahead_note(BzSource *x, guint first, guint last)
             BzAhead *a = g_new(BzAhead, 1);
             *a = (BzAhead){x, k};
             x->ahead_jobs++;
-            g_thread_pool_push(ahead_pool(), a, NULL);
+            g_thread_pool_push(vd_pool_get(&ahead_pool, ahead_run, 0), a, NULL);
         }
     x->last_block = last;
     g_mutex_unlock(&x->ahead_lock);

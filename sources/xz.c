@@ -38,6 +38,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "src/vd-pool.h"
 #include "src/vd-container.h"
 #include "src/vd-error.h"
 #include "src/vd-info.h"
@@ -375,17 +376,7 @@ static void complete_run(gpointer data, gpointer unused)
     g_free(j);
 }
 
-static GThreadPool *complete_pool(void)
-{
-    static gsize once;
-    static GThreadPool *pool;
-    if (g_once_init_enter(&once)) {
-        /* Background work: one thread, so readers keep the other cores. */
-        pool = g_thread_pool_new(complete_run, NULL, 1, FALSE, NULL);
-        g_once_init_leave(&once, 1);
-    }
-    return pool;
-}
+static VD_POOL(complete_pool);
 
 /* Hand d, stopped inside its block, to the background to finish; when
  * XZ_COMPLETE_PENDING blocks of the file wait already, or this one does,
@@ -407,7 +398,8 @@ static void complete_later(XzSource *x, XzDecoder *d)
         XzComplete *j = g_new(XzComplete, 1);
         *j = (XzComplete){.x = x, .start = start};
         x->complete_jobs++;
-        g_thread_pool_push(complete_pool(), j, NULL);
+        /* One thread, so that readers keep the other cores. */
+        g_thread_pool_push(vd_pool_get(&complete_pool, complete_run, 1), j, NULL);
     }
     g_mutex_unlock(&x->complete_lock);
     decoder_free(d);

@@ -4,6 +4,7 @@
 #include "vd-decode.h"
 #include "vd-dispatch.h"
 #include "vd-error.h"
+#include "vd-pool.h"
 
 typedef struct {
     VdDecodeBatch *batch;
@@ -23,7 +24,7 @@ struct VdDecodeBatch {
     bool pooled;
 };
 
-static GThreadPool *decode_pool;
+static VD_POOL(decode_pool);
 /* Set in pool threads: a decode that reads a backing image which needs
  * decoding too runs inline there, so the pool never waits on itself. */
 static GPrivate in_worker;
@@ -59,16 +60,6 @@ static void pool_func(gpointer data, gpointer user_data)
     g_mutex_unlock(&b->lock);
 }
 
-static GThreadPool *pool_get(void)
-{
-    static gsize once;
-    if (g_once_init_enter(&once)) {
-        decode_pool = g_thread_pool_new(pool_func, NULL, (gint)g_get_num_processors(), FALSE, NULL);
-        g_once_init_leave(&once, 1);
-    }
-    return decode_pool;
-}
-
 VdDecodeBatch *vd_decode_batch_new(void)
 {
     VdDecodeBatch *b = g_new0(VdDecodeBatch, 1);
@@ -82,7 +73,7 @@ static void push(VdDecodeBatch *b, const DecodeJob *j)
     g_mutex_lock(&b->lock);
     b->pending++;
     g_mutex_unlock(&b->lock);
-    g_thread_pool_push(pool_get(), g_memdup2(j, sizeof *j), NULL);
+    g_thread_pool_push(vd_pool_get(&decode_pool, pool_func, 0), g_memdup2(j, sizeof *j), NULL);
     b->pooled = true;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vd-image.h"
+#include "vd-pool.h"
 #include "vd-readahead.h"
 
 struct VdReadahead {
@@ -28,7 +29,7 @@ typedef struct {
     unsigned epoch;
 } RaJob;
 
-static GThreadPool *ra_pool;
+static VD_POOL(ra_pool);
 
 static void ra_work(gpointer data, gpointer user_data)
 {
@@ -51,18 +52,6 @@ static void ra_work(gpointer data, gpointer user_data)
     g_free(buf);
     vd_image_unref(j->img);
     g_free(j);
-}
-
-static GThreadPool *pool_get(void)
-{
-    static gsize once;
-    if (g_once_init_enter(&once)) {
-        /* One reader ahead at a time is enough for two cores; its own
-         * decoding still fans out on the decode pool. */
-        ra_pool = g_thread_pool_new(ra_work, NULL, 1, FALSE, NULL);
-        g_once_init_leave(&once, 1);
-    }
-    return ra_pool;
 }
 
 VdReadahead *vd_readahead_new(void)
@@ -134,8 +123,10 @@ void vd_readahead_note(VdImage *img, size_t len, uint64_t offset, bool decoded)
         __atomic_store_n(&ra->armed, true, __ATOMIC_RELAXED);
     }
     g_mutex_unlock(&ra->lock);
+    /* One reader ahead at a time is enough for two cores; its own
+     * decoding still fans out on the decode pool. */
     if (j != NULL)
-        g_thread_pool_push(pool_get(), j, NULL);
+        g_thread_pool_push(vd_pool_get(&ra_pool, ra_work, 1), j, NULL);
 }
 
 void vd_readahead_invalidate(VdImage *img)
