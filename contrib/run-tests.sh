@@ -120,8 +120,13 @@ if stage_build build-tsan --enable-tsan && make -C build-tsan -j"$jobs" check TE
     logs=$top/build-tsan/tsan-logs
     # hard_rss_limit_mb: a test that allocates much must not take the
     # machine down with TSan's shadow memory on top.
-    # suppressions: GLib's slice allocator, see the file.
+    # suppressions: GLib's slice allocator, see the file. history_size:
+    # that suppression matches the slab's allocation in the earlier
+    # access's stack, which TSan must still have (CI once reported such a
+    # race with "failed to restore the stack": the slab came from an open
+    # long before the write that raced with it).
     TSAN_OPTIONS="log_path=$logs/tsan:second_deadlock_stack=1:hard_rss_limit_mb=4096"
+    TSAN_OPTIONS="$TSAN_OPTIONS:history_size=7"
     TSAN_OPTIONS="$TSAN_OPTIONS:suppressions=$top/tests/tsan/suppressions.txt"
     export TSAN_OPTIONS
     echo "$tsan_units" | while read -r prog args; do

@@ -52,8 +52,14 @@ stop_fg() {
 note "rw mount: reads and writes through the ring"
 start_fg "$T/log" -o rw,uring=4
 if $have_uring; then
-    grep -q "io_uring: [0-9]* queues of 4 entries" "$T/log" ||
-        fail "the ring was not set up: $(grep -i uring "$T/log")"
+    # The ring is set up after the mount answers (the line can come after
+    # the first listing, under ThreadSanitizer above all): wait for it.
+    i=0
+    until grep -q "io_uring: [0-9]* queues of 4 entries" "$T/log"; do
+        i=$((i + 1))
+        [ $i -lt 200 ] || fail "the ring was not set up: $(grep -i uring "$T/log")"
+        sleep 0.05
+    done
 fi
 if $have_uring; then
     # One thread per entry, each allowed only its queue's CPU, every CPU
