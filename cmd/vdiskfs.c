@@ -643,10 +643,12 @@ int main(int argc, char *argv[])
     /* A loop ended by SIGTERM/SIGINT/SIGHUP reports the signal: a clean exit. */
     ret = (ret == 0 || ret == SIGTERM || ret == SIGINT || ret == SIGHUP) ? 0 : 1;
     notify_service_manager("STOPPING=1");
-    vfs_uring_free(uring);
-    uring = NULL;
+    /* The watch thread's notifications go out through the ring's writev
+     * hook: stop it before the ring goes. */
     vfs_watch_stop(fs);
     vfs_reaper_stop(fs);
+    vfs_uring_free(uring);
+    uring = NULL;
 
 out_unmount:
     vfs_uring_free(uring);

@@ -30,6 +30,23 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+/* Under ThreadSanitizer: the kernel orders a request after the replies
+ * it has seen, through the ring's shared memory and /dev/fuse, which TSan
+ * cannot see; an object made while serving one request (an image opened
+ * for an OPEN) and used for a later one on another thread then looks
+ * raced. Each reply releases, and each request taken acquires, one
+ * object, so that what a reply made happens before later requests. */
+#ifdef __SANITIZE_THREAD__
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+static int kernel_order;
+#define KERNEL_ORDER_ACQUIRE() __tsan_acquire(&kernel_order)
+#define KERNEL_ORDER_RELEASE() __tsan_release(&kernel_order)
+#else
+#define KERNEL_ORDER_ACQUIRE() ((void)0)
+#define KERNEL_ORDER_RELEASE() ((void)0)
+#endif
+
 /* The kernel's FUSE-over-io_uring ABI (7.42), which Debian 12's headers
  * predate. */
 #define URING_INIT_FLAG            (1ULL << 41) /* FUSE_OVER_IO_URING */
@@ -255,6 +272,7 @@ static ssize_t init_reply(VfsUring *u, int fd, struct iovec *iov, int count)
 static ssize_t uring_dev_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
     (void)userdata;
+    KERNEL_ORDER_RELEASE();
     VfsUring *u = the_uring;
     const struct fuse_out_header *oh = iov[0].iov_base;
     if (u != NULL && oh->unique != 0) {
@@ -273,6 +291,7 @@ static ssize_t uring_dev_read(int fd, void *buf, size_t len, void *userdata)
 {
     (void)userdata;
     ssize_t n = read(fd, buf, len);
+    KERNEL_ORDER_ACQUIRE();
     VfsUring *u = the_uring;
     const struct fuse_in_header *ih = buf;
     if (u != NULL && n >= (ssize_t)sizeof *ih && ih->opcode == FUSE_INIT && u->init_unique == 0) {
@@ -407,7 +426,9 @@ static gpointer ent_thread(gpointer data)
             g_atomic_int_set(&u->registered, 1);
         }
         uint64_t commit_id = e->hdr->ent.commit_id;
+        KERNEL_ORDER_ACQUIRE();
         ent_handle(e);
+        KERNEL_ORDER_RELEASE();
         ent_submit(e, URING_CMD_COMMIT_AND_FETCH, commit_id);
     }
     io_uring_queue_exit(&e->ring);
