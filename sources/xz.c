@@ -90,8 +90,8 @@ typedef struct {
     XzDecoder *pending[XZ_COMPLETE_PENDING]; /* complete_lock */
     unsigned complete_jobs;                  /* queued or running; complete_lock */
     bool closing;                            /* atomic: background decodes give up */
-    /* Blocks the background found damaged (start -> what it said), so
-     * that the prefix served before is no longer: complete_lock. */
+    /* Blocks a decode found damaged (start -> what it said), so that
+     * the prefix served before is no longer: complete_lock. */
     GHashTable *damaged;
     unsigned n_damaged; /* atomic: damaged's size, read without the lock */
     uint64_t decoded;   /* atomic: bytes decoded into the cache */
@@ -456,8 +456,8 @@ static GBytes *decode_cached_prefix(gpointer user, uint64_t key, GError **error)
     return d ? decoder_finish(req->x, d, req->want, &req->decoder, error) : NULL;
 }
 
-/* Whether the background found the block at start damaged; if so, the
- * error it met. */
+/* Whether a decode found the block at start damaged; if so, the error
+ * it met. */
 static bool block_damaged(XzSource *x, uint64_t start, GError **error)
 {
     g_mutex_lock(&x->complete_lock);
