@@ -407,6 +407,7 @@ const VdDriver vd_dmg_driver = {
     .description = "DMG: Apple UDIF disk image (raw, zero, zlib, bzip2, LZMA, ADC; read-only)",
     .caps = 0,
     .probe = dmg_probe,
+    .tail_extensions = (const char *const[]){"dmg", NULL},
     .open = dmg_open,
     .close = dmg_close,
     .peek = dmg_peek,

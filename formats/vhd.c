@@ -602,6 +602,7 @@ const VdDriver vd_vpc_driver = {
     .description = "VHD: Microsoft Virtual PC / Hyper-V virtual hard disk",
     .caps = VD_CAP_WRITE | VD_CAP_BACKING | VD_CAP_SERIAL_WRITES,
     .probe = vhd_probe,
+    .tail_extensions = (const char *const[]){"vhd", "vpc", NULL},
     .open = vhd_open,
     .close = vhd_close,
     .peek = vhd_peek,

@@ -491,6 +491,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     for (off_t pos = off; pos < (off_t)dh->entries->len + 2; pos++) {
         const char *name;
         VfsNodeKind kind = VFS_NODE_DIR;
+        bool attrs_later = false;
         if (pos == 0)
             name = ".";
         else if (pos == 1)
@@ -499,9 +500,17 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             VfsDirEntry *de = g_ptr_array_index(dh->entries, pos - 2);
             name = de->name;
             kind = de->kind;
+            attrs_later = de->attrs_later;
         }
         size_t n;
-        if (!plus) {
+        if (attrs_later && plus) {
+            /* Node 0: the name only, its attributes by a LOOKUP when asked. */
+            struct fuse_entry_param e = {.attr.st_ino = g_str_hash(name) | 1u,
+                                         .attr.st_mode = kind_dtype(kind)};
+            n = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, pos + 1);
+            if (n > size - used)
+                break;
+        } else if (!plus) {
             /* d_ino must not be 0 (readdir(3) skips those); the real number
              * comes with lookup, as for any FUSE filesystem without use_ino. */
             struct stat st = {.st_ino = pos < 2 ? ino : (g_str_hash(name) | 1u),

@@ -34,6 +34,10 @@ typedef struct {
     bool is_dir;
     const VdDriver *driver; /* NULL: not an image */
     bool hidden;            /* part of another image */
+    /* Probed from the head of a container whose size costs decoding it
+     * all (a .gz): peeked at its first stat, not by the scan, so that a
+     * listing does not wait for that decode. */
+    bool peek_later;
     /* A container (disk.qcow2.xz) shown under the name inside (disk.qcow2):
      * that name here while probing, then, once it is the entry's key, the
      * host file's name in host_name. Inline, as entries are copied flat. */
@@ -89,6 +93,7 @@ static VfsScanEntry *scan_entry(VfsFs *fs, const char *host, const struct stat *
     if (old != NULL && old->driver != NULL && old->dev == e->dev && old->ino == e->ino &&
         old->size == e->size && timespec_eq(&old->mtime, &e->mtime) && old->is_dir == e->is_dir) {
         e->driver = old->driver;
+        e->peek_later = old->peek_later;
         g_strlcpy(e->shown, old->host_name[0] ? old->shown : "", sizeof e->shown);
         return e;
     }
@@ -96,7 +101,7 @@ static VfsScanEntry *scan_entry(VfsFs *fs, const char *host, const struct stat *
         g_autoptr(GError) err = NULL;
         g_autofree char *shown = NULL;
         bool archive = false;
-        e->driver = vd_probe_path_shown(fs->ctx, host, &shown, &archive, &err);
+        e->driver = vd_probe_path_shown(fs->ctx, host, &shown, &archive, &e->peek_later, &err);
         /* An archive of several images: a directory named like it. Only
          * an archive's probe pays for reading its member list. */
         if (S_ISREG(st->st_mode) && archive) {
@@ -278,7 +283,7 @@ static VfsDirCache *dir_scan(VfsFs *fs, const char *relpath, const struct stat *
     g_hash_table_iter_init(&it, dc->entries);
     while (g_hash_table_iter_next(&it, &k, &v)) {
         VfsScanEntry *e = v;
-        if (e->driver == NULL)
+        if (e->driver == NULL || e->peek_later)
             continue;
         ScanJob *j = g_new0(ScanJob, 1);
         j->fs = fs;
@@ -349,12 +354,13 @@ static void dir_entry_free(gpointer p)
     g_free(e);
 }
 
-static void list_add(GPtrArray *out, const char *name, VfsNodeKind kind)
+static VfsDirEntry *list_add(GPtrArray *out, const char *name, VfsNodeKind kind)
 {
     VfsDirEntry *e = g_new0(VfsDirEntry, 1);
     e->name = g_strdup(name);
     e->kind = kind;
     g_ptr_array_add(out, e);
+    return e;
 }
 
 static int entry_cmp(gconstpointer a, gconstpointer b)
@@ -430,7 +436,7 @@ GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err)
             continue;
         if (e->driver != NULL) {
             if (dir->kind == VFS_NODE_DIR) {
-                list_add(out, k, VFS_NODE_IMAGE);
+                list_add(out, k, VFS_NODE_IMAGE)->attrs_later = e->peek_later;
             } else {
                 g_ptr_array_add(images, g_strdup(k));
                 g_ptr_array_add(hosts, g_strdup(e->host_name[0] ? e->host_name : k));

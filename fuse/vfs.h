@@ -85,6 +85,10 @@ typedef struct {
 typedef struct {
     char *name;
     VfsNodeKind kind;
+    /* Its attributes cost decoding a whole container (a .gz's size):
+     * READDIRPLUS leaves them to a LOOKUP, so that a listing without
+     * them (ls) does not wait. */
+    bool attrs_later;
 } VfsDirEntry;
 
 typedef struct VfsWatch VfsWatch;

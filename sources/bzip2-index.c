@@ -621,3 +621,75 @@ void bz2_index_clear(VdContext *ctx, Bz2Index *ix)
     ix->reserved = 0;
     g_clear_pointer(&ix->blocks, g_array_unref);
 }
+
+bool bz2_is_stream_head(const uint8_t head[10])
+{
+    static const uint8_t block[6] = {0x31, 0x41, 0x59, 0x26, 0x53, 0x59};
+    static const uint8_t eos[6] = {0x17, 0x72, 0x45, 0x38, 0x50, 0x90};
+    return memcmp(head, "BZh", 3) == 0 && head[3] >= '1' && head[3] <= '9' &&
+           (memcmp(head + 4, block, 6) == 0 || memcmp(head + 4, eos, 6) == 0);
+}
+
+bool bz2_decode_head(int fd, const char *name, uint64_t file_size, uint8_t *buf, size_t len,
+                     size_t *got, bool *all, GError **error)
+{
+    uint64_t at = 0;
+    bz_stream z;
+    memset(&z, 0, sizeof z);
+    if (BZ2_bzDecompressInit(&z, 0, 0) != BZ_OK) {
+        vd_set_error(error, ENOMEM, "%s: no memory for a bzip2 decoder", name);
+        return false;
+    }
+    enum { BZ_HEAD_INPUT = 256u << 10 };
+    g_autofree uint8_t *in = g_malloc(BZ_HEAD_INPUT);
+    bool ok = true;
+    z.next_out = (char *)buf;
+    z.avail_out = (unsigned)len;
+    while (ok && z.avail_out > 0) {
+        if (z.avail_in == 0) {
+            size_t n = (size_t)MIN((uint64_t)BZ_HEAD_INPUT, file_size - at);
+            if (n == 0) {
+                vd_set_error(error, EIO, "%s: the bzip2 data is cut short", name);
+                ok = false;
+                break;
+            }
+            if (!(ok = vd_host_pread(fd, name, in, n, at, false, error)))
+                break;
+            z.next_in = (char *)in;
+            z.avail_in = (unsigned)n;
+            at += n;
+        }
+        int r = BZ2_bzDecompress(&z);
+        if (r == BZ_STREAM_END) {
+            /* Another stream (pbzip2 writes one per piece), or the end. */
+            uint8_t head[10];
+            uint64_t next = at - z.avail_in;
+            if (next + sizeof head > file_size ||
+                !vd_host_pread(fd, name, head, sizeof head, next, false, NULL) ||
+                !bz2_is_stream_head(head)) {
+                *all = true;
+                break;
+            }
+            bz_stream left = z; /* where the input and output are */
+            BZ2_bzDecompressEnd(&z);
+            memset(&z, 0, sizeof z);
+            if (BZ2_bzDecompressInit(&z, 0, 0) != BZ_OK) {
+                vd_set_error(error, ENOMEM, "%s: no memory for a bzip2 decoder", name);
+                *got = len - left.avail_out;
+                return false;
+            }
+            z.next_in = left.next_in;
+            z.avail_in = left.avail_in;
+            z.next_out = left.next_out;
+            z.avail_out = left.avail_out;
+        } else if (r != BZ_OK) {
+            vd_set_error(error, r == BZ_MEM_ERROR ? ENOMEM : EIO,
+                         "%s: bzip2 data does not decode at 0x%" G_GINT64_MODIFIER "x (error %d)",
+                         name, at - z.avail_in, r);
+            ok = false;
+        }
+    }
+    *got = len - z.avail_out;
+    BZ2_bzDecompressEnd(&z);
+    return ok;
+}

@@ -69,10 +69,8 @@ typedef struct {
 
 static bool bz_probe(const uint8_t *head, size_t len, uint64_t file_size)
 {
-    static const uint8_t block[6] = {0x31, 0x41, 0x59, 0x26, 0x53, 0x59};
-    static const uint8_t eos[6] = {0x17, 0x72, 0x45, 0x38, 0x50, 0x90};
-    return len >= 10 && memcmp(head, "BZh", 3) == 0 && head[3] >= '1' && head[3] <= '9' &&
-           (memcmp(head + 4, block, 6) == 0 || memcmp(head + 4, eos, 6) == 0);
+    (void)file_size;
+    return len >= 10 && bz2_is_stream_head(head);
 }
 
 static const Bz2Block *block_at(const BzSource *x, guint i)
@@ -339,9 +337,29 @@ static bool bz_open(VdContext *ctx, int fd, const char *path, const char *name,
     return true;
 }
 
+/* For a probe: the first len bytes, decoded from the start (over stream
+ * boundaries), nothing checked but that they decode. A DMG's is its own
+ * file, which its probe knows by the end: declined. */
+static bool bz_head(VdContext *ctx, int fd, const char *name, uint8_t *buf, size_t len, size_t *got,
+                    bool *all, GError **error)
+{
+    (void)ctx;
+    BzSource probe = {.fd = fd, .name = (char *)name};
+    uint64_t file_size;
+    bool dmg = false;
+    *got = 0;
+    *all = false;
+    if (!vd_host_size(fd, name, &file_size, error) || !is_dmg(&probe, file_size, &dmg, error))
+        return false;
+    if (dmg)
+        return true;
+    return bz2_decode_head(fd, name, file_size, buf, len, got, all, error);
+}
+
 const VdContainer vd_bzip2_container = {
     .name = "bzip2",
     .suffix = ".bz2",
     .probe = bz_probe,
     .open = bz_open,
+    .head = bz_head,
 };

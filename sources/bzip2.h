@@ -59,4 +59,13 @@ void bz2_index_clear(VdContext *ctx, Bz2Index *ix);
 bool bz2_block_decode(int fd, const char *name, guint i, const Bz2Block *b, uint8_t *out,
                       GError **error);
 
+/* Whether head (10 bytes) starts a bzip2 stream: its magic, level and
+ * a first block's or the end's marker. */
+bool bz2_is_stream_head(const uint8_t head[10]);
+/* The first len bytes fd holds (file_size bytes of bzip2 streams, one
+ * after another), decoded from the start, for a probe: *got of them,
+ * *all when that is the whole; nothing checked but that they decode. */
+bool bz2_decode_head(int fd, const char *name, uint64_t file_size, uint8_t *buf, size_t len,
+                     size_t *got, bool *all, GError **error);
+
 #endif

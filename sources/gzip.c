@@ -19,7 +19,9 @@
  * than one spacing of output (and one block) before what it wants.
  *
  * The pass is synchronous, at open, the cost of reading a gzip file at
- * all: the size has to be known before the file can be listed. The index
+ * all: the size has to be known before the file can be stat'ed. A probe
+ * does not pay it (gz_head: the first bytes only, so that a listing does
+ * not wait for it; the listing leaves the size to the file's stat). The index
  * is shared by the opens of the same file and kept a while after the last
  * one closes (src/vd-index-cache.h), since a listing's probe, peek and
  * stat and the open after them come in a row. Reads
@@ -569,9 +571,66 @@ static bool gz_open(VdContext *ctx, int fd, const char *path, const char *name,
     return true;
 }
 
+/* For a probe: the first len bytes, inflated from the start (over
+ * member boundaries), nothing checked but that they inflate. */
+static bool gz_head(VdContext *ctx, int fd, const char *name, uint8_t *buf, size_t len, size_t *got,
+                    bool *all, GError **error)
+{
+    (void)ctx;
+    z_stream zs = {0};
+    if (inflateInit2(&zs, 15 + 16) != Z_OK) {
+        vd_set_error(error, ENOMEM, "%s: no memory for an inflate stream", name);
+        return false;
+    }
+    g_autofree uint8_t *in = g_malloc(GZ_INPUT);
+    uint64_t at = 0, file_size;
+    bool ok = vd_host_size(fd, name, &file_size, error);
+    zs.next_out = buf;
+    zs.avail_out = (uInt)len;
+    *all = false;
+    while (ok && zs.avail_out > 0) {
+        if (zs.avail_in == 0) {
+            size_t n = (size_t)MIN((uint64_t)GZ_INPUT, file_size - at);
+            if (n == 0) {
+                vd_set_error(error, EIO, "%s: the gzip data is cut short", name);
+                ok = false;
+                break;
+            }
+            if (!(ok = vd_host_pread(fd, name, in, n, at, false, error)))
+                break;
+            zs.next_in = in;
+            zs.avail_in = (uInt)n;
+            at += n;
+        }
+        int r = inflate(&zs, Z_NO_FLUSH);
+        if (r == Z_STREAM_END) {
+            /* Another member, or the end (trailing bytes ignored, as the
+             * whole pass does). */
+            uint8_t magic[3];
+            uint64_t next = at - zs.avail_in;
+            if (next + 18 > file_size ||
+                !vd_host_pread(fd, name, magic, sizeof magic, next, false, NULL) ||
+                magic[0] != 0x1f || magic[1] != 0x8b || magic[2] != 8) {
+                *all = true;
+                break;
+            }
+            inflateReset(&zs);
+        } else if (r != Z_OK && r != Z_BUF_ERROR) {
+            vd_set_error(error, r == Z_MEM_ERROR ? ENOMEM : EIO,
+                         "%s: gzip data does not inflate at 0x%" G_GINT64_MODIFIER "x: %s", name,
+                         at - zs.avail_in, zs.msg ? zs.msg : "bad data");
+            ok = false;
+        }
+    }
+    *got = len - zs.avail_out;
+    inflateEnd(&zs);
+    return ok;
+}
+
 const VdContainer vd_gzip_container = {
     .name = "gzip",
     .suffix = ".gz",
     .probe = gz_probe,
     .open = gz_open,
+    .head = gz_head,
 };

@@ -656,6 +656,56 @@ static bool zs_open(VdContext *ctx, int fd, const char *path, const char *name,
     return true;
 }
 
+/* For a probe: the first len bytes, decoded from the start (over frame
+ * boundaries, skippable frames passed), nothing checked but that they
+ * decode. Opening walks every frame's blocks and decodes the frames that
+ * do not record their size (`zstd` from a pipe): a probe need not. */
+static bool zs_head(VdContext *ctx, int fd, const char *name, uint8_t *buf, size_t len, size_t *got,
+                    bool *all, GError **error)
+{
+    (void)ctx;
+    ZsSource probe = {.fd = fd, .name = (char *)name};
+    ZsStream s = {0};
+    uint64_t file_size, at = 0;
+    *got = 0;
+    *all = false;
+    if (!vd_host_size(fd, name, &file_size, error) || !stream_init(&probe, &s, error)) {
+        stream_clear(&s);
+        return false;
+    }
+    ZSTD_outBuffer ob = {buf, len, 0};
+    size_t r = 1; /* not at a frame's end */
+    bool ok = true;
+    while (ok && ob.pos < ob.size) {
+        if (s.ib.pos == s.ib.size) {
+            size_t n = (size_t)MIN((uint64_t)ZS_INPUT, file_size - at);
+            if (n == 0) {
+                /* The end of the file: at a frame's end, all of it. */
+                *all = r == 0;
+                if (r != 0) {
+                    vd_set_error(error, EIO, "%s: the zstd data is cut short", name);
+                    ok = false;
+                }
+                break;
+            }
+            if (!(ok = zs_read_raw(&probe, s.buf, n, at, error)))
+                break;
+            s.ib = (ZSTD_inBuffer){s.buf, n, 0};
+            at += n;
+        }
+        r = ZSTD_decompressStream(s.dctx, &ob, &s.ib);
+        if (ZSTD_isError(r)) {
+            vd_set_error(error, EIO,
+                         "%s: zstd data does not decode at 0x%" G_GINT64_MODIFIER "x: %s", name,
+                         at - (s.ib.size - s.ib.pos), ZSTD_getErrorName(r));
+            ok = false;
+        }
+    }
+    *got = ob.pos;
+    stream_clear(&s);
+    return ok;
+}
+
 static const char *const zs_more_suffixes[] = {".zstd", NULL};
 
 const VdContainer vd_zstd_container = {
@@ -664,4 +714,5 @@ const VdContainer vd_zstd_container = {
     .more_suffixes = zs_more_suffixes,
     .probe = zs_probe,
     .open = zs_open,
+    .head = zs_head,
 };

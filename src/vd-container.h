@@ -37,6 +37,13 @@ typedef struct VdContainer {
      * from then on (closed by ops->close), also when open fails. */
     bool (*open)(VdContext *ctx, int fd, const char *path, const char *name,
                  const VdSourceOps **ops, void **opaque, uint64_t *size, GError **error);
+    /* Optional, for containers whose size costs decoding all they hold
+     * (a gzip stream records none): decode only the first len bytes of
+     * it into buf, for a probe; *got of them, *all when that is the
+     * whole. *got 0 without *all: it cannot tell cheaply (open it then).
+     * Reads fd at its offsets (pread), leaves it open. */
+    bool (*head)(VdContext *ctx, int fd, const char *name, uint8_t *buf, size_t len, size_t *got,
+                 bool *all, GError **error);
     /* Optional, for archives of several images: the names (g_free) of
      * the images fd holds when there are two or more, which the mount
      * then shows as a directory named like the archive; else (one image,
@@ -52,6 +59,17 @@ extern const VdContainer *const vd_containers[];
 
 /* The container whose magic head (len bytes) has, or NULL. */
 const VdContainer *vd_container_probe(const uint8_t *head, size_t len, uint64_t file_size);
+
+/* For a probe: a source over the first VD_CONTAINER_PROBE_SPAN bytes of
+ * what c holds, as open does (the same arguments; fd is the source's
+ * from then on), when c can tell them cheaply (its head op); *partial
+ * unless they are all of it, and then the size is theirs, not the
+ * content's. False with *declined when it cannot (open it whole; fd is
+ * still the caller's then). */
+#define VD_CONTAINER_PROBE_SPAN (64u << 10)
+bool vd_container_open_head(const VdContainer *c, VdContext *ctx, int fd, const char *name,
+                            const VdSourceOps **ops, void **opaque, uint64_t *size, bool *partial,
+                            bool *declined, GError **error);
 
 /* The name a container file is shown under: without its container's
  * suffix when it has one (g_free), else NULL. */

@@ -148,6 +148,12 @@ typedef struct VdDriver {
 
     /* Confidence (VD_PROBE_*) that the candidate is in this format. */
     int (*probe)(const VdProbe *probe);
+    /* Optional, for a format that a probe may know only by the file's end
+     * (a footer): the extensions (no dot) its files go by. A compressed
+     * file's probe sees only the head of what it holds (decoding it all
+     * costs a pass over it); one whose name inside ends so is decoded
+     * whole to probe when its head says nothing. NULL-terminated. */
+    const char *const *tail_extensions;
 
     /* Open: img->fd, img->path, img->name, img->read_only and img->ctx are
      * set. Set img->opaque, img->size and, where present, the backing

@@ -126,7 +126,7 @@ static const char *type_name(mode_t mode)
  * the source's descriptor, read-only, while the container's own file
  * keeps the locks (f->lock_fd). */
 static bool open_container(VdContext *ctx, const char *path, const char *name, const char *member,
-                           VdFile *f, GError **error)
+                           unsigned flags, VdFile *f, GError **error)
 {
     uint8_t head[VD_CONTAINER_HEAD];
     ssize_t n = pread(f->fd, head, sizeof head, 0);
@@ -150,9 +150,16 @@ static bool open_container(VdContext *ctx, const char *path, const char *name, c
     void *opaque;
     uint64_t size;
     int real = f->fd;
-    if (!(member != NULL
-              ? c->open_member(ctx, real, path, name, member, &ops, &opaque, &size, error)
-              : c->open(ctx, real, path, name, &ops, &opaque, &size, error))) {
+    bool partial = false, declined = true;
+    bool ok = false;
+    if (member == NULL && (flags & VD_FILE_PROBE_HEAD))
+        ok = vd_container_open_head(c, ctx, real, name, &ops, &opaque, &size, &partial, &declined,
+                                    error);
+    if (!ok && declined)
+        ok = member != NULL
+                 ? c->open_member(ctx, real, path, name, member, &ops, &opaque, &size, error)
+                 : c->open(ctx, real, path, name, &ops, &opaque, &size, error);
+    if (!ok) {
         close(placeholder);
         return false;
     }
@@ -161,6 +168,7 @@ static bool open_container(VdContext *ctx, const char *path, const char *name, c
     f->lock_fd = real;
     f->writable = false;
     f->container = c;
+    f->head_only = partial;
     return true;
 }
 
@@ -194,7 +202,7 @@ static bool open_archive_member(VdContext *ctx, const char *path, const char *na
         *out = (VdFile){.fd = -1};
         return false;
     }
-    if (!open_container(ctx, archive, name, member, out, error)) {
+    if (!open_container(ctx, archive, name, member, flags, out, error)) {
         *out = (VdFile){.fd = -1};
         return false;
     }
@@ -262,7 +270,7 @@ bool vd_file_open(VdContext *ctx, const char *path, const char *name, unsigned f
     }
     *out = (VdFile){.fd = fd, .lock_fd = fd, .writable = writable, .st = st};
     if (!dir && S_ISREG(st.st_mode) && !(flags & VD_FILE_NO_CONTAINER) &&
-        !open_container(ctx, path, name, NULL, out, error))
+        !open_container(ctx, path, name, NULL, flags, out, error))
         return false;
     if (!(flags & VD_FILE_NO_LOCK) && !vd_file_lock(ctx, out, name, error)) {
         vd_file_close(out->fd);

@@ -35,6 +35,9 @@ enum {
     VD_FILE_MEMBER = 1u << 3,       /* named inside an image, or a backing file */
     VD_FILE_PROBE = 1u << 4,        /* a file or a directory, no locks: what is it? */
     VD_FILE_NO_CONTAINER = 1u << 5, /* the file itself, even when it is a container */
+    /* With VD_FILE_PROBE: of a container whose size costs a full decode,
+     * only its first bytes (vd_container_open_head), see head_only. */
+    VD_FILE_PROBE_HEAD = 1u << 6,
 };
 
 typedef struct {
@@ -43,6 +46,7 @@ typedef struct {
     bool writable;                       /* opened read-write (or, for a directory, asked to be) */
     bool locked;                         /* holds QEMU's locks (vd_lock_note'd) */
     const struct VdContainer *container; /* what fd is the source of, or NULL */
+    bool head_only; /* fd reads only the first bytes of what the container holds */
     struct stat st;
 } VdFile;
 

@@ -116,15 +116,32 @@ static const VdDriver *probe_fd(int fd, const char *path, const struct stat *st,
     return probe_best(&probe);
 }
 
+/* Whether a format that a probe may know only by the file's end goes by
+ * the extension of name. */
+static bool tail_format_name(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    for (const VdDriver *const *d = vd_drivers; dot != NULL && *d != NULL; d++) {
+        for (const char *const *e = (*d)->tail_extensions; e != NULL && *e != NULL; e++) {
+            if (g_ascii_strcasecmp(dot + 1, *e) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
 /* flags: VD_FILE_MEMBER for a backing file (confined by -o backing=).
- * shown: the name it is shown under when it is a container's (g_free). */
+ * shown: the name it is shown under when it is a container's (g_free).
+ * head_only: the verdict comes from the head of what a container holds
+ * (whose size costs a full decode, which the probe did not pay). */
 static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned flags, char **shown,
-                                  bool *archive, GError **error)
+                                  bool *archive, bool *head_only, GError **error)
 {
     VdFile f;
     g_autofree char *base_name = g_path_get_basename(path);
     GError *local = NULL;
-    if (!vd_file_open(ctx, path, path, VD_FILE_PROBE | flags, &f, &local)) {
+    unsigned how = VD_FILE_PROBE | VD_FILE_PROBE_HEAD | flags;
+    if (!vd_file_open(ctx, path, path, how, &f, &local)) {
         /* A container that does not open is still an image to list: its
          * open will fail with this reason, for user.vdiskfs.error. */
         const VdContainer *c = vd_file_container_of(ctx, path);
@@ -145,7 +162,23 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
     g_autofree char *inner = named                 ? g_strdup(named)
                              : f.container != NULL ? vd_container_shown_name(f.container, base_name)
                                                    : NULL;
+    const char *base = inner ? inner : base_name;
     const VdDriver *drv = probe_fd(f.fd, path, &f.st, &local);
+    if (drv == NULL && local == NULL && f.head_only && tail_format_name(base)) {
+        /* Its head says nothing and its name says the format is known by
+         * its end: decode it all. */
+        vd_file_close(f.fd);
+        if (!vd_file_open(ctx, path, path, VD_FILE_PROBE | flags, &f, &local)) {
+            g_debug("%s", local->message);
+            g_error_free(local);
+            if (shown != NULL)
+                *shown = g_steal_pointer(&inner);
+            if (archive != NULL)
+                *archive = false;
+            return vd_driver_find("raw");
+        }
+        drv = probe_fd(f.fd, path, &f.st, &local);
+    }
     if (drv == NULL && local != NULL && f.container != NULL) {
         /* Nor one whose contents do not read (an EWF chunk table read on
          * first use): its reads will fail with the reason. */
@@ -158,13 +191,14 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
         g_propagate_error(error, local);
     /* A raw disk in a container goes by the name inside: disk.img.xz; an
      * evidence file holds a disk whatever its name. */
-    const char *base = inner ? inner : base_name;
     if (drv == NULL && !S_ISDIR(f.st.st_mode) && !unreadable &&
         (vd_context_is_raw_name(ctx, base) ||
          (f.container != NULL && (inner == NULL || f.container->holds_disk))))
         drv = vd_driver_find("raw");
     if (archive != NULL)
         *archive = f.container != NULL && f.container->list != NULL;
+    if (head_only != NULL)
+        *head_only = f.head_only;
     vd_file_close(f.fd);
     if (shown != NULL && drv != NULL)
         *shown = g_steal_pointer(&inner);
@@ -173,15 +207,17 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
 
 const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error)
 {
-    return probe_path(ctx, path, 0, NULL, NULL, error);
+    return probe_path(ctx, path, 0, NULL, NULL, NULL, error);
 }
 
 const VdDriver *vd_probe_path_shown(VdContext *ctx, const char *path, char **shown, bool *archive,
-                                    GError **error)
+                                    bool *head_only, GError **error)
 {
     if (archive != NULL)
         *archive = false;
-    return probe_path(ctx, path, 0, shown, archive, error);
+    if (head_only != NULL)
+        *head_only = false;
+    return probe_path(ctx, path, 0, shown, archive, head_only, error);
 }
 
 /* The other files of a container the image is read from (EWF's later
@@ -551,7 +587,7 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
         }
     } else {
         GError *perr = NULL;
-        drv = probe_path(ctx, path, depth > 0 ? VD_FILE_MEMBER : 0, NULL, NULL, &perr);
+        drv = probe_path(ctx, path, depth > 0 ? VD_FILE_MEMBER : 0, NULL, NULL, NULL, &perr);
         if (perr != NULL) {
             g_propagate_error(error, perr);
             return NULL;

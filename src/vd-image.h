@@ -131,9 +131,12 @@ const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error);
 /* The same, and for a container (an .xz, an E01) whose image goes by its
  * name without the container's suffix, that name in *shown (g_free);
  * in *archive whether the file is an archive that may hold several
- * images (vd_file_archive_members tells). */
+ * images (vd_file_archive_members tells); in *head_only whether the
+ * verdict comes from the head of what a container holds whose size
+ * costs decoding it all (a gzip stream), which the probe did not pay:
+ * its size is learned by opening it. */
 const VdDriver *vd_probe_path_shown(VdContext *ctx, const char *path, char **shown, bool *archive,
-                                    GError **error);
+                                    bool *head_only, GError **error);
 
 /* Open an image and its whole backing chain. */
 VdImage *vd_image_open(VdContext *ctx, const char *path, const VdOpenOptions *opts, GError **error);
