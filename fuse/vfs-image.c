@@ -354,10 +354,14 @@ VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err)
     GError *e = NULL;
     g_clear_pointer(&vi->img, vd_image_unref);
     img = open_shown(fs, vi, host, true, &e);
-    if (img == NULL && vd_error_errno(e) == EBUSY) {
-        /* Perhaps only idle images of this mount with this one in their
-         * backing chain stand in the way: close those and try again. */
+    /* Perhaps only idle images of this mount with this one in their backing
+     * chain stand in the way: close those and try again. A child whose
+     * reader has just closed it is idle only once that RELEASE arrives. */
+    for (int tries = 0; img == NULL && vd_error_errno(e) == EBUSY && tries < RELEASE_WAIT_TRIES;
+         tries++) {
         g_clear_error(&e);
+        if (tries > 0)
+            g_usleep(RELEASE_WAIT_US);
         reap_unused_now(fs, vi);
         img = open_shown(fs, vi, host, true, &e);
     }
