@@ -112,9 +112,21 @@ static bool xz_read_raw(XzSource *x, void *buf, size_t len, uint64_t off, GError
     return vd_host_pread(x->fd, x->name, buf, len, off, false, error);
 }
 
+/* What a block's own bytes say is wrong: EIO to the caller like any read
+ * error, in a domain of its own because it is the one failure that marks
+ * the block damaged (note_damaged_locked). A failed read of the host file
+ * (an NFS server gone for a while, a bad sector that a retry gets past)
+ * and a lack of memory say nothing about the data and may pass. */
+G_DEFINE_QUARK(vd - xz - damage - quark, xz_damage)
+#define xz_damage(error, ...) g_set_error((error), xz_damage_quark(), EIO, __VA_ARGS__)
+
 static void set_lzma_error(XzSource *x, lzma_ret r, const char *what, GError **error)
 {
-    vd_set_error(error, EIO, "%s: xz %s failed (liblzma error %d)", x->name, what, (int)r);
+    if (r == LZMA_MEM_ERROR || r == LZMA_MEMLIMIT_ERROR)
+        vd_set_error(error, ENOMEM, "%s: no memory for xz %s (liblzma error %d)", x->name, what,
+                     (int)r);
+    else
+        xz_damage(error, "%s: xz %s failed (liblzma error %d)", x->name, what, (int)r);
 }
 
 /* Start a block decoder on the block iter describes. block must outlive
@@ -135,8 +147,7 @@ static bool block_start(XzSource *x, const lzma_index_iter *it, lzma_stream *str
     if (hdr[0] == 0 || block->header_size > sizeof hdr ||
         !xz_read_raw(x, hdr + 1, block->header_size - 1, off + 1, error)) {
         if (error != NULL && *error == NULL)
-            vd_set_error(error, EIO, "%s: bad xz block header at 0x%" G_GINT64_MODIFIER "x",
-                         x->name, off);
+            xz_damage(error, "%s: bad xz block header at 0x%" G_GINT64_MODIFIER "x", x->name, off);
         return false;
     }
     lzma_ret r = lzma_block_header_decode(block, NULL, hdr);
@@ -191,7 +202,7 @@ static bool decode_into(XzSource *x, lzma_stream *strm, uint8_t *inbuf, uint64_t
                 return false;
             lzma_ret r = lzma_code(strm, LZMA_RUN);
             if (r == LZMA_STREAM_END && strm->avail_out > 0) {
-                vd_set_error(error, EIO, "%s: xz block ends before its recorded size", x->name);
+                xz_damage(error, "%s: xz block ends before its recorded size", x->name);
                 return false;
             }
             if (r != LZMA_OK && r != LZMA_STREAM_END) {
@@ -199,7 +210,7 @@ static bool decode_into(XzSource *x, lzma_stream *strm, uint8_t *inbuf, uint64_t
                 return false;
             }
             if (r == LZMA_OK && strm->avail_in == 0 && *in >= in_end && strm->avail_out > 0) {
-                vd_set_error(error, EIO, "%s: xz block data ends early", x->name);
+                xz_damage(error, "%s: xz block data ends early", x->name);
                 return false;
             }
         }
@@ -226,7 +237,7 @@ static bool finish_block(XzSource *x, lzma_stream *strm, uint8_t *inbuf, uint64_
         if (r == LZMA_STREAM_END && strm->avail_out == 1)
             return true;
         if (r == LZMA_DATA_ERROR) {
-            vd_set_error(error, EIO, "%s: xz block fails its check (damaged data)", x->name);
+            xz_damage(error, "%s: xz block fails its check (damaged data)", x->name);
             return false;
         }
         if (r != LZMA_OK && r != LZMA_STREAM_END) {
@@ -234,11 +245,11 @@ static bool finish_block(XzSource *x, lzma_stream *strm, uint8_t *inbuf, uint64_
             return false;
         }
         if (strm->avail_out == 0) {
-            vd_set_error(error, EIO, "%s: xz block longer than its recorded size", x->name);
+            xz_damage(error, "%s: xz block longer than its recorded size", x->name);
             return false;
         }
         if (strm->avail_in == 0 && *in >= in_end) {
-            vd_set_error(error, EIO, "%s: xz block data ends early", x->name);
+            xz_damage(error, "%s: xz block data ends early", x->name);
             return false;
         }
     }
@@ -330,11 +341,12 @@ static XzDecoder **pending_slot(XzSource *x, uint64_t start)
 
 /* A block that failed to decode fails every read from now on, its
  * cached prefix's too: the check covers the block as a whole. Only for
- * what the data said (EIO), not for closing or memory. complete_lock
- * held. */
+ * what the data said (xz_damage), not for closing, memory or the host
+ * file's read errors. complete_lock held. */
 static void note_damaged_locked(XzSource *x, uint64_t start, const GError *err)
 {
-    if (err == NULL || err->code != EIO || g_hash_table_contains(x->damaged, &start))
+    if (err == NULL || err->domain != xz_damage_quark() ||
+        g_hash_table_contains(x->damaged, &start))
         return;
     g_hash_table_insert(x->damaged, g_memdup2(&start, sizeof start), g_strdup(err->message));
     g_atomic_int_inc(&x->n_damaged);
@@ -463,7 +475,7 @@ static bool block_damaged(XzSource *x, uint64_t start, GError **error)
     g_mutex_lock(&x->complete_lock);
     const char *why = g_hash_table_lookup(x->damaged, &start);
     if (why != NULL)
-        vd_set_error(error, EIO, "%s", why);
+        xz_damage(error, "%s", why);
     g_mutex_unlock(&x->complete_lock);
     return why != NULL;
 }
@@ -623,6 +635,9 @@ static bool xz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError *
         off += n;
         len -= n;
     }
+    /* Damage is this file's own business: readers see EIO like any other. */
+    if (!ok && error != NULL && *error != NULL && (*error)->domain == xz_damage_quark())
+        (*error)->domain = VD_ERROR;
     return ok;
 }
 

@@ -23,6 +23,7 @@
 #include "src/vd-error.h"
 #include "src/vd-index-cache.h"
 #include "src/vd-info.h"
+#include "src/vd-source.h"
 #include "tests/unit/test-fixtures.h"
 
 #define MiB (1024 * 1024)
@@ -627,6 +628,79 @@ static void test_xz_check(void)
     o.ops->close(o.opaque);
 }
 
+/* A host file whose reads fail while fail is set, once allow more have
+ * gone through: a disk or a network filesystem having a bad moment. */
+typedef struct {
+    int fd;
+    int fail;  /* atomic */
+    int allow; /* atomic */
+} FlakyHost;
+
+static bool flaky_pread(void *opaque, void *buf, size_t len, uint64_t off, GError **error)
+{
+    FlakyHost *f = opaque;
+    if (g_atomic_int_get(&f->fail) && g_atomic_int_add(&f->allow, -1) <= 0) {
+        vd_set_error(error, EIO, "flaky host: read of %zu at %" G_GUINT64_FORMAT " fails", len,
+                     off);
+        return false;
+    }
+    g_assert_cmpint(pread(f->fd, buf, len, (off_t)off), ==, (ssize_t)len);
+    return true;
+}
+
+static void flaky_close(void *opaque)
+{
+    FlakyHost *f = opaque;
+    close(f->fd);
+}
+
+static const VdSourceOps flaky_ops = {.name = "flaky", .pread = flaky_pread, .close = flaky_close};
+
+/* A read that fails because the host file could not be read (at a block's
+ * header, or part-way through its data) is not damage: once the host
+ * reads again, so does the block, every way it is read. */
+static void test_xz_host_error(void)
+{
+    size_t n = 3 * MiB;
+    g_autofree uint8_t *data = make_data(n, 6);
+    g_autoptr(GByteArray) xz = xz_blocks(data, n, MiB);
+    g_autofree char *path = g_build_filename(dir, "flaky.img.xz", NULL);
+    tf_write_file(path, xz->data, xz->len);
+    FlakyHost f = {.fd = open(path, O_RDONLY | O_CLOEXEC)};
+    g_assert_cmpint(f.fd, >=, 0);
+    int pfd = open(path, O_PATH | O_CLOEXEC);
+    g_assert_cmpint(pfd, >=, 0);
+    vd_source_attach(pfd, &flaky_ops, &f, xz->len);
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    o.c = vd_container_probe(xz->data, VD_CONTAINER_HEAD, xz->len);
+    g_assert_nonnull(o.c);
+    g_assert_cmpstr(o.c->name, ==, "xz");
+    g_assert_true(o.c->open(ctx, pfd, path, "flaky.img.xz", &o.ops, &o.opaque, &o.size, &err));
+    g_assert_no_error(err);
+    uint8_t buf[4096];
+    /* Block 1 from its middle (random) and block 2 from its start
+     * (sequential), each failing first at its header, then in its data. */
+    uint64_t offs[] = {MiB + 300 * 1024, 2 * MiB};
+    for (size_t i = 0; i < G_N_ELEMENTS(offs); i++) {
+        for (int allow = 0; allow <= 2; allow += 2) {
+            g_atomic_int_set(&f.allow, allow);
+            g_atomic_int_set(&f.fail, 1);
+            g_assert_false(o.ops->pread(o.opaque, buf, sizeof buf, offs[i], &err));
+            g_assert_error(err, VD_ERROR, EIO);
+            g_assert_nonnull(strstr(err->message, "flaky host"));
+            g_clear_error(&err);
+            g_atomic_int_set(&f.fail, 0);
+        }
+        g_assert_true(o.ops->pread(o.opaque, buf, sizeof buf, offs[i], &err));
+        g_assert_no_error(err);
+        g_assert_true(memcmp(buf, data + offs[i], sizeof buf) == 0);
+    }
+    check_reads(&o, data, n);
+    o.ops->close(o.opaque); /* closes pfd: its number still names our source */
+    vd_source_detach(pfd);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -644,6 +718,7 @@ int main(int argc, char **argv)
     g_test_add_func("/xz/check", test_xz_check);
     g_test_add_func("/xz/resume", test_xz_resume);
 #ifdef HAVE_ZSTD
+    g_test_add_func("/xz/host-error", test_xz_host_error);
     g_test_add_func("/zstd/frames", test_zstd_frames);
     g_test_add_func("/zstd/single", test_zstd_single);
     g_test_add_func("/zstd/seekable", test_zstd_seekable);
