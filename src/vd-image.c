@@ -164,9 +164,22 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
                                                    : NULL;
     const char *base = inner ? inner : base_name;
     const VdDriver *drv = probe_fd(f.fd, path, &f.st, &local);
-    if (drv == NULL && local == NULL && f.head_only && tail_format_name(base)) {
+    if (drv == NULL && local == NULL && f.head_only && tail_format_name(base) &&
+        head_only != NULL) {
         /* Its head says nothing and its name says the format is known by
-         * its end: decode it all. */
+         * its end (disk.vhd.gz): an image by its name, for a listing; the
+         * full decode that tells the format is left to its stat and open,
+         * which probe it again, whole. */
+        vd_file_close(f.fd);
+        *head_only = true;
+        if (shown != NULL)
+            *shown = g_steal_pointer(&inner);
+        if (archive != NULL)
+            *archive = false;
+        return vd_driver_find("raw");
+    }
+    if (drv == NULL && local == NULL && f.head_only && tail_format_name(base)) {
+        /* The same for a caller that needs the format now: decode it all. */
         vd_file_close(f.fd);
         if (!vd_file_open(ctx, path, path, VD_FILE_PROBE | flags, &f, &local)) {
             g_debug("%s", local->message);

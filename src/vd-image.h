@@ -134,7 +134,9 @@ const VdDriver *vd_probe_path(VdContext *ctx, const char *path, GError **error);
  * images (vd_file_archive_members tells); in *head_only whether the
  * verdict comes from the head of what a container holds whose size
  * costs decoding it all (a gzip stream), which the probe did not pay:
- * its size is learned by opening it. */
+ * its size is learned by opening it. Such a head that says nothing,
+ * inside a name whose format is known by its end (disk.vhd.gz), is
+ * taken for raw and *head_only: opening it tells the format too. */
 const VdDriver *vd_probe_path_shown(VdContext *ctx, const char *path, char **shown, bool *archive,
                                     bool *head_only, GError **error);
 

@@ -5,8 +5,9 @@
 # LOOKUP of its sibling, or a listing without attributes, does not wait
 # for a 2 GiB .gz to inflate, while the .gz's own stat does. Formats
 # known by the head (qcow2) are found from it; a fixed VHD, known only by
-# its footer, is still found (by its name inside, decoded whole); a file
-# damaged past its head is listed and its stat reports why.
+# its footer, is listed by its name inside and found by its stat (which
+# decodes it whole, and a listing does not); a file damaged past its head
+# is listed and its stat reports why.
 . "$TESTLIB"
 require_fuse
 require_qemu
@@ -28,7 +29,15 @@ qemu-img convert -f vpc -O raw "$T/v.vhd" "$T/v.raw"
 gzip -c "$T/q.qcow2" >"$D/q.qcow2.gz"
 bzip2 -c "$T/q.qcow2" >"$D/qb.qcow2.bz2"
 zstd -q -c <"$T/q.qcow2" >"$D/qz.qcow2.zst" # from a pipe: no size recorded
-# In a directory of their own: their probe decodes them whole.
+# In a directory of their own: their stat decodes them whole. One of
+# 2 GiB: 32 members of zeros, then one with the footer.
+qemu-img create -q -f vpc -o subformat=fixed,force_size=on "$T/big.vhd" 2G
+[ "$(stat -c %s "$T/big.vhd")" = 2147484160 ] || fail "qemu-img made a fixed VHD of another size"
+{
+    for i in $(seq 32); do cat "$T/member.gz"; done
+    tail -c 512 "$T/big.vhd" | gzip -c
+} >"$D/vhd/bigfixed.vhd.gz"
+rm "$T/big.vhd"
 gzip -c "$T/v.vhd" >"$D/vhd/fixed.vhd.gz"
 bzip2 -c "$T/v.vhd" >"$D/vhd/fixedb.vhd.bz2"
 zstd -q -c <"$T/v.vhd" >"$D/vhd/fixedz.vhd.zst"
@@ -61,6 +70,21 @@ note "stat of a sibling ${sibling} ms, a listing ${listing} ms, the 2 GiB .gz's 
 cmp -n 1048576 "$M/big.img" /dev/zero || fail "big.img does not start with zeros"
 dd if="$M/big.img" bs=1M skip=2047 count=1 status=none | cmp -n 1048576 - /dev/zero ||
     fail "big.img's end does not read"
+
+t0=$(now_ms)
+names=$(ls -f "$M/vhd" | grep -v '^\.' | sort | tr '\n' ' ')
+t1=$(now_ms)
+[ "$names" = "bigfixed.vhd fixed.vhd fixedb.vhd fixedz.vhd " ] || fail "vhd/ lists: $names"
+[ "$(getfattr -n user.vdiskfs.format --only-values "$M/vhd/bigfixed.vhd")" = vpc ] ||
+    fail "bigfixed.vhd (a fixed VHD in gzip) is not shown as vpc"
+t2=$(now_ms)
+[ "$(stat -c %s "$M/vhd/bigfixed.vhd")" = 2147483648 ] || fail "bigfixed.vhd has the wrong size"
+listing=$((t1 - t0)) big=$((t2 - t1))
+note "a listing of vhd/ ${listing} ms, its 2 GiB fixed VHD's open ${big} ms"
+[ $((listing * 4)) -lt "$big" ] ||
+    fail "the listing of vhd/ (${listing} ms) decoded its 2 GiB .vhd.gz (its open: ${big} ms)"
+dd if="$M/vhd/bigfixed.vhd" bs=1M skip=2047 count=1 status=none | cmp -n 1048576 - /dev/zero ||
+    fail "bigfixed.vhd's end does not read"
 
 qemu-img convert -f qcow2 -O raw "$T/q.qcow2" "$T/q.raw"
 for n in q.qcow2 qb.qcow2 qz.qcow2; do
