@@ -370,6 +370,15 @@ static int entry_cmp(gconstpointer a, gconstpointer b)
 }
 
 /* How many snapshots an image has (0 when it cannot be opened). */
+/* Whether a scan entry's image can have snapshots at all: its format's
+ * driver lists them. The others are left unopened by .snapshots/ (a
+ * listing of it would else open every image in the directory, a .gz's
+ * full inflate included). */
+static bool entry_has_snapshot_format(const VfsScanEntry *e)
+{
+    return e->driver != NULL && e->driver->snapshot_list != NULL;
+}
+
 static unsigned image_snapshot_count(VfsFs *fs, const char *relpath)
 {
     VfsImage *vi = vfs_image_get(fs, relpath);
@@ -437,7 +446,7 @@ GPtrArray *vfs_list_dir(VfsFs *fs, const VfsNode *dir, int *err)
         if (e->driver != NULL) {
             if (dir->kind == VFS_NODE_DIR) {
                 list_add(out, k, VFS_NODE_IMAGE)->attrs_later = e->peek_later;
-            } else {
+            } else if (entry_has_snapshot_format(e)) {
                 g_ptr_array_add(images, g_strdup(k));
                 g_ptr_array_add(hosts, g_strdup(e->host_name[0] ? e->host_name : k));
             }
@@ -499,7 +508,8 @@ int vfs_find_child(VfsFs *fs, const VfsNode *dir, const char *name, VfsChild *ch
     int ret = -ENOENT;
     bool is_image = false;
     g_autofree char *host_name = NULL;
-    if (e != NULL && !e->hidden && (e->driver != NULL || e->is_dir)) {
+    if (e != NULL && !e->hidden && (e->driver != NULL || e->is_dir) &&
+        (dir->kind == VFS_NODE_DIR || e->driver == NULL || entry_has_snapshot_format(e))) {
         is_image = e->driver != NULL;
         child->dev = e->dev;
         child->ino = e->ino;

@@ -24,6 +24,7 @@ head -c 6M /dev/urandom >"$T/seed"
 truncate -s 8M "$T/seed"
 cp "$T/seed" "$D/plain.img"
 qemu-img convert -f raw -O qcow2 "$T/seed" "$T/q.qcow2"
+qemu-img snapshot -c s1 "$T/q.qcow2"
 qemu-img convert -f raw -O vpc -o subformat=fixed "$T/seed" "$T/v.vhd"
 qemu-img convert -f vpc -O raw "$T/v.vhd" "$T/v.raw"
 gzip -c "$T/q.qcow2" >"$D/q.qcow2.gz"
@@ -71,18 +72,25 @@ cmp -n 1048576 "$M/big.img" /dev/zero || fail "big.img does not start with zeros
 dd if="$M/big.img" bs=1M skip=2047 count=1 status=none | cmp -n 1048576 - /dev/zero ||
     fail "big.img's end does not read"
 
+# .snapshots/ opens the images whose format has snapshots (a qcow2 in a
+# .gz found by its head too), and no other: not a .vhd.gz.
+snaps=$(ls -f "$M/.snapshots" | grep -v '^\.' | sort | tr '\n' ' ')
+[ "$snaps" = "q.qcow2 qb.qcow2 qz.qcow2 vhd " ] || fail ".snapshots/ lists: $snaps"
 t0=$(now_ms)
 names=$(ls -f "$M/vhd" | grep -v '^\.' | sort | tr '\n' ' ')
+snaps=$(ls -f "$M/.snapshots/vhd" | grep -v '^\.' | tr '\n' ' ')
 t1=$(now_ms)
 [ "$names" = "bigfixed.vhd fixed.vhd fixedb.vhd fixedz.vhd " ] || fail "vhd/ lists: $names"
+[ -z "$snaps" ] || fail ".snapshots/vhd/ lists: $snaps"
+[ -e "$M/.snapshots/vhd/bigfixed.vhd" ] && fail ".snapshots/vhd/bigfixed.vhd is there"
 [ "$(getfattr -n user.vdiskfs.format --only-values "$M/vhd/bigfixed.vhd")" = vpc ] ||
     fail "bigfixed.vhd (a fixed VHD in gzip) is not shown as vpc"
 t2=$(now_ms)
 [ "$(stat -c %s "$M/vhd/bigfixed.vhd")" = 2147483648 ] || fail "bigfixed.vhd has the wrong size"
 listing=$((t1 - t0)) big=$((t2 - t1))
-note "a listing of vhd/ ${listing} ms, its 2 GiB fixed VHD's open ${big} ms"
+note "listings of vhd/ and .snapshots/vhd/ ${listing} ms, its 2 GiB fixed VHD's open ${big} ms"
 [ $((listing * 4)) -lt "$big" ] ||
-    fail "the listing of vhd/ (${listing} ms) decoded its 2 GiB .vhd.gz (its open: ${big} ms)"
+    fail "listing vhd/ or .snapshots/vhd/ (${listing} ms) decoded its 2 GiB .vhd.gz (${big} ms)"
 dd if="$M/vhd/bigfixed.vhd" bs=1M skip=2047 count=1 status=none | cmp -n 1048576 - /dev/zero ||
     fail "bigfixed.vhd's end does not read"
 
