@@ -10,8 +10,8 @@
  * inflateSetDictionary). The points are placed for the windows reads
  * decode (GZ_WINDOW, a divisor of the spacing): at the last block
  * boundary (or member start) at or before each multiple of the spacing,
- * so that a window that misses inflates at most one deflate block more
- * than itself. The index is kept in memory while the file is
+ * so that a read that misses inflates at most one deflate block more
+ * than the windows it keeps. The index is kept in memory while the file is
  * open, charged to the mount's memory budget and bounded: past
  * GZ_MAX_POINTS points (or when the budget says no) every other point is
  * dropped and the spacing doubles, so the index never takes more than
@@ -28,7 +28,10 @@
  * after it decode from the nearest point before them, in windows of
  * GZ_WINDOW kept in the decoded-chunk cache (src/vd-ro-cache.h), with
  * the decoder left where the last read stopped so that sequential reads
- * cost one pass.
+ * cost one pass. The windows are a quarter of the starting spacing: a
+ * random read that misses inflates from the point to the end of its
+ * window, not to the end of the spacing, and keeps every whole window it
+ * inflated on the way, so that nothing inflated is thrown away.
  *
  * Hostile files: a member that does not inflate, fails its CRC or
  * length, or is cut short makes the open fail with the reason; the pass
@@ -54,7 +57,7 @@
 #define GZ_DICT       32768u
 #define GZ_SPACING    (1u << 20) /* at the start: doubles as points are thinned */
 #define GZ_MAX_POINTS 4096u
-#define GZ_WINDOW     (1u << 20)
+#define GZ_WINDOW     (256u << 10) /* divides the spacing */
 #define GZ_INPUT      (256u << 10)
 #define GZ_MAX_SIZE   (1ull << 62)
 
@@ -239,31 +242,60 @@ static guint point_find(const GzSource *x, uint64_t off)
     return lo;
 }
 
+/* The window at key (a multiple of GZ_WINDOW) inflated by the kept
+ * stream, which stands at it: x->lock held. */
+static GBytes *stream_window(GzSource *x, uint64_t key, GError **error)
+{
+    uint64_t wlen = MIN((uint64_t)GZ_WINDOW, x->ix->size - key);
+    uint8_t *data = g_malloc(wlen);
+    if (!stream_decode(x, &x->strm, data, wlen, error)) {
+        g_free(data);
+        return NULL;
+    }
+    x->strm_pos = key + wlen;
+    return g_bytes_new_take(data, wlen);
+}
+
 /* Window key (its uncompressed offset), by the kept stream: on from
- * where it is when that is after the best restart point, else from it. */
+ * where it is when that is after the best restart point, else from it.
+ * The whole windows on the way there go into the cache too. */
 static GBytes *decode_window(gpointer user, uint64_t key, GError **error)
 {
     GzSource *x = user;
-    uint64_t wlen = MIN((uint64_t)GZ_WINDOW, x->ix->size - key);
-    uint8_t *data = g_malloc(wlen);
     g_mutex_lock(&x->lock);
+    /* Put there while this reader waited for the stream. */
+    GBytes *w = vd_ro_cache_get(x->cache, key);
+    if (w != NULL) {
+        g_mutex_unlock(&x->lock);
+        return w;
+    }
     const GzPoint *p = point_at(x, point_find(x, key));
     bool ok = true;
     if (!x->live || x->strm_pos > key || x->strm_pos < p->out) {
         x->live = ok = stream_start(x, &x->strm, p, error);
         x->strm_pos = p->out;
     }
-    ok = ok && stream_decode(x, &x->strm, NULL, key - x->strm_pos, error) &&
-         stream_decode(x, &x->strm, data, wlen, error);
-    x->strm_pos = key + wlen;
+    while (ok && x->strm_pos < key) {
+        if (x->strm_pos % GZ_WINDOW != 0) {
+            /* Up to the first window boundary after the point. */
+            uint64_t next = MIN(key, (x->strm_pos / GZ_WINDOW + 1) * GZ_WINDOW);
+            ok = stream_decode(x, &x->strm, NULL, next - x->strm_pos, error);
+            x->strm_pos = next;
+            continue;
+        }
+        uint64_t at = x->strm_pos;
+        g_autoptr(GBytes) passed = stream_window(x, at, error);
+        if (passed == NULL)
+            ok = false;
+        else
+            vd_ro_cache_put(x->cache, at, passed);
+    }
+    if (ok && (w = stream_window(x, key, error)) == NULL)
+        ok = false;
     if (!ok)
         x->live = false;
     g_mutex_unlock(&x->lock);
-    if (!ok) {
-        g_free(data);
-        return NULL;
-    }
-    return g_bytes_new_take(data, wlen);
+    return w;
 }
 
 static bool gz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError **error)
