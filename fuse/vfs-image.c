@@ -470,9 +470,27 @@ static VdImage *snapshot_acquire(VfsFs *fs, const char *relpath, const char *sna
             GError *e = NULL;
             snap = snapshot_open_locked(fs, vi, base, g_ptr_array_index(vi->snapshots, idx),
                                         snap_name, rw, &e);
+            /* A reader that has just closed the snapshot is gone once its
+             * RELEASE arrives, as for the image (vfs_image_acquire_rw). */
+            for (int tries = 0;
+                 snap == NULL && rw && vd_error_errno(e) == EBUSY && tries < RELEASE_WAIT_TRIES;
+                 tries++) {
+                g_clear_error(&e);
+                g_mutex_unlock(&vi->lock);
+                g_usleep(RELEASE_WAIT_US);
+                g_mutex_lock(&vi->lock);
+                idx = snapshot_index(vi, snap_name);
+                if (idx < 0)
+                    vd_set_error(&e, ENOENT, "%s: snapshot %s is gone", relpath, snap_name);
+                else
+                    snap = snapshot_open_locked(fs, vi, base, g_ptr_array_index(vi->snapshots, idx),
+                                                snap_name, rw, &e);
+            }
             if (snap == NULL) {
                 g_warning("%s", e->message);
-                *err = vd_error_errno(e) == EBUSY ? -EBUSY : -EIO;
+                *err = vd_error_errno(e) == EBUSY    ? -EBUSY
+                       : vd_error_errno(e) == ENOENT ? -ENOENT
+                                                     : -EIO;
                 g_error_free(e);
             }
         }
