@@ -111,7 +111,7 @@ test-qcow2 -p /qcow2/fast-write -p /qcow2/readahead-invalidation
 test-dmg -p /dmg/all-types
 test-index-cache -p /index-cache/concurrent
 test-bzip2 -p /bzip2/concurrent
-test-compressed -p /xz/blocks -p /xz/check -p /xz/resume
+test-compressed -p /gzip/concurrent -p /xz/blocks -p /xz/check -p /xz/resume -p /xz/host-error
 test-ro-cache -p /ro-cache/concurrent-readers -p /ro-cache/stress"
 tsan_integration="tests/integration/test-threads.sh tests/integration/test-uring.sh"
 if stage_build build-tsan --enable-tsan && make -C build-tsan -j"$jobs" check TESTS= >/dev/null; then

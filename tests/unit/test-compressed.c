@@ -248,6 +248,52 @@ static void test_gzip_windows_kept(void)
     o.ops->close(o.opaque);
 }
 
+typedef struct {
+    const Opened *o;
+    const uint8_t *want;
+    size_t n;
+    unsigned seed;
+} GzReader;
+
+/* Random reads of 4 KiB and of 300 KiB (across windows), each checked. */
+static gpointer gz_reader_run(gpointer data)
+{
+    GzReader *r = data;
+    GRand *g = g_rand_new_with_seed(r->seed);
+    g_autofree uint8_t *buf = g_malloc(300 * 1024);
+    for (int i = 0; i < 200; i++) {
+        size_t want = i % 8 == 0 ? 300 * 1024 : 4096;
+        uint64_t off = (uint64_t)g_rand_double_range(g, 0, (double)(r->n - want));
+        g_autoptr(GError) err = NULL;
+        if (!r->o->ops->pread(r->o->opaque, buf, want, off, &err) ||
+            memcmp(buf, r->want + off, want) != 0)
+            g_error("thread %u: read of %zu at %" G_GUINT64_FORMAT " failed or differs", r->seed,
+                    want, off);
+    }
+    g_rand_free(g);
+    return NULL;
+}
+
+/* Readers side by side on one stream: each window read whole, from the
+ * cache or inflated once, whichever of them passed it first. */
+static void test_gzip_concurrent(void)
+{
+    size_t n = 12 * MiB + 999;
+    g_autofree uint8_t *data = make_data(n, 9);
+    Opened o;
+    open_gz_member("threads.img.gz", data, n, 6, &o);
+    GzReader r[4];
+    GThread *t[4];
+    for (unsigned i = 0; i < 4; i++) {
+        r[i] = (GzReader){&o, data, n, i + 1};
+        t[i] = g_thread_new("reader", gz_reader_run, &r[i]);
+    }
+    for (unsigned i = 0; i < 4; i++)
+        g_thread_join(t[i]);
+    check_reads(&o, data, n);
+    o.ops->close(o.opaque);
+}
+
 /* Opens of one file share its index; a file rewritten is indexed anew. */
 static void test_gzip_shared(void)
 {
@@ -749,6 +795,7 @@ int main(int argc, char **argv)
     g_test_add_func("/gzip/thinned", test_gzip_thinned);
     g_test_add_func("/gzip/placed", test_gzip_placed);
     g_test_add_func("/gzip/windows-kept", test_gzip_windows_kept);
+    g_test_add_func("/gzip/concurrent", test_gzip_concurrent);
     g_test_add_func("/gzip/shared", test_gzip_shared);
     g_test_add_func("/gzip/hostile", test_gzip_hostile);
     g_test_add_func("/xz/blocks", test_xz_blocks);
