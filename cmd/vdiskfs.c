@@ -44,6 +44,7 @@ typedef struct {
     char *mem_budget;
     char *overlay;
     int overlay_discard;
+    char *spill_dir;
     int nonempty;
     char *splice_min;
     char *attr_timeout;
@@ -64,6 +65,7 @@ enum { KEY_RO, KEY_RW };
  * readers; 16 slower (more threads than cores; README, Performance). */
 #define VDFS_MAX_URING_DEPTH     64
 #define VDFS_DEFAULT_URING_DEPTH 4
+#define VDFS_DEFAULT_SPILL_DIR   "/var/tmp"
 
 #define VDFS_OPT(t, f, v)                                                                          \
     {                                                                                              \
@@ -80,6 +82,7 @@ static const struct fuse_opt vdfs_opts[] = {
     VDFS_OPT("mem_budget=%s", mem_budget, 0),
     VDFS_OPT("overlay=%s", overlay, 0),
     VDFS_OPT("overlay_discard", overlay_discard, 1),
+    VDFS_OPT("spill_dir=%s", spill_dir, 0),
     VDFS_OPT("nonempty", nonempty, 1),
     VDFS_OPT("splice_min=%s", splice_min, 0),
     VDFS_OPT("attr_timeout=%s", attr_timeout, 0),
@@ -150,6 +153,11 @@ static void usage(const char *prog)
            "                           images together (default 1G; 0 unbounded):\n"
            "                           idle images close to make room, and an image\n"
            "                           that still does not fit fails to open\n"
+           "    -o spill_dir=DIR|none  where a .gz is inflated to on its first open,\n"
+           "                           as an unlinked file, for later reads (default\n"
+           "                           /var/tmp; given up when it would leave less\n"
+           "                           than 1 GiB or 5%% free); none: inflate from\n"
+           "                           restart points on every miss\n"
            "    -o splice_min=BYTES    hand host file ranges to the kernel (splice)\n"
            "                           for reads of at least BYTES; 0 (default)\n"
            "                           always copies\n"
@@ -445,6 +453,10 @@ static VdContext *make_context(VdfsConfig *cfg)
         vd_set_error(&err, EINVAL, "-o overlay_discard needs -o overlay=DIR");
         goto fail;
     }
+    if (cfg->spill_dir == NULL)
+        ctx->spill_dir = g_strdup(VDFS_DEFAULT_SPILL_DIR);
+    else if (strcmp(cfg->spill_dir, "none") != 0)
+        ctx->spill_dir = g_strdup(cfg->spill_dir);
     ctx->force_share = cfg->force_share;
     if (cfg->kdf_max_iterations &&
         !parse_count("kdf_max_iterations", cfg->kdf_max_iterations, VD_KDF_MAX_ITERATIONS_LIMIT,
@@ -671,6 +683,7 @@ out:
     g_free(cfg.cache_size);
     g_free(cfg.mem_budget);
     g_free(cfg.overlay);
+    g_free(cfg.spill_dir);
     g_free(cfg.splice_min);
     g_free(cfg.kdf_max_iterations);
     g_free(cfg.attr_timeout);

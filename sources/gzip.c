@@ -33,6 +33,11 @@
  * window, not to the end of the spacing, and keeps every whole window it
  * inflated on the way, so that nothing inflated is thrown away.
  *
+ * Spilled (src/vd-spill.h, when the mount has a spill directory): the
+ * first pass also writes what it inflates to an unlinked file, and reads
+ * are preads of it, handed out as host ranges, its holes the zeros; the
+ * points are then thinned to the first, since nothing reads them.
+ *
  * Hostile files: a member that does not inflate, fails its CRC or
  * length, or is cut short makes the open fail with the reason; the pass
  * allocates nothing from what the file says; inflating to terabytes costs
@@ -53,6 +58,7 @@
 #include "src/vd-index-cache.h"
 #include "src/vd-info.h"
 #include "src/vd-io.h"
+#include "src/vd-spill.h"
 
 #define GZ_DICT       32768u
 #define GZ_SPACING    (1u << 20) /* at the start: doubles as points are thinned */
@@ -91,6 +97,7 @@ typedef struct {
     uint64_t spacing;
     GArray *points; /* GzPoint, by out */
     uint64_t reserved;
+    int spill_fd; /* what the pass inflated, in a spill file (src/vd-spill.h), or -1 */
 } GzIndex;
 
 typedef struct {
@@ -301,6 +308,8 @@ static GBytes *decode_window(gpointer user, uint64_t key, GError **error)
 static bool gz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError **error)
 {
     GzSource *x = opaque;
+    if (x->ix->spill_fd >= 0)
+        return vd_host_pread(x->ix->spill_fd, x->name, buf, len, off, false, error);
     uint8_t *p = buf;
     while (len > 0) {
         uint64_t start = off / GZ_WINDOW * GZ_WINDOW;
@@ -318,6 +327,36 @@ static bool gz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError *
     return true;
 }
 
+/* Spilled: the reads are the spill file's, handed out as they are. */
+static int gz_host_range(void *opaque, uint64_t off, uint64_t len, uint64_t *host_off)
+{
+    GzSource *x = opaque;
+    (void)len;
+    *host_off = off;
+    return x->ix->spill_fd;
+}
+
+static bool gz_is_zero(void *opaque, uint64_t off, uint64_t len, bool *zero, uint64_t *run)
+{
+    GzSource *x = opaque;
+    if (x->ix->spill_fd < 0)
+        return false;
+    off_t data = lseek(x->ix->spill_fd, (off_t)off, SEEK_DATA);
+    if (data < 0 && errno != ENXIO)
+        return false;
+    if (data < 0 || (uint64_t)data > off) {
+        *zero = true;
+        *run = data < 0 ? len : MIN(len, (uint64_t)data - off);
+        return true;
+    }
+    off_t hole = lseek(x->ix->spill_fd, (off_t)off, SEEK_HOLE);
+    if (hole < 0)
+        return false;
+    *zero = false;
+    *run = MIN(len, (uint64_t)hole - off);
+    return *run > 0;
+}
+
 static void gz_describe(void *opaque, VdInfo *info)
 {
     GzSource *x = opaque;
@@ -326,6 +365,7 @@ static void gz_describe(void *opaque, VdInfo *info)
     vd_info_add_u64(info, "gzip.restart_points", x->ix->points->len);
     vd_info_add_u64(info, "gzip.restart_spacing", x->ix->spacing);
     vd_info_add_u64(info, "gzip.bytes_inflated", __atomic_load_n(&x->inflated, __ATOMIC_RELAXED));
+    vd_info_add_bool(info, "gzip.spilled", x->ix->spill_fd >= 0);
 }
 
 static void points_free(GArray *points)
@@ -338,6 +378,8 @@ static void points_free(GArray *points)
 static void index_free(gpointer p)
 {
     GzIndex *ix = p;
+    if (ix->spill_fd >= 0)
+        close(ix->spill_fd);
     points_free(ix->points);
     if (ix->reserved > 0)
         vd_context_mem_release(ix->ctx, ix->reserved);
@@ -362,6 +404,8 @@ static void gz_close(void *opaque)
 static const VdSourceOps gz_ops = {
     .name = "gzip",
     .pread = gz_pread,
+    .is_zero = gz_is_zero,
+    .host_range = gz_host_range,
     .describe = gz_describe,
     .close = gz_close,
 };
@@ -475,7 +519,7 @@ static bool point_place(GzSource *x, GzPlacer *pl, GzPoint p, const uint8_t *rin
 
 /* The first pass: every member inflated and checked, the size and the
  * restart points learned. */
-static bool build_index(GzSource *x, uint64_t file_size, GError **error)
+static bool build_index(GzSource *x, uint64_t file_size, VdSpill **spill, GError **error)
 {
     GzStream s = {0};
     g_autofree uint8_t *ring = g_malloc(GZ_DICT);
@@ -510,6 +554,8 @@ static bool build_index(GzSource *x, uint64_t file_size, GError **error)
         /* Z_BLOCK: stop at each block boundary, where a point may go. */
         int r = inflate(&s.zs, Z_BLOCK);
         size_t done = GZ_DICT - ring_pos - s.zs.avail_out;
+        if (*spill != NULL && done > 0 && !vd_spill_append(*spill, ring + ring_pos, done))
+            g_clear_pointer(spill, vd_spill_free);
         ring_pos += done;
         out += done;
         if (out > GZ_MAX_SIZE) {
@@ -563,11 +609,20 @@ static gpointer index_build(gpointer user, uint64_t *bytes, GError **error)
     ix->ctx = vd_context_ref(x->ctx);
     ix->spacing = GZ_SPACING;
     ix->points = g_array_new(FALSE, FALSE, sizeof(GzPoint));
-    bool ok = build_index(x, (uint64_t)st.st_size, error);
+    ix->spill_fd = -1;
+    VdSpill *spill = vd_spill_new(x->ctx, x->name);
+    bool ok = build_index(x, (uint64_t)st.st_size, &spill, error);
     if (ok && ix->size == 0) {
         vd_set_error(error, EIO, "%s: the gzip file holds no data", x->name);
         ok = false;
     }
+    if (ok && spill != NULL) {
+        ix->spill_fd = vd_spill_finish(g_steal_pointer(&spill), ix->size);
+        /* Reads come from the spill: the points would only take memory. */
+        while (ix->spill_fd >= 0 && ix->points->len > 1)
+            points_thin(x);
+    }
+    vd_spill_free(spill);
     x->ix = NULL;
     if (!ok) {
         index_free(ix);

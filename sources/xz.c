@@ -117,6 +117,7 @@ static bool xz_read_raw(XzSource *x, void *buf, size_t len, uint64_t off, GError
  * the block damaged (note_damaged_locked). A failed read of the host file
  * (an NFS server gone for a while, a bad sector that a retry gets past)
  * and a lack of memory say nothing about the data and may pass. */
+GQuark xz_damage_quark(void);
 G_DEFINE_QUARK(vd - xz - damage - quark, xz_damage)
 #define xz_damage(error, ...) g_set_error((error), xz_damage_quark(), EIO, __VA_ARGS__)
 

@@ -57,6 +57,7 @@ void vd_context_unref(VdContext *ctx)
     if (ctx->overlay_fd >= 0)
         close(ctx->overlay_fd);
     free(ctx->overlay_dir);
+    g_free(ctx->spill_dir);
     g_hash_table_unref(ctx->locked_files);
     g_mutex_clear(&ctx->lock_lock);
     g_strfreev(ctx->raw_extensions);

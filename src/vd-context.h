@@ -51,6 +51,9 @@ typedef struct VdContext {
     gint lock_warned;            /* the host refused locks: warned once */
     uint32_t kdf_max_iterations; /* PBKDF2 iterations an image may ask for (vd-kdf.h) */
     gint cancelled;              /* the mount is shutting down: atomic, see vd_context_cancel */
+    /* Where containers that decode all they hold on first open (gzip)
+     * write it for later reads (src/vd-spill.h); NULL: nowhere. */
+    char *spill_dir;
 } VdContext;
 
 /* IMAGEDIR's realpath, or NULL (for code outside the block layer). */

@@ -67,6 +67,11 @@ note "stat of a sibling ${sibling} ms, a listing ${listing} ms, the 2 GiB .gz's 
     fail "a sibling's stat (${sibling} ms) waited for the .gz (its own stat: ${big} ms)"
 [ $((listing * 4)) -lt "$big" ] ||
     fail "a listing without attributes (${listing} ms) waited for the .gz (${big} ms)"
+# Inflated to a spill file in /var/tmp (the default) on that stat: its
+# 2 GiB of zeros are holes there, and in the mount.
+[ "$(getfattr -n user.vdiskfs.gzip.spilled --only-values "$M/big.img")" = true ] ||
+    fail "big.img was not spilled"
+[ "$("$VDTEST" seekmap "$M/big.img")" = "" ] || fail "big.img's zeros are not holes"
 # Its first 1 MiB and its end read as zeros.
 cmp -n 1048576 "$M/big.img" /dev/zero || fail "big.img does not start with zeros"
 dd if="$M/big.img" bs=1M skip=2047 count=1 status=none | cmp -n 1048576 - /dev/zero ||
@@ -111,5 +116,12 @@ fi
 getfattr -n user.vdiskfs.error --only-values "$M/late.qcow2" 2>/dev/null | grep -q gzip ||
     fail "no reason for late.qcow2: $(getfattr -n user.vdiskfs.error --only-values "$M/late.qcow2" 2>&1)"
 cmp "$T/seed" "$M/plain.img" || fail "plain.img does not read after the damaged one"
+unmount_vdiskfs "$M"
+
+# Without a spill directory, reads inflate from the restart points.
+mount_vdiskfs "$D" "$M" -o spill_dir=none
+[ "$(getfattr -n user.vdiskfs.gzip.spilled --only-values "$M/q.qcow2")" = false ] ||
+    fail "q.qcow2 was spilled with spill_dir=none"
+cmp "$T/q.raw" "$M/q.qcow2" || fail "q.qcow2 differs from qemu-img convert without a spill"
 unmount_vdiskfs "$M"
 exit 0

@@ -294,6 +294,46 @@ static void test_gzip_concurrent(void)
     o.ops->close(o.opaque);
 }
 
+/* With a spill directory the first pass writes what it inflates there:
+ * reads inflate nothing more, zero blocks are holes the source reports;
+ * a directory that cannot take the file leaves the restart points. */
+static void test_gzip_spill(void)
+{
+    size_t n = 6 * MiB + 1234;
+    g_autofree uint8_t *data = make_data(n, 12);
+    memset(data + 2 * MiB, 0, MiB); /* a hole to be */
+    g_autofree char *spill = g_build_filename(dir, "spill", NULL);
+    g_assert_cmpint(g_mkdir(spill, 0700), ==, 0);
+    ctx->spill_dir = g_strdup(spill);
+    Opened o;
+    open_gz_member("spilled.img.gz", data, n, 6, &o);
+    g_assert_cmpuint(info_u64(&o, "gzip.spilled"), ==, 1);
+    check_reads(&o, data, n);
+    g_assert_cmpuint(info_u64(&o, "gzip.bytes_inflated"), ==, 0);
+    bool zero = false;
+    uint64_t run = 0;
+    g_assert_true(o.ops->is_zero(o.opaque, 2 * MiB, n - 2 * MiB, &zero, &run));
+    g_assert_true(zero);
+    g_assert_cmpuint(run, ==, MiB);
+    g_assert_true(o.ops->is_zero(o.opaque, 0, n, &zero, &run));
+    g_assert_false(zero);
+    g_assert_cmpuint(run, ==, 2 * MiB);
+    uint64_t host_off = 1;
+    g_assert_cmpint(o.ops->host_range(o.opaque, 4096, 4096, &host_off), >=, 0);
+    g_assert_cmpuint(host_off, ==, 4096);
+    o.ops->close(o.opaque);
+    g_clear_pointer(&ctx->spill_dir, g_free);
+    /* Not a directory: given up, and the points serve. */
+    ctx->spill_dir = g_build_filename(dir, "no-such-dir", NULL);
+    open_gz_member("unspilled.img.gz", data, n, 6, &o);
+    g_assert_cmpuint(info_u64(&o, "gzip.spilled"), ==, 0);
+    g_assert_cmpuint(info_u64(&o, "gzip.restart_points"), >, 1);
+    check_reads(&o, data, n);
+    g_assert_cmpuint(info_u64(&o, "gzip.bytes_inflated"), >, 0);
+    o.ops->close(o.opaque);
+    g_clear_pointer(&ctx->spill_dir, g_free);
+}
+
 /* Opens of one file share its index; a file rewritten is indexed anew. */
 static void test_gzip_shared(void)
 {
@@ -796,6 +836,7 @@ int main(int argc, char **argv)
     g_test_add_func("/gzip/placed", test_gzip_placed);
     g_test_add_func("/gzip/windows-kept", test_gzip_windows_kept);
     g_test_add_func("/gzip/concurrent", test_gzip_concurrent);
+    g_test_add_func("/gzip/spill", test_gzip_spill);
     g_test_add_func("/gzip/shared", test_gzip_shared);
     g_test_add_func("/gzip/hostile", test_gzip_hostile);
     g_test_add_func("/xz/blocks", test_xz_blocks);
