@@ -15,7 +15,7 @@ command -v zstd >/dev/null || fail "zstd is missing (apt-get install zstd)"
 command -v bzip2 >/dev/null || fail "bzip2 is missing (apt-get install bzip2)"
 
 D=$T/images M=$T/mnt
-mkdir -p "$D/vhd" "$M"
+mkdir -p "$D/vhd" "$D/vhdz" "$M"
 # 2 GiB of zeros as 32 gzip members of 64 MiB: seconds to inflate, made
 # in a fraction of one.
 head -c 64M /dev/zero | gzip -1 >"$T/member.gz"
@@ -30,8 +30,9 @@ qemu-img convert -f vpc -O raw "$T/v.vhd" "$T/v.raw"
 gzip -c "$T/q.qcow2" >"$D/q.qcow2.gz"
 bzip2 -c "$T/q.qcow2" >"$D/qb.qcow2.bz2"
 zstd -q -c <"$T/q.qcow2" >"$D/qz.qcow2.zst" # from a pipe: no size recorded
-# In a directory of their own: their stat decodes them whole. One of
-# 2 GiB: 32 members of zeros, then one with the footer.
+# In directories of their own (vhd/ only .gz, whose head is cheap to
+# probe): their stat decodes them whole. One of 2 GiB: 32 members of
+# zeros, then one with the footer.
 qemu-img create -q -f vpc -o subformat=fixed,force_size=on "$T/big.vhd" 2G
 [ "$(stat -c %s "$T/big.vhd")" = 2147484160 ] || fail "qemu-img made a fixed VHD of another size"
 {
@@ -40,8 +41,8 @@ qemu-img create -q -f vpc -o subformat=fixed,force_size=on "$T/big.vhd" 2G
 } >"$D/vhd/bigfixed.vhd.gz"
 rm "$T/big.vhd"
 gzip -c "$T/v.vhd" >"$D/vhd/fixed.vhd.gz"
-bzip2 -c "$T/v.vhd" >"$D/vhd/fixedb.vhd.bz2"
-zstd -q -c <"$T/v.vhd" >"$D/vhd/fixedz.vhd.zst"
+bzip2 -c "$T/v.vhd" >"$D/vhdz/fixedb.vhd.bz2"
+zstd -q -c <"$T/v.vhd" >"$D/vhdz/fixedz.vhd.zst"
 # Damaged past its head: the head inflates, the rest does not.
 gzip -c "$T/q.qcow2" >"$D/late.qcow2.gz"
 sz=$(stat -c %s "$D/late.qcow2.gz")
@@ -57,7 +58,7 @@ t0=$(now_ms)
 t1=$(now_ms)
 names=$(ls -f "$M" | grep -v '^\.' | sort | tr '\n' ' ')
 t2=$(now_ms)
-[ "$names" = "big.img late.qcow2 plain.img q.qcow2 qb.qcow2 qz.qcow2 vhd " ] ||
+[ "$names" = "big.img late.qcow2 plain.img q.qcow2 qb.qcow2 qz.qcow2 vhd vhdz " ] ||
     fail "the listing is: $names"
 [ "$(stat -c %s "$M/big.img")" = 2147483648 ] || fail "big.img has the wrong size"
 t3=$(now_ms)
@@ -69,9 +70,18 @@ note "stat of a sibling ${sibling} ms, a listing ${listing} ms, the 2 GiB .gz's 
     fail "a listing without attributes (${listing} ms) waited for the .gz (${big} ms)"
 # Inflated to a spill file in /var/tmp (the default) on that stat: its
 # 2 GiB of zeros are holes there, and in the mount.
-[ "$(getfattr -n user.vdiskfs.gzip.spilled --only-values "$M/big.img")" = true ] ||
-    fail "big.img was not spilled"
-[ "$("$VDTEST" seekmap "$M/big.img")" = "" ] || fail "big.img's zeros are not holes"
+# (Unless /var/tmp is short of the space vdiskfs keeps free there: 1 GiB
+# or a twentieth of it, and 64 MiB.)
+avail=$(df -P -k /var/tmp | awk 'NR == 2 { print $4 }')
+total=$(df -P -k /var/tmp | awk 'NR == 2 { print $2 }')
+keep=$((total / 20 > 1048576 ? total / 20 : 1048576))
+if [ "$avail" -gt $((keep + 131072)) ]; then
+    [ "$(getfattr -n user.vdiskfs.gzip.spilled --only-values "$M/big.img")" = true ] ||
+        fail "big.img was not spilled"
+    [ "$("$VDTEST" seekmap "$M/big.img")" = "" ] || fail "big.img's zeros are not holes"
+else
+    note "/var/tmp has ${avail} KiB free, under what vdiskfs keeps free: spill not checked"
+fi
 # Its first 1 MiB and its end read as zeros.
 cmp -n 1048576 "$M/big.img" /dev/zero || fail "big.img does not start with zeros"
 dd if="$M/big.img" bs=1M skip=2047 count=1 status=none | cmp -n 1048576 - /dev/zero ||
@@ -80,12 +90,12 @@ dd if="$M/big.img" bs=1M skip=2047 count=1 status=none | cmp -n 1048576 - /dev/z
 # .snapshots/ opens the images whose format has snapshots (a qcow2 in a
 # .gz found by its head too), and no other: not a .vhd.gz.
 snaps=$(ls -f "$M/.snapshots" | grep -v '^\.' | sort | tr '\n' ' ')
-[ "$snaps" = "q.qcow2 qb.qcow2 qz.qcow2 vhd " ] || fail ".snapshots/ lists: $snaps"
+[ "$snaps" = "q.qcow2 qb.qcow2 qz.qcow2 vhd vhdz " ] || fail ".snapshots/ lists: $snaps"
 t0=$(now_ms)
 names=$(ls -f "$M/vhd" | grep -v '^\.' | sort | tr '\n' ' ')
 snaps=$(ls -f "$M/.snapshots/vhd" | grep -v '^\.' | tr '\n' ' ')
 t1=$(now_ms)
-[ "$names" = "bigfixed.vhd fixed.vhd fixedb.vhd fixedz.vhd " ] || fail "vhd/ lists: $names"
+[ "$names" = "bigfixed.vhd fixed.vhd " ] || fail "vhd/ lists: $names"
 [ -z "$snaps" ] || fail ".snapshots/vhd/ lists: $snaps"
 [ -e "$M/.snapshots/vhd/bigfixed.vhd" ] && fail ".snapshots/vhd/bigfixed.vhd is there"
 [ "$(getfattr -n user.vdiskfs.format --only-values "$M/vhd/bigfixed.vhd")" = vpc ] ||
@@ -105,7 +115,7 @@ for n in q.qcow2 qb.qcow2 qz.qcow2; do
         fail "$n is not shown as a qcow2"
     cmp "$T/q.raw" "$M/$n" || fail "$n differs from qemu-img convert"
 done
-for n in vhd/fixed.vhd vhd/fixedb.vhd vhd/fixedz.vhd; do
+for n in vhd/fixed.vhd vhdz/fixedb.vhd vhdz/fixedz.vhd; do
     [ "$(getfattr -n user.vdiskfs.format --only-values "$M/$n")" = vpc ] ||
         fail "$n (a fixed VHD: only its footer says so) is not shown as vpc"
     cmp "$T/v.raw" "$M/$n" || fail "$n differs from qemu-img convert"
