@@ -369,7 +369,6 @@ static int entry_cmp(gconstpointer a, gconstpointer b)
     return strcmp(x->name, y->name);
 }
 
-/* How many snapshots an image has (0 when it cannot be opened). */
 /* Whether a scan entry's image can have snapshots at all: its format's
  * driver lists them. The others are left unopened by .snapshots/ (a
  * listing of it would else open every image in the directory, a .gz's
@@ -379,6 +378,7 @@ static bool entry_has_snapshot_format(const VfsScanEntry *e)
     return e->driver != NULL && e->driver->snapshot_list != NULL;
 }
 
+/* How many snapshots an image has (0 when it cannot be opened). */
 static unsigned image_snapshot_count(VfsFs *fs, const char *relpath)
 {
     VfsImage *vi = vfs_image_get(fs, relpath);

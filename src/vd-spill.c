@@ -7,6 +7,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "vd-io.h"
 #include "vd-spill.h"
 
 #define SPILL_STAGE (1u << 20)
@@ -25,8 +26,7 @@ struct VdSpill {
 
 static void spill_give_up(VdSpill *s, const char *why)
 {
-    g_message("%s: not spilled to %s (%s): its reads inflate from restart points", s->name, s->dir,
-              why);
+    g_message("%s: not spilled to %s (%s): its reads decode it again", s->name, s->dir, why);
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
@@ -46,15 +46,7 @@ VdSpill *vd_spill_new(VdContext *ctx, const char *name)
         return NULL;
     }
     s->stage = g_malloc(SPILL_STAGE);
-    s->next_check = 0;
     return s;
-}
-
-static bool block_is_zero(const uint8_t *p, size_t len)
-{
-    /* Each byte equal to the one after it, and the first zero: memcmp's
-     * vector loop rather than ours. */
-    return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
 }
 
 static bool room_left(VdSpill *s)
@@ -76,7 +68,14 @@ static bool room_left(VdSpill *s)
     return true;
 }
 
-/* The staged bytes to the file, their zero blocks as holes. */
+/* Whether the staged block at off (SPILL_BLOCK, or what is left) is zero. */
+static bool stage_block_zero(const VdSpill *s, size_t off)
+{
+    return vd_buffer_is_zero(s->stage + off, MIN((size_t)SPILL_BLOCK, s->fill - off));
+}
+
+/* The staged bytes to the file, each run of non-zero blocks in one write,
+ * the zero blocks left as holes. */
 static bool stage_flush(VdSpill *s)
 {
     if (s->base + s->fill > s->next_check) {
@@ -84,28 +83,17 @@ static bool stage_flush(VdSpill *s)
             return false;
         s->next_check = s->base + SPILL_CHECK;
     }
-    size_t at = 0;
-    while (at < s->fill) {
-        size_t n = MIN((size_t)SPILL_BLOCK, s->fill - at);
-        if (block_is_zero(s->stage + at, n)) {
-            at += n;
+    for (size_t at = 0, end; at < s->fill; at = end) {
+        end = MIN(at + SPILL_BLOCK, s->fill);
+        if (stage_block_zero(s, at))
             continue;
+        while (end < s->fill && !stage_block_zero(s, end))
+            end = MIN(end + SPILL_BLOCK, s->fill);
+        g_autoptr(GError) err = NULL;
+        if (!vd_host_pwrite(s->fd, s->name, s->stage + at, end - at, s->base + at, &err)) {
+            spill_give_up(s, err->message);
+            return false;
         }
-        size_t end = at + n;
-        while (end < s->fill &&
-               !block_is_zero(s->stage + end, MIN((size_t)SPILL_BLOCK, s->fill - end)))
-            end += MIN((size_t)SPILL_BLOCK, s->fill - end);
-        for (size_t done = at; done < end;) {
-            ssize_t w = pwrite(s->fd, s->stage + done, end - done, (off_t)(s->base + done));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                spill_give_up(s, w < 0 ? g_strerror(errno) : "short write");
-                return false;
-            }
-            done += (size_t)w;
-        }
-        at = end;
     }
     s->base += s->fill;
     s->fill = 0;
