@@ -61,8 +61,14 @@ void vfs_image_unref(VfsImage *vi)
 VfsImage *vfs_image_get(VfsFs *fs, const char *relpath)
 {
     struct stat st;
-    if (vfs_host_stat(fs, relpath, &st) < 0)
+    return vfs_image_get_stat(fs, relpath, &st);
+}
+
+VfsImage *vfs_image_get_stat(VfsFs *fs, const char *relpath, struct stat *host_st)
+{
+    if (vfs_host_stat(fs, relpath, host_st) < 0)
         return NULL;
+    const struct stat st = *host_st;
     g_mutex_lock(&fs->lock);
     VfsImage *vi = g_hash_table_lookup(fs->images, relpath);
     bool changed_in_place = vi != NULL && fs->opts.read_only &&
@@ -137,18 +143,11 @@ static void register_members(VfsFs *fs, VdImage *img)
     g_mutex_unlock(&fs->lock);
 }
 
-void vfs_image_peek_locked(VfsImage *vi)
-{
-    vfs_image_peek_as_locked(vi, NULL);
-}
-
-void vfs_image_peek_as_locked(VfsImage *vi, const VdDriver *drv)
+void vfs_image_peek_locked(VfsImage *vi, const VdDriver *drv, const struct stat *host_st)
 {
     VfsFs *fs = ((VfsImagePriv *)vi)->fs;
     g_autofree char *host = vfs_host_path(fs, vi->relpath);
-    struct stat st;
-    if (vfs_host_stat(fs, vi->relpath, &st) < 0)
-        return;
+    const struct stat st = *host_st;
     if (vi->peeked && vi->peek_fsize == st.st_size && vi->peek_mtime.tv_sec == st.st_mtim.tv_sec &&
         vi->peek_mtime.tv_nsec == st.st_mtim.tv_nsec)
         return;

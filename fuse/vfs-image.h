@@ -43,6 +43,9 @@ int vfs_host_stat(VfsFs *fs, const char *relpath, struct stat *st);
 
 /* Image state for a path (opening it on first use). Caller unrefs. */
 VfsImage *vfs_image_get(VfsFs *fs, const char *relpath);
+/* The same, with the host stat it was checked against (vfs_host_stat), so
+ * that a listing stats each file once. */
+VfsImage *vfs_image_get_stat(VfsFs *fs, const char *relpath, struct stat *host_st);
 void vfs_image_unref(VfsImage *vi);
 /* The image opened read-write (reopening it so on first use), referenced,
  * or NULL and -errno: EBUSY while others read it or QEMU holds it, EROFS
@@ -57,11 +60,10 @@ static inline VdImage *vfs_image_underneath(VdImage *img)
     return vd_image_is_overlay(img) && vd_image_backing(img) != NULL ? vd_image_backing(img) : img;
 }
 /* Learn what a listing needs from the image's header (vd_image_peek),
- * once per change of the host file; its members are hidden from then on.
- * Called with vi->lock held. */
-void vfs_image_peek_locked(VfsImage *vi);
-/* The same for an image a scan probed as drv (NULL: probe it). */
-void vfs_image_peek_as_locked(VfsImage *vi, const VdDriver *drv);
+ * once per change of the host file (host_st: its vfs_host_stat, just
+ * taken); its members are hidden from then on. drv: what a scan probed
+ * it as (NULL: probe it). Called with vi->lock held. */
+void vfs_image_peek_locked(VfsImage *vi, const VdDriver *drv, const struct stat *host_st);
 /* The snapshot view with this display name, referenced, or NULL and -errno. */
 VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_name, int *err);
 /* The same, writable: under -o overlay, the snapshot's overlay (made at the

@@ -115,9 +115,18 @@ bool vfs_node_cache_still_valid(VfsFs *fs, VfsNode *node, const struct timespec 
 
 VfsImage *vfs_node_vfs_image(VfsFs *fs, VfsNode *node, int *err)
 {
-    VfsImage *vi = vfs_image_get(fs, node->relpath);
+    struct stat st;
+    return vfs_node_vfs_image_stat(fs, node, err, &st, NULL);
+}
+
+VfsImage *vfs_node_vfs_image_stat(VfsFs *fs, VfsNode *node, int *err, struct stat *host_st,
+                                  bool *host_st_valid)
+{
+    VfsImage *vi = vfs_image_get_stat(fs, node->relpath, host_st);
     if (vi != NULL && (vi->dev != node->dev || vi->ino != node->ino_host))
         g_clear_pointer(&vi, vfs_image_unref);
+    if (host_st_valid != NULL)
+        *host_st_valid = vi != NULL;
     g_mutex_lock(&fs->lock);
     if (vi != NULL && vi != node->vi) {
         /* The host file this node names (perhaps reopened after a change). */

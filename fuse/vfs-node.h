@@ -24,5 +24,9 @@ VdImage *vfs_node_image(VfsFs *fs, VfsNode *node, int *err);
 VdImage *vfs_node_image_rw(VfsFs *fs, VfsNode *node, int *err);
 /* The VfsImage of an IMAGE node, or NULL and -errno (ESTALE as above). */
 VfsImage *vfs_node_vfs_image(VfsFs *fs, VfsNode *node, int *err);
+/* The same, with the host file's stat when it is still the node's file
+ * (*host_st_valid), so that a listing stats each file once. */
+VfsImage *vfs_node_vfs_image_stat(VfsFs *fs, VfsNode *node, int *err, struct stat *host_st,
+                                  bool *host_st_valid);
 
 #endif

@@ -27,25 +27,34 @@ typedef struct {
     uint64_t host_bytes;
 } VfsPeekStat;
 
-static int image_node_peek(VfsFs *fs, VfsNode *node, VdImage **img, VfsPeekStat *ps)
+/* *host_st_valid: *host_st is the node's host file's vfs_host_stat. */
+static int image_node_peek(VfsFs *fs, VfsNode *node, VdImage **img, VfsPeekStat *ps,
+                           struct stat *host_st, bool *host_st_valid)
 {
     int err = 0;
-    VfsImage *vi = vfs_node_vfs_image(fs, node, &err);
+    VfsImage *vi = vfs_node_vfs_image_stat(fs, node, &err, host_st, host_st_valid);
     if (vi == NULL)
         return err;
     g_mutex_lock(&vi->lock);
     if (vi->img != NULL) {
         *img = vd_image_ref(vi->img);
     } else {
-        vfs_image_peek_locked(vi);
+        /* A node whose host file was replaced keeps its image state; the
+         * path's file is what is there now. */
+        struct stat now;
+        const struct stat *hs = host_st;
+        if (!*host_st_valid)
+            hs = vfs_host_stat(fs, vi->relpath, &now) == 0 ? &now : NULL;
+        if (hs != NULL)
+            vfs_image_peek_locked(vi, NULL, hs);
         ps->have = true;
         ps->size = vi->peek_size;
         ps->read_only = vi->peek_read_only;
         struct stat st;
         if (vi->peek_has_share)
             ps->host_bytes += vi->peek_share;
-        else if (vfs_host_stat(fs, vi->relpath, &st) == 0 && !S_ISDIR(st.st_mode))
-            ps->host_bytes += (uint64_t)st.st_blocks * 512;
+        else if (hs != NULL && !S_ISDIR(hs->st_mode))
+            ps->host_bytes += (uint64_t)hs->st_blocks * 512;
         for (guint i = 0; vi->peek_members != NULL && i < vi->peek_members->len; i++) {
             if (stat(g_ptr_array_index(vi->peek_members, i), &st) == 0 && S_ISREG(st.st_mode))
                 ps->host_bytes += (uint64_t)st.st_blocks * 512;
@@ -61,6 +70,7 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
     if (node->kind >= VFS_NODE_PARTDIR)
         return vfs_part_stat(fs, node, open_img, st);
     struct stat hst;
+    bool have_hst = false;
     g_autoptr(VdImage) img = NULL;
     VfsPeekStat ps = {0};
     if (node->kind == VFS_NODE_IMAGE) {
@@ -69,7 +79,7 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
         if (open_img != NULL) {
             img = vd_image_ref(open_img);
         } else {
-            int err = image_node_peek(fs, node, &img, &ps);
+            int err = image_node_peek(fs, node, &img, &ps, &hst, &have_hst);
             if (err == -ESTALE)
                 return err;
         }
@@ -78,7 +88,7 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
         /* Under an overlay, the attributes of the image it covers. */
         if (fstat(vd_image_fd(vfs_image_underneath(img)), &hst) < 0)
             return -errno;
-    } else if (vfs_host_stat(fs, node->relpath, &hst) < 0) {
+    } else if (!have_hst && vfs_host_stat(fs, node->relpath, &hst) < 0) {
         return -errno;
     }
     memset(st, 0, sizeof *st);

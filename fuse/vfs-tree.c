@@ -163,11 +163,12 @@ static void peek_job_run(gpointer data, gpointer user)
 {
     (void)user;
     ScanJob *j = data;
-    VfsImage *vi = vfs_image_get(j->fs, j->host);
+    struct stat st;
+    VfsImage *vi = vfs_image_get_stat(j->fs, j->host, &st);
     if (vi == NULL)
         return;
     g_mutex_lock(&vi->lock);
-    vfs_image_peek_as_locked(vi, j->driver);
+    vfs_image_peek_locked(vi, j->driver, &st);
     g_mutex_unlock(&vi->lock);
     vfs_image_unref(vi);
 }

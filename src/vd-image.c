@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -56,18 +57,36 @@ const VdDriver *vd_driver_find(const char *name)
     return NULL;
 }
 
-/* Name used in messages and for key lookup: relative to the root when inside it. */
-static char *image_display_name(VdContext *ctx, const char *path)
+/* Name used in messages and for key lookup: relative to the root when
+ * inside it. fd >= 0: where that open file really is, by one readlink of
+ * its /proc/self/fd link (realpath(3) reads a link per component, five
+ * syscalls per file of a listing); before the open, the path as written. */
+static char *image_display_name(VdContext *ctx, const char *path, int fd)
 {
-    if (ctx->root != NULL) {
-        g_autofree char *real = realpath(path, NULL);
-        if (real != NULL) {
-            size_t n = strlen(ctx->root);
-            if (strncmp(real, ctx->root, n) == 0 && real[n] == '/')
-                return g_strdup(real + n + 1);
-        }
+    if (ctx->root == NULL)
+        return g_strdup(path);
+    g_autofree char *real = NULL;
+    if (fd >= 0) {
+        char link[40];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        real = g_file_read_link(link, NULL);
+        if (real != NULL && (real[0] != '/' || g_str_has_suffix(real, " (deleted)")))
+            g_clear_pointer(&real, g_free);
+        if (real == NULL)
+            real = realpath(path, NULL);
     }
+    const char *where = real != NULL ? real : path;
+    size_t n = strlen(ctx->root);
+    if (strncmp(where, ctx->root, n) == 0 && where[n] == '/')
+        return g_strdup(where + n + 1);
     return g_strdup(path);
+}
+
+/* Once the file is open: its name as the root sees it. */
+static void image_name_from_fd(VdImage *img)
+{
+    g_free(img->name);
+    img->name = image_display_name(img->ctx, img->path, img->fd);
 }
 
 static const VdDriver *probe_best(const VdProbe *probe)
@@ -378,7 +397,7 @@ static VdImage *image_alloc(VdContext *ctx, const VdDriver *drv, const char *pat
     img->driver = drv;
     img->ctx = vd_context_ref(ctx);
     img->path = g_strdup(path);
-    img->name = image_display_name(ctx, path);
+    img->name = image_display_name(ctx, path, -1);
     img->fd = -1;
     g_rw_lock_init(&img->write_lock);
     g_mutex_init(&img->error_lock);
@@ -630,6 +649,7 @@ static VdImage *image_open_internal(VdContext *ctx, const char *path, const VdOp
         return NULL;
     }
     img->fd = f.fd;
+    image_name_from_fd(img);
     if (!f.writable)
         img->read_only = true;
     if (!walk_enter(walk, img->name, &f.st, error) || !vd_file_lock(ctx, &f, img->name, error)) {
@@ -703,6 +723,7 @@ VdImage *vd_image_peek_as(VdContext *ctx, const char *path, const VdDriver *drv,
         return NULL;
     }
     img->fd = f.fd;
+    image_name_from_fd(img);
     add_source_members(img, f.fd);
     if (!drv->peek(img, error)) {
         image_free(img);

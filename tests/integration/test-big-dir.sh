@@ -4,7 +4,8 @@
 # listing must still be the whole truth - every image once, under the
 # right name and size, every member file of another image hidden, archives
 # as directories - and equal to what a small directory's one-thread scan
-# shows for the same files.
+# shows for the same files. Names outside user.* are unsupported, so
+# ls -l asks for ACLs and labels once, not once per file.
 . "$TESTLIB"
 require_fuse
 require_qemu
@@ -62,6 +63,28 @@ done
 [ "$(tr '\n' ' ' <"$T/ls2")" = "appliance.ova flat3.vmdk packed.img q1.qcow2 " ] ||
     fail "the small directory lists '$(tr '\n' ' ' <"$T/ls2")'"
 unmount_vdiskfs "$T/m2"
+
+note "only user.* attributes exist, and ls -l learns that from one file"
+# EOPNOTSUPP (not ENODATA) for a name outside user.: ls(1) then stops
+# asking every file for security.selinux and system.posix_acl_access.
+for name in security.selinux system.posix_acl_access trusted.x; do
+    getfattr -n "$name" "$M/q1.qcow2" >"$T/gf" 2>&1 && fail "$name: getfattr succeeded"
+    grep -q "Operation not supported" "$T/gf" || fail "$name: $(cat "$T/gf")"
+done
+getfattr -n user.nosuch "$M/q1.qcow2" >"$T/gf" 2>&1 && fail "user.nosuch: getfattr succeeded"
+grep -q "No such attribute" "$T/gf" || fail "user.nosuch: $(cat "$T/gf")"
+getfattr --absolute-names -n user.vdiskfs.format --only-values "$M/q1.qcow2" >"$T/gf" 2>&1 || fail "user.vdiskfs.format: $(cat "$T/gf")"
+[ "$(cat "$T/gf")" = qcow2 ] || fail "user.vdiskfs.format is '$(cat "$T/gf")'"
+mkdir -p "$T/m4"
+"$VDISKFS" -d "$D" "$T/m4" >"$T/debug" 2>&1 &
+MOUNTS="$MOUNTS $T/m4"
+i=0
+while ! mountpoint -q "$T/m4" && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+mountpoint -q "$T/m4" || fail "the -d mount did not come up: $(tail -5 "$T/debug")"
+ls -l "$T/m4" >/dev/null
+n=$(grep -c 'opcode: GETXATTR' "$T/debug" || true)
+[ "$n" -lt 20 ] || fail "ls -l of 310 entries sent $n GETXATTRs"
+unmount_vdiskfs "$T/m4"
 
 note "a rescan after a change keeps every verdict"
 cp "$T/one.qcow2" "$D/new.qcow2"
