@@ -237,9 +237,11 @@ static void image_open_locked(VfsImage *vi)
             g_warning("%s", err->message);
         g_free(vi->error);
         vi->error = g_strdup(err->message);
-        /* No room in the memory budget passes when other images close:
-         * the next open tries again. */
-        if (vd_error_errno(err) == ENOMEM)
+        /* No room in the memory budget passes when other images close,
+         * and another process's lock (EBUSY) when it lets go: the next
+         * open tries again. Every other verdict stands until the file
+         * changes (a wrong key would cost its KDF on every open). */
+        if (vd_error_errno(err) == ENOMEM || vd_error_errno(err) == EBUSY)
             vi->opened = false;
         g_error_free(err);
         return;

@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
 # QEMU-compatible image locks: vdiskfs never writes an image QEMU writes,
-# QEMU cannot write an image vdiskfs has open, qemu-img info -U still works.
+# QEMU cannot write an image vdiskfs has open, qemu-img info -U still works;
+# a refusal lasts only as long as QEMU's lock.
 . "$TESTLIB"
 require_fuse
 require_qemu
@@ -46,6 +47,15 @@ qemu-img info -U "$D/mine.img" >/dev/null || fail "qemu-img info -U fails on a m
 exec 3>&-
 exec 4>&-
 wait $qpid 2>/dev/null || true
+
+note "once QEMU has let go, the same mount opens the image it refused"
+r=$("$VDTEST" errno "$M/busy.img" read)
+[ "$r" = OK ] || fail "busy.img after QEMU exited: $r"
+cmp "$D/busy.img" "$M/busy.img" || fail "busy.img after QEMU exited: differs"
+r=$("$VDTEST" errno "$M/busy.img" open-rw)
+[ "$r" = OK ] || fail "busy.img for writing after QEMU exited: $r"
+! getfattr -n user.vdiskfs.error "$M/busy.img" >/dev/null 2>&1 ||
+    fail "user.vdiskfs.error still set after a good open"
 unmount_vdiskfs "$M"
 
 note "a backing image in use by an open child cannot be written; an idle child is no obstacle"
