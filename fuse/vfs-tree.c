@@ -13,6 +13,7 @@
 
 #include "src/vd-error.h"
 #include "src/vd-file.h"
+#include "src/vd-pool.h"
 #include "fuse/vfs-image.h"
 #include "fuse/vfs-partitions.h"
 #include "fuse/vfs-tree.h"
@@ -173,13 +174,24 @@ static void peek_job_run(gpointer data, gpointer user)
     vfs_image_unref(vi);
 }
 
+typedef struct {
+    GFunc fn;
+} ScanWork;
+
+static void scan_thread_run(gpointer job, gpointer user_data)
+{
+    vd_thread_unpin();
+    ((const ScanWork *)user_data)->fn(job, NULL);
+}
+
 /* fn on every job, by a few threads when there are many: the scan's
  * reads wait on the disk side by side. Returns when all are done. */
 static void scan_parallel(GPtrArray *jobs, GFunc fn)
 {
     GThreadPool *pool = NULL;
+    ScanWork work = {fn};
     if (jobs->len >= SCAN_PARALLEL_MIN)
-        pool = g_thread_pool_new(fn, NULL, SCAN_THREADS, FALSE, NULL);
+        pool = g_thread_pool_new(scan_thread_run, &work, SCAN_THREADS, FALSE, NULL);
     for (guint i = 0; i < jobs->len; i++) {
         if (pool == NULL || !g_thread_pool_push(pool, g_ptr_array_index(jobs, i), NULL))
             fn(g_ptr_array_index(jobs, i), NULL);

@@ -30,6 +30,7 @@
 
 #include "sources/bzip2.h"
 #include "src/vd-error.h"
+#include "src/vd-pool.h"
 #include "src/vd-io.h"
 
 #define BZ2_SCAN_CHUNK (1u << 20)
@@ -335,6 +336,7 @@ static void tentative_one(Pass *p, guint j)
 static gpointer tentative_worker(gpointer data)
 {
     Pass *p = data;
+    vd_thread_unpin();
     for (;;) {
         guint j = (guint)g_atomic_int_add(&p->next, 1);
         if (j >= p->cands->len || vd_context_cancelled(p->ctx))

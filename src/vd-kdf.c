@@ -9,6 +9,7 @@
 
 #include "vd-error.h"
 #include "vd-kdf.h"
+#include "vd-pool.h"
 
 /* How often a waiting opener looks at the cancellation flag. A signal
  * handler cannot wake a GCond, so the waiter polls. */
@@ -59,6 +60,7 @@ static void job_unref(KdfJob *j)
 static gpointer job_thread(gpointer data)
 {
     KdfJob *j = data;
+    vd_thread_unpin();
     /* The empty password is passed as "" rather than NULL: OpenSSL takes
      * a NULL pointer with length 0 as a request for strlen. */
     bool ok;

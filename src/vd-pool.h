@@ -13,13 +13,22 @@
 typedef struct {
     gsize once;
     GThreadPool *pool;
+    GFunc fn;
 } VdPool;
 
 /* Declares a VdPool with static storage: `static VD_POOL(name);`. */
-#define VD_POOL(name) VdPool name = {0, NULL}
+#define VD_POOL(name) VdPool name = {0, NULL, NULL}
 
 /* The pool of p: fn on up to threads threads (0: one per core). Every
  * call for p must pass the same fn and threads. */
 GThreadPool *vd_pool_get(VdPool *p, GFunc fn, unsigned threads);
+
+/* A new thread runs where its creator may: one started from a FUSE ring
+ * thread, which is pinned to its queue's CPU, would be pinned there too,
+ * and every decode of the mount would share that one core. Called first
+ * by every background thread (pool threads get it from vd_pool_get):
+ * the calling thread may run wherever the process may. Once per thread;
+ * then free. */
+void vd_thread_unpin(void);
 
 #endif

@@ -5,7 +5,8 @@
 # ring entries: reads of every size equal the image's raw bytes, writes
 # reach the image (qemu-img check and compare agree), readdir, stat and
 # xattrs work, many readers at once are served, and a killed daemon leaves
-# a mount that unmounts. Each entry's thread runs on its queue's CPU. The
+# a mount that unmounts. Each entry's thread runs on its queue's CPU, and
+# the threads it starts (the decode pool) wherever the process may. The
 # default is the ring of 4 entries where the kernel has it on; -o uring=off
 # serves /dev/fuse only. Without the kernel's support the mount works over
 # /dev/fuse.
@@ -27,6 +28,9 @@ have_uring=false
 head -c 24M /dev/urandom >"$T/rand"
 cp "$T/rand" "$D/disk.raw"
 qemu-img convert -q -f raw -O qcow2 "$T/rand" "$D/disk.qcow2"
+# Compressed clusters: their reads fan out on the decode pool.
+{ base64 -w 4096 "$T/rand" || true; } | head -c 16M >"$T/text"
+qemu-img convert -q -c -f raw -O qcow2 "$T/text" "$D/text.qcow2"
 
 # start_fg LOG [OPTIONS...]: the daemon in the foreground with -d, its log
 # in LOG.
@@ -110,6 +114,25 @@ for i in 1 2 3 4 5 6 7 8; do
     dd if="$T/rand" of="$T/want" bs=64k skip=$((i * 16)) count=16 status=none
     cmp "$T/want" "$T/part$i" || fail "reader $i read wrong bytes"
 done
+note "compressed reads through the ring decode on every CPU, not the ring thread's"
+dd if="$M/text.qcow2" of="$T/piece" bs=1M iflag=direct status=none || fail "reading text.qcow2"
+cmp "$T/text" "$T/piece" || fail "text.qcow2 read through the ring differs"
+if $have_uring; then
+    # A thread inherits its creator's affinity: the decode pool started by
+    # a ring thread pinned to one CPU must not stay there.
+    all=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/$DPID/status)
+    workers=0
+    for st in /proc/$DPID/task/*/status; do
+        grep -q "^Name:[[:space:]]*vdiskfs-uring" "$st" 2>/dev/null && continue
+        c=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$st" 2>/dev/null) || continue
+        [ -n "$c" ] || continue
+        workers=$((workers + 1))
+        [ "$c" = "$all" ] ||
+            fail "thread $(sed -n 's/^Name:[[:space:]]*//p' "$st") may run on CPUs $c only, not $all"
+    done
+    [ "$workers" -gt 1 ] || fail "no worker threads seen"
+fi
+
 note "writes: small, unaligned and 1 MiB"
 head -c 3M /dev/urandom >"$T/w"
 dd if="$T/w" of="$M/disk.qcow2" bs=1M seek=5 conv=notrunc,fsync status=none || fail "1 MiB writes"
