@@ -817,10 +817,8 @@ bool vd_image_pread(VdImage *img, void *buf, size_t len, uint64_t offset, GError
     bool decoded = false;
     if (img->readahead == NULL)
         return vd_image_pread_direct(img, buf, len, offset, &decoded, error);
-    if (vd_readahead_take(img, buf, len, offset)) {
-        vd_readahead_note(img, len, offset, true);
+    if (vd_readahead_take(img, buf, len, offset))
         return true;
-    }
     if (!vd_image_pread_direct(img, buf, len, offset, &decoded, error))
         return false;
     vd_readahead_note(img, len, offset, decoded);

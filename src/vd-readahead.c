@@ -80,23 +80,28 @@ bool vd_readahead_take(VdImage *img, void *buf, size_t len, uint64_t offset)
     if (len < VD_READAHEAD_MIN || !__atomic_load_n(&ra->armed, __ATOMIC_RELAXED))
         return false;
     g_mutex_lock(&ra->lock);
-    bool hit = false;
+    uint8_t *got = NULL;
     if ((ra->running || ra->valid) && ra->off == offset && len <= ra->len) {
         while (ra->running)
             g_cond_wait(&ra->done, &ra->lock);
         /* Another reader may have started a shorter read-ahead of the
          * same start while this one waited: check the length again. */
-        if (ra->valid && ra->off == offset && len <= ra->len) {
-            memcpy(buf, ra->buf, len);
-            hit = true;
-        }
+        if (ra->valid && ra->off == offset && len <= ra->len)
+            got = g_steal_pointer(&ra->buf);
     }
-    if (hit) {
+    if (got != NULL) {
         ra->valid = false;
         __atomic_store_n(&ra->armed, false, __ATOMIC_RELAXED);
     }
     g_mutex_unlock(&ra->lock);
-    return hit;
+    if (got == NULL)
+        return false;
+    /* The next range goes to the cores before this one is copied out:
+     * they decode on while this thread copies. */
+    vd_readahead_note(img, len, offset, true);
+    memcpy(buf, got, len);
+    g_free(got);
+    return true;
 }
 
 void vd_readahead_note(VdImage *img, size_t len, uint64_t offset, bool decoded)

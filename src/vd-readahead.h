@@ -24,7 +24,8 @@ VdReadahead *vd_readahead_new(void);
 void vd_readahead_free(VdReadahead *ra);
 
 /* Serve [offset, offset+len) from read-ahead if it holds exactly that
- * start (waiting for it if it is running); true when buf was filled. */
+ * start (waiting for it if it is running); true when buf was filled, and
+ * then the range after it is being read ahead already. */
 bool vd_readahead_take(VdImage *img, void *buf, size_t len, uint64_t offset);
 /* A read of [offset, offset+len) completed; decoded: it needed decoding.
  * Starts reading the next range ahead when the reads are sequential. */
