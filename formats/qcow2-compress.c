@@ -8,9 +8,6 @@
 
 #include <string.h>
 #include <zlib.h>
-#ifdef HAVE_ZSTD
-#include <zstd.h>
-#endif
 
 #include "formats/qcow2.h"
 #include "src/vd-error.h"
@@ -113,30 +110,6 @@ static bool inflate_raw(const uint8_t *in, size_t in_len, uint8_t *out, size_t o
     return vd_inflate(VD_DEFLATE_RAW, in, in_len, out, out_len, &got) && got == out_len;
 }
 
-#ifdef HAVE_ZSTD
-static bool unzstd(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
-{
-    ZSTD_DCtx *dctx = ZSTD_createDCtx();
-    if (dctx == NULL)
-        return false;
-    ZSTD_inBuffer ib = {in, in_len, 0};
-    ZSTD_outBuffer ob = {out, out_len, 0};
-    bool ok = true;
-    /* The data may be followed by the start of another cluster's: stop as
-     * soon as one cluster has come out. */
-    while (ob.pos < ob.size) {
-        size_t before_in = ib.pos, before_out = ob.pos;
-        size_t ret = ZSTD_decompressStream(dctx, &ob, &ib);
-        if (ZSTD_isError(ret) || (ib.pos == before_in && ob.pos == before_out)) {
-            ok = false;
-            break;
-        }
-    }
-    ZSTD_freeDCtx(dctx);
-    return ok;
-}
-#endif
-
 bool qcow2_read_compressed(Qcow2State *s, uint64_t entry, uint8_t *out, bool keep, GError **error)
 {
     uint64_t key = entry & ~(QCOW2_OFLAG_COPIED | QCOW2_OFLAG_COMPRESSED);
@@ -159,7 +132,7 @@ bool qcow2_read_compressed(Qcow2State *s, uint64_t entry, uint8_t *out, bool kee
         ok = inflate_raw(in, len, out, s->cluster_size);
 #ifdef HAVE_ZSTD
     else if (s->compression_type == QCOW2_COMPRESS_ZSTD)
-        ok = unzstd(in, len, out, s->cluster_size);
+        ok = vd_unzstd(in, len, out, s->cluster_size);
 #endif
     if (!ok) {
         vd_set_error(error, EIO,

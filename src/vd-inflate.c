@@ -3,6 +3,9 @@
 
 #include <libdeflate.h>
 #include <zlib.h>
+#ifdef HAVE_ZSTD
+#include <zstd.h>
+#endif
 
 #include <glib.h>
 
@@ -60,3 +63,61 @@ bool vd_inflate(VdDeflateWrap wrap, const uint8_t *in, size_t in_len, uint8_t *o
     }
     return r == LIBDEFLATE_BAD_DATA && inflate_zlib(wrap, in, in_len, out, cap, out_len);
 }
+
+#ifdef HAVE_ZSTD
+static void dctx_free(gpointer p)
+{
+    ZSTD_freeDCtx(p);
+}
+
+static GPrivate zstd_dctx = G_PRIVATE_INIT(dctx_free);
+
+/* The frames one at a time, each straight into out: no copy through a
+ * window buffer. Fails on a frame that would overflow out. */
+static bool unzstd_frames(ZSTD_DCtx *dctx, const uint8_t *in, size_t in_len, uint8_t *out,
+                          size_t out_len)
+{
+    size_t pos = 0, made = 0;
+    while (made < out_len) {
+        size_t frame = ZSTD_findFrameCompressedSize(in + pos, in_len - pos);
+        if (ZSTD_isError(frame))
+            return false;
+        size_t got = ZSTD_decompressDCtx(dctx, out + made, out_len - made, in + pos, frame);
+        if (ZSTD_isError(got))
+            return false;
+        made += got;
+        pos += frame;
+    }
+    return true;
+}
+
+/* As a stream, stopping when out is full: what a frame that makes more
+ * than out holds (or one cut short after it has) gives, as QEMU reads it. */
+static bool unzstd_stream(ZSTD_DCtx *dctx, const uint8_t *in, size_t in_len, uint8_t *out,
+                          size_t out_len)
+{
+    ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
+    ZSTD_inBuffer ib = {in, in_len, 0};
+    ZSTD_outBuffer ob = {out, out_len, 0};
+    while (ob.pos < ob.size) {
+        size_t before_in = ib.pos, before_out = ob.pos;
+        size_t ret = ZSTD_decompressStream(dctx, &ob, &ib);
+        if (ZSTD_isError(ret) || (ib.pos == before_in && ob.pos == before_out))
+            return false;
+    }
+    return true;
+}
+
+bool vd_unzstd(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
+{
+    ZSTD_DCtx *dctx = g_private_get(&zstd_dctx);
+    if (dctx == NULL) {
+        dctx = ZSTD_createDCtx();
+        if (dctx == NULL)
+            return false;
+        g_private_set(&zstd_dctx, dctx);
+    }
+    return unzstd_frames(dctx, in, in_len, out, out_len) ||
+           unzstd_stream(dctx, in, in_len, out, out_len);
+}
+#endif

@@ -4,7 +4,8 @@
  * streamOptimized VMDK grain, a cloop block, a DMG or EWF chunk): the
  * whole input is at hand and the output's size is known, which is
  * libdeflate's case exactly (about twice zlib's speed). zlib stays for
- * streams (gzip containers).
+ * streams (gzip containers). And the one zstd decoder for whole units
+ * (zstd qcow2 clusters).
  */
 #ifndef VD_INFLATE_H
 #define VD_INFLATE_H
@@ -26,5 +27,13 @@ typedef enum {
  * per thread). */
 bool vd_inflate(VdDeflateWrap wrap, const uint8_t *in, size_t in_len, uint8_t *out, size_t cap,
                 size_t *out_len);
+
+#ifdef HAVE_ZSTD
+/* Fill out (exactly out_len bytes) from the zstd frames at in (in_len
+ * bytes; what follows the frames that fill it is ignored). False when
+ * they do not fill it. Thread-safe (a decompression context per thread:
+ * making one costs more than decoding a 64 KiB cluster). */
+bool vd_unzstd(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len);
+#endif
 
 #endif
