@@ -239,8 +239,9 @@ static void image_open_locked(VfsImage *vi)
         vi->error = g_strdup(err->message);
         /* No room in the memory budget passes when other images close,
          * and another process's lock (EBUSY) when it lets go: the next
-         * open tries again. Every other verdict stands until the file
-         * changes (a wrong key would cost its KDF on every open). */
+         * open tries again. Other verdicts stand for a while
+         * (open_retry_due). */
+        vi->failed_at = g_get_monotonic_time();
         if (vd_error_errno(err) == ENOMEM || vd_error_errno(err) == EBUSY)
             vi->opened = false;
         g_error_free(err);
@@ -260,10 +261,23 @@ static void image_open_locked(VfsImage *vi)
         g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)vd_image_unref);
 }
 
+/* A failed open is tried again once OPEN_RETRY_US have passed: a read
+ * error may be a network filesystem's server gone for a while, and a
+ * damaged image costs only its header's parse to find damaged again. Not
+ * a refused key (EACCES), which would cost its KDF every time. Called
+ * with vi->lock held. */
+#define OPEN_RETRY_US (2 * G_USEC_PER_SEC)
+
+static bool open_retry_due(const VfsImage *vi)
+{
+    return vi->opened && vi->img == NULL && vi->error_errno != EACCES &&
+           g_get_monotonic_time() - vi->failed_at >= OPEN_RETRY_US;
+}
+
 VdImage *vfs_image_acquire(VfsImage *vi, int *err)
 {
     g_mutex_lock(&vi->lock);
-    if (!vi->opened)
+    if (!vi->opened || open_retry_due(vi))
         image_open_locked(vi);
     vi->last_used = g_get_monotonic_time();
     VdImage *img = vi->img ? vd_image_ref(vi->img) : NULL;
@@ -325,7 +339,7 @@ VdImage *vfs_image_acquire_rw(VfsImage *vi, int *err)
      * us (it is queued in the background, and an OPEN may overtake it): a
      * reader that has just closed is given a moment to be gone. */
     for (int tries = 0;; tries++) {
-        if (!vi->opened)
+        if (!vi->opened || open_retry_due(vi))
             image_open_locked(vi);
         vi->last_used = g_get_monotonic_time();
         if (vi->img == NULL) {

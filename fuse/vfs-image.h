@@ -19,6 +19,7 @@ struct VfsImage {
     VdImage *img;     /* NULL when the open failed */
     char *error;      /* why it failed (for user.vdiskfs.error) */
     int error_errno;
+    gint64 failed_at;        /* monotonic µs of that failure */
     GPtrArray *snapshots;    /* VdSnapshotInfo, in table order; NULL until listed */
     GPtrArray *snap_names;   /* unique display names, parallel to snapshots */
     GHashTable *snap_images; /* snapshot id -> VdImage* */

@@ -2,9 +2,11 @@
 /*
  * A read-only passthrough of a directory that refuses every byte-range
  * lock, as some network filesystems do: for testing vdiskfs on such a
- * host filesystem.
+ * host filesystem. With -r FLAG, files are opened in direct I/O (every
+ * read reaches here) and reads fail with EIO while the file FLAG exists:
+ * a server that is gone for a while.
  *
- *   nolock-fuse [-e ENOLCK|EOPNOTSUPP|EINVAL] DIR MOUNTPOINT   (foreground)
+ *   nolock-fuse [-e ENOLCK|EOPNOTSUPP|EINVAL] [-r FLAG] DIR MOUNTPOINT   (foreground)
  */
 #define FUSE_USE_VERSION 312
 #include <fuse.h>
@@ -21,6 +23,7 @@
 
 static char *under;
 static int lock_errno = ENOLCK;
+static const char *eio_flag; /* reads fail while this file exists */
 
 static int host_path(const char *path, char *out)
 {
@@ -68,11 +71,15 @@ static int nl_open(const char *path, struct fuse_file_info *fi)
     if (fd < 0)
         return -errno;
     fi->fh = (uint64_t)fd;
+    if (eio_flag != NULL)
+        fi->direct_io = 1;
     return 0;
 }
 
 static int nl_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
+    if (eio_flag != NULL && access(eio_flag, F_OK) == 0)
+        return -EIO;
     ssize_t n = pread((int)fi->fh, buf, size, off);
     return n < 0 ? -errno : (int)n;
 }
@@ -111,8 +118,13 @@ int main(int argc, char **argv)
             return 2;
         a = 3;
     }
+    if (argc - a >= 2 && strcmp(argv[a], "-r") == 0) {
+        eio_flag = argv[a + 1];
+        a += 2;
+    }
     if (argc - a != 2) {
-        fprintf(stderr, "usage: nolock-fuse [-e ENOLCK|EOPNOTSUPP|EINVAL] DIR MOUNTPOINT\n");
+        fprintf(stderr,
+                "usage: nolock-fuse [-e ENOLCK|EOPNOTSUPP|EINVAL] [-r FLAG] DIR MOUNTPOINT\n");
         return 2;
     }
     under = realpath(argv[a], NULL);

@@ -8,6 +8,9 @@
 # 2. A filesystem that refuses byte-range locks (nolock-fuse: ENOLCK,
 #    EOPNOTSUPP, EINVAL, as some network ones do): images open all the same,
 #    unlocked, with one warning per mount, not one per image or open.
+# 3. A server gone for a while (nolock-fuse -r: reads fail with EIO): an
+#    open that failed on it is tried again once it answers, not refused
+#    for the life of the mount.
 . "$TESTLIB"
 require_fuse
 require_qemu
@@ -87,4 +90,26 @@ for e in ENOLCK EOPNOTSUPP EINVAL; do
     n=$(grep -c "refuses byte-range locks" "$T/log" || true)
     [ "$n" = 1 ] || fail "$e: $n lock warnings, not one: $(cat "$T/log")"
 done
+
+note "a read error of the host at open is not a lasting verdict"
+"$NOLOCK" -r "$T/server-gone" "$L" "$N" &
+MOUNTS="$MOUNTS $N"
+until_true 5 "nolock-fuse mounted" mountpoint -q "$N"
+"$VDISKFS" -f "$N" "$M" 2>"$T/log" &
+MOUNTS="$MOUNTS $M"
+until_true 5 "vdiskfs mounted" mountpoint -q "$M"
+ls -l "$M" >/dev/null
+: >"$T/server-gone"
+r=$("$VDTEST" errno "$M/d2.qcow2" read)
+[ "$r" = EIO ] || fail "reading d2.qcow2 while its host reads fail: $r, not EIO"
+getfattr -n user.vdiskfs.error --only-values "$M/d2.qcow2" 2>/dev/null | grep -q . ||
+    fail "no user.vdiskfs.error while the host reads fail"
+rm "$T/server-gone"
+until_true 10 "d2.qcow2 opens once the host answers again" dd if="$M/d2.qcow2" of=/dev/null bs=4k count=1 status=none
+compare_to_qemu "$L/d2.qcow2" "$M/d2.qcow2"
+! getfattr -n user.vdiskfs.error "$M/d2.qcow2" >/dev/null 2>&1 ||
+    fail "user.vdiskfs.error still set after a good open"
+unmount_vdiskfs "$M"
+fusermount3 -u "$N"
+wait
 echo PASS
