@@ -336,7 +336,6 @@ static void tentative_one(Pass *p, guint j)
 static gpointer tentative_worker(gpointer data)
 {
     Pass *p = data;
-    vd_thread_unpin();
     for (;;) {
         guint j = (guint)g_atomic_int_add(&p->next, 1);
         if (j >= p->cands->len || vd_context_cancelled(p->ctx))
@@ -367,6 +366,15 @@ static bool assign_levels(Pass *p, unsigned level, GError **error)
     return true;
 }
 
+/* A helper thread of tentative_all. Unpinned here, not in
+ * tentative_worker: the caller works too, and it may be a FUSE ring
+ * thread that must stay on its CPU. */
+static gpointer tentative_thread(gpointer data)
+{
+    vd_thread_unpin();
+    return tentative_worker(data);
+}
+
 /* Decode the stretches side by side: a worker per core. */
 static void tentative_all(Pass *p)
 {
@@ -375,7 +383,7 @@ static void tentative_all(Pass *p)
     GThread *threads[BZ2_THREADS];
     guint started = 0;
     for (guint i = 1; i < n; i++) {
-        threads[started] = g_thread_try_new("bzip2-index", tentative_worker, p, NULL);
+        threads[started] = g_thread_try_new("bzip2-index", tentative_thread, p, NULL);
         if (threads[started] != NULL)
             started++;
     }

@@ -26,7 +26,8 @@ GThreadPool *vd_pool_get(VdPool *p, GFunc fn, unsigned threads);
 /* A new thread runs where its creator may: one started from a FUSE ring
  * thread, which is pinned to its queue's CPU, would be pinned there too,
  * and every decode of the mount would share that one core. Called first
- * by every background thread (pool threads get it from vd_pool_get):
+ * by every background thread (pool threads get it from vd_pool_get),
+ * never by code that may run on the thread that asked for the work:
  * the calling thread may run wherever the process may. Once per thread;
  * then free. */
 void vd_thread_unpin(void);

@@ -131,6 +131,18 @@ if $have_uring; then
             fail "thread $(sed -n 's/^Name:[[:space:]]*//p' "$st") may run on CPUs $c only, not $all"
     done
     [ "$workers" -gt 1 ] || fail "no worker threads seen"
+    # A bzip2 file's first stat decodes its blocks on helper threads and
+    # on the asking thread, here a ring thread: which must stay pinned.
+    bzip2 -1 -c "$T/text" >"$T/text.img.bz2"
+    mv "$T/text.img.bz2" "$D/"
+    i=0
+    until [ -e "$M/text.img" ]; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || fail "text.img.bz2 is not listed as text.img"
+        sleep 0.05
+    done
+    cmp "$T/text" "$M/text.img" || fail "text.img read through the ring differs"
+    ring_threads_pinned || fail "after a bzip2 index pass: $why"
 fi
 
 note "writes: small, unaligned and 1 MiB"
