@@ -30,7 +30,14 @@
  * as a stream kept at the end of the last read, in windows of XZ_WINDOW
  * of which the last XZ_WINDOWS are kept, so that sequential reads cost
  * one pass even when the kernel's read-ahead asks out of order; a read
- * behind those starts again from the block's beginning.
+ * behind those starts again from the block's beginning. The windows the
+ * stream passes to reach a read ahead of it are kept too (the last
+ * XZ_WINDOWS_PASSED): the reads for them come a moment later, out of
+ * order, from the kernel's read-ahead and from concurrent readers, and
+ * each would otherwise start the stream again (two files read at once
+ * went at a tenth of the speed of one). Such a block's end costs
+ * decoding all of it, so a probe does not look there unless the name
+ * asks for a format known by its end (xz_costly_at; disk.vhd.xz).
  */
 #include "config.h"
 
@@ -53,8 +60,10 @@
 #define XZ_INPUT            (256u << 10)
 #define XZ_WINDOW           (1u << 20)
 #define XZ_WINDOWS          16
+#define XZ_WINDOWS_PASSED   8 /* of them kept when the stream passes them */
 #define XZ_PIECE            (4u << 10)
 #define XZ_COMPLETE_PENDING 2
+#define XZ_COSTLY_DECODE    (16u << 20) /* to decode before a read: not for a probe */
 
 typedef struct {
     uint64_t start; /* uncompressed offset of the block */
@@ -66,6 +75,7 @@ typedef struct {
 typedef struct XzDecoder XzDecoder;
 
 typedef struct {
+    VdContext *ctx; /* whose memory budget the stream's dictionary is charged to */
     int fd;
     char *name;
     lzma_index *index; /* immutable after open: iterated by readers side by side */
@@ -77,10 +87,11 @@ typedef struct {
     lzma_stream strm;
     lzma_block strm_blk; /* the decoder keeps a pointer to it while it runs */
     bool strm_live;
-    uint64_t strm_block;  /* uncompressed start of its block */
-    uint64_t strm_pos;    /* uncompressed offset reached */
-    uint64_t strm_in;     /* compressed file offset of the next input */
-    uint64_t strm_in_end; /* end of the block's compressed data */
+    uint64_t strm_reserved; /* of the budget, for its dictionary */
+    uint64_t strm_block;    /* uncompressed start of its block */
+    uint64_t strm_pos;      /* uncompressed offset reached */
+    uint64_t strm_in;       /* compressed file offset of the next input */
+    uint64_t strm_in_end;   /* end of the block's compressed data */
     uint8_t *inbuf;
     XzCached win[XZ_WINDOWS]; /* decoded windows of the streamed block */
     /* Blocks decoded on to their end in the background after a partial
@@ -94,7 +105,8 @@ typedef struct {
      * the prefix served before is no longer: complete_lock. */
     GHashTable *damaged;
     unsigned n_damaged; /* atomic: damaged's size, read without the lock */
-    uint64_t decoded;   /* atomic: bytes decoded into the cache */
+    uint64_t decoded;   /* atomic: bytes decoded (into the cache, or by the stream) */
+    uint64_t restarts;  /* atomic: times the stream started again at a block's start */
 } XzSource;
 
 typedef struct {
@@ -131,10 +143,12 @@ static void set_lzma_error(XzSource *x, lzma_ret r, const char *what, GError **e
 }
 
 /* Start a block decoder on the block iter describes. block must outlive
- * the decoder (liblzma checks the sizes in it at the block's end). */
+ * the decoder (liblzma checks the sizes in it at the block's end).
+ * *memusage (when asked for): what liblzma says the decoder takes at
+ * most, its dictionary mostly (UINT64_MAX when it cannot say). */
 static bool block_start(XzSource *x, const lzma_index_iter *it, lzma_stream *strm,
                         lzma_block *block, lzma_filter *filters, uint64_t *in, uint64_t *in_end,
-                        GError **error)
+                        uint64_t *memusage, GError **error)
 {
     uint8_t hdr[LZMA_BLOCK_HEADER_SIZE_MAX];
     uint64_t off = it->block.compressed_file_offset;
@@ -152,12 +166,18 @@ static bool block_start(XzSource *x, const lzma_index_iter *it, lzma_stream *str
         return false;
     }
     lzma_ret r = lzma_block_header_decode(block, NULL, hdr);
-    if (r == LZMA_OK)
-        r = lzma_block_compressed_size(block, it->block.unpadded_size);
     if (r != LZMA_OK) {
         set_lzma_error(x, r, "block header", error);
         return false;
     }
+    r = lzma_block_compressed_size(block, it->block.unpadded_size);
+    if (r != LZMA_OK) {
+        lzma_filters_free(filters, NULL);
+        set_lzma_error(x, r, "block header", error);
+        return false;
+    }
+    if (memusage != NULL)
+        *memusage = lzma_raw_decoder_memusage(filters);
     *strm = (lzma_stream)LZMA_STREAM_INIT;
     r = lzma_block_decoder(strm, block);
     lzma_filters_free(filters, NULL);
@@ -285,7 +305,7 @@ static XzDecoder *decoder_new(XzSource *x, const lzma_index_iter *it, GError **e
 {
     XzDecoder *d = g_new0(XzDecoder, 1);
     d->it = *it;
-    if (!block_start(x, it, &d->strm, &d->block, d->filters, &d->in, &d->in_end, error)) {
+    if (!block_start(x, it, &d->strm, &d->block, d->filters, &d->in, &d->in_end, NULL, error)) {
         g_free(d);
         return NULL;
     }
@@ -540,31 +560,106 @@ failed:
     return false;
 }
 
-/* The stream at the start of window start (of the block iter describes),
- * restarting it when it went past. */
-static bool stream_seek(XzSource *x, const lzma_index_iter *it, uint64_t start, GError **error)
+/* The kept window at wstart, or NULL; *victim, the one to reuse. */
+static XzCached *window_find(XzSource *x, uint64_t wstart, XzCached **victim)
+{
+    XzCached *w = NULL;
+    *victim = &x->win[0];
+    for (unsigned i = 0; i < XZ_WINDOWS; i++) {
+        if (x->win[i].data != NULL && x->win[i].start == wstart)
+            w = &x->win[i];
+        if (x->win[i].used < (*victim)->used)
+            *victim = &x->win[i];
+    }
+    return w;
+}
+
+static void stream_drop(XzSource *x)
+{
+    lzma_end(&x->strm);
+    x->strm_live = false;
+    vd_context_mem_release(x->ctx, x->strm_reserved);
+    x->strm_reserved = 0;
+}
+
+/* Decode the stream's next window (at strm_pos, window-aligned) into a
+ * kept one, or past it when it is kept already. */
+static bool stream_next_window(XzSource *x, uint64_t bend, GError **error)
+{
+    uint64_t wstart = x->strm_pos;
+    uint64_t wlen = MIN((uint64_t)XZ_WINDOW, bend - wstart);
+    XzCached *victim;
+    bool keep = window_find(x, wstart, &victim) == NULL;
+    uint8_t *data = NULL;
+    if (keep) {
+        data = victim->data ? victim->data : g_malloc(XZ_WINDOW);
+        victim->data = NULL;
+    }
+    if (!decode_into(x, &x->strm, x->inbuf, &x->strm_in, x->strm_in_end, data, wlen, error)) {
+        g_free(data);
+        stream_drop(x);
+        return false;
+    }
+    x->strm_pos = wstart + wlen;
+    __atomic_add_fetch(&x->decoded, wlen, __ATOMIC_RELAXED);
+    if (keep)
+        *victim = (XzCached){.start = wstart, .len = wlen, .data = data, .used = ++x->clock};
+    return true;
+}
+
+/* Bring the stream to window wstart of the block iter describes and
+ * decode that window into a kept one (restarting the stream at the
+ * block's start when it went past). The windows it passes on the way
+ * are kept too, the last XZ_WINDOWS_PASSED of them: the kernel's
+ * read-ahead and concurrent readers ask for sequential ranges out of
+ * order, and a window passed and dropped would cost a restart from the
+ * block's start when its read comes a moment later. */
+static XzCached *stream_window(XzSource *x, const lzma_index_iter *it, uint64_t wstart,
+                               GError **error)
 {
     uint64_t block = it->block.uncompressed_file_offset;
-    if (!x->strm_live || x->strm_block != block || x->strm_pos > start) {
+    uint64_t bend = block + it->block.uncompressed_size;
+    if (!x->strm_live || x->strm_block != block || x->strm_pos > wstart) {
         if (x->strm_live)
-            lzma_end(&x->strm);
-        x->strm_live = false;
+            stream_drop(x);
         lzma_filter filters[LZMA_FILTERS_MAX + 1];
+        uint64_t memusage;
         if (!block_start(x, it, &x->strm, &x->strm_blk, filters, &x->strm_in, &x->strm_in_end,
-                         error))
-            return false;
+                         &memusage, error))
+            return NULL;
+        /* The dictionary fills as the block decodes, up to its size: a
+         * block of gigabytes of zeros in a few hundred KiB of xz, with
+         * a 1.5 GiB dictionary, takes that much for as long as the
+         * stream lives, in every such file read at once. */
+        uint64_t charge = MIN(memusage, it->block.uncompressed_size + XZ_WINDOW);
+        if (!vd_context_mem_reserve(x->ctx, charge, x->name, "xz dictionary", error)) {
+            lzma_end(&x->strm);
+            return NULL;
+        }
+        x->strm_reserved = charge;
         x->strm_live = true;
         x->strm_block = block;
         x->strm_pos = block;
+        __atomic_add_fetch(&x->restarts, 1, __ATOMIC_RELAXED);
     }
-    if (!decode_into(x, &x->strm, x->inbuf, &x->strm_in, x->strm_in_end, NULL, start - x->strm_pos,
-                     error)) {
-        lzma_end(&x->strm);
-        x->strm_live = false;
-        return false;
+    uint64_t keep_from =
+        wstart - MIN(wstart - x->strm_pos, (uint64_t)XZ_WINDOWS_PASSED * XZ_WINDOW);
+    if (x->strm_pos < keep_from) {
+        /* Far behind: past what is not kept in one go. */
+        if (!decode_into(x, &x->strm, x->inbuf, &x->strm_in, x->strm_in_end, NULL,
+                         keep_from - x->strm_pos, error)) {
+            stream_drop(x);
+            return NULL;
+        }
+        __atomic_add_fetch(&x->decoded, keep_from - x->strm_pos, __ATOMIC_RELAXED);
+        x->strm_pos = keep_from;
     }
-    x->strm_pos = start;
-    return true;
+    while (x->strm_pos <= wstart) {
+        if (!stream_next_window(x, bend, error))
+            return NULL;
+    }
+    XzCached *victim;
+    return window_find(x, wstart, &victim);
 }
 
 static bool read_streamed(XzSource *x, const lzma_index_iter *it, uint8_t *buf, size_t len,
@@ -575,29 +670,10 @@ static bool read_streamed(XzSource *x, const lzma_index_iter *it, uint8_t *buf, 
     while (len > 0) {
         uint64_t wstart = block + (off - block) / XZ_WINDOW * XZ_WINDOW;
         uint64_t wlen = MIN((uint64_t)XZ_WINDOW, bend - wstart);
-        XzCached *w = NULL, *victim = &x->win[0];
-        for (unsigned i = 0; i < XZ_WINDOWS; i++) {
-            if (x->win[i].data != NULL && x->win[i].start == wstart)
-                w = &x->win[i];
-            if (x->win[i].used < victim->used)
-                victim = &x->win[i];
-        }
-        if (w == NULL) {
-            if (!stream_seek(x, it, wstart, error))
-                return false;
-            uint8_t *data = victim->data ? victim->data : g_malloc(XZ_WINDOW);
-            victim->data = NULL;
-            if (!decode_into(x, &x->strm, x->inbuf, &x->strm_in, x->strm_in_end, data, wlen,
-                             error)) {
-                g_free(data);
-                lzma_end(&x->strm);
-                x->strm_live = false;
-                return false;
-            }
-            x->strm_pos = wstart + wlen;
-            *victim = (XzCached){.start = wstart, .len = wlen, .data = data};
-            w = victim;
-        }
+        XzCached *victim;
+        XzCached *w = window_find(x, wstart, &victim);
+        if (w == NULL && (w = stream_window(x, it, wstart, error)) == NULL)
+            return false;
         w->used = ++x->clock;
         size_t n = (size_t)MIN((uint64_t)len, wstart + wlen - off);
         memcpy(buf, w->data + (off - wstart), n);
@@ -659,7 +735,8 @@ static void xz_close(void *opaque)
     for (unsigned i = 0; i < XZ_WINDOWS; i++)
         g_free(x->win[i].data);
     if (x->strm_live)
-        lzma_end(&x->strm);
+        stream_drop(x);
+    vd_context_unref(x->ctx);
     lzma_index_end(x->index, NULL);
     g_mutex_clear(&x->lock);
     g_free(x->inbuf);
@@ -676,11 +753,23 @@ static void xz_describe(void *opaque, VdInfo *info)
     vd_info_add_str(info, "container", "xz");
     vd_info_add_u64(info, "xz.blocks", lzma_index_block_count(x->index));
     vd_info_add_u64(info, "xz.bytes_decoded", __atomic_load_n(&x->decoded, __ATOMIC_RELAXED));
+    vd_info_add_u64(info, "xz.stream_starts", __atomic_load_n(&x->restarts, __ATOMIC_RELAXED));
+}
+
+/* A read far into a block decodes the block from its start up to it. */
+static bool xz_costly_at(void *opaque, uint64_t off)
+{
+    XzSource *x = opaque;
+    lzma_index_iter it;
+    lzma_index_iter_init(&it, x->index);
+    return !lzma_index_iter_locate(&it, off) &&
+           off - it.block.uncompressed_file_offset > XZ_COSTLY_DECODE;
 }
 
 static const VdSourceOps xz_ops = {
     .name = "xz",
     .pread = xz_pread,
+    .costly_at = xz_costly_at,
     .describe = xz_describe,
     .close = xz_close,
 };
@@ -736,6 +825,7 @@ static bool xz_open(VdContext *ctx, int fd, const char *path, const char *name,
         return false;
     }
     XzSource *x = g_new0(XzSource, 1);
+    x->ctx = vd_context_ref(ctx);
     x->fd = fd;
     x->name = g_strdup(name);
     x->index = idx;

@@ -108,7 +108,10 @@ static const VdDriver *probe_best(const VdProbe *probe)
     return best;
 }
 
-static const VdDriver *probe_fd(int fd, const char *path, const struct stat *st, GError **error)
+/* want_tail: read the end too where a source says that costs a long
+ * decode (else only where it is cheap). */
+static const VdDriver *probe_fd(int fd, const char *path, const struct stat *st, bool want_tail,
+                                GError **error)
 {
     uint8_t head[VD_PROBE_HEAD] = {0};
     uint8_t tail[VD_PROBE_TAIL] = {0};
@@ -127,9 +130,11 @@ static const VdDriver *probe_fd(int fd, const char *path, const struct stat *st,
     if (S_ISREG(st->st_mode)) {
         probe.head_len = (size_t)vd_min_u64(probe.file_size, sizeof head);
         probe.tail_len = (size_t)vd_min_u64(probe.file_size, sizeof tail);
+        if (!want_tail && vd_source_costly_at(fd, probe.file_size - probe.tail_len))
+            probe.tail_len = 0;
         if (!vd_host_pread(fd, path, head, probe.head_len, 0, false, error) ||
-            !vd_host_pread(fd, path, tail, probe.tail_len, probe.file_size - probe.tail_len, false,
-                           error))
+            (probe.tail_len > 0 && !vd_host_pread(fd, path, tail, probe.tail_len,
+                                                  probe.file_size - probe.tail_len, false, error)))
             return NULL;
     }
     return probe_best(&probe);
@@ -182,7 +187,10 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
                              : f.container != NULL ? vd_container_shown_name(f.container, base_name)
                                                    : NULL;
     const char *base = inner ? inner : base_name;
-    const VdDriver *drv = probe_fd(f.fd, path, &f.st, &local);
+    /* The end of a single-block xz costs decoding it all: only for a
+     * format known by its end that the name asks for. */
+    bool want_tail = tail_format_name(base);
+    const VdDriver *drv = probe_fd(f.fd, path, &f.st, want_tail, &local);
     if (drv == NULL && local == NULL && f.head_only && tail_format_name(base) &&
         head_only != NULL) {
         /* Its head says nothing and its name says the format is known by
@@ -209,7 +217,7 @@ static const VdDriver *probe_path(VdContext *ctx, const char *path, unsigned fla
                 *archive = false;
             return vd_driver_find("raw");
         }
-        drv = probe_fd(f.fd, path, &f.st, &local);
+        drv = probe_fd(f.fd, path, &f.st, want_tail, &local);
     }
     if (drv == NULL && local != NULL && f.container != NULL) {
         /* Nor one whose contents do not read (an EWF chunk table read on

@@ -178,3 +178,9 @@ bool vd_source_verify(int fd, GError **error)
     Source *s = lookup(fd);
     return s == NULL || s->ops->verify == NULL || s->ops->verify(s->opaque, error);
 }
+
+bool vd_source_costly_at(int fd, uint64_t off)
+{
+    Source *s = lookup(fd);
+    return s != NULL && s->ops->costly_at != NULL && s->ops->costly_at(s->opaque, off);
+}

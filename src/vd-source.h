@@ -66,6 +66,11 @@ typedef struct {
      * (an OVA manifest's digests), when the image is opened for use - not
      * when a listing probes or peeks it; EIO with the reason. */
     bool (*verify)(void *opaque, GError **error);
+    /* Optional: whether reading at off costs decoding far more than is
+     * read (a single-block xz stream, decoded from its start): a probe
+     * then looks at the end of what it holds only where the name asks
+     * for a format known by its end (disk.vhd.xz). */
+    bool (*costly_at)(void *opaque, uint64_t off);
     void (*close)(void *opaque);
 } VdSourceOps;
 
@@ -101,5 +106,8 @@ const char *vd_source_inner_name(int fd);
  * none: the file's allocation is the answer then). */
 bool vd_source_host_bytes(int fd, uint64_t *bytes);
 bool vd_source_verify(int fd, GError **error);
+/* Whether a read at off costs the source a long decode (false when fd
+ * is no source's or it does not say). */
+bool vd_source_costly_at(int fd, uint64_t off);
 
 #endif

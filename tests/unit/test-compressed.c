@@ -644,6 +644,63 @@ static void test_xz_blocks(void)
     o.ops->close(o.opaque);
 }
 
+/* A block too big for the cache is read as a stream: reads that come
+ * out of order just behind the stream's position (read-ahead, two
+ * readers) find the windows it passed, without starting it again from
+ * the block's start; reads far into it are costly for a probe. */
+static void test_xz_stream_order(void)
+{
+    size_t n = 80 * MiB; /* one block, above XZ_CACHE_BLOCK */
+    g_autofree uint8_t *data = g_malloc0(n);
+    for (size_t i = 0; i < n; i += 4096)
+        memcpy(data + i, &i, sizeof i);
+    g_autoptr(GByteArray) xz = xz_blocks(data, n, n);
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes("stream.img.xz", xz->data, xz->len, &o, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(info_u64(&o, "xz.blocks"), ==, 1);
+    g_assert_false(o.ops->costly_at(o.opaque, 4096));
+    g_assert_true(o.ops->costly_at(o.opaque, n - 512));
+    uint8_t buf[4096];
+    /* Windows 20, then 15, 19, 17, 12, 21: one pass of the stream. */
+    uint64_t offs[] = {20 * MiB + 12288, 15 * MiB,        19 * MiB + 4096,
+                       17 * MiB,         12 * MiB + 8192, 21 * MiB};
+    for (size_t i = 0; i < G_N_ELEMENTS(offs); i++) {
+        g_assert_true(o.ops->pread(o.opaque, buf, sizeof buf, offs[i], &err));
+        g_assert_no_error(err);
+        if (memcmp(buf, data + offs[i], sizeof buf) != 0)
+            g_error("xz stream read at %" G_GUINT64_FORMAT " differs", offs[i]);
+    }
+    g_assert_cmpuint(info_u64(&o, "xz.stream_starts"), ==, 1);
+    g_assert_cmpuint(info_u64(&o, "xz.bytes_decoded"), ==, 22 * MiB);
+    /* Behind what is kept: from the start again. */
+    g_assert_true(o.ops->pread(o.opaque, buf, sizeof buf, 0, &err));
+    g_assert_no_error(err);
+    g_assert_true(memcmp(buf, data, sizeof buf) == 0);
+    g_assert_cmpuint(info_u64(&o, "xz.stream_starts"), ==, 2);
+    check_reads(&o, data, n);
+    /* The live stream's dictionary is charged to the budget until the
+     * source closes. */
+    gint64 used = __atomic_load_n(&ctx->mem_used, __ATOMIC_RELAXED);
+    g_assert_cmpint(used, >=, MiB);
+    o.ops->close(o.opaque);
+    g_assert_cmpint(__atomic_load_n(&ctx->mem_used, __ATOMIC_RELAXED), <, used);
+    /* A dictionary over what the budget has left: ENOMEM, saying so. */
+    g_assert_true(open_bytes("stream2.img.xz", xz->data, xz->len, &o, &err));
+    uint64_t budget = ctx->mem_budget;
+    ctx->mem_budget = (uint64_t)__atomic_load_n(&ctx->mem_used, __ATOMIC_RELAXED) + 64 * 1024;
+    g_assert_false(o.ops->pread(o.opaque, buf, sizeof buf, 0, &err));
+    g_assert_error(err, VD_ERROR, ENOMEM);
+    g_assert_nonnull(strstr(err->message, "mem_budget"));
+    g_clear_error(&err);
+    ctx->mem_budget = budget;
+    g_assert_true(o.ops->pread(o.opaque, buf, sizeof buf, 0, &err));
+    g_assert_no_error(err);
+    g_assert_true(memcmp(buf, data, sizeof buf) == 0);
+    o.ops->close(o.opaque);
+}
+
 /* Until the file's decoded-byte count reaches want (the background
  * decoder finishing a block), at most 10 s. */
 static uint64_t wait_decoded(const Opened *o, uint64_t want)
@@ -842,6 +899,7 @@ int main(int argc, char **argv)
     g_test_add_func("/xz/blocks", test_xz_blocks);
     g_test_add_func("/xz/check", test_xz_check);
     g_test_add_func("/xz/resume", test_xz_resume);
+    g_test_add_func("/xz/stream-order", test_xz_stream_order);
 #ifdef HAVE_ZSTD
     g_test_add_func("/xz/host-error", test_xz_host_error);
     g_test_add_func("/zstd/frames", test_zstd_frames);
