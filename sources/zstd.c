@@ -14,9 +14,10 @@
  * A larger frame (a file compressed as one frame, as plain `zstd` writes
  * it) is decoded as a stream kept where the last read left it, in windows
  * of ZS_WINDOW that go to a second such cache, so that sequential reads
- * cost one pass; a read behind the stream starts again from the frame's
- * beginning: in a single-frame file, random reads cost a decode from the
- * start of the file up to them.
+ * cost one pass, also when they come a little out of order (the windows
+ * the stream passes are kept); a read further behind the stream starts
+ * again from the frame's beginning: in a single-frame file, random reads
+ * cost a decode from the start of the file up to them.
  *
  * Sizes are hostile: a frame must decode to exactly the size its header
  * or the seek table gives it, else the read is an EIO saying so; nothing
@@ -43,6 +44,7 @@
 #define ZS_SEEK_FOOTER    0x8F92EAB1u
 #define ZS_CACHE_FRAME    (32u << 20)
 #define ZS_WINDOW         (1u << 20)
+#define ZS_WINDOWS_PASSED 4 /* kept in the cache when the stream passes them */
 #define ZS_INPUT          (128u << 10)
 #define ZS_RESERVE_STEP   4096         /* frames reserved at a time */
 #define ZS_MAX_SIZE       (1ull << 62) /* what the offsets below can add up to */
@@ -86,6 +88,7 @@ typedef struct {
     bool live;
     guint strm_frame;
     uint64_t strm_pos; /* uncompressed offset reached */
+    uint64_t starts;   /* atomic: times the stream started at a frame's start */
 } ZsSource;
 
 static bool zs_is_skippable(uint32_t magic)
@@ -263,7 +266,12 @@ static GBytes *decode_frame(gpointer user, uint64_t key, GError **error)
 }
 
 /* A window of a large frame (key: its uncompressed offset), decoded by
- * the kept stream, moved there first. */
+ * the kept stream, moved there first. The windows it passes on the way
+ * go into the cache too, the last ZS_WINDOWS_PASSED of them: the
+ * kernel's read-ahead and concurrent readers ask for sequential ranges
+ * out of order, and a window passed and dropped would cost a restart
+ * from the frame's start when its read came a moment later (a 400 MiB
+ * frame read with cat took 14 s, against 0.5 s for zstd -dc). */
 static GBytes *decode_window(gpointer user, uint64_t key, GError **error)
 {
     ZsSource *x = user;
@@ -271,17 +279,37 @@ static GBytes *decode_window(gpointer user, uint64_t key, GError **error)
     const ZsFrame *f = frame_at(x, i);
     uint64_t fend = f->out_off + f->out_len;
     uint64_t wlen = MIN((uint64_t)ZS_WINDOW, fend - key);
-    uint8_t *data = g_malloc(wlen);
     g_mutex_lock(&x->lock);
-    bool ok = true;
+    /* Passed by the stream while this reader waited for it. */
+    GBytes *kept = vd_ro_cache_get(x->window_cache, key);
+    if (kept != NULL) {
+        g_mutex_unlock(&x->lock);
+        return kept;
+    }
     if (!x->live || x->strm_frame != i || x->strm_pos > key) {
         stream_start(&x->strm, f->in_off, f->in_len);
         x->live = true;
         x->strm_frame = i;
         x->strm_pos = f->out_off;
+        __atomic_add_fetch(&x->starts, 1, __ATOMIC_RELAXED);
     }
-    ok = stream_exact(x, &x->strm, NULL, key - x->strm_pos, f->out_len, error) &&
-         stream_exact(x, &x->strm, data, wlen, f->out_len, error) &&
+    uint64_t keep_from = key - MIN(key - x->strm_pos, (uint64_t)ZS_WINDOWS_PASSED * ZS_WINDOW);
+    bool ok = stream_exact(x, &x->strm, NULL, keep_from - x->strm_pos, f->out_len, error);
+    x->strm_pos = keep_from;
+    while (ok && x->strm_pos < key) {
+        GBytes *have = vd_ro_cache_get(x->window_cache, x->strm_pos);
+        uint8_t *passed = have == NULL ? g_malloc(ZS_WINDOW) : NULL;
+        g_clear_pointer(&have, g_bytes_unref);
+        ok = stream_exact(x, &x->strm, passed, ZS_WINDOW, f->out_len, error);
+        if (ok && passed != NULL) {
+            g_autoptr(GBytes) b = g_bytes_new_take(g_steal_pointer(&passed), ZS_WINDOW);
+            vd_ro_cache_put(x->window_cache, x->strm_pos, b);
+        }
+        g_free(passed);
+        x->strm_pos += ZS_WINDOW;
+    }
+    uint8_t *data = ok ? g_malloc(wlen) : NULL;
+    ok = ok && stream_exact(x, &x->strm, data, wlen, f->out_len, error) &&
          (key + wlen < fend || stream_finish(x, &x->strm, f->out_len, error));
     x->strm_pos = key + wlen;
     if (!ok)
@@ -329,6 +357,7 @@ static void zs_describe(void *opaque, VdInfo *info)
     vd_info_add_str(info, "container", "zstd");
     vd_info_add_u64(info, "zstd.frames", x->ix->frames->len);
     vd_info_add_bool(info, "zstd.seek_table", x->ix->seek_table);
+    vd_info_add_u64(info, "zstd.stream_starts", __atomic_load_n(&x->starts, __ATOMIC_RELAXED));
 }
 
 static void zs_close(void *opaque)
