@@ -22,6 +22,7 @@
 #include "fuse/vfs-fs.h"
 #include "fuse/vfs-image.h"
 #include "fuse/vfs-ops.h"
+#include "fuse/vfs-devio.h"
 #include "fuse/vfs-uring.h"
 #include "fuse/vfs-watch.h"
 #include "src/vd-context.h"
@@ -630,6 +631,13 @@ int main(int argc, char *argv[])
         uring = vfs_uring_install(se, (unsigned)uring_depth, &e);
         if (uring == NULL) {
             g_warning("%s; serving /dev/fuse only", e->message);
+            g_error_free(e);
+        }
+    }
+    if (uring == NULL) {
+        GError *e = NULL;
+        if (!vfs_devio_install(se, &e)) {
+            g_warning("%s: an unmount waits for long decodes in flight", e->message);
             g_error_free(e);
         }
     }

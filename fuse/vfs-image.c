@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "src/vd-error.h"
+#include "src/vd-interrupt.h"
 #include "src/vd-overlay.h"
 #include "src/vd-source.h"
 #include "fuse/vfs-image.h"
@@ -143,20 +144,27 @@ static void register_members(VfsFs *fs, VdImage *img)
     g_mutex_unlock(&fs->lock);
 }
 
-void vfs_image_peek_locked(VfsImage *vi, const VdDriver *drv, const struct stat *host_st)
+int vfs_image_peek_locked(VfsImage *vi, const VdDriver *drv, const struct stat *host_st)
 {
     VfsFs *fs = ((VfsImagePriv *)vi)->fs;
     g_autofree char *host = vfs_host_path(fs, vi->relpath);
     const struct stat st = *host_st;
     if (vi->peeked && vi->peek_fsize == st.st_size && vi->peek_mtime.tv_sec == st.st_mtim.tv_sec &&
         vi->peek_mtime.tv_nsec == st.st_mtim.tv_nsec)
-        return;
+        return 0;
     vi->peeked = true;
     vi->peek_mtime = st.st_mtim;
     vi->peek_fsize = st.st_size;
     g_clear_pointer(&vi->peek_members, g_ptr_array_unref);
     GError *err = NULL;
     VdImage *img = vd_image_peek_as(fs->ctx, host, drv, &err);
+    if (img == NULL && vd_error_is_interrupt(err)) {
+        /* No verdict: the next stat peeks again. */
+        vi->peeked = false;
+        g_debug("%s", err->message);
+        g_error_free(err);
+        return -EINTR;
+    }
     if (img == NULL) {
         /* Logged once per change of the file, not once per listing. */
         if (g_strcmp0(vi->peek_error, err->message) != 0)
@@ -166,7 +174,7 @@ void vfs_image_peek_locked(VfsImage *vi, const VdDriver *drv, const struct stat 
         vi->peek_size = 0;
         vi->peek_read_only = true;
         g_error_free(err);
-        return;
+        return 0;
     }
     g_clear_pointer(&vi->peek_error, g_free);
     vi->peek_size = vd_image_size(img);
@@ -177,6 +185,7 @@ void vfs_image_peek_locked(VfsImage *vi, const VdDriver *drv, const struct stat 
         vi->peek_members = g_ptr_array_ref(vd_image_members(img));
     register_members(fs, img);
     vd_image_unref(img);
+    return 0;
 }
 
 static void reap_unused_now(VfsFs *fs, VfsImage *except);
@@ -227,6 +236,15 @@ static void image_open_locked(VfsImage *vi)
         g_clear_error(&err);
         reap_unused_now(fs, vi);
         vi->img = open_shown(fs, vi, host, false, &err);
+    }
+    if (vi->img == NULL && vd_error_is_interrupt(err)) {
+        /* Its caller gave up, or the mount is going: no verdict on the
+         * image, and the next open tries again. */
+        vi->error_errno = EINTR;
+        vi->opened = false;
+        g_debug("%s", err->message);
+        g_error_free(err);
+        return;
     }
     if (vi->img == NULL) {
         /* EACCES for a missing key; EIO for every other reason, which is in
@@ -307,6 +325,11 @@ static void reap_unused_now(VfsFs *fs, VfsImage *except)
     g_mutex_unlock(&fs->lock);
     for (guint i = 0; i < all->len; i++)
         image_reap(g_ptr_array_index(all, i), G_MAXINT64, 0, true);
+}
+
+void vfs_images_close_unused(VfsFs *fs)
+{
+    reap_unused_now(fs, NULL);
 }
 
 /* Close the snapshot images of vi nobody reads; how many stay open.

@@ -63,8 +63,9 @@ static inline VdImage *vfs_image_underneath(VdImage *img)
 /* Learn what a listing needs from the image's header (vd_image_peek),
  * once per change of the host file (host_st: its vfs_host_stat, just
  * taken); its members are hidden from then on. drv: what a scan probed
- * it as (NULL: probe it). Called with vi->lock held. */
-void vfs_image_peek_locked(VfsImage *vi, const VdDriver *drv, const struct stat *host_st);
+ * it as (NULL: probe it). 0, or -EINTR when the peek was stopped
+ * (vd-interrupt.h) and nothing learnt. Called with vi->lock held. */
+int vfs_image_peek_locked(VfsImage *vi, const VdDriver *drv, const struct stat *host_st);
 /* The snapshot view with this display name, referenced, or NULL and -errno. */
 VdImage *vfs_snapshot_acquire(VfsFs *fs, const char *relpath, const char *snap_name, int *err);
 /* The same, writable: under -o overlay, the snapshot's overlay (made at the
@@ -76,6 +77,10 @@ bool vfs_snapshot_info(VfsFs *fs, const char *relpath, const char *snap_name, in
 
 /* Close images nobody used for opts.idle_timeout seconds (and retry failed
  * ones after as long); they reopen on demand. */
+/* Close every image of the mount nobody is using now, whatever its idle
+ * time, to make room in the memory budget. Only try-locks: the caller may
+ * hold a VfsImage lock. */
+void vfs_images_close_unused(VfsFs *fs);
 void vfs_reaper_start(VfsFs *fs);
 void vfs_reaper_stop(VfsFs *fs);
 

@@ -9,6 +9,7 @@
 
 #include "src/vd-chain.h"
 #include "src/vd-error.h"
+#include "src/vd-interrupt.h"
 #include "src/vd-io.h"
 #include "fuse/vfs-fs.h"
 #include "fuse/vfs-image.h"
@@ -314,6 +315,27 @@ static void reply_read_vec(fuse_req_t req, VdImage *img, uint64_t off, size_t le
     vd_read_vec_clear(&vec);
 }
 
+/* A read over the memory budget (an xz stream's dictionary is charged
+ * while the stream lives, vd_context_mem_reserve) tries again once the
+ * images nobody uses are closed, as opens do (vfs-image.c): the mount
+ * keeps an image open for idle_timeout after its last close, and reads
+ * of another would fail until the reaper came by. */
+static bool pread_making_room(VfsFs *fs, VdImage *img, uint8_t *buf, size_t len, uint64_t off,
+                              GError **error)
+{
+    GError *e = NULL;
+    if (vd_image_pread(img, buf, len, off, &e))
+        return true;
+    if (vd_error_errno(e) != ENOMEM) {
+        g_propagate_error(error, e);
+        return false;
+    }
+    g_debug("%s; closing unused images to make room", e->message);
+    g_error_free(e);
+    vfs_images_close_unused(fs);
+    return vd_image_pread(img, buf, len, off, error);
+}
+
 static void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
@@ -333,14 +355,14 @@ static void vfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     /* Through io_uring: read straight into the request's ring buffer. */
     uint8_t *ring_buf = vfs_uring_read_buffer(len);
     if (ring_buf != NULL) {
-        if (!vd_image_pread(img, ring_buf, len, (uint64_t)off, &e))
+        if (!pread_making_room(fs, img, ring_buf, len, (uint64_t)off, &e))
             fuse_reply_err(req, image_error_to_errno(img, e));
         else
             vfs_uring_reply_read(req, len);
         return;
     }
     g_autofree uint8_t *buf = g_malloc(len);
-    if (!vd_image_pread(img, buf, len, (uint64_t)off, &e))
+    if (!pread_making_room(fs, img, buf, len, (uint64_t)off, &e))
         fuse_reply_err(req, image_error_to_errno(img, e));
     else
         fuse_reply_buf(req, (const char *)buf, len);
@@ -637,28 +659,86 @@ static void vfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
     fuse_reply_err(req, ENOTSUP);
 }
 
+/*
+ * The requests that may open an image or decode far into a stream: long
+ * work in them stops when the kernel says their caller was interrupted
+ * (vd-interrupt.h). Polled, not told through fuse_req_interrupt_func: a
+ * callback registered on the request can still run after the reply, on
+ * libfuse's thread, against the handler's gone stack; the poll runs only
+ * on the handler's thread before it replies.
+ */
+static bool request_interrupted(void *req)
+{
+    return fuse_req_interrupted(req) != 0;
+}
+
+#define INTERRUPTIBLE(handler, ...)                                                                \
+    do {                                                                                           \
+        vd_interrupt_enter(request_interrupted, req);                                              \
+        handler(req, __VA_ARGS__);                                                                 \
+        vd_interrupt_leave();                                                                      \
+    } while (0)
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    INTERRUPTIBLE(vfs_lookup, parent, name);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    INTERRUPTIBLE(vfs_getattr, ino, fi);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    INTERRUPTIBLE(vfs_open, ino, fi);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    INTERRUPTIBLE(vfs_read, ino, size, off, fi);
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+                     struct fuse_file_info *fi)
+{
+    INTERRUPTIBLE(vfs_lseek, ino, off, whence, fi);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+    INTERRUPTIBLE(vfs_readdirplus, ino, size, off, fi);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    INTERRUPTIBLE(vfs_getxattr, ino, name, size);
+}
+
 const struct fuse_lowlevel_ops vfs_ops = {
     .init = vfs_init,
     .destroy = vfs_destroy,
-    .lookup = vfs_lookup,
+    .lookup = op_lookup,
     .forget = vfs_forget,
     .forget_multi = vfs_forget_multi,
-    .getattr = vfs_getattr,
+    .getattr = op_getattr,
     .setattr = vfs_setattr,
-    .open = vfs_open,
+    .open = op_open,
     .release = vfs_release,
-    .read = vfs_read,
+    .read = op_read,
     .write = vfs_write,
     .flush = vfs_flush,
     .fsync = vfs_fsync,
-    .lseek = vfs_lseek,
+    .lseek = op_lseek,
     .fallocate = vfs_fallocate,
     .opendir = vfs_opendir,
     .readdir = vfs_readdir,
-    .readdirplus = vfs_readdirplus,
+    .readdirplus = op_readdirplus,
     .releasedir = vfs_releasedir,
     .statfs = vfs_statfs,
-    .getxattr = vfs_getxattr,
+    .getxattr = op_getxattr,
     .listxattr = vfs_listxattr,
     .setxattr = vfs_setxattr,
     .mknod = vfs_mknod,

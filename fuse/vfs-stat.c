@@ -45,8 +45,11 @@ static int image_node_peek(VfsFs *fs, VfsNode *node, VdImage **img, VfsPeekStat 
         const struct stat *hs = host_st;
         if (!*host_st_valid)
             hs = vfs_host_stat(fs, vi->relpath, &now) == 0 ? &now : NULL;
-        if (hs != NULL)
-            vfs_image_peek_locked(vi, NULL, hs);
+        if (hs != NULL && (err = vfs_image_peek_locked(vi, NULL, hs)) < 0) {
+            g_mutex_unlock(&vi->lock);
+            vfs_image_unref(vi);
+            return err;
+        }
         ps->have = true;
         ps->size = vi->peek_size;
         ps->read_only = vi->peek_read_only;
@@ -80,7 +83,7 @@ int vfs_node_stat(VfsFs *fs, VfsNode *node, VdImage *open_img, struct stat *st)
             img = vd_image_ref(open_img);
         } else {
             int err = image_node_peek(fs, node, &img, &ps, &hst, &have_hst);
-            if (err == -ESTALE)
+            if (err == -ESTALE || err == -EINTR)
                 return err;
         }
     }

@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include "fuse/vfs-uring.h"
+#include "fuse/vfs-devio.h"
 #include "src/vd-error.h"
 
 #include <errno.h>
@@ -289,8 +290,7 @@ static ssize_t uring_dev_writev(int fd, struct iovec *iov, int count, void *user
 
 static ssize_t uring_dev_read(int fd, void *buf, size_t len, void *userdata)
 {
-    (void)userdata;
-    ssize_t n = read(fd, buf, len);
+    ssize_t n = vfs_devio_read(fd, buf, len, userdata);
     KERNEL_ORDER_ACQUIRE();
     VfsUring *u = the_uring;
     const struct fuse_in_header *ih = buf;

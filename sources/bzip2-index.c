@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "sources/bzip2.h"
+#include "src/vd-interrupt.h"
 #include "src/vd-error.h"
 #include "src/vd-pool.h"
 #include "src/vd-io.h"
@@ -108,10 +109,8 @@ bool bz2_find_magics(VdContext *ctx, int fd, const char *name, uint64_t file_siz
         size_t n = (size_t)MIN((uint64_t)BZ2_SCAN_CHUNK, file_size - off);
         if (!vd_host_pread(fd, name, buf, n, off, false, error))
             return false;
-        if (vd_context_cancelled(ctx)) {
-            vd_set_error(error, ECANCELED, "%s: cancelled", name);
+        if (vd_interrupted(ctx, name, error))
             return false;
-        }
         for (size_t i = 0; i < n; i++) {
             w = w << 8 | buf[i];
             uint64_t end = (off + i + 1) * 8;
@@ -419,10 +418,8 @@ static bool block_slow(Pass *p, guint j, unsigned level, const Where *w, uint64_
     guint found = hi;
     while (lo < hi) {
         guint mid = lo + (hi - lo) / 2;
-        if (vd_context_cancelled(p->ctx)) {
-            vd_set_error(error, ECANCELED, "%s: cancelled", p->name);
+        if (vd_interrupted(p->ctx, p->name, error))
             return false;
-        }
         SegResult r = seg_run(p->fd, p->name, p->file_size, w->bit, cand_bit(p->cands, mid), level,
                               false, NULL, 0, &got, &zero, NULL, error);
         if (r == SEG_IO)
@@ -602,10 +599,8 @@ bool bz2_index_build(VdContext *ctx, int fd, const char *name, uint64_t file_siz
     bool ok = assign_levels(&p, h[3] - '0', error);
     if (ok)
         tentative_all(&p);
-    if (ok && vd_context_cancelled(ctx)) {
-        vd_set_error(error, ECANCELED, "%s: cancelled", name);
+    if (ok && vd_interrupted(ctx, name, error))
         ok = false;
-    }
     uint64_t at = 0;
     guint j = 0;
     while (ok) {

@@ -52,6 +52,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "src/vd-interrupt.h"
 #include "src/vd-ro-cache.h"
 #include "src/vd-container.h"
 #include "src/vd-error.h"
@@ -277,12 +278,15 @@ static GBytes *decode_window(gpointer user, uint64_t key, GError **error)
         return w;
     }
     const GzPoint *p = point_at(x, point_find(x, key));
-    bool ok = true;
+    bool ok = true, stopped = false;
     if (!x->live || x->strm_pos > key || x->strm_pos < p->out) {
         x->live = ok = stream_start(x, &x->strm, p, error);
         x->strm_pos = p->out;
     }
     while (ok && x->strm_pos < key) {
+        /* The stream stays where it got to, for the caller's next try. */
+        if ((stopped = vd_interrupted(x->ctx, x->name, error)))
+            break;
         if (x->strm_pos % GZ_WINDOW != 0) {
             /* Up to the first window boundary after the point. */
             uint64_t next = MIN(key, (x->strm_pos / GZ_WINDOW + 1) * GZ_WINDOW);
@@ -297,7 +301,7 @@ static GBytes *decode_window(gpointer user, uint64_t key, GError **error)
         else
             vd_ro_cache_put(x->cache, at, passed);
     }
-    if (ok && (w = stream_window(x, key, error)) == NULL)
+    if (ok && !stopped && (w = stream_window(x, key, error)) == NULL)
         ok = false;
     if (!ok)
         x->live = false;
@@ -561,8 +565,7 @@ static bool build_index(GzSource *x, uint64_t file_size, VdSpill **spill, GError
         if (out > GZ_MAX_SIZE) {
             vd_set_error(error, EIO, "%s: the gzip data inflates to more than 2^62 bytes", x->name);
             ok = false;
-        } else if (++calls % 4096 == 0 && vd_context_cancelled(x->ctx)) {
-            vd_set_error(error, ECANCELED, "%s: cancelled", x->name);
+        } else if (++calls % 4096 == 0 && vd_interrupted(x->ctx, x->name, error)) {
             ok = false;
         } else if (r == Z_STREAM_END) {
             /* The member's CRC and length were checked; another member

@@ -45,6 +45,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "src/vd-interrupt.h"
 #include "src/vd-pool.h"
 #include "src/vd-container.h"
 #include "src/vd-error.h"
@@ -644,18 +645,22 @@ static XzCached *stream_window(XzSource *x, const lzma_index_iter *it, uint64_t 
     }
     uint64_t keep_from =
         wstart - MIN(wstart - x->strm_pos, (uint64_t)XZ_WINDOWS_PASSED * XZ_WINDOW);
-    if (x->strm_pos < keep_from) {
-        /* Far behind: past what is not kept in one go. */
-        if (!decode_into(x, &x->strm, x->inbuf, &x->strm_in, x->strm_in_end, NULL,
-                         keep_from - x->strm_pos, error)) {
+    /* Far behind: past what is not kept, a window at a time, asking
+     * whether to stop (vd-interrupt.h); the stream stays where it got
+     * to, for the caller's next try. */
+    while (x->strm_pos < keep_from) {
+        uint64_t step = MIN(keep_from - x->strm_pos, (uint64_t)XZ_WINDOW);
+        if (vd_interrupted(x->ctx, x->name, error))
+            return NULL;
+        if (!decode_into(x, &x->strm, x->inbuf, &x->strm_in, x->strm_in_end, NULL, step, error)) {
             stream_drop(x);
             return NULL;
         }
-        __atomic_add_fetch(&x->decoded, keep_from - x->strm_pos, __ATOMIC_RELAXED);
-        x->strm_pos = keep_from;
+        __atomic_add_fetch(&x->decoded, step, __ATOMIC_RELAXED);
+        x->strm_pos += step;
     }
     while (x->strm_pos <= wstart) {
-        if (!stream_next_window(x, bend, error))
+        if (vd_interrupted(x->ctx, x->name, error) || !stream_next_window(x, bend, error))
             return NULL;
     }
     XzCached *victim;

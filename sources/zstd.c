@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "src/vd-interrupt.h"
 #include "src/vd-ro-cache.h"
 #include "src/vd-container.h"
 #include "src/vd-endian.h"
@@ -294,9 +295,19 @@ static GBytes *decode_window(gpointer user, uint64_t key, GError **error)
         __atomic_add_fetch(&x->starts, 1, __ATOMIC_RELAXED);
     }
     uint64_t keep_from = key - MIN(key - x->strm_pos, (uint64_t)ZS_WINDOWS_PASSED * ZS_WINDOW);
-    bool ok = stream_exact(x, &x->strm, NULL, keep_from - x->strm_pos, f->out_len, error);
-    x->strm_pos = keep_from;
-    while (ok && x->strm_pos < key) {
+    /* Window by window, asking whether to stop (vd-interrupt.h): the
+     * stream stays where it got to, for the caller's next try. */
+    bool ok = true, stopped = false;
+    while (ok && x->strm_pos < keep_from) {
+        uint64_t step = MIN(keep_from - x->strm_pos, (uint64_t)ZS_WINDOW);
+        if ((stopped = vd_interrupted(x->ctx, x->name, error)))
+            break;
+        if ((ok = stream_exact(x, &x->strm, NULL, step, f->out_len, error)))
+            x->strm_pos += step;
+    }
+    while (ok && !stopped && x->strm_pos < key) {
+        if ((stopped = vd_interrupted(x->ctx, x->name, error)))
+            break;
         GBytes *have = vd_ro_cache_get(x->window_cache, x->strm_pos);
         uint8_t *passed = have == NULL ? g_malloc(ZS_WINDOW) : NULL;
         g_clear_pointer(&have, g_bytes_unref);
@@ -308,11 +319,13 @@ static GBytes *decode_window(gpointer user, uint64_t key, GError **error)
         g_free(passed);
         x->strm_pos += ZS_WINDOW;
     }
+    ok = ok && !stopped;
     uint8_t *data = ok ? g_malloc(wlen) : NULL;
     ok = ok && stream_exact(x, &x->strm, data, wlen, f->out_len, error) &&
          (key + wlen < fend || stream_finish(x, &x->strm, f->out_len, error));
-    x->strm_pos = key + wlen;
-    if (!ok)
+    if (ok)
+        x->strm_pos = key + wlen;
+    else if (!stopped)
         x->live = false;
     g_mutex_unlock(&x->lock);
     if (!ok) {
@@ -549,10 +562,9 @@ static bool frame_count(ZsSource *x, uint64_t off, uint64_t in_len, uint64_t *ou
         stream_start(&s, off, in_len);
     while (ok && !s.ended) {
         uint64_t got;
-        if (vd_context_cancelled(x->ctx)) {
-            vd_set_error(error, ECANCELED, "%s: cancelled", x->name);
+        if (vd_interrupted(x->ctx, x->name, error))
             ok = false;
-        } else if ((ok = stream_decode(x, &s, NULL, 64u << 20, &got, error)))
+        else if ((ok = stream_decode(x, &s, NULL, 64u << 20, &got, error)))
             *out_len += got;
         if (ok && *out_len > ZS_MAX_SIZE) {
             vd_set_error(error, EIO, "%s: a zstd frame decodes to more than 2^62 bytes", x->name);

@@ -978,6 +978,8 @@ void vd_image_record_error(VdImage *img, const GError *err)
     case EPERM:
     case ENXIO:
     case EOPNOTSUPP:
+    case EINTR:     /* the caller gave up (vd-interrupt.h) */
+    case ECANCELED: /* the mount is going */
         return;
     default:
         break;

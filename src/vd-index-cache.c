@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "vd-error.h"
+#include "vd-interrupt.h"
 #include "vd-index-cache.h"
 #include "vd-io.h"
 
@@ -19,6 +20,9 @@ typedef struct {
     bool failed;     /* the build failed: waiters try again */
     gint64 released; /* monotonic time refs went to 0 */
 } IndexEntry;
+
+/* How often a waiter for a build looks whether its request was given up. */
+#define INDEX_WAIT_POLL_USEC (50 * 1000)
 
 /* Most recently used or released first. */
 static GMutex cache_lock;
@@ -128,8 +132,17 @@ gpointer vd_index_cache_get(const VdIndexKey *key, VdIndexBuildFunc build, gpoin
         if (e == NULL)
             break;
         e->refs++;
-        while (e->building)
-            g_cond_wait(&cache_built, &cache_lock);
+        /* A build can take minutes (a gzip of a terabyte of zeros): the
+         * waiter's own request may be given up meanwhile. */
+        while (e->building) {
+            g_cond_wait_until(&cache_built, &cache_lock,
+                              g_get_monotonic_time() + INDEX_WAIT_POLL_USEC);
+            if (e->building && vd_interrupted(key->ctx, key->kind, error)) {
+                entry_put(e);
+                g_mutex_unlock(&cache_lock);
+                return NULL;
+            }
+        }
         if (e->failed) {
             /* Its builder's error was its own: build again here. */
             entry_put(e);

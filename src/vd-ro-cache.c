@@ -8,6 +8,7 @@
 
 #include "src/vd-ro-cache.h"
 #include "src/vd-error.h"
+#include "src/vd-interrupt.h"
 
 #define RO_MIN_ENTRIES  2
 #define RO_FLOOR_MAX    256   /* entries held without borrowing, at most */
@@ -371,31 +372,39 @@ GBytes *vd_ro_cache_fetch(VdRoCache *c, uint64_t key, VdRoDecodeFunc decode, gpo
     VdRoTrash trash = {.n = 0, .more = NULL};
     GBytes *result = NULL;
     gint64 now = g_get_monotonic_time();
-    g_mutex_lock(&c->lock);
-    int i = find(c, key);
-    if (i >= 0) {
-        touch(c, i, now, false);
-        result = g_bytes_ref(c->slots[i].data);
-        maybe_sweep(c, now, &trash);
-        g_mutex_unlock(&c->lock);
-        trash_empty(&trash);
-        return result;
-    }
     VdRoFlight *f = NULL;
-    for (guint k = 0; k < c->flights->len && f == NULL; k++) {
-        VdRoFlight *g = g_ptr_array_index(c->flights, k);
-        if (g->key == key)
-            f = g;
-    }
-    if (f != NULL) {
+    g_mutex_lock(&c->lock);
+    for (;;) {
+        int i = find(c, key);
+        if (i >= 0) {
+            touch(c, i, now, false);
+            result = g_bytes_ref(c->slots[i].data);
+            maybe_sweep(c, now, &trash);
+            g_mutex_unlock(&c->lock);
+            trash_empty(&trash);
+            return result;
+        }
+        for (guint k = 0; k < c->flights->len && f == NULL; k++) {
+            VdRoFlight *g = g_ptr_array_index(c->flights, k);
+            if (g->key == key)
+                f = g;
+        }
+        if (f == NULL)
+            break;
         /* Being decoded: wait for it rather than decode it again. */
         f->refs++;
         while (!f->done)
             g_cond_wait(&c->landed, &c->lock);
-        result = flight_result(f, error);
+        /* Its reader gave up (vd-interrupt.h); this one did not. */
+        bool gave_up = f->data == NULL && vd_error_is_interrupt(f->error);
+        if (!gave_up)
+            result = flight_result(f, error);
         flight_unref(f);
-        g_mutex_unlock(&c->lock);
-        return result;
+        if (!gave_up) {
+            g_mutex_unlock(&c->lock);
+            return result;
+        }
+        f = NULL;
     }
     note_miss(c, key);
     f = g_new0(VdRoFlight, 1);

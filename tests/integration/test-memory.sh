@@ -5,7 +5,8 @@
 # stay within -o mem_budget (idle images close to make room; one that still
 # does not fit fails to open, with the reason). Repro 06: tiny sparse qcow2
 # files whose headers ask for 32 MiB L1 tables; a budget of 224 MiB holds
-# seven of those.
+# seven of those. Two xz streams whose dictionaries do not both fit: a
+# read closes the idle image that holds the other.
 . "$TESTLIB"
 require_fuse
 require_qemu
@@ -69,5 +70,29 @@ exec 3<&- 4<&- 5<&- 6<&- 7<&- 8<&- 9<&-
 sleep 1.2 # the kernel's RELEASE of those handles is asynchronous
 r=$("$VDTEST" errno "$M/d00100.qcow2" read)
 [ "$r" = OK ] || fail "after the others closed, image 100 still does not open: $r"
+unmount_vdiskfs "$M"
+
+note "xz streams over the budget: a read makes room by closing the images nobody uses"
+command -v xz >/dev/null || fail "xz is missing (contrib/install-deps.sh)"
+X=$T/xz
+mkdir -p "$X"
+# 80 MiB in one xz block (above what is cached whole: read as a stream),
+# with a 64 MiB dictionary, charged to the budget while the stream lives:
+# a 100 MiB budget holds one such stream, not two.
+python3 - "$T/stamped" <<'EOF'
+import struct, sys
+with open(sys.argv[1], "wb") as f:
+    for off in range(0, 80 << 20, 4096):
+        f.write(struct.pack("<Q", off) + bytes(4088))
+EOF
+for n in a b; do
+    xz -0 -T1 --lzma2=dict=64MiB -c "$T/stamped" >"$X/$n.img.xz"
+done
+mount_vdiskfs "$X" "$M" -o mem_budget=100M
+cmp "$M/a.img" "$T/stamped" || fail "a.img differs from what was compressed"
+sleep 1.2 # the RELEASE of a.img's handle is asynchronous
+# a.img stays open (idle_timeout) with its stream: b.img's stream fits
+# only once a.img is closed.
+cmp "$M/b.img" "$T/stamped" || fail "b.img does not read while idle a.img holds the budget"
 unmount_vdiskfs "$M"
 echo PASS

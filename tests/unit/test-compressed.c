@@ -23,6 +23,7 @@
 #include "src/vd-error.h"
 #include "src/vd-index-cache.h"
 #include "src/vd-info.h"
+#include "src/vd-interrupt.h"
 #include "src/vd-source.h"
 #include "tests/unit/test-fixtures.h"
 
@@ -656,6 +657,16 @@ static void test_xz_blocks(void)
     o.ops->close(o.opaque);
 }
 
+/* Zeros with each 4 KiB block's offset at its start: quick to compress,
+ * and a read from the wrong place shows. */
+static uint8_t *stamped_zeros(size_t n)
+{
+    uint8_t *data = g_malloc0(n);
+    for (size_t i = 0; i < n; i += 4096)
+        memcpy(data + i, &i, sizeof i);
+    return data;
+}
+
 /* A block too big for the cache is read as a stream: reads that come
  * out of order just behind the stream's position (read-ahead, two
  * readers) find the windows it passed, without starting it again from
@@ -663,9 +674,7 @@ static void test_xz_blocks(void)
 static void test_xz_stream_order(void)
 {
     size_t n = 80 * MiB; /* one block, above XZ_CACHE_BLOCK */
-    g_autofree uint8_t *data = g_malloc0(n);
-    for (size_t i = 0; i < n; i += 4096)
-        memcpy(data + i, &i, sizeof i);
+    g_autofree uint8_t *data = stamped_zeros(n);
     g_autoptr(GByteArray) xz = xz_blocks(data, n, n);
     Opened o;
     g_autoptr(GError) err = NULL;
@@ -892,6 +901,55 @@ static void test_xz_host_error(void)
     vd_source_detach(pfd);
 }
 
+/* A request interrupted while its read waits on a long decode
+ * (vd-interrupt.h): the read fails with EINTR after a few windows, and
+ * the stream stays where it stopped, so the caller's next try goes on
+ * from there instead of starting the stream again. */
+static int polls_left;
+
+static bool poll_countdown(void *data)
+{
+    (void)data;
+    return polls_left-- <= 0;
+}
+
+static void expect_interrupted_then_resumed(const char *name, const GByteArray *file,
+                                            const uint8_t *data, uint64_t off,
+                                            const char *starts_key)
+{
+    Opened o;
+    g_autoptr(GError) err = NULL;
+    g_assert_true(open_bytes(name, file->data, file->len, &o, &err));
+    g_assert_no_error(err);
+    uint8_t buf[4096];
+    polls_left = 3;
+    vd_interrupt_enter(poll_countdown, NULL);
+    g_assert_false(o.ops->pread(o.opaque, buf, sizeof buf, off, &err));
+    vd_interrupt_leave();
+    g_assert_error(err, VD_ERROR, EINTR);
+    g_assert_true(vd_error_is_interrupt(err));
+    g_clear_error(&err);
+    g_assert_cmpint(polls_left, <, 0);
+    g_assert_true(o.ops->pread(o.opaque, buf, sizeof buf, off, &err));
+    g_assert_no_error(err);
+    g_assert_true(memcmp(buf, data + off, sizeof buf) == 0);
+    g_assert_cmpuint(info_u64(&o, starts_key), ==, 1);
+    o.ops->close(o.opaque);
+}
+
+static void test_interrupt_streams(void)
+{
+    size_t n = 80 * MiB; /* one block, above XZ_CACHE_BLOCK */
+    g_autofree uint8_t *data = stamped_zeros(n);
+    g_autoptr(GByteArray) xz = xz_blocks(data, n, n);
+    expect_interrupted_then_resumed("stop.img.xz", xz, data, 70 * MiB, "xz.stream_starts");
+#ifdef HAVE_ZSTD
+    g_autoptr(GByteArray) z = g_byte_array_new();
+    zs_append(z, data, n, 1, true);
+    expect_interrupted_then_resumed("stop.img.zst", z, data, 70 * MiB, "zstd.stream_starts");
+#endif
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -912,6 +970,7 @@ int main(int argc, char **argv)
     g_test_add_func("/xz/check", test_xz_check);
     g_test_add_func("/xz/resume", test_xz_resume);
     g_test_add_func("/xz/stream-order", test_xz_stream_order);
+    g_test_add_func("/interrupt/streams", test_interrupt_streams);
 #ifdef HAVE_ZSTD
     g_test_add_func("/xz/host-error", test_xz_host_error);
     g_test_add_func("/zstd/frames", test_zstd_frames);

@@ -8,19 +8,26 @@
 #include "src/vd-error.h"
 
 /* A decoder that counts its calls: chunk key is 64 bytes of the key's low
- * byte, made after sleep_usec; keys in fail_key fail. */
+ * byte, made after sleep_usec; keys in fail_key fail; with
+ * interrupt_first, the first call is stopped as if its request had been
+ * interrupted. */
 typedef struct {
     gint decodes;
     gulong sleep_usec;
     int64_t fail_key;
+    bool interrupt_first;
 } Decoder;
 
 static GBytes *decode(gpointer user, uint64_t key, GError **error)
 {
     Decoder *d = user;
-    g_atomic_int_inc(&d->decodes);
+    int nth = g_atomic_int_add(&d->decodes, 1) + 1;
     if (d->sleep_usec)
         g_usleep(d->sleep_usec);
+    if (d->interrupt_first && nth == 1) {
+        vd_set_error(error, EINTR, "chunk %" G_GUINT64_FORMAT ": stopped", key);
+        return NULL;
+    }
     if ((int64_t)key == d->fail_key) {
         vd_set_error(error, EIO, "chunk %" G_GUINT64_FORMAT " is corrupt", key);
         return NULL;
@@ -114,6 +121,31 @@ static void test_single_flight_error(void)
     g_assert_error(err, VD_ERROR, EIO);
     g_clear_error(&err);
     g_assert_cmpint(dec.decodes, ==, 2);
+    vd_ro_cache_free(c);
+}
+
+/* A decode stopped for its own reader's request (EINTR, vd-interrupt.h)
+ * fails that reader only: the others waiting for it decode it again. */
+static void test_single_flight_interrupted(void)
+{
+    Decoder dec = {.sleep_usec = 200000, .fail_key = -1, .interrupt_first = true};
+    VdRoCache *c = vd_ro_cache_new(0, 64);
+    Reader r[8];
+    read_together(c, &dec, 5, 0, r, 8);
+    g_assert_cmpint(dec.decodes, ==, 2);
+    int stopped = 0;
+    for (int i = 0; i < 8; i++) {
+        if (r[i].got == NULL) {
+            g_assert_error(r[i].error, VD_ERROR, EINTR);
+            g_clear_error(&r[i].error);
+            stopped++;
+            continue;
+        }
+        g_assert_no_error(r[i].error);
+        g_assert_true(holds(r[i].got, 5));
+        g_bytes_unref(r[i].got);
+    }
+    g_assert_cmpint(stopped, ==, 1);
     vd_ro_cache_free(c);
 }
 
@@ -368,6 +400,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/ro-cache/single-flight", test_single_flight);
     g_test_add_func("/ro-cache/single-flight-error", test_single_flight_error);
+    g_test_add_func("/ro-cache/single-flight-interrupted", test_single_flight_interrupted);
     g_test_add_func("/ro-cache/concurrent-readers", test_concurrent_readers);
     g_test_add_func("/ro-cache/serial-thrash", test_serial_thrash);
     g_test_add_func("/ro-cache/shared-bound", test_shared_bound);
