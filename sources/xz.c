@@ -64,7 +64,14 @@
 #define XZ_WINDOWS_PASSED   8 /* of them kept when the stream passes them */
 #define XZ_PIECE            (4u << 10)
 #define XZ_COMPLETE_PENDING 2
-#define XZ_COSTLY_DECODE    (16u << 20) /* to decode before a read: not for a probe */
+/* Decoders waiting to finish their blocks in the background, in the whole
+ * process: each holds its block's room (up to XZ_CACHE_BLOCK) and its
+ * dictionary, and many files read at random side by side would queue
+ * XZ_COMPLETE_PENDING each. Beyond this many, a stopped decoder is dropped
+ * (xz.background_dropped): a read of the rest of its block decodes it
+ * again from the block's start. */
+#define XZ_COMPLETE_ALL  8
+#define XZ_COSTLY_DECODE (16u << 20) /* to decode before a read: not for a probe */
 
 typedef struct {
     uint64_t start; /* uncompressed offset of the block */
@@ -108,7 +115,11 @@ typedef struct {
     unsigned n_damaged; /* atomic: damaged's size, read without the lock */
     uint64_t decoded;   /* atomic: bytes decoded (into the cache, or by the stream) */
     uint64_t restarts;  /* atomic: times the stream started again at a block's start */
+    uint64_t dropped;   /* atomic: stopped decoders dropped for XZ_COMPLETE_ALL */
 } XzSource;
+
+/* Decoders in the pending slots of every file: atomic. */
+static gint complete_waiting;
 
 typedef struct {
     XzSource *x;
@@ -401,6 +412,7 @@ static void complete_run(gpointer data, gpointer unused)
             note_damaged_locked(x, j->start, err);
         g_clear_error(&err);
         *pending_slot(x, j->start) = NULL;
+        g_atomic_int_add(&complete_waiting, -1);
         decoder_free(d);
     }
     /* Else a reader took the decoder over before this job ran. */
@@ -426,6 +438,11 @@ static void complete_later(XzSource *x, XzDecoder *d)
     }
     if (pending_slot(x, start) != NULL)
         slot = NULL;
+    if (slot != NULL && g_atomic_int_add(&complete_waiting, 1) >= XZ_COMPLETE_ALL) {
+        g_atomic_int_add(&complete_waiting, -1);
+        __atomic_add_fetch(&x->dropped, 1, __ATOMIC_RELAXED);
+        slot = NULL;
+    }
     if (slot != NULL) {
         *slot = d;
         d = NULL;
@@ -450,6 +467,7 @@ static XzDecoder *complete_claim(XzSource *x, uint64_t start)
     if ((slot = pending_slot(x, start)) != NULL && !(*slot)->running) {
         d = *slot;
         *slot = NULL;
+        g_atomic_int_add(&complete_waiting, -1);
     } else {
         while ((slot = pending_slot(x, start)) != NULL)
             g_cond_wait(&x->complete_done, &x->complete_lock);
@@ -759,6 +777,7 @@ static void xz_describe(void *opaque, VdInfo *info)
     vd_info_add_u64(info, "xz.blocks", lzma_index_block_count(x->index));
     vd_info_add_u64(info, "xz.bytes_decoded", __atomic_load_n(&x->decoded, __ATOMIC_RELAXED));
     vd_info_add_u64(info, "xz.stream_starts", __atomic_load_n(&x->restarts, __ATOMIC_RELAXED));
+    vd_info_add_u64(info, "xz.background_dropped", __atomic_load_n(&x->dropped, __ATOMIC_RELAXED));
 }
 
 /* A read far into a block decodes the block from its start up to it. */

@@ -657,6 +657,47 @@ static void test_xz_blocks(void)
     o.ops->close(o.opaque);
 }
 
+/* Many files read at random side by side: the decoders left to finish
+ * their blocks in the background are bounded for the whole process
+ * (XZ_COMPLETE_ALL), the others dropped; what was dropped decodes again
+ * when read, right. */
+static void test_xz_background_bound(void)
+{
+    enum { FILES = 12 };
+    size_t n = 8 * MiB;
+    g_autofree uint8_t *data = make_data(n, 11);
+    g_autoptr(GByteArray) xz = xz_blocks(data, n, 4 * MiB);
+    Opened o[FILES];
+    g_autoptr(GError) err = NULL;
+    uint8_t buf[4096];
+    for (int i = 0; i < FILES; i++) {
+        g_autofree char *name = g_strdup_printf("many%d.img.xz", i);
+        g_assert_true(open_bytes(name, xz->data, xz->len, &o[i], &err));
+        g_assert_no_error(err);
+    }
+    /* Into each block a little: a prefix now, the rest in the background. */
+    for (int i = 0; i < FILES; i++) {
+        for (uint64_t off = 64 * 1024; off < n; off += 4 * MiB) {
+            g_assert_true(o[i].ops->pread(o[i].opaque, buf, sizeof buf, off, &err));
+            g_assert_no_error(err);
+            g_assert_true(memcmp(buf, data + off, sizeof buf) == 0);
+        }
+    }
+    uint64_t dropped = 0;
+    for (int i = 0; i < FILES; i++)
+        dropped += info_u64(&o[i], "xz.background_dropped");
+    g_test_message("dropped %u", (unsigned)dropped);
+    g_assert_cmpuint(dropped, >, 0);
+    for (int i = 0; i < FILES; i++) {
+        for (uint64_t off = 4 * MiB - 4096; off < n; off += 4 * MiB) {
+            g_assert_true(o[i].ops->pread(o[i].opaque, buf, sizeof buf, off, &err));
+            g_assert_no_error(err);
+            g_assert_true(memcmp(buf, data + off, sizeof buf) == 0);
+        }
+        o[i].ops->close(o[i].opaque);
+    }
+}
+
 /* Zeros with each 4 KiB block's offset at its start: quick to compress,
  * and a read from the wrong place shows. */
 static uint8_t *stamped_zeros(size_t n)
@@ -970,6 +1011,7 @@ int main(int argc, char **argv)
     g_test_add_func("/xz/check", test_xz_check);
     g_test_add_func("/xz/resume", test_xz_resume);
     g_test_add_func("/xz/stream-order", test_xz_stream_order);
+    g_test_add_func("/xz/background-bound", test_xz_background_bound);
     g_test_add_func("/interrupt/streams", test_interrupt_streams);
 #ifdef HAVE_ZSTD
     g_test_add_func("/xz/host-error", test_xz_host_error);
