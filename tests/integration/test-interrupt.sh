@@ -5,8 +5,8 @@
 #   members, 16 MB) stops at SIGINT: the stat returns at once, the daemon
 #   stops decoding (no CPU time after), and nothing is held against the
 #   image: the next stat gets the size, user.vdiskfs.error stays empty.
-# - An O_DIRECT read at the end of a single-frame zstd of 256 GiB of RLE
-#   blocks (8 MB) keeps its reader unkillable until answered (the kernel
+# - An O_DIRECT read at the end of a single-frame zstd of 1 TiB of RLE
+#   blocks (32 MB; about 40 s to decode here) keeps its reader unkillable until answered (the kernel
 #   sends no INTERRUPT for it): SIGTERM to the daemon ends both within
 #   seconds, not after the whole decode.
 # - A buffered reader of that file killed and the mount unmounted: the
@@ -21,18 +21,18 @@ D=$T/images M=$T/mnt
 mkdir -p "$D"
 head -c 256M /dev/zero | gzip -1 >"$T/one.gz"
 for i in $(seq 64); do cat "$T/one.gz"; done >"$D/z.img.gz"
-# One zstd frame of 2^21 RLE blocks of 128 KiB (no seek table, so one
+# One zstd frame of 2^23 RLE blocks of 128 KiB (no seek table, so one
 # stream from the start), its size in the header.
 python3 - "$D/rle.img.zst" <<'PY'
 import struct, sys
-blk, n = 128 << 10, 1 << 21
+blk, n = 128 << 10, 1 << 23
 with open(sys.argv[1], "wb") as f:
     f.write(struct.pack("<IBBQ", 0xFD2FB528, 0xC0, 0x38, blk * n))
     b = struct.pack("<I", (1 << 1) | (blk << 3))[:3] + b"\0"
     f.write(b * (n - 1))
     f.write(struct.pack("<I", 1 | (1 << 1) | (blk << 3))[:3] + b"\0")
 PY
-RLE_SIZE=$((256 << 30))
+RLE_SIZE=$((1 << 40))
 last=$((RLE_SIZE / 4096 - 1))
 
 daemon_of() {
@@ -78,8 +78,8 @@ dd=$!
 sleep 1
 kill -0 $dd 2>/dev/null || fail "the read at the end of rle.img finished in 1 s: too little to decode"
 kill -TERM "$pid"
-gone_within 50 "$pid"
-gone_within 50 $dd
+gone_within 100 "$pid"
+gone_within 100 $dd
 wait $dd 2>/dev/null && fail "the O_DIRECT read succeeded while the daemon was stopped"
 umount -l "$M" 2>/dev/null || true
 note "O_DIRECT reader and daemon gone after SIGTERM"
@@ -95,6 +95,6 @@ kill -9 $dd
 gone_within 50 $dd
 wait $dd 2>/dev/null || true
 fusermount3 -u "$M" || fail "cannot unmount $M"
-gone_within 50 "$pid"
+gone_within 100 "$pid"
 note "daemon gone after the unmount, its reader killed"
 echo "PASS"
