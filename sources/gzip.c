@@ -60,6 +60,7 @@
 #include "src/vd-info.h"
 #include "src/vd-io.h"
 #include "src/vd-spill.h"
+#include "src/vd-stream.h"
 
 #define GZ_DICT       32768u
 #define GZ_SPACING    (1u << 20) /* at the start: doubles as points are thinned */
@@ -264,6 +265,13 @@ static GBytes *stream_window(GzSource *x, uint64_t key, GError **error)
     return g_bytes_new_take(data, wlen);
 }
 
+/* The kept stream's next len bytes (VdStreamDecodeFunc). */
+static bool stream_forward(gpointer user, uint8_t *out, uint64_t len, GError **error)
+{
+    GzSource *x = user;
+    return stream_decode(x, &x->strm, out, len, error);
+}
+
 /* Window key (its uncompressed offset), by the kept stream: on from
  * where it is when that is after the best restart point, else from it.
  * The whole windows on the way there go into the cache too. */
@@ -283,27 +291,19 @@ static GBytes *decode_window(gpointer user, uint64_t key, GError **error)
         x->live = ok = stream_start(x, &x->strm, p, error);
         x->strm_pos = p->out;
     }
-    while (ok && x->strm_pos < key) {
-        /* The stream stays where it got to, for the caller's next try. */
-        if ((stopped = vd_interrupted(x->ctx, x->name, error)))
-            break;
-        if (x->strm_pos % GZ_WINDOW != 0) {
-            /* Up to the first window boundary after the point. */
-            uint64_t next = MIN(key, (x->strm_pos / GZ_WINDOW + 1) * GZ_WINDOW);
-            ok = stream_decode(x, &x->strm, NULL, next - x->strm_pos, error);
-            x->strm_pos = next;
-            continue;
-        }
-        uint64_t at = x->strm_pos;
-        g_autoptr(GBytes) passed = stream_window(x, at, error);
-        if (passed == NULL)
-            ok = false;
-        else
-            vd_ro_cache_put(x->cache, at, passed);
+    if (ok && x->strm_pos < key && x->strm_pos % GZ_WINDOW != 0) {
+        /* Up to the first window boundary after the point. */
+        uint64_t next = MIN(key, (x->strm_pos / GZ_WINDOW + 1) * GZ_WINDOW);
+        ok = stream_decode(x, &x->strm, NULL, next - x->strm_pos, error);
+        x->strm_pos = next;
     }
-    if (ok && !stopped && (w = stream_window(x, key, error)) == NULL)
+    /* Every whole window passed is kept (vd-stream.h). */
+    VdStreamWindows sw = {x->cache, GZ_WINDOW, G_MAXUINT, stream_forward, x, x->ctx, x->name};
+    if (ok && !vd_stream_pass(&sw, &x->strm_pos, key, &stopped, error))
         ok = false;
-    if (!ok)
+    if (ok && (w = stream_window(x, key, error)) == NULL)
+        ok = false;
+    if (!ok && !stopped)
         x->live = false;
     g_mutex_unlock(&x->lock);
     return w;

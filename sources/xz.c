@@ -28,7 +28,8 @@
  * decoded once however it is read.
  * A larger block (a single-block file, as plain `xz` writes) is decoded
  * as a stream kept at the end of the last read, in windows of XZ_WINDOW
- * of which the last XZ_WINDOWS are kept, so that sequential reads cost
+ * that go into a VdRoCache of at least XZ_WINDOWS of them (as zstd's
+ * and gzip's windows do), so that sequential reads cost
  * one pass even when the kernel's read-ahead asks out of order; a read
  * behind those starts again from the block's beginning. The windows the
  * stream passes to reach a read ahead of it are kept too (the last
@@ -52,6 +53,7 @@
 #include "src/vd-info.h"
 #include "src/vd-io.h"
 #include "src/vd-ro-cache.h"
+#include "src/vd-stream.h"
 
 #define XZ_MAGIC                                                                                   \
     "\xfd"                                                                                         \
@@ -73,13 +75,6 @@
 #define XZ_COMPLETE_ALL  8
 #define XZ_COSTLY_DECODE (16u << 20) /* to decode before a read: not for a probe */
 
-typedef struct {
-    uint64_t start; /* uncompressed offset of the block */
-    uint64_t len;
-    uint8_t *data;
-    gint64 used;
-} XzCached;
-
 typedef struct XzDecoder XzDecoder;
 
 typedef struct {
@@ -89,7 +84,6 @@ typedef struct {
     lzma_index *index; /* immutable after open: iterated by readers side by side */
     VdRoCache *blocks; /* decoded blocks of up to XZ_CACHE_BLOCK, by uncompressed start */
     GMutex lock;       /* guards the stream below */
-    gint64 clock;
     /* The stream over a block too big to cache: its decoder, where in the
      * block it stands, and where its input goes on. */
     lzma_stream strm;
@@ -101,7 +95,7 @@ typedef struct {
     uint64_t strm_in;       /* compressed file offset of the next input */
     uint64_t strm_in_end;   /* end of the block's compressed data */
     uint8_t *inbuf;
-    XzCached win[XZ_WINDOWS]; /* decoded windows of the streamed block */
+    VdRoCache *windows; /* decoded windows of the streamed blocks, by offset */
     /* Blocks decoded on to their end in the background after a partial
      * decode: their decoders, and the jobs that run them. */
     GMutex complete_lock;
@@ -579,20 +573,6 @@ failed:
     return false;
 }
 
-/* The kept window at wstart, or NULL; *victim, the one to reuse. */
-static XzCached *window_find(XzSource *x, uint64_t wstart, XzCached **victim)
-{
-    XzCached *w = NULL;
-    *victim = &x->win[0];
-    for (unsigned i = 0; i < XZ_WINDOWS; i++) {
-        if (x->win[i].data != NULL && x->win[i].start == wstart)
-            w = &x->win[i];
-        if (x->win[i].used < (*victim)->used)
-            *victim = &x->win[i];
-    }
-    return w;
-}
-
 static void stream_drop(XzSource *x)
 {
     lzma_end(&x->strm);
@@ -601,40 +581,21 @@ static void stream_drop(XzSource *x)
     x->strm_reserved = 0;
 }
 
-/* Decode the stream's next window (at strm_pos, window-aligned) into a
- * kept one, or past it when it is kept already. */
-static bool stream_next_window(XzSource *x, uint64_t bend, GError **error)
+/* The stream's next len bytes (VdStreamDecodeFunc). */
+static bool stream_forward(gpointer user, uint8_t *out, uint64_t len, GError **error)
 {
-    uint64_t wstart = x->strm_pos;
-    uint64_t wlen = MIN((uint64_t)XZ_WINDOW, bend - wstart);
-    XzCached *victim;
-    bool keep = window_find(x, wstart, &victim) == NULL;
-    uint8_t *data = NULL;
-    if (keep) {
-        data = victim->data ? victim->data : g_malloc(XZ_WINDOW);
-        victim->data = NULL;
-    }
-    if (!decode_into(x, &x->strm, x->inbuf, &x->strm_in, x->strm_in_end, data, wlen, error)) {
-        g_free(data);
-        stream_drop(x);
+    XzSource *x = user;
+    if (!decode_into(x, &x->strm, x->inbuf, &x->strm_in, x->strm_in_end, out, len, error))
         return false;
-    }
-    x->strm_pos = wstart + wlen;
-    __atomic_add_fetch(&x->decoded, wlen, __ATOMIC_RELAXED);
-    if (keep)
-        *victim = (XzCached){.start = wstart, .len = wlen, .data = data, .used = ++x->clock};
+    __atomic_add_fetch(&x->decoded, len, __ATOMIC_RELAXED);
     return true;
 }
 
-/* Bring the stream to window wstart of the block iter describes and
- * decode that window into a kept one (restarting the stream at the
- * block's start when it went past). The windows it passes on the way
- * are kept too, the last XZ_WINDOWS_PASSED of them: the kernel's
- * read-ahead and concurrent readers ask for sequential ranges out of
- * order, and a window passed and dropped would cost a restart from the
- * block's start when its read comes a moment later. */
-static XzCached *stream_window(XzSource *x, const lzma_index_iter *it, uint64_t wstart,
-                               GError **error)
+/* Window wstart of the block iter describes, decoded by the stream,
+ * brought there first (vd-stream.h; started again at the block's start
+ * when it went past). x->lock held. */
+static GBytes *stream_window(XzSource *x, const lzma_index_iter *it, uint64_t wstart,
+                             GError **error)
 {
     uint64_t block = it->block.uncompressed_file_offset;
     uint64_t bend = block + it->block.uncompressed_size;
@@ -661,45 +622,60 @@ static XzCached *stream_window(XzSource *x, const lzma_index_iter *it, uint64_t 
         x->strm_pos = block;
         __atomic_add_fetch(&x->restarts, 1, __ATOMIC_RELAXED);
     }
-    uint64_t keep_from =
-        wstart - MIN(wstart - x->strm_pos, (uint64_t)XZ_WINDOWS_PASSED * XZ_WINDOW);
-    /* Far behind: past what is not kept, a window at a time, asking
-     * whether to stop (vd-interrupt.h); the stream stays where it got
-     * to, for the caller's next try. */
-    while (x->strm_pos < keep_from) {
-        uint64_t step = MIN(keep_from - x->strm_pos, (uint64_t)XZ_WINDOW);
-        if (vd_interrupted(x->ctx, x->name, error))
-            return NULL;
-        if (!decode_into(x, &x->strm, x->inbuf, &x->strm_in, x->strm_in_end, NULL, step, error)) {
+    VdStreamWindows sw = {x->windows, XZ_WINDOW, XZ_WINDOWS_PASSED, stream_forward, x,
+                          x->ctx,     x->name};
+    bool stopped;
+    if (!vd_stream_pass(&sw, &x->strm_pos, wstart, &stopped, error)) {
+        if (!stopped)
             stream_drop(x);
-            return NULL;
-        }
-        __atomic_add_fetch(&x->decoded, step, __ATOMIC_RELAXED);
-        x->strm_pos += step;
+        return NULL;
     }
-    while (x->strm_pos <= wstart) {
-        if (vd_interrupted(x->ctx, x->name, error) || !stream_next_window(x, bend, error))
-            return NULL;
+    uint64_t wlen = MIN((uint64_t)XZ_WINDOW, bend - wstart);
+    uint8_t *data = g_malloc(wlen);
+    if (!stream_forward(x, data, wlen, error)) {
+        g_free(data);
+        stream_drop(x);
+        return NULL;
     }
-    XzCached *victim;
-    return window_find(x, wstart, &victim);
+    x->strm_pos += wlen;
+    return g_bytes_new_take(data, wlen);
+}
+
+typedef struct {
+    XzSource *x;
+    const lzma_index_iter *it; /* the streamed block */
+} XzStreamRequest;
+
+/* A window of a streamed block, for the window cache (key: its offset). */
+static GBytes *decode_stream_window(gpointer user, uint64_t key, GError **error)
+{
+    XzStreamRequest *req = user;
+    XzSource *x = req->x;
+    /* One stream per file: its readers take turns. */
+    g_mutex_lock(&x->lock);
+    /* Passed by the stream while this reader waited for it. */
+    GBytes *w = vd_ro_cache_get(x->windows, key);
+    if (w == NULL)
+        w = stream_window(x, req->it, key, error);
+    g_mutex_unlock(&x->lock);
+    return w;
 }
 
 static bool read_streamed(XzSource *x, const lzma_index_iter *it, uint8_t *buf, size_t len,
                           uint64_t off, GError **error)
 {
     uint64_t block = it->block.uncompressed_file_offset;
-    uint64_t bend = block + it->block.uncompressed_size;
+    XzStreamRequest req = {.x = x, .it = it};
     while (len > 0) {
         uint64_t wstart = block + (off - block) / XZ_WINDOW * XZ_WINDOW;
-        uint64_t wlen = MIN((uint64_t)XZ_WINDOW, bend - wstart);
-        XzCached *victim;
-        XzCached *w = window_find(x, wstart, &victim);
-        if (w == NULL && (w = stream_window(x, it, wstart, error)) == NULL)
+        g_autoptr(GBytes) w =
+            vd_ro_cache_fetch(x->windows, wstart, decode_stream_window, &req, error);
+        if (w == NULL)
             return false;
-        w->used = ++x->clock;
-        size_t n = (size_t)MIN((uint64_t)len, wstart + wlen - off);
-        memcpy(buf, w->data + (off - wstart), n);
+        gsize have;
+        const uint8_t *d = g_bytes_get_data(w, &have);
+        size_t n = (size_t)MIN((uint64_t)len, wstart + have - off);
+        memcpy(buf, d + (off - wstart), n);
         buf += n;
         off += n;
         len -= n;
@@ -726,10 +702,7 @@ static bool xz_pread(void *opaque, void *buf, size_t len, uint64_t off, GError *
         if (it.block.uncompressed_size <= XZ_CACHE_BLOCK) {
             ok = read_cached(x, &it, p, n, off, error);
         } else {
-            /* One stream per file: its readers take turns. */
-            g_mutex_lock(&x->lock);
             ok = read_streamed(x, &it, p, n, off, error);
-            g_mutex_unlock(&x->lock);
         }
         p += n;
         off += n;
@@ -755,8 +728,8 @@ static void xz_close(void *opaque)
     g_cond_clear(&x->complete_done);
     g_hash_table_destroy(x->damaged);
     vd_ro_cache_free(x->blocks);
-    for (unsigned i = 0; i < XZ_WINDOWS; i++)
-        g_free(x->win[i].data);
+    if (x->windows != NULL)
+        vd_ro_cache_free(x->windows);
     if (x->strm_live)
         stream_drop(x);
     vd_context_unref(x->ctx);
@@ -860,13 +833,19 @@ static bool xz_open(VdContext *ctx, int fd, const char *path, const char *name,
     x->damaged = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
     /* The cache's unit: the largest block it will hold. */
     uint64_t unit = 1;
+    bool large = false;
     lzma_index_iter it;
     lzma_index_iter_init(&it, idx);
     while (!lzma_index_iter_next(&it, LZMA_INDEX_ITER_NONEMPTY_BLOCK)) {
         if (it.block.uncompressed_size <= XZ_CACHE_BLOCK)
             unit = MAX(unit, it.block.uncompressed_size);
+        else
+            large = true;
     }
     x->blocks = vd_ro_cache_new(ctx->decode_cache_bytes, unit);
+    if (large)
+        x->windows = vd_ro_cache_new(MAX(ctx->decode_cache_bytes, (uint64_t)XZ_WINDOWS * XZ_WINDOW),
+                                     XZ_WINDOW);
     *ops = &xz_ops;
     *opaque = x;
     *size = lzma_index_uncompressed_size(idx);

@@ -6,6 +6,8 @@
 
 #include "src/vd-ro-cache.h"
 #include "src/vd-error.h"
+#include "src/vd-interrupt.h"
+#include "src/vd-stream.h"
 
 /* A decoder that counts its calls: chunk key is 64 bytes of the key's low
  * byte, made after sleep_usec; keys in fail_key fail; with
@@ -146,6 +148,81 @@ static void test_single_flight_interrupted(void)
         g_bytes_unref(r[i].got);
     }
     g_assert_cmpint(stopped, ==, 1);
+    vd_ro_cache_free(c);
+}
+
+/* A stream whose byte at offset p is p's window number: counts what it
+ * decodes and into where. */
+typedef struct {
+    uint64_t pos;
+    unsigned decodes, kept;
+} FakeStream;
+
+static bool fake_decode(gpointer user, uint8_t *out, uint64_t len, GError **error)
+{
+    (void)error;
+    FakeStream *f = user;
+    if (out != NULL) {
+        memset(out, (int)(f->pos / 64), len);
+        f->kept++;
+    }
+    f->pos += len;
+    f->decodes++;
+    return true;
+}
+
+static int polls_left;
+
+static bool poll_countdown(void *data)
+{
+    (void)data;
+    return polls_left-- <= 0;
+}
+
+/* vd_stream_pass: the windows on the way are decoded, the last keep of
+ * them that the cache lacks put there; an interrupt stops it between
+ * windows, the position kept. */
+static void test_stream_pass(void)
+{
+    VdRoCache *c = vd_ro_cache_new(16 * 64, 64);
+    FakeStream f = {0};
+    VdStreamWindows sw = {
+        .cache = c, .window = 64, .keep = 3, .decode = fake_decode, .user = &f, .name = "fake"};
+    uint64_t pos = 0;
+    bool stopped = true;
+    GError *err = NULL;
+    g_assert_true(vd_stream_pass(&sw, &pos, 10 * 64, &stopped, &err));
+    g_assert_no_error(err);
+    g_assert_false(stopped);
+    g_assert_cmpuint(pos, ==, 10 * 64);
+    g_assert_cmpuint(f.decodes, ==, 10);
+    g_assert_cmpuint(f.kept, ==, 3);
+    for (uint64_t w = 0; w < 10; w++) {
+        GBytes *b = vd_ro_cache_get(c, w * 64);
+        g_assert_true((b != NULL) == (w >= 7));
+        if (b != NULL) {
+            g_assert_cmpuint(((const uint8_t *)g_bytes_get_data(b, NULL))[0], ==, w);
+            g_bytes_unref(b);
+        }
+    }
+    /* Kept already (8 and 9): passed over, not decoded into again. */
+    f = (FakeStream){.pos = 6 * 64};
+    pos = 6 * 64;
+    g_assert_true(vd_stream_pass(&sw, &pos, 11 * 64, &stopped, &err));
+    g_assert_cmpuint(f.decodes, ==, 5);
+    g_assert_cmpuint(f.kept, ==, 1);
+    /* Stopped after two windows: where it got to. */
+    f = (FakeStream){.pos = 20 * 64};
+    pos = 20 * 64;
+    polls_left = 2;
+    vd_interrupt_enter(poll_countdown, NULL);
+    g_assert_false(vd_stream_pass(&sw, &pos, 30 * 64, &stopped, &err));
+    vd_interrupt_leave();
+    g_assert_error(err, VD_ERROR, EINTR);
+    g_clear_error(&err);
+    g_assert_true(stopped);
+    g_assert_cmpuint(pos, ==, 22 * 64);
+    g_assert_cmpuint(f.pos, ==, pos);
     vd_ro_cache_free(c);
 }
 
@@ -401,6 +478,7 @@ int main(int argc, char **argv)
     g_test_add_func("/ro-cache/single-flight", test_single_flight);
     g_test_add_func("/ro-cache/single-flight-error", test_single_flight_error);
     g_test_add_func("/ro-cache/single-flight-interrupted", test_single_flight_interrupted);
+    g_test_add_func("/ro-cache/stream-pass", test_stream_pass);
     g_test_add_func("/ro-cache/concurrent-readers", test_concurrent_readers);
     g_test_add_func("/ro-cache/serial-thrash", test_serial_thrash);
     g_test_add_func("/ro-cache/shared-bound", test_shared_bound);
